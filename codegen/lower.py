@@ -1,0 +1,129 @@
+"""Lowering a quantized graph to a hardware model: the plain numbers every backend lays
+out. Python computes every number here; templates only lay text out.
+
+Backends are data: each declares the IR ops it supports; :func:`lower` refuses a graph
+with any other op before a file is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import FixedType, Graph
+from .naming import sanitize
+
+
+class BackendError(Exception):
+    """The design cannot be generated for a target; nothing has been written."""
+
+
+# IR ops a lowered model may contain, and what each becomes.
+LOWERABLE_OPS = frozenset({"Dense", "Reshape"})
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    """``y[n] = sat(round_half_up((b[n] + sum_k x[k] * w[n, k]) >> shift), lo, hi)``.
+
+    ``shift`` may be <= 0 (then it is an exact left shift by ``-shift``). ``lo``/``hi``
+    are the output range; a fused Relu shows up as ``lo == 0``.
+    """
+
+    name: str
+    n_in: int
+    n_out: int
+    in_t: FixedType
+    w_t: FixedType
+    out_t: FixedType
+    weights: np.ndarray = field(repr=False)  # (n_out, n_in) int64
+    bias: np.ndarray = field(repr=False)  # (n_out,) int64, at the accumulator scale
+    acc_width: int
+    shift: int
+    lo: int
+    hi: int
+    relu: bool
+
+    @property
+    def macs(self) -> int:
+        return self.n_in * self.n_out
+
+    @property
+    def bias_width(self) -> int:
+        m = int(np.abs(self.bias).max()) if self.bias.size else 0
+        w = 2
+        while m > (1 << (w - 1)) - 1:
+            w += 1
+        return w
+
+
+@dataclass(frozen=True)
+class HwModel:
+    name: str
+    in_t: FixedType
+    out_t: FixedType
+    n_in: int
+    n_out: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    layers: tuple[DenseLayer, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+
+def lower(q: Graph, target: str = "any") -> HwModel:
+    bad = [n for n in q.topo() if n.op not in LOWERABLE_OPS]
+    if bad:
+        n = bad[0]
+        raise BackendError(
+            f"target {target!r} cannot implement node {sanitize(n.name)!r} (op {n.op}); "
+            f"supported ops: {', '.join(sorted(LOWERABLE_OPS))}"
+        )
+    if len(q.inputs) != 1 or len(q.outputs) != 1:
+        raise BackendError("hardware targets need exactly one input and one output tensor")
+    used: set[str] = set()
+    layers = []
+    cur = q.inputs[0]
+    for node in q.topo():
+        if node.inputs[0] != cur:
+            raise BackendError(f"node {sanitize(node.name)!r} is not on a single chain; branches are not supported yet")
+        cur = node.outputs[0]
+        if node.op == "Reshape":
+            continue
+        x, w, b = node.inputs
+        out_t = q.qtype(cur)
+        acc_frac = q.qtype(x).frac + q.qtype(w).frac
+        relu = bool(node.attr("relu"))
+        layers.append(DenseLayer(
+            name=sanitize(node.name, used, prefix="layer"),
+            n_in=q.shape(w)[1], n_out=q.shape(w)[0],
+            in_t=q.qtype(x), w_t=q.qtype(w), out_t=out_t,
+            weights=np.asarray(q.consts[w], dtype=np.int64),
+            bias=np.asarray(q.consts[b], dtype=np.int64),
+            acc_width=int(node.attr("acc_width")),
+            shift=acc_frac - out_t.frac,
+            lo=max(out_t.lo, 0) if relu else out_t.lo, hi=out_t.hi, relu=relu,
+        ))
+    if cur != q.outputs[0]:
+        raise BackendError("the graph output is not at the end of the layer chain")
+    if not layers:
+        raise BackendError("the model has no layer to implement")
+    in_name = q.inputs[0]
+    return HwModel(
+        name=sanitize(q.name, prefix="model"),
+        in_t=q.qtype(in_name), out_t=q.qtype(cur),
+        n_in=int(np.prod(q.shape(in_name))), n_out=int(np.prod(q.shape(cur))),
+        input_shape=q.shape(in_name), output_shape=q.shape(cur),
+        layers=tuple(layers),
+    )
+
+
+def c_int_type(width: int, signed: bool) -> str:
+    """The smallest <stdint.h> type holding ``width`` bits."""
+    for bits in (8, 16, 32, 64):
+        if width <= bits:
+            return f"{'' if signed else 'u'}int{bits}_t"
+    raise BackendError(f"no C integer type holds {width} bits")

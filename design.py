@@ -1,0 +1,392 @@
+"""The Design: one object holding a compiled model, as notebooks want it.
+
+    design = nnforge.compile("model.onnx", calibration=x_cal, bits=8)
+    y_int = design.predict(x)                 # golden integer model
+    design.write("out/", targets=["c", "hls", "verilog"])
+    result = design.verify(x, y)              # every backend against golden
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .codegen import c as c_backend
+from .codegen import hls as hls_backend
+from .codegen.lower import BackendError, HwModel, lower
+from .ir import Graph, dequantize, quantize_float, run_float, run_int
+from .ir.serialize import from_dict, to_dict
+from .passes import QuantConfig, calibrate_minmax, quantize, run_float_pipeline
+from .sim.progress import QUIET, Progress
+
+TARGETS = ("c", "hls", "verilog")
+BACKENDS = ("golden",) + TARGETS
+PARALLELISM = ("sequential", "balanced", "parallel")
+FORMAT_VERSION = 1
+HLS_TB_SAMPLES = 16
+
+
+class DataError(ValueError):
+    """Input data does not fit the model."""
+
+
+@dataclass
+class BackendResult:
+    samples: int
+    mismatches: int  # samples whose outputs differ from golden in any integer
+    accuracy: float | None = None
+    cycles_per_inference: float | None = None
+    latency_cycles: int | None = None
+    seconds: float = 0.0
+    first_mismatch: int | None = None
+
+    def as_dict(self) -> dict:
+        d = {"samples": self.samples, "mismatches": self.mismatches, "accuracy": self.accuracy,
+             "seconds": round(self.seconds, 3)}
+        if self.cycles_per_inference is not None:
+            d["cycles_per_inference"] = self.cycles_per_inference
+            d["latency_cycles"] = self.latency_cycles
+        if self.first_mismatch is not None:
+            d["first_mismatch"] = self.first_mismatch
+        return d
+
+
+@dataclass
+class VerifyResult:
+    samples: int
+    float_accuracy: float | None
+    backends: dict[str, BackendResult] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(b.mismatches == 0 for b in self.backends.values())
+
+    def as_dict(self) -> dict:
+        return {"samples": self.samples, "float_accuracy": self.float_accuracy,
+                "backends": {k: v.as_dict() for k, v in self.backends.items()}, "ok": self.ok}
+
+    def __str__(self) -> str:
+        lines = [f"{self.samples} samples; float model accuracy: {_pct(self.float_accuracy)}",
+                 f"{'backend':<10}{'samples':>9}{'mismatches':>12}{'accuracy':>10}{'cycles/inf':>12}"]
+        for name, b in self.backends.items():
+            cyc = f"{b.cycles_per_inference:.1f}" if b.cycles_per_inference is not None else "-"
+            lines.append(f"{name:<10}{b.samples:>9}{b.mismatches:>12}{_pct(b.accuracy):>10}{cyc:>12}")
+        lines.append("all backends match golden" if self.ok else "MISMATCH: some backend differs from golden")
+        return "\n".join(lines)
+
+
+def _pct(a: float | None) -> str:
+    return "-" if a is None else f"{100 * a:.2f}%"
+
+
+def _accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None:
+        return None
+    pred = outputs.reshape(len(outputs), -1).argmax(axis=1)
+    return float((pred == labels).mean())
+
+
+class Design:
+    """A compiled model: the float graph, the quantized graph, and what was chosen."""
+
+    def __init__(self, float_graph: Graph, qgraph: Graph, config: QuantConfig, source: str = "") -> None:
+        self.float_graph = float_graph  # as imported: the reference float model
+        self.qgraph = qgraph  # quantized: defines every integer result
+        self.config = config
+        self.source = source
+
+    # ---- shapes and types --------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.qgraph.shape(self.qgraph.inputs[0])
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.qgraph.shape(self.qgraph.outputs[0])
+
+    @property
+    def input_type(self):
+        return self.qgraph.qtype(self.qgraph.inputs[0])
+
+    @property
+    def output_type(self):
+        return self.qgraph.qtype(self.qgraph.outputs[0])
+
+    def hardware(self) -> HwModel:
+        return lower(self.qgraph)
+
+    def check_input(self, x) -> np.ndarray:
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu":
+            raise DataError(f"input data must be numeric, got dtype {x.dtype}")
+        if x.ndim == len(self.input_shape):
+            x = x[None]
+        if tuple(x.shape[1:]) != self.input_shape:
+            want = ", ".join(["N", *map(str, self.input_shape)])
+            raise DataError(f"input data has shape {tuple(x.shape)}, the model needs ({want})")
+        return x.astype(np.float32)
+
+    # ---- running --------------------------------------------------------------------
+    def quantize_input(self, x) -> np.ndarray:
+        return quantize_float(self.check_input(x), self.input_type)
+
+    def predict(self, x) -> np.ndarray:
+        """Golden integer outputs (int64) for float inputs ``x``."""
+        return run_int(self.qgraph, self.quantize_input(x))[0]
+
+    def predict_int(self, x_int) -> np.ndarray:
+        """Golden integer outputs for inputs already in the input's fixed-point type."""
+        return run_int(self.qgraph, np.asarray(x_int))[0]
+
+    def predict_dequantized(self, x) -> np.ndarray:
+        """Golden outputs scaled back to real values (softmax is not applied)."""
+        return dequantize(self.predict(x), self.output_type)
+
+    def predict_float(self, x) -> np.ndarray:
+        """The original float model (including a final softmax)."""
+        return run_float(self.float_graph, self.check_input(x))[0]
+
+    # ---- reporting ------------------------------------------------------------------
+    def layers(self) -> list[dict]:
+        q = self.qgraph
+        rows = []
+        for n in q.topo():
+            row = {"name": n.name, "op": n.op, "input": str(q.qtype(n.inputs[0])),
+                   "output": str(q.qtype(n.outputs[0])), "shape": list(q.shape(n.outputs[0]))}
+            if n.op == "Dense":
+                row.update(weights=str(q.qtype(n.inputs[1])), acc_width=n.attr("acc_width"),
+                           relu=bool(n.attr("relu")), macs=int(np.prod(q.shape(n.inputs[1]))))
+            rows.append(row)
+        return rows
+
+    def summary(self) -> str:
+        lines = [f"model {self.qgraph.name}: input {self.input_shape} {self.input_type}, "
+                 f"output {self.output_shape} {self.output_type}",
+                 f"{'layer':<16}{'op':<9}{'in':>8}{'weights':>9}{'acc':>6}{'out':>8}{'MACs':>8}"]
+        for r in self.layers():
+            lines.append(f"{r['name'][:15]:<16}{r['op'] + ('+relu' if r.get('relu') else ''):<9}"
+                         f"{r['input']:>8}{r.get('weights', '-'):>9}{r.get('acc_width', '-')!s:>6}"
+                         f"{r['output']:>8}{r.get('macs', '-')!s:>8}")
+        return "\n".join(lines)
+
+    __repr__ = summary
+
+    # ---- writing --------------------------------------------------------------------
+    def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
+              progress: Progress = QUIET) -> Path:
+        """Write every target's sources into ``outdir``, atomically: everything is built in
+        a temporary folder beside it and moved into place only when complete."""
+        targets = _check_names(targets, TARGETS, "target")
+        if parallelism not in PARALLELISM:
+            raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
+        hw = self.hardware()  # refuses unsupported graphs before any file exists
+        outdir = Path(outdir)
+        if outdir.exists() and (not outdir.is_dir() or (any(outdir.iterdir()) and not (outdir / "design.json").exists())):
+            raise FileExistsError(f"{outdir} exists and is not an nnforge output folder; refusing to overwrite it")
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
+        try:
+            info = self._write_into(tmp, hw, targets, parallelism, progress)
+            (tmp / "report.json").write_text(json.dumps(info, indent=2) + "\n")
+            (tmp / "report.txt").write_text(self._report_text(info))
+            _replace_dir(tmp, outdir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        progress(f"wrote {', '.join(targets)} to {outdir}")
+        return outdir
+
+    def _write_into(self, tmp: Path, hw: HwModel, targets, parallelism, progress) -> dict:
+        self.save(tmp)
+        info: dict = {"model": self.qgraph.name, "source": self.source, "targets": list(targets),
+                      "quantization": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
+                                       "calibration": "minmax"},
+                      "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
+                      "output": {"shape": list(self.output_shape), "type": str(self.output_type),
+                                 "softmax_on_host": bool(self.qgraph.meta.get("output_softmax"))},
+                      "layers": self.layers(), "macs": hw.macs}
+        softmax = bool(self.qgraph.meta.get("output_softmax"))
+        if "c" in targets:
+            progress("writing C")
+            c_backend.write(hw, tmp / "c", softmax=softmax)
+        if "hls" in targets:
+            progress("writing HLS C++")
+            tb_x = self._tb_vectors(hw)
+            hls_backend.write(hw, tmp / "hls", tb_x, self.predict_int(tb_x))
+        if "verilog" in targets:
+            from .codegen import verilog as verilog_backend
+
+            progress(f"writing Verilog ({parallelism})")
+            info["verilog"] = verilog_backend.write(hw, tmp / "verilog", parallelism=parallelism)
+        return info
+
+    def _tb_vectors(self, hw: HwModel) -> np.ndarray:
+        """Deterministic vectors spanning the input type, for the HLS C-sim testbench."""
+        rng = np.random.default_rng(0)
+        t = hw.in_t
+        x = rng.integers(t.lo, t.hi + 1, size=(HLS_TB_SAMPLES, *self.input_shape))
+        x[0], x[1] = t.lo, t.hi
+        return x
+
+    def _report_text(self, info: dict) -> str:
+        lines = [self.summary(), "", f"MACs per inference: {info['macs']}"]
+        v = info.get("verilog")
+        if v:
+            lines.append(f"Verilog: latency {v['latency_cycles']} cycles, initiation interval "
+                         f"{v['initiation_interval']} cycles, {v['multipliers']} multipliers")
+            for layer in v["layers"]:
+                lines.append(f"  {layer['name']:<16} PE {layer['pe']:>3} SIMD {layer['simd']:>3} "
+                             f"latency {layer['latency_cycles']:>6} II {layer['initiation_interval']:>6}")
+        if info["output"]["softmax_on_host"]:
+            lines.append("The model ends in Softmax: the hardware outputs the logits; the float "
+                         "wrapper applies softmax.")
+        return "\n".join(lines) + "\n"
+
+    # ---- persistence ----------------------------------------------------------------
+    def save(self, folder) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, farrays = to_dict(self.float_graph, "float")
+        qd, qarrays = to_dict(self.qgraph, "quant")
+        doc = {"format": FORMAT_VERSION, "source": self.source,
+               "config": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits},
+               "float_graph": fd, "quantized_graph": qd}
+        np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
+        (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder) -> "Design":
+        folder = Path(folder)
+        path = folder / "design.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not an nnforge output folder (no design.json)")
+        doc = json.loads(path.read_text())
+        if doc.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{path}: unknown format {doc.get('format')!r}")
+        with np.load(folder / "design_arrays.npz", allow_pickle=False) as arrays:
+            fg = from_dict(doc["float_graph"], arrays)
+            qg = from_dict(doc["quantized_graph"], arrays)
+        return cls(fg, qg, QuantConfig(**doc["config"]), doc.get("source", ""))
+
+    # ---- verification ---------------------------------------------------------------
+    def verify(self, x, y=None, backends: Sequence[str] = BACKENDS, outdir=None,
+               limit: int | None = None, parallelism: str = "balanced",
+               progress: Progress = QUIET) -> VerifyResult:
+        """Run each backend on ``x`` and compare every output integer with golden.
+
+        ``outdir`` is a folder written by :meth:`write`; without it the sources are
+        written to a temporary folder first.
+        """
+        backends = _check_names(backends, BACKENDS, "backend")
+        x = self.check_input(x)
+        labels = None if y is None else np.asarray(y).reshape(-1)
+        if labels is not None and len(labels) != len(x):
+            raise DataError(f"{len(x)} samples but {len(labels)} labels")
+        if limit is not None:
+            x, labels = x[:limit], None if labels is None else labels[:limit]
+        x_int = self.quantize_input(x)
+        golden = self.predict_int(x_int)
+        result = VerifyResult(len(x), _accuracy(run_float(self.float_graph, x)[0], labels))
+        tmp = None
+        if outdir is None and set(backends) - {"golden"}:
+            tmp = Path(tempfile.mkdtemp(prefix="nnforge-verify-"))
+            outdir = self.write(tmp / "out", targets=[b for b in backends if b != "golden"],
+                                parallelism=parallelism, progress=progress)
+        try:
+            for b in backends:
+                t0 = time.monotonic()
+                if b == "golden":
+                    run_y, extra = golden, None
+                else:
+                    src = Path(outdir) / b
+                    if not src.is_dir():
+                        raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
+                    extra = _run_backend(b, self.hardware(), src, Path(outdir) / "build" / b, x_int, progress)
+                    run_y = extra.y.reshape(golden.shape)
+                diff = np.any(run_y.reshape(len(x), -1) != golden.reshape(len(x), -1), axis=1)
+                bad = np.flatnonzero(diff)
+                result.backends[b] = BackendResult(
+                    samples=len(x), mismatches=int(diff.sum()), accuracy=_accuracy(run_y, labels),
+                    cycles_per_inference=getattr(extra, "cycles_per_inference", None),
+                    latency_cycles=getattr(extra, "latency_cycles", None),
+                    seconds=time.monotonic() - t0, first_mismatch=int(bad[0]) if len(bad) else None)
+                progress(f"{b}: {len(x)} samples, {int(diff.sum())} mismatches")
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return result
+
+
+def _run_backend(name: str, hw: HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
+    x_flat = x_int.reshape(len(x_int), -1)
+    if name == "c":
+        from .sim.native import run_c
+
+        return run_c(hw, src, build, x_flat, progress)
+    if name == "hls":
+        from .sim.native import run_hls
+
+        return run_hls(hw, src, build, x_flat, progress)
+    if name == "verilog":
+        from .sim import verilog
+
+        return verilog.run(hw, src, build, x_flat, progress)
+    raise ValueError(name)
+
+
+def _check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
+    names = [n.strip() for n in names]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move ``new`` to ``dest``; an existing ``dest`` is swapped out whole, then removed."""
+    old = None
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        dest.rename(old)
+    try:
+        new.rename(dest)
+    except BaseException:
+        if old is not None:
+            old.rename(dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = None,
+            act_bits: int | None = None, progress: Progress = QUIET) -> Design:
+    """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
+    samples shaped like the model input, batch first) and quantize it."""
+    from .frontend import import_onnx
+
+    cfg = QuantConfig(weight_bits=weight_bits or bits, act_bits=act_bits or bits)
+    t0 = time.monotonic()
+    g = import_onnx(model)
+    progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
+    f = run_float_pipeline(g)
+    if calibration is None:
+        raise DataError("a float model needs calibration data (samples shaped like the model input)")
+    shell = Design(g, f, cfg)
+    x_cal = shell.check_input(calibration)
+    ranges = calibrate_minmax(f, x_cal)
+    q = quantize(f, ranges, cfg)
+    q.verify()
+    lower(q)  # fail now, not at write time, if no backend can implement it
+    progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations")
+    return Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
+
+
+__all__ = ["BackendError", "DataError", "Design", "VerifyResult", "compile"]

@@ -1,0 +1,371 @@
+"""ONNX -> Graph. The only module of nnforge that imports onnx.
+
+The model is checked with ``onnx.checker``, its batch axis is fixed to 1 and shapes are
+inferred; every node whose inputs are all known constants (including ``Shape`` of a
+statically shaped tensor) is folded with onnx's own reference evaluator; the remaining
+nodes are lowered to IR ops with per-sample shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import Graph, Node
+
+MIN_OPSET = 11
+
+# ONNX op type -> what it becomes. Anything else must be constant-foldable.
+SUPPORTED_OPS = (
+    "Add", "Cast", "Constant", "Dropout", "Flatten", "Gemm", "Identity", "MatMul", "Relu",
+    "Reshape", "Softmax",
+)
+
+_FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+class ImportError_(Exception):
+    """The model cannot be imported; the message says why and what would work."""
+
+
+class UnsupportedOpError(ImportError_):
+    pass
+
+
+def _onnx():
+    import onnx  # local: keeps `import nnforge` light
+
+    return onnx
+
+
+def load_model_proto(path: str | os.PathLike):
+    """Load and check an ONNX file; external tensor data must stay inside its folder."""
+    onnx = _onnx()
+    from onnx import external_data_helper
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImportError_(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends
+        raise ImportError_(f"{path}: not a readable ONNX model ({e})") from e
+    base = path.resolve().parent
+    for tensor in external_data_helper._get_all_tensors(model):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        loc = info.get("location", "")
+        target = (base / loc).resolve()
+        if os.path.isabs(loc) or not target.is_relative_to(base):
+            raise ImportError_(
+                f"{path}: tensor {tensor.name!r} stores its data at {loc!r}, outside the "
+                f"model's folder; refusing to read it"
+            )
+        if not target.is_file():
+            raise ImportError_(f"{path}: external data file {loc!r} of tensor {tensor.name!r} is missing")
+    external_data_helper.load_external_data_for_model(model, str(base))
+    return model
+
+
+def import_onnx(model_or_path) -> Graph:
+    """Import an ONNX model (a path or a ModelProto) into a :class:`Graph`."""
+    onnx = _onnx()
+    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_model_proto(model_or_path)
+    return _Importer(model).run()
+
+
+class _Importer:
+    def __init__(self, model) -> None:
+        onnx = _onnx()
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as e:
+            raise ImportError_(f"the model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        self.opset = 0
+        for imp in model.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                self.opset = imp.version
+        if self.opset < MIN_OPSET:
+            raise ImportError_(f"the model uses opset {self.opset}; nnforge needs opset {MIN_OPSET} or newer")
+        self.model = self._fix_batch(model)
+        try:
+            self.model = onnx.shape_inference.infer_shapes(self.model, strict_mode=True, data_prop=True)
+        except Exception as e:
+            raise ImportError_(f"ONNX shape inference failed: {e}") from e
+        graph = self.model.graph
+        self.g = Graph(_clean_name(graph.name) or "model")
+        self.values: dict[str, np.ndarray] = {}  # known constants
+        self.alias: dict[str, str] = {}  # tensor -> tensor it is identical to
+        self.full_shapes: dict[str, tuple[int, ...]] = {}  # with the batch axis
+        from onnx import numpy_helper
+
+        for init in graph.initializer:
+            self.values[init.name] = numpy_helper.to_array(init)
+        for vi in list(graph.value_info) + list(graph.output):
+            self._record_shape(vi)
+
+    @staticmethod
+    def _fix_batch(model):
+        """Give every graph input a batch axis of 1 so shapes become static."""
+        onnx = _onnx()
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        inits = {i.name for i in model.graph.initializer}
+        for inp in model.graph.input:
+            if inp.name in inits:
+                continue
+            tt = inp.type.tensor_type
+            if tt.elem_type not in _FLOAT_TYPES:
+                raise ImportError_(f"model input {inp.name!r} is not a float tensor")
+            dims = tt.shape.dim
+            if len(dims) < 2:
+                raise ImportError_(
+                    f"model input {inp.name!r} needs a batch axis first and at least one data axis"
+                )
+            d0 = dims[0]
+            if d0.HasField("dim_value") and d0.dim_value not in (0, 1):
+                raise ImportError_(
+                    f"model input {inp.name!r} has a fixed batch size of {d0.dim_value}; export it "
+                    f"with batch 1 or a symbolic batch axis"
+                )
+            d0.Clear()
+            d0.dim_value = 1
+            for i, d in enumerate(dims[1:], 1):
+                if not d.HasField("dim_value"):
+                    raise ImportError_(f"model input {inp.name!r}: axis {i} has no fixed size")
+            # intermediate shapes were inferred for the old batch axis; recompute them
+        del model.graph.value_info[:]
+        for out in model.graph.output:
+            out.type.tensor_type.ClearField("shape")
+        return model
+
+    def _record_shape(self, vi) -> None:
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            self.full_shapes[vi.name] = tuple(d.dim_value for d in tt.shape.dim)
+
+    # ---- helpers --------------------------------------------------------------------
+    def _name(self, t: str) -> str:
+        while t in self.alias:
+            t = self.alias[t]
+        return t
+
+    def _const(self, t: str) -> np.ndarray | None:
+        return self.values.get(t)
+
+    def _is_activation(self, t: str) -> bool:
+        return self._name(t) in self.g.tensors and not self.g.is_const(self._name(t))
+
+    def _add_const(self, base: str, value: np.ndarray) -> str:
+        return self.g.add_const(self.g.fresh_name(base), np.asarray(value, dtype=np.float32))
+
+    def _emit(self, onode, op: str, inputs: list[str], attrs: dict | None = None) -> None:
+        out = onode.output[0]
+        name = self.g.fresh_name(onode.name or f"{onode.op_type}_{len(self.g)}")
+        self.g.add_node(Node(name, op, inputs, [out], attrs or {}))
+
+    def _fold(self, onode) -> bool:
+        """Evaluate a node whose inputs are all known; True if it was folded."""
+        ins = [i for i in onode.input if i]
+        if onode.op_type == "Shape" and ins and ins[0] in self.full_shapes and ins[0] not in self.values:
+            shape = np.array(self.full_shapes[ins[0]], dtype=np.int64)
+            start = next((a.i for a in onode.attribute if a.name == "start"), 0)
+            end = next((a.i for a in onode.attribute if a.name == "end"), None)
+            self.values[onode.output[0]] = shape[start:end]
+            return True
+        if not all(i in self.values for i in ins):
+            return False
+        from onnx import helper
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {f"i{k}": self.values[i] for k, i in enumerate(onode.input) if i}
+        node = helper.make_node(
+            onode.op_type,
+            [f"i{k}" if i else "" for k, i in enumerate(onode.input)],
+            [f"o{k}" for k in range(len(onode.output))],
+            domain=onode.domain,
+        )
+        node.attribute.extend(onode.attribute)
+        try:
+            outs = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+        except Exception as e:
+            raise ImportError_(f"constant folding of node {onode.name!r} ({onode.op_type}) failed: {e}") from e
+        for name, v in zip(onode.output, outs):
+            if name:
+                self.values[name] = np.asarray(v)
+        return True
+
+    # ---- the walk -------------------------------------------------------------------
+    def run(self) -> Graph:
+        onnx_graph = self.model.graph
+        inits = {i.name for i in onnx_graph.initializer}
+        for inp in onnx_graph.input:
+            if inp.name in inits:
+                continue
+            dims = tuple(d.dim_value for d in inp.type.tensor_type.shape.dim)
+            self.full_shapes[inp.name] = dims
+            self.g.add_input(inp.name, dims[1:])
+
+        pending = [n for n in onnx_graph.node]
+        unsupported = [
+            n for n in pending
+            if n.op_type not in SUPPORTED_OPS and n.domain in ("", "ai.onnx")
+            and not self._foldable_later(n)
+        ] + [n for n in pending if n.domain not in ("", "ai.onnx")]
+        if unsupported:
+            first = unsupported[0]
+            others = "" if len(unsupported) == 1 else f" (and {len(unsupported) - 1} more unsupported nodes)"
+            raise UnsupportedOpError(
+                f"node {first.name or '(unnamed)'!r} has op type {first.op_type!r}"
+                f"{' in domain ' + repr(first.domain) if first.domain else ''}, which nnforge does not "
+                f"support{others}. Supported ops: {', '.join(SUPPORTED_OPS)} (and any op whose "
+                f"inputs are all constants, which is folded)."
+            )
+        for onode in pending:
+            if self._fold(onode):
+                continue
+            getattr(self, f"_op_{onode.op_type}")(onode)
+
+        for out in onnx_graph.output:
+            t = self._name(out.name)
+            if t not in self.g.tensors or self.g.is_const(t):
+                raise ImportError_(f"model output {out.name!r} does not depend on the input")
+            self.g.outputs.append(t)
+        self.g.prune()
+        self.g.meta["opset"] = self.opset
+        self.g.verify()
+        return self.g
+
+    def _foldable_later(self, onode) -> bool:
+        """An unsupported op is acceptable only if its inputs are constants or static shapes."""
+        known = set(self.values)
+        for n in self.model.graph.node:
+            ins = [i for i in n.input if i]
+            if n.op_type == "Shape" or all(i in known for i in ins):
+                known.update(o for o in n.output if o)
+            if n is onode:
+                return all(i in known for i in ins) or (n.op_type == "Shape")
+        return False
+
+    # ---- per op ---------------------------------------------------------------------
+    def _attrs(self, onode) -> dict:
+        from onnx import helper
+
+        return {a.name: helper.get_attribute_value(a) for a in onode.attribute}
+
+    def _activation_input(self, onode, i: int = 0) -> str:
+        t = onode.input[i]
+        if not self._is_activation(t):
+            raise ImportError_(f"node {onode.name!r} ({onode.op_type}): input {i} must be computed from the model input")
+        return self._name(t)
+
+    def _op_Identity(self, onode) -> None:
+        self.alias[onode.output[0]] = self._activation_input(onode)
+
+    def _op_Dropout(self, onode) -> None:
+        if len(onode.input) > 2 and onode.input[2]:
+            mode = self._const(onode.input[2])
+            if mode is None or bool(mode):
+                raise ImportError_(f"node {onode.name!r}: Dropout in training mode cannot be compiled")
+        self.alias[onode.output[0]] = self._activation_input(onode)
+        if len(onode.output) > 1 and onode.output[1]:
+            raise ImportError_(f"node {onode.name!r}: the Dropout mask output is not supported")
+
+    def _op_Cast(self, onode) -> None:
+        to = self._attrs(onode).get("to")
+        if to not in _FLOAT_TYPES:
+            raise ImportError_(f"node {onode.name!r}: Cast to a non-float type is not supported")
+        self.alias[onode.output[0]] = self._activation_input(onode)
+
+    def _op_Relu(self, onode) -> None:
+        self._emit(onode, "Relu", [self._activation_input(onode)])
+
+    def _op_Softmax(self, onode) -> None:
+        x = self._activation_input(onode)
+        rank = len(self.g.shape(x)) + 1
+        axis = self._attrs(onode).get("axis", -1 if self.opset >= 13 else 1)
+        axis = axis + rank if axis < 0 else axis
+        if axis == 0:
+            raise ImportError_(f"node {onode.name!r}: Softmax over the batch axis is not supported")
+        if self.opset < 13 and axis != rank - 1:
+            raise ImportError_(f"node {onode.name!r}: opset-{self.opset} Softmax over several axes is not supported")
+        self._emit(onode, "Softmax", [x], {"axis": axis - 1})
+
+    def _op_Flatten(self, onode) -> None:
+        x = self._activation_input(onode)
+        full = (1,) + self.g.shape(x)
+        axis = self._attrs(onode).get("axis", 1)
+        axis = axis + len(full) if axis < 0 else axis
+        if axis == 0:
+            raise ImportError_(f"node {onode.name!r}: Flatten with axis 0 would mix the batch axis")
+        target = (int(np.prod(full[1:axis], dtype=np.int64)), int(np.prod(full[axis:], dtype=np.int64)))
+        self._emit(onode, "Reshape", [x], {"shape": target[1:] if target[0] == 1 else target})
+
+    def _op_Reshape(self, onode) -> None:
+        x = self._activation_input(onode)
+        shape = self._const(onode.input[1])
+        if shape is None:
+            raise ImportError_(f"node {onode.name!r}: Reshape needs a constant target shape")
+        full = (1,) + self.g.shape(x)
+        target = [int(s) for s in shape]
+        if not self._attrs(onode).get("allowzero", 0):
+            target = [full[i] if s == 0 else s for i, s in enumerate(target)]
+        try:
+            out = np.empty(full, dtype=np.int8).reshape(target).shape
+        except ValueError as e:
+            raise ImportError_(f"node {onode.name!r}: cannot reshape {full} to {target}") from e
+        if not out or out[0] != 1:
+            raise ImportError_(f"node {onode.name!r}: Reshape to {tuple(target)} does not keep the batch axis first")
+        self._emit(onode, "Reshape", [x], {"shape": tuple(out[1:])})
+
+    def _op_Gemm(self, onode) -> None:
+        a = self._attrs(onode)
+        if a.get("transA", 0):
+            raise ImportError_(f"node {onode.name!r}: Gemm with transA is not supported")
+        x = self._activation_input(onode)
+        if len(self.g.shape(x)) != 1:
+            raise ImportError_(f"node {onode.name!r}: Gemm input must be 2-D (batch, features)")
+        w = self._const(onode.input[1])
+        if w is None:
+            raise ImportError_(f"node {onode.name!r}: Gemm needs constant weights (input B)")
+        ins = [x, self._add_const(f"{onode.name}_B", w)]
+        if len(onode.input) > 2 and onode.input[2]:
+            c = self._const(onode.input[2])
+            if c is None:
+                raise ImportError_(f"node {onode.name!r}: Gemm needs a constant bias (input C)")
+            n = w.shape[0] if a.get("transB", 0) else w.shape[1]
+            if c.size not in (1, n):
+                raise ImportError_(f"node {onode.name!r}: Gemm bias of shape {c.shape} is not per output")
+            ins.append(self._add_const(f"{onode.name}_C", np.broadcast_to(c.reshape(-1), (n,))))
+        attrs = {"alpha": float(a.get("alpha", 1.0)), "beta": float(a.get("beta", 1.0)), "transB": int(a.get("transB", 0))}
+        self._emit(onode, "Gemm", ins, attrs)
+
+    def _op_MatMul(self, onode) -> None:
+        x = self._activation_input(onode)
+        w = self._const(onode.input[1])
+        if w is None or w.ndim != 2:
+            raise ImportError_(f"node {onode.name!r}: MatMul needs a constant 2-D right operand")
+        self._emit(onode, "MatMul", [x, self._add_const(f"{onode.name}_B", w)])
+
+    def _op_Add(self, onode) -> None:
+        ins = []
+        for i in range(2):
+            t = onode.input[i]
+            c = self._const(t)
+            if c is None:
+                ins.append(self._activation_input(onode, i))
+                continue
+            other = self._name(onode.input[1 - i])
+            rank = len(self.g.shape(other)) if other in self.g.tensors else 0
+            while c.ndim > rank and c.shape[0] == 1:
+                c = c.reshape(c.shape[1:])  # drop broadcast batch axes
+            if c.ndim > rank:
+                raise ImportError_(f"node {onode.name!r}: Add constant of shape {c.shape} would broadcast over the batch")
+            ins.append(self._add_const(f"{onode.name}_c{i}", c))
+        self._emit(onode, "Add", ins)
+
+
+def _clean_name(s: str) -> str:
+    return "".join(ch for ch in s if ch.isalnum() or ch in "_-")[:64]

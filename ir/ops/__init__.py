@@ -1,0 +1,48 @@
+"""One op, one file: each module holds the attribute schema, the shape rule, the float
+reference and (where the op runs in the integer domain) the integer reference.
+
+These functions are the only semantics of an op: the interpreters, constant folding and
+the test oracles all call them. The table below lists the modules by reference.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+
+from . import add, dense, gemm, matmul, relu, reshape, softmax
+
+_MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
+OPS: dict[str, ModuleType] = {m.OP: m for m in _MODULES}
+
+
+def op_module(op: str) -> ModuleType:
+    try:
+        return OPS[op]
+    except KeyError:
+        raise KeyError(f"no IR op {op!r}; IR ops are {sorted(OPS)}") from None
+
+
+def check_attrs(node) -> None:
+    """Reject attributes an op's schema does not declare."""
+    schema = op_module(node.op).ATTRS
+    unknown = set(node.attrs) - set(schema)
+    if unknown:
+        raise ValueError(f"node {node.name!r} ({node.op}): unknown attributes {sorted(unknown)}")
+
+
+def infer_shapes(g, node) -> list[tuple[int, ...]]:
+    mod = op_module(node.op)
+    return [tuple(int(d) for d in s) for s in mod.shape(node.attrs, [g.shape(t) for t in node.inputs])]
+
+
+def float_ref(node, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    return op_module(node.op).float_ref(node.attrs, inputs)
+
+
+def int_ref(node, g, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    fn = getattr(op_module(node.op), "int_ref", None)
+    if fn is None:
+        raise NotImplementedError(f"op {node.op} has no integer semantics; a pass must lower it")
+    return fn(node, g, inputs)

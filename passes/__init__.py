@@ -1,0 +1,29 @@
+"""Passes over the graph IR. Each is a plain function ``(Graph) -> bool`` (changed) or
+returns a new graph; :data:`FLOAT_PIPELINE` lists, by reference and in order, what runs
+before calibration. Every pass runs a bounded number of times (once here)."""
+
+from __future__ import annotations
+
+from ..ir import Graph
+from .calibrate import Range, calibrate_minmax
+from .canonicalize import gemm_to_dense, matmul_add_to_dense
+from .fuse import fuse_dense_relu
+from .quantize import QuantConfig, QuantizeError, drop_output_softmax, quantize
+
+FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fuse_dense_relu, drop_output_softmax)
+
+
+def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
+    g = g.copy()
+    for p in FLOAT_PIPELINE:
+        p(g)
+        if verify:
+            g.verify()
+    return g
+
+
+__all__ = [
+    "FLOAT_PIPELINE", "QuantConfig", "QuantizeError", "Range", "calibrate_minmax",
+    "drop_output_softmax", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
+    "quantize", "run_float_pipeline",
+]

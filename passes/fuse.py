@@ -1,0 +1,24 @@
+"""Fusion of activations into the layer that produces their input."""
+
+from __future__ import annotations
+
+from ..ir import Graph
+
+
+def fuse_dense_relu(g: Graph) -> bool:
+    """``Relu(Dense(x, W, b))`` -> ``Dense(x, W, b, relu=True)`` when the Dense output has
+    no other reader: ``max(x @ W.T + b, 0)`` is then computed in one place."""
+    changed = False
+    for relu in [n for n in g.topo() if n.op == "Relu"]:
+        src = g.producer(relu.inputs[0])
+        if src is None or src.op != "Dense" or src.attr("relu"):
+            continue
+        if len(g.consumers(src.outputs[0])) != 1 or src.outputs[0] in g.outputs:
+            continue
+        g.remove_node(relu.name)
+        g.remove_node(src.name)
+        g.add_node(src.with_(outputs=relu.outputs, attrs={**src.attrs, "relu": True}))
+        changed = True
+    if changed:
+        g.prune()
+    return changed

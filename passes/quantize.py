@@ -1,0 +1,113 @@
+"""Post-training quantization to power-of-two fixed point.
+
+Every activation gets ``act_bits`` and every weight ``weight_bits``; the fractional bits
+are the largest that keep the calibrated range (or the weights' range) unsaturated
+(:func:`nnforge.ir.fixed.frac_for_range`). A tensor whose calibrated minimum is >= 0
+(the model input of image data, the output of a Relu) is unsigned, which buys one bit.
+
+Biases are stored at the accumulator scale ``frac(x) + frac(W)``. The accumulator width
+is derived from the quantized weights and the input type's range::
+
+    bound = max_n ( |b[n]| + sum_k |W[n, k]| * max(|x.lo|, |x.hi|) )
+
+which bounds every partial sum in any order of accumulation, so no backend can overflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import FixedType, Graph, quantize_float
+from ..ir.fixed import frac_for_range, signed_width_for
+from .calibrate import Range
+
+
+class QuantizeError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    weight_bits: int = 8
+    act_bits: int = 8
+
+    def __post_init__(self) -> None:
+        for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
+            if not 2 <= b <= 16:
+                raise ValueError(f"{what} width must be 2..16 bits, got {b}")
+
+
+def _act_type(r: Range, bits: int) -> FixedType:
+    signed = r.lo < 0
+    return FixedType(bits, frac_for_range(r.max_abs, bits, signed), signed)
+
+
+def drop_output_softmax(g: Graph) -> bool:
+    """A Softmax that produces a graph output is monotonic: the integer model outputs
+    its input (the logits) and ``g.meta['output_softmax']`` records the axis so the float
+    wrapper can apply it. A Softmax anywhere else is refused."""
+    changed = False
+    for node in [n for n in g.topo() if n.op == "Softmax"]:
+        out = node.outputs[0]
+        if out not in g.outputs or g.consumers(out):
+            raise QuantizeError(
+                f"node {node.name!r}: Softmax is supported only as the last op of the model"
+            )
+        g.remove_node(node.name)
+        g.outputs = [node.inputs[0] if t == out else t for t in g.outputs]
+        g.meta.setdefault("output_softmax", {})[node.inputs[0]] = node.attr("axis", -1)
+        changed = True
+    if changed:
+        g.prune()
+    return changed
+
+
+def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
+    """Return a quantized copy of ``g``: every tensor typed, constants as int64."""
+    q = g.copy()
+    for name in q.inputs:
+        q.set_qtype(name, _act_type(ranges[name], cfg.act_bits))
+    for node in q.topo():
+        out = node.outputs[0]
+        if node.op == "Dense":
+            _quantize_dense(q, node, ranges[out], cfg)
+        elif node.op == "Reshape":
+            q.set_qtype(out, q.qtype(node.inputs[0]))
+        elif node.op == "Relu":
+            t = q.qtype(node.inputs[0])
+            q.set_qtype(out, FixedType(t.width, t.frac, signed=False))
+        elif node.op == "Add":
+            for t in node.inputs:
+                if q.is_const(t):
+                    ct = FixedType(cfg.act_bits, frac_for_range(float(np.abs(q.consts[t]).max()), cfg.act_bits, True))
+                    q.consts[t] = quantize_float(q.consts[t], ct)
+                    q.set_qtype(t, ct)
+            q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
+        else:
+            raise QuantizeError(f"node {node.name!r}: op {node.op} cannot be quantized (a pass should have lowered it)")
+    return q
+
+
+def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+    x, w_name, b_name = node.inputs
+    x_t = q.qtype(x)
+    w = q.consts[w_name].astype(np.float64)
+    w_t = FixedType(cfg.weight_bits, frac_for_range(float(np.abs(w).max()), cfg.weight_bits, True))
+    w_q = quantize_float(w, w_t)
+    acc_frac = x_t.frac + w_t.frac
+    b = q.consts[b_name].astype(np.float64)
+    b_q = np.floor(np.ldexp(b, acc_frac) + 0.5).astype(np.int64)
+    x_mag = max(abs(x_t.lo), abs(x_t.hi))
+    bound = int(np.max(np.abs(b_q) + np.abs(w_q).sum(axis=1) * x_mag))
+    acc_width = signed_width_for(-bound, bound)
+    if acc_width > 62:
+        raise QuantizeError(f"node {node.name!r}: accumulator would need {acc_width} bits")
+    q.consts[w_name], q.consts[b_name] = w_q, b_q
+    q.set_qtype(w_name, w_t)
+    q.set_qtype(b_name, FixedType(acc_width, acc_frac))
+    relu = bool(node.attr("relu"))
+    out_t = _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits)
+    q.set_qtype(node.outputs[0], out_t)
+    q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))

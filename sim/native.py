@@ -1,0 +1,74 @@
+"""Build and run the C and HLS C++ sources natively (gcc / g++) on integer vectors."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from .progress import Progress
+from .result import SimRun
+from .tools import ToolError, find_tool, run_tool
+
+HARNESS = Path(__file__).resolve().parent / "harness"
+
+C_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+CXX_FLAGS = ["-std=c++14", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-unused-label"]
+
+
+def _digest(paths: list[Path], cmd: list[str]) -> str:
+    h = hashlib.sha256(" ".join(cmd).encode())
+    for p in paths:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build(compiler: str, sources: list[Path], include: Path, build_dir: Path, flags: list[str],
+          progress: Progress, libs: tuple[str, ...] = ()) -> Path:
+    """Compile ``sources`` to ``build_dir/harness``; reuse it when nothing changed."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    exe = build_dir / "harness"
+    cmd = [find_tool(compiler), *flags, "-I", str(include), *map(str, sources), "-o", str(exe), *libs]
+    stamp = build_dir / "harness.stamp"
+    key = _digest(sources + sorted(include.glob("*.h*")), cmd)
+    if exe.exists() and stamp.exists() and stamp.read_text() == key:
+        return exe
+    progress(f"{compiler}: compiling {', '.join(s.name for s in sources)}")
+    run_tool(cmd, what=f"{compiler} build")
+    stamp.write_text(key)
+    return exe
+
+
+def run_harness(exe: Path, x_int: np.ndarray, n_out: int, build_dir: Path) -> np.ndarray:
+    n = len(x_int)
+    fin, fout = build_dir / "in.bin", build_dir / "out.bin"
+    x32 = np.asarray(x_int, dtype=np.int64)
+    if x32.size and (x32.min() < -(2**31) or x32.max() >= 2**31):
+        raise ValueError("harness inputs must fit in int32")
+    x32.astype("<i4").tofile(fin)
+    proc = subprocess.run([str(exe), str(fin), str(fout), str(n)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{exe.name} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    y = np.fromfile(fout, dtype="<i4").astype(np.int64)
+    if y.size != n * n_out:
+        raise ToolError(f"{exe.name} wrote {y.size} values, expected {n * n_out}")
+    return y.reshape(n, n_out)
+
+
+def run_c(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
+    """Compile the C backend with gcc -std=c99 -Wall -Wextra -Werror and run it."""
+    sources = [src_dir / "nnforge_model.c", HARNESS / "c_main.c"]
+    exe = build("gcc", sources, src_dir, build_dir, C_FLAGS, progress, libs=("-lm",))
+    progress(f"c: running {len(x_int)} samples")
+    return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))
+
+
+def run_hls(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
+    """C simulation of the HLS C++ backend with plain g++ (no vendor headers)."""
+    sources = [src_dir / "nnforge_hls.cpp", HARNESS / "hls_main.cpp"]
+    exe = build("g++", sources, src_dir, build_dir, CXX_FLAGS, progress)
+    progress(f"hls: running {len(x_int)} samples")
+    return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))

@@ -1,0 +1,30 @@
+"""Progress lines on stderr for long steps; silenced by ``quiet``."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    def __init__(self, quiet: bool = False, stream=None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self._t0 = time.monotonic()
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            print(f"[{time.monotonic() - self._t0:6.1f}s] {msg}", file=self.stream, flush=True)
+
+    def counter(self, what: str, total: int, every: int | None = None):
+        """Return ``tick(done)`` that reports every ``every`` items and at the end."""
+        every = every or max(1, total // 10)
+
+        def tick(done: int) -> None:
+            if done == total or done % every == 0:
+                self(f"{what}: {done}/{total}")
+
+        return tick
+
+
+QUIET = Progress(quiet=True)
