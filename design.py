@@ -184,7 +184,7 @@ class Design:
               progress: Progress = QUIET) -> Path:
         """Write every target's sources into ``outdir``, atomically: everything is built in
         a temporary folder beside it and moved into place only when complete."""
-        targets = _check_names(targets, TARGETS, "target")
+        targets = check_names(targets, TARGETS, "target")
         if parallelism not in PARALLELISM:
             raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
         hw = self.hardware()  # refuses unsupported graphs before any file exists
@@ -285,7 +285,7 @@ class Design:
         ``outdir`` is a folder written by :meth:`write`; without it the sources are
         written to a temporary folder first.
         """
-        backends = _check_names(backends, BACKENDS, "backend")
+        backends = check_names(backends, BACKENDS, "backend")
         x = self.check_input(x)
         labels = None if y is None else np.asarray(y).reshape(-1)
         if labels is not None and len(labels) != len(x):
@@ -342,7 +342,7 @@ def _run_backend(name: str, hw: HwModel, src: Path, build: Path, x_int: np.ndarr
     raise ValueError(name)
 
 
-def _check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
+def check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
     names = [n.strip() for n in names]
     unknown = [n for n in names if n not in allowed]
     if unknown or not names:

@@ -1,0 +1,147 @@
+"""The command line: a thin layer over the Python API (see ``nnforge --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .design import BACKENDS, PARALLELISM, TARGETS, DataError, Design, check_names, compile
+from .sim.progress import Progress
+
+EXAMPLE = Path(__file__).resolve().parent / "examples" / "digits_mlp"
+
+
+def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """``x`` (N, *input shape) and optional integer labels ``y`` (N,) from a .npz file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise DataError(f"{path}: has no array named 'x' (found: {', '.join(f.files) or 'none'})")
+            x = f["x"]
+            y = f["y"] if "y" in f.files else None
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from e
+    if y is not None:
+        if y.dtype.kind not in "iu" or y.ndim != 1:
+            raise DataError(f"{path}: labels 'y' must be a 1-D integer array, got {y.dtype} {y.shape}")
+        if len(y) != len(x):
+            raise DataError(f"{path}: {len(x)} samples in 'x' but {len(y)} labels in 'y'")
+    return x, y
+
+
+def _list(s: str) -> list[str]:
+    return [p.strip() for p in s.split(",") if p.strip()]
+
+
+def cmd_compile(args, progress: Progress) -> int:
+    targets = check_names(_list(args.targets), TARGETS, "target")
+    x_cal = None
+    if args.calibration:
+        x_cal, _ = load_npz(args.calibration)
+    t0 = time.monotonic()
+    design = compile(args.model, calibration=x_cal, bits=args.bits, weight_bits=args.weight_bits,
+                     act_bits=args.act_bits, progress=progress)
+    design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
+    if not args.quiet:
+        print(design.summary())
+        print(f"compiled in {time.monotonic() - t0:.1f}s -> {args.output}")
+    return 0
+
+
+def cmd_verify(args, progress: Progress) -> int:
+    backends = check_names(_list(args.backends), BACKENDS, "backend")
+    design = Design.load(args.outdir)
+    x, y = load_npz(args.data)
+    result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
+                           progress=progress)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result)
+    return 0 if result.ok else 1
+
+
+def cmd_demo(args, progress: Progress) -> int:
+    out = Path(args.output)
+    x_cal, _ = load_npz(EXAMPLE / "calibration.npz")
+    x, y = load_npz(EXAMPLE / "test.npz")
+    progress(f"compiling the bundled digits MLP ({EXAMPLE / 'model.onnx'})")
+    design = compile(EXAMPLE / "model.onnx", calibration=x_cal, bits=8, progress=progress)
+    design.write(out, targets=TARGETS, progress=progress)
+    print(design.summary())
+    print(f"\nsources written to {out}/ (c/, hls/, verilog/, report.txt)\n")
+    result = design.verify(x, y, backends=BACKENDS, outdir=out, progress=progress)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else result)
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnforge", description="Compile ONNX models to bit-exact C, HLS C++ and Verilog.")
+    p.add_argument("--version", action="version", version="nnforge 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile an ONNX model to sources")
+    c.add_argument("model", help="the ONNX model file")
+    c.add_argument("-o", "--output", required=True, help="output folder (replaced whole, atomically)")
+    c.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, from {','.join(TARGETS)} (default: all)")
+    c.add_argument("--calibration", help="calibration data: a .npz file with 'x' shaped (N, *input shape)")
+    c.add_argument("--bits", type=int, default=8, help="width of weights and activations (default 8)")
+    c.add_argument("--weight-bits", type=int, help="weight width (overrides --bits)")
+    c.add_argument("--act-bits", type=int, help="activation width (overrides --bits)")
+    c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
+                   help="Verilog engines: one multiplier per layer, a balanced choice, or fully parallel")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    c.set_defaults(func=cmd_compile)
+
+    v = sub.add_parser("verify", help="run every backend on data and compare with the golden model")
+    v.add_argument("outdir", help="a folder written by 'nnforge compile'")
+    v.add_argument("--data", required=True, help="a .npz file with 'x' and optional integer labels 'y'")
+    v.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, from {','.join(BACKENDS)}")
+    v.add_argument("--limit", type=int, help="use only the first N samples")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    v.set_defaults(func=cmd_verify)
+
+    d = sub.add_parser("demo", help="compile the bundled digits MLP to every target and verify it")
+    d.add_argument("-o", "--output", default="nnforge_demo", help="output folder (default ./nnforge_demo)")
+    d.add_argument("--json", action="store_true", help="print the verification as JSON")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "limit", None) is not None and args.limit < 1:
+        print("nnforge: error: --limit must be at least 1", file=sys.stderr)
+        return 2
+    progress = Progress(quiet=args.quiet)
+    try:
+        return args.func(args, progress)
+    except KeyboardInterrupt:
+        print("nnforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # every error the user can cause is reported without a traceback
+        if _is_user_error(e):
+            print(f"nnforge: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _is_user_error(e: Exception) -> bool:
+    from .codegen.lower import BackendError
+    from .frontend import ModelImportError
+    from .passes import QuantizeError
+    from .sim.tools import ToolError
+
+    return isinstance(e, (BackendError, ModelImportError, QuantizeError, ToolError, DataError,
+                          FileNotFoundError, FileExistsError, ValueError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "digits_mlp"
+
+
+@pytest.fixture(scope="session")
+def example_dir() -> Path:
+    return EXAMPLE
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    cal = np.load(EXAMPLE / "calibration.npz")["x"]
+    test = np.load(EXAMPLE / "test.npz")
+    return cal, test["x"], test["y"]
+
+
+@pytest.fixture(scope="session")
+def digits_design(digits_data):
+    import nnforge
+
+    cal, _, _ = digits_data
+    return nnforge.compile(EXAMPLE / "model.onnx", calibration=cal, bits=8)
