@@ -60,7 +60,7 @@ def run_harness(exe: Path, x_int: np.ndarray, n_out: int, build_dir: Path) -> np
 
 def run_c(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """Compile the C backend with gcc -std=c99 -Wall -Wextra -Werror and run it."""
-    sources = [src_dir / "nnforge_model.c", HARNESS / "c_main.c"]
+    sources = [src_dir / "nnforge_model.c", HARNESS / "harness.c"]
     exe = build("gcc", sources, src_dir, build_dir, C_FLAGS, progress, libs=("-lm",))
     progress(f"c: running {len(x_int)} samples")
     return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))
@@ -68,7 +68,8 @@ def run_c(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progr
 
 def run_hls(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """C simulation of the HLS C++ backend with plain g++ (no vendor headers)."""
-    sources = [src_dir / "nnforge_hls.cpp", HARNESS / "hls_main.cpp"]
-    exe = build("g++", sources, src_dir, build_dir, CXX_FLAGS, progress)
+    sources = [src_dir / "nnforge_hls.cpp", HARNESS / "harness.c"]
+    flags = [*CXX_FLAGS, "-DNNFORGE_HARNESS_HLS", "-x", "c++"]
+    exe = build("g++", sources, src_dir, build_dir, flags, progress)
     progress(f"hls: running {len(x_int)} samples")
     return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))

@@ -1,10 +1,17 @@
-/* nnforge verification harness for the C and HLS C++ backends.
+/* nnforge verification harness for the C and the HLS C++ backends: compiled as C99
+ * against nnforge_model.h, or as C++ with -DNNFORGE_HARNESS_HLS against nnforge_hls.h.
  * usage: harness IN.bin OUT.bin N
  * IN.bin holds N * NNFORGE_IN_SIZE little-endian int32 values; OUT.bin receives
  * N * NNFORGE_OUT_SIZE int32 values. */
 #include <stdio.h>
 #include <stdlib.h>
+#ifdef NNFORGE_HARNESS_HLS
+#include "nnforge_hls.h"
+#define NNFORGE_ENTRY nnforge_top
+#else
 #include "nnforge_model.h"
+#define NNFORGE_ENTRY nnforge_run
+#endif
 
 int main(int argc, char **argv)
 {
@@ -34,7 +41,7 @@ int main(int argc, char **argv)
         for (i = 0; i < NNFORGE_IN_SIZE; i++) {
             in[i] = (nnforge_in_t)raw_in[i];
         }
-        nnforge_run(in, out);
+        NNFORGE_ENTRY(in, out);
         for (i = 0; i < NNFORGE_OUT_SIZE; i++) {
             raw_out[i] = (int32_t)out[i];
         }
