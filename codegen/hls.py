@@ -30,7 +30,7 @@ def write(hw: HwModel, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
     ctx = model_context(hw, softmax=False)
     for layer in ctx["layers"]:
         layer["simd"] = unroll_factor(layer["n_in"])
-    samples = [{"x": _join(x), "y": _join(y)} for x, y in zip(tb_x, tb_y, strict=True)]
+    samples = [{"x": _join(np.ravel(x)), "y": _join(np.ravel(y))} for x, y in zip(tb_x, tb_y, strict=True)]
     files = {
         "nnforge_hls.h": render("hls", "nnforge_hls.h.j2", **ctx),
         "nnforge_hls.cpp": render("hls", "nnforge_hls.cpp.j2", **ctx),

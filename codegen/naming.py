@@ -28,22 +28,27 @@ use uwire pulsestyle_onevent pulsestyle_ondetect showcancelled noshowcancelled
 """.split())
 
 _BAD = re.compile(r"[^A-Za-z0-9_]+")
+MAX_LEN = 48
 
 
 def sanitize(name: str, used: set[str] | None = None, prefix: str = "n") -> str:
     """A C / C++ / Verilog identifier derived from ``name``; unique within ``used``
     (which is updated). Letters, digits and underscores only, never a reserved word,
-    never starting with a digit or an underscore, at most 48 characters."""
+    never starting with a digit or an underscore, no "__", at most ``MAX_LEN`` characters
+    (with a prefix of up to 7 characters)."""
     s = _BAD.sub("_", name).strip("_")
-    s = re.sub(r"__+", "_", s)[:40] or prefix
+    # strip again after cutting: a trailing "_" before a "_1" suffix would make "__"
+    s = re.sub(r"__+", "_", s)[:40].rstrip("_") or prefix
     if s[0].isdigit():
         s = f"{prefix}_{s}"
     if s in RESERVED or s.lower().startswith(("nnforge", "vl_", "verilated")):
         s = f"{prefix}_{s}"
     if used is not None:
+        taken = {u.lower() for u in used}
         base, i = s, 1
-        while s.lower() in {u.lower() for u in used}:
-            s = f"{base}_{i}"
+        while s.lower() in taken:
+            tail = f"_{i}"
+            s = base[:MAX_LEN - len(tail)].rstrip("_") + tail
             i += 1
         used.add(s)
     return s

@@ -84,10 +84,8 @@ class _Importer:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
             raise ImportError_(f"the model fails onnx.checker: {str(e).splitlines()[0]}") from e
-        self.opset = 0
-        for imp in model.opset_import:
-            if imp.domain in ("", "ai.onnx"):
-                self.opset = imp.version
+        self.opsets = {("" if imp.domain == "ai.onnx" else imp.domain): imp.version for imp in model.opset_import}
+        self.opset = self.opsets.get("", 0)
         if self.opset < MIN_OPSET:
             raise ImportError_(f"the model uses opset {self.opset}; nnforge needs opset {MIN_OPSET} or newer")
         self.model = self._fix_batch(model)
@@ -188,8 +186,14 @@ class _Importer:
             domain=onode.domain,
         )
         node.attribute.extend(onode.attribute)
+        # a bare NodeProto would be evaluated with the newest opset's semantics (onnx
+        # ignores `opsets` then); a one-node graph runs the model's own op versions
+        graph = helper.make_graph(
+            [node], "fold", [helper.make_empty_tensor_value_info(f) for f in feeds],
+            [helper.make_empty_tensor_value_info(o) for o in node.output],
+        )
         try:
-            outs = ReferenceEvaluator(node, opsets={"": self.opset}).run(None, feeds)
+            outs = ReferenceEvaluator(graph, opsets=self.opsets).run(None, feeds)
         except Exception as e:
             raise ImportError_(f"constant folding of node {onode.name!r} ({onode.op_type}) failed: {e}") from e
         for name, v in zip(onode.output, outs):
@@ -364,6 +368,12 @@ class _Importer:
             if c.ndim > rank:
                 raise ImportError_(f"node {onode.name!r}: Add constant of shape {c.shape} would broadcast over the batch")
             ins.append(self._add_const(f"{onode.name}_c{i}", c))
+        shapes = [self.g.shape(t) for t in ins if not self.g.is_const(t)]
+        if len(shapes) == 2 and len(shapes[0]) != len(shapes[1]):
+            raise ImportError_(
+                f"node {onode.name!r}: Add of activations with per-sample shapes {shapes[0]} and "
+                f"{shapes[1]} would broadcast over the batch axis"
+            )
         self._emit(onode, "Add", ins)
 
 

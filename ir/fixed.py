@@ -17,6 +17,7 @@ Floating point never appears in the integer path itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,8 +80,21 @@ def quantize_float(x: np.ndarray, t: FixedType) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("cannot quantize NaN or infinite values")
-    scaled = np.floor(np.ldexp(x, t.frac) + 0.5)
-    return np.clip(scaled, t.lo, t.hi).astype(np.int64)
+    # the float clip only keeps the cast to int64 in range (float(hi) may round up for
+    # widths above 53 bits); the integer saturate is the exact one
+    return saturate(np.clip(_round_half_up(x, t.frac), t.lo, t.hi).astype(np.int64), t)
+
+
+def _round_half_up(x: np.ndarray, frac: int) -> np.ndarray:
+    """``floor(x * 2**frac + 0.5)`` exactly, as float64 (+-inf where it overflows).
+
+    ``y + 0.5`` itself may round in float64 (0.49999999999999994 + 0.5 == 1.0, and
+    2**52 + 1.5 rounds to even); ``y - floor(y)`` is always exact, so compare that.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.ldexp(x, frac)
+        low = np.floor(y)
+        return low + (y - low >= 0.5)
 
 
 def dequantize(q: np.ndarray, t: FixedType) -> np.ndarray:
@@ -95,11 +109,12 @@ def frac_for_range(max_abs: float, width: int, signed: bool) -> int:
     hi = (1 << (width - 1)) - 1 if signed else (1 << width) - 1
     if max_abs <= 0 or not np.isfinite(max_abs):
         return width - 1 - (1 if signed else 0)
-    frac = int(np.floor(np.log2(hi / max_abs)))
-    # guard the float log against an off-by-one at exact powers of two
-    while np.floor(np.ldexp(max_abs, frac) + 0.5) > hi:
+    # max_abs = m * 2**e with 0.5 <= m < 1, so the answer is within a step or two of
+    # hi.bit_length() - e (no float log: it overflows for subnormal ranges)
+    frac = hi.bit_length() - math.frexp(max_abs)[1]
+    while _round_half_up(max_abs, frac) > hi:
         frac -= 1
-    while np.floor(np.ldexp(max_abs, frac + 1) + 0.5) <= hi:
+    while _round_half_up(max_abs, frac + 1) <= hi:
         frac += 1
     return frac
 

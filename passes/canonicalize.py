@@ -24,7 +24,8 @@ def gemm_to_dense(g: Graph) -> bool:
             b = b.T
         w_kn = node.attr("alpha", 1.0) * b
         n_out = w_kn.shape[1]
-        bias = node.attr("beta", 1.0) * g.consts[node.inputs[2]] if len(node.inputs) > 2 else np.zeros(n_out)
+        c = g.consts[node.inputs[2]].reshape(-1) if len(node.inputs) > 2 else np.zeros(1)
+        bias = node.attr("beta", 1.0) * np.broadcast_to(c, (n_out,))
         g.replace_node(node.name, _dense_from(g, node.name, node.inputs[0], w_kn, bias, node.outputs[0]))
         changed = True
     if changed:
@@ -50,7 +51,8 @@ def matmul_add_to_dense(g: Graph) -> bool:
             add = readers[0]
             other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
             c = g.consts.get(other)
-            if c is not None and c.size in (1, n_out) and other != out:
+            # c must be a bias: the Add keeps the MatMul's shape (a (n, 1) constant would not)
+            if c is not None and c.size in (1, n_out) and g.shape(add.outputs[0]) == g.shape(out):
                 bias = np.broadcast_to(c.reshape(-1), (n_out,))
                 g.remove_node(add.name)
                 g.remove_node(node.name)
