@@ -240,11 +240,12 @@ class Design:
         lines = [self.summary(), "", f"MACs per inference: {info['macs']}"]
         v = info.get("verilog")
         if v:
-            lines.append(f"Verilog: latency {v['latency_cycles']} cycles, initiation interval "
-                         f"{v['initiation_interval']} cycles, {v['multipliers']} multipliers")
+            t = v["totals"]
+            lines.append(f"Verilog ({v['parallelism']}): latency {t['latency_cycles']} cycles, initiation "
+                         f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers")
             for layer in v["layers"]:
-                lines.append(f"  {layer['name']:<16} PE {layer['pe']:>3} SIMD {layer['simd']:>3} "
-                             f"latency {layer['latency_cycles']:>6} II {layer['initiation_interval']:>6}")
+                lines.append(f"  {layer['name']:<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
+                             f"latency {layer['latency_cycles']:>6} II {layer['ii_cycles']:>6}")
         if info["output"]["softmax_on_host"]:
             lines.append("The model ends in Softmax: the hardware outputs the logits; the float "
                          "wrapper applies softmax.")

