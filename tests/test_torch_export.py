@@ -134,3 +134,18 @@ def test_torch_export_compiles_bit_exact(tmp_path, digits, trained, kind, export
 
     hls = design.verify(x, y_test, backends=["hls"]).backends["hls"]
     assert hls.samples == 360 and hls.mismatches == 0, f"hls: {hls.mismatches} mismatches"
+
+
+@pytest.mark.slow
+def test_torch_export_verilog_bit_exact(tmp_path, digits, trained):
+    """The dynamo-exported MLP with an image input through Verilator: the whole test split."""
+    x_train, x_test, _, y_test = digits
+    shape, _ = KINDS["image_logits"]
+    path = tmp_path / "model.onnx"
+    export(trained["image_logits"], shape, path, dynamo=True)
+    design = nnforge.compile(path, calibration=x_train[:500].reshape(-1, *shape), bits=8)
+    result = design.verify(x_test.reshape(-1, *shape), y_test, backends=["golden", "verilog"])
+    v = result.backends["verilog"]
+    assert v.samples == 360 and v.mismatches == 0
+    assert v.accuracy >= result.float_accuracy - 0.015
+    assert v.cycles_per_inference > 0
