@@ -87,6 +87,19 @@ def _pct(a: float | None) -> str:
     return "-" if a is None else f"{100 * a:.2f}%"
 
 
+def as_batch(x, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` as a float32 batch ``(N, *shape)``; one sample of ``shape`` becomes N = 1."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"input data must be numeric, got dtype {x.dtype}")
+    if x.ndim == len(shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(shape):
+        want = ", ".join(["N", *map(str, shape)])
+        raise DataError(f"input data has shape {tuple(x.shape)}, the model needs ({want})")
+    return x.astype(np.float32)
+
+
 def _accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None:
         return None
@@ -124,15 +137,7 @@ class Design:
         return lower(self.qgraph)
 
     def check_input(self, x) -> np.ndarray:
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiu":
-            raise DataError(f"input data must be numeric, got dtype {x.dtype}")
-        if x.ndim == len(self.input_shape):
-            x = x[None]
-        if tuple(x.shape[1:]) != self.input_shape:
-            want = ", ".join(["N", *map(str, self.input_shape)])
-            raise DataError(f"input data has shape {tuple(x.shape)}, the model needs ({want})")
-        return x.astype(np.float32)
+        return as_batch(x, self.input_shape)
 
     # ---- running --------------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
@@ -296,6 +301,7 @@ class Design:
         x_int = self.quantize_input(x)
         golden = self.predict_int(x_int)
         result = VerifyResult(len(x), _accuracy(run_float(self.float_graph, x)[0], labels))
+        hw = self.hardware() if set(backends) - {"golden"} else None
         tmp = None
         if outdir is None and set(backends) - {"golden"}:
             tmp = Path(tempfile.mkdtemp(prefix="nnforge-verify-"))
@@ -310,7 +316,7 @@ class Design:
                     src = Path(outdir) / b
                     if not src.is_dir():
                         raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
-                    extra = _run_backend(b, self.hardware(), src, Path(outdir) / "build" / b, x_int, progress)
+                    extra = _run_backend(b, hw, src, Path(outdir) / "build" / b, x_int, progress)
                     run_y = extra.y.reshape(golden.shape)
                 diff = np.any(run_y.reshape(len(x), -1) != golden.reshape(len(x), -1), axis=1)
                 bad = np.flatnonzero(diff)
@@ -380,9 +386,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     f = run_float_pipeline(g)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
-    shell = Design(g, f, cfg)
-    x_cal = shell.check_input(calibration)
-    ranges = calibrate_minmax(f, x_cal)
+    ranges = calibrate_minmax(f, as_batch(calibration, f.shape(f.inputs[0])))
     q = quantize(f, ranges, cfg)
     q.verify()
     lower(q)  # fail now, not at write time, if no backend can implement it

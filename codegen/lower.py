@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import FixedType, Graph
+from ..ir.fixed import signed_width_for
 from .naming import sanitize
 
 
@@ -52,10 +53,7 @@ class DenseLayer:
     @property
     def bias_width(self) -> int:
         m = int(np.abs(self.bias).max()) if self.bias.size else 0
-        w = 2
-        while m > (1 << (w - 1)) - 1:
-            w += 1
-        return w
+        return signed_width_for(-m, m)
 
 
 @dataclass(frozen=True)

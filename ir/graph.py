@@ -200,9 +200,10 @@ class Graph:
         for t in self.outputs:
             if t not in self.tensors:
                 raise GraphError(f"graph output {t!r} does not exist")
-        from .ops import infer_shapes
+        from .ops import check_attrs, infer_shapes
 
         for n in self._nodes.values():
+            check_attrs(n)
             want = infer_shapes(self, n)
             have = [self.tensors[t].shape for t in n.outputs]
             if [tuple(s) for s in want] != have:

@@ -29,7 +29,9 @@ def check_attrs(node) -> None:
     schema = op_module(node.op).ATTRS
     unknown = set(node.attrs) - set(schema)
     if unknown:
-        raise ValueError(f"node {node.name!r} ({node.op}): unknown attributes {sorted(unknown)}")
+        from ..graph import GraphError
+
+        raise GraphError(f"node {node.name!r} ({node.op}): unknown attributes {sorted(unknown)}")
 
 
 def infer_shapes(g, node) -> list[tuple[int, ...]]:
