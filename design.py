@@ -389,7 +389,6 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     ranges = calibrate_minmax(f, as_batch(calibration, f.shape(f.inputs[0])))
     q = quantize(f, ranges, cfg)
     q.verify()
-    lower(q)  # fail now, not at write time, if no backend can implement it
     progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations")
     return Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
 
