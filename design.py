@@ -166,18 +166,22 @@ class Design:
         for n in q.topo():
             row = {"name": n.name, "op": n.op, "input": str(q.qtype(n.inputs[0])),
                    "output": str(q.qtype(n.outputs[0])), "shape": list(q.shape(n.outputs[0]))}
-            if n.op == "Dense":
+            if n.op in ("Dense", "Conv"):
+                # every output value takes one MAC per weight of its output channel
+                w_shape = q.shape(n.inputs[1])
+                per_output = int(np.prod(w_shape[1:]))
                 row.update(weights=str(q.qtype(n.inputs[1])), acc_width=n.attr("acc_width"),
-                           relu=bool(n.attr("relu")), macs=int(np.prod(q.shape(n.inputs[1]))))
+                           relu=bool(n.attr("relu")),
+                           macs=int(np.prod(q.shape(n.outputs[0]))) * per_output)
             rows.append(row)
         return rows
 
     def summary(self) -> str:
         lines = [f"model {self.qgraph.name}: input {self.input_shape} {self.input_type}, "
                  f"output {self.output_shape} {self.output_type}",
-                 f"{'layer':<16}{'op':<9}{'in':>8}{'weights':>9}{'acc':>6}{'out':>8}{'MACs':>8}"]
+                 f"{'layer':<16}{'op':<12}{'in':>8}{'weights':>9}{'acc':>6}{'out':>8}{'MACs':>8}"]
         for r in self.layers():
-            lines.append(f"{r['name'][:15]:<16}{r['op'] + ('+relu' if r.get('relu') else ''):<9}"
+            lines.append(f"{r['name'][:15]:<16}{(r['op'] + ('+relu' if r.get('relu') else ''))[:11]:<12}"
                          f"{r['input']:>8}{r.get('weights', '-'):>9}{r.get('acc_width', '-')!s:>6}"
                          f"{r['output']:>8}{r.get('macs', '-')!s:>8}")
         return "\n".join(lines)

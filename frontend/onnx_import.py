@@ -21,6 +21,8 @@ MIN_OPSET = 11
 SUPPORTED_OPS = (
     "Add", "Cast", "Constant", "Dropout", "Flatten", "Gemm", "Identity", "MatMul", "Relu",
     "Reshape", "Softmax",
+    "Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "ReduceMean",
 )
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -84,10 +86,9 @@ class _Importer:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
             raise ImportError_(f"the model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        model = self._upgrade(model)
         self.opsets = {("" if imp.domain == "ai.onnx" else imp.domain): imp.version for imp in model.opset_import}
         self.opset = self.opsets.get("", 0)
-        if self.opset < MIN_OPSET:
-            raise ImportError_(f"the model uses opset {self.opset}; nnforge needs opset {MIN_OPSET} or newer")
         self.model = self._fix_batch(model)
         try:
             self.model = onnx.shape_inference.infer_shapes(self.model, strict_mode=True, data_prop=True)
@@ -104,6 +105,25 @@ class _Importer:
             self.values[init.name] = numpy_helper.to_array(init)
         for vi in list(graph.value_info) + list(graph.output):
             self._record_shape(vi)
+
+    @staticmethod
+    def _upgrade(model):
+        """A model older than opset MIN_OPSET is upgraded with onnx's version converter."""
+        onnx = _onnx()
+        from onnx import version_converter
+
+        opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 0)
+        if opset >= MIN_OPSET:
+            return model
+        try:
+            upgraded = version_converter.convert_version(model, MIN_OPSET)
+            onnx.checker.check_model(upgraded)
+        except Exception as e:
+            raise ImportError_(
+                f"the model uses opset {opset}; nnforge needs opset {MIN_OPSET} or newer and onnx's "
+                f"version converter could not upgrade it ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+            ) from e
+        return upgraded
 
     @staticmethod
     def _fix_batch(model):
@@ -279,8 +299,10 @@ class _Importer:
 
     def _op_Cast(self, onode) -> None:
         to = self._attrs(onode).get("to")
-        if to not in _FLOAT_TYPES:
-            raise ImportError_(f"node {onode.name!r}: Cast to a non-float type is not supported")
+        if to not in (1, 11):  # FLOAT, DOUBLE: exact for the float32 values nnforge computes
+            raise ImportError_(
+                f"node {onode.name!r}: only Cast to float32 or float64 is supported (other targets change values)"
+            )
         self.alias[onode.output[0]] = self._activation_input(onode)
 
     def _op_Relu(self, onode) -> None:
@@ -375,6 +397,177 @@ class _Importer:
                 f"{shapes[1]} would broadcast over the batch axis"
             )
         self._emit(onode, "Add", ins)
+
+    # ---- convolutional ops --------------------------------------------------------------
+    def _check_inferred(self, onode, also_ok: tuple | None = None) -> None:
+        """The IR shape of a node's output must agree with onnx shape inference (or with
+        ``also_ok``, a shape onnx is known to infer differently from onnxruntime)."""
+        out = onode.output[0]
+        want = self.full_shapes.get(out)
+        have = self.g.shape(self._name(out))
+        if want is not None and tuple(want[1:]) == also_ok:
+            self.full_shapes[out] = (want[0], *have)  # what the graph really computes
+        elif want is not None and tuple(want[1:]) != tuple(have):
+            raise ImportError_(
+                f"node {onode.name!r} ({onode.op_type}): nnforge computes per-sample shape {have}, "
+                f"onnx shape inference says {tuple(want[1:])}"
+            )
+
+    def _spatial_input(self, onode, what: str) -> tuple[str, int]:
+        """The activation input of a windowed op and its number of spatial axes (1 or 2)."""
+        x = self._activation_input(onode)
+        nd = len(self.g.shape(x)) - 1
+        if nd not in (1, 2):
+            raise ImportError_(
+                f"node {onode.name!r}: {what} on a {nd}-D input (per-sample shape {self.g.shape(x)}) "
+                f"is not supported; nnforge handles 1-D (N, C, L) and 2-D (N, C, H, W) inputs"
+            )
+        return x, nd
+
+    def _window_attrs(self, onode, a: dict, in_sp, kernel) -> dict:
+        """strides, pads, dilations with ``auto_pad`` resolved to explicit pads."""
+        nd = len(in_sp)
+        strides = tuple(int(s) for s in a.get("strides", (1,) * nd))
+        dil = tuple(int(d) for d in a.get("dilations", (1,) * nd))
+        pads = tuple(int(p) for p in a.get("pads", (0,) * (2 * nd)))
+        if len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd or len(kernel) != nd:
+            raise ImportError_(f"node {onode.name!r}: window attributes do not fit {nd} spatial axes")
+        auto_pad = a.get("auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+        if auto_pad == "VALID":
+            pads = (0,) * (2 * nd)
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end = [], []
+            for i in range(nd):
+                out = -(-in_sp[i] // strides[i])
+                total = max(0, (out - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - in_sp[i])
+                small, big = total // 2, total - total // 2
+                begin.append(small if auto_pad == "SAME_UPPER" else big)
+                end.append(big if auto_pad == "SAME_UPPER" else small)
+            pads = tuple(begin + end)
+        elif auto_pad != "NOTSET":
+            raise ImportError_(f"node {onode.name!r}: unknown auto_pad {auto_pad!r}")
+        return {"strides": strides, "pads": pads, "dilations": dil}
+
+    def _op_Conv(self, onode) -> None:
+        x, nd = self._spatial_input(onode, "Conv")
+        w = self._const(onode.input[1])
+        if w is None:
+            raise ImportError_(f"node {onode.name!r}: Conv needs constant weights (input W)")
+        a = self._attrs(onode)
+        if "kernel_shape" in a and tuple(a["kernel_shape"]) != tuple(w.shape[2:]):
+            raise ImportError_(f"node {onode.name!r}: kernel_shape {a['kernel_shape']} != weights {w.shape}")
+        if w.ndim != nd + 2:
+            raise ImportError_(f"node {onode.name!r}: Conv weights {w.shape} do not fit a {nd}-D input")
+        m = w.shape[0]
+        b = np.zeros(m, dtype=np.float32)
+        if len(onode.input) > 2 and onode.input[2]:
+            b = self._const(onode.input[2])
+            if b is None:
+                raise ImportError_(f"node {onode.name!r}: Conv needs a constant bias (input B)")
+        attrs = self._window_attrs(onode, a, self.g.shape(x)[1:], w.shape[2:])
+        attrs["groups"] = int(a.get("group", 1))
+        ins = [x, self._add_const(f"{onode.name}_W", w), self._add_const(f"{onode.name}_B", np.reshape(b, (m,)))]
+        try:
+            self._emit(onode, "Conv", ins, attrs)
+        except ValueError as e:
+            raise ImportError_(f"node {onode.name!r}: {e}") from e
+        self._check_inferred(onode)
+
+    def _op_BatchNormalization(self, onode) -> None:
+        x = self._activation_input(onode)
+        a = self._attrs(onode)
+        if a.get("training_mode", 0) or any(o for o in onode.output[1:]):
+            raise ImportError_(f"node {onode.name!r}: BatchNormalization in training mode cannot be compiled")
+        params = [self._const(t) for t in onode.input[1:5]]
+        if len(params) != 4 or any(p is None for p in params):
+            raise ImportError_(f"node {onode.name!r}: BatchNormalization needs constant scale, bias, mean and var")
+        scale, bias, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
+        mul = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+        add = bias - mean * mul
+        ins = [x, self._add_const(f"{onode.name}_mul", mul), self._add_const(f"{onode.name}_add", add)]
+        try:
+            self._emit(onode, "BatchNormalization", ins)
+        except ValueError as e:
+            raise ImportError_(f"node {onode.name!r}: {e}") from e
+        self._check_inferred(onode)
+
+    def _pool(self, onode, op: str) -> None:
+        x, nd = self._spatial_input(onode, op)
+        a = self._attrs(onode)
+        kernel = tuple(int(k) for k in a.get("kernel_shape", ()))
+        attrs = self._window_attrs(onode, a, self.g.shape(x)[1:], kernel)
+        attrs.update(kernel_shape=kernel, ceil_mode=bool(a.get("ceil_mode", 0)))
+        if op == "AveragePool":
+            attrs["count_include_pad"] = bool(a.get("count_include_pad", 0))
+        try:
+            self._emit(onode, op, [x], attrs)
+        except ValueError as e:
+            raise ImportError_(f"node {onode.name!r}: {e}") from e
+        also_ok = None
+        if attrs["ceil_mode"]:
+            # onnx shape inference keeps a last ceil-mode window that starts in the end
+            # padding; onnxruntime (and the ONNX operator spec) drop it, as the IR does
+            from ..ir.ops._window import out_sizes
+
+            in_sp = self.g.shape(x)[1:]
+            pads = attrs["pads"]
+            keep = [(in_sp[i] + pads[i] + pads[nd + i] - attrs["dilations"][i] * (kernel[i] - 1) - 1
+                     + attrs["strides"][i] - 1) // attrs["strides"][i] + 1 for i in range(nd)]
+            full = out_sizes(in_sp, kernel, attrs["strides"], pads, attrs["dilations"], True)
+            also_ok = (self.g.shape(x)[0], *keep) if tuple(keep) != full else None
+        self._check_inferred(onode, also_ok)
+
+    def _op_MaxPool(self, onode) -> None:
+        if len(onode.output) > 1 and onode.output[1]:
+            raise ImportError_(f"node {onode.name!r}: the MaxPool Indices output is not supported")
+        if self._attrs(onode).get("storage_order", 0):
+            raise ImportError_(f"node {onode.name!r}: MaxPool with storage_order=1 (column-major indices) is not supported")
+        self._pool(onode, "MaxPool")
+
+    def _op_AveragePool(self, onode) -> None:
+        self._pool(onode, "AveragePool")
+
+    def _global_pool(self, onode, op: str) -> None:
+        x = self._activation_input(onode)
+        if len(self.g.shape(x)) < 2:
+            raise ImportError_(f"node {onode.name!r}: {op} needs an input with a channel and a spatial axis")
+        self._emit(onode, op, [x])
+        self._check_inferred(onode)
+
+    def _op_GlobalAveragePool(self, onode) -> None:
+        self._global_pool(onode, "GlobalAveragePool")
+
+    def _op_GlobalMaxPool(self, onode) -> None:
+        self._global_pool(onode, "GlobalMaxPool")
+
+    def _op_ReduceMean(self, onode) -> None:
+        """Only the mean over every spatial axis (what PyTorch exports for a global average
+        pool): it becomes GlobalAveragePool, plus a Reshape when ``keepdims`` is 0."""
+        x = self._activation_input(onode)
+        a = self._attrs(onode)
+        rank = len(self.g.shape(x)) + 1
+        if self.opset >= 18:
+            axes = self._const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
+            if len(onode.input) > 1 and onode.input[1] and axes is None:
+                raise ImportError_(f"node {onode.name!r}: ReduceMean needs constant axes")
+        else:
+            axes = a.get("axes")
+        axes = sorted(int(i) % rank for i in axes) if axes is not None and len(axes) else None
+        if rank < 3 or axes != list(range(2, rank)):
+            raise ImportError_(
+                f"node {onode.name!r}: ReduceMean is supported only over all spatial axes "
+                f"(a global average pool); here axes={axes} of a rank-{rank} tensor"
+            )
+        if a.get("keepdims", 1):
+            self._emit(onode, "GlobalAveragePool", [x])
+        else:
+            mid = self.g.fresh_name(f"{onode.output[0]}_keep")
+            name = self.g.fresh_name(onode.name or "ReduceMean")
+            self.g.add_node(Node(name, "GlobalAveragePool", [x], [mid]))
+            self.g.add_node(Node(self.g.fresh_name(f"{name}_squeeze"), "Reshape", [mid], [onode.output[0]],
+                                 {"shape": (self.g.shape(x)[0],)}))
+        self._check_inferred(onode)
 
 
 def _clean_name(s: str) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from ..ir import Graph
 from .calibrate import Range, calibrate_minmax
+from .batchnorm import fold_batchnorm
 from .canonicalize import gemm_to_dense, matmul_add_to_dense
 from .fuse import fuse_dense_relu
 from .quantize import QuantConfig, QuantizeError, drop_output_softmax, quantize
 
-FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fuse_dense_relu, drop_output_softmax)
+FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fold_batchnorm, fuse_dense_relu, drop_output_softmax)
 
 
 def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
@@ -24,6 +25,6 @@ def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
 
 __all__ = [
     "FLOAT_PIPELINE", "QuantConfig", "QuantizeError", "Range", "calibrate_minmax",
-    "drop_output_softmax", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
+    "drop_output_softmax", "fold_batchnorm", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
     "quantize", "run_float_pipeline",
 ]

@@ -6,12 +6,13 @@ from ..ir import Graph
 
 
 def fuse_dense_relu(g: Graph) -> bool:
-    """``Relu(Dense(x, W, b))`` -> ``Dense(x, W, b, relu=True)`` when the Dense output has
-    no other reader: ``max(x @ W.T + b, 0)`` is then computed in one place."""
+    """``Relu(Dense(x, W, b))`` -> ``Dense(x, W, b, relu=True)``, and the same for ``Conv``,
+    when the layer's output has no other reader: ``max(x @ W.T + b, 0)`` (or
+    ``max(conv(x, W) + b, 0)``) is then computed in one place."""
     changed = False
     for relu in [n for n in g.topo() if n.op == "Relu"]:
         src = g.producer(relu.inputs[0])
-        if src is None or src.op != "Dense" or src.attr("relu"):
+        if src is None or src.op not in ("Dense", "Conv") or src.attr("relu"):
             continue
         if len(g.consumers(src.outputs[0])) != 1 or src.outputs[0] in g.outputs:
             continue

@@ -71,10 +71,13 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
         q.set_qtype(name, _act_type(ranges[name], cfg.act_bits))
     for node in q.topo():
         out = node.outputs[0]
-        if node.op == "Dense":
+        if node.op in ("Dense", "Conv"):
             _quantize_dense(q, node, ranges[out], cfg)
-        elif node.op == "Reshape":
+        elif node.op in ("Reshape", "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool"):
+            # pooling computes in the input's type (an unsigned input stays unsigned)
             q.set_qtype(out, q.qtype(node.inputs[0]))
+        elif node.op == "BatchNormalization":
+            _quantize_scale_shift(q, node, ranges[out], cfg)
         elif node.op == "Relu":
             t = q.qtype(node.inputs[0])
             q.set_qtype(out, FixedType(t.width, t.frac, signed=False))
@@ -100,7 +103,8 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
     b = q.consts[b_name].astype(np.float64)
     b_q = np.floor(np.ldexp(b, acc_frac) + 0.5).astype(np.int64)
     x_mag = max(abs(x_t.lo), abs(x_t.hi))
-    bound = int(np.max(np.abs(b_q) + np.abs(w_q).sum(axis=1) * x_mag))
+    # Dense W is (N, K), Conv W is (M, C/groups, *k): sum every axis but the output one
+    bound = int(np.max(np.abs(b_q) + np.abs(w_q).reshape(len(w_q), -1).sum(axis=1) * x_mag))
     acc_width = signed_width_for(-bound, bound)
     if acc_width > 62:
         raise QuantizeError(f"node {node.name!r}: accumulator would need {acc_width} bits")
@@ -110,4 +114,29 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
     relu = bool(node.attr("relu"))
     out_t = _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits)
     q.set_qtype(node.outputs[0], out_t)
+    q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
+
+
+def _quantize_scale_shift(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+    """An unfolded BatchNormalization ``y = x * mul[c] + add[c]``: ``mul`` gets a signed
+    ``weight_bits`` type with one power-of-two scale (the largest frac that keeps
+    max|mul| unsaturated), ``add`` is stored at the product scale
+    ``acc_frac = frac(x) + frac(mul)`` rounded half up, and
+    ``bound = max_c(|add[c]| + |mul[c]| * max(|x.lo|, |x.hi|))`` gives ``acc_width``."""
+    x, m_name, a_name = node.inputs
+    x_t = q.qtype(x)
+    m = q.consts[m_name].astype(np.float64)
+    m_t = FixedType(cfg.weight_bits, frac_for_range(float(np.abs(m).max()), cfg.weight_bits, True))
+    m_q = quantize_float(m, m_t)
+    acc_frac = x_t.frac + m_t.frac
+    a_q = np.floor(np.ldexp(q.consts[a_name].astype(np.float64), acc_frac) + 0.5).astype(np.int64)
+    x_mag = max(abs(x_t.lo), abs(x_t.hi))
+    bound = int(np.max(np.abs(a_q) + np.abs(m_q) * x_mag))
+    acc_width = signed_width_for(-bound, bound)
+    if acc_width > 62:
+        raise QuantizeError(f"node {node.name!r}: accumulator would need {acc_width} bits")
+    q.consts[m_name], q.consts[a_name] = m_q, a_q
+    q.set_qtype(m_name, m_t)
+    q.set_qtype(a_name, FixedType(acc_width, acc_frac))
+    q.set_qtype(node.outputs[0], _act_type(out_range, cfg.act_bits))
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))

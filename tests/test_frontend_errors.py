@@ -60,11 +60,10 @@ def compile_and_write(model, out: Path, x_cal):
 # ---- unsupported ops -------------------------------------------------------------------------
 
 
-def conv_model():
-    w = np.ones((2, 1, 3, 3), np.float32)
-    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv_1", kernel_shape=[3, 3]),
+def lrn_model():
+    nodes = [helper.make_node("LRN", ["x"], ["c"], name="lrn_1", size=3),
              helper.make_node("Flatten", ["c"], ["y"], name="flat")]
-    return make_model(nodes, in_shape=("N", 1, 5, 5), out_shape=("N", 18), inits=[("W", w)])
+    return make_model(nodes, in_shape=("N", 1, 5, 5), out_shape=("N", 25))
 
 
 def custom_model():
@@ -74,7 +73,7 @@ def custom_model():
 
 
 @pytest.mark.parametrize("model_fn, node, op, x_shape", [
-    (conv_model, "conv_1", "Conv", (2, 1, 5, 5)),
+    (lrn_model, "lrn_1", "LRN", (2, 1, 5, 5)),
     (custom_model, "fancy_0", "FancyAct", (2, 4)),
 ])
 def test_unsupported_op_is_named_and_nothing_is_written(tmp_path, no_write, model_fn, node, op, x_shape):
@@ -98,7 +97,7 @@ def test_unsupported_op_is_named_and_nothing_is_written(tmp_path, no_write, mode
 
 def test_unsupported_op_error_is_an_import_error():
     with pytest.raises(ModelImportError):
-        import_onnx(conv_model())
+        import_onnx(lrn_model())
 
 
 def test_several_unsupported_ops_are_counted():
@@ -121,9 +120,23 @@ def test_unsupported_op_on_constants_only_is_folded():
 
 
 @pytest.mark.parametrize("opset", [7, 9, 10])
-def test_old_opset_is_refused(opset):
+def test_old_opset_is_upgraded(opset):
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], out_shape=("N", 4), opset=opset)
-    with pytest.raises(ModelImportError, match=f"opset {opset}.*11 or newer"):
+    g = import_onnx(model)
+    x = np.array([[-1.0, 0.5, 2.0, -3.0]], dtype=np.float32)
+    np.testing.assert_array_equal(run_float(g, x)[0], np.maximum(x, 0))
+    assert g.meta["opset"] == 11
+
+
+def test_old_opset_the_converter_cannot_upgrade_is_refused(monkeypatch):
+    from onnx import version_converter
+
+    def fail(model, version):
+        raise RuntimeError("no adapter for op Foo")
+
+    monkeypatch.setattr(version_converter, "convert_version", fail)
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], out_shape=("N", 4), opset=9)
+    with pytest.raises(ModelImportError, match="opset 9; nnforge needs opset 11 or newer.*no adapter for op Foo"):
         import_onnx(model)
 
 

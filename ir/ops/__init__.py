@@ -12,8 +12,10 @@ from types import ModuleType
 import numpy as np
 
 from . import add, dense, gemm, matmul, relu, reshape, softmax
+from . import avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool
 
 _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
+_MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
 OPS: dict[str, ModuleType] = {m.OP: m for m in _MODULES}
 
 

@@ -1,0 +1,26 @@
+"""GlobalMaxPool: the maximum over every spatial axis; per-sample ``(C, *S)`` -> ``(C, 1, ...)``.
+
+Integer: the same maximum of the integers; the output type is the input type.
+"""
+
+import numpy as np
+
+OP = "GlobalMaxPool"
+ATTRS: dict = {}
+
+
+def shape(attrs, in_shapes):
+    x = tuple(in_shapes[0])
+    if len(x) < 2:
+        raise ValueError(f"GlobalMaxPool: per-sample input {x} has no spatial axis")
+    return [(x[0],) + (1,) * (len(x) - 1)]
+
+
+def float_ref(attrs, inputs):
+    x = np.asarray(inputs[0], dtype=np.float32)
+    return [x.max(axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+
+def int_ref(node, g, inputs):
+    x = np.asarray(inputs[0], dtype=np.int64)
+    return [x.max(axis=tuple(range(2, x.ndim)), keepdims=True)]

@@ -1,0 +1,46 @@
+"""MaxPool over 1-D or 2-D windows (per-sample ``(C, L)`` or ``(C, H, W)``).
+
+Attributes as ONNX: ``kernel_shape``, ``strides``, ``pads`` (begins then ends),
+``dilations``, ``ceil_mode``; ``auto_pad`` is resolved to ``pads`` by the frontend.
+
+Float: the maximum of each window; padded cells (and the ceil-mode overhang) hold
+``-inf`` so they never win.
+
+Integer: the same maximum on the integers, with padded cells at the smallest int64, so
+they never win either; the output type is the input type, so no rounding happens (the
+final saturate only matters for a window made of padding alone).
+"""
+
+import numpy as np
+
+from ..fixed import saturate
+from ._window import out_sizes, patches, spatial_attrs
+
+OP = "MaxPool"
+ATTRS = {"kernel_shape": (), "strides": (), "pads": (), "dilations": (), "ceil_mode": False}
+
+
+def _geometry(attrs, in_sp):
+    kernel = tuple(attrs["kernel_shape"])
+    strides, pads, dil = spatial_attrs(attrs, len(in_sp), kernel)
+    return kernel, strides, pads, dil, out_sizes(in_sp, kernel, strides, pads, dil, bool(attrs.get("ceil_mode")))
+
+
+def shape(attrs, in_shapes):
+    x = tuple(in_shapes[0])
+    if len(x) not in (2, 3):
+        raise ValueError(f"MaxPool: per-sample input {x} is not (C, L) or (C, H, W)")
+    return [(x[0], *_geometry(attrs, x[1:])[4])]
+
+
+def _pool(attrs, x, fill):
+    return patches(x, *_geometry(attrs, x.shape[2:]), fill=fill).max(axis=2)
+
+
+def float_ref(attrs, inputs):
+    return [_pool(attrs, np.asarray(inputs[0], dtype=np.float32), -np.inf).astype(np.float32)]
+
+
+def int_ref(node, g, inputs):
+    y = _pool(node.attrs, np.asarray(inputs[0], dtype=np.int64), np.iinfo(np.int64).min)
+    return [saturate(y, g.qtype(node.outputs[0]))]

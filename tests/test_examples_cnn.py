@@ -1,0 +1,30 @@
+"""The bundled CNNs: float interpreter == onnxruntime, and the 8-bit golden model keeps
+the accuracy (the backends for these ops are still to come: write() refuses them)."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import nnforge
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "digits_resnet"])
+def test_cnn_example_golden(name, tmp_path):
+    ex = ROOT / "examples" / name
+    test = np.load(ex / "test.npz")
+    x, y = test["x"], test["y"]
+    design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
+    sess = ort.InferenceSession(str(ex / "model.onnx"), providers=["CPUExecutionProvider"])
+    ref = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    mine = design.predict_float(x)
+    np.testing.assert_allclose(mine, ref, rtol=1e-4, atol=1e-4)
+    float_acc = float((ref.argmax(1) == y).mean())
+    int_acc = float((design.predict(x).reshape(len(x), -1).argmax(1) == y).mean())
+    assert float_acc > 0.95
+    assert int_acc >= float_acc - 0.02
+    ops = {r["op"] for r in design.layers()}
+    assert "Conv" in ops and "BatchNormalization" not in ops
+    with pytest.raises(nnforge.BackendError, match="Conv"):
+        design.write(tmp_path / "out", targets=["c"])
+    assert not (tmp_path / "out").exists()
