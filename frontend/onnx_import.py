@@ -22,7 +22,7 @@ SUPPORTED_OPS = (
     "Add", "Cast", "Constant", "Dropout", "Flatten", "Gemm", "Identity", "MatMul", "Relu",
     "Reshape", "Softmax",
     "Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-    "ReduceMean",
+    "ReduceMean", "Mul", "Sum", "Concat", "Transpose", "Squeeze", "Unsqueeze", "LRN",
 )
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -294,8 +294,13 @@ class _Importer:
             if mode is None or bool(mode):
                 raise ImportError_(f"node {onode.name!r}: Dropout in training mode cannot be compiled")
         self.alias[onode.output[0]] = self._activation_input(onode)
-        if len(onode.output) > 1 and onode.output[1]:
+        if len(onode.output) > 1 and onode.output[1] and self._is_read(onode.output[1]):
             raise ImportError_(f"node {onode.name!r}: the Dropout mask output is not supported")
+
+    def _is_read(self, tensor: str) -> bool:
+        """Whether any node or graph output reads ``tensor``."""
+        graph = self.model.graph
+        return any(tensor in n.input for n in graph.node) or any(o.name == tensor for o in graph.output)
 
     def _op_Cast(self, onode) -> None:
         to = self._attrs(onode).get("to")
@@ -316,7 +321,18 @@ class _Importer:
         if axis == 0:
             raise ImportError_(f"node {onode.name!r}: Softmax over the batch axis is not supported")
         if self.opset < 13 and axis != rank - 1:
-            raise ImportError_(f"node {onode.name!r}: opset-{self.opset} Softmax over several axes is not supported")
+            # before opset 13 Softmax works on the input flattened to 2-D at `axis`:
+            # reshape the axes from `axis` on into one, take Softmax there, reshape back
+            shape = self.g.shape(x)
+            flat = shape[:axis - 1] + (int(np.prod(shape[axis - 1:], dtype=np.int64)),)
+            base = onode.name or "Softmax"
+            t_flat = self.g.fresh_name(f"{onode.output[0]}_flat")
+            t_soft = self.g.fresh_name(f"{onode.output[0]}_soft")
+            self.g.add_node(Node(self.g.fresh_name(f"{base}_flatten"), "Reshape", [x], [t_flat], {"shape": flat}))
+            self.g.add_node(Node(self.g.fresh_name(base), "Softmax", [t_flat], [t_soft], {"axis": len(flat) - 1}))
+            self.g.add_node(Node(self.g.fresh_name(f"{base}_unflatten"), "Reshape", [t_soft], [onode.output[0]],
+                                 {"shape": shape}))
+            return
         self._emit(onode, "Softmax", [x], {"axis": axis - 1})
 
     def _op_Flatten(self, onode) -> None:
@@ -376,6 +392,13 @@ class _Importer:
         self._emit(onode, "MatMul", [x, self._add_const(f"{onode.name}_B", w)])
 
     def _op_Add(self, onode) -> None:
+        self._elementwise(onode, "Add")
+
+    def _op_Mul(self, onode) -> None:
+        self._elementwise(onode, "Mul")
+
+    def _elementwise(self, onode, op: str) -> None:
+        """A binary elementwise op of an activation and a constant, or of two activations."""
         ins = []
         for i in range(2):
             t = onode.input[i]
@@ -388,15 +411,15 @@ class _Importer:
             while c.ndim > rank and c.shape[0] == 1:
                 c = c.reshape(c.shape[1:])  # drop broadcast batch axes
             if c.ndim > rank:
-                raise ImportError_(f"node {onode.name!r}: Add constant of shape {c.shape} would broadcast over the batch")
+                raise ImportError_(f"node {onode.name!r}: {op} constant of shape {c.shape} would broadcast over the batch")
             ins.append(self._add_const(f"{onode.name}_c{i}", c))
         shapes = [self.g.shape(t) for t in ins if not self.g.is_const(t)]
         if len(shapes) == 2 and len(shapes[0]) != len(shapes[1]):
             raise ImportError_(
-                f"node {onode.name!r}: Add of activations with per-sample shapes {shapes[0]} and "
+                f"node {onode.name!r}: {op} of activations with per-sample shapes {shapes[0]} and "
                 f"{shapes[1]} would broadcast over the batch axis"
             )
-        self._emit(onode, "Add", ins)
+        self._emit(onode, op, ins)
 
     # ---- convolutional ops --------------------------------------------------------------
     def _check_inferred(self, onode, also_ok: tuple | None = None) -> None:
@@ -568,6 +591,62 @@ class _Importer:
             self.g.add_node(Node(self.g.fresh_name(f"{name}_squeeze"), "Reshape", [mid], [onode.output[0]],
                                  {"shape": (self.g.shape(x)[0],)}))
         self._check_inferred(onode)
+
+    # ---- joins and layout ---------------------------------------------------------------
+    def _op_Sum(self, onode) -> None:
+        """Sum of N activations: a chain of Adds (each requantized in the integer model)."""
+        xs = [self._activation_input(onode, i) for i in range(len(onode.input))]
+        acc = xs[0]
+        for i, x in enumerate(xs[1:], 1):
+            last = i == len(xs) - 1
+            out = onode.output[0] if last else self.g.fresh_name(f"{onode.output[0]}_part{i}")
+            name = self.g.fresh_name(f"{onode.name or 'Sum'}_{i}")
+            if len(self.g.shape(acc)) != len(self.g.shape(x)):
+                raise ImportError_(f"node {onode.name!r}: Sum of different ranks would broadcast over the batch axis")
+            self.g.add_node(Node(name, "Add", [acc, x], [out]))
+            acc = out
+        if len(xs) == 1:
+            self.alias[onode.output[0]] = xs[0]
+
+    def _per_sample_axis(self, onode, axis: int, rank: int) -> int:
+        axis = axis + rank if axis < 0 else axis
+        if axis == 0:
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} over the batch axis is not supported")
+        return axis - 1
+
+    def _op_Concat(self, onode) -> None:
+        xs = [self._activation_input(onode, i) for i in range(len(onode.input))]
+        rank = len(self.g.shape(xs[0])) + 1
+        axis = self._per_sample_axis(onode, int(self._attrs(onode)["axis"]), rank)
+        self._emit(onode, "Concat", xs, {"axis": axis})
+        self._check_inferred(onode)
+
+    def _op_Transpose(self, onode) -> None:
+        x = self._activation_input(onode)
+        rank = len(self.g.shape(x)) + 1
+        perm = self._attrs(onode).get("perm") or list(reversed(range(rank)))
+        if perm[0] != 0:
+            raise ImportError_(f"node {onode.name!r}: Transpose with perm {list(perm)} moves the batch axis")
+        self._emit(onode, "Transpose", [x], {"perm": tuple(int(p) - 1 for p in perm[1:])})
+        self._check_inferred(onode)
+
+    def _reshape_like_onnx(self, onode) -> None:
+        """Squeeze / Unsqueeze: the per-sample shape comes from onnx shape inference."""
+        x = self._activation_input(onode)
+        want = self.full_shapes.get(onode.output[0])
+        if want is None or want[0] != 1:
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} would change the batch axis")
+        self._emit(onode, "Reshape", [x], {"shape": tuple(want[1:])})
+
+    _op_Squeeze = _reshape_like_onnx
+    _op_Unsqueeze = _reshape_like_onnx
+
+    def _op_LRN(self, onode) -> None:
+        x = self._activation_input(onode)
+        a = self._attrs(onode)
+        attrs = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
+                 "beta": float(a.get("beta", 0.75)), "bias": float(a.get("bias", 1.0))}
+        self._emit(onode, "LRN", [x], attrs)
 
 
 def _clean_name(s: str) -> str:

@@ -73,7 +73,7 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
         out = node.outputs[0]
         if node.op in ("Dense", "Conv"):
             _quantize_dense(q, node, ranges[out], cfg)
-        elif node.op in ("Reshape", "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool"):
+        elif node.op in ("Reshape", "Transpose", "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool"):
             # pooling computes in the input's type (an unsigned input stays unsigned)
             q.set_qtype(out, q.qtype(node.inputs[0]))
         elif node.op == "BatchNormalization":
@@ -81,15 +81,22 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
         elif node.op == "Relu":
             t = q.qtype(node.inputs[0])
             q.set_qtype(out, FixedType(t.width, t.frac, signed=False))
-        elif node.op == "Add":
+        elif node.op in ("Add", "Mul"):
+            # a constant operand: activation width for Add, weight width for Mul (a scale)
+            bits = cfg.act_bits if node.op == "Add" else cfg.weight_bits
             for t in node.inputs:
                 if q.is_const(t):
-                    ct = FixedType(cfg.act_bits, frac_for_range(float(np.abs(q.consts[t]).max()), cfg.act_bits, True))
+                    ct = FixedType(bits, frac_for_range(float(np.abs(q.consts[t]).max()), bits, True))
                     q.consts[t] = quantize_float(q.consts[t], ct)
                     q.set_qtype(t, ct)
             q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
+        elif node.op == "Concat":
+            q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
+        elif node.op in ("Gemm", "MatMul"):
+            raise QuantizeError(f"node {node.name!r}: {node.op} should have become Dense (a canonicalization pass is missing)")
         else:
-            raise QuantizeError(f"node {node.name!r}: op {node.op} cannot be quantized (a pass should have lowered it)")
+            raise QuantizeError(f"node {node.name!r}: op {node.op} has no integer implementation yet, so the "
+                                f"model runs in the float interpreter only")
     return q
 
 

@@ -2,8 +2,12 @@
 float interpreter, for every case whose ops are all ones nnforge supports, and print the
 pass count per op with every case that did not pass and why.
 
-    python scripts/onnx_conformance.py [--kinds node,pytorch-converted,pytorch-operator]
+    python scripts/onnx_conformance.py [--kinds node,pytorch-converted,pytorch-operator,light]
                                        [--json] [--verbose]
+
+``light`` is the real-model graphs shipped in the package (resnet50, squeezenet, ...,
+with constant weights): each runs on the input the ONNX test runner uses for them
+(``arange(n) / n``) and is compared with its stored output.
 
 A case is *passed* when every output of every data set matches within the case's own
 tolerance, *refused* when the importer declines it with a reason (something nnforge
@@ -55,6 +59,39 @@ def _load_data_sets(case):
     return model, sets
 
 
+@dataclass
+class LightCase:
+    name: str
+    kind: str = "light"
+    rtol: float = 1e-3
+    atol: float = 1e-7
+
+
+# tolerances as the ONNX test runner sets them for these models
+LIGHT_RTOL = {"densenet121": 2e-3}
+
+
+def light_cases():
+    """The light_* models with their runner input and stored output."""
+    import onnx
+    from onnx import numpy_helper
+
+    folder = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    for path in sorted(glob.glob(os.path.join(folder, "light_*.onnx"))):
+        name = os.path.basename(path)[len("light_"):-len(".onnx")]
+        model = onnx.load(path)
+        inits = {i.name for i in model.graph.initializer}
+        (inp,) = [i for i in model.graph.input if i.name not in inits]
+        shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in inp.type.tensor_type.shape.dim)
+        n = int(np.prod(shape))
+        x = (np.arange(n).reshape(shape) / n).astype(np.float32)
+        ref = onnx.TensorProto()
+        with open(path[:-len(".onnx")] + "_output_0.pb", "rb") as fh:
+            ref.ParseFromString(fh.read())
+        ops = tuple(sorted({nd.op_type for nd in model.graph.node}))
+        yield LightCase(f"light_{name}", rtol=LIGHT_RTOL.get(name, 1e-3)), model, [([x], [numpy_helper.to_array(ref)])], ops
+
+
 def in_scope_cases(kinds):
     from onnx.backend.test.loader import load_model_tests
 
@@ -63,6 +100,9 @@ def in_scope_cases(kinds):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for kind in kinds:
+            if kind == "light":  # real models: every one is run, whatever its ops
+                yield from light_cases()
+                continue
             for case in load_model_tests(kind=kind):
                 model, sets = _load_data_sets(case)
                 ops = tuple(sorted({n.op_type for n in model.graph.node}))
@@ -108,7 +148,7 @@ def run_all(kinds) -> list[Outcome]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--kinds", default="node,pytorch-converted,pytorch-operator")
+    ap.add_argument("--kinds", default="node,pytorch-converted,pytorch-operator,light")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--verbose", action="store_true", help="list passed cases too")
     args = ap.parse_args(argv)

@@ -19,7 +19,7 @@ _spec.loader.exec_module(conformance)
 
 @pytest.fixture(scope="module")
 def outcomes():
-    return {o.name: o for o in conformance.run_all(["node", "pytorch-converted", "pytorch-operator"])}
+    return {o.name: o for o in conformance.run_all(["node", "pytorch-converted", "pytorch-operator", "light"])}
 
 
 def test_no_in_scope_case_fails(outcomes):
@@ -47,6 +47,15 @@ MUST_PASS = [
 @pytest.mark.parametrize("name", MUST_PASS)
 def test_spine_case_passes(outcomes, name):
     assert outcomes[name].status == "passed", outcomes[name].reason
+
+
+LIGHT = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50", "shufflenet",
+         "squeezenet", "vgg19", "zfnet512"]
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_light_model_reproduces_stored_output(outcomes, name):
+    assert outcomes[f"light_{name}"].status == "passed", outcomes[f"light_{name}"].reason
 
 
 @pytest.mark.parametrize("name, words", [

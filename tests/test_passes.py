@@ -551,7 +551,7 @@ def test_quantize_reshape_relu_and_add():
 ])
 def test_quantize_refuses_ops_without_integer_semantics(text, weights):
     f = parse(text, **weights)  # no pipeline: the op is still there
-    with pytest.raises(QuantizeError, match="cannot be quantized"):
+    with pytest.raises(QuantizeError, match="should have become Dense|has no integer implementation yet"):
         quantize(f, calibrate_minmax(f, sample(f)), QuantConfig())
 
 
