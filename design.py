@@ -22,6 +22,8 @@ import numpy as np
 from .codegen import c as c_backend
 from .codegen import hls as hls_backend
 from .codegen.lower import BackendError, HwModel, lower
+from .codegen.program import Program
+from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.serialize import from_dict, to_dict
 from .passes import QuantConfig, calibrate_minmax, quantize, run_float_pipeline
@@ -134,7 +136,13 @@ class Design:
         return self.qgraph.qtype(self.qgraph.outputs[0])
 
     def hardware(self) -> HwModel:
+        """The Dense chain of the HLS and Verilog backends (refuses any other graph)."""
         return lower(self.qgraph)
+
+    def lowered(self, target: str) -> Program | HwModel:
+        """What ``target`` renders: a Program for C, the Dense chain for HLS and Verilog.
+        Raises :class:`BackendError` if the target cannot implement the graph."""
+        return lower_for(self.qgraph, target)
 
     def check_input(self, x) -> np.ndarray:
         return as_batch(x, self.input_shape)
@@ -196,14 +204,15 @@ class Design:
         targets = check_names(targets, TARGETS, "target")
         if parallelism not in PARALLELISM:
             raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
-        hw = self.hardware()  # refuses unsupported graphs before any file exists
+        # every target lowers (or refuses, naming the node) before any file exists
+        models = {t: self.lowered(t) for t in targets}
         outdir = Path(outdir)
         if outdir.exists() and (not outdir.is_dir() or (any(outdir.iterdir()) and not (outdir / "design.json").exists())):
             raise FileExistsError(f"{outdir} exists and is not an nnforge output folder; refusing to overwrite it")
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
         try:
-            info = self._write_into(tmp, hw, targets, parallelism, progress)
+            info = self._write_into(tmp, models, targets, parallelism, progress)
             (tmp / "report.json").write_text(json.dumps(info, indent=2) + "\n")
             (tmp / "report.txt").write_text(self._report_text(info))
             _replace_dir(tmp, outdir)
@@ -213,7 +222,7 @@ class Design:
         progress(f"wrote {', '.join(targets)} to {outdir}")
         return outdir
 
-    def _write_into(self, tmp: Path, hw: HwModel, targets, parallelism, progress) -> dict:
+    def _write_into(self, tmp: Path, models: dict, targets, parallelism, progress) -> dict:
         self.save(tmp)
         info: dict = {"model": self.qgraph.name, "source": self.source, "targets": list(targets),
                       "quantization": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
@@ -221,26 +230,26 @@ class Design:
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
                                  "softmax_on_host": bool(self.qgraph.meta.get("output_softmax"))},
-                      "layers": self.layers(), "macs": hw.macs}
+                      "layers": self.layers(), "macs": sum(r.get("macs", 0) for r in self.layers())}
         softmax = bool(self.qgraph.meta.get("output_softmax"))
         if "c" in targets:
             progress("writing C")
-            c_backend.write(hw, tmp / "c", softmax=softmax)
+            c_backend.write(models["c"], tmp / "c", softmax=softmax)
         if "hls" in targets:
             progress("writing HLS C++")
-            tb_x = self._tb_vectors(hw)
-            hls_backend.write(hw, tmp / "hls", tb_x, self.predict_int(tb_x))
+            tb_x = self._tb_vectors()
+            hls_backend.write(models["hls"], tmp / "hls", tb_x, self.predict_int(tb_x))
         if "verilog" in targets:
             from .codegen import verilog as verilog_backend
 
             progress(f"writing Verilog ({parallelism})")
-            info["verilog"] = verilog_backend.write(hw, tmp / "verilog", parallelism=parallelism)
+            info["verilog"] = verilog_backend.write(models["verilog"], tmp / "verilog", parallelism=parallelism)
         return info
 
-    def _tb_vectors(self, hw: HwModel) -> np.ndarray:
+    def _tb_vectors(self) -> np.ndarray:
         """Deterministic vectors spanning the input type, for the HLS C-sim testbench."""
         rng = np.random.default_rng(0)
-        t = hw.in_t
+        t = self.input_type
         x = rng.integers(t.lo, t.hi + 1, size=(HLS_TB_SAMPLES, *self.input_shape))
         x[0], x[1] = t.lo, t.hi
         return x
@@ -305,7 +314,7 @@ class Design:
         x_int = self.quantize_input(x)
         golden = self.predict_int(x_int)
         result = VerifyResult(len(x), _accuracy(run_float(self.float_graph, x)[0], labels))
-        hw = self.hardware() if set(backends) - {"golden"} else None
+        models = {b: self.lowered(b) for b in backends if b != "golden"}
         tmp = None
         if outdir is None and set(backends) - {"golden"}:
             tmp = Path(tempfile.mkdtemp(prefix="nnforge-verify-"))
@@ -320,7 +329,7 @@ class Design:
                     src = Path(outdir) / b
                     if not src.is_dir():
                         raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
-                    extra = _run_backend(b, hw, src, Path(outdir) / "build" / b, x_int, progress)
+                    extra = _run_backend(b, models[b], src, Path(outdir) / "build" / b, x_int, progress)
                     run_y = extra.y.reshape(golden.shape)
                 diff = np.any(run_y.reshape(len(x), -1) != golden.reshape(len(x), -1), axis=1)
                 bad = np.flatnonzero(diff)
@@ -336,7 +345,7 @@ class Design:
         return result
 
 
-def _run_backend(name: str, hw: HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
+def _run_backend(name: str, hw: Program | HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
     x_flat = x_int.reshape(len(x_int), -1)
     if name == "c":
         from .sim.native import run_c

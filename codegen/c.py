@@ -1,64 +1,45 @@
-"""The C backend: C99 for microcontrollers, no malloc, static buffers, const weights."""
+"""The C backend: C99 for microcontrollers, no malloc, static buffers, const weights.
+
+It renders a :class:`.program.Program` (any DAG of :data:`.program.C_OPS`), the MLP
+included: one C path. Each step kind has its template, ``hls_templates/c/<kind>.j2``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from .lower import HwModel, c_int_type
+from .lower import c_int_type
+from .program import C_OPS, Program
 from .render import render
 
 TARGET = "c"
+SUPPORTED_OPS = C_OPS
 FILES = ("nnforge_model.h", "nnforge_model.c")
+_REQUANT_KINDS = frozenset({"dense", "conv", "relu", "batchnorm", "add"})
+_DIV_KINDS = frozenset({"avgpool", "gap"})
 
 
 def _join(values) -> str:
     return ", ".join(str(int(v)) for v in values)
 
 
-def layer_context(hw: HwModel) -> tuple[list[dict], list[dict]]:
-    """Per-layer numbers and the static activation buffers (shared with the HLS backend)."""
-    layers, buffers = [], []
-    for i, l in enumerate(hw.layers):
-        last = i == len(hw.layers) - 1
-        in_ctype = c_int_type(l.in_t.width, l.in_t.signed)
-        out_ctype = c_int_type(l.out_t.width, l.out_t.signed)
-        dst = "out" if last else f"nnf_buf{i}"
-        if not last:
-            buffers.append({"name": dst, "ctype": out_ctype, "size": l.n_out})
-        layers.append({
-            "name": l.name, "n_in": l.n_in, "n_out": l.n_out, "w_t": str(l.w_t),
-            "acc_width": l.acc_width, "shift": l.shift, "lo": l.lo, "hi": l.hi,
-            "in_ctype": in_ctype, "out_ctype": out_ctype,
-            "w_ctype": c_int_type(l.w_t.width, True),
-            "b_ctype": c_int_type(l.bias_width, True),
-            "acc_ctype": "int32_t" if l.acc_width <= 32 else "int64_t",
-            "weight_rows": [_join(row) for row in l.weights],
-            "weights_flat": _join(np.asarray(l.weights).reshape(-1)),
-            "bias_list": _join(l.bias),
-            "src": "in" if i == 0 else f"nnf_buf{i - 1}",
-            "dst": dst,
-        })
-    return layers, buffers
-
-
-def model_context(hw: HwModel, softmax: bool) -> dict:
-    layers, buffers = layer_context(hw)
+def model_context(prog: Program, softmax: bool) -> dict:
+    kinds = {s.kind for s in prog.steps}
     return {
-        "model": hw.name, "n_in": hw.n_in, "n_out": hw.n_out,
-        "in_t": str(hw.in_t), "out_t": str(hw.out_t),
-        "in_frac": hw.in_t.frac, "out_frac": hw.out_t.frac,
-        "in_lo": hw.in_t.lo, "in_hi": hw.in_t.hi,
-        "in_ctype": c_int_type(hw.in_t.width, hw.in_t.signed),
-        "out_ctype": c_int_type(hw.out_t.width, hw.out_t.signed),
-        "softmax": softmax, "layers": layers, "buffers": buffers,
+        "model": prog.name, "n_in": prog.n_in, "n_out": prog.n_out,
+        "in_t": str(prog.in_t), "out_t": str(prog.out_t),
+        "in_frac": prog.in_t.frac, "out_frac": prog.out_t.frac,
+        "in_lo": prog.in_t.lo, "in_hi": prog.in_t.hi,
+        "in_ctype": c_int_type(prog.in_t.width, prog.in_t.signed),
+        "out_ctype": c_int_type(prog.out_t.width, prog.out_t.signed),
+        "softmax": softmax, "steps": prog.steps, "buffers": prog.buffers,
+        "need_requant": bool(kinds & _REQUANT_KINDS), "need_div": bool(kinds & _DIV_KINDS),
     }
 
 
-def write(hw: HwModel, outdir: Path, softmax: bool = False) -> list[Path]:
+def write(prog: Program, outdir: Path, softmax: bool = False) -> list[Path]:
     outdir.mkdir(parents=True, exist_ok=True)
-    ctx = model_context(hw, softmax)
+    ctx = model_context(prog, softmax)
     paths = []
     for name in FILES:
         path = outdir / name

@@ -72,14 +72,17 @@ class HwModel:
         return sum(layer.macs for layer in self.layers)
 
 
+def check_ops(q: Graph, target: str, supported) -> None:
+    """Refuse a graph with an op the target lacks, naming the (sanitized) node."""
+    for n in q.topo():
+        if n.op not in supported:
+            raise BackendError(f"target {target!r} cannot implement node {sanitize(n.name)!r} (op {n.op}); "
+                               f"supported ops: {', '.join(sorted(supported))}")
+
+
 def lower(q: Graph, target: str = "any") -> HwModel:
-    bad = [n for n in q.topo() if n.op not in LOWERABLE_OPS]
-    if bad:
-        n = bad[0]
-        raise BackendError(
-            f"target {target!r} cannot implement node {sanitize(n.name)!r} (op {n.op}); "
-            f"supported ops: {', '.join(sorted(LOWERABLE_OPS))}"
-        )
+    """The Dense chain the HLS and Verilog engines implement."""
+    check_ops(q, target, LOWERABLE_OPS)
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     used: set[str] = set()

@@ -477,5 +477,5 @@ def test_torch_cnn_compiles_to_a_golden_model(torch_cnn, tmp_path):
     assert agree >= 0.9, agree
     out = tmp_path / "out"
     with pytest.raises(nnforge.BackendError, match="Conv"):
-        design.write(out, targets=["c"])
+        design.write(out, targets=["verilog"])  # C implements CNNs (tests/test_c_cnn.py)
     assert not out.exists() and list(tmp_path.iterdir()) == []

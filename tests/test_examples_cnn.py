@@ -1,5 +1,5 @@
-"""The bundled CNNs: float interpreter == onnxruntime, and the 8-bit golden model keeps
-the accuracy (the backends for these ops are still to come: write() refuses them)."""
+"""The bundled CNNs: float interpreter == onnxruntime, the 8-bit golden model keeps the
+accuracy, and C matches it on the whole test split (HLS and Verilog still refuse them)."""
 
 import numpy as np
 import onnxruntime as ort
@@ -25,6 +25,10 @@ def test_cnn_example_golden(name, tmp_path):
     assert int_acc >= float_acc - 0.02
     ops = {r["op"] for r in design.layers()}
     assert "Conv" in ops and "BatchNormalization" not in ops
-    with pytest.raises(nnforge.BackendError, match="Conv"):
-        design.write(tmp_path / "out", targets=["c"])
-    assert not (tmp_path / "out").exists()
+    for targets in (["verilog"], ["hls"], ["c", "verilog"]):
+        with pytest.raises(nnforge.BackendError, match="Conv"):
+            design.write(tmp_path / "out", targets=targets)
+        assert not (tmp_path / "out").exists()
+    res = design.verify(x, y, backends=["golden", "c"])
+    assert res.backends["c"].samples == len(x) and res.backends["c"].mismatches == 0
+    assert res.backends["c"].accuracy >= float_acc - 0.02

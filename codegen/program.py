@@ -1,0 +1,245 @@
+"""Lowering a quantized graph to a :class:`Program`: the general form for the C backend.
+
+Where :func:`.lower.lower` accepts only a chain of Dense layers (the HLS and Verilog
+engines), a Program is any DAG of the ops in :data:`C_OPS`, as a topologically ordered
+list of :class:`Step` s. Every step names its kind, its input and output buffers, shapes,
+fixed-point types and every integer parameter; Python computes all of them here and the
+templates (``hls_templates/c/<kind>.j2``) only lay text out.
+
+Layout: every tensor is stored flat, row-major, exactly as its per-sample IR shape. A 1-D
+window op on ``(C, L)`` is the 2-D op on ``(C, 1, L)`` (kernel, stride, dilation 1 and no
+pads on the extra axis), which is the same memory, so one loop nest serves both.
+
+Buffers: the model input is ``in`` and the graph output is ``out`` (the entry point's
+arguments). Every other value lives in a static buffer; a buffer whose value is dead is
+reused by a later step of the same C type (greedy, in step order). A Reshape emits no code:
+its output is its input's buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..ir import FixedType, Graph
+from ..ir.fixed import signed_width_for
+from ..ir.ops._window import out_sizes, spatial_attrs
+from .lower import BackendError, c_int_type, check_ops
+from .naming import sanitize
+
+# IR ops the C backend implements (backends are data: see codegen.targets.TARGET_OPS).
+C_OPS = frozenset({"Add", "AveragePool", "BatchNormalization", "Conv", "Dense", "GlobalAveragePool",
+                   "GlobalMaxPool", "MaxPool", "Relu", "Reshape"})
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    ctype: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op of the program: ``kind`` picks the template, ``params`` holds its numbers."""
+
+    kind: str
+    name: str
+    op: str
+    inputs: tuple[str, ...]  # buffer names ("in", "out", "nnf_bufK")
+    output: str
+    in_ctypes: tuple[str, ...]
+    out_ctype: str
+    params: dict = field(repr=False)
+    macs: int = 0
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    in_t: FixedType
+    out_t: FixedType
+    n_in: int
+    n_out: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    steps: tuple[Step, ...]
+    buffers: tuple[Buffer, ...]
+
+    @property
+    def macs(self) -> int:
+        return sum(s.macs for s in self.steps)
+
+
+def _ctype(t: FixedType) -> str:
+    return c_int_type(t.width, t.signed)
+
+
+def _acc_ctype(width: int) -> str:
+    return "int32_t" if width <= 32 else "int64_t"
+
+
+def _values_width(a: np.ndarray) -> int:
+    a = np.asarray(a, dtype=np.int64)
+    return signed_width_for(int(a.min()), int(a.max())) if a.size else 2
+
+
+def _geometry2d(in_shape, kernel, strides, pads, dil, outs) -> dict:
+    """Window geometry on (C, H, W); a 1-D op gets H = 1 and a trivial first axis."""
+    if len(in_shape) == 2:
+        in_shape = (in_shape[0], 1, in_shape[1])
+        kernel, strides, dil, outs = (1, *kernel), (1, *strides), (1, *dil), (1, *outs)
+        pads = (0, pads[0], 0, pads[1])
+    c, h, w = in_shape
+    return {"c": c, "h": h, "w": w, "kh": kernel[0], "kw": kernel[1], "sh": strides[0], "sw": strides[1],
+            "dh": dil[0], "dw": dil[1], "pt": pads[0], "pl": pads[1], "pb": pads[2], "pr": pads[3],
+            "oh": outs[0], "ow": outs[1]}
+
+
+def _window(attrs, in_shape, kernel, ceil_mode=False):
+    strides, pads, dil = spatial_attrs(attrs, len(in_shape) - 1, kernel)
+    outs = out_sizes(in_shape[1:], kernel, strides, pads, dil, ceil_mode)
+    return _geometry2d(in_shape, tuple(kernel), strides, pads, dil, outs)
+
+
+def _rows(values, per_line: int = 16) -> list[str]:
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    return [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
+
+
+def _requant(acc_frac: int, out_t: FixedType, relu: bool = False) -> dict:
+    return {"shift": acc_frac - out_t.frac, "lo": max(out_t.lo, 0) if relu else out_t.lo, "hi": out_t.hi}
+
+
+def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
+    """(kind, params, macs, activation inputs) of one node."""
+    op = node.op
+    x = node.inputs[0]
+    x_t, out_t = q.qtype(x), q.qtype(node.outputs[0])
+    in_shape, out_shape = q.shape(x), q.shape(node.outputs[0])
+    size = int(np.prod(out_shape))
+    if op in ("Dense", "Conv"):
+        _, w, b = node.inputs
+        weights = np.asarray(q.consts[w], dtype=np.int64)
+        bias = np.asarray(q.consts[b], dtype=np.int64)
+        acc_width = int(node.attr("acc_width"))
+        p = {"w_t": str(q.qtype(w)), "acc_width": acc_width, "acc_ctype": _acc_ctype(acc_width),
+             "w_ctype": c_int_type(q.qtype(w).width, True),
+             "b_ctype": c_int_type(_values_width(bias), True),
+             "w_rows": _rows(weights), "w_size": weights.size, "b_rows": _rows(bias), "b_size": bias.size,
+             **_requant(x_t.frac + q.qtype(w).frac, out_t, bool(node.attr("relu")))}
+        if op == "Dense":  # one row of weights per output, as the (n_out, n_in) array
+            p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=[_rows(r, r.size)[0] for r in weights],
+                     b_list=_rows(bias, max(bias.size, 1))[0])
+            return "dense", p, weights.size, [x]
+        groups = int(node.attr("groups", 1))
+        p.update(_window(node.attrs, in_shape, weights.shape[2:]))
+        p.update(m=weights.shape[0], groups=groups, cg=weights.shape[1], mg=weights.shape[0] // groups)
+        return "conv", p, size * int(np.prod(weights.shape[1:])), [x]
+    if op in ("MaxPool", "AveragePool"):
+        geo = _window(node.attrs, in_shape, tuple(node.attr("kernel_shape")), bool(node.attr("ceil_mode")))
+        p = {**geo, "lo": out_t.lo, "hi": out_t.hi}
+        if op == "MaxPool":
+            p["init"] = x_t.lo  # padding never wins: start from the smallest input value
+            return "maxpool", p, 0, [x]
+        if node.attr("count_include_pad"):  # cells counted: input plus explicit pads
+            p.update(cnt_h0=-geo["pt"], cnt_h1=geo["h"] + geo["pb"], cnt_w0=-geo["pl"], cnt_w1=geo["w"] + geo["pr"])
+        else:  # cells counted: the input only
+            p.update(cnt_h0=0, cnt_h1=geo["h"], cnt_w0=0, cnt_w1=geo["w"])
+        return "avgpool", p, 0, [x]
+    if op in ("GlobalAveragePool", "GlobalMaxPool"):
+        p = {"c": in_shape[0], "n": int(np.prod(in_shape[1:])), "lo": out_t.lo, "hi": out_t.hi}
+        return ("gap" if op == "GlobalAveragePool" else "gmp"), p, 0, [x]
+    if op == "Relu":
+        return "relu", {"size": size, **_requant(x_t.frac, out_t)}, 0, [x]
+    if op == "BatchNormalization":
+        _, m, a = node.inputs
+        mul = np.asarray(q.consts[m], dtype=np.int64)
+        add = np.asarray(q.consts[a], dtype=np.int64)
+        acc_width = int(node.attr("acc_width"))
+        p = {"c": in_shape[0], "n": int(np.prod(in_shape[1:])), "acc_ctype": _acc_ctype(acc_width),
+             "acc_width": acc_width, "m_ctype": c_int_type(q.qtype(m).width, True),
+             "a_ctype": c_int_type(_values_width(add), True), "m_rows": _rows(mul), "a_rows": _rows(add),
+             **_requant(x_t.frac + q.qtype(m).frac, out_t)}
+        return "batchnorm", p, size, [x]
+    if op == "Add":
+        f = max(q.qtype(t).frac for t in node.inputs)
+        operands, acts = [], []
+        for i, t in enumerate(node.inputs):
+            tt = q.qtype(t)
+            o = {"up": f - tt.frac, "const": q.is_const(t)}
+            if q.is_const(t):  # a constant operand: broadcast here, stored whole
+                full = np.broadcast_to(np.asarray(q.consts[t], dtype=np.int64), out_shape)
+                o.update(rows=_rows(full), ctype=c_int_type(_values_width(full), True),
+                         var=f"{name}_k{i}")
+            else:
+                o.update(ctype=_ctype(tt), var="ab"[i])
+                if tuple(q.shape(t)) != tuple(out_shape):
+                    raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Add) broadcasts an "
+                                       f"activation {q.shape(t)} to {out_shape}; not supported")
+                acts.append(t)
+            operands.append(o)
+        return "add", {"size": size, "frac": f, "a": operands[0], "b": operands[1], **_requant(f, out_t)}, 0, acts
+    raise BackendError(f"target 'c': no lowering for op {op}")  # unreachable: checked before
+
+
+def lower_program(q: Graph, target: str = "c") -> Program:
+    """The quantized graph as a Program (topological steps plus static buffers)."""
+    check_ops(q, target, C_OPS)
+    if len(q.inputs) != 1 or len(q.outputs) != 1:
+        raise BackendError("hardware targets need exactly one input and one output tensor")
+    inp, outp = q.inputs[0], q.outputs[0]
+    nodes = q.topo()
+    # Reshape is an alias: every tensor resolves to the root tensor whose buffer holds it
+    root: dict[str, str] = {inp: inp}
+    for n in nodes:
+        for t in n.outputs:
+            root[t] = root[n.inputs[0]] if n.op == "Reshape" else t
+    if root[outp] == inp:
+        raise BackendError("the model has no layer to implement")
+    compute = [n for n in nodes if n.op != "Reshape"]
+    used: set[str] = set()
+    names = {n.name: sanitize(n.name, used, prefix="layer") for n in compute}
+    acts = {n.name: _step_params(q, n, names[n.name]) for n in compute}
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(compute):
+        for t in acts[n.name][3]:
+            last_use[root[t]] = i
+    # static buffers, reused once dead (pools per C type)
+    buf_of: dict[str, str] = {inp: "in", root[outp]: "out"}
+    buffers: list[list] = []  # [name, ctype, size]
+    free: list[int] = []
+    holder: dict[int, str] = {}
+    steps = []
+    for i, n in enumerate(compute):
+        kind, params, macs, ins = acts[n.name]
+        out = n.outputs[0]
+        ctype = _ctype(q.qtype(out))
+        size = int(np.prod(q.shape(out)))
+        if out not in buf_of:
+            pick = next((k for k in free if buffers[k][1] == ctype), None)
+            if pick is None:
+                buffers.append([f"nnf_buf{len(buffers)}", ctype, size])
+                pick = len(buffers) - 1
+            else:
+                free.remove(pick)
+                buffers[pick][2] = max(buffers[pick][2], size)
+            holder[pick] = out
+            buf_of[out] = buffers[pick][0]
+        steps.append(Step(kind=kind, name=names[n.name], op=n.op,
+                          inputs=tuple(buf_of[root[t]] for t in ins), output=buf_of[out],
+                          in_ctypes=tuple(_ctype(q.qtype(t)) for t in ins), out_ctype=ctype,
+                          params=params, macs=macs))
+        # release buffers whose value no later step reads (never the one just written
+        # if it is still needed; a value nobody reads is dead at once)
+        for k, t in list(holder.items()):
+            if last_use.get(t, -1) <= i:
+                del holder[k]
+                free.append(k)
+    return Program(
+        name=sanitize(q.name, prefix="model"), in_t=q.qtype(inp), out_t=q.qtype(outp),
+        n_in=int(np.prod(q.shape(inp))), n_out=int(np.prod(q.shape(outp))),
+        input_shape=q.shape(inp), output_shape=q.shape(outp), steps=tuple(steps),
+        buffers=tuple(Buffer(*b) for b in buffers),
+    )

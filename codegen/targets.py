@@ -1,0 +1,22 @@
+"""Backends are data: the IR ops each target implements, and the lowering it renders from.
+
+``c`` renders a :class:`.program.Program` (any DAG of its ops); ``hls`` and ``verilog``
+render the Dense-chain :class:`.lower.HwModel`. :func:`lower_for` refuses a graph the
+target cannot implement, naming the node, before any file is written.
+"""
+
+from __future__ import annotations
+
+from ..ir import Graph
+from .lower import LOWERABLE_OPS, HwModel, lower
+from .program import C_OPS, Program, lower_program
+
+TARGET_OPS: dict[str, frozenset[str]] = {"c": C_OPS, "hls": LOWERABLE_OPS, "verilog": LOWERABLE_OPS}
+
+
+def lower_for(q: Graph, target: str) -> Program | HwModel:
+    if target not in TARGET_OPS:
+        raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGET_OPS)}")
+    if target == "c":
+        return lower_program(q, target)
+    return lower(q, target)
