@@ -57,7 +57,10 @@ def cmd_compile(args, progress: Progress) -> int:
 
 
 def cmd_verify(args, progress: Progress) -> int:
-    backends = check_names(_list(args.backends), BACKENDS, "backend")
+    if args.backends is None:  # golden and every target the folder holds
+        backends = ["golden"] + [t for t in TARGETS if (Path(args.outdir) / t).is_dir()]
+    else:
+        backends = check_names(_list(args.backends), BACKENDS, "backend")
     design = Design.load(args.outdir)
     x, y = load_npz(args.data)
     result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
@@ -101,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="run every backend on data and compare with the golden model")
     v.add_argument("outdir", help="a folder written by 'nnforge compile'")
     v.add_argument("--data", required=True, help="a .npz file with 'x' and optional integer labels 'y'")
-    v.add_argument("--backends", default=",".join(BACKENDS), help=f"comma-separated, from {','.join(BACKENDS)}")
+    v.add_argument("--backends", help=f"comma-separated, from {','.join(BACKENDS)} "
+                   "(default: golden and every target written to OUTDIR)")
     v.add_argument("--limit", type=int, help="use only the first N samples")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress output")

@@ -132,3 +132,20 @@ def test_unsupported_op_writes_nothing(tmp_path):
     assert "'gate'" in str(e.value) and "'Sigmoid'" in str(e.value) and "Gemm" in str(e.value)
     assert run_cli("compile", path, "-o", tmp_path / "o", "--calibration", tmp_path / "cal.npz", "-q") == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_verify_defaults_to_the_targets_written(tmp_path, capsys):
+    """A CNN written for C only: verify runs golden and C, and matches."""
+    from conftest import ROOT
+
+    ex = ROOT / "examples" / "digits_cnn"
+    out = tmp_path / "out"
+    assert run_cli("compile", ex / "model.onnx", "-o", out, "--targets", "c",
+                   "--calibration", ex / "calibration.npz", "-q") == 0
+    capsys.readouterr()
+    assert run_cli("verify", out, "--data", ex / "test.npz", "--json", "-q") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc["backends"]) == ["golden", "c"]
+    assert doc["backends"]["c"]["mismatches"] == 0 and doc["backends"]["c"]["samples"] == 360
+    # asking for a backend the folder does not hold is an error, not a silent skip
+    assert run_cli("verify", out, "--data", ex / "test.npz", "--backends", "golden,hls", "-q") == 2
