@@ -19,7 +19,7 @@ def signals(n, rng):
     phase = rng.uniform(0, 2 * np.pi, n)[:, None]
     amp = rng.uniform(0.5, 1.5, n)[:, None]
     x = amp * np.sin(2 * np.pi * (2 + 3 * y)[:, None] * t + phase)
-    x += rng.normal(0, 0.3, x.shape) + rng.uniform(-0.5, 0.5, (n, 1))
+    x += rng.normal(0, 1.2, x.shape) + rng.uniform(-0.5, 0.5, (n, 1))
     return x[:, None, :].astype(np.float32), y
 
 
@@ -59,7 +59,7 @@ def test_conv1d_signal_model_bit_exact_in_c(exported, tmp_path):
     assert any(r["op"] == "Conv" for r in design.layers())
     assert design.input_shape == (1, LENGTH)
     result = design.verify(x, y, backends=["golden", "c"])
-    assert result.float_accuracy > 0.9, "training failed; the test would prove nothing"
+    assert result.float_accuracy > 0.8, "training failed; the test would prove nothing"
     for name in ("golden", "c"):
         b = result.backends[name]
         assert b.samples == len(x) and b.mismatches == 0
