@@ -30,7 +30,9 @@ from .naming import sanitize
 
 # IR ops the C backend implements (backends are data: see codegen.targets.TARGET_OPS).
 C_OPS = frozenset({"Add", "AveragePool", "BatchNormalization", "Conv", "Dense", "GlobalAveragePool",
-                   "GlobalMaxPool", "MaxPool", "Relu", "Reshape"})
+                   "GlobalMaxPool", "MaxPool", "Relu", "Reshape",
+                   "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize"})
+TABLE_OPS = frozenset({"Sigmoid", "Tanh", "HardSigmoid", "HardSwish"})
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,27 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
         return ("gap" if op == "GlobalAveragePool" else "gmp"), p, 0, [x]
     if op == "Relu":
         return "relu", {"size": size, **_requant(x_t.frac, out_t)}, 0, [x]
+    if op == "LeakyRelu":
+        mf = int(node.attr("mult_frac"))
+        return "leakyrelu", {"size": size, "mult": int(node.attr("mult")), "mult_frac": mf,
+                             **_requant(x_t.frac + mf, out_t)}, 0, [x]
+    if op == "Clip":
+        # y = min(max(x, lo_q), hi_q), then the output type's range (as the golden model)
+        return "clip", {"size": size, "lo": int(node.attr("lo_q")), "hi": int(node.attr("hi_q")),
+                        "out_lo": out_t.lo, "out_hi": out_t.hi}, 0, [x]
+    if op in TABLE_OPS:
+        table = np.asarray(q.consts[node.inputs[1]], dtype=np.int64)
+        if table.shape != (x_t.hi - x_t.lo + 1,):
+            raise BackendError(f"target 'c': node {sanitize(node.name)!r} has no table for its input type")
+        return "table", {"size": size, "n": table.size, "lo": x_t.lo, "rows": _rows(table)}, 0, [x]
+    if op == "Resize":
+        scales = tuple(int(v) for v in node.attr("scales"))
+        if len(in_shape) not in (2, 3) or scales[0] != 1:
+            raise BackendError(f"target 'c': node {sanitize(node.name)!r} (Resize) needs a (C, L) or (C, H, W) "
+                               f"input resized on its spatial axes")
+        shp, sc = (in_shape, scales) if len(in_shape) == 3 else ((in_shape[0], 1, in_shape[1]), (1, 1, scales[1]))
+        return "resize", {"c": shp[0], "h": shp[1], "w": shp[2], "fh": sc[1], "fw": sc[2],
+                          "oh": shp[1] * sc[1], "ow": shp[2] * sc[2]}, 0, [x]
     if op == "BatchNormalization":
         _, m, a = node.inputs
         mul = np.asarray(q.consts[m], dtype=np.int64)

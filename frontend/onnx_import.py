@@ -23,6 +23,7 @@ SUPPORTED_OPS = (
     "Reshape", "Softmax",
     "Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "ReduceMean", "Mul", "Sum", "Concat", "Transpose", "Squeeze", "Unsqueeze", "LRN",
+    "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize", "Upsample", "Pad",
 )
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
@@ -86,6 +87,9 @@ class _Importer:
             onnx.checker.check_model(model)
         except onnx.checker.ValidationError as e:
             raise ImportError_(f"the model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        # the opset the model was written in (Resize-10 and Upsample mean asymmetric / floor
+        # even after the version converter has made them Resize-11 without those attributes)
+        self.source_opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 0)
         model = self._upgrade(model)
         self.opsets = {("" if imp.domain == "ai.onnx" else imp.domain): imp.version for imp in model.opset_import}
         self.opset = self.opsets.get("", 0)
@@ -647,6 +651,142 @@ class _Importer:
         attrs = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
                  "beta": float(a.get("beta", 0.75)), "bias": float(a.get("bias", 1.0))}
         self._emit(onode, "LRN", [x], attrs)
+
+    # ---- activations ----------------------------------------------------------------
+    def _op_LeakyRelu(self, onode) -> None:
+        alpha = float(self._attrs(onode).get("alpha", 0.01))
+        self._emit(onode, "LeakyRelu", [self._activation_input(onode)], {"alpha": alpha})
+
+    def _op_Clip(self, onode) -> None:
+        """Clip with constant bounds: attributes before opset 11, optional inputs after."""
+        x = self._activation_input(onode)
+        bounds = []
+        for i, key in ((1, "min"), (2, "max")):
+            if self.opset < 11:
+                v = self._attrs(onode).get(key)
+            elif len(onode.input) > i and onode.input[i]:
+                c = self._const(onode.input[i])
+                if c is None or np.asarray(c).size != 1:
+                    raise ImportError_(f"node {onode.name!r}: Clip needs a constant scalar {key} (input {i})")
+                v = float(np.asarray(c).reshape(()))
+            else:
+                v = None
+            # opset 6 writes "no bound" as +-FLT_MAX
+            bounds.append(None if v is None or abs(float(v)) >= 3.4e38 else float(v))
+        self._emit(onode, "Clip", [x], {"min": bounds[0], "max": bounds[1]})
+
+    def _op_Sigmoid(self, onode) -> None:
+        self._emit(onode, "Sigmoid", [self._activation_input(onode)])
+
+    def _op_Tanh(self, onode) -> None:
+        self._emit(onode, "Tanh", [self._activation_input(onode)])
+
+    def _op_HardSigmoid(self, onode) -> None:
+        a = self._attrs(onode)
+        attrs = {"alpha": float(a.get("alpha", 0.2)), "beta": float(a.get("beta", 0.5))}
+        self._emit(onode, "HardSigmoid", [self._activation_input(onode)], attrs)
+
+    def _op_HardSwish(self, onode) -> None:
+        self._emit(onode, "HardSwish", [self._activation_input(onode)])
+
+    # ---- resize and pad -------------------------------------------------------------
+    def _op_Resize(self, onode) -> None:
+        """Nearest-neighbour Resize with constant integer factors on spatial axes, with the
+        asymmetric / floor coordinate rule (PyTorch's nearest export); anything else is
+        refused here."""
+        x = self._activation_input(onode)
+        a = self._attrs(onode)
+
+        def text(key, default):
+            v = a.get(key, default)
+            return v.decode() if isinstance(v, bytes) else str(v)
+
+        what = f"node {onode.name!r} ({onode.op_type})"
+        mode = text("mode", "nearest")
+        if mode != "nearest":
+            raise ImportError_(f"{what}: only mode 'nearest' is supported, not {mode!r}")
+        if onode.op_type == "Resize" and self.source_opset >= 11:
+            ctm = text("coordinate_transformation_mode", "half_pixel")
+            nmode = text("nearest_mode", "round_prefer_floor")
+            if ctm != "asymmetric" or nmode != "floor":
+                raise ImportError_(
+                    f"{what}: only coordinate_transformation_mode 'asymmetric' with nearest_mode 'floor' "
+                    f"(what PyTorch exports for nearest upsampling) is supported, not {ctm!r} / {nmode!r}")
+            if a.get("axes") is not None or int(a.get("antialias", 0)):
+                raise ImportError_(f"{what}: the axes and antialias attributes are not supported")
+        # Resize-11 and newer read X, roi, scales, sizes; Resize-10 / Upsample read X, scales
+        scales_in, sizes_in = (2, 3) if onode.op_type == "Resize" and self.opset >= 11 else (1, None)
+        full = (1, *self.g.shape(x))
+        scales = sizes = None
+        if len(onode.input) > scales_in and onode.input[scales_in]:
+            scales = self._const(onode.input[scales_in])
+            if scales is None:
+                raise ImportError_(f"{what}: the scales must be constant")
+            scales = np.asarray(scales, dtype=np.float64).reshape(-1)
+            if scales.size == 0:
+                scales = None
+        if scales is None and sizes_in is not None and len(onode.input) > sizes_in and onode.input[sizes_in]:
+            sizes = self._const(onode.input[sizes_in])
+            if sizes is None:
+                raise ImportError_(f"{what}: the sizes must be constant")
+            sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+            if sizes.size != len(full) or np.any(sizes % np.array(full)):
+                raise ImportError_(f"{what}: sizes {sizes.tolist()} are not integer multiples of {list(full)}")
+            scales = (sizes // np.array(full)).astype(np.float64)
+        if scales is None or scales.size != len(full):
+            raise ImportError_(f"{what}: needs constant scales or sizes, one per axis of the rank-{len(full)} input")
+        if np.any(scales != np.round(scales)) or np.any(scales < 1):
+            raise ImportError_(f"{what}: only integer upsampling factors are supported, got {scales.tolist()}")
+        if scales[0] != 1 or (len(full) > 2 and scales[1] != 1):
+            raise ImportError_(f"{what}: only spatial axes may be resized, got scales {scales.tolist()}")
+        self._emit(onode, "Resize", [x], {"scales": tuple(int(s) for s in scales[1:])})
+        self._check_inferred(onode)
+
+    _op_Upsample = _op_Resize
+
+    def _op_Pad(self, onode) -> None:
+        """Constant-mode Pad with non-negative constant pads (folded into a following Conv
+        by a pass when its value is 0 and it pads only spatial axes)."""
+        x = self._activation_input(onode)
+        a = self._attrs(onode)
+        what = f"node {onode.name!r} (Pad)"
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+        if mode != "constant":
+            raise ImportError_(f"{what}: only mode 'constant' is supported, not {mode!r}")
+        rank = len(self.g.shape(x)) + 1
+        if self.opset < 11:
+            pads, value = a.get("pads"), float(a.get("value", 0.0))
+        else:
+            pads = self._const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
+            if pads is None:
+                raise ImportError_(f"{what}: the pads must be constant")
+            value = 0.0
+            if len(onode.input) > 2 and onode.input[2]:
+                v = self._const(onode.input[2])
+                if v is None:
+                    raise ImportError_(f"{what}: the constant_value must be constant")
+                value = float(np.asarray(v).reshape(-1)[0]) if np.asarray(v).size else 0.0
+            if len(onode.input) > 3 and onode.input[3]:
+                axes = self._const(onode.input[3])
+                if axes is None:
+                    raise ImportError_(f"{what}: the axes must be constant")
+                full = [0] * (2 * rank)
+                axes = [int(i) % rank for i in np.asarray(axes).reshape(-1)]
+                pv = np.asarray(pads).reshape(-1)
+                for k, ax in enumerate(axes):
+                    full[ax], full[rank + ax] = int(pv[k]), int(pv[len(axes) + k])
+                pads = full
+        pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+        if len(pads) != 2 * rank:
+            raise ImportError_(f"{what}: {len(pads)} pads for a rank-{rank} input")
+        if min(pads) < 0:
+            raise ImportError_(f"{what}: negative pads (cropping) are not supported")
+        if pads[0] or pads[rank]:
+            raise ImportError_(f"{what}: padding the batch axis is not supported")
+        per_sample = tuple(pads[1:rank]) + tuple(pads[rank + 1:])
+        self._emit(onode, "Pad", [x], {"pads": per_sample, "value": value})
+        self._check_inferred(onode)
 
 
 def _clean_name(s: str) -> str:

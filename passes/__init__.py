@@ -9,9 +9,11 @@ from .calibrate import Range, calibrate_minmax
 from .batchnorm import fold_batchnorm
 from .canonicalize import gemm_to_dense, matmul_add_to_dense
 from .fuse import fuse_dense_relu
+from .pad import fold_pad_into_conv
 from .quantize import QuantConfig, QuantizeError, drop_output_softmax, quantize
 
-FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fold_batchnorm, fuse_dense_relu, drop_output_softmax)
+FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm, fuse_dense_relu,
+                  drop_output_softmax)
 
 
 def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
@@ -25,6 +27,6 @@ def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
 
 __all__ = [
     "FLOAT_PIPELINE", "QuantConfig", "QuantizeError", "Range", "calibrate_minmax",
-    "drop_output_softmax", "fold_batchnorm", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
+    "drop_output_softmax", "fold_batchnorm", "fold_pad_into_conv", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
     "quantize", "run_float_pipeline",
 ]

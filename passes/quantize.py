@@ -20,12 +20,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import FixedType, Graph, quantize_float
+from ..ir.ops import op_module
+from ..ir.tables import MAX_TABLE_BITS, build_table
 from ..ir.fixed import frac_for_range, signed_width_for
 from .calibrate import Range
 
 
 class QuantizeError(Exception):
     pass
+
+
+# activations computed by a compile-time table (nnforge.ir.tables)
+TABLE_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish")
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,19 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
             q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
         elif node.op == "Concat":
             q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
+        elif node.op == "Resize":
+            q.set_qtype(out, q.qtype(node.inputs[0]))  # a copy: the type is unchanged
+        elif node.op == "LeakyRelu":
+            _quantize_leakyrelu(q, node, ranges[out], cfg)
+        elif node.op == "Clip":
+            _quantize_clip(q, node)
+        elif node.op in TABLE_OPS:
+            _quantize_table(q, node, ranges[out], cfg)
+        elif node.op == "Pad":
+            raise QuantizeError(
+                f"node {node.name!r}: this Pad could not be folded into a following Conv (folding needs "
+                f"value 0, padding of spatial axes only, and Convs as its only readers), and a standalone "
+                f"Pad has no integer implementation")
         elif node.op in ("Gemm", "MatMul"):
             raise QuantizeError(f"node {node.name!r}: {node.op} should have become Dense (a canonicalization pass is missing)")
         else:
@@ -147,3 +166,51 @@ def _quantize_scale_shift(q: Graph, node, out_range: Range, cfg: QuantConfig) ->
     q.set_qtype(a_name, FixedType(acc_width, acc_frac))
     q.set_qtype(node.outputs[0], _act_type(out_range, cfg.act_bits))
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
+
+
+def _quantize_leakyrelu(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+    """``alpha`` becomes ``mult`` in a signed ``weight_bits`` type of scale ``2**-mult_frac``
+    (the largest frac that keeps it unsaturated, at least 0); see :mod:`nnforge.ir.ops.leakyrelu`."""
+    alpha = float(node.attr("alpha", 0.01))
+    mf = frac_for_range(abs(alpha), cfg.weight_bits, True)
+    if mf < 0:
+        raise QuantizeError(f"node {node.name!r}: LeakyRelu alpha {alpha} does not fit {cfg.weight_bits} bits")
+    mult = int(quantize_float(alpha, FixedType(cfg.weight_bits, mf)))
+    q.replace_node(node.name, node.with_(attrs={**node.attrs, "mult": mult, "mult_frac": mf}))
+    q.set_qtype(node.outputs[0], _act_type(out_range, cfg.act_bits))
+
+
+def _quantize_clip(q: Graph, node) -> None:
+    """Bounds rounded to the input type (an absent one is the type's end); the output keeps
+    the input's width and frac, unsigned when the lower bound is >= 0."""
+    t = q.qtype(node.inputs[0])
+    lo = t.lo if node.attr("min") is None else int(quantize_float(node.attr("min"), t))
+    hi = t.hi if node.attr("max") is None else int(quantize_float(node.attr("max"), t))
+    out_t = FixedType(t.width, t.frac, signed=t.signed and lo < 0)
+    q.replace_node(node.name, node.with_(attrs={**node.attrs, "lo_q": lo, "hi_q": hi}))
+    q.set_qtype(node.outputs[0], out_t)
+
+
+def _quantize_table(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+    """Build the node's lookup table (:func:`nnforge.ir.tables.build_table`) and add it as a
+    constant second input. Output types: Sigmoid and HardSigmoid unsigned, Tanh signed, each
+    ``act_bits`` wide with the largest frac that holds 1.0; HardSwish from calibration."""
+    x_t = q.qtype(node.inputs[0])
+    if x_t.width > MAX_TABLE_BITS:
+        raise QuantizeError(
+            f"node {node.name!r}: {node.op} is computed by a lookup table indexed by its input, which is "
+            f"{x_t} ({x_t.width} bits); tables are limited to {MAX_TABLE_BITS}-bit inputs. Quantize with "
+            f"bits <= {MAX_TABLE_BITS}")
+    bits = cfg.act_bits
+    if node.op in ("Sigmoid", "HardSigmoid"):
+        out_t = FixedType(bits, frac_for_range(1.0, bits, False), False)
+    elif node.op == "Tanh":
+        out_t = FixedType(bits, frac_for_range(1.0, bits, True), True)
+    else:
+        out_t = _act_type(out_range, bits)
+    fn = op_module(node.op).function
+    table = build_table(lambda v: fn(node.attrs, v), x_t, out_t)
+    name = q.add_const(q.fresh_name(f"{node.name}_table"), table)
+    q.set_qtype(name, out_t)
+    q.replace_node(node.name, node.with_(inputs=(node.inputs[0], name)))
+    q.set_qtype(node.outputs[0], out_t)
