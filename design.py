@@ -136,11 +136,11 @@ class Design:
         return self.qgraph.qtype(self.qgraph.outputs[0])
 
     def hardware(self) -> HwModel:
-        """The Dense chain of the HLS and Verilog backends (refuses any other graph)."""
+        """The Dense chain of the Verilog backend (refuses any other graph)."""
         return lower(self.qgraph)
 
     def lowered(self, target: str) -> Program | HwModel:
-        """What ``target`` renders: a Program for C, the Dense chain for HLS and Verilog.
+        """What ``target`` renders: a Program for C and HLS, the Dense chain for Verilog.
         Raises :class:`BackendError` if the target cannot implement the graph."""
         return lower_for(self.qgraph, target)
 

@@ -21,6 +21,7 @@ from nnforge.cli import EXAMPLE, load_npz
 from nnforge.codegen import c as c_backend
 from nnforge.codegen import hls as hls_backend
 from nnforge.codegen.lower import lower
+from nnforge.codegen.targets import lower_for
 from nnforge.design import Design
 from nnforge.frontend import import_onnx
 from nnforge.ir import run_int
@@ -67,8 +68,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="nnforge-bench-"))
     try:
-        stage("write_c", lambda: c_backend.write(hw, work / "c"))
-        stage("write_hls", lambda: hls_backend.write(hw, work / "hls", x_int[:16], golden[:16]))
+        stage("write_c", lambda: c_backend.write(lower_for(q, "c"), work / "c"))
+        stage("write_hls", lambda: hls_backend.write(lower_for(q, "hls"), work / "hls", x_int[:16], golden[:16]))
         for name, runner in (("c", run_c), ("hls", run_hls)):
             t0 = time.perf_counter()
             runner(hw, work / name, work / "build" / name, x_int, QUIET)  # includes the compile

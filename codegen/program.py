@@ -207,8 +207,11 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
     raise BackendError(f"target 'c': no lowering for op {op}")  # unreachable: checked before
 
 
-def lower_program(q: Graph, target: str = "c") -> Program:
-    """The quantized graph as a Program (topological steps plus static buffers)."""
+def lower_program(q: Graph, target: str = "c", reuse: bool = True) -> Program:
+    """The quantized graph as a Program (topological steps plus static buffers).
+
+    ``reuse=False`` gives every step its own buffer (one producer per buffer, as an HLS
+    DATAFLOW region wants) instead of reusing dead ones."""
     check_ops(q, target, C_OPS)
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
@@ -241,7 +244,7 @@ def lower_program(q: Graph, target: str = "c") -> Program:
         ctype = _ctype(q.qtype(out))
         size = int(np.prod(q.shape(out)))
         if out not in buf_of:
-            pick = next((k for k in free if buffers[k][1] == ctype), None)
+            pick = next((k for k in free if buffers[k][1] == ctype), None) if reuse else None
             if pick is None:
                 buffers.append([f"nnf_buf{len(buffers)}", ctype, size])
                 pick = len(buffers) - 1

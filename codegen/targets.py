@@ -1,17 +1,19 @@
 """Backends are data: the IR ops each target implements, and the lowering it renders from.
 
-``c`` renders a :class:`.program.Program` (any DAG of its ops); ``hls`` and ``verilog``
-render the Dense-chain :class:`.lower.HwModel`. :func:`lower_for` refuses a graph the
-target cannot implement, naming the node, before any file is written.
+``c`` and ``hls`` render a :class:`.program.Program` (any DAG of their ops; HLS with one
+buffer per step for its DATAFLOW region); ``verilog`` renders the Dense-chain
+:class:`.lower.HwModel`. :func:`lower_for` refuses a graph the target cannot implement,
+naming the node, before any file is written.
 """
 
 from __future__ import annotations
 
 from ..ir import Graph
+from .hls_program import HLS_OPS, lower_hls
 from .lower import LOWERABLE_OPS, HwModel, lower
 from .program import C_OPS, Program, lower_program
 
-TARGET_OPS: dict[str, frozenset[str]] = {"c": C_OPS, "hls": LOWERABLE_OPS, "verilog": LOWERABLE_OPS}
+TARGET_OPS: dict[str, frozenset[str]] = {"c": C_OPS, "hls": HLS_OPS, "verilog": LOWERABLE_OPS}
 
 
 def lower_for(q: Graph, target: str) -> Program | HwModel:
@@ -19,4 +21,6 @@ def lower_for(q: Graph, target: str) -> Program | HwModel:
         raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGET_OPS)}")
     if target == "c":
         return lower_program(q, target)
+    if target == "hls":
+        return lower_hls(q, target)
     return lower(q, target)

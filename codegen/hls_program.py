@@ -1,0 +1,77 @@
+"""The HLS C++ backend over a :class:`.program.Program`: the same steps the C backend
+renders, as Vitis HLS functions in one DATAFLOW region.
+
+Forms (named in each generated function's comment):
+
+- Conv, MaxPool, AveragePool: a sliding-window engine. The input is read once in raster
+  order over the padded plane; a line buffer holds the last ``span_h - 1`` padded rows of
+  every channel and a ``span_h x span_w`` window register (``span = (k - 1) * dilation + 1``)
+  shifts by one column per pixel; ``PIPELINE II=1`` on the per-pixel loop, the window and
+  the line buffer are partitioned. Stride, dilation, groups, asymmetric pads, ceil mode
+  and 1-D (H = 1, no line buffer) all use it: the window covers the dilated span and the
+  taps are read at multiples of the dilation, so there is no direct-loop fallback.
+- Dense: as the Dense-chain engine (pipelined inner loop, partial unroll).
+- Elementwise, BatchNormalization, Resize, global pools: one pipelined loop per value.
+
+Every buffer is written by exactly one step (``lower_program(reuse=False)``), and the
+integer rules are those of the C templates: portable floor shift, floor division, int64
+where the widths need it, ``ap_int<acc_width>`` accumulators under ``__SYNTHESIS__`` only.
+"""
+
+from __future__ import annotations
+
+from ..ir import Graph
+from .lower import c_int_type
+from .program import C_OPS, Program, lower_program
+
+HLS_OPS = C_OPS
+_DIV_KINDS = frozenset({"avgpool", "gap"})
+_WINDOW_KINDS = frozenset({"conv", "maxpool", "avgpool"})
+
+
+def lower_hls(q: Graph, target: str = "hls") -> Program:
+    return lower_program(q, target, reuse=False)
+
+
+def unroll_factor(n_in: int, limit: int = 8) -> int:
+    """Inputs multiplied per cycle in a neuron: the largest divisor of n_in up to limit."""
+    return max(d for d in range(1, min(limit, n_in) + 1) if n_in % d == 0)
+
+
+def step_extras(prog: Program) -> list[dict]:
+    """Per step: the array sizes of its arguments, the form it uses, and window numbers."""
+    sizes = {b.name: b.size for b in prog.buffers}
+    sizes["in"], sizes["out"] = prog.n_in, prog.n_out
+    extras = []
+    for s in prog.steps:
+        p = s.params
+        e: dict = {"in_sizes": [sizes[b] for b in s.inputs], "out_size": sizes[s.output]}
+        if s.kind in _WINDOW_KINDS:
+            span_h, span_w = (p["kh"] - 1) * p["dh"] + 1, (p["kw"] - 1) * p["dw"] + 1
+            e.update(span_h=span_h, span_w=span_w, c=p["c"],
+                     hr=max(p["h"] + p["pt"] + p["pb"], (p["oh"] - 1) * p["sh"] + span_h),
+                     wr=max(p["w"] + p["pl"] + p["pr"], (p["ow"] - 1) * p["sw"] + span_w),
+                     form=(f"line buffer ({span_h - 1} row(s)) + {span_h}x{span_w} window, PIPELINE II=1 per pixel"
+                           if span_h > 1 else f"1x{span_w} shift-register window (no line buffer), "
+                                              f"PIPELINE II=1 per pixel"))
+            if s.kind == "conv":
+                e["taps"] = p["cg"] * p["kh"] * p["kw"]
+        elif s.kind == "dense":
+            e.update(simd=unroll_factor(p["n_in"]),
+                     form="pipelined inner loop, partial unroll " + str(unroll_factor(p["n_in"])))
+        else:
+            e["form"] = "pipelined loop, one value per cycle"
+        extras.append(e)
+    return extras
+
+
+def model_context(prog: Program) -> dict:
+    return {
+        "model": prog.name, "n_in": prog.n_in, "n_out": prog.n_out,
+        "in_t": str(prog.in_t), "out_t": str(prog.out_t),
+        "in_frac": prog.in_t.frac, "out_frac": prog.out_t.frac,
+        "in_ctype": c_int_type(prog.in_t.width, prog.in_t.signed),
+        "out_ctype": c_int_type(prog.out_t.width, prog.out_t.signed),
+        "steps": prog.steps, "buffers": prog.buffers, "extras": step_extras(prog),
+        "need_div": any(s.kind in _DIV_KINDS for s in prog.steps),
+    }
