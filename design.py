@@ -243,7 +243,12 @@ class Design:
             from .codegen import verilog as verilog_backend
 
             progress(f"writing Verilog ({parallelism})")
-            info["verilog"] = verilog_backend.write(models["verilog"], tmp / "verilog", parallelism=parallelism)
+            from .codegen.verilog_cnn import CnnModel, write_cnn
+
+            if isinstance(models["verilog"], CnnModel):  # CNN chains: sequential frame engines
+                info["verilog"] = write_cnn(models["verilog"], tmp / "verilog")
+            else:
+                info["verilog"] = verilog_backend.write(models["verilog"], tmp / "verilog", parallelism=parallelism)
         return info
 
     def _tb_vectors(self) -> np.ndarray:

@@ -204,12 +204,13 @@ def test_corrupted_c_is_caught(tmp_path):
 
 
 def test_one_c_path_and_refusals(tmp_path):
-    """The MLP goes through the same Program; a CNN is refused by Verilog up front (HLS
-    renders it: see test_hls_cnn.py)."""
+    """The MLP goes through the same Program; a residual CNN is refused by Verilog up front,
+    naming the join (HLS renders it: see test_hls_cnn.py; Verilog takes simple CNN chains:
+    see test_verilog_cnn.py)."""
     model, shape = residual_model()
     design = nnforge.compile(model, calibration=np.random.default_rng(0).normal(0, 1, (16, *shape)), bits=8)
     for targets in (["c", "verilog"], ["verilog"], ["c", "hls", "verilog"]):
-        with pytest.raises(nnforge.BackendError, match=r"node 'conv1' \(op Conv\).*supported ops: Dense, Reshape"):
+        with pytest.raises(nnforge.BackendError, match=r"node 'skip' \(op Add\).*supported ops: Conv, Dense, GlobalAveragePool, MaxPool, Reshape"):
             design.write(tmp_path / "o", targets=targets)
         assert not (tmp_path / "o").exists()
     mlp = ROOT / "examples" / "digits_mlp"

@@ -4,6 +4,7 @@ through nnforge.compile (golden model only; the hardware backends refuse Conv fo
 
 from __future__ import annotations
 
+import json
 import zlib
 from fractions import Fraction
 
@@ -476,6 +477,7 @@ def test_torch_cnn_compiles_to_a_golden_model(torch_cnn, tmp_path):
     agree = np.mean(design.predict(test).argmax(1) == design.predict_float(test).argmax(1))
     assert agree >= 0.9, agree
     out = tmp_path / "out"
-    with pytest.raises(nnforge.BackendError, match="Conv"):
-        design.write(out, targets=["verilog"])  # C implements CNNs (tests/test_c_cnn.py)
-    assert not out.exists() and list(tmp_path.iterdir()) == []
+    # a simple CNN chain: Verilog frame engines (simulated in tests/test_verilog_cnn.py)
+    design.write(out, targets=["verilog"])
+    info = json.loads((out / "verilog" / "verilog_info.json").read_text())
+    assert [ly["op"] for ly in info["layers"]].count("Conv") == 2

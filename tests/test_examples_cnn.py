@@ -26,10 +26,11 @@ def test_cnn_example_golden(name, tmp_path):
     assert int_acc >= float_acc - 0.02
     ops = {r["op"] for r in design.layers()}
     assert "Conv" in ops and "BatchNormalization" not in ops
-    for targets in (["verilog"], ["hls", "verilog"], ["c", "verilog"]):
-        with pytest.raises(nnforge.BackendError, match="Conv"):
-            design.write(tmp_path / "out", targets=targets)
-        assert not (tmp_path / "out").exists()
+    if name == "digits_resnet":  # the residual Add is outside the Verilog scope
+        for targets in (["verilog"], ["hls", "verilog"], ["c", "verilog"]):
+            with pytest.raises(nnforge.BackendError, match=r"\(op Add\)"):
+                design.write(tmp_path / "out", targets=targets)
+            assert not (tmp_path / "out").exists()
     res = design.verify(x, y, backends=["golden", "c"])
     assert res.backends["c"].samples == len(x) and res.backends["c"].mismatches == 0
     assert res.backends["c"].accuracy >= float_acc - 0.02
