@@ -57,7 +57,10 @@ class DenseLayer:
 
 
 @dataclass(frozen=True)
-class HwModel:
+class ModelIO:
+    """What every lowered model shares (see :func:`interface`): its name and the type, size
+    and per-sample shape of its input and output."""
+
     name: str
     in_t: FixedType
     out_t: FixedType
@@ -65,6 +68,10 @@ class HwModel:
     n_out: int
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class HwModel(ModelIO):
     layers: tuple[DenseLayer, ...]
 
     @property
@@ -112,14 +119,18 @@ def lower(q: Graph, target: str = "any") -> HwModel:
         raise BackendError("the graph output is not at the end of the layer chain")
     if not layers:
         raise BackendError("the model has no layer to implement")
-    in_name = q.inputs[0]
-    return HwModel(
-        name=sanitize(q.name, prefix="model"),
-        in_t=q.qtype(in_name), out_t=q.qtype(cur),
-        n_in=int(np.prod(q.shape(in_name))), n_out=int(np.prod(q.shape(cur))),
-        input_shape=q.shape(in_name), output_shape=q.shape(cur),
-        layers=tuple(layers),
-    )
+    return HwModel(**interface(q), layers=tuple(layers))
+
+
+def interface(q: Graph) -> dict:
+    """The fields every lowered model shares: its name and the types, sizes and per-sample
+    shapes of the (single) graph input and output."""
+    inp, outp = q.inputs[0], q.outputs[0]
+    return {
+        "name": sanitize(q.name, prefix="model"), "in_t": q.qtype(inp), "out_t": q.qtype(outp),
+        "n_in": int(np.prod(q.shape(inp))), "n_out": int(np.prod(q.shape(outp))),
+        "input_shape": tuple(q.shape(inp)), "output_shape": tuple(q.shape(outp)),
+    }
 
 
 def c_int_type(width: int, signed: bool) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
 from ..ir.ops._window import out_sizes, spatial_attrs
-from .lower import BackendError, c_int_type, check_ops
+from .lower import BackendError, ModelIO, c_int_type, check_ops, interface
 from .naming import sanitize
 
 # IR ops the C backend implements (backends are data: see codegen.targets.TARGET_OPS).
@@ -58,14 +58,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Program:
-    name: str
-    in_t: FixedType
-    out_t: FixedType
-    n_in: int
-    n_out: int
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
+class Program(ModelIO):
     steps: tuple[Step, ...]
     buffers: tuple[Buffer, ...]
 
@@ -263,9 +256,4 @@ def lower_program(q: Graph, target: str = "c", reuse: bool = True) -> Program:
             if last_use.get(t, -1) <= i:
                 del holder[k]
                 free.append(k)
-    return Program(
-        name=sanitize(q.name, prefix="model"), in_t=q.qtype(inp), out_t=q.qtype(outp),
-        n_in=int(np.prod(q.shape(inp))), n_out=int(np.prod(q.shape(outp))),
-        input_shape=q.shape(inp), output_shape=q.shape(outp), steps=tuple(steps),
-        buffers=tuple(Buffer(*b) for b in buffers),
-    )
+    return Program(**interface(q), steps=tuple(steps), buffers=tuple(Buffer(*b) for b in buffers))

@@ -356,7 +356,11 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
     }
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
 
-    outdir = Path(outdir)
+    return write_files(Path(outdir), files, info)
+
+
+def write_files(outdir: Path, files: dict[str, str], info: dict) -> dict:
+    """Write the rendered sources and ``verilog_info.json`` into ``outdir``; return ``info``."""
     outdir.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (outdir / name).write_text(text)

@@ -26,34 +26,26 @@ during which issue stalls); the next frame's load starts once the last tap is re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..ir import FixedType, Graph
+from ..ir import Graph
 from ..ir.fixed import signed_width_for
-from .lower import BackendError
+from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .program import _step_params
 from .render import render
-from .verilog import TOP, _bits, _hex, _shex, _type_info, _ulit
+from .verilog import TOP, _bits, _hex, _shex, _type_info, _ulit, write_files
 
 CNN_OPS = frozenset({"Conv", "MaxPool", "GlobalAveragePool", "Reshape", "Dense"})
 
 
 @dataclass(frozen=True)
-class CnnModel:
+class CnnModel(ModelIO):
     """A quantized graph checked to be in scope: what :func:`write_cnn` renders."""
 
-    name: str
-    in_t: FixedType
-    out_t: FixedType
-    n_in: int
-    n_out: int
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
     graph: Graph = field(repr=False)
     macs: int = 0
 
@@ -232,10 +224,7 @@ def lower_cnn(q: Graph) -> CnnModel:
     """Check the whole graph against the scope (every engine's numbers are computed, so
     every refusal happens here, before any file is written)."""
     engines = _engines(q)
-    return CnnModel(name=sanitize(q.name, prefix="model"), in_t=q.qtype(q.inputs[0]), out_t=q.qtype(q.outputs[0]),
-                    n_in=int(np.prod(q.shape(q.inputs[0]))), n_out=int(np.prod(q.shape(q.outputs[0]))),
-                    input_shape=tuple(q.shape(q.inputs[0])), output_shape=tuple(q.shape(q.outputs[0])),
-                    graph=q, macs=sum(e["macs"] for e in engines))
+    return CnnModel(**interface(q), graph=q, macs=sum(e["macs"] for e in engines))
 
 
 def write_cnn(model: Graph | CnnModel, outdir: Path) -> dict:
@@ -271,9 +260,4 @@ def write_cnn(model: Graph | CnnModel, outdir: Path) -> dict:
                         "engine computes) + compute + 3 per frame (an engine does not load while it computes); latency_cycles = sum of the engines' compute + 3",
         "files": sorted(files) + ["verilog_info.json"],
     }
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (outdir / name).write_text(text)
-    (outdir / "verilog_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
+    return write_files(Path(outdir), files, info)

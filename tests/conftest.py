@@ -25,3 +25,12 @@ def digits_design(digits_data):
 
     cal, _, _ = digits_data
     return nnforge.compile(EXAMPLE / "model.onnx", calibration=cal, bits=8)
+
+
+def extremes(design, n, seed):
+    """Random integer inputs over the whole input type, with both corners included."""
+    t = design.input_type
+    rng = np.random.default_rng(seed)
+    x = rng.integers(t.lo, t.hi + 1, size=(n, *design.input_shape))
+    x[0], x[1] = t.lo, t.hi
+    return x

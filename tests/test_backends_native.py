@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from conftest import extremes
+
 import nnforge
 from nnforge.ir import run_int
 from nnforge.sim.tools import find_tool
@@ -31,15 +33,6 @@ def mlp_model(sizes, seed, relu=True, softmax=False, weights=None):
     graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
                               [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", sizes[-1]])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-
-
-def extremes(design, n, seed):
-    """Random integer inputs over the whole input type, with the corners included."""
-    t = design.input_type
-    rng = np.random.default_rng(seed)
-    x = rng.integers(t.lo, t.hi + 1, size=(n, *design.input_shape))
-    x[0], x[1] = t.lo, t.hi
-    return x
 
 
 def native_outputs(design, tmp_path, x_int):

@@ -9,7 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
-from conftest import ROOT
+from conftest import ROOT, extremes
 from nnforge.codegen.program import lower_program
 from nnforge.ir import run_int
 from nnforge.sim.native import run_c
@@ -26,15 +26,6 @@ def make_model(nodes, in_shape, out_name, inits=(), opset=13, out_rank=None):
         [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, out_dims)],
         [numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def extremes(design, n, seed):
-    """Random integer inputs over the whole input type, with both corners included."""
-    t = design.input_type
-    rng = np.random.default_rng(seed)
-    x = rng.integers(t.lo, t.hi + 1, size=(n, *design.input_shape))
-    x[0], x[1] = t.lo, t.hi
-    return x
 
 
 def c_outputs(design, tmp_path, x_int):

@@ -83,3 +83,26 @@ def window_counts(in_sp, kernel, strides, pads, dil, outs, include_pad: bool) ->
     ones = np.ones((1, 1, *in_sp), dtype=np.int64)
     p = patches(ones, kernel, strides, pads, dil, outs, fill=1 if include_pad else 0, end_fill=0)
     return p.sum(axis=2)[0, 0]
+
+
+def pool_geometry(attrs, in_sp):
+    """Kernel, strides, pads, dilations and output sizes of a windowed pool over ``in_sp``."""
+    kernel = tuple(attrs["kernel_shape"])
+    strides, pads, dil = spatial_attrs(attrs, len(in_sp), kernel)
+    return kernel, strides, pads, dil, out_sizes(in_sp, kernel, strides, pads, dil, bool(attrs.get("ceil_mode")))
+
+
+def pool_shape(op: str, attrs, in_shapes) -> list[tuple[int, ...]]:
+    """Shape rule of a windowed pool on a per-sample ``(C, L)`` or ``(C, H, W)`` input."""
+    x = tuple(in_shapes[0])
+    if len(x) not in (2, 3):
+        raise ValueError(f"{op}: per-sample input {x} is not (C, L) or (C, H, W)")
+    return [(x[0], *pool_geometry(attrs, x[1:])[4])]
+
+
+def global_pool_shape(op: str, in_shapes) -> list[tuple[int, ...]]:
+    """Shape rule of a global pool: per-sample ``(C, *S)`` -> ``(C, 1, ...)``."""
+    x = tuple(in_shapes[0])
+    if len(x) < 2:
+        raise ValueError(f"{op}: per-sample input {x} has no spatial axis")
+    return [(x[0],) + (1,) * (len(x) - 1)]

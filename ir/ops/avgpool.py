@@ -18,28 +18,19 @@ rounds half up, in integers (``//`` is floor division, as Python and numpy defin
 import numpy as np
 
 from ..fixed import saturate
-from ._window import out_sizes, patches, spatial_attrs, window_counts
+from ._window import patches, pool_geometry, pool_shape, window_counts
 
 OP = "AveragePool"
 ATTRS = {"kernel_shape": (), "strides": (), "pads": (), "dilations": (), "ceil_mode": False,
          "count_include_pad": False}
 
 
-def _geometry(attrs, in_sp):
-    kernel = tuple(attrs["kernel_shape"])
-    strides, pads, dil = spatial_attrs(attrs, len(in_sp), kernel)
-    return kernel, strides, pads, dil, out_sizes(in_sp, kernel, strides, pads, dil, bool(attrs.get("ceil_mode")))
-
-
 def shape(attrs, in_shapes):
-    x = tuple(in_shapes[0])
-    if len(x) not in (2, 3):
-        raise ValueError(f"AveragePool: per-sample input {x} is not (C, L) or (C, H, W)")
-    return [(x[0], *_geometry(attrs, x[1:])[4])]
+    return pool_shape(OP, attrs, in_shapes)
 
 
 def _sum_count(attrs, x):
-    geo = _geometry(attrs, x.shape[2:])
+    geo = pool_geometry(attrs, x.shape[2:])
     s = patches(x, *geo, fill=0).sum(axis=2)
     count = window_counts(x.shape[2:], *geo, include_pad=bool(attrs.get("count_include_pad")))
     return s, count

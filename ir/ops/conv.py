@@ -23,8 +23,8 @@ A fused Relu clamps ``acc`` at 0 (its output type is unsigned, so saturation doe
 
 import numpy as np
 
-from ..fixed import requantize
 from ._window import out_sizes, patches, spatial_attrs
+from .dense import linear_output
 
 OP = "Conv"
 ATTRS = {"strides": (), "pads": (), "dilations": (), "groups": 1, "relu": False, "acc_width": 0}
@@ -71,9 +71,4 @@ def float_ref(attrs, inputs):
 
 def int_ref(node, g, inputs):
     x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
-    acc_frac = g.qtype(node.inputs[0]).frac + g.qtype(node.inputs[1]).frac
-    acc = _conv(node.attrs, x, w, b, np.int64)
-    out_t = g.qtype(node.outputs[0])
-    if node.attrs.get("relu") and out_t.signed:
-        acc = np.maximum(acc, 0)
-    return [requantize(acc, acc_frac, out_t)]
+    return [linear_output(node, g, _conv(node.attrs, x, w, b, np.int64))]

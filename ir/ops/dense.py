@@ -39,9 +39,14 @@ def float_ref(attrs, inputs):
 
 def int_ref(node, g, inputs):
     x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
+    return [linear_output(node, g, x @ w.T + b)]
+
+
+def linear_output(node, g, acc: np.ndarray) -> np.ndarray:
+    """The output of a linear layer (Dense, Conv) from its exact accumulator at scale
+    ``frac(x) + frac(W)``: the fused Relu, then requantize to the output type."""
     acc_frac = g.qtype(node.inputs[0]).frac + g.qtype(node.inputs[1]).frac
-    acc = x @ w.T + b
     out_t = g.qtype(node.outputs[0])
     if node.attrs.get("relu") and out_t.signed:
         acc = np.maximum(acc, 0)
-    return [requantize(acc, acc_frac, out_t)]
+    return requantize(acc, acc_frac, out_t)

@@ -9,6 +9,7 @@ Integer: the output type is the input type; with ``count = prod(S)`` and the exa
 import numpy as np
 
 from ..fixed import saturate
+from ._window import global_pool_shape
 from .avgpool import div_round_half_up
 
 OP = "GlobalAveragePool"
@@ -16,10 +17,7 @@ ATTRS: dict = {}
 
 
 def shape(attrs, in_shapes):
-    x = tuple(in_shapes[0])
-    if len(x) < 2:
-        raise ValueError(f"GlobalAveragePool: per-sample input {x} has no spatial axis")
-    return [(x[0],) + (1,) * (len(x) - 1)]
+    return global_pool_shape(OP, in_shapes)
 
 
 def _axes(x):

@@ -5,15 +5,14 @@ Integer: the same maximum of the integers; the output type is the input type.
 
 import numpy as np
 
+from ._window import global_pool_shape
+
 OP = "GlobalMaxPool"
 ATTRS: dict = {}
 
 
 def shape(attrs, in_shapes):
-    x = tuple(in_shapes[0])
-    if len(x) < 2:
-        raise ValueError(f"GlobalMaxPool: per-sample input {x} has no spatial axis")
-    return [(x[0],) + (1,) * (len(x) - 1)]
+    return global_pool_shape(OP, in_shapes)
 
 
 def float_ref(attrs, inputs):

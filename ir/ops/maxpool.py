@@ -14,27 +14,18 @@ final saturate only matters for a window made of padding alone).
 import numpy as np
 
 from ..fixed import saturate
-from ._window import out_sizes, patches, spatial_attrs
+from ._window import patches, pool_geometry, pool_shape
 
 OP = "MaxPool"
 ATTRS = {"kernel_shape": (), "strides": (), "pads": (), "dilations": (), "ceil_mode": False}
 
 
-def _geometry(attrs, in_sp):
-    kernel = tuple(attrs["kernel_shape"])
-    strides, pads, dil = spatial_attrs(attrs, len(in_sp), kernel)
-    return kernel, strides, pads, dil, out_sizes(in_sp, kernel, strides, pads, dil, bool(attrs.get("ceil_mode")))
-
-
 def shape(attrs, in_shapes):
-    x = tuple(in_shapes[0])
-    if len(x) not in (2, 3):
-        raise ValueError(f"MaxPool: per-sample input {x} is not (C, L) or (C, H, W)")
-    return [(x[0], *_geometry(attrs, x[1:])[4])]
+    return pool_shape(OP, attrs, in_shapes)
 
 
 def _pool(attrs, x, fill):
-    return patches(x, *_geometry(attrs, x.shape[2:]), fill=fill).max(axis=2)
+    return patches(x, *pool_geometry(attrs, x.shape[2:]), fill=fill).max(axis=2)
 
 
 def float_ref(attrs, inputs):
