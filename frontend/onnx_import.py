@@ -238,9 +238,8 @@ class _Importer:
 
         pending = [n for n in onnx_graph.node]
         unsupported = [
-            n for n in pending
-            if n.op_type not in SUPPORTED_OPS and n.domain in ("", "ai.onnx")
-            and not self._foldable_later(n)
+            n for n, foldable in zip(pending, self._foldable())
+            if n.op_type not in SUPPORTED_OPS and n.domain in ("", "ai.onnx") and not foldable
         ] + [n for n in pending if n.domain not in ("", "ai.onnx")]
         if unsupported:
             first = unsupported[0]
@@ -266,16 +265,17 @@ class _Importer:
         self.g.verify()
         return self.g
 
-    def _foldable_later(self, onode) -> bool:
-        """An unsupported op is acceptable only if its inputs are constants or static shapes."""
+    def _foldable(self) -> list[bool]:
+        """Per node, in one pass: will it be folded (its inputs are all constants, or it is
+        the Shape of a tensor)? An unsupported op is acceptable only then."""
         known = set(self.values)
+        result = []
         for n in self.model.graph.node:
-            ins = [i for i in n.input if i]
-            if n.op_type == "Shape" or all(i in known for i in ins):
+            foldable = n.op_type == "Shape" or all(i in known for i in n.input if i)
+            if foldable:
                 known.update(o for o in n.output if o)
-            if n is onode:
-                return all(i in known for i in ins) or (n.op_type == "Shape")
-        return False
+            result.append(foldable)
+        return result
 
     # ---- per op ---------------------------------------------------------------------
     def _attrs(self, onode) -> dict:
