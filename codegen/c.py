@@ -15,7 +15,7 @@ from .render import render
 TARGET = "c"
 SUPPORTED_OPS = C_OPS
 FILES = ("nnforge_model.h", "nnforge_model.c")
-_REQUANT_KINDS = frozenset({"dense", "conv", "relu", "batchnorm", "add", "leakyrelu"})
+_REQUANT_KINDS = frozenset({"dense", "conv", "relu", "batchnorm", "add", "leakyrelu", "concat", "mul"})
 _DIV_KINDS = frozenset({"avgpool", "gap"})
 
 

@@ -12,17 +12,25 @@ Forms (named in each generated function's comment):
   taps are read at multiples of the dilation, so there is no direct-loop fallback.
 - Dense: as the Dense-chain engine (pipelined inner loop, partial unroll).
 - Elementwise, BatchNormalization, Resize, global pools: one pipelined loop per value.
+- Mul and Transpose: a loop nest over the output (size-1 axes dropped, neighbouring axes
+  merged), every operand read at its own (broadcast or permuted) strides, PIPELINE II=1 on
+  the innermost loop. Concat: one pipelined copy loop per input.
 
-Every buffer is written by exactly one step (``lower_program(reuse=False)``), and the
+Every buffer is written by exactly one step (``lower_program(reuse=False)``) and read by
+exactly one: a value read by several steps (a residual block's skip, the input of two
+branches) is first copied by a ``dup`` step into one buffer per reader, as a DATAFLOW
+region requires (one producer, one consumer per channel). The
 integer rules are those of the C templates: portable floor shift, floor division, int64
 where the widths need it, ``ap_int<acc_width>`` accumulators under ``__SYNTHESIS__`` only.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..ir import Graph
 from .lower import c_int_type
-from .program import C_OPS, Program, lower_program
+from .program import C_OPS, Buffer, Program, Step, lower_program
 
 HLS_OPS = C_OPS
 _DIV_KINDS = frozenset({"avgpool", "gap"})
@@ -30,7 +38,43 @@ _WINDOW_KINDS = frozenset({"conv", "maxpool", "avgpool"})
 
 
 def lower_hls(q: Graph, target: str = "hls") -> Program:
-    return lower_program(q, target, reuse=False)
+    return single_readers(lower_program(q, target, reuse=False))
+
+
+def single_readers(prog: Program) -> Program:
+    """Insert a ``dup`` step after the producer of every buffer that several steps read
+    (each reading step counts once, however many of its arguments name the buffer)."""
+    readers: dict[str, list[int]] = {}
+    for i, st in enumerate(prog.steps):
+        for b in dict.fromkeys(st.inputs):
+            readers.setdefault(b, []).append(i)
+    shared = {b: r for b, r in readers.items() if len(r) > 1}
+    if not shared:
+        return prog
+    sizes = {b.name: b.size for b in prog.buffers}
+    sizes["in"] = prog.n_in
+    ctype_of = {"in": c_int_type(prog.in_t.width, prog.in_t.signed)}
+    for st in prog.steps:
+        ctype_of[st.output] = st.out_ctype
+    buffers = list(prog.buffers)
+    rename: dict[tuple[int, str], str] = {}
+    dups: dict[str, Step] = {}
+    for b, steps in shared.items():
+        outs = []
+        for j, i in enumerate(steps):
+            name = f"{b}_r{j}" if b != "in" else f"nnf_in_r{j}"
+            buffers.append(Buffer(name, ctype_of[b], sizes[b]))
+            rename[(i, b)] = name
+            outs.append(name)
+        dups[b] = Step(kind="dup", name=f"dup_{b if b != 'in' else 'nnf_in'}", op="Dup", inputs=(b,),
+                       output=outs[0], in_ctypes=(ctype_of[b],), out_ctype=ctype_of[b],
+                       params={"outs": outs, "size": sizes[b]})
+    steps_out = [dups["in"]] if "in" in dups else []
+    for i, st in enumerate(prog.steps):
+        steps_out.append(replace(st, inputs=tuple(rename.get((i, b), b) for b in st.inputs)))
+        if st.output in dups:
+            steps_out.append(dups[st.output])
+    return replace(prog, steps=tuple(steps_out), buffers=tuple(buffers))
 
 
 def unroll_factor(n_in: int, limit: int = 8) -> int:
@@ -59,6 +103,13 @@ def step_extras(prog: Program) -> list[dict]:
         elif s.kind == "dense":
             e.update(simd=unroll_factor(p["n_in"]),
                      form="pipelined inner loop, partial unroll " + str(unroll_factor(p["n_in"])))
+        elif s.kind in ("mul", "transpose"):
+            e["form"] = (f"{len(p['dims'])} nested loop(s) over the output, PIPELINE II=1 on the innermost, "
+                         f"one value per cycle")
+        elif s.kind == "dup":
+            e["form"] = f"one pipelined loop writing {len(p['outs'])} copies, one value per cycle"
+        elif s.kind == "concat":
+            e["form"] = f"one pipelined copy loop per input ({len(p['parts'])}), one value per cycle"
         else:
             e["form"] = "pipelined loop, one value per cycle"
         extras.append(e)

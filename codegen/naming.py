@@ -41,7 +41,8 @@ def sanitize(name: str, used: set[str] | None = None, prefix: str = "n") -> str:
     s = re.sub(r"__+", "_", s)[:40].rstrip("_") or prefix
     if s[0].isdigit():
         s = f"{prefix}_{s}"
-    if s in RESERVED or s.lower().startswith(("nnforge", "vl_", "verilated")):
+    # "vl" too: a "_1" suffix below would turn it into the reserved "vl_" prefix
+    if s in RESERVED or s.lower() == "vl" or s.lower().startswith(("nnforge", "vl_", "verilated")):
         s = f"{prefix}_{s}"
     if used is not None:
         taken = {u.lower() for u in used}

@@ -14,6 +14,11 @@ Buffers: the model input is ``in`` and the graph output is ``out`` (the entry po
 arguments). Every other value lives in a static buffer; a buffer whose value is dead is
 reused by a later step of the same C type (greedy, in step order). A Reshape emits no code:
 its output is its input's buffer.
+
+Mul and Transpose read their operands through :func:`_loop_nest`: loops over the output
+(row-major), each operand at its own strides (broadcast: stride 0; Transpose: the input's
+strides permuted). Concat copies each input into its columns of every output row,
+requantized to the output type.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from .naming import sanitize
 # IR ops the C backend implements (backends are data: see codegen.targets.TARGET_OPS).
 C_OPS = frozenset({"Add", "AveragePool", "BatchNormalization", "Conv", "Dense", "GlobalAveragePool",
                    "GlobalMaxPool", "MaxPool", "Relu", "Reshape",
-                   "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize"})
+                   "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize",
+                   "Concat", "Mul", "Transpose"})
 TABLE_OPS = frozenset({"Sigmoid", "Tanh", "HardSigmoid", "HardSwish"})
 
 
@@ -105,6 +111,44 @@ def _rows(values, per_line: int = 16) -> list[str]:
 
 def _requant(acc_frac: int, out_t: FixedType, relu: bool = False) -> dict:
     return {"shift": acc_frac - out_t.frac, "lo": max(out_t.lo, 0) if relu else out_t.lo, "hi": out_t.hi}
+
+
+def _row_major(shape) -> list[int]:
+    strides, acc = [], 1
+    for d in reversed(tuple(shape)):
+        strides.append(acc)
+        acc *= int(d)
+    return strides[::-1]
+
+
+def _broadcast_strides(shape, out_shape) -> list[int]:
+    """Element strides of a row-major ``shape`` read over ``out_shape`` (numpy broadcasting:
+    right-aligned, a size-1 axis is read with stride 0)."""
+    padded = (1,) * (len(out_shape) - len(shape)) + tuple(int(d) for d in shape)
+    return [0 if d == 1 else st for d, st in zip(padded, _row_major(padded))]
+
+
+def _loop_nest(out_shape, operand_strides) -> tuple[list[int], list[list[tuple[int, int]]]]:
+    """The loops over ``out_shape`` (row-major) that read every operand by its strides, with
+    size-1 axes dropped and neighbouring axes merged wherever every operand allows it
+    (outer stride == inner stride * inner extent). Returns the loop extents and, per
+    operand, its index terms ``(loop number, stride)`` (stride-0 terms left out)."""
+    dims: list[int] = []
+    strides: list[list[int]] = [[] for _ in operand_strides]
+    for k, d in enumerate(int(v) for v in out_shape):
+        if d == 1:
+            continue
+        if dims and all(ms[-1] == s[k] * d for ms, s in zip(strides, operand_strides)):
+            dims[-1] *= d
+            for ms, s in zip(strides, operand_strides):
+                ms[-1] = s[k]
+        else:
+            dims.append(d)
+            for ms, s in zip(strides, operand_strides):
+                ms.append(s[k])
+    if not dims:
+        dims, strides = [1], [[0] for _ in operand_strides]
+    return dims, [[(k, st) for k, st in enumerate(ms) if st] for ms in strides]
 
 
 def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
@@ -197,6 +241,54 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
                 acts.append(t)
             operands.append(o)
         return "add", {"size": size, "frac": f, "a": operands[0], "b": operands[1], **_requant(f, out_t)}, 0, acts
+    if op == "Mul":
+        # y = requant(a * b, frac(a) + frac(b) -> out): every operand read with its
+        # broadcast strides over the output (a constant is stored in its own shape)
+        if all(q.is_const(t) for t in node.inputs):
+            raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Mul) has no activation input")
+        operands, acts = [], []
+        for i, t in enumerate(node.inputs):
+            tt = q.qtype(t)
+            o = {"const": q.is_const(t), "shape": tuple(q.shape(t))}
+            if q.is_const(t):
+                k = np.asarray(q.consts[t], dtype=np.int64)
+                o.update(rows=_rows(k), size=max(k.size, 1), ctype=c_int_type(_values_width(k), True),
+                         var=f"{name}_k{i}", shape=k.shape)
+            else:
+                o.update(ctype=_ctype(tt), var="ab"[i])
+                acts.append(t)
+            operands.append(o)
+        dims, terms = _loop_nest(out_shape, [_row_major(out_shape)] + [
+            _broadcast_strides(o["shape"], out_shape) for o in operands])
+        for o, tm in zip(operands, terms[1:]):
+            o["terms"] = tm
+        frac = sum(q.qtype(t).frac for t in node.inputs)
+        return "mul", {"size": size, "frac": frac, "dims": dims, "y_terms": terms[0], "a": operands[0],
+                       "b": operands[1], **_requant(frac, out_t)}, size, acts
+    if op == "Transpose":
+        perm = tuple(int(v) for v in node.attr("perm"))
+        if out_t != x_t:
+            raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Transpose) changes the type")
+        x_strides = _row_major(in_shape)
+        dims, terms = _loop_nest(out_shape, [_row_major(out_shape), [x_strides[k] for k in perm]])
+        return "transpose", {"size": size, "perm": perm, "in_shape": tuple(in_shape), "out_shape": tuple(out_shape),
+                             "dims": dims, "y_terms": terms[0], "x_terms": terms[1]}, 0, [x]
+    if op == "Concat":
+        # y[outer, off_k + j] = requant(x_k[outer, j], frac(x_k) -> out) per input k, where
+        # a row of x_k holds its axis extent times the inner size
+        axis = int(node.attr("axis"))
+        outer = int(np.prod(out_shape[:axis]))
+        inner = int(np.prod(out_shape[axis + 1:]))
+        parts, off = [], 0
+        for t in node.inputs:
+            if q.is_const(t):
+                raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Concat) has a constant input")
+            block = int(q.shape(t)[axis]) * inner
+            parts.append({"ctype": _ctype(q.qtype(t)), "block": block, "off": off, "size": outer * block,
+                          "shift": q.qtype(t).frac - out_t.frac})
+            off += block
+        return "concat", {"size": size, "axis": axis, "outer": outer, "row": off, "parts": parts,
+                          "lo": out_t.lo, "hi": out_t.hi}, 0, list(node.inputs)
     raise BackendError(f"target 'c': no lowering for op {op}")  # unreachable: checked before
 
 

@@ -47,7 +47,9 @@ def _design(src_dir: Path) -> tuple[dict, list[Path]]:
     if not info_path.exists():
         raise ToolError(f"{src_dir} has no verilog_info.json; write the design with nnforge.codegen.verilog first")
     info = json.loads(info_path.read_text())
-    srcs = [src_dir / ly["file"] for ly in info["layers"]] + [src_dir / f"{info['top']}.v"]
+    top = f"{info['top']}.v"
+    names = [f for f in info.get("files", [ly["file"] for ly in info["layers"]]) if f.endswith(".v") and f != top]
+    srcs = [src_dir / f for f in names] + [src_dir / top]
     missing = [str(p) for p in srcs if not p.exists()]
     if missing:
         raise ToolError(f"missing Verilog sources: {', '.join(missing)}")

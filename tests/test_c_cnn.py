@@ -195,15 +195,27 @@ def test_corrupted_c_is_caught(tmp_path):
 
 
 def test_one_c_path_and_refusals(tmp_path):
-    """The MLP goes through the same Program; a residual CNN is refused by Verilog up front,
-    naming the join (HLS renders it: see test_hls_cnn.py; Verilog takes simple CNN chains:
-    see test_verilog_cnn.py)."""
-    model, shape = residual_model()
-    design = nnforge.compile(model, calibration=np.random.default_rng(0).normal(0, 1, (16, *shape)), bits=8)
+    """The MLP goes through the same Program; a squeeze-excitation Mul (an activation
+    broadcast against another) is C-only: Verilog refuses it up front, naming the node,
+    and nothing is written."""
+    rng = np.random.default_rng(0)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[1, 1]),
+         helper.make_node("GlobalAveragePool", ["c"], ["s"]),
+         helper.make_node("Mul", ["c", "s"], ["se"], name="excite"),
+         helper.make_node("Flatten", ["se"], ["y"])],
+        "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 18])],
+        [numpy_helper.from_array(rng.normal(0, 1, (2, 2, 1, 1)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    design = nnforge.compile(model, calibration=rng.normal(0, 1, (16, 2, 3, 3)), bits=8)
     for targets in (["c", "verilog"], ["verilog"], ["c", "hls", "verilog"]):
-        with pytest.raises(nnforge.BackendError, match=r"node 'skip' \(op Add\).*supported ops: Conv, Dense, GlobalAveragePool, MaxPool, Reshape"):
+        with pytest.raises(nnforge.BackendError, match=r"node 'excite' \(op Mul\).*broadcasting"):
             design.write(tmp_path / "o", targets=targets)
         assert not (tmp_path / "o").exists()
+    res = design.verify(rng.normal(0, 2, (8, 2, 3, 3)), backends=["golden", "c"])
+    assert res.backends["c"].samples == 8 and res.backends["c"].mismatches == 0
     mlp = ROOT / "examples" / "digits_mlp"
     d = nnforge.compile(mlp / "model.onnx", calibration=np.load(mlp / "calibration.npz")["x"], bits=8)
     prog = lower_program(d.qgraph)

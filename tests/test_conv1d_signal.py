@@ -1,5 +1,6 @@
-"""A 1-D convolutional model on a synthetic signal task, exported from PyTorch: golden and
-C bit-exact on the whole test set, 8-bit accuracy within 2 points of float."""
+"""A 1-D convolutional model on a synthetic signal task, exported from PyTorch: golden, C
+and HLS C++ bit-exact on the whole test set, Verilog on a part of it (the whole set is
+run by `nnforge verify`, see the README), 8-bit accuracy within 2 points of float."""
 
 import numpy as np
 import pytest
@@ -58,9 +59,18 @@ def test_conv1d_signal_model_bit_exact_in_c(exported, tmp_path):
     design = nnforge.compile(path, calibration=cal, bits=8)
     assert any(r["op"] == "Conv" for r in design.layers())
     assert design.input_shape == (1, LENGTH)
-    result = design.verify(x, y, backends=["golden", "c"])
+    result = design.verify(x, y, backends=["golden", "c", "hls"])
     assert result.float_accuracy > 0.8, "training failed; the test would prove nothing"
-    for name in ("golden", "c"):
+    for name in ("golden", "c", "hls"):
         b = result.backends[name]
         assert b.samples == len(x) and b.mismatches == 0
         assert b.accuracy >= result.float_accuracy - 0.02
+
+
+@pytest.mark.slow
+def test_conv1d_signal_model_bit_exact_in_verilog(exported, tmp_path):
+    path, cal, x, y = exported
+    design = nnforge.compile(path, calibration=cal, bits=8)
+    result = design.verify(x[:60], y[:60], backends=["golden", "verilog"])
+    v = result.backends["verilog"]
+    assert v.samples == 60 and v.mismatches == 0

@@ -1,6 +1,7 @@
 """The bundled CNNs: float interpreter == onnxruntime, the 8-bit golden model keeps the
-accuracy, and C matches it on the whole test split (Verilog still refuses them; HLS is
-checked in test_hls_cnn.py)."""
+accuracy, and C matches it on the whole test split (HLS is checked in test_hls_cnn.py);
+the residual network's Verilog (forks, residual joins) matches it in Verilator (the
+plain CNN's in test_verilog_cnn.py)."""
 
 import numpy as np
 import onnxruntime as ort
@@ -26,11 +27,25 @@ def test_cnn_example_golden(name, tmp_path):
     assert int_acc >= float_acc - 0.02
     ops = {r["op"] for r in design.layers()}
     assert "Conv" in ops and "BatchNormalization" not in ops
-    if name == "digits_resnet":  # the residual Add is outside the Verilog scope
-        for targets in (["verilog"], ["hls", "verilog"], ["c", "verilog"]):
-            with pytest.raises(nnforge.BackendError, match=r"\(op Add\)"):
-                design.write(tmp_path / "out", targets=targets)
-            assert not (tmp_path / "out").exists()
     res = design.verify(x, y, backends=["golden", "c"])
     assert res.backends["c"].samples == len(x) and res.backends["c"].mismatches == 0
     assert res.backends["c"].accuracy >= float_acc - 0.02
+
+
+@pytest.mark.slow
+def test_resnet_example_verilog(tmp_path):
+    """Depthwise-separable residual blocks on Verilog: the skips are forked and joined
+    without deadlock, every output integer equals golden on 30 test images."""
+    import json
+
+    from nnforge.sim import verilog as sim_verilog
+    ex = ROOT / "examples" / "digits_resnet"
+    test = np.load(ex / "test.npz")
+    design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
+    out = design.write(tmp_path / "o", targets=["verilog"])
+    sim_verilog.lint(out / "verilog")
+    info = json.loads((out / "verilog" / "verilog_info.json").read_text())
+    assert {"Add", "Conv"} <= {ly["op"] for ly in info["layers"]} and info["forks"]
+    res = design.verify(test["x"][:30], test["y"][:30], backends=["golden", "verilog"])
+    v = res.backends["verilog"]
+    assert v.samples == 30 and v.mismatches == 0

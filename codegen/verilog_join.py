@@ -1,0 +1,169 @@
+"""Join and gather engines for the Verilog backend.
+
+* Join (``hls_templates/verilog/join.v.j2``): an op of several activations. Each input
+  port loads its whole tensor into its own memory and accepts beats independently of
+  the others (so a fork feeding two ports never waits on the slower path); once every
+  memory is full the outputs are computed one per cycle:
+
+  - Add: both operands aligned to the finer scale exactly (left shift), added,
+    requantized (round half up, saturate), as ``ir/ops/add.py``;
+  - Mul: the exact product requantized, as ``ir/ops/mul.py``;
+  - Concat on any per-sample axis: the output in flat order is, for each index of the
+    axes before ``axis``, a block of every input in turn; each input reads its memory in
+    its own flat order, so a read pointer per port suffices; each value requantized from
+    its input type to the output type, as ``ir/ops/concat.py``.
+
+  Add and Mul with a constant operand are elementwise and go to the map engine.
+* Gather (``hls_templates/verilog/gather.v.j2``): Transpose and nearest Resize with
+  integer factors. The frame memory is read in output order: output axis ``j`` has
+  ``D_j`` source positions each repeated ``R_j`` times, at input stride ``S_j``; the
+  address is ``sum idx_j * S_j``. The integers are moved, not changed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import FixedType, Graph
+from ..ir.fixed import signed_width_for
+from .lower import BackendError
+from .naming import sanitize
+from .verilog import _bits, _hex, _shex, _ulit
+
+JOIN_OPS = frozenset({"Add", "Mul", "Concat"})
+GATHER_OPS = frozenset({"Transpose", "Resize"})
+
+
+def _refuse(node, why: str):
+    raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
+
+
+def sext(expr: str, t: FixedType, to: int) -> str:
+    """``expr`` (a ``t.width``-bit vector holding a ``t`` integer) as a ``to``-bit signed value."""
+    pad = to - t.width
+    if pad < 0:
+        raise BackendError("internal: sign extension to a narrower width")
+    if pad == 0:
+        return f"$signed({expr})" if t.signed else expr  # unsigned never reaches width `to` unpadded
+    fill = f"{{{pad}{{{expr}[{t.width - 1}]}}}}" if t.signed else f"{pad}'d0"
+    return f"$signed({{{fill}, {expr}}})"
+
+
+def requant_numbers(v_lo: int, v_hi: int, shift: int, out_t: FixedType, lo: int | None = None,
+                    hi: int | None = None) -> dict:
+    """Numbers of one ``sat(round_shift(v, shift))`` for ``v`` in [v_lo, v_hi]: the working
+    width ``cw`` (holds ``v``, the rounding add, a left shift and the clamp bounds), the
+    rounding constant and the bounds as ``cw``-bit literals (templates: ``requant`` macro)."""
+    lo = out_t.lo if lo is None else lo
+    hi = out_t.hi if hi is None else hi
+    up = max(0, -shift)
+    rnd = (1 << (shift - 1)) if shift > 0 else 0
+    cw = max(signed_width_for(v_lo << up, (v_hi + rnd) << up), signed_width_for(lo, hi)) + 1
+    return {"cw": cw, "cw_m1": cw - 1, "shift": shift, "rnd_c": _shex(cw, rnd), "lo_c": _shex(cw, lo),
+            "hi_c": _shex(cw, hi), "lo_o": _hex(out_t.width, lo), "hi_o": _hex(out_t.width, hi),
+            "ow_m1": out_t.width - 1}
+
+
+def _port(q: Graph, t: str, name: str) -> dict:
+    tt = q.qtype(t)
+    n = int(np.prod(q.shape(t)))
+    b = _bits(n)
+    return {"name": name, "n": n, "t": tt, "w": tt.width, "w_m1": tt.width - 1, "n_m1": n - 1,
+            "ib_m1": b - 1, "i_zero": _ulit(b, 0), "i_one": _ulit(b, 1), "i_last": _ulit(b, n - 1)}
+
+
+def join_engine(q: Graph, node, name: str) -> dict:
+    acts = [t for t in node.inputs if not q.is_const(t)]
+    if node.op in ("Add", "Mul") and len(acts) < 2:
+        from .verilog_map import map_engine  # an elementwise op with a constant operand
+        return map_engine(q, node, name)
+    y = node.outputs[0]
+    out_t = q.qtype(y)
+    out_shape = tuple(q.shape(y))
+    ports = [_port(q, t, f"p{k}") for k, t in enumerate(acts)]
+    n_out = int(np.prod(out_shape))
+    e: dict = {"template": "join.v.j2", "ports": [p["name"] for p in ports], "P": ports,
+               "n_in": sum(p["n"] for p in ports), "n_out": n_out, "out_type": str(out_t),
+               "in_types": [str(p["t"]) for p in ports], "multipliers": int(node.op == "Mul"),
+               "frame_memory_words": sum(p["n"] for p in ports), "macs": 0}
+    if node.op in ("Add", "Mul"):
+        if len(acts) != 2 or any(tuple(q.shape(t)) != out_shape for t in acts):
+            _refuse(node, "needs two activations of the output's shape (no broadcasting between activations)")
+        ta, tb = (q.qtype(t) for t in acts)
+        if node.op == "Add":
+            f = max(ta.frac, tb.frac)
+            ua, ub = f - ta.frac, f - tb.frac
+            v_lo, v_hi = (ta.lo << ua) + (tb.lo << ub), (ta.hi << ua) + (tb.hi << ub)
+            shift = f - out_t.frac
+            e.update(rule=f"y = sat(round_half_up(((a << {ua}) + (b << {ub})) >> {shift}))", ups=[ua, ub])
+        else:
+            prods = [ta.lo * tb.lo, ta.lo * tb.hi, ta.hi * tb.lo, ta.hi * tb.hi]
+            v_lo, v_hi = min(prods), max(prods)
+            shift = ta.frac + tb.frac - out_t.frac
+            e.update(rule=f"y = sat(round_half_up((a * b) >> {shift}))")
+        r = requant_numbers(v_lo, v_hi, shift, out_t)
+        e.update(mode=node.op.lower(), R=r,
+                 ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
+        cnt_n = n_out
+    else:  # Concat
+        axis = int(node.attr("axis"))
+        blocks = [int(np.prod(q.shape(t)[axis:])) for t in acts]
+        outer = int(np.prod(out_shape[:axis]))
+        if sum(blocks) * outer != n_out:
+            raise BackendError(f"internal: concat {name} sizes")
+        rs = []
+        for k, (t, p) in enumerate(zip(acts, ports)):
+            r = requant_numbers(p["t"].lo, p["t"].hi, p["t"].frac - out_t.frac, out_t)
+            r["x"] = sext(f"d{k}", p["t"], r["cw"])
+            rs.append(r)
+        kb = _bits(len(ports))
+        bw = _bits(max(blocks))
+        e.update(mode="concat", RS=rs, kb_m1=kb - 1, bw_m1=bw - 1,
+                 k_zero=_ulit(kb, 0), k_one=_ulit(kb, 1), k_last=_ulit(kb, len(ports) - 1),
+                 b_zero=_ulit(bw, 0), b_one=_ulit(bw, 1),
+                 block_last=[_ulit(bw, b - 1) for b in blocks], ks=[_ulit(kb, k) for k in range(len(ports))],
+                 rule=f"concatenation on axis {axis}: per output row, blocks of {blocks} values, "
+                      f"each requantized to {out_t}")
+        cnt_n = n_out
+    ob = _bits(cnt_n)
+    e.update(ob_m1=ob - 1, o_zero=_ulit(ob, 0), o_one=_ulit(ob, 1), o_last=_ulit(ob, cnt_n - 1),
+             ow_m1=out_t.width - 1,
+             timing={"compute_cycles": n_out, "frame_cycles": max(p["n"] for p in ports) + n_out + 3,
+                     "in_to_out": n_out + 3})
+    return e
+
+
+def gather_engine(q: Graph, node, name: str) -> dict:
+    x, y = node.inputs[0], node.outputs[0]
+    x_t, o_t = q.qtype(x), q.qtype(y)
+    if x_t != o_t:
+        _refuse(node, "changes the fixed-point type")
+    in_shape = tuple(q.shape(x))
+    strides = [int(np.prod(in_shape[i + 1:])) for i in range(len(in_shape))]
+    if node.op == "Transpose":
+        perm = tuple(node.attr("perm"))
+        dims = [(in_shape[p], 1, strides[p]) for p in perm]
+        rule = f"transpose, perm {perm} of the per-sample axes"
+    else:
+        scales = tuple(int(v) for v in node.attr("scales"))
+        dims = [(d, f, s) for d, f, s in zip(in_shape, scales, strides)]
+        rule = f"nearest resize by integer factors {scales}"
+    # axes of size 1 repeated once are no-ops; merge nothing else (keep it readable)
+    dims = [d for d in dims if (d[0], d[1]) != (1, 1)] or [(1, 1, 0)]
+    n_in = int(np.prod(in_shape))
+    n_out = int(np.prod(q.shape(y)))
+    if int(np.prod([d * r for d, r, _ in dims])) != n_out:
+        raise BackendError(f"internal: gather {name} sizes")
+    ib = _bits(n_in)
+    aw = max(ib, max((d - 1) * s for d, _, s in dims).bit_length()) + 1
+    D = []
+    for d, r, s in dims:
+        db, rb = _bits(d), _bits(r)
+        D.append({"d_last": _ulit(db, d - 1), "d_zero": _ulit(db, 0), "d_one": _ulit(db, 1), "db_m1": db - 1,
+                  "r_last": _ulit(rb, r - 1), "r_zero": _ulit(rb, 0), "r_one": _ulit(rb, 1), "rb_m1": rb - 1,
+                  "rep": r > 1, "stride": _ulit(aw, s), "ext": f"{aw - db}'d0" if aw > db else None})
+    return {"template": "gather.v.j2", "ports": ["in"], "n_in": n_in, "n_out": n_out, "D": D,
+            "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
+            "ib": ib, "ib_m1": ib - 1, "i_zero": _ulit(ib, 0), "i_one": _ulit(ib, 1), "i_last": _ulit(ib, n_in - 1),
+            "aw_m1": aw - 1, "rule": rule, "multipliers": 0, "frame_memory_words": n_in, "macs": 0,
+            "timing": {"compute_cycles": n_out, "frame_cycles": n_in + n_out + 3, "in_to_out": n_out + 3}}

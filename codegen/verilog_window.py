@@ -1,0 +1,230 @@
+"""Window engines for the Verilog backend: Conv, Dense (a 1x1 conv), MaxPool, AveragePool,
+GlobalMaxPool and GlobalAveragePool over a frame memory (``hls_templates/verilog/window.v.j2``).
+
+One template, three kinds, on 1-D ``(C, L)`` (as ``(C, 1, L)``) and 2-D ``(C, H, W)`` frames,
+with any kernel, stride, dilation, pads (asymmetric too) and, for pools, ceil mode:
+
+* ``mac`` (Conv with any groups, depthwise included, and Dense): y = requant(b + sum x*w);
+* ``max`` (MaxPool, GlobalMaxPool): the maximum over the window's input taps;
+* ``avg`` (AveragePool with count_include_pad 0 or 1, GlobalAveragePool): the golden
+  floor((2*sum + cnt) / (2*cnt)), cnt counted per output position, by a restoring divider.
+
+Refused: inputs of another rank, and pools that change the fixed-point format.
+
+:func:`window_engine` checks one node against what the engine implements (refusing with
+the node's name otherwise) and computes every number the template prints. The graph-level
+part (streams, forks, the top) is in :mod:`.verilog_cnn`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir.fixed import signed_width_for
+from .lower import BackendError
+from .naming import sanitize
+from .program import _step_params
+from .verilog import _bits, _hex, _shex, _ulit
+
+
+WINDOW_OPS = frozenset({"Conv", "Dense", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+
+
+def _refuse(node, why: str):
+    raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
+
+
+def _global_geometry(q: Graph, node, p: dict) -> dict:
+    """A global pool as one window covering the whole frame, read as (C, 1, prod(spatial))."""
+    shp = q.shape(node.inputs[0])
+    c, hh, ww = int(shp[0]), 1, int(np.prod(shp[1:]))
+    return {**p, "c": c, "h": hh, "w": ww, "kh": hh, "kw": ww, "sh": 1, "sw": 1, "dh": 1, "dw": 1,
+            "pt": 0, "pl": 0, "pb": 0, "pr": 0, "oh": 1, "ow": 1, "m": c, "cg": 1, "mg": 1,
+            "cnt_h0": 0, "cnt_h1": hh, "cnt_w0": 0, "cnt_w1": ww}
+
+
+def _counts(p: dict) -> np.ndarray:
+    """Counted taps of every output position (the golden ``window_counts``, from the rows
+    [cnt_h0, cnt_h1) and columns [cnt_w0, cnt_w1) a counted cell lies in)."""
+    iy = (np.arange(p["oh"])[:, None] * p["sh"] + np.arange(p["kh"])[None, :] * p["dh"] - p["pt"])
+    ix = (np.arange(p["ow"])[:, None] * p["sw"] + np.arange(p["kw"])[None, :] * p["dw"] - p["pl"])
+    cy = ((iy >= p["cnt_h0"]) & (iy < p["cnt_h1"])).sum(axis=1)
+    cx = ((ix >= p["cnt_w0"]) & (ix < p["cnt_w1"])).sum(axis=1)
+    return cy[:, None] * cx[None, :]
+
+
+def window_engine(q: Graph, node, name: str) -> dict:
+    x, y = node.inputs[0], node.outputs[0]
+    x_t, o_t = q.qtype(x), q.qtype(y)
+    if node.op in ("Conv", "MaxPool", "AveragePool") and len(q.shape(x)) not in (2, 3):
+        _refuse(node, "needs a (C, L) or (C, H, W) input")
+    if node.op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") and o_t.frac != x_t.frac:
+        _refuse(node, "changes the fixed-point format (a pool engine keeps it)")
+    _, p, macs, _ = _step_params(q, node, name)
+    e: dict = {"template": "window.v.j2", "in_type": str(x_t), "out_type": str(o_t), "macs": macs}
+    if node.op == "Dense":
+        w = np.asarray(q.consts[node.inputs[1]], np.int64)
+        p = {**p, "c": w.shape[1], "h": 1, "w": 1, "kh": 1, "kw": 1, "sh": 1, "sw": 1, "dh": 1, "dw": 1,
+             "pt": 0, "pl": 0, "pb": 0, "pr": 0, "oh": 1, "ow": 1, "m": w.shape[0], "cg": w.shape[1], "mg": w.shape[0]}
+        w = w.reshape(w.shape[0], w.shape[1], 1, 1)
+        kind = "mac"
+    elif node.op == "Conv":
+        # any stride, dilation, pads (bottom/right pads only set the output size) and groups:
+        # the address generator walks output channel m of group m // mg over input
+        # channels [c0, c0 + cg)
+        w = np.asarray(q.consts[node.inputs[1]], np.int64)
+        if len(w.shape) == 3:
+            w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+        if p["c"] != p["groups"] * p["cg"] or p["m"] != p["groups"] * p["mg"]:
+            raise BackendError(f"internal: layer {name} group geometry")
+        kind = "mac"
+    elif node.op == "MaxPool":
+        p = {**p, "m": p["c"], "cg": 1, "mg": 1}
+        kind = "max"
+    elif node.op == "GlobalMaxPool":
+        p = _global_geometry(q, node, p)
+        kind = "max"
+    elif node.op == "AveragePool":
+        p = {**p, "m": p["c"], "cg": 1, "mg": 1}
+        kind = "avg"
+    else:  # GlobalAveragePool
+        p = _global_geometry(q, node, p)
+        kind = "avg"
+    for k in ("c", "h", "w", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr", "oh", "ow", "m", "cg", "mg"):
+        e[k] = int(p[k])
+    n_in, n_out = e["c"] * e["h"] * e["w"], e["m"] * e["oh"] * e["ow"]
+    if n_in != int(np.prod(q.shape(x))) or n_out != int(np.prod(q.shape(y))):
+        raise BackendError(f"internal: engine {name} sizes do not match the graph")
+    e.update(kind=kind, n_in=n_in, n_out=n_out, taps=e["cg"] * e["kh"] * e["kw"])
+    xw, ow = x_t.width, o_t.width
+    xe = xw + (0 if x_t.signed else 1)  # the input as a signed value
+    # one signed width for every counter, address and window coordinate: iy, ix reach from
+    # -pt / -pl up to (o-1)*s + (k-1)*d - p (past the end pads in ceil mode)
+    span_h = (e["oh"] - 1) * e["sh"] + (e["kh"] - 1) * e["dh"] + 1
+    span_w = (e["ow"] - 1) * e["sw"] + (e["kw"] - 1) * e["dw"] + 1
+    big = max(n_in, n_out, e["m"] * e["taps"], e["h"] + span_h + e["pt"], e["w"] + span_w + e["pl"],
+              e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"])
+    qw = big.bit_length() + 2
+    e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=ow - 1, ib=_bits(n_in), ib_m1=_bits(n_in) - 1,
+             n_in_m1=n_in - 1, i_zero=_ulit(_bits(n_in), 0), i_one=_ulit(_bits(n_in), 1),
+             i_last=_ulit(_bits(n_in), n_in - 1), zero_q=_shex(qw, 0), one_q=_shex(qw, 1))
+    for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", e["cg"] - 1),
+                 ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", e["m"] - 1),
+                 ("mg_last", e["mg"] - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
+                 ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
+                 ("cg_q", e["cg"]), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
+        e[k] = _shex(qw, v)
+    e["x_ext"] = None
+    lo, hi = int(p["lo"]), int(p["hi"])
+    e.update(lo=lo, hi=hi, lo_o=_hex(ow, lo), hi_o=_hex(ow, hi))
+    if kind == "mac":
+        b = np.asarray(q.consts[node.inputs[2]], np.int64)
+        aw = int(p["acc_width"])
+        x_mag = max(abs(x_t.lo), abs(x_t.hi))
+        bound = int(np.max(np.abs(b) + np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * x_mag))
+        if bound > (1 << (aw - 1)) - 1:
+            raise BackendError(f"layer {name}: acc_width {aw} cannot hold the bound {bound} of its partial sums")
+        wwid = signed_width_for(int(w.min()), int(w.max())) if w.size else 2
+        pw = xe + wwid
+        shift = int(p["shift"])
+        e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, n_w_m1=w.size - 1, m_m1=e["m"] - 1,
+                 wb=_bits(w.size), wb_m1=_bits(w.size) - 1, mb=_bits(e["m"]), mb_m1=_bits(e["m"]) - 1,
+                 wrom=[_hex(wwid, int(v)) for v in w.reshape(-1)], brom=[_hex(aw, int(v)) for v in b],
+                 pw_m1=pw - 1, xp_ext=_ext(pw - xw, x_t.signed, f"x_q[{xw - 1}]"),
+                 wp_ext=_ext(pw - wwid, True, f"w_q[{wwid - 1}]"), p_zero=_shex(pw, 0), shift=shift,
+                 prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
+                 prod_ext=_ext(aw - pw, True, f"prod[{pw - 1}]"),
+                 x_ext=_ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"),
+                 rule=f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
+                      f"padded taps add 0")
+        if aw < xw + 1:
+            raise BackendError(f"internal: layer {name} accumulator narrower than its input")
+        cw = max(aw + 1, aw - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
+        e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"),
+                 rnd_c=_shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
+    elif kind == "max":
+        # the golden maximum starts below every input (int64 min) and saturates: starting
+        # from min(input lo, output lo) gives the same result, also for a window made of
+        # padding alone; padded taps are skipped (never read, never compared)
+        init = min(x_t.lo, lo)
+        aw = max(xe + 1, signed_width_for(init, max(x_t.hi, 0)))
+        e.update(aw=aw, aw_m1=aw - 1, x_ext=_ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"), init_a=_shex(aw, init),
+                 rule=f"y = max over the window's input taps, starting from {init}")
+        cw = max(aw, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
+        e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
+    else:
+        _avg(e, p, x_t, xw, xe, ow, lo, hi)
+    e.update(timing=_timing(e), ports=["in"], multipliers=int(kind == "mac"), frame_memory_words=n_in)
+    return e
+
+
+def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> None:
+    """Numbers of the exact average: y = floor((2*sum + cnt) / (2*cnt)), cnt the counted taps
+    of the output position (golden ``div_round_half_up``; cnt = 0 gives 0)."""
+    counts = _counts(p)
+    cmax, cmin = int(counts.max()), int(counts.min())
+    if counts.shape != (e["oh"], e["ow"]) or not 0 < cmax <= e["kh"] * e["kw"]:  # 0: no counted cell at all
+        raise BackendError(f"internal: layer {e.get('name')} counts")
+    const = cmin == cmax
+    off = -x_t.lo if x_t.lo < 0 else 0
+    # acc = sum over the counted taps of (x + off) (a padded tap adds off): non-negative
+    acc_max = cmax * (x_t.hi + off)
+    aw = max(xe + 1, signed_width_for(0, acc_max), signed_width_for(-off, x_t.hi + off))
+    num_max = 2 * acc_max + cmax
+    nw = max(2, num_max.bit_length())
+    div_max = max(2 * cmax, 1)
+    cb = max(1, cmax.bit_length())
+    rw = max((2 * div_max - 1).bit_length(), cb + 2)  # the remainder, < 2 * divisor while shifting
+    yw = max(nw + 2, off.bit_length() + 2, abs(lo).bit_length() + 2, abs(hi).bit_length() + 2)
+    db = _bits(nw)
+    # counted cells: the input (count_include_pad 0) or the input plus its explicit pads
+    # (rows [-pt, h + pb), columns [-pl, w + pr)); a tap never lies above or left of the pads
+    incl = (p["cnt_h0"], p["cnt_w0"]) != (0, 0) or (p["cnt_h1"], p["cnt_w1"]) != (e["h"], e["w"])
+    if incl and (p["cnt_h0"], p["cnt_w0"]) != (-e["pt"], -e["pl"]):
+        raise BackendError(f"internal: layer {e.get('name')} counted region")
+    sw = max(aw + 2, nw + 1) + 1
+    e.update(aw=aw, aw_m1=aw - 1, x_ext=_ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"), acc_zero=_shex(aw, 0),
+             off_a=_shex(aw, off), off=off, nw=nw, nw_m1=nw - 1, nw_m2=nw - 2, sw_m1=sw - 1,
+             num_ext=_ext(sw - aw, True, f"acc[{aw - 1}]"), two_s=_shex(sw, 2),
+             rw_m1=rw - 1, rw_m2=rw - 2, yw_m1=yw - 1, off_y=_shex(yw, off),
+             y_zero=_shex(yw, 0), lo_y=_shex(yw, lo), hi_y=_shex(yw, hi),
+             db_m1=db - 1, d_zero=_ulit(db, 0), d_one=_ulit(db, 1),
+             d_last=_ulit(db, nw - 1), q_zero_n=_ulit(nw, 0), r_zero=_ulit(rw, 0),
+             cnt_const=const, cnt_incl=incl, cnt_zero=cmin == 0, cmax=cmax, cmin=cmin,
+             ch1_q=_shex(e["q"], int(p["cnt_h1"])), cw1_q=_shex(e["q"], int(p["cnt_w1"])),
+             cb_m1=cb - 1, c_zero=_ulit(cb, 0), c_one=_ulit(cb, 1),
+             cnt_s=_shex(sw, cmax), div_r=_ulit(rw, 2 * cmax), dv_pad=_ulit(rw - cb - 1, 0),
+             num_cext=_ulit(sw - cb, 0),
+             rule=(f"y = floor((2*sum + cnt) / (2*cnt)), cnt = {cmax} counted taps" if const else
+                   f"y = floor((2*sum + cnt) / (2*cnt)), cnt = {cmin}..{cmax} counted taps "
+                   f"({'input and pads' if incl else 'input only'}) counted per output")
+             + (" (cnt = 0 gives 0)" if cmin == 0 else "") + f"; quotient up to {x_t.hi + off}")
+    if rw < cb + 2 or sw <= cb:
+        raise BackendError(f"internal: layer {e.get('name')} divisor width")
+
+
+def _ext(n: int, signed: bool, bit: str) -> str:
+    if n <= 0:  # not used by the template in that case
+        return ""
+    return f"{{{n}{{{bit}}}}}" if signed else f"{n}'d0"
+
+
+def _timing(e: dict) -> dict:
+    """Cycles of one frame (downstream always ready).
+
+    ``compute_cycles``: load end to the last tap issued (the engine loads the next frame
+    from then on). A mac/max engine issues one tap per cycle: n_out * taps. An average
+    engine also runs a divider of nw + 2 cycles per output, overlapped with the next
+    output's taps, so outputs leave max(taps, nw + 2) apart."""
+    t, n = e["taps"], e["n_out"]
+    if e["kind"] == "avg":
+        d = e["nw"] + 2
+        compute = t + (n - 1) * max(t, d)
+        tail = e["nw"] + 3  # the last output's division
+    else:
+        compute, tail = n * t, 3
+    # last input beat -> last output beat: first issue one cycle after the load ends, the
+    # last tap leaves stage 2 two cycles after its issue, the output register one later
+    return {"compute_cycles": compute, "frame_cycles": e["n_in"] + compute + 3,
+            "in_to_out": compute + tail}
