@@ -105,7 +105,7 @@ def _window(attrs, in_shape, kernel, ceil_mode=False):
 
 
 def _rows(values, per_line: int = 16) -> list[str]:
-    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    flat = list(map(str, np.asarray(values, dtype=np.int64).reshape(-1).tolist()))  # Python ints: fast str
     return [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
 
 

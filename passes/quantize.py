@@ -57,13 +57,23 @@ def drop_output_softmax(g: Graph) -> bool:
     changed = False
     for node in [n for n in g.topo() if n.op == "Softmax"]:
         out = node.outputs[0]
-        if out not in g.outputs or g.consumers(out):
+        # only Reshapes may follow (an old-opset Softmax is Reshape-Softmax-Reshape), and
+        # then the Softmax must cover every per-sample value, as the host applies it
+        end = out
+        while end not in g.outputs and len(g.consumers(end)) == 1 and g.consumers(end)[0].op == "Reshape":
+            end = g.consumers(end)[0].outputs[0]
+        whole = len(g.shape(out)) == 1
+        if end not in g.outputs or g.consumers(end) or (end != out and not whole):
             raise QuantizeError(
                 f"node {node.name!r}: Softmax is supported only as the last op of the model"
             )
         g.remove_node(node.name)
-        g.outputs = [node.inputs[0] if t == out else t for t in g.outputs]
-        g.meta.setdefault("output_softmax", {})[node.inputs[0]] = node.attr("axis", -1)
+        if end == out:
+            g.outputs = [node.inputs[0] if t == out else t for t in g.outputs]
+            g.meta.setdefault("output_softmax", {})[node.inputs[0]] = node.attr("axis", -1)
+        else:  # the Reshapes now carry the logits
+            g.replace_uses(out, node.inputs[0])
+            g.meta.setdefault("output_softmax", {})[end] = "all"
         changed = True
     if changed:
         g.prune()

@@ -4,6 +4,8 @@ pass count per op with every case that did not pass and why.
 
     python scripts/onnx_conformance.py [--kinds node,pytorch-converted,pytorch-operator,light]
                                        [--json] [--verbose]
+    python scripts/onnx_conformance.py --c [--models resnet50,vgg19,...] [--no-build]
+                                       [--outdir DIR] [--json]
 
 ``light`` is the real-model graphs shipped in the package (resnet50, squeezenet, ...,
 with constant weights): each runs on the input the ONNX test runner uses for them
@@ -13,18 +15,29 @@ A case is *passed* when every output of every data set matches within the case's
 tolerance, *refused* when the importer declines it with a reason (something nnforge
 does not support, e.g. a Softmax over the batch axis), and *failed* otherwise (a wrong
 result or an unexpected error). The exit status is 1 if any case failed.
+
+``--c`` takes the light models through the C backend instead: each is compiled at 8 bits
+(calibrated on the runner input), the C sources are written, built with gcc through
+nnforge's harness and run on that input, and the C output integers must equal the golden
+integer model's exactly. Per model it prints the time of every step and the size of the
+C source; a model is *refused* when the compile or the C backend declines it with a reason
+(e.g. LRN, which has no integer implementation) and *failed* on any difference or error.
+``--no-build`` stops after writing the C (for models too large to build quickly).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import glob
 import json
 import os
 import sys
+import time
 import warnings
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -146,12 +159,146 @@ def run_all(kinds) -> list[Outcome]:
     return [run_case(*c) for c in in_scope_cases(kinds)]
 
 
+# ---- the light models through the C backend (--c) -------------------------------------
+
+@dataclass
+class CResult:
+    name: str
+    status: str  # passed | refused | failed | written (--no-build: C written, not built)
+    reason: str = ""
+    seconds: dict = field(default_factory=dict)  # step -> wall seconds
+    c_bytes: int = 0  # size of nnforge_model.c
+    macs: int = 0
+
+
+class _Clock:
+    """A progress callback that records when each message arrived (``compile`` reports
+    'imported ...' after the import and 'quantized ...' at the end)."""
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.marks: list[tuple[str, float]] = []
+
+    def __call__(self, msg: str) -> None:
+        self.marks.append((msg, time.monotonic()))
+
+    def split(self) -> dict:
+        out, last = {}, self.t0
+        for msg, t in self.marks:
+            key = "import" if msg.startswith("imported") else "quantize"
+            out[key] = round(out.get(key, 0) + t - last, 2)
+            last = t
+        return out
+
+
+def light_input(name: str):
+    """(model, runner input) of ``light_<name>``."""
+    for case, model, sets, _ in light_cases():
+        if case.name == f"light_{name}":
+            return model, sets[0][0][0]
+    raise KeyError(name)
+
+
+def light_names() -> list[str]:
+    import onnx
+
+    folder = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+    paths = glob.glob(os.path.join(folder, "light_*.onnx"))
+    return sorted(os.path.basename(p)[len("light_"):-len(".onnx")] for p in paths)
+
+
+def check_light_c(name: str, outdir, build: bool = True, bits: int = 8) -> CResult:
+    """Compile ``light_<name>`` at ``bits``, write its C, build and run it with gcc on the
+    runner input and compare with the golden integer model (see the module docstring)."""
+    import nnforge
+    from nnforge.codegen.lower import BackendError
+    from nnforge.passes import QuantizeError
+    from nnforge.sim.native import C_FLAGS, HARNESS, build as gcc_build, run_harness
+    from nnforge.sim.progress import QUIET
+
+    res = CResult(name, "failed")
+    model, x = light_input(name)
+    clock = _Clock()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            design = nnforge.compile(model, calibration=x, bits=bits, progress=clock)
+    except QuantizeError as e:
+        clock("refused")
+        res.status, res.reason, res.seconds = "refused", str(e).splitlines()[0], clock.split()
+        return res
+    res.seconds.update(clock.split())
+    res.macs = sum(r.get("macs", 0) for r in design.layers())
+    x_int = design.quantize_input(x)
+    t = time.monotonic()
+    golden = design.predict_int(x_int).reshape(len(x_int), -1)
+    res.seconds["golden"] = round(time.monotonic() - t, 2)
+    out = Path(outdir)
+    t = time.monotonic()
+    try:
+        design.write(out, targets=["c"])
+    except BackendError as e:
+        res.status, res.reason = "refused", str(e).splitlines()[0]
+        return res
+    res.seconds["write_c"] = round(time.monotonic() - t, 2)
+    src = out / "c" / "nnforge_model.c"
+    res.c_bytes = src.stat().st_size
+    if not build:
+        res.status = "written"
+        return res
+    del design, model  # gcc on a large model needs the memory more than we do
+    gc.collect()
+    try:
+        bdir = out / "build" / "c"
+        t = time.monotonic()
+        exe = gcc_build("gcc", [src, HARNESS / "harness.c"], out / "c", bdir, C_FLAGS, QUIET, libs=("-lm",))
+        res.seconds["gcc"] = round(time.monotonic() - t, 2)
+        t = time.monotonic()
+        got = run_harness(exe, x_int.reshape(len(x_int), -1), golden.shape[1], bdir)
+        res.seconds["run_c"] = round(time.monotonic() - t, 2)
+    except Exception as e:
+        res.reason = f"{type(e).__name__}: {str(e)[:500]}"
+        return res
+    diff = np.flatnonzero(got != golden)
+    if diff.size:
+        res.reason = f"{diff.size} of {golden.size} output integers differ from golden (first at {diff[0]})"
+    else:
+        res.status = "passed"
+    return res
+
+
+def main_c(models: list[str], outdir, build: bool, as_json: bool) -> int:
+    import tempfile
+
+    results = []
+    for name in models:
+        with tempfile.TemporaryDirectory(dir=outdir) as tmp:
+            r = check_light_c(name, Path(tmp) / name, build=build)
+        results.append(r)
+        if not as_json:
+            steps = ", ".join(f"{k} {v:.1f}s" for k, v in r.seconds.items())
+            size = f", C {r.c_bytes / 1e6:.1f} MB" if r.c_bytes else ""
+            macs = f", {r.macs / 1e9:.2f} GMAC" if r.macs else ""
+            print(f"light_{name}: {r.status}{' (' + r.reason + ')' if r.reason else ''}; {steps}{size}{macs}",
+                  flush=True)
+    if as_json:
+        print(json.dumps([r.__dict__ for r in results], indent=1))
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kinds", default="node,pytorch-converted,pytorch-operator,light")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--verbose", action="store_true", help="list passed cases too")
+    ap.add_argument("--c", action="store_true", help="light models through the C backend (gcc == golden)")
+    ap.add_argument("--models", default="", help="with --c: comma-separated light model names (default: all)")
+    ap.add_argument("--no-build", action="store_true", help="with --c: write the C but do not build or run it")
+    ap.add_argument("--outdir", default=None, help="with --c: folder for the temporary build folders")
     args = ap.parse_args(argv)
+    if args.c:
+        models = [m for m in args.models.split(",") if m] or light_names()
+        return main_c(models, args.outdir, not args.no_build, args.json)
     outcomes = run_all([k for k in args.kinds.split(",") if k])
     per_op: dict[str, Counter] = defaultdict(Counter)
     for o in outcomes:

@@ -146,6 +146,13 @@ _RUNTIME = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
 _KEEP_BUILDS = 4
 
 
+def _runtime_root(build_dir: Path) -> Path:
+    """Where the compiled runtime is kept: ``$NNFORGE_VERILATOR_CACHE`` when set (shared by
+    every build directory, e.g. a test session's), else inside ``build_dir``."""
+    shared = os.environ.get("NNFORGE_VERILATOR_CACHE")
+    return Path(shared) if shared else build_dir / "verilator_runtime"
+
+
 def _runtime_key() -> str:
     import cocotb
 
@@ -185,7 +192,7 @@ def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
         shutil.rmtree(obj)
     obj.mkdir(parents=True)
     # the runtime objects (with their dependency files and times) from an earlier build
-    runtime = build_dir / "verilator_runtime" / _runtime_key()
+    runtime = _runtime_root(build_dir) / _runtime_key()
     reused_runtime = []
     if runtime.is_dir():
         for f in runtime.iterdir():
@@ -213,10 +220,10 @@ def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
     if not runtime.is_dir():
         files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
         if all(f.exists() for f in files):
-            tmp = Path(tempfile.mkdtemp(prefix="runtime_", dir=build_dir))
+            runtime.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix="runtime_", dir=runtime.parent))
             for f in files:
                 shutil.copy2(f, tmp / f.name)
-            runtime.parent.mkdir(parents=True, exist_ok=True)
             try:
                 tmp.rename(runtime)
             except OSError:

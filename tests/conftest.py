@@ -34,3 +34,17 @@ def extremes(design, n, seed):
     x = rng.integers(t.lo, t.hi + 1, size=(n, *design.input_shape))
     x[0], x[1] = t.lo, t.hi
     return x
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_verilator_runtime(tmp_path_factory):
+    """Compile Verilator's runtime library once per test session, not once per test's
+    build directory (sim/verilog.py reads NNFORGE_VERILATOR_CACHE)."""
+    import os
+    old = os.environ.get("NNFORGE_VERILATOR_CACHE")
+    os.environ["NNFORGE_VERILATOR_CACHE"] = str(tmp_path_factory.mktemp("verilator_runtime"))
+    yield
+    if old is None:
+        os.environ.pop("NNFORGE_VERILATOR_CACHE", None)
+    else:
+        os.environ["NNFORGE_VERILATOR_CACHE"] = old

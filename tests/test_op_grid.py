@@ -22,13 +22,16 @@ import nnforge
 from conftest import extremes
 from nnforge.codegen.lower import BackendError
 from nnforge.sim.native import run_c, run_hls
+from nnforge.sim.verilog import run as run_verilog
 from nnforge.sim.progress import QUIET
 from nnforge.sim.tools import find_tool
 from test_cnn_ops import bn_inits, bn_node, conv_bn_model, conv_case, make_model, pool_case, randn, rng_for
 
-BACKENDS = ["c", "hls"]
+BACKENDS = ["c", "hls", "verilog"]
 # backend -> case ids it refuses on purpose (checked to raise BackendError naming a node)
-REFUSED: dict[str, set[str]] = {"c": set(), "hls": set()}
+REFUSED: dict[str, set[str]] = {"c": set(), "hls": set(),
+                                 # an activation broadcast against another (squeeze-excitation)
+                                 "verilog": {"mul-excite"}}
 N_RANDOM = 24  # random samples per case, on top of the corner samples
 
 
@@ -37,7 +40,7 @@ def run_backend(design, backend: str, x_int: np.ndarray, tmp_path) -> np.ndarray
     output integers, one row per sample."""
     out = design.write(tmp_path / backend, targets=[backend])
     hw = design.lowered(backend)
-    run = {"c": run_c, "hls": run_hls}[backend]
+    run = {"c": run_c, "hls": run_hls, "verilog": run_verilog}[backend]
     return run(hw, out / backend, out / "build" / backend, x_int.reshape(len(x_int), -1), QUIET).y
 
 

@@ -24,7 +24,7 @@ A fused Relu clamps ``acc`` at 0 (its output type is unsigned, so saturation doe
 import numpy as np
 
 from ._window import out_sizes, patches, spatial_attrs
-from .dense import linear_output
+from .dense import exact_dtype, linear_output
 
 OP = "Conv"
 ATTRS = {"strides": (), "pads": (), "dilations": (), "groups": 1, "relu": False, "acc_width": 0}
@@ -45,6 +45,8 @@ def shape(attrs, in_shapes):
 
 
 def _conv(attrs, x, w, b, dtype):
+    """The convolution plus bias, in ``dtype``; for int64 the products are summed in
+    float64 where that is exact (see :func:`.dense.exact_dtype`) and returned as int64."""
     n, c = x.shape[:2]
     m = w.shape[0]
     kernel = w.shape[2:]
@@ -52,12 +54,15 @@ def _conv(attrs, x, w, b, dtype):
     groups = int(attrs.get("groups", 1))
     strides, pads, dil = spatial_attrs(attrs, nd, kernel)
     outs = out_sizes(x.shape[2:], kernel, strides, pads, dil)
-    p = patches(x.astype(dtype), kernel, strides, pads, dil, outs, fill=0)
     kp = int(np.prod(kernel))
+    acc_t = dtype
+    if dtype == np.int64:
+        acc_t = exact_dtype(x, w, (c // groups) * kp)
+    p = patches(x.astype(acc_t), kernel, strides, pads, dil, outs, fill=0)
     op = int(np.prod(outs))
     p = p.reshape(n, groups, (c // groups) * kp, op)
-    wm = w.astype(dtype).reshape(groups, m // groups, (c // groups) * kp)
-    y = np.matmul(wm, p).reshape(n, m, *outs)
+    wm = w.astype(acc_t).reshape(groups, m // groups, (c // groups) * kp)
+    y = np.matmul(wm, p).reshape(n, m, *outs).astype(dtype, copy=False)
     return y + b.astype(dtype).reshape((m,) + (1,) * nd)
 
 

@@ -37,9 +37,24 @@ def float_ref(attrs, inputs):
     return [y.astype(np.float32)]
 
 
+# float64 holds every integer of magnitude up to 2**53 exactly
+_EXACT_F64 = 2**53
+
+
+def exact_dtype(x: np.ndarray, w: np.ndarray, k: int):
+    """The dtype in which sums of ``k`` products of elements of the integer arrays ``x``
+    and ``w`` are exact: float64 (BLAS, much faster than numpy's int64 matmul) when
+    ``k * max|x| * max|w| < 2**53``, since then every product and every partial sum, in
+    any order, is an integer that float64 represents exactly; else int64."""
+    def max_abs(a):
+        return max(abs(int(a.min())), abs(int(a.max()))) if a.size else 0
+    return np.float64 if k * max_abs(x) * max_abs(w) < _EXACT_F64 else np.int64
+
+
 def int_ref(node, g, inputs):
     x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
-    return [linear_output(node, g, x @ w.T + b)]
+    dt = exact_dtype(x, w, w.shape[1])
+    return [linear_output(node, g, (x.astype(dt) @ w.T.astype(dt)).astype(np.int64) + b)]
 
 
 def linear_output(node, g, acc: np.ndarray) -> np.ndarray:
