@@ -246,7 +246,7 @@ class Design:
             from .codegen.verilog_cnn import CnnModel, write_cnn
 
             if isinstance(models["verilog"], CnnModel):  # CNN chains: sequential frame engines
-                info["verilog"] = write_cnn(models["verilog"], tmp / "verilog")
+                info["verilog"] = write_cnn(models["verilog"], tmp / "verilog", parallelism=parallelism)
             else:
                 info["verilog"] = verilog_backend.write(models["verilog"], tmp / "verilog", parallelism=parallelism)
         return info

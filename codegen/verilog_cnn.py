@@ -76,7 +76,7 @@ class _Plan:
     out_stream: int
 
 
-def _plan(q: Graph) -> _Plan:
+def _plan(q: Graph, parallelism: str = "sequential") -> _Plan:
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     nodes = q.topo()
@@ -101,7 +101,8 @@ def _plan(q: Graph) -> _Plan:
     engines, streams = [], [{"id": 0, "width": q.qtype(inp).width, "readers": []}]
     for i, n in enumerate(compute):
         name = sanitize(n.name, used, prefix="layer")
-        e = ENGINES[n.op](q, n, name)
+        build = ENGINES[n.op]
+        e = build(q, n, name, parallelism) if build is window_engine else build(q, n, name)
         acts = [t for t in n.inputs if not q.is_const(t)]
         if len(acts) != len(e["ports"]):
             raise BackendError(f"internal: engine {name} has {len(e['ports'])} ports for {len(acts)} inputs")
@@ -201,10 +202,12 @@ def _fork_join_period(plan: _Plan, n_in: int) -> int:
     return period
 
 
-def write_cnn(model: Graph | CnnModel, outdir: Path) -> dict:
-    """Render every engine, the forks and the top, then write them with ``verilog_info.json``."""
+def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balanced") -> dict:
+    """Render every engine, the forks and the top, then write them with ``verilog_info.json``
+    and ``README.txt``. ``parallelism`` sets the SIMD lanes of the MAC engines
+    (:func:`.verilog_window.choose_simd`)."""
     q = model.graph if isinstance(model, CnnModel) else model
-    plan = _plan(q)
+    plan = _plan(q, parallelism)
     engines = plan.engines
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
     n_in, n_out = int(np.prod(q.shape(q.inputs[0]))), int(np.prod(q.shape(q.outputs[0])))
@@ -215,12 +218,12 @@ def write_cnn(model: Graph | CnnModel, outdir: Path) -> dict:
     files[f"{TOP}.v"] = render("verilog", "graph_top.v.j2", **top)
     ii, latency = _timing(plan, n_in)
     info = {
-        "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": "sequential-frame",
+        "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": parallelism,
         "n_in": n_in, "n_out": n_out, "in_type": _type_info(in_t), "out_type": _type_info(out_t),
         "stream_order": "CHW (the IR's flat per-sample order), one element per beat",
         "layers": [{"name": e["name"], "op": e["op"], "module": e["module"], "file": f"{e['module']}.v",
                     "inputs": [f"s{s}" for s in e["in_streams"]], "output": f"s{e['out_stream']}",
-                    "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": 1, "simd": 1,
+                    "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": 1, "simd": e.get("S", 1),
                     "latency_cycles": e["timing"]["in_to_out"], "ii_cycles": e["timing"]["frame_cycles"],
                     "multipliers": e["multipliers"], "acc_width": e.get("aw"),
                     "frame_memory_words": e["frame_memory_words"], **e["timing"]} for e in engines],

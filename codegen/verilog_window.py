@@ -54,7 +54,19 @@ def _counts(p: dict) -> np.ndarray:
     return cy[:, None] * cx[None, :]
 
 
-def window_engine(q: Graph, node, name: str) -> dict:
+def choose_simd(cg: int, parallelism: str) -> int:
+    """Input channels a MAC engine multiplies per cycle (a divisor of its channels per
+    group): ``sequential`` 1, ``balanced`` the largest divisor up to 8, ``parallel`` all."""
+    if parallelism == "sequential":
+        return 1
+    if parallelism == "parallel":
+        return cg
+    if parallelism == "balanced":
+        return max(d for d in range(1, min(cg, 8) + 1) if cg % d == 0)
+    raise ValueError(f"unknown parallelism {parallelism!r}")
+
+
+def window_engine(q: Graph, node, name: str, parallelism: str = "sequential") -> dict:
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if node.op in ("Conv", "MaxPool", "AveragePool") and len(q.shape(x)) not in (2, 3):
@@ -96,7 +108,20 @@ def window_engine(q: Graph, node, name: str) -> dict:
     n_in, n_out = e["c"] * e["h"] * e["w"], e["m"] * e["oh"] * e["ow"]
     if n_in != int(np.prod(q.shape(x))) or n_out != int(np.prod(q.shape(y))):
         raise BackendError(f"internal: engine {name} sizes do not match the graph")
-    e.update(kind=kind, n_in=n_in, n_out=n_out, taps=e["cg"] * e["kh"] * e["kw"])
+    # SIMD lanes (MAC engines): input channel c lives in memory bank c % S at word
+    # (c // S) * H * W + y * W + x, so one read per bank gives S channels of one pixel; the
+    # channel counters then count blocks of S channels
+    simd = choose_simd(e["cg"], parallelism) if kind == "mac" else 1
+    cgb = e["cg"] // simd
+    bank = n_in // simd
+    e.update(kind=kind, n_in=n_in, n_out=n_out, taps=cgb * e["kh"] * e["kw"], S=simd, lanes=list(range(simd)),
+             cgb=cgb, bank_m1=bank - 1, ab=_bits(bank), ab_m1=_bits(bank) - 1, hw=e["h"] * e["w"])
+    if simd > 1:
+        hwb, lb = _bits(e["hw"]), _bits(simd)
+        e.update(hwb_m1=hwb - 1, p_zero_l=_ulit(hwb, 0), p_one_l=_ulit(hwb, 1), p_last_l=_ulit(hwb, e["hw"] - 1),
+                 lb_m1=lb - 1, j_zero=_ulit(lb, 0), j_one=_ulit(lb, 1), j_last=_ulit(lb, simd - 1),
+                 a_zero=_ulit(_bits(bank), 0), a_one=_ulit(_bits(bank), 1),
+                 a_hw=_ulit(_bits(bank), e["hw"] % (1 << _bits(bank))), lane_lit=[_ulit(lb, j) for j in range(simd)])
     xw, ow = x_t.width, o_t.width
     xe = xw + (0 if x_t.signed else 1)  # the input as a signed value
     # one signed width for every counter, address and window coordinate: iy, ix reach from
@@ -109,11 +134,11 @@ def window_engine(q: Graph, node, name: str) -> dict:
     e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=ow - 1, ib=_bits(n_in), ib_m1=_bits(n_in) - 1,
              n_in_m1=n_in - 1, i_zero=_ulit(_bits(n_in), 0), i_one=_ulit(_bits(n_in), 1),
              i_last=_ulit(_bits(n_in), n_in - 1), zero_q=_shex(qw, 0), one_q=_shex(qw, 1))
-    for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", e["cg"] - 1),
+    for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
                  ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", e["m"] - 1),
                  ("mg_last", e["mg"] - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
                  ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
-                 ("cg_q", e["cg"]), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
+                 ("cg_q", cgb), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
         e[k] = _shex(qw, v)
     e["x_ext"] = None
     lo, hi = int(p["lo"]), int(p["hi"])
@@ -128,14 +153,21 @@ def window_engine(q: Graph, node, name: str) -> dict:
         wwid = signed_width_for(int(w.min()), int(w.max())) if w.size else 2
         pw = xe + wwid
         shift = int(p["shift"])
-        e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, n_w_m1=w.size - 1, m_m1=e["m"] - 1,
-                 wb=_bits(w.size), wb_m1=_bits(w.size) - 1, mb=_bits(e["m"]), mb_m1=_bits(e["m"]) - 1,
-                 wrom=[_hex(wwid, int(v)) for v in w.reshape(-1)], brom=[_hex(aw, int(v)) for v in b],
-                 pw_m1=pw - 1, xp_ext=_ext(pw - xw, x_t.signed, f"x_q[{xw - 1}]"),
-                 wp_ext=_ext(pw - wwid, True, f"w_q[{wwid - 1}]"), p_zero=_shex(pw, 0), shift=shift,
+        # ROM word (m*cgb + cb)*kh*kw + ky*kw + kx holds the S weights of channels cb*S + j
+        # (lane j at bits [j*ww, (j+1)*ww))
+        wl = w.reshape(w.shape[0], cgb, simd, w.shape[2], w.shape[3]).transpose(0, 1, 3, 4, 2).reshape(-1, simd)
+        wmask = (1 << wwid) - 1
+        words = [sum((int(v) & wmask) << (j * wwid) for j, v in enumerate(row)) for row in wl.tolist()]
+        lane_ctx = [{"j": j, "xp_ext": _ext(pw - xw, x_t.signed, f"x_q{j}[{xw - 1}]"),
+                     "wp_ext": _ext(pw - wwid, True, f"w_l{j}[{wwid - 1}]"),
+                     "prod_ext": _ext(aw - pw, True, f"prod{j}[{pw - 1}]"),
+                     "w_hi": (j + 1) * wwid - 1, "w_lo": j * wwid} for j in range(simd)]
+        e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=simd * wwid - 1, n_w_m1=len(words) - 1,
+                 m_m1=e["m"] - 1, wb=_bits(len(words)), wb_m1=_bits(len(words)) - 1, mb=_bits(e["m"]),
+                 mb_m1=_bits(e["m"]) - 1, wrom=[_hex(simd * wwid, v) for v in words],
+                 brom=[_hex(aw, int(v)) for v in b], L=lane_ctx,
+                 pw_m1=pw - 1, p_zero=_shex(pw, 0), shift=shift,
                  prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
-                 prod_ext=_ext(aw - pw, True, f"prod[{pw - 1}]"),
-                 x_ext=_ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"),
                  rule=f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
                       f"padded taps add 0")
         if aw < xw + 1:
@@ -155,7 +187,7 @@ def window_engine(q: Graph, node, name: str) -> dict:
         e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
     else:
         _avg(e, p, x_t, xw, xe, ow, lo, hi)
-    e.update(timing=_timing(e), ports=["in"], multipliers=int(kind == "mac"), frame_memory_words=n_in)
+    e.update(timing=_timing(e), ports=["in"], multipliers=simd if kind == "mac" else 0, frame_memory_words=n_in)
     return e
 
 

@@ -90,19 +90,24 @@ def test_random_cnn_synthesizes(tmp_path):
 
 
 @pytest.mark.slow
-def test_digits_cnn_verilog(tmp_path):
-    """Through the public API: write (lint-clean), then verify 60 test images, 0 mismatches."""
+@pytest.mark.parametrize("parallelism,mults", [("sequential", 3), ("balanced", 17), ("parallel", 25)])
+def test_digits_cnn_verilog(parallelism, mults, tmp_path):
+    """Through the public API at each folding (SIMD lanes 1 / up to 8 / all input channels
+    of a Conv or Dense): write (lint-clean), then verify test images (the whole split at the
+default folding), 0 mismatches, and
+    the analytic period is the measured one."""
     ex = ROOT / "examples" / "digits_cnn"
     design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
     test = np.load(ex / "test.npz")
-    out = design.write(tmp_path / "o", targets=["verilog"])
+    out = design.write(tmp_path / "o", targets=["verilog"], parallelism=parallelism)
     sim_verilog.lint(out / "verilog")
     info = json.loads((out / "verilog" / "verilog_info.json").read_text())
     assert [ly["op"] for ly in info["layers"]] == ["Conv", "MaxPool", "Conv", "GlobalAveragePool", "Dense"]
-    assert info["totals"]["multipliers"] == 3
-    res = design.verify(test["x"][:60], test["y"][:60], backends=["golden", "verilog"])
+    assert info["totals"]["multipliers"] == mults and info["parallelism"] == parallelism
+    n = len(test["x"]) if parallelism == "balanced" else 40  # the default: the whole test split
+    res = design.verify(test["x"][:n], test["y"][:n], backends=["golden", "verilog"], outdir=out)
     v = res.backends["verilog"]
-    assert v.samples == 60 and v.mismatches == 0 and v.accuracy > 0.9
+    assert v.samples == n and v.mismatches == 0 and v.accuracy > 0.9
     assert abs(v.cycles_per_inference - info["totals"]["ii_cycles"]) <= 0.05 * v.cycles_per_inference
 
 

@@ -166,7 +166,7 @@ def test_chains_accepted(chain, tmp_path):
         assert ly["compute_cycles"] >= ly["n_out"] * ly["taps"]
         assert ly["in_to_out"] >= ly["compute_cycles"] + 3
     text = (tmp_path / "v" / f"{info['layers'][0]['module']}.v").read_text()
-    assert "if (en & in_win) x_q <= xmem[xa];" in text  # a padded tap reads no word
+    assert "if (en & in_win) x_q0 <= xmem0[xa];" in text  # a padded tap reads no word
 
 
 def test_pool_changing_format_refused(tmp_path):
