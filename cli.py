@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weight-bits", type=int, help="weight width (overrides --bits)")
     c.add_argument("--act-bits", type=int, help="activation width (overrides --bits)")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
-                   help="Verilog engines: one multiplier per layer, a balanced choice, or fully parallel")
+                   help="Verilog folding: one multiplier per layer; a balanced choice (dense: PE/SIMD sized to the "
+                        "stream, conv: up to 8 input channels per cycle); or fully parallel")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c.set_defaults(func=cmd_compile)
 

@@ -48,3 +48,31 @@ def _shared_verilator_runtime(tmp_path_factory):
         os.environ.pop("NNFORGE_VERILATOR_CACHE", None)
     else:
         os.environ["NNFORGE_VERILATOR_CACHE"] = old
+
+
+class _VerilogPorts:
+    """What the Verilator runner needs of a design: sizes and types of its two streams."""
+
+    def __init__(self, design, info):
+        self.n_in, self.n_out = info["n_in"], info["n_out"]
+        self.in_t, self.out_t = design.input_type, design.output_type
+
+
+def verilog_exact(design, tmp_path, x_int, backpressure=0.0, parallelism="balanced"):
+    """Write ``design``'s engine-graph Verilog into ``tmp_path/v`` (lint-clean), simulate
+    ``x_int`` in Verilator/cocotb and require every output integer of every sample to equal
+    the golden model's. Returns (verilog_info, SimRun)."""
+    from nnforge.codegen.verilog_cnn import write_cnn
+    from nnforge.sim import verilog as sim_verilog
+    from nnforge.sim.progress import QUIET
+
+    out = tmp_path / "v"
+    info = write_cnn(design.qgraph, out, parallelism=parallelism)
+    sim_verilog.lint(out)
+    n = len(x_int)
+    gold = design.predict_int(x_int).reshape(n, -1)
+    res = sim_verilog.run(_VerilogPorts(design, info), out, tmp_path / "b", x_int.reshape(n, -1), QUIET, gold,
+                          backpressure=backpressure)
+    assert res.y.shape == gold.shape
+    assert res.extra["mismatches"] == 0 and np.array_equal(res.y, gold)
+    return info, res

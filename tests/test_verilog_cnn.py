@@ -3,25 +3,15 @@ GlobalAveragePool and Dense, CHW streams; Verilator/cocotb == golden in every in
 lint-clean, Yosys-clean."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
-from conftest import ROOT
+from conftest import ROOT, verilog_exact
 from nnforge.codegen.verilog_cnn import write_cnn
 from nnforge.sim import verilog as sim_verilog
-from nnforge.sim.progress import QUIET
-
-
-class _Ports:
-    """What the runner needs to know of a design: sizes and types of its two streams."""
-
-    def __init__(self, design, info):
-        self.n_in, self.n_out = info["n_in"], info["n_out"]
-        self.in_t, self.out_t = design.input_type, design.output_type
 
 
 def _model(rng, c_in=1, hw=6, depthwise=False, pad2=1, relu2=True):
@@ -44,18 +34,6 @@ def _model(rng, c_in=1, hw=6, depthwise=False, pad2=1, relu2=True):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), (c_in, hw, hw)
 
 
-def _run(design, out: Path, build: Path, x_int, backpressure=0.0):
-    info = write_cnn(design.qgraph, out)
-    sim_verilog.lint(out)
-    n = len(x_int)
-    gold = design.predict_int(x_int).reshape(n, -1)
-    res = sim_verilog.run(_Ports(design, info), out, build, x_int.reshape(n, -1), QUIET, gold,
-                          backpressure=backpressure)
-    assert res.y.shape == gold.shape
-    assert res.extra["mismatches"] == 0 and np.array_equal(res.y, gold)
-    return info, res
-
-
 def _inputs(design, rng, n):
     t = design.input_type
     x = rng.integers(t.lo, t.hi + 1, (n, *design.input_shape))
@@ -72,7 +50,7 @@ def test_random_cnn_exact(seed, bits, depthwise, backpressure, tmp_path):
                            relu2=seed != 3)  # seed 3: a signed GAP input (the divider's offset path)
     design = nnforge.compile(model, calibration=rng.normal(0, 1, (64, *shape)).astype(np.float32), bits=bits)
     x = _inputs(design, rng, 24)
-    info, res = _run(design, tmp_path / "v", tmp_path / "b", x, backpressure)
+    info, res = verilog_exact(design, tmp_path, x, backpressure)
     assert [ly["op"] for ly in info["layers"]] == ["Conv", "MaxPool", "Conv", "GlobalAveragePool", "Dense"]
     if not backpressure:  # the analytic frame time is close to the measured one
         gap = res.extra["output_gaps"][-1]
@@ -127,7 +105,7 @@ def test_gap_divider_exact(tmp_path):
     design = nnforge.compile(model, calibration=rng.normal(0, 1, (64, 6, 3, 3)).astype(np.float32), bits=6)
     x = _inputs(design, rng, 200)
     x[2:40] = rng.integers(-3, 4, (38, 6, 3, 3))  # small sums: every rounding boundary near 0
-    _run(design, tmp_path / "v", tmp_path / "b", x)
+    verilog_exact(design, tmp_path, x)
 
 
 def test_strided_conv_writes(tmp_path):

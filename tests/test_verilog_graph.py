@@ -9,15 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
-from nnforge.codegen.verilog_cnn import write_cnn
-from nnforge.sim import verilog as sim_verilog
-from nnforge.sim.progress import QUIET
-
-
-class _Ports:
-    def __init__(self, design, info):
-        self.n_in, self.n_out = info["n_in"], info["n_out"]
-        self.in_t, self.out_t = design.input_type, design.output_type
+from conftest import verilog_exact
 
 
 def _conv(rng, name, x, c_in, c_out, k=3, pad=1, **attrs):
@@ -83,15 +75,10 @@ def test_graph_exact(make, bits, backpressure, tmp_path):
     model, shape = make(rng)
     model = _fix_int64(model)
     design = nnforge.compile(model, calibration=rng.normal(0, 1, (64, *shape)).astype(np.float32), bits=bits)
-    info = write_cnn(design.qgraph, tmp_path / "v")
-    sim_verilog.lint(tmp_path / "v")
     t = design.input_type
     x = rng.integers(t.lo, t.hi + 1, (20, *design.input_shape))
     x[0], x[1] = t.lo, t.hi
-    gold = design.predict_int(x).reshape(len(x), -1)
-    res = sim_verilog.run(_Ports(design, info), tmp_path / "v", tmp_path / "b", x.reshape(len(x), -1), QUIET, gold,
-                          backpressure=backpressure)
-    assert res.extra["mismatches"] == 0 and np.array_equal(res.y, gold)
+    info, res = verilog_exact(design, tmp_path, x, backpressure)
     assert info["forks"], "the graph has a value read twice: a fork"
     if not backpressure:  # the analytic period (fork-join bound included) is the measured one
         gap = res.extra["output_gaps"][-1]

@@ -11,6 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
+from conftest import verilog_exact
 from nnforge.codegen.lower import BackendError
 from nnforge.codegen.verilog_cnn import ENGINES, write_cnn
 from nnforge.codegen.verilog_join import join_engine
@@ -18,13 +19,6 @@ from nnforge.codegen.verilog_map import MAP_OPS, _pattern, map_engine
 from nnforge.ir import FixedType
 from nnforge.ir.fixed import requantize, saturate
 from nnforge.sim import verilog as sim_verilog
-from nnforge.sim.progress import QUIET
-
-
-class _Ports:
-    def __init__(self, design, info):
-        self.n_in, self.n_out = info["n_in"], info["n_out"]
-        self.in_t, self.out_t = design.input_type, design.output_type
 
 
 def _onnx(nodes, in_shape, out, out_shape, inits):
@@ -113,18 +107,6 @@ def _inputs(design, rng, n):
     return x
 
 
-def _run(design, tmp_path, x_int, backpressure=0.0):
-    out, build = tmp_path / "v", tmp_path / "b"
-    info = write_cnn(design.qgraph, out)
-    sim_verilog.lint(out)
-    n = len(x_int)
-    gold = design.predict_int(x_int).reshape(n, -1)
-    res = sim_verilog.run(_Ports(design, info), out, build, x_int.reshape(n, -1), QUIET, gold,
-                          backpressure=backpressure)
-    assert res.extra["mismatches"] == 0 and np.array_equal(res.y, gold)
-    return info, res
-
-
 # ----------------------------------------------------------------------------- fast checks
 
 def test_add_mul_stay_with_the_join_dispatch():
@@ -208,7 +190,7 @@ def test_broadcast_activation_refused(tmp_path):
 @pytest.mark.slow
 def test_chain_signed_exact(tmp_path):
     design, rng = _compile(_chain_signed, 1, 6)
-    info, res = _run(design, tmp_path, _inputs(design, rng, 40))
+    info, res = verilog_exact(design, tmp_path, _inputs(design, rng, 40))
     assert len(info["layers"]) == 7
     gap = res.extra["output_gaps"][-1]  # a pure stream: one element per cycle
     assert abs(gap - info["totals"]["ii_cycles"]) <= 0.1 * gap
@@ -217,7 +199,7 @@ def test_chain_signed_exact(tmp_path):
 @pytest.mark.slow
 def test_chain_conv_backpressure_exact(tmp_path):
     design, rng = _compile(_chain_conv, 2, 8)
-    info, _ = _run(design, tmp_path, _inputs(design, rng, 24), backpressure=0.3)
+    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 24), backpressure=0.3)
     assert [ly["op"] for ly in info["layers"]] == ["Conv", "Tanh", "Mul", "MaxPool", "Add", "HardSigmoid",
                                                    "HardSwish"]
 
@@ -225,14 +207,14 @@ def test_chain_conv_backpressure_exact(tmp_path):
 @pytest.mark.slow
 def test_fork_join_backpressure_exact(tmp_path):
     design, rng = _compile(_fork_join, 6, 8)
-    info, _ = _run(design, tmp_path, _inputs(design, rng, 16), backpressure=0.3)
+    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 16), backpressure=0.3)
     assert [ly["op"] for ly in info["layers"]] == ["Conv", "LeakyRelu", "Add"] and len(info["forks"]) == 1
 
 
 @pytest.mark.slow
 def test_chain_1d_exact(tmp_path):
     design, rng = _compile(_chain_1d, 4, 5)
-    _run(design, tmp_path, _inputs(design, rng, 40))
+    verilog_exact(design, tmp_path, _inputs(design, rng, 40))
 
 
 @pytest.mark.slow

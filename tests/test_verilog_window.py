@@ -12,19 +12,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
+from conftest import verilog_exact
 from nnforge.codegen.lower import BackendError
 from nnforge.codegen.program import _window
 from nnforge.codegen.verilog_cnn import lower_cnn, write_cnn
 from nnforge.codegen.verilog_window import _counts
 from nnforge.ir.ops._window import window_counts
-from nnforge.sim import verilog as sim_verilog
-from nnforge.sim.progress import QUIET
-
-
-class _Ports:
-    def __init__(self, design, info):
-        self.n_in, self.n_out = info["n_in"], info["n_out"]
-        self.in_t, self.out_t = design.input_type, design.output_type
 
 
 def _model(nodes, shape, out_shape, inits, rng):
@@ -118,18 +111,6 @@ def _inputs(design, rng, n):
     return x
 
 
-def _run(design, tmp_path, x, backpressure=0.0):
-    out = tmp_path / "v"
-    info = write_cnn(design.qgraph, out)
-    sim_verilog.lint(out)
-    n = len(x)
-    gold = design.predict_int(x).reshape(n, -1)
-    res = sim_verilog.run(_Ports(design, info), out, tmp_path / "b", x.reshape(n, -1), QUIET, gold,
-                          backpressure=backpressure)
-    assert res.extra["mismatches"] == 0 and np.array_equal(res.y, gold)
-    return info, res
-
-
 # ----------------------------------------------------------------------------- fast checks
 
 @pytest.mark.parametrize("seed", range(6))
@@ -185,7 +166,7 @@ def test_pool_changing_format_refused(tmp_path):
 @pytest.mark.slow
 def test_chain_2d_a_exact_and_timing(tmp_path):
     design, ops, rng = _design("2d_a", 1, 6)
-    info, res = _run(design, tmp_path, _inputs(design, rng, 20))
+    info, res = verilog_exact(design, tmp_path, _inputs(design, rng, 20))
     assert [ly["op"] for ly in info["layers"]] == ops
     gap = res.extra["output_gaps"][-1]  # the analytic frame time is close to the measured one
     assert abs(gap - info["totals"]["ii_cycles"]) <= 0.1 * gap
@@ -194,14 +175,14 @@ def test_chain_2d_a_exact_and_timing(tmp_path):
 @pytest.mark.slow
 def test_chain_2d_b_exact_backpressure(tmp_path):
     design, ops, rng = _design("2d_b", 2, 8)
-    info, _ = _run(design, tmp_path, _inputs(design, rng, 16), backpressure=0.3)
+    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 16), backpressure=0.3)
     assert [ly["op"] for ly in info["layers"]] == ops
 
 
 @pytest.mark.slow
 def test_chain_1d_a_exact(tmp_path):
     design, ops, rng = _design("1d_a", 3, 5)
-    info, res = _run(design, tmp_path, _inputs(design, rng, 24))
+    info, res = verilog_exact(design, tmp_path, _inputs(design, rng, 24))
     assert [ly["op"] for ly in info["layers"]] == ops
     gap = res.extra["output_gaps"][-1]
     assert abs(gap - info["totals"]["ii_cycles"]) <= 0.1 * gap
@@ -211,5 +192,5 @@ def test_chain_1d_a_exact(tmp_path):
 def test_chain_1d_b_unsigned_exact(tmp_path):
     design, ops, rng = _design("1d_b", 4, 4, unsigned=True)
     assert not design.input_type.signed
-    info, _ = _run(design, tmp_path, _inputs(design, rng, 24))
+    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 24))
     assert [ly["op"] for ly in info["layers"]] == ops
