@@ -44,16 +44,13 @@ from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
 from .verilog import TOP, _bits, _type_info, _ulit, write_files
-from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine
+from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, reorder_engine
+from .verilog_map import MAP_OPS, map_engine
 from .verilog_window import WINDOW_OPS, window_engine
 
 ENGINES = {**{op: window_engine for op in WINDOW_OPS}, **{op: join_engine for op in JOIN_OPS},
            **{op: gather_engine for op in GATHER_OPS}}
-try:  # elementwise engines
-    from .verilog_map import MAP_OPS, map_engine
-    ENGINES.update({op: map_engine for op in MAP_OPS})
-except ImportError:  # pragma: no cover
-    pass
+ENGINES.update({op: map_engine for op in MAP_OPS})
 CNN_OPS = frozenset(ENGINES) | {"Reshape"}
 
 
@@ -74,9 +71,105 @@ class _Plan:
     engines: list[dict]
     streams: list[dict]  # index = stream id; 0 = top input, i + 1 = engine i's output
     out_stream: int
+    in_perm: tuple  # the top input's layout
 
 
-def _plan(q: Graph, parallelism: str = "sequential") -> _Plan:
+def channels_last(rank: int) -> tuple[int, ...]:
+    """The stream layout of a (C, ...) tensor with the channels innermost."""
+    return tuple(range(1, rank)) + (0,) if rank >= 2 else tuple(range(rank))
+
+
+def _order(shape, perm) -> np.ndarray:
+    n = int(np.prod(shape))
+    return np.arange(n).reshape(shape).transpose(perm).reshape(-1)
+
+
+def same_order(shape, perm_a, perm_b) -> bool:
+    """Whether two layouts of a tensor stream its elements in the same order (they may
+    differ only in axes of size 1)."""
+    return tuple(perm_a) == tuple(perm_b) or np.array_equal(_order(shape, perm_a), _order(shape, perm_b))
+
+
+class _Planner:
+    """Engines and streams for a graph: every activation tensor is a *view* (stream, layout);
+    a stream carries ``x.transpose(layout).reshape(-1)`` of its tensor ``x``. Window
+    engines read and write channels-last (line buffers); elementwise engines keep their
+    input's layout; joins take one layout for all inputs; a view in the wrong layout goes
+    through a reorder engine first. Reshape is free when the view's order is the IR's."""
+
+    def __init__(self, q: Graph, parallelism: str, layout: str):
+        self.q, self.parallelism, self.layout = q, parallelism, layout
+        self.engines: list[dict] = []
+        self.streams: list[dict] = []
+        self.view: dict[str, tuple[int, tuple]] = {}
+        self.converted: dict[tuple[str, tuple], int] = {}
+        self.used: set[str] = set()
+
+    def new_stream(self, tensor: str) -> int:
+        self.streams.append({"id": len(self.streams), "width": self.q.qtype(tensor).width, "readers": []})
+        return len(self.streams) - 1
+
+    def want(self, tensor: str, perm: tuple) -> int:
+        """A stream of ``tensor`` in layout ``perm``, reordering it if needed."""
+        sid, have = self.view[tensor]
+        shape = tuple(self.q.shape(tensor))
+        if same_order(shape, have, perm):
+            return sid
+        key = (tensor, tuple(perm))
+        if key not in self.converted:
+            name = sanitize(f"reorder_{tensor}", self.used, prefix="layer")
+            e = reorder_engine(self.q, tensor, name, have, tuple(perm))
+            self.add(e, name, "Reorder", [sid], tensor)
+            self.converted[key] = self.engines[-1]["out_stream"]
+        return self.converted[key]
+
+    def add(self, e: dict, name: str, op: str, in_streams: list[int], out_tensor: str) -> None:
+        if len(in_streams) != len(e["ports"]):
+            raise BackendError(f"internal: engine {name} has {len(e['ports'])} ports for {len(in_streams)} inputs")
+        i = len(self.engines)
+        e.update(name=name, op=op, module=f"nnf_{name}", index=i, in_streams=in_streams,
+                 out_stream=self.new_stream(out_tensor))
+        for port, sid in zip(e["ports"], in_streams):
+            self.streams[sid]["readers"].append((i, port))
+        self.engines.append(e)
+
+    def node(self, n) -> None:
+        q = self.q
+        acts = [t for t in n.inputs if not q.is_const(t)]
+        out = n.outputs[0]
+        rank_out = len(q.shape(out))
+        hwc = self.layout == "hwc"
+        if n.op == "Reshape":
+            ident = tuple(range(len(q.shape(acts[0]))))
+            self.view[out] = (self.want(acts[0], ident), tuple(range(rank_out)))
+            return
+        name = sanitize(n.name, self.used, prefix="layer")
+        build = ENGINES[n.op]
+        if build is window_engine:
+            rank_in = len(q.shape(acts[0]))
+            perm_in = channels_last(rank_in) if hwc else tuple(range(rank_in))
+            ins = [self.want(acts[0], perm_in)]
+            e = window_engine(q, n, name, self.parallelism, "hwc" if hwc else "chw")
+            perm_out = channels_last(rank_out) if hwc else tuple(range(rank_out))
+        else:
+            if build is map_engine or (n.op in ("Add", "Mul") and len(acts) < 2):
+                perms_in = [self.view[acts[0]][1]]
+            elif build is gather_engine:
+                perms_in = [self.view[acts[0]][1]]
+            else:  # a join: one layout for every input
+                r = len(q.shape(acts[0]))
+                perms_in = [channels_last(r) if hwc else tuple(range(r))] * len(acts)
+            ins = [self.want(t, p) for t, p in zip(acts, perms_in)]
+            if build is map_engine or (n.op in ("Add", "Mul") and len(acts) < 2):
+                perm_out = perms_in[0]
+            else:
+                perm_out = channels_last(rank_out) if hwc else tuple(range(rank_out))
+            e = build(q, n, name, layouts={"in": perms_in, "out": perm_out})
+        self.add(e, name, n.op, ins, out)
+        self.view[out] = (e["out_stream"], perm_out)
+
+
+def _plan(q: Graph, parallelism: str = "sequential", layout: str = "hwc") -> _Plan:
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     nodes = q.topo()
@@ -85,46 +178,29 @@ def _plan(q: Graph, parallelism: str = "sequential") -> _Plan:
             _refuse(n, f"the Verilog backend implements {', '.join(sorted(CNN_OPS))}")
         if len(n.outputs) != 1:
             _refuse(n, "has more than one output")
-    inp, outp = q.inputs[0], q.outputs[0]
-    root: dict[str, str] = {inp: inp}
-    for n in nodes:
-        acts = [t for t in n.inputs if not q.is_const(t)]
-        if n.op == "Reshape":
-            root[n.outputs[0]] = root[acts[0]]
-        else:
-            root[n.outputs[0]] = n.outputs[0]
-    if root[outp] == inp:
+    if all(n.op == "Reshape" for n in nodes):
         raise BackendError("the model has no layer to implement")
-    compute = [n for n in nodes if n.op != "Reshape"]
-    used: set[str] = set()
-    stream_of = {inp: 0}
-    engines, streams = [], [{"id": 0, "width": q.qtype(inp).width, "readers": []}]
-    for i, n in enumerate(compute):
-        name = sanitize(n.name, used, prefix="layer")
-        build = ENGINES[n.op]
-        e = build(q, n, name, parallelism) if build is window_engine else build(q, n, name)
-        acts = [t for t in n.inputs if not q.is_const(t)]
-        if len(acts) != len(e["ports"]):
-            raise BackendError(f"internal: engine {name} has {len(e['ports'])} ports for {len(acts)} inputs")
-        e.update(name=name, op=n.op, module=f"nnf_{name}", index=i,
-                 in_streams=[stream_of[root[t]] for t in acts], out_stream=i + 1)
-        for port, s in zip(e["ports"], e["in_streams"]):
-            streams[s]["readers"].append((i, port))
-        stream_of[n.outputs[0]] = i + 1
-        streams.append({"id": i + 1, "width": q.qtype(n.outputs[0]).width, "readers": []})
-        engines.append(e)
-    out_stream = stream_of[root[outp]]
-    streams[out_stream]["readers"].append((-1, "out"))
-    for s in streams:
+    inp, outp = q.inputs[0], q.outputs[0]
+    pl = _Planner(q, parallelism, layout)
+    rank_in = len(q.shape(inp))
+    in_perm = channels_last(rank_in) if layout == "hwc" else tuple(range(rank_in))
+    pl.view[inp] = (pl.new_stream(inp), in_perm)
+    for n in nodes:
+        pl.node(n)
+    out_stream = pl.want(outp, tuple(range(len(q.shape(outp)))))  # the top output in the IR's order
+    if out_stream == 0:
+        raise BackendError("the model has no layer to implement")
+    pl.streams[out_stream]["readers"].append((-1, "out"))
+    for s in pl.streams:
         if not s["readers"]:
             raise BackendError(f"target 'verilog': stream {s['id']} has no reader (a dead value; run the passes)")
-    return _Plan(engines, streams, out_stream)
+    return _Plan(pl.engines, pl.streams, out_stream, in_perm)
 
 
-def lower_cnn(q: Graph) -> CnnModel:
+def lower_cnn(q: Graph, layout: str = "hwc") -> CnnModel:
     """Check the whole graph against the scope (every engine's numbers are computed, so
     every refusal happens here, before any file is written)."""
-    plan = _plan(q)
+    plan = _plan(q, layout=layout)
     return CnnModel(**interface(q), graph=q, macs=sum(e.get("macs", 0) for e in plan.engines))
 
 
@@ -162,33 +238,38 @@ def _timing(plan: _Plan, n_in: int) -> tuple[int, int]:
     ii = 0
     for e in plan.engines:
         load = max([e["n_in"]] + [compute[s] for s in e["in_streams"]])
-        e["timing"]["frame_cycles"] = load + e["timing"]["compute_cycles"] + 3
-        ii = max(ii, e["timing"]["frame_cycles"])
-        # a frame engine spreads its outputs over its compute; a streaming (map) engine
-        # passes its producer's rate on
         own = e["timing"]["compute_cycles"]
-        compute[e["out_stream"]] = own if e["frame_memory_words"] else max([own] + [compute[s] for s in e["in_streams"]])
+        # a line engine loads while it computes; a frame engine loads, then computes
+        e["timing"]["frame_cycles"] = (max(load, own) if e.get("overlap") else load + own) + 3
+        if e.get("overlap"):  # input faster than the compute: the outputs lag behind the input
+            e["timing"]["in_to_out"] = max(e["timing"]["in_to_out"], own - load + 3)
+        ii = max(ii, e["timing"]["frame_cycles"])
+        # a frame engine spreads its outputs over its compute, a line engine over its
+        # frame; a streaming (map) engine passes its producer's rate on
+        if e.get("overlap") or not e["frame_memory_words"]:
+            compute[e["out_stream"]] = max(own, load) if e.get("overlap") else max([own] + [compute[s] for s in e["in_streams"]])
+        else:
+            compute[e["out_stream"]] = own
         done[e["out_stream"]] = max(done[s] for s in e["in_streams"]) + e["timing"]["in_to_out"]
-    return max(ii, _fork_join_period(plan, n_in)), done[plan.out_stream]
+    return max(ii, _fork_join_period(plan, compute)), done[plan.out_stream]
 
 
-def _fork_join_period(plan: _Plan, n_in: int) -> int:
+def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int]) -> int:
     """A join holds one frame of its skip input until its other inputs arrive, and the
-    fork feeding the skip cannot pass the next frame before that: the producer of a
-    forked stream, every engine on the longest path from it to the join, and the join
-    itself take turns, one frame each. The period is at least the sum of their compute."""
-    comp = {0: n_in}  # by stream: the cycles its producer spends on one frame
-    for e in plan.engines:
-        comp[e["out_stream"]] = e["timing"]["compute_cycles"] + 3
-    # longest[s][t]: the largest sum of comp over a path from stream s's producer down to
-    # the producer of stream t (s excluded, t included); streams are in topological order
+    fork feeding the skip cannot pass the next frame before that. So a period holds: the
+    forked stream (``stream_cycles``: how long one frame of it lasts), the latency of the
+    longest path from it to the join (each engine's ``in_to_out``: a frame engine's whole
+    compute, a line engine's last rows), and the join's own compute."""
+    lat = {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}
+    # longest[s][t]: the largest sum of in_to_out over a path from stream s down to the
+    # producer of stream t (s's producer excluded, t's included); streams are in topological order
     longest: dict[int, dict[int, int]] = {}
     for src in range(len(plan.streams)):
         best = {src: 0}
         for e in plan.engines:
             reach = [best[s] for s in e["in_streams"] if s in best]
             if reach:
-                best[e["out_stream"]] = max(reach) + comp[e["out_stream"]]
+                best[e["out_stream"]] = max(reach) + lat[e["out_stream"]]
         longest[src] = best
     period = 0
     for e in plan.engines:
@@ -198,16 +279,18 @@ def _fork_join_period(plan: _Plan, n_in: int) -> int:
                 continue
             for t in ins:
                 if t != s and t in longest[s]:
-                    period = max(period, comp[s] + longest[s][t] + comp[e["out_stream"]])
+                    period = max(period, stream_cycles[s] + longest[s][t] + e["timing"]["compute_cycles"] + 3)
     return period
 
 
-def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balanced") -> dict:
+def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balanced", layout: str = "hwc") -> dict:
     """Render every engine, the forks and the top, then write them with ``verilog_info.json``
     and ``README.txt``. ``parallelism`` sets the SIMD lanes of the MAC engines
-    (:func:`.verilog_window.choose_simd`)."""
+    (:func:`.verilog_window.choose_simd`); ``layout`` "hwc" streams (C, ...) tensors
+    channels-last through line-buffer engines, "chw" in the IR's order through frame
+    engines."""
     q = model.graph if isinstance(model, CnnModel) else model
-    plan = _plan(q, parallelism)
+    plan = _plan(q, parallelism, layout)
     engines = plan.engines
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
     n_in, n_out = int(np.prod(q.shape(q.inputs[0]))), int(np.prod(q.shape(q.outputs[0])))
@@ -220,7 +303,9 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balance
     info = {
         "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": parallelism,
         "n_in": n_in, "n_out": n_out, "in_type": _type_info(in_t), "out_type": _type_info(out_t),
-        "stream_order": "CHW (the IR's flat per-sample order), one element per beat",
+        "input_shape": list(q.shape(q.inputs[0])), "input_order": list(plan.in_perm),
+        "stream_order": ("input channels-last: x.transpose(input_order).reshape(-1) per sample; "
+                         "output in the model's flat order; one element per beat"),
         "layers": [{"name": e["name"], "op": e["op"], "module": e["module"], "file": f"{e['module']}.v",
                     "inputs": [f"s{s}" for s in e["in_streams"]], "output": f"s{e['out_stream']}",
                     "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": 1, "simd": e.get("S", 1),
@@ -232,9 +317,11 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balance
                    "multipliers": sum(e["multipliers"] for e in engines),
                    "macs": sum(e.get("macs", 0) for e in engines),
                    "frame_memory_words": sum(e["frame_memory_words"] for e in engines)},
-        "timing_notes": "estimates: ii_cycles = the slowest engine's load (no faster than its slowest "
-                        "producer computes) + compute + 3 per frame (an engine does not load while it "
-                        "computes); latency_cycles = the longest path of the engines' compute + 3",
+        "timing_notes": "estimates: ii_cycles = the slowest engine's frame: a line engine max(load, "
+                        "compute) + 3 (it loads while it computes), a frame engine load + compute + 3, where "
+                        "an engine loads no faster than its slowest producer streams; at least the fork-join "
+                        "bound of residual blocks; latency_cycles = the longest path of the engines' "
+                        "in-to-out cycles",
         "files": sorted(files) + ["verilog_info.json", "README.txt"],
     }
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)

@@ -18,6 +18,28 @@
   integer factors. The frame memory is read in output order: output axis ``j`` has
   ``D_j`` source positions each repeated ``R_j`` times, at input stride ``S_j``; the
   address is ``sum idx_j * S_j``. The integers are moved, not changed.
+* Reorder (:func:`reorder_engine`, the gather template, no IR node): the stream of one
+  tensor converted from one layout to another.
+
+Stream layouts: a stream of a tensor of per-sample shape ``s`` (rank ``r``) in layout
+``perm`` (a permutation of ``range(r)``) carries ``x.transpose(perm).reshape(-1)`` for one
+sample ``x``; the identity is the IR's flat order (CHW), ``(1, ..., r - 1, 0)`` channels
+last. The builders take ``layouts = {"in": [perm per activation input], "out": perm}``
+(``None``, or a ``None`` perm, is the identity):
+
+* Add / Mul of two activations: every input and the output in one layout (refused
+  otherwise; layouts that differ only in where axes of size 1 go count as one, as they
+  stream the same order); the elementwise loop is the same in any layout.
+* Concat on IR axis ``a``: every input and the output in one layout ``perm`` (as for
+  Add; refused otherwise); in the stream the concatenation axis is ``perm.index(a)`` of the permuted
+  shapes, and the block logic above runs on those (channels-last concatenation of
+  channels: one block per input per pixel).
+* Gather: the memory is read in the output's stream order (the output shape permuted by
+  the out layout); each output stream axis ``j`` is IR output axis ``k = out[j]``, whose
+  source is input axis ``src(k)`` (``perm[k]`` for a Transpose of ``perm``, ``k`` for a
+  Resize, ``out[j]`` for a reorder) with ``D_j = in_shape[src(k)]``, ``R_j`` its resize
+  factor (1 otherwise) and ``S_j`` the stride of input axis ``src(k)`` in the input's
+  stream layout.
 """
 
 from __future__ import annotations
@@ -36,6 +58,65 @@ GATHER_OPS = frozenset({"Transpose", "Resize"})
 
 def _refuse(node, why: str):
     raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
+
+
+def _perm(perm, rank: int, what: str) -> tuple[int, ...]:
+    """``perm`` checked to be a layout of a rank-``rank`` tensor (``None``: the identity)."""
+    if perm is None:
+        return tuple(range(rank))
+    try:
+        p = tuple(int(a) for a in perm)
+    except TypeError:
+        raise BackendError(f"target 'verilog': layout {perm!r} of {what} is not a sequence of axes") from None
+    if sorted(p) != list(range(rank)):
+        raise BackendError(f"target 'verilog': layout {p} of {what} is not a permutation of the axes of a "
+                           f"rank-{rank} tensor")
+    return p
+
+
+def node_layouts(q: Graph, node, layouts: dict | None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
+    """``(in perms, out perm)`` of ``node``'s activation inputs (node order) and its output,
+    from ``layouts = {"in": [...], "out": perm}`` (``None`` anywhere: the identity), each
+    checked against its tensor's rank."""
+    acts = [t for t in node.inputs if not q.is_const(t)]
+    y = node.outputs[0]
+    layouts = layouts or {}
+    ins = layouts.get("in")
+    if ins is None:
+        ins = [None] * len(acts)
+    ins = list(ins)
+    if len(ins) != len(acts):
+        _refuse(node, f"got {len(ins)} input layouts for {len(acts)} activation inputs")
+    name = sanitize(node.name)
+    in_p = [_perm(p, len(q.shape(t)), f"input {k} of {name}") for k, (p, t) in enumerate(zip(ins, acts))]
+    return in_p, _perm(layouts.get("out"), len(q.shape(y)), f"the output of {name}")
+
+
+def stream_shape(shape, perm) -> tuple[int, ...]:
+    """The shape whose row-major order is the stream of a ``shape`` tensor in layout ``perm``."""
+    return tuple(int(shape[a]) for a in perm)
+
+
+def stream_strides(shape, perm) -> list[int]:
+    """Per IR axis of ``shape``: its stride in the stream of layout ``perm``."""
+    ps = stream_shape(shape, perm)
+    strides = [0] * len(ps)
+    for j, a in enumerate(perm):
+        strides[a] = int(np.prod(ps[j + 1:]))
+    return strides
+
+
+def same_order(shape, perm_a, perm_b) -> bool:
+    """Whether layouts ``perm_a`` and ``perm_b`` of a ``shape`` tensor stream its elements in
+    the same order (they may differ in where the axes of size 1 go)."""
+    if tuple(perm_a) == tuple(perm_b):
+        return True
+    idx = np.arange(int(np.prod(shape))).reshape(tuple(shape))
+    return np.array_equal(idx.transpose(perm_a).reshape(-1), idx.transpose(perm_b).reshape(-1))
+
+
+def _layout_note(perm: tuple[int, ...]) -> str:
+    return "" if perm == tuple(range(len(perm))) else f"; streams in layout {perm}"
 
 
 def sext(expr: str, t: FixedType, to: int) -> str:
@@ -72,11 +153,15 @@ def _port(q: Graph, t: str, name: str) -> dict:
             "ib_m1": b - 1, "i_zero": _ulit(b, 0), "i_one": _ulit(b, 1), "i_last": _ulit(b, n - 1)}
 
 
-def join_engine(q: Graph, node, name: str) -> dict:
+def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     acts = [t for t in node.inputs if not q.is_const(t)]
     if node.op in ("Add", "Mul") and len(acts) < 2:
         from .verilog_map import map_engine  # an elementwise op with a constant operand
-        return map_engine(q, node, name)
+        return map_engine(q, node, name, layouts)
+    in_p, out_p = node_layouts(q, node, layouts)
+    if not all(same_order(q.shape(t), p, out_p) for t, p in zip(acts, in_p)):
+        _refuse(node, f"has inputs in layouts {in_p} and its output in layout {out_p}: the join engine "
+                      f"needs one layout for all of them")
     y = node.outputs[0]
     out_t = q.qtype(y)
     out_shape = tuple(q.shape(y))
@@ -101,14 +186,16 @@ def join_engine(q: Graph, node, name: str) -> dict:
             v_lo, v_hi = min(prods), max(prods)
             shift = ta.frac + tb.frac - out_t.frac
             e.update(rule=f"y = sat(round_half_up((a * b) >> {shift}))")
+        e["rule"] += _layout_note(out_p)
         r = requant_numbers(v_lo, v_hi, shift, out_t)
         e.update(mode=node.op.lower(), R=r,
                  ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
         cnt_n = n_out
     else:  # Concat
-        axis = int(node.attr("axis"))
-        blocks = [int(np.prod(q.shape(t)[axis:])) for t in acts]
-        outer = int(np.prod(out_shape[:axis]))
+        ir_axis = int(node.attr("axis"))
+        axis = out_p.index(ir_axis)  # the concatenation axis of the stream
+        blocks = [int(np.prod(stream_shape(q.shape(t), out_p)[axis:])) for t in acts]
+        outer = int(np.prod(stream_shape(out_shape, out_p)[:axis]))
         if sum(blocks) * outer != n_out:
             raise BackendError(f"internal: concat {name} sizes")
         rs = []
@@ -118,12 +205,14 @@ def join_engine(q: Graph, node, name: str) -> dict:
             rs.append(r)
         kb = _bits(len(ports))
         bw = _bits(max(blocks))
-        e.update(mode="concat", RS=rs, kb_m1=kb - 1, bw_m1=bw - 1,
+        e.update(mode="concat", RS=rs, kb_m1=kb - 1, bw_m1=bw - 1, blocks=blocks, outer=outer,
                  k_zero=_ulit(kb, 0), k_one=_ulit(kb, 1), k_last=_ulit(kb, len(ports) - 1),
                  b_zero=_ulit(bw, 0), b_one=_ulit(bw, 1),
                  block_last=[_ulit(bw, b - 1) for b in blocks], ks=[_ulit(kb, k) for k in range(len(ports))],
-                 rule=f"concatenation on axis {axis}: per output row, blocks of {blocks} values, "
-                      f"each requantized to {out_t}")
+                 rule=f"concatenation on axis {ir_axis}: per output row, blocks of {blocks} values, "
+                      f"each requantized to {out_t}"
+                      + ("" if axis == ir_axis and out_p == tuple(range(len(out_p)))
+                         else f"; streams in layout {out_p}, stream axis {axis}"))
         cnt_n = n_out
     ob = _bits(cnt_n)
     e.update(ob_m1=ob - 1, o_zero=_ulit(ob, 0), o_one=_ulit(ob, 1), o_last=_ulit(ob, cnt_n - 1),
@@ -133,21 +222,48 @@ def join_engine(q: Graph, node, name: str) -> dict:
     return e
 
 
-def gather_engine(q: Graph, node, name: str) -> dict:
+def gather_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if x_t != o_t:
         _refuse(node, "changes the fixed-point type")
-    in_shape = tuple(q.shape(x))
-    strides = [int(np.prod(in_shape[i + 1:])) for i in range(len(in_shape))]
+    (in_p,), out_p = node_layouts(q, node, layouts)
     if node.op == "Transpose":
         perm = tuple(node.attr("perm"))
-        dims = [(in_shape[p], 1, strides[p]) for p in perm]
+        src = [(p, 1) for p in perm]  # output axis k reads input axis perm[k]
         rule = f"transpose, perm {perm} of the per-sample axes"
     else:
         scales = tuple(int(v) for v in node.attr("scales"))
-        dims = [(d, f, s) for d, f, s in zip(in_shape, scales, strides)]
+        src = [(k, f) for k, f in enumerate(scales)]
         rule = f"nearest resize by integer factors {scales}"
+    if in_p != tuple(range(len(in_p))) or out_p != tuple(range(len(out_p))):
+        rule += f"; input stream in layout {in_p}, output stream in layout {out_p}"
+    return _gather(q, x, y, name, src, in_p, out_p, rule)
+
+
+def reorder_engine(q: Graph, tensor: str, name: str, in_perm, out_perm) -> dict:
+    """A gather engine (no IR node, op ``Reorder``) converting the stream of ``tensor``
+    (type and values unchanged) from layout ``in_perm`` to layout ``out_perm``."""
+    shape = tuple(q.shape(tensor))
+    in_p = _perm(in_perm, len(shape), f"the input of reorder {name}")
+    out_p = _perm(out_perm, len(shape), f"the output of reorder {name}")
+    rule = f"reorder of {sanitize(tensor)} {shape} from layout {in_p} to layout {out_p}"
+    e = _gather(q, tensor, tensor, name, [(k, 1) for k in range(len(shape))], in_p, out_p, rule)
+    return {**e, "name": name, "op": "Reorder", "module": f"nnf_{name}"}
+
+
+def _gather(q: Graph, x: str, y: str, name: str, src: list[tuple[int, int]], in_p: tuple[int, ...],
+            out_p: tuple[int, ...], rule: str) -> dict:
+    """The gather engine reading ``x`` (stream layout ``in_p``) as ``y`` (layout ``out_p``):
+    IR output axis ``k`` reads input axis ``src[k][0]``, each position repeated
+    ``src[k][1]`` times."""
+    x_t, o_t = q.qtype(x), q.qtype(y)
+    in_shape = tuple(q.shape(x))
+    strides = stream_strides(in_shape, in_p)
+    if len(src) != len(q.shape(y)):
+        raise BackendError(f"internal: gather {name} ranks")
+    # output stream axis j is IR output axis out_p[j]
+    dims = [(in_shape[src[k][0]], src[k][1], strides[src[k][0]]) for k in out_p]
     # axes of size 1 repeated once are no-ops; merge nothing else (keep it readable)
     dims = [d for d in dims if (d[0], d[1]) != (1, 1)] or [(1, 1, 0)]
     n_in = int(np.prod(in_shape))
@@ -163,6 +279,7 @@ def gather_engine(q: Graph, node, name: str) -> dict:
                   "r_last": _ulit(rb, r - 1), "r_zero": _ulit(rb, 0), "r_one": _ulit(rb, 1), "rb_m1": rb - 1,
                   "rep": r > 1, "stride": _ulit(aw, s), "ext": f"{aw - db}'d0" if aw > db else None})
     return {"template": "gather.v.j2", "ports": ["in"], "n_in": n_in, "n_out": n_out, "D": D,
+            "dims": [{"D": d, "R": r, "S": s} for d, r, s in dims],
             "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
             "ib": ib, "ib_m1": ib - 1, "i_zero": _ulit(ib, 0), "i_one": _ulit(ib, 1), "i_last": _ulit(ib, n_in - 1),
             "aw_m1": aw - 1, "rule": rule, "multipliers": 0, "frame_memory_words": n_in, "macs": 0,

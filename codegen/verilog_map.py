@@ -32,6 +32,14 @@ that advance with every element leaving the input register. ``(R, D)`` is the sm
 pattern that holds for the values: ``D = 1`` (one number, no ROM), per channel
 (``R = H*W, D = C``), per position (``R = 1, D = H*W``), ..., or the whole tensor.
 
+Stream layouts (``layouts = {"in": [perm], "out": perm}``, see :mod:`.verilog_join`):
+the input and the output must be in one layout, or in layouts that stream the same order
+(differing only in axes of size 1); refused otherwise: an elementwise engine does not
+reorder. The constants follow the stream: each is broadcast to the output
+shape, transposed by the layout and flattened (BN's ``mul``/``add`` through the channel
+index of every element), and ``(R, D)`` is found on that array over the permuted shape;
+channels last, a per-channel constant is ``R = 1, D = C``.
+
 Timing: the engine computes while it loads, so ``compute_cycles`` is 0 (the frame time
 is the load time + 3, the graph top's rule) and ``in_to_out`` is 3 (last input beat ->
 last output beat, counted as the frame engines count theirs).
@@ -47,7 +55,7 @@ from .lower import BackendError
 from .naming import sanitize
 from .program import TABLE_OPS, _step_params
 from .verilog import _bits, _hex, _shex, _ulit
-from .verilog_join import requant_numbers, sext
+from .verilog_join import node_layouts, requant_numbers, same_order, sext, stream_shape
 
 # Add and Mul are not listed: verilog_cnn.ENGINES sends them to join_engine, which hands
 # the ones with a constant operand to map_engine.
@@ -84,7 +92,7 @@ def _rom(name: str, values: np.ndarray, d: int) -> dict:
             "values": values}
 
 
-def map_engine(q: Graph, node, name: str) -> dict:
+def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     op = node.op
     acts = [t for t in node.inputs if not q.is_const(t)]
     if len(acts) != 1:
@@ -94,6 +102,17 @@ def map_engine(q: Graph, node, name: str) -> dict:
     shape = tuple(int(d) for d in q.shape(y))
     if tuple(q.shape(x)) != shape:
         _refuse(node, f"reads an activation of shape {tuple(q.shape(x))} for an output of shape {shape}")
+    (in_p,), perm = node_layouts(q, node, layouts)
+    if not same_order(shape, in_p, perm):
+        _refuse(node, f"has its input in layout {in_p} and its output in layout {perm}: an elementwise "
+                      f"engine keeps the layout")
+    identity = perm == tuple(range(len(perm)))
+    sshape = stream_shape(shape, perm)  # row-major order of this shape = the stream order
+
+    def stream(a: np.ndarray) -> np.ndarray:
+        """A constant broadcast to the output shape, flat in stream order."""
+        return np.broadcast_to(a, shape).transpose(perm).reshape(-1)
+
     n = int(np.prod(shape))
     if op in ("Add", "Mul") and len(node.inputs) != 2:
         _refuse(node, "needs two operands")
@@ -132,8 +151,7 @@ def map_engine(q: Graph, node, name: str) -> dict:
         cand = [max(x_t.lo, 0) << mf, max(x_t.hi, 0) << mf]
         if x_t.lo < 0:
             cand += [x_t.lo * mult, min(x_t.hi, -1) * mult]
-            expr = f"x1[{x_t.width - 1}] ? ({{x}} * {{mult}}) : ({{x}} <<< {mf})"
-            e["multipliers"] = 1
+            expr = f"x1[{x_t.width - 1}] ? ({{x}} * {{mult}}) : ({{x}} <<< {mf})"  # a constant product
         else:  # never negative
             expr = f"{{x}} <<< {mf}"
         v_lo, v_hi = min(cand), max(cand)
@@ -144,15 +162,21 @@ def map_engine(q: Graph, node, name: str) -> dict:
         mul = np.asarray(q.consts[node.inputs[1]], dtype=np.int64).reshape(-1)
         add = np.asarray(q.consts[node.inputs[2]], dtype=np.int64).reshape(-1)
         chan = n // shape[0]
-        consts = [np.repeat(mul, chan), np.repeat(add, chan)]
+        if identity:
+            consts = [np.repeat(mul, chan), np.repeat(add, chan)]
+            where = f"c = i // {chan}"
+        else:  # the channel (IR axis 0) of every element, in stream order
+            c_idx = stream(np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1)))
+            consts = [mul[c_idx], add[c_idx]]
+            where = f"c = the channel of element i in layout {perm}"
         expr = "{x} * {k0} + {k1}"
         e.update(multipliers=1, macs=macs)
-        rule = f"y = sat(round_half_up((x * mul[c] + add[c]) >> {shift})), c = i // {chan}"
+        rule = f"y = sat(round_half_up((x * mul[c] + add[c]) >> {shift})), {where}"
     elif op in ("Add", "Mul"):
         shift = int(p["shift"])
         lo, hi = o_t.lo, o_t.hi
         ki = next(i for i, t in enumerate(node.inputs) if q.is_const(t))
-        k = np.broadcast_to(np.asarray(q.consts[node.inputs[ki]], dtype=np.int64), shape).reshape(-1)
+        k = stream(np.asarray(q.consts[node.inputs[ki]], dtype=np.int64))
         if op == "Add":
             ops = (p["a"], p["b"])
             ux, uk = int(ops[1 - ki]["up"]), int(ops[ki]["up"])
@@ -167,8 +191,10 @@ def map_engine(q: Graph, node, name: str) -> dict:
     else:
         _refuse(node, f"the map engine implements {', '.join(sorted(MAP_OPS | {'Add', 'Mul'}))}")
     # per-position constants: the smallest (R, D) pattern, ROMs read at the counters
+    if not identity:
+        rule += f"; streams in layout {perm}"
     if consts:
-        r_rep, d_idx, roms = _pattern(consts, shape)
+        r_rep, d_idx, roms = _pattern(consts, sshape)
         e["roms"] = [_rom(f"k{j}", rv, d_idx) for j, rv in enumerate(roms)]
         e.update(R=r_rep, D=d_idx)
         if op == "BatchNormalization":
@@ -203,6 +229,8 @@ def map_engine(q: Graph, node, name: str) -> dict:
         ks["mult"] = _shex(cw, mult)
     for rom in e["roms"]:
         del rom["t"], rom["values"]
+    if e["D"] == 1:  # a product by one constant (shifts and adds), not a multiplier
+        e["multipliers"] = 0
     e.update(mode="requant", RQ=r, v=expr.format(x=xs, **ks), rule=rule, rom_on=e["D"] > 1)
     e["timing"] = _timing(n)
     return {**e, **_counters(e["R"], e["D"], n)}

@@ -66,7 +66,10 @@ def choose_simd(cg: int, parallelism: str) -> int:
     raise ValueError(f"unknown parallelism {parallelism!r}")
 
 
-def window_engine(q: Graph, node, name: str, parallelism: str = "sequential") -> dict:
+def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", layout: str = "chw") -> dict:
+    """One window engine. ``layout`` "chw": the input and output streams are in the IR's
+    flat order and the engine buffers the whole input frame (``window.v.j2``); "hwc":
+    channels-last streams and a circular buffer of input rows (``line.v.j2``)."""
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if node.op in ("Conv", "MaxPool", "AveragePool") and len(q.shape(x)) not in (2, 3):
@@ -128,8 +131,11 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential") ->
     # -pt / -pl up to (o-1)*s + (k-1)*d - p (past the end pads in ceil mode)
     span_h = (e["oh"] - 1) * e["sh"] + (e["kh"] - 1) * e["dh"] + 1
     span_w = (e["ow"] - 1) * e["sw"] + (e["kw"] - 1) * e["dw"] + 1
+    wspan_h = (e["kh"] - 1) * e["dh"] + 1  # rows one window spans
+    rows = 1 << max(1, (wspan_h + e["sh"] - 1).bit_length())  # a power of two >= span + stride
     big = max(n_in, n_out, e["m"] * e["taps"], e["h"] + span_h + e["pt"], e["w"] + span_w + e["pl"],
-              e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"])
+              e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"],
+              e["h"] + rows + wspan_h, e["w"] * e["c"] + e["c"])
     qw = big.bit_length() + 2
     e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=ow - 1, ib=_bits(n_in), ib_m1=_bits(n_in) - 1,
              n_in_m1=n_in - 1, i_zero=_ulit(_bits(n_in), 0), i_one=_ulit(_bits(n_in), 1),
@@ -141,6 +147,10 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential") ->
                  ("cg_q", cgb), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
         e[k] = _shex(qw, v)
     e["x_ext"] = None
+    if layout == "hwc":
+        _line_numbers(e, simd, rows, wspan_h)
+    elif layout != "chw":
+        raise ValueError(f"unknown layout {layout!r}")
     lo, hi = int(p["lo"]), int(p["hi"])
     e.update(lo=lo, hi=hi, lo_o=_hex(ow, lo), hi_o=_hex(ow, hi))
     if kind == "mac":
@@ -187,7 +197,8 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential") ->
         e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
     else:
         _avg(e, p, x_t, xw, xe, ow, lo, hi)
-    e.update(timing=_timing(e), ports=["in"], multipliers=simd if kind == "mac" else 0, frame_memory_words=n_in)
+    e.update(timing=_timing(e), ports=["in"], multipliers=simd if kind == "mac" else 0,
+             frame_memory_words=e.get("line_words", n_in))
     return e
 
 
@@ -242,6 +253,28 @@ def _ext(n: int, signed: bool, bit: str) -> str:
     return f"{{{n}{{{bit}}}}}" if signed else f"{n}'d0"
 
 
+def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
+    """The row buffer of a line engine: ``rows`` slots of W * C words ({simd} banks)."""
+    qw = e["q"]
+    cb = e["c"] // simd
+    wcb = e["w"] * cb
+    bank = rows * wcb
+    ab = _bits(bank)
+    rb = rows.bit_length() - 1
+    lrw = max(1, e["h"].bit_length())
+    offb = _bits(wcb)
+    need_after = [oy for oy in range(e["oh"]) if oy * e["sh"] - e["pt"] + span - 1 >= e["h"] - 1]
+    e.update(template="line.v.j2", overlap=True, rows=rows, span_h=span, rb=rb, rb_m1=rb - 1,
+             bank_m1=bank - 1, ab=ab, ab_m1=ab - 1, line_words=simd * bank, rows_after=len(need_after),
+             lrw_m1=lrw - 1, lrow_ext=f"{qw - lrw}'d0", lrow_zero=_ulit(lrw, 0), lrow_one=_ulit(lrw, 1),
+             h_l=_ulit(lrw, e["h"]), h_last_l=_ulit(lrw, e["h"] - 1),
+             offb_m1=offb - 1, off_last=_ulit(offb, wcb - 1), off_zero=_ulit(offb, 0), off_one=_ulit(offb, 1),
+             loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff", wcb_a=_ulit(ab, wcb),
+             slot_zero=_ulit(rb, 0), slot_one=_ulit(rb, 1), h_slot=_ulit(rb, e["h"] % rows),
+             h_q=_shex(qw, e["h"]), h_last_q=_shex(qw, e["h"] - 1), rows_q=_shex(qw, rows),
+             span_m1_q=_shex(qw, span - 1), cb_q=_shex(qw, cb))
+
+
 def _timing(e: dict) -> dict:
     """Cycles of one frame (downstream always ready).
 
@@ -256,6 +289,10 @@ def _timing(e: dict) -> dict:
         tail = e["nw"] + 3  # the last output's division
     else:
         compute, tail = n * t, 3
+    if e.get("overlap"):  # a line engine loads while it computes
+        per_row = compute / e["oh"]
+        return {"compute_cycles": compute, "frame_cycles": max(e["n_in"], compute) + 3,
+                "in_to_out": int(round(per_row * e["rows_after"])) + tail}
     # last input beat -> last output beat: first issue one cycle after the load ends, the
     # last tap leaves stage 2 two cycles after its issue, the output register one later
     return {"compute_cycles": compute, "frame_cycles": e["n_in"] + compute + 3,

@@ -246,7 +246,9 @@ def _to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
 def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress,
         expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1) -> SimRun:
     """Stream every row of ``x_int`` (N input vectors, integers of ``hw.in_t``) through
-    the design in ``src_dir`` back to back and return the N output vectors.
+    the design in ``src_dir`` back to back and return the N output vectors. A design whose
+    ``verilog_info.json`` names an ``input_order`` (channels-last streams) gets each sample
+    transposed to it here.
 
     ``cycles_per_inference`` is the steady-state distance between the last output beats
     of consecutive vectors (averaged over the second half of the run); ``latency_cycles``
@@ -276,6 +278,11 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
         raise ValueError(f"the design in {src_dir} was not generated for this model")
     if x.min() < hw.in_t.lo or x.max() > hw.in_t.hi:
         raise ValueError(f"input values outside the range of {hw.in_t} [{hw.in_t.lo}, {hw.in_t.hi}]")
+
+    order = info.get("input_order")
+    if order and list(order) != sorted(order):  # the design streams its input in another layout
+        shape = tuple(info["input_shape"])
+        x = x.reshape(n_vec, *shape).transpose(0, *[int(a) + 1 for a in order]).reshape(n_vec, -1)
 
     built = build(src_dir, build_dir, progress)
 
@@ -397,8 +404,10 @@ def lint(src_dir: Path) -> None:
 
 def synth_check(src_dir: Path) -> dict:
     """Yosys generic synthesis of the design. Returns the multipliers counted before
-    techmapping (``$mul`` cells after flattening and width reduction) and the cell
-    counts after ``synth``; raises :class:`ToolError` if Yosys rejects the design."""
+    techmapping (``$mul`` cells after flattening and width reduction whose two operands
+    both vary; a product with a constant, as in address arithmetic, is counted apart as
+    ``constant_multipliers``) and the cell counts after ``synth``; raises
+    :class:`ToolError` if Yosys rejects the design."""
     info, srcs = _design(src_dir)
     yosys = find_tool("yosys")
     with tempfile.TemporaryDirectory(prefix="nnforge_yosys_") as tmp:
@@ -408,7 +417,7 @@ def synth_check(src_dir: Path) -> dict:
         names = " ".join(p.name for p in srcs)
         script = (
             f"read_verilog {names}; hierarchy -check -top {info['top']}; proc; flatten; "
-            f"opt -fast; wreduce; opt_clean; tee -q -o coarse.json stat -json; "
+            f"opt -fast; wreduce; opt_clean; tee -q -o coarse.json stat -json; write_json coarse_net.json; "
             f"synth -top {info['top']} -flatten; check -assert; tee -q -o fine.json stat -json"
         )
         t0 = time.monotonic()
@@ -416,6 +425,7 @@ def synth_check(src_dir: Path) -> dict:
         secs = time.monotonic() - t0
         coarse = json.loads((Path(tmp) / "coarse.json").read_text())
         fine = json.loads((Path(tmp) / "fine.json").read_text())
+        net = json.loads((Path(tmp) / "coarse_net.json").read_text())
 
     def _top(stat: dict) -> dict:
         mods = stat.get("modules", {})
@@ -423,8 +433,16 @@ def synth_check(src_dir: Path) -> dict:
 
     c, f = _top(coarse), _top(fine)
     by_type = f.get("num_cells_by_type", {})
+    const_muls = 0
+    for mod in net.get("modules", {}).values():
+        for cell in mod.get("cells", {}).values():
+            if cell.get("type") == "$mul":
+                conns = cell.get("connections", {})
+                if any(all(isinstance(b, str) for b in conns.get(port, [])) for port in ("A", "B")):
+                    const_muls += 1  # every bit of one operand is a constant "0" / "1"
     return {
-        "multipliers": int(c.get("num_cells_by_type", {}).get("$mul", 0)),
+        "multipliers": int(c.get("num_cells_by_type", {}).get("$mul", 0)) - const_muls,
+        "constant_multipliers": const_muls,
         "cells": int(f.get("num_cells", 0)),
         "flipflops": int(sum(v for k, v in by_type.items() if "DFF" in k.upper())),
         "cells_by_type": {k: int(v) for k, v in by_type.items()},

@@ -145,7 +145,10 @@ def test_chains_accepted(chain, tmp_path):
     assert [ly["op"] for ly in info["layers"]] == ops
     for ly in info["layers"]:
         assert ly["compute_cycles"] >= ly["n_out"] * ly["taps"]
-        assert ly["in_to_out"] >= ly["compute_cycles"] + 3
+        # a line engine overlaps loading and computing: the frame takes the longer of them,
+        # and the last input row is followed by the output rows that read it
+        assert ly["frame_cycles"] >= max(ly["n_in"], ly["compute_cycles"]) + 3
+        assert 3 <= ly["in_to_out"] <= ly["compute_cycles"] + ly["n_in"] + 3
     text = (tmp_path / "v" / f"{info['layers'][0]['module']}.v").read_text()
     assert "if (en & in_win) x_q0 <= xmem0[xa];" in text  # a padded tap reads no word
 
