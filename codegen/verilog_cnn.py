@@ -1,22 +1,29 @@
 """Verilog for any DAG of the engine ops: one engine per node, streams between them.
 
-Every stream (top input, between engines, top output) carries one element per beat in
-the IR's flat per-sample order (CHW), so the top accepts exactly ``x_int.reshape(N, -1)``
-and returns the golden flat output. Reshape (and the Flatten / Squeeze / Unsqueeze the
-importer turns into it) is an alias: no hardware.
+Streams carry one element per beat. Layouts (the layout pass, :class:`_Planner`): a
+stream of a tensor of per-sample shape ``s`` in layout ``perm`` carries
+``x.transpose(perm).reshape(-1)`` per sample. By default (``layout="hwc"``) the top
+input and every (C, ...) tensor a window engine reads or writes are channels-last, so
+convolutions and pools run on line buffers; elementwise engines keep their input's
+layout; a consumer that needs another layout gets a reorder engine in front; the top
+output is always in the IR's flat order. Reshape (and the Flatten / Squeeze / Unsqueeze
+the importer turns into it) is free when the stream's order is the IR's order (e.g. a
+(C, 1, 1) global-pool output), else a reorder comes first. ``layout="chw"`` keeps every
+stream in the IR's order with whole-frame window engines instead.
 
 Engines (one module per node; built by the function registered for its op in
 :data:`ENGINES`, which checks the node against what the engine implements and refuses,
 naming the node, before any file is written):
 
-* window engines (:mod:`.verilog_window`): Conv, Dense, pools over a frame memory;
-* join engines (:mod:`.verilog_join`): residual Add of two activations, Concat;
-* gather engines (:mod:`.verilog_join`): Transpose, Resize (nearest), a frame memory read
-  in another order;
+* window engines (:mod:`.verilog_window`): Conv, Dense, pools; line buffers
+  (``line.v.j2``) or a frame memory (``window.v.j2``), SIMD input channels per cycle;
+* join engines (:mod:`.verilog_join`): residual Add of two activations, Mul, Concat;
+* gather engines (:mod:`.verilog_join`): Transpose, Resize (nearest) and reorders, a frame
+  memory read in another order;
 * map engines (:mod:`.verilog_map`): elementwise ops, no frame memory.
 
-Engine contract: a builder ``f(q, node, name) -> dict`` returns at least ``template`` (a
-file in ``hls_templates/verilog``), ``ports`` (input port names, one per activation
+Engine contract: a builder ``f(q, node, name, ...) -> dict`` returns at least ``template``
+(a file in ``hls_templates/verilog``), ``ports`` (input port names, one per activation
 input, in the node's input order), ``n_in`` (words loaded per frame, all ports),
 ``n_out``, ``timing`` (``compute_cycles``, ``frame_cycles``, ``in_to_out``),
 ``multipliers`` and ``frame_memory_words``. The template gets the dict as ``E`` (plus
@@ -28,8 +35,10 @@ a ready, so engines and forks compose without combinational loops.
 Fan-out: a stream read by several engines (a residual block's skip) goes through an
 eager fork (``nnf_fork.v``) that holds each beat until every reader took it. Every
 engine with more than one input buffers each input in its own memory and accepts each
-port independently, and every engine consumes a whole frame before it finishes one, so
-the skip path cannot deadlock the fork: the long path never waits on the short one.
+port independently, and every engine completes a frame's outputs from that frame's
+input alone, so the skip path cannot deadlock the fork: the long path never waits on
+the short one. (It does serialize a residual block: the skip memory holds one frame,
+so the block's period includes the long path's latency; see :func:`_fork_join_period`.)
 """
 
 from __future__ import annotations
@@ -304,8 +313,9 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balance
         "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": parallelism,
         "n_in": n_in, "n_out": n_out, "in_type": _type_info(in_t), "out_type": _type_info(out_t),
         "input_shape": list(q.shape(q.inputs[0])), "input_order": list(plan.in_perm),
-        "stream_order": ("input channels-last: x.transpose(input_order).reshape(-1) per sample; "
-                         "output in the model's flat order; one element per beat"),
+        "stream_order": ("input: x.transpose(input_order).reshape(-1) per sample"
+                         + (" (channels-last)" if list(plan.in_perm) != sorted(plan.in_perm) else "")
+                         + "; output in the model's flat order; one element per beat"),
         "layers": [{"name": e["name"], "op": e["op"], "module": e["module"], "file": f"{e['module']}.v",
                     "inputs": [f"s{s}" for s in e["in_streams"]], "output": f"s{e['out_stream']}",
                     "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": 1, "simd": e.get("S", 1),
