@@ -48,7 +48,7 @@ def cmd_compile(args, progress: Progress) -> int:
         x_cal, _ = load_npz(args.calibration)
     t0 = time.monotonic()
     design = compile(args.model, calibration=x_cal, bits=args.bits, weight_bits=args.weight_bits,
-                     act_bits=args.act_bits, progress=progress)
+                     act_bits=args.act_bits, progress=progress, calibration_method=args.calibration_method)
     design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
     if not args.quiet:
         print(design.summary())
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bits", type=int, default=8, help="width of weights and activations (default 8)")
     c.add_argument("--weight-bits", type=int, help="weight width (overrides --bits)")
     c.add_argument("--act-bits", type=int, help="activation width (overrides --bits)")
+    c.add_argument("--calibration-method", default="minmax", metavar="METHOD",
+                   help="how activation ranges are chosen from the calibration data: minmax (default), "
+                        "percentile:P (e.g. percentile:99.99), mse or kl")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; a balanced choice (dense: PE/SIMD sized to the "
                         "stream, conv: up to 8 input channels per cycle); or fully parallel")

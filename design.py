@@ -26,7 +26,7 @@ from .codegen.program import Program
 from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.serialize import from_dict, to_dict
-from .passes import QuantConfig, calibrate_minmax, quantize, run_float_pipeline
+from .passes import QuantConfig, calibrate, quantize, run_float_pipeline
 from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
@@ -226,7 +226,8 @@ class Design:
         self.save(tmp)
         info: dict = {"model": self.qgraph.name, "source": self.source, "targets": list(targets),
                       "quantization": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
-                                       "calibration": "minmax"},
+                                       "calibration": self.config.calibration,
+                                       "calibration_overrides": dict(self.config.overrides)},
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
                                  "softmax_on_host": bool(self.qgraph.meta.get("output_softmax"))},
@@ -281,7 +282,9 @@ class Design:
         fd, farrays = to_dict(self.float_graph, "float")
         qd, qarrays = to_dict(self.qgraph, "quant")
         doc = {"format": FORMAT_VERSION, "source": self.source,
-               "config": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits},
+               "config": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
+                          "calibration": self.config.calibration,
+                          "overrides": [list(o) for o in self.config.overrides]},
                "float_graph": fd, "quantized_graph": qd}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -298,7 +301,9 @@ class Design:
         with np.load(folder / "design_arrays.npz", allow_pickle=False) as arrays:
             fg = from_dict(doc["float_graph"], arrays)
             qg = from_dict(doc["quantized_graph"], arrays)
-        return cls(fg, qg, QuantConfig(**doc["config"]), doc.get("source", ""))
+        cfg = dict(doc["config"])
+        cfg["overrides"] = tuple(tuple(o) for o in cfg.get("overrides", ()))
+        return cls(fg, qg, QuantConfig(**cfg), doc.get("source", ""))
 
     # ---- verification ---------------------------------------------------------------
     def verify(self, x, y=None, backends: Sequence[str] = BACKENDS, outdir=None,
@@ -392,22 +397,31 @@ def _replace_dir(new: Path, dest: Path) -> None:
 
 
 def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = None,
-            act_bits: int | None = None, progress: Progress = QUIET) -> Design:
+            act_bits: int | None = None, progress: Progress = QUIET, calibration_method: str = "minmax",
+            calibration_overrides: dict[str, str] | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
-    samples shaped like the model input, batch first) and quantize it."""
+    samples shaped like the model input, batch first) and quantize it.
+
+    ``calibration_method``: how each activation's range is chosen from the calibration
+    data, ``minmax`` (default), ``percentile:P``, ``mse`` or ``kl`` (see
+    :mod:`nnforge.passes.calibrate`); ``calibration_overrides`` maps tensor or node names
+    to another method."""
     from .frontend import import_onnx
 
-    cfg = QuantConfig(weight_bits=weight_bits or bits, act_bits=act_bits or bits)
+    cfg = QuantConfig(weight_bits=weight_bits or bits, act_bits=act_bits or bits,
+                      calibration=calibration_method, overrides=tuple((calibration_overrides or {}).items()))
     t0 = time.monotonic()
     g = import_onnx(model)
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
-    ranges = calibrate_minmax(f, as_batch(calibration, f.shape(f.inputs[0])))
+    ranges = calibrate(f, as_batch(calibration, f.shape(f.inputs[0])), cfg.act_bits, cfg.calibration,
+                       dict(cfg.overrides))
     q = quantize(f, ranges, cfg)
     q.verify()
-    progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations")
+    progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations "
+             f"(calibration: {cfg.calibration})")
     return Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
 
 

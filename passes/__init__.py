@@ -5,7 +5,7 @@ before calibration. Every pass runs a bounded number of times (once here)."""
 from __future__ import annotations
 
 from ..ir import Graph
-from .calibrate import Range, calibrate_minmax
+from .calibrate import METHODS, Range, calibrate, calibrate_minmax, choose_range, observe, parse_method
 from .batchnorm import fold_batchnorm
 from .canonicalize import gemm_to_dense, matmul_add_to_dense
 from .fuse import fuse_dense_relu
@@ -26,7 +26,8 @@ def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
 
 
 __all__ = [
-    "FLOAT_PIPELINE", "QuantConfig", "QuantizeError", "Range", "calibrate_minmax",
+    "FLOAT_PIPELINE", "METHODS", "QuantConfig", "QuantizeError", "Range", "calibrate", "calibrate_minmax",
+    "choose_range", "observe", "parse_method",
     "drop_output_softmax", "fold_batchnorm", "fold_pad_into_conv", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
     "quantize", "run_float_pipeline",
 ]

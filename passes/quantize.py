@@ -23,7 +23,7 @@ from ..ir import FixedType, Graph, quantize_float
 from ..ir.ops import op_module
 from ..ir.tables import MAX_TABLE_BITS, build_table
 from ..ir.fixed import frac_for_range, signed_width_for
-from .calibrate import Range
+from .calibrate import Range, parse_method
 
 
 class QuantizeError(Exception):
@@ -36,13 +36,22 @@ TABLE_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish")
 
 @dataclass(frozen=True)
 class QuantConfig:
+    """Widths, and how activation ranges are calibrated: ``calibration`` is the default
+    method (:data:`.calibrate.METHODS`), ``overrides`` (tensor or node name, method) pairs."""
+
     weight_bits: int = 8
     act_bits: int = 8
+    calibration: str = "minmax"
+    overrides: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
             if not 2 <= b <= 16:
                 raise ValueError(f"{what} width must be 2..16 bits, got {b}")
+        parse_method(self.calibration)
+        for _, m in self.overrides:
+            parse_method(m)
+        object.__setattr__(self, "overrides", tuple((str(k), str(m)) for k, m in self.overrides))
 
 
 def _act_type(r: Range, bits: int) -> FixedType:
