@@ -47,8 +47,12 @@ def cmd_compile(args, progress: Progress) -> int:
     if args.calibration:
         x_cal, _ = load_npz(args.calibration)
     t0 = time.monotonic()
+    validation = load_npz(args.validation) if args.validation else None
+    if args.mixed_precision is not None and validation is None:
+        raise ValueError("--mixed-precision needs --validation DATA.npz with labels")
     design = compile(args.model, calibration=x_cal, bits=args.bits, weight_bits=args.weight_bits,
-                     act_bits=args.act_bits, progress=progress, calibration_method=args.calibration_method)
+                     act_bits=args.act_bits, progress=progress, calibration_method=args.calibration_method,
+                     mixed_precision=args.mixed_precision, validation=validation)
     design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
     if not args.quiet:
         print(design.summary())
@@ -99,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calibration-method", default="minmax", metavar="METHOD",
                    help="how activation ranges are chosen from the calibration data: minmax (default), "
                         "percentile:P (e.g. percentile:99.99), mse or kl")
+    c.add_argument("--mixed-precision", type=float, metavar="MAX_ACC_DROP",
+                   help="search per-layer weight widths (8 down to 2 bits) for the fewest weight bits whose "
+                        "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")
+    c.add_argument("--validation", help="labelled data for --mixed-precision: a .npz file with 'x' and 'y'")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; a balanced choice (dense: PE/SIMD sized to the "
                         "stream, conv: up to 8 input channels per cycle); or fully parallel")

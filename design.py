@@ -116,6 +116,7 @@ class Design:
         self.float_graph = float_graph  # as imported: the reference float model
         self.qgraph = qgraph  # quantized: defines every integer result
         self.config = config
+        self.mixed = None  # the mixed-precision search that chose config, if one ran
         self.source = source
 
     # ---- shapes and types --------------------------------------------------------------
@@ -227,7 +228,9 @@ class Design:
         info: dict = {"model": self.qgraph.name, "source": self.source, "targets": list(targets),
                       "quantization": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
                                        "calibration": self.config.calibration,
-                                       "calibration_overrides": dict(self.config.overrides)},
+                                       "calibration_overrides": dict(self.config.overrides),
+                                       "layer_weight_bits": dict(self.config.layer_weight_bits),
+                                       "mixed_precision": self.mixed.as_dict() if self.mixed else None},
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
                                  "softmax_on_host": bool(self.qgraph.meta.get("output_softmax"))},
@@ -262,6 +265,8 @@ class Design:
 
     def _report_text(self, info: dict) -> str:
         lines = [self.summary(), "", f"MACs per inference: {info['macs']}"]
+        if self.mixed:
+            lines.append(self.mixed.text().rstrip())
         v = info.get("verilog")
         if v:
             t = v["totals"]
@@ -284,7 +289,8 @@ class Design:
         doc = {"format": FORMAT_VERSION, "source": self.source,
                "config": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
                           "calibration": self.config.calibration,
-                          "overrides": [list(o) for o in self.config.overrides]},
+                          "overrides": [list(o) for o in self.config.overrides],
+                          "layer_weight_bits": [list(o) for o in self.config.layer_weight_bits]},
                "float_graph": fd, "quantized_graph": qd}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -303,6 +309,7 @@ class Design:
             qg = from_dict(doc["quantized_graph"], arrays)
         cfg = dict(doc["config"])
         cfg["overrides"] = tuple(tuple(o) for o in cfg.get("overrides", ()))
+        cfg["layer_weight_bits"] = tuple(tuple(o) for o in cfg.get("layer_weight_bits", ()))
         return cls(fg, qg, QuantConfig(**cfg), doc.get("source", ""))
 
     # ---- verification ---------------------------------------------------------------
@@ -398,14 +405,20 @@ def _replace_dir(new: Path, dest: Path) -> None:
 
 def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = None,
             act_bits: int | None = None, progress: Progress = QUIET, calibration_method: str = "minmax",
-            calibration_overrides: dict[str, str] | None = None) -> Design:
+            calibration_overrides: dict[str, str] | None = None, mixed_precision: float | None = None,
+            validation=None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
     ``calibration_method``: how each activation's range is chosen from the calibration
     data, ``minmax`` (default), ``percentile:P``, ``mse`` or ``kl`` (see
     :mod:`nnforge.passes.calibrate`); ``calibration_overrides`` maps tensor or node names
-    to another method."""
+    to another method.
+
+    ``mixed_precision``: the largest accuracy drop from the float model allowed (a
+    fraction: 0.01 is one point); per-layer weight widths are searched on ``validation``
+    (``(x, y)`` with integer labels) to meet it with the fewest weight bits
+    (:mod:`nnforge.passes.mixed`); the search is kept as ``design.mixed``."""
     from .frontend import import_onnx
 
     cfg = QuantConfig(weight_bits=weight_bits or bits, act_bits=act_bits or bits,
@@ -418,11 +431,27 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     ranges = calibrate(f, as_batch(calibration, f.shape(f.inputs[0])), cfg.act_bits, cfg.calibration,
                        dict(cfg.overrides))
+    mixed = None
+    if mixed_precision is not None:
+        from .passes.mixed import search
+        if not 0.0 <= float(mixed_precision) < 1.0:
+            raise DataError("mixed_precision is the accuracy drop allowed as a fraction, e.g. 0.01 for one point")
+        if validation is None:
+            raise DataError("mixed precision needs validation data with labels (x, y)")
+        x_val, y_val = validation
+        if y_val is None:
+            raise DataError("mixed precision needs labels in the validation data")
+        mixed = search(f, ranges, cfg, as_batch(x_val, f.shape(f.inputs[0])), np.asarray(y_val),
+                       float(mixed_precision), progress=progress)
+        cfg = mixed.config
+        progress(mixed.text().rstrip())
     q = quantize(f, ranges, cfg)
     q.verify()
     progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations "
              f"(calibration: {cfg.calibration})")
-    return Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
+    design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
+    design.mixed = mixed
+    return design
 
 
 __all__ = ["BackendError", "DataError", "Design", "VerifyResult", "compile"]

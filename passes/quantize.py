@@ -37,12 +37,15 @@ TABLE_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish")
 @dataclass(frozen=True)
 class QuantConfig:
     """Widths, and how activation ranges are calibrated: ``calibration`` is the default
-    method (:data:`.calibrate.METHODS`), ``overrides`` (tensor or node name, method) pairs."""
+    method (:data:`.calibrate.METHODS`), ``overrides`` (tensor or node name, method) pairs;
+    ``layer_weight_bits`` (node name, bits) pairs give single layers other weight widths
+    (mixed precision)."""
 
     weight_bits: int = 8
     act_bits: int = 8
     calibration: str = "minmax"
     overrides: tuple[tuple[str, str], ...] = ()
+    layer_weight_bits: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
@@ -52,6 +55,14 @@ class QuantConfig:
         for _, m in self.overrides:
             parse_method(m)
         object.__setattr__(self, "overrides", tuple((str(k), str(m)) for k, m in self.overrides))
+        object.__setattr__(self, "layer_weight_bits", tuple((str(k), int(b)) for k, b in self.layer_weight_bits))
+        for name, b in self.layer_weight_bits:
+            if not 2 <= b <= 16:
+                raise ValueError(f"layer {name!r}: weight width must be 2..16 bits, got {b}")
+
+    def wbits(self, node_name: str) -> int:
+        """The weight width of one layer."""
+        return dict(self.layer_weight_bits).get(node_name, self.weight_bits)
 
 
 def _act_type(r: Range, bits: int) -> FixedType:
@@ -91,6 +102,9 @@ def drop_output_softmax(g: Graph) -> bool:
 
 def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
     """Return a quantized copy of ``g``: every tensor typed, constants as int64."""
+    unknown = sorted(set(dict(cfg.layer_weight_bits)) - {n.name for n in g.topo()})
+    if unknown:
+        raise QuantizeError(f"per-layer weight widths name no layer of the model: {', '.join(unknown)}")
     q = g.copy()
     for name in q.inputs:
         q.set_qtype(name, _act_type(ranges[name], cfg.act_bits))
@@ -108,7 +122,7 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
             q.set_qtype(out, FixedType(t.width, t.frac, signed=False))
         elif node.op in ("Add", "Mul"):
             # a constant operand: activation width for Add, weight width for Mul (a scale)
-            bits = cfg.act_bits if node.op == "Add" else cfg.weight_bits
+            bits = cfg.act_bits if node.op == "Add" else cfg.wbits(node.name)
             for t in node.inputs:
                 if q.is_const(t):
                     ct = FixedType(bits, frac_for_range(float(np.abs(q.consts[t]).max()), bits, True))
@@ -142,7 +156,8 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
     x, w_name, b_name = node.inputs
     x_t = q.qtype(x)
     w = q.consts[w_name].astype(np.float64)
-    w_t = FixedType(cfg.weight_bits, frac_for_range(float(np.abs(w).max()), cfg.weight_bits, True))
+    bits = cfg.wbits(node.name)
+    w_t = FixedType(bits, frac_for_range(float(np.abs(w).max()), bits, True))
     w_q = quantize_float(w, w_t)
     acc_frac = x_t.frac + w_t.frac
     b = q.consts[b_name].astype(np.float64)
@@ -171,7 +186,8 @@ def _quantize_scale_shift(q: Graph, node, out_range: Range, cfg: QuantConfig) ->
     x, m_name, a_name = node.inputs
     x_t = q.qtype(x)
     m = q.consts[m_name].astype(np.float64)
-    m_t = FixedType(cfg.weight_bits, frac_for_range(float(np.abs(m).max()), cfg.weight_bits, True))
+    bits = cfg.wbits(node.name)
+    m_t = FixedType(bits, frac_for_range(float(np.abs(m).max()), bits, True))
     m_q = quantize_float(m, m_t)
     acc_frac = x_t.frac + m_t.frac
     a_q = np.floor(np.ldexp(q.consts[a_name].astype(np.float64), acc_frac) + 0.5).astype(np.int64)
