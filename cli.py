@@ -73,6 +73,23 @@ def cmd_verify(args, progress: Progress) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_report(args, progress: Progress) -> int:
+    """The precision report of a compiled design: from report.json (the calibration data),
+    or recomputed on --data."""
+    out = Path(args.outdir)
+    design = Design.load(out)
+    if args.data:
+        x, _ = load_npz(args.data)
+        prec = design.precision(x, limit=args.limit or 256)
+    else:
+        path = out / "report.json"
+        prec = json.loads(path.read_text()).get("precision") if path.is_file() else None
+        if not prec:
+            raise DataError(f"{out} holds no precision report; give --data DATA.npz to compute one")
+    print(json.dumps(prec, indent=2) if args.json else design.summary() + "\n\n" + Design.precision_text(prec), end="")
+    return 0
+
+
 def cmd_demo(args, progress: Progress) -> int:
     out = Path(args.output)
     x_cal, _ = load_npz(EXAMPLE / "calibration.npz")
@@ -122,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     v.set_defaults(func=cmd_verify)
+
+    r = sub.add_parser("report", help="per-layer formats and SQNR against the float model")
+    r.add_argument("outdir", help="a folder written by 'nnforge compile'")
+    r.add_argument("--data", help="compute on this .npz instead of the calibration data's report")
+    r.add_argument("--limit", type=int, help="use only the first N samples (default 256)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=cmd_report)
 
     d = sub.add_parser("demo", help="compile the bundled digits MLP to every target and verify it")
     d.add_argument("-o", "--output", default="nnforge_demo", help="output folder (default ./nnforge_demo)")

@@ -117,6 +117,7 @@ class Design:
         self.qgraph = qgraph  # quantized: defines every integer result
         self.config = config
         self.mixed = None  # the mixed-precision search that chose config, if one ran
+        self.calibration_precision = None  # precision() on the calibration data, from compile
         self.source = source
 
     # ---- shapes and types --------------------------------------------------------------
@@ -197,6 +198,55 @@ class Design:
 
     __repr__ = summary
 
+    # ---- precision ------------------------------------------------------------------
+    def precision(self, x, limit: int = 256) -> dict:
+        """Per layer: formats, accumulator width and the SQNR of its output (golden
+        integers scaled back against the float model, in dB) on the samples ``x`` (the
+        first ``limit``); ``worst_layer`` is the layer whose output SQNR falls furthest
+        below its input's, where quantization hurts most."""
+        x = as_batch(x, self.input_shape)[:limit]
+        f = run_float_pipeline(self.float_graph)
+        fenv = run_float(f, x, keep=True)
+        q = self.qgraph
+        qenv = run_int(q, self.quantize_input(x), keep=True)
+
+        def sqnr(t: str) -> float | None:
+            if t not in fenv or t not in qenv:
+                return None
+            ref = np.asarray(fenv[t], np.float64)
+            err = dequantize(qenv[t], q.qtype(t)) - ref
+            sig, noise = float(np.sum(ref ** 2)), float(np.sum(err ** 2))
+            if noise == 0.0:
+                return float("inf")
+            return float(10.0 * np.log10(sig / noise)) if sig > 0 else float("-inf")
+
+        rows, worst, worst_drop = [], None, -np.inf
+        for r in self.layers():
+            node = q.node(r["name"])
+            s_in, s_out = sqnr(node.inputs[0]), sqnr(node.outputs[0])
+            rows.append({**r, "sqnr_in_db": s_in, "sqnr_db": s_out})
+            if s_out is None or not np.isfinite(s_out):
+                continue
+            drop = (s_in - s_out) if s_in is not None and np.isfinite(s_in) else -s_out
+            if drop > worst_drop:
+                worst, worst_drop = r["name"], drop
+        return {"samples": int(len(x)), "layers": rows, "output_sqnr_db": sqnr(q.outputs[0]),
+                "worst_layer": worst, "worst_drop_db": None if worst is None else float(worst_drop)}
+
+    @staticmethod
+    def precision_text(p: dict) -> str:
+        def db(v):
+            return "-" if v is None else ("inf" if v == float("inf") else f"{v:.1f}")
+        lines = [f"precision on {p['samples']} samples (SQNR of each layer's output against the float model, dB)",
+                 f"{'layer':<16}{'op':<12}{'in':>8}{'weights':>9}{'acc':>6}{'out':>8}{'SQNR':>8}"]
+        for r in p["layers"]:
+            lines.append(f"{r['name'][:15]:<16}{r['op'][:11]:<12}{r['input']:>8}{r.get('weights', '-'):>9}"
+                         f"{r.get('acc_width', '-')!s:>6}{r['output']:>8}{db(r['sqnr_db']):>8}")
+        lines.append(f"model output SQNR {db(p['output_sqnr_db'])} dB")
+        if p["worst_layer"]:
+            lines.append(f"largest loss: {p['worst_layer']} ({p['worst_drop_db']:.1f} dB below its input)")
+        return "\n".join(lines) + "\n"
+
     # ---- writing --------------------------------------------------------------------
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
               progress: Progress = QUIET) -> Path:
@@ -234,7 +284,8 @@ class Design:
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
                                  "softmax_on_host": bool(self.qgraph.meta.get("output_softmax"))},
-                      "layers": self.layers(), "macs": sum(r.get("macs", 0) for r in self.layers())}
+                      "layers": self.layers(), "macs": sum(r.get("macs", 0) for r in self.layers()),
+                      "precision": self.calibration_precision}
         softmax = bool(self.qgraph.meta.get("output_softmax"))
         if "c" in targets:
             progress("writing C")
@@ -267,6 +318,8 @@ class Design:
         lines = [self.summary(), "", f"MACs per inference: {info['macs']}"]
         if self.mixed:
             lines.append(self.mixed.text().rstrip())
+        if self.calibration_precision:
+            lines += ["", "On the calibration data:", self.precision_text(self.calibration_precision).rstrip()]
         v = info.get("verilog")
         if v:
             t = v["totals"]
@@ -451,6 +504,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
              f"(calibration: {cfg.calibration})")
     design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
     design.mixed = mixed
+    design.calibration_precision = design.precision(as_batch(calibration, f.shape(f.inputs[0])), limit=64)
     return design
 
 
