@@ -52,7 +52,8 @@ def cmd_compile(args, progress: Progress) -> int:
         raise ValueError("--mixed-precision needs --validation DATA.npz with labels")
     design = compile(args.model, calibration=x_cal, bits=args.bits, weight_bits=args.weight_bits,
                      act_bits=args.act_bits, progress=progress, calibration_method=args.calibration_method,
-                     mixed_precision=args.mixed_precision, validation=validation)
+                     mixed_precision=args.mixed_precision, validation=validation,
+                     bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction])
     design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
     if not args.quiet:
         print(design.summary())
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calibration-method", default="minmax", metavar="METHOD",
                    help="how activation ranges are chosen from the calibration data: minmax (default), "
                         "percentile:P (e.g. percentile:99.99), mse or kl")
+    c.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
+                   help="correct each layer's bias for the mean error of its quantized weights "
+                        "(auto: when weights are narrower than 8 bits)")
     c.add_argument("--mixed-precision", type=float, metavar="MAX_ACC_DROP",
                    help="search per-layer weight widths (8 down to 2 bits) for the fewest weight bits whose "
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")

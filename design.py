@@ -27,6 +27,7 @@ from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.serialize import from_dict, to_dict
 from .passes import QuantConfig, calibrate, quantize, run_float_pipeline
+from .passes.calibrate import channel_means
 from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
@@ -280,6 +281,7 @@ class Design:
                                        "calibration": self.config.calibration,
                                        "calibration_overrides": dict(self.config.overrides),
                                        "layer_weight_bits": dict(self.config.layer_weight_bits),
+                                       "bias_correction": self.config.bias_correction,
                                        "mixed_precision": self.mixed.as_dict() if self.mixed else None},
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
@@ -343,7 +345,8 @@ class Design:
                "config": {"weight_bits": self.config.weight_bits, "act_bits": self.config.act_bits,
                           "calibration": self.config.calibration,
                           "overrides": [list(o) for o in self.config.overrides],
-                          "layer_weight_bits": [list(o) for o in self.config.layer_weight_bits]},
+                          "layer_weight_bits": [list(o) for o in self.config.layer_weight_bits],
+                          "bias_correction": self.config.bias_correction},
                "float_graph": fd, "quantized_graph": qd}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -459,7 +462,7 @@ def _replace_dir(new: Path, dest: Path) -> None:
 def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = None,
             act_bits: int | None = None, progress: Progress = QUIET, calibration_method: str = "minmax",
             calibration_overrides: dict[str, str] | None = None, mixed_precision: float | None = None,
-            validation=None) -> Design:
+            validation=None, bias_correction: bool | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -471,19 +474,28 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     ``mixed_precision``: the largest accuracy drop from the float model allowed (a
     fraction: 0.01 is one point); per-layer weight widths are searched on ``validation``
     (``(x, y)`` with integer labels) to meet it with the fewest weight bits
-    (:mod:`nnforge.passes.mixed`); the search is kept as ``design.mixed``."""
+    (:mod:`nnforge.passes.mixed`); the search is kept as ``design.mixed``.
+
+    ``bias_correction``: move each Dense / Conv bias by the error its quantized weights
+    make on the calibration data's mean input; by default on when weights are narrower
+    than 8 bits (or mixed precision may make them so), where it pays (digits CNN at
+    4-bit weights: 63.6% -> 85.8%)."""
     from .frontend import import_onnx
 
-    cfg = QuantConfig(weight_bits=weight_bits or bits, act_bits=act_bits or bits,
-                      calibration=calibration_method, overrides=tuple((calibration_overrides or {}).items()))
+    wb = weight_bits or bits
+    if bias_correction is None:
+        bias_correction = wb < 8 or mixed_precision is not None
+    cfg = QuantConfig(weight_bits=wb, act_bits=act_bits or bits, calibration=calibration_method,
+                      overrides=tuple((calibration_overrides or {}).items()), bias_correction=bool(bias_correction))
     t0 = time.monotonic()
     g = import_onnx(model)
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
-    ranges = calibrate(f, as_batch(calibration, f.shape(f.inputs[0])), cfg.act_bits, cfg.calibration,
-                       dict(cfg.overrides))
+    x_cal = as_batch(calibration, f.shape(f.inputs[0]))
+    ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
+    means = channel_means(f, x_cal) if cfg.bias_correction else None
     mixed = None
     if mixed_precision is not None:
         from .passes.mixed import search
@@ -495,10 +507,10 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
         if y_val is None:
             raise DataError("mixed precision needs labels in the validation data")
         mixed = search(f, ranges, cfg, as_batch(x_val, f.shape(f.inputs[0])), np.asarray(y_val),
-                       float(mixed_precision), progress=progress)
+                       float(mixed_precision), progress=progress, means=means)
         cfg = mixed.config
         progress(mixed.text().rstrip())
-    q = quantize(f, ranges, cfg)
+    q = quantize(f, ranges, cfg, means)
     q.verify()
     progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations "
              f"(calibration: {cfg.calibration})")

@@ -210,3 +210,22 @@ def _smooth(p: np.ndarray, eps: float = 1e-4) -> np.ndarray:
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p * np.log(p / q)))
+
+
+def channel_means(g: Graph, x: np.ndarray, batch: int = 512) -> dict[str, np.ndarray]:
+    """The mean of every activation tensor per channel (its first per-sample axis) over
+    ``x``: what bias correction needs to know of a layer's input."""
+    x = np.asarray(x, dtype=np.float32)
+    sums: dict[str, np.ndarray] = {}
+    count = 0
+    for start in range(0, len(x), batch):
+        env = run_float(g, x[start:start + batch], keep=True)
+        n = len(x[start:start + batch])
+        count += n
+        for name, v in env.items():
+            if name in g.consts:
+                continue
+            v = np.asarray(v, dtype=np.float64)
+            per = v.reshape(n, v.shape[1], -1).mean(axis=2).sum(axis=0) if v.ndim > 1 else np.array([v.sum()])
+            sums[name] = sums.get(name, 0.0) + per
+    return {name: s / count for name, s in sums.items()}

@@ -39,13 +39,15 @@ class QuantConfig:
     """Widths, and how activation ranges are calibrated: ``calibration`` is the default
     method (:data:`.calibrate.METHODS`), ``overrides`` (tensor or node name, method) pairs;
     ``layer_weight_bits`` (node name, bits) pairs give single layers other weight widths
-    (mixed precision)."""
+    (mixed precision); ``bias_correction`` moves each Dense / Conv bias by the mean error
+    its quantized weights make on the calibration data's mean input."""
 
     weight_bits: int = 8
     act_bits: int = 8
     calibration: str = "minmax"
     overrides: tuple[tuple[str, str], ...] = ()
     layer_weight_bits: tuple[tuple[str, int], ...] = ()
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
@@ -100,8 +102,13 @@ def drop_output_softmax(g: Graph) -> bool:
     return changed
 
 
-def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
-    """Return a quantized copy of ``g``: every tensor typed, constants as int64."""
+def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
+             means: dict[str, np.ndarray] | None = None) -> Graph:
+    """Return a quantized copy of ``g``: every tensor typed, constants as int64. ``means``
+    (per-channel input means, :func:`.calibrate.channel_means`) is needed for
+    ``cfg.bias_correction``."""
+    if cfg.bias_correction and means is None:
+        raise QuantizeError("bias correction needs the per-channel means of the calibration data")
     unknown = sorted(set(dict(cfg.layer_weight_bits)) - {n.name for n in g.topo()})
     if unknown:
         raise QuantizeError(f"per-layer weight widths name no layer of the model: {', '.join(unknown)}")
@@ -111,7 +118,7 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
     for node in q.topo():
         out = node.outputs[0]
         if node.op in ("Dense", "Conv"):
-            _quantize_dense(q, node, ranges[out], cfg)
+            _quantize_dense(q, node, ranges[out], cfg, means)
         elif node.op in ("Reshape", "Transpose", "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool"):
             # pooling computes in the input's type (an unsigned input stays unsigned)
             q.set_qtype(out, q.qtype(node.inputs[0]))
@@ -152,7 +159,7 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
     return q
 
 
-def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=None) -> None:
     x, w_name, b_name = node.inputs
     x_t = q.qtype(x)
     w = q.consts[w_name].astype(np.float64)
@@ -161,6 +168,8 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
     w_q = quantize_float(w, w_t)
     acc_frac = x_t.frac + w_t.frac
     b = q.consts[b_name].astype(np.float64)
+    if cfg.bias_correction:
+        b = b - _weight_error_on_mean(node, np.ldexp(w_q.astype(np.float64), -w_t.frac) - w, means[x])
     b_q = np.floor(np.ldexp(b, acc_frac) + 0.5).astype(np.int64)
     x_mag = max(abs(x_t.lo), abs(x_t.hi))
     # Dense W is (N, K), Conv W is (M, C/groups, *k): sum every axis but the output one
@@ -175,6 +184,18 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
     out_t = _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits)
     q.set_qtype(node.outputs[0], out_t)
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
+
+
+def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
+    """E[(W_q - W) x] per output, from the input's per-channel mean (border padding of a
+    Conv is ignored: every tap sees the channel mean)."""
+    if node.op == "Dense":  # W (N, K), x (K,)
+        return dw @ mean_x.reshape(-1)
+    groups = int(node.attr("groups", 1))
+    m, cg = dw.shape[0], dw.shape[1]
+    per_in = dw.reshape(m, cg, -1).sum(axis=2)  # (M, C/groups): summed over the kernel taps
+    mean_g = mean_x.reshape(groups, cg)[np.arange(m) // (m // groups)]  # each output's group's channels
+    return (per_in * mean_g).sum(axis=1)
 
 
 def _quantize_scale_shift(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
