@@ -119,6 +119,7 @@ class Design:
         self.config = config
         self.mixed = None  # the mixed-precision search that chose config, if one ran
         self.calibration_precision = None  # precision() on the calibration data, from compile
+        self._float_passes: Graph | None = None  # the float graph after the float passes (q's names)
         self.source = source
 
     # ---- shapes and types --------------------------------------------------------------
@@ -206,8 +207,9 @@ class Design:
         first ``limit``); ``worst_layer`` is the layer whose output SQNR falls furthest
         below its input's, where quantization hurts most."""
         x = as_batch(x, self.input_shape)[:limit]
-        f = run_float_pipeline(self.float_graph)
-        fenv = run_float(f, x, keep=True)
+        if self._float_passes is None:
+            self._float_passes = run_float_pipeline(self.float_graph)
+        fenv = run_float(self._float_passes, x, keep=True)
         q = self.qgraph
         qenv = run_int(q, self.quantize_input(x), keep=True)
 
@@ -516,6 +518,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
              f"(calibration: {cfg.calibration})")
     design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
     design.mixed = mixed
+    design._float_passes = f
     design.calibration_precision = design.precision(as_batch(calibration, f.shape(f.inputs[0])), limit=64)
     return design
 

@@ -53,7 +53,7 @@ from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
 from .verilog import TOP, _bits, _type_info, _ulit, write_files
-from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, reorder_engine
+from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, refuse, reorder_engine, same_order
 from .verilog_map import MAP_OPS, map_engine
 from .verilog_window import WINDOW_OPS, window_engine
 
@@ -71,8 +71,6 @@ class CnnModel(ModelIO):
     macs: int = 0
 
 
-def _refuse(node, why: str):
-    raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
 
 
 @dataclass
@@ -86,17 +84,6 @@ class _Plan:
 def channels_last(rank: int) -> tuple[int, ...]:
     """The stream layout of a (C, ...) tensor with the channels innermost."""
     return tuple(range(1, rank)) + (0,) if rank >= 2 else tuple(range(rank))
-
-
-def _order(shape, perm) -> np.ndarray:
-    n = int(np.prod(shape))
-    return np.arange(n).reshape(shape).transpose(perm).reshape(-1)
-
-
-def same_order(shape, perm_a, perm_b) -> bool:
-    """Whether two layouts of a tensor stream its elements in the same order (they may
-    differ only in axes of size 1)."""
-    return tuple(perm_a) == tuple(perm_b) or np.array_equal(_order(shape, perm_a), _order(shape, perm_b))
 
 
 class _Planner:
@@ -113,6 +100,10 @@ class _Planner:
         self.view: dict[str, tuple[int, tuple]] = {}
         self.converted: dict[tuple[str, tuple], int] = {}
         self.used: set[str] = set()
+
+    def preferred(self, rank: int) -> tuple[int, ...]:
+        """The layout window engines and joins use: channels-last, or the IR's order."""
+        return channels_last(rank) if self.layout == "hwc" else tuple(range(rank))
 
     def new_stream(self, tensor: str) -> int:
         self.streams.append({"id": len(self.streams), "width": self.q.qtype(tensor).width, "readers": []})
@@ -147,7 +138,6 @@ class _Planner:
         acts = [t for t in n.inputs if not q.is_const(t)]
         out = n.outputs[0]
         rank_out = len(q.shape(out))
-        hwc = self.layout == "hwc"
         if n.op == "Reshape":
             ident = tuple(range(len(q.shape(acts[0]))))
             self.view[out] = (self.want(acts[0], ident), tuple(range(rank_out)))
@@ -155,44 +145,41 @@ class _Planner:
         name = sanitize(n.name, self.used, prefix="layer")
         build = ENGINES[n.op]
         if build is window_engine:
-            rank_in = len(q.shape(acts[0]))
-            perm_in = channels_last(rank_in) if hwc else tuple(range(rank_in))
+            perm_in = self.preferred(len(q.shape(acts[0])))
             ins = [self.want(acts[0], perm_in)]
-            e = window_engine(q, n, name, self.parallelism, "hwc" if hwc else "chw")
-            perm_out = channels_last(rank_out) if hwc else tuple(range(rank_out))
+            e = window_engine(q, n, name, self.parallelism, self.layout)
+            perm_out = self.preferred(rank_out)
         else:
-            if build is map_engine or (n.op in ("Add", "Mul") and len(acts) < 2):
+            # an elementwise op (a map engine, or Add / Mul with a constant) keeps its
+            # input's layout; a gather reads any layout; a join reads one for every input
+            elementwise = build is map_engine or (n.op in ("Add", "Mul") and len(acts) < 2)
+            if elementwise or build is gather_engine:
                 perms_in = [self.view[acts[0]][1]]
-            elif build is gather_engine:
-                perms_in = [self.view[acts[0]][1]]
-            else:  # a join: one layout for every input
-                r = len(q.shape(acts[0]))
-                perms_in = [channels_last(r) if hwc else tuple(range(r))] * len(acts)
-            ins = [self.want(t, p) for t, p in zip(acts, perms_in)]
-            if build is map_engine or (n.op in ("Add", "Mul") and len(acts) < 2):
-                perm_out = perms_in[0]
             else:
-                perm_out = channels_last(rank_out) if hwc else tuple(range(rank_out))
+                perms_in = [self.preferred(len(q.shape(acts[0])))] * len(acts)
+            ins = [self.want(t, p) for t, p in zip(acts, perms_in)]
+            perm_out = perms_in[0] if elementwise else self.preferred(rank_out)
             e = build(q, n, name, layouts={"in": perms_in, "out": perm_out})
         self.add(e, name, n.op, ins, out)
         self.view[out] = (e["out_stream"], perm_out)
 
 
 def _plan(q: Graph, parallelism: str = "sequential", layout: str = "hwc") -> _Plan:
+    if layout not in ("hwc", "chw"):
+        raise ValueError(f"unknown layout {layout!r}; choose hwc or chw")
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     nodes = q.topo()
     for n in nodes:
         if n.op not in CNN_OPS:
-            _refuse(n, f"the Verilog backend implements {', '.join(sorted(CNN_OPS))}")
+            refuse(n, f"the Verilog backend implements {', '.join(sorted(CNN_OPS))}")
         if len(n.outputs) != 1:
-            _refuse(n, "has more than one output")
+            refuse(n, "has more than one output")
     if all(n.op == "Reshape" for n in nodes):
         raise BackendError("the model has no layer to implement")
     inp, outp = q.inputs[0], q.outputs[0]
     pl = _Planner(q, parallelism, layout)
-    rank_in = len(q.shape(inp))
-    in_perm = channels_last(rank_in) if layout == "hwc" else tuple(range(rank_in))
+    in_perm = pl.preferred(len(q.shape(inp)))
     pl.view[inp] = (pl.new_stream(inp), in_perm)
     for n in nodes:
         pl.node(n)

@@ -56,7 +56,8 @@ JOIN_OPS = frozenset({"Add", "Mul", "Concat"})
 GATHER_OPS = frozenset({"Transpose", "Resize"})
 
 
-def _refuse(node, why: str):
+def refuse(node, why: str):
+    """Refuse ``node`` for the Verilog target, naming it (every engine module uses this)."""
     raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
 
 
@@ -86,7 +87,7 @@ def node_layouts(q: Graph, node, layouts: dict | None) -> tuple[list[tuple[int, 
         ins = [None] * len(acts)
     ins = list(ins)
     if len(ins) != len(acts):
-        _refuse(node, f"got {len(ins)} input layouts for {len(acts)} activation inputs")
+        refuse(node, f"got {len(ins)} input layouts for {len(acts)} activation inputs")
     name = sanitize(node.name)
     in_p = [_perm(p, len(q.shape(t)), f"input {k} of {name}") for k, (p, t) in enumerate(zip(ins, acts))]
     return in_p, _perm(layouts.get("out"), len(q.shape(y)), f"the output of {name}")
@@ -160,7 +161,7 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
         return map_engine(q, node, name, layouts)
     in_p, out_p = node_layouts(q, node, layouts)
     if not all(same_order(q.shape(t), p, out_p) for t, p in zip(acts, in_p)):
-        _refuse(node, f"has inputs in layouts {in_p} and its output in layout {out_p}: the join engine "
+        refuse(node, f"has inputs in layouts {in_p} and its output in layout {out_p}: the join engine "
                       f"needs one layout for all of them")
     y = node.outputs[0]
     out_t = q.qtype(y)
@@ -173,7 +174,7 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
                "frame_memory_words": sum(p["n"] for p in ports), "macs": 0}
     if node.op in ("Add", "Mul"):
         if len(acts) != 2 or any(tuple(q.shape(t)) != out_shape for t in acts):
-            _refuse(node, "needs two activations of the output's shape (no broadcasting between activations)")
+            refuse(node, "needs two activations of the output's shape (no broadcasting between activations)")
         ta, tb = (q.qtype(t) for t in acts)
         if node.op == "Add":
             f = max(ta.frac, tb.frac)
@@ -226,7 +227,7 @@ def gather_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dic
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if x_t != o_t:
-        _refuse(node, "changes the fixed-point type")
+        refuse(node, "changes the fixed-point type")
     (in_p,), out_p = node_layouts(q, node, layouts)
     if node.op == "Transpose":
         perm = tuple(node.attr("perm"))

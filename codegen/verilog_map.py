@@ -52,18 +52,15 @@ import numpy as np
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
 from .lower import BackendError
-from .naming import sanitize
 from .program import TABLE_OPS, _step_params
 from .verilog import _bits, _hex, _shex, _ulit
-from .verilog_join import node_layouts, requant_numbers, same_order, sext, stream_shape
+from .verilog_join import node_layouts, refuse, requant_numbers, same_order, sext, stream_shape
 
 # Add and Mul are not listed: verilog_cnn.ENGINES sends them to join_engine, which hands
 # the ones with a constant operand to map_engine.
 MAP_OPS = frozenset({"Relu", "LeakyRelu", "Clip", "BatchNormalization"} | TABLE_OPS)
 
 
-def _refuse(node, why: str):
-    raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
 
 
 def _pattern(arrays: list[np.ndarray], shape: tuple[int, ...]) -> tuple[int, int, list[np.ndarray]]:
@@ -96,15 +93,15 @@ def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     op = node.op
     acts = [t for t in node.inputs if not q.is_const(t)]
     if len(acts) != 1:
-        _refuse(node, "needs exactly one activation input (the map engine)")
+        refuse(node, "needs exactly one activation input (the map engine)")
     x, y = acts[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     shape = tuple(int(d) for d in q.shape(y))
     if tuple(q.shape(x)) != shape:
-        _refuse(node, f"reads an activation of shape {tuple(q.shape(x))} for an output of shape {shape}")
+        refuse(node, f"reads an activation of shape {tuple(q.shape(x))} for an output of shape {shape}")
     (in_p,), perm = node_layouts(q, node, layouts)
     if not same_order(shape, in_p, perm):
-        _refuse(node, f"has its input in layout {in_p} and its output in layout {perm}: an elementwise "
+        refuse(node, f"has its input in layout {in_p} and its output in layout {perm}: an elementwise "
                       f"engine keeps the layout")
     identity = perm == tuple(range(len(perm)))
     sshape = stream_shape(shape, perm)  # row-major order of this shape = the stream order
@@ -115,7 +112,7 @@ def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
 
     n = int(np.prod(shape))
     if op in ("Add", "Mul") and len(node.inputs) != 2:
-        _refuse(node, "needs two operands")
+        refuse(node, "needs two operands")
     _, p, macs, _ = _step_params(q, node, name)
     e: dict = {"template": "map.v.j2", "ports": ["in"], "n_in": n, "n_out": n, "in_type": str(x_t),
                "out_type": str(o_t), "xw_m1": x_t.width - 1, "ow_m1": o_t.width - 1, "frame_memory_words": 0,
@@ -124,9 +121,9 @@ def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     if op in TABLE_OPS:
         table = np.asarray(q.consts[node.inputs[1]], dtype=np.int64)
         if table.shape != (1 << x_t.width,) or int(p["lo"]) != x_t.lo:
-            _refuse(node, "has no table over its whole input type")
+            refuse(node, "has no table over its whole input type")
         if table.size and (int(table.min()) < o_t.lo or int(table.max()) > o_t.hi):
-            _refuse(node, "has table values outside its output type")
+            refuse(node, "has table values outside its output type")
         e.update(mode="table", n_tab_m1=table.size - 1, tab=[_hex(o_t.width, int(v)) for v in table],
                  lo_x=_hex(x_t.width, x_t.lo),
                  rule=f"y = table[x - ({x_t.lo})], {table.size} entries")
@@ -189,7 +186,7 @@ def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
             e.update(multipliers=1, macs=macs)
             rule = f"y = sat(round_half_up((x * k) >> {shift})), k constant"
     else:
-        _refuse(node, f"the map engine implements {', '.join(sorted(MAP_OPS | {'Add', 'Mul'}))}")
+        refuse(node, f"the map engine implements {', '.join(sorted(MAP_OPS | {'Add', 'Mul'}))}")
     # per-position constants: the smallest (R, D) pattern, ROMs read at the counters
     if not identity:
         rule += f"; streams in layout {perm}"

@@ -23,16 +23,14 @@ import numpy as np
 from ..ir import Graph
 from ..ir.fixed import signed_width_for
 from .lower import BackendError
-from .naming import sanitize
 from .program import _step_params
 from .verilog import _bits, _hex, _shex, _ulit
+from .verilog_join import refuse
 
 
 WINDOW_OPS = frozenset({"Conv", "Dense", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
 
 
-def _refuse(node, why: str):
-    raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
 
 
 def _global_geometry(q: Graph, node, p: dict) -> dict:
@@ -73,9 +71,9 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if node.op in ("Conv", "MaxPool", "AveragePool") and len(q.shape(x)) not in (2, 3):
-        _refuse(node, "needs a (C, L) or (C, H, W) input")
+        refuse(node, "needs a (C, L) or (C, H, W) input")
     if node.op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") and o_t.frac != x_t.frac:
-        _refuse(node, "changes the fixed-point format (a pool engine keeps it)")
+        refuse(node, "changes the fixed-point format (a pool engine keeps it)")
     _, p, macs, _ = _step_params(q, node, name)
     e: dict = {"template": "window.v.j2", "in_type": str(x_t), "out_type": str(o_t), "macs": macs}
     if node.op == "Dense":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph
+from .fuse import sole_linear_producer
 
 
 def fold_batchnorm(g: Graph) -> bool:
@@ -23,10 +24,8 @@ def fold_batchnorm(g: Graph) -> bool:
     """
     changed = False
     for bn in [n for n in g.topo() if n.op == "BatchNormalization"]:
-        src = g.producer(bn.inputs[0])
-        if src is None or src.op not in ("Conv", "Dense") or src.attr("relu"):
-            continue
-        if len(g.consumers(src.outputs[0])) != 1 or src.outputs[0] in g.outputs:
+        src = sole_linear_producer(g, bn.inputs[0])
+        if src is None:
             continue
         if not (g.is_const(bn.inputs[1]) and g.is_const(bn.inputs[2])):
             continue

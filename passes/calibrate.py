@@ -72,7 +72,8 @@ def parse_method(method: str) -> tuple[str, float | None]:
 
 def observe(g: Graph, x: np.ndarray, batch: int = 512, sample_size: int = SAMPLE_SIZE,
             seed: int = 0) -> dict[str, Stats]:
-    """Extremes and a uniform sample of the graph input and of every node output over ``x``."""
+    """Extremes and a uniform sample of the graph input and of every node output over
+    ``x`` (``sample_size`` 0: the extremes only, with an empty sample)."""
     x = np.asarray(x, dtype=np.float32)
     if len(x) == 0:
         raise ValueError("the calibration set is empty")
@@ -90,6 +91,8 @@ def observe(g: Graph, x: np.ndarray, batch: int = 512, sample_size: int = SAMPLE
                 raise ValueError(f"tensor {name!r} is not finite on the calibration data")
             lo[name] = min(lo.get(name, np.inf), float(v.min()))
             hi[name] = max(hi.get(name, -np.inf), float(v.max()))
+            if sample_size == 0:
+                continue
             flat = np.asarray(v, dtype=np.float32).reshape(-1)
             k = rng.random(flat.size)
             vals = np.concatenate([keep[name], flat]) if name in keep else flat
@@ -98,12 +101,13 @@ def observe(g: Graph, x: np.ndarray, batch: int = 512, sample_size: int = SAMPLE
                 pick = np.argpartition(ks, sample_size)[:sample_size]
                 vals, ks = vals[pick], ks[pick]
             keep[name], keys[name] = vals, ks
-    return {name: Stats(lo[name], hi[name], keep[name]) for name in lo}
+    empty = np.zeros(0, np.float32)
+    return {name: Stats(lo[name], hi[name], keep.get(name, empty)) for name in lo}
 
 
 def calibrate_minmax(g: Graph, x: np.ndarray, batch: int = 512) -> dict[str, Range]:
     """Min-max ranges of the graph input and of every node output over ``x``."""
-    return {name: Range(s.lo, s.hi) for name, s in observe(g, x, batch, sample_size=1).items()}
+    return {name: Range(s.lo, s.hi) for name, s in observe(g, x, batch, sample_size=0).items()}
 
 
 def calibrate(g: Graph, x: np.ndarray, bits: int, method: str = "minmax",

@@ -132,7 +132,7 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
             bits = cfg.act_bits if node.op == "Add" else cfg.wbits(node.name)
             for t in node.inputs:
                 if q.is_const(t):
-                    ct = FixedType(bits, frac_for_range(float(np.abs(q.consts[t]).max()), bits, True))
+                    ct = _weight_type(q.consts[t], bits)
                     q.consts[t] = quantize_float(q.consts[t], ct)
                     q.set_qtype(t, ct)
             q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
@@ -159,20 +159,20 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
     return q
 
 
-def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=None) -> None:
-    x, w_name, b_name = node.inputs
-    x_t = q.qtype(x)
-    w = q.consts[w_name].astype(np.float64)
-    bits = cfg.wbits(node.name)
-    w_t = FixedType(bits, frac_for_range(float(np.abs(w).max()), bits, True))
-    w_q = quantize_float(w, w_t)
+def _weight_type(w: np.ndarray, bits: int) -> FixedType:
+    """A signed ``bits``-bit type with the largest frac that keeps max|w| unsaturated."""
+    return FixedType(bits, frac_for_range(float(np.abs(w).max()), bits, True))
+
+
+def _store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, b_name: str, b: np.ndarray) -> None:
+    """Store the quantized multiplier ``w_q`` (type ``w_t``, output channel first) and the
+    float addend ``b`` at the accumulator scale ``frac(x) + frac(w)``, rounded half up, and
+    give the node the accumulator width of ``bound = max_n(|b[n]| + sum_k |w[n, k]| * max|x|)``."""
+    x_t = q.qtype(node.inputs[0])
     acc_frac = x_t.frac + w_t.frac
-    b = q.consts[b_name].astype(np.float64)
-    if cfg.bias_correction:
-        b = b - _weight_error_on_mean(node, np.ldexp(w_q.astype(np.float64), -w_t.frac) - w, means[x])
     b_q = np.floor(np.ldexp(b, acc_frac) + 0.5).astype(np.int64)
     x_mag = max(abs(x_t.lo), abs(x_t.hi))
-    # Dense W is (N, K), Conv W is (M, C/groups, *k): sum every axis but the output one
+    # Dense W is (N, K), Conv W (M, C/groups, *k), a scale-shift's mul (C,): sum all but the output axis
     bound = int(np.max(np.abs(b_q) + np.abs(w_q).reshape(len(w_q), -1).sum(axis=1) * x_mag))
     acc_width = signed_width_for(-bound, bound)
     if acc_width > 62:
@@ -180,10 +180,20 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=No
     q.consts[w_name], q.consts[b_name] = w_q, b_q
     q.set_qtype(w_name, w_t)
     q.set_qtype(b_name, FixedType(acc_width, acc_frac))
-    relu = bool(node.attr("relu"))
-    out_t = _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits)
-    q.set_qtype(node.outputs[0], out_t)
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
+
+
+def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=None) -> None:
+    x, w_name, b_name = node.inputs
+    w = q.consts[w_name].astype(np.float64)
+    w_t = _weight_type(w, cfg.wbits(node.name))
+    w_q = quantize_float(w, w_t)
+    b = q.consts[b_name].astype(np.float64)
+    if cfg.bias_correction:
+        b = b - _weight_error_on_mean(node, np.ldexp(w_q.astype(np.float64), -w_t.frac) - w, means[x])
+    _store_linear(q, node, w_name, w_q, w_t, b_name, b)
+    relu = bool(node.attr("relu"))
+    q.set_qtype(node.outputs[0], _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits))
 
 
 def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
@@ -200,28 +210,13 @@ def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarra
 
 def _quantize_scale_shift(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
     """An unfolded BatchNormalization ``y = x * mul[c] + add[c]``: ``mul`` gets a signed
-    ``weight_bits`` type with one power-of-two scale (the largest frac that keeps
-    max|mul| unsaturated), ``add`` is stored at the product scale
-    ``acc_frac = frac(x) + frac(mul)`` rounded half up, and
-    ``bound = max_c(|add[c]| + |mul[c]| * max(|x.lo|, |x.hi|))`` gives ``acc_width``."""
-    x, m_name, a_name = node.inputs
-    x_t = q.qtype(x)
+    ``weight_bits`` type with one power-of-two scale, ``add`` is stored at the product scale
+    like a bias (:func:`_store_linear`, each channel's "row" is its one ``mul``)."""
+    _, m_name, a_name = node.inputs
     m = q.consts[m_name].astype(np.float64)
-    bits = cfg.wbits(node.name)
-    m_t = FixedType(bits, frac_for_range(float(np.abs(m).max()), bits, True))
-    m_q = quantize_float(m, m_t)
-    acc_frac = x_t.frac + m_t.frac
-    a_q = np.floor(np.ldexp(q.consts[a_name].astype(np.float64), acc_frac) + 0.5).astype(np.int64)
-    x_mag = max(abs(x_t.lo), abs(x_t.hi))
-    bound = int(np.max(np.abs(a_q) + np.abs(m_q) * x_mag))
-    acc_width = signed_width_for(-bound, bound)
-    if acc_width > 62:
-        raise QuantizeError(f"node {node.name!r}: accumulator would need {acc_width} bits")
-    q.consts[m_name], q.consts[a_name] = m_q, a_q
-    q.set_qtype(m_name, m_t)
-    q.set_qtype(a_name, FixedType(acc_width, acc_frac))
+    m_t = _weight_type(m, cfg.wbits(node.name))
+    _store_linear(q, node, m_name, quantize_float(m, m_t), m_t, a_name, q.consts[a_name].astype(np.float64))
     q.set_qtype(node.outputs[0], _act_type(out_range, cfg.act_bits))
-    q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
 
 
 def _quantize_leakyrelu(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
