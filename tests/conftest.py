@@ -76,3 +76,29 @@ def verilog_exact(design, tmp_path, x_int, backpressure=0.0, parallelism="balanc
     assert res.y.shape == gold.shape
     assert res.extra["mismatches"] == 0 and np.array_equal(res.y, gold)
     return info, res
+
+
+def train_classifier(model, x, y, steps: int, lr: float, batch: int | None = None):
+    """Adam on cross-entropy for the tests' small torch models: ``steps`` full-batch steps,
+    or with ``batch`` ``steps`` epochs of shuffled mini-batches; returns the model in eval mode."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        for idx in (torch.randperm(len(x)).split(batch) if batch else [slice(None)]):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def negate_first_row(src, array: str) -> None:
+    """Corrupt a generated source on purpose: negate the first printed row of the constant
+    array ``array`` (what a verify run must then catch)."""
+    import re
+
+    text = src.read_text()
+    m = re.search(rf"{array}\[\d+\] = \{{\n    ([^\n]*),\n", text)
+    row = ", ".join(str(-int(v)) for v in m.group(1).split(", "))
+    src.write_text(text[:m.start(1)] + row + text[m.end(1):])

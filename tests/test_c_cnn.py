@@ -1,7 +1,6 @@
 """The C backend on convolutional graphs: every op on random shapes and parameters, a
 residual DAG and the bundled CNN examples, each with C (gcc) == golden in every integer."""
 
-import re
 import subprocess
 
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
-from conftest import ROOT, extremes
+from conftest import ROOT, extremes, negate_first_row
 from nnforge.codegen.program import lower_program
 from nnforge.ir import run_int
 from nnforge.sim.native import run_c
@@ -185,11 +184,7 @@ def test_corrupted_c_is_caught(tmp_path):
     x = np.random.default_rng(1).normal(0, 4, (50, *shape)).astype(np.float32)
     out = design.write(tmp_path / "out", targets=["c"])
     assert design.verify(x, backends=["golden", "c"], outdir=out).backends["c"].mismatches == 0
-    src = out / "c" / "nnforge_model.c"
-    text = src.read_text()
-    m = re.search(r"conv1_w\[\d+\] = \{\n    ([^\n]*),\n", text)
-    row = ", ".join(str(-int(v)) for v in m.group(1).split(", "))
-    src.write_text(text[:m.start(1)] + row + text[m.end(1):])
+    negate_first_row(out / "c" / "nnforge_model.c", "conv1_w")
     res = design.verify(x, backends=["golden", "c"], outdir=out)
     assert res.backends["c"].mismatches > 0 and not res.ok
 

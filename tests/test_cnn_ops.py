@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
+from conftest import train_classifier
 from nnforge.frontend import ModelImportError, import_onnx
 from nnforge.ir import Graph, dequantize, quantize_float, run_float, run_int
 from nnforge.ir.ops import avgpool
@@ -449,14 +450,8 @@ def torch_cnn(tmp_path_factory):
     x = rng.random((400, 1, 8, 8)).astype(np.float32)
     # random-but-deterministic labels from a fixed linear teacher, a few SGD steps
     y = torch.tensor((x.reshape(400, -1) @ rng.standard_normal((64, 10))).argmax(1))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
     xt = torch.tensor(x)
-    model.train()
-    for _ in range(30):
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(xt), y).backward()
-        opt.step()
-    model.eval()
+    train_classifier(model, xt, y, steps=30, lr=0.02)
     path = tmp_path_factory.mktemp("cnn") / "cnn.onnx"
     torch.onnx.export(model, (xt[:1],), str(path), dynamo=True, dynamic_shapes=({0: "N"},))
     return path, x

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import nnforge
+from conftest import train_classifier
 
 LENGTH, CLASSES = 64, 4
 
@@ -37,15 +38,8 @@ def exported(tmp_path_factory):
             nn.Conv1d(1, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU(), nn.MaxPool1d(2),
             nn.Conv1d(8, 8, 5, padding=4, dilation=2, groups=8), nn.ReLU(),
             nn.Conv1d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, CLASSES))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-        xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-        model.train()
-        for _ in range(25):
-            for idx in torch.randperm(len(xt)).split(100):
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
-                opt.step()
-        model.eval()
+        xt = torch.from_numpy(x_train)
+        train_classifier(model, xt, torch.from_numpy(y_train), steps=25, lr=1e-2, batch=100)
         path = tmp_path_factory.mktemp("conv1d") / "model.onnx"
         torch.onnx.export(model, (xt[:1],), str(path), dynamic_shapes={"input": {0: torch.export.Dim("batch")}},
                           input_names=["signal"], external_data=False)

@@ -2,14 +2,13 @@
 tests, the residual DAG and the bundled CNN examples, each with HLS C++ (g++) == golden in
 every integer; the Vitis csim testbench passes under g++; a corrupted weight is caught."""
 
-import re
 import subprocess
 
 import numpy as np
 import pytest
 
 import nnforge
-from conftest import ROOT
+from conftest import ROOT, negate_first_row
 from nnforge.sim.native import CXX_FLAGS, run_hls
 from nnforge.sim.progress import QUIET
 from nnforge.sim.tools import find_tool
@@ -77,11 +76,7 @@ def test_testbench_and_corruption(tmp_path):
     assert "set_top nnforge_top" in (hls / "run_hls.tcl").read_text()
     x = np.random.default_rng(1).normal(0, 4, (50, *shape)).astype(np.float32)
     assert design.verify(x, backends=["golden", "hls"], outdir=out).backends["hls"].mismatches == 0
-    src = hls / "nnforge_hls.cpp"
-    text = src.read_text()
-    m = re.search(r"conv1_w\[\d+\] = \{\n    ([^\n]*),\n", text)
-    row = ", ".join(str(-int(v)) for v in m.group(1).split(", "))
-    src.write_text(text[:m.start(1)] + row + text[m.end(1):])
+    negate_first_row(hls / "nnforge_hls.cpp", "conv1_w")
     res = design.verify(x, backends=["golden", "hls"], outdir=out)
     assert res.backends["hls"].mismatches > 0 and not res.ok
     assert _compile_tb(hls, tmp_path / "tb2").returncode != 0

@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 import nnforge
+from conftest import train_classifier
 from nnforge.frontend import import_onnx
 from nnforge.ir import run_float
 
@@ -39,15 +40,9 @@ def train(kind: str, x_train: np.ndarray, y_train: np.ndarray) -> nn.Module:
     torch.manual_seed(0)
     body = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.1),
                          nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 10))
-    opt = torch.optim.Adam(body.parameters(), lr=1e-2)
     shape, softmax = KINDS[kind]
     x = torch.from_numpy(x_train.reshape(-1, *shape))
-    y = torch.from_numpy(y_train)
-    body.train()
-    for _ in range(200):
-        opt.zero_grad()
-        nn.functional.cross_entropy(body(x), y).backward()
-        opt.step()
+    train_classifier(body, x, torch.from_numpy(y_train), steps=200, lr=1e-2)
     model = nn.Sequential(body, nn.Softmax(dim=1)) if softmax else body
     return model.eval()
 
