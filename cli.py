@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .design import BACKENDS, PARALLELISM, TARGETS, DataError, Design, check_names, compile
+from .design import BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile, trace_text
 from .sim.progress import Progress
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "digits_mlp"
@@ -53,7 +53,9 @@ def cmd_compile(args, progress: Progress) -> int:
     design = compile(args.model, calibration=x_cal, bits=args.bits, weight_bits=args.weight_bits,
                      act_bits=args.act_bits, progress=progress, calibration_method=args.calibration_method,
                      mixed_precision=args.mixed_precision, validation=validation,
-                     bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction])
+                     bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
+                     per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
+                     rounding=args.rounding)
     design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
     if not args.quiet:
         print(design.summary())
@@ -70,7 +72,24 @@ def cmd_verify(args, progress: Progress) -> int:
     x, y = load_npz(args.data)
     result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
                            progress=progress)
-    print(json.dumps(result.as_dict(), indent=2) if args.json else result)
+    traces, sample = {}, 0
+    if args.trace:
+        # the first sample some traceable backend got wrong (or the first sample)
+        wrong = [r.first_mismatch for b, r in result.backends.items() if b in TRACEABLE and r.first_mismatch is not None]
+        sample = min(wrong) if wrong else 0
+        traceable = [b for b in backends if b in TRACEABLE]
+        traces = design.trace(x, traceable, outdir=args.outdir, sample=sample, progress=progress) if traceable else {}
+    if args.json:
+        doc = result.as_dict()
+        if args.trace:
+            doc["trace"] = {"sample": sample, "backends": {b: [t.as_dict() for t in ls] for b, ls in traces.items()}}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(result)
+        if args.trace:
+            print(trace_text(traces, sample), end="")
+            if "verilog" in backends:
+                print("  verilog: not traced (only its output stream is compared)")
     return 0 if result.ok else 1
 
 
@@ -124,6 +143,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--bias-correction", choices=("auto", "on", "off"), default="auto",
                    help="correct each layer's bias for the mean error of its quantized weights "
                         "(auto: when weights are narrower than 8 bits)")
+    c.add_argument("--per-channel", action="store_true",
+                   help="a power-of-two weight scale per output channel of each Dense / Conv (default: per tensor)")
+    c.add_argument("--scale", choices=("pow2", "real"), default="pow2",
+                   help="pow2: every rescale is a shift (default, the FPGA choice); real: calibrated real scales "
+                        "applied as integer multiplier and shift (the MCU choice)")
+    c.add_argument("--asymmetric", action="store_true",
+                   help="with --scale real: signed activations on the unsigned grid with a zero point")
+    c.add_argument("--rounding", choices=("nearest", "search"), default="nearest",
+                   help="weight rounding: to nearest (default) or searched per channel on the calibration data")
     c.add_argument("--mixed-precision", type=float, metavar="MAX_ACC_DROP",
                    help="search per-layer weight widths (8 down to 2 bits) for the fewest weight bits whose "
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")
@@ -140,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--backends", help=f"comma-separated, from {','.join(BACKENDS)} "
                    "(default: golden and every target written to OUTDIR)")
     v.add_argument("--limit", type=int, help="use only the first N samples")
+    v.add_argument("--trace", action="store_true",
+                   help="also compare every layer of the C and HLS backends with golden, on the first sample "
+                        "that differs (or the first sample), and name the first layer that differs")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     v.set_defaults(func=cmd_verify)

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -26,12 +26,15 @@ from .codegen.program import Program
 from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.serialize import from_dict, to_dict
-from .passes import QuantConfig, calibrate, quantize, run_float_pipeline
+from .passes import QuantConfig, calibrate, run_float_pipeline
+from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
 from .passes.calibrate import channel_means
+from .passes.rounding import layer_inputs
 from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
 BACKENDS = ("golden",) + TARGETS
+TRACEABLE = ("c", "hls")  # backends whose every layer verify --trace compares
 PARALLELISM = ("sequential", "balanced", "parallel")
 FORMAT_VERSION = 1
 HLS_TB_SAMPLES = 16
@@ -191,11 +194,11 @@ class Design:
     def summary(self) -> str:
         lines = [f"model {self.qgraph.name}: input {self.input_shape} {self.input_type}, "
                  f"output {self.output_shape} {self.output_type}",
-                 f"{'layer':<16}{'op':<12}{'in':>8}{'weights':>9}{'acc':>6}{'out':>8}{'MACs':>8}"]
-        for r in self.layers():
-            lines.append(f"{r['name'][:15]:<16}{(r['op'] + ('+relu' if r.get('relu') else ''))[:11]:<12}"
-                         f"{r['input']:>8}{r.get('weights', '-'):>9}{r.get('acc_width', '-')!s:>6}"
-                         f"{r['output']:>8}{r.get('macs', '-')!s:>8}")
+                 ]
+        lines += _table([("layer", "op", "in", "weights", "acc", "out", "MACs")] + [
+            (r["name"][:15], (r["op"] + ("+relu" if r.get("relu") else ""))[:11], r["input"],
+             str(r.get("weights", "-")), str(r.get("acc_width", "-")), r["output"], str(r.get("macs", "-")))
+            for r in self.layers()])
         return "\n".join(lines)
 
     __repr__ = summary
@@ -212,11 +215,13 @@ class Design:
         fenv = run_float(self._float_passes, x, keep=True)
         q = self.qgraph
         qenv = run_int(q, self.quantize_input(x), keep=True)
+        refs = _quant_references(self._float_passes)
 
         def sqnr(t: str) -> float | None:
-            if t not in fenv or t not in qenv:
+            f = refs.get(t, t)
+            if f not in fenv or t not in qenv:
                 return None
-            ref = np.asarray(fenv[t], np.float64)
+            ref = np.asarray(fenv[f], np.float64)
             err = dequantize(qenv[t], q.qtype(t)) - ref
             sig, noise = float(np.sum(ref ** 2)), float(np.sum(err ** 2))
             if noise == 0.0:
@@ -240,11 +245,10 @@ class Design:
     def precision_text(p: dict) -> str:
         def db(v):
             return "-" if v is None else ("inf" if v == float("inf") else f"{v:.1f}")
-        lines = [f"precision on {p['samples']} samples (SQNR of each layer's output against the float model, dB)",
-                 f"{'layer':<16}{'op':<12}{'in':>8}{'weights':>9}{'acc':>6}{'out':>8}{'SQNR':>8}"]
-        for r in p["layers"]:
-            lines.append(f"{r['name'][:15]:<16}{r['op'][:11]:<12}{r['input']:>8}{r.get('weights', '-'):>9}"
-                         f"{r.get('acc_width', '-')!s:>6}{r['output']:>8}{db(r['sqnr_db']):>8}")
+        lines = [f"precision on {p['samples']} samples (SQNR of each layer's output against the float model, dB)"]
+        lines += _table([("layer", "op", "in", "weights", "acc", "out", "SQNR")] + [
+            (r["name"][:15], r["op"][:11], r["input"], str(r.get("weights", "-")), str(r.get("acc_width", "-")),
+             r["output"], db(r["sqnr_db"])) for r in p["layers"]])
         lines.append(f"model output SQNR {db(p['output_sqnr_db'])} dB")
         if p["worst_layer"]:
             lines.append(f"largest loss: {p['worst_layer']} ({p['worst_drop_db']:.1f} dB below its input)")
@@ -284,6 +288,10 @@ class Design:
                                        "calibration_overrides": dict(self.config.overrides),
                                        "layer_weight_bits": dict(self.config.layer_weight_bits),
                                        "bias_correction": self.config.bias_correction,
+                                       "per_channel": self.config.per_channel,
+                                       "from_model": self.config.from_model,
+                                       "scale": self.config.scale, "asymmetric": self.config.asymmetric,
+                                       "rounding": self.config.rounding,
                                        "mixed_precision": self.mixed.as_dict() if self.mixed else None},
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
@@ -337,6 +345,48 @@ class Design:
                          "wrapper applies softmax.")
         return "\n".join(lines) + "\n"
 
+    def trace(self, x, backends: Sequence[str] = TRACEABLE, outdir=None, sample: int = 0,
+              progress: Progress = QUIET) -> dict[str, list[LayerTrace]]:
+        """Run sample ``sample`` of ``x`` through each backend built with tracing on and
+        compare every layer's output with golden's (C and HLS C++; the Verilog engines'
+        internal streams are not traced)."""
+        from .sim.native import trace as native_trace
+
+        backends = check_names(backends, TRACEABLE, "traceable backend")
+        x_int = self.quantize_input(self.check_input(x)[sample:sample + 1])
+        env = run_int(self.qgraph, x_int, keep=True)
+        tmp = None
+        if outdir is None:
+            tmp = Path(tempfile.mkdtemp(prefix="nnforge-trace-"))
+            outdir = self.write(tmp / "out", targets=backends, progress=progress)
+        try:
+            result = {}
+            for b in backends:
+                src = Path(outdir) / b
+                if not src.is_dir():
+                    raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
+                prog = self.lowered(b)
+                got = native_trace(b, src, Path(outdir) / "build" / f"{b}-trace", x_int.reshape(1, -1),
+                                   prog.n_out, progress)
+                layers = []
+                for i, st in enumerate(prog.steps):
+                    if not st.tensor:
+                        continue
+                    want = np.asarray(env[st.tensor], dtype=np.int64).reshape(-1)
+                    have = got.get(i, np.zeros(0, dtype=np.int64))
+                    if have.size != want.size:
+                        bad = np.arange(want.size)
+                    else:
+                        bad = np.flatnonzero(have != want)
+                    layers.append(LayerTrace(st.name, st.op, st.tensor, int(want.size), int(bad.size),
+                                             int(bad[0]) if bad.size else None))
+                result[b] = layers
+                progress(f"{b}: traced {len(layers)} layers")
+            return result
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
     # ---- persistence ----------------------------------------------------------------
     def save(self, folder) -> None:
         folder = Path(folder)
@@ -348,7 +398,11 @@ class Design:
                           "calibration": self.config.calibration,
                           "overrides": [list(o) for o in self.config.overrides],
                           "layer_weight_bits": [list(o) for o in self.config.layer_weight_bits],
-                          "bias_correction": self.config.bias_correction},
+                          "bias_correction": self.config.bias_correction,
+                          "per_channel": self.config.per_channel,
+                          "from_model": self.config.from_model,
+                          "scale": self.config.scale, "asymmetric": self.config.asymmetric,
+                          "rounding": self.config.rounding},
                "float_graph": fd, "quantized_graph": qd}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -420,6 +474,61 @@ class Design:
         return result
 
 
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Text columns as wide as their widest cell (real-scale types are long); the first
+    two left-aligned, the rest right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in rows]
+
+
+def _quant_references(f: Graph) -> dict[str, str]:
+    """For a model carrying its own quantization: the float tensor each quantized tensor
+    stands for, the output of the Quant that marks it (through a Relu the quantizer fused),
+    so the precision report compares with the model's own fake-quantized values."""
+    refs: dict[str, str] = {}
+    for node in f.topo():
+        if node.op != "Quant":
+            continue
+        t = node.inputs[0]
+        refs[t] = node.outputs[0]
+        producer = f.producer(t)
+        if producer is not None and producer.op == "Relu":
+            refs[producer.inputs[0]] = node.outputs[0]
+    return refs
+
+
+@dataclass
+class LayerTrace:
+    """One layer of a backend's trace against golden."""
+
+    step: str
+    op: str
+    tensor: str
+    values: int
+    mismatches: int  # output values that differ from golden
+    first_index: int | None = None  # the first differing value (row-major in the IR shape)
+
+    def as_dict(self) -> dict:
+        return {"step": self.step, "op": self.op, "tensor": self.tensor, "values": self.values,
+                "mismatches": self.mismatches, "first_index": self.first_index}
+
+
+def trace_text(traces: dict[str, list[LayerTrace]], sample: int) -> str:
+    """The per-layer comparison of :meth:`Design.trace`, naming each backend's first
+    layer that differs from golden."""
+    lines = [f"Trace of sample {sample}, every layer against golden:"]
+    for b, layers in traces.items():
+        first = next((t for t in layers if t.mismatches), None)
+        lines.append(f"  {b}: " + (f"first layer that differs: {first.step} ({first.op}, tensor {first.tensor}), "
+                                   f"{first.mismatches} of {first.values} values, first at index {first.first_index}"
+                                   if first else f"all {len(layers)} layers equal golden"))
+        for t in layers:
+            lines.append(f"    {t.step:<24} {t.op:<20} {t.values:>7} values  "
+                         + ("ok" if not t.mismatches else f"{t.mismatches} differ"))
+    return "\n".join(lines) + "\n"
+
+
 def _run_backend(name: str, hw: Program | HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
     x_flat = x_int.reshape(len(x_int), -1)
     if name == "c":
@@ -464,7 +573,8 @@ def _replace_dir(new: Path, dest: Path) -> None:
 def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = None,
             act_bits: int | None = None, progress: Progress = QUIET, calibration_method: str = "minmax",
             calibration_overrides: dict[str, str] | None = None, mixed_precision: float | None = None,
-            validation=None, bias_correction: bool | None = None) -> Design:
+            validation=None, bias_correction: bool | None = None, per_channel: bool = False,
+            scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest") -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -481,23 +591,41 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     ``bias_correction``: move each Dense / Conv bias by the error its quantized weights
     make on the calibration data's mean input; by default on when weights are narrower
     than 8 bits (or mixed precision may make them so), where it pays (digits CNN at
-    4-bit weights: 63.6% -> 85.8%)."""
+    4-bit weights: 63.6% -> 85.8%).
+
+    ``per_channel``: every output channel of a Dense / Conv gets its own power-of-two
+    weight scale (a per-channel shift in the requantization) instead of one per tensor.
+
+    ``scale``: ``pow2`` (default: every rescale is a shift, the FPGA choice) or ``real``
+    (each activation's scale is its calibrated range over the integer range, weights
+    symmetric with scale max|w| / (2**(bits-1) - 1); rescales are an integer multiplier and
+    a shift, the MCU choice). ``asymmetric`` (real scales only): signed activations use the
+    whole unsigned grid with a zero point instead of a symmetric signed one.
+
+    ``rounding``: ``nearest`` (default) or ``search``: per output channel, each weight
+    rounds down or up as lowers the layer's output error on calibration inputs
+    (:mod:`nnforge.passes.rounding`)."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
     if bias_correction is None:
         bias_correction = wb < 8 or mixed_precision is not None
     cfg = QuantConfig(weight_bits=wb, act_bits=act_bits or bits, calibration=calibration_method,
-                      overrides=tuple((calibration_overrides or {}).items()), bias_correction=bool(bias_correction))
+                      overrides=tuple((calibration_overrides or {}).items()), bias_correction=bool(bias_correction),
+                      per_channel=bool(per_channel), scale=scale, asymmetric=bool(asymmetric),
+                      rounding=rounding)
     t0 = time.monotonic()
     g = import_onnx(model)
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
+    if is_prequantized(f):
+        return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     x_cal = as_batch(calibration, f.shape(f.inputs[0]))
     ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
     means = channel_means(f, x_cal) if cfg.bias_correction else None
+    inputs = layer_inputs(f, x_cal) if cfg.rounding == "search" else None
     mixed = None
     if mixed_precision is not None:
         from .passes.mixed import search
@@ -509,17 +637,35 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
         if y_val is None:
             raise DataError("mixed precision needs labels in the validation data")
         mixed = search(f, ranges, cfg, as_batch(x_val, f.shape(f.inputs[0])), np.asarray(y_val),
-                       float(mixed_precision), progress=progress, means=means)
+                       float(mixed_precision), progress=progress, means=means, inputs=inputs)
         cfg = mixed.config
         progress(mixed.text().rstrip())
-    q = quantize(f, ranges, cfg, means)
+    q = quantize_graph(f, ranges, cfg, means, inputs)
     q.verify()
-    progress(f"quantized to {cfg.weight_bits}-bit weights / {cfg.act_bits}-bit activations "
+    progress(f"quantized to {cfg.weight_bits}-bit weights{' per channel' if cfg.per_channel else ''} / "
+             f"{cfg.act_bits}-bit activations "
              f"(calibration: {cfg.calibration})")
     design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
     design.mixed = mixed
     design._float_passes = f
     design.calibration_precision = design.precision(as_batch(calibration, f.shape(f.inputs[0])), limit=64)
+    return design
+
+
+def _compile_prequantized(g: Graph, f: Graph, cfg: QuantConfig, calibration, model, mixed_precision,
+                          progress: Progress) -> Design:
+    """A model that carries its own quantization (QDQ, QONNX): no calibration; the
+    calibration data, if given, only feeds the precision report."""
+    if mixed_precision is not None:
+        raise DataError("mixed precision searches widths for a float model; this model is already quantized")
+    cfg = replace(cfg, from_model=True, bias_correction=False)
+    q = quantize_prequantized(f, cfg)
+    q.verify()
+    progress(f"quantized as the model states ({sum(n.op == 'Quant' for n in f.topo())} quantization points)")
+    design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
+    design._float_passes = f
+    if calibration is not None:
+        design.calibration_precision = design.precision(as_batch(calibration, f.shape(f.inputs[0])), limit=64)
     return design
 
 

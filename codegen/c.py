@@ -29,6 +29,10 @@ def model_context(prog: Program, softmax: bool) -> dict:
         "model": prog.name, "n_in": prog.n_in, "n_out": prog.n_out,
         "in_t": str(prog.in_t), "out_t": str(prog.out_t),
         "in_frac": prog.in_t.frac, "out_frac": prog.out_t.frac,
+        # real (non power-of-two) scales as exact double literals; "" for 2**-frac
+        "in_scale": repr(prog.in_t.real_scale) if prog.in_t.real_scale else "",
+        "out_scale": repr(prog.out_t.real_scale) if prog.out_t.real_scale else "",
+        "out_zero": prog.out_t.zero,
         "in_lo": prog.in_t.lo, "in_hi": prog.in_t.hi,
         "in_ctype": c_int_type(prog.in_t.width, prog.in_t.signed),
         "out_ctype": c_int_type(prog.out_t.width, prog.out_t.signed),

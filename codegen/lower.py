@@ -13,6 +13,7 @@ import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
+from ..ir.ops.dense import requant_params
 from .naming import sanitize
 
 
@@ -26,10 +27,12 @@ LOWERABLE_OPS = frozenset({"Dense", "Reshape"})
 
 @dataclass(frozen=True)
 class DenseLayer:
-    """``y[n] = sat(round_half_up((b[n] + sum_k x[k] * w[n, k]) >> shift), lo, hi)``.
+    """``y[n] = sat(round_half_up(((b[n] + sum_k x[k] * w[n, k]) * mult[n]) >> shift), lo, hi)``.
 
     ``shift`` may be <= 0 (then it is an exact left shift by ``-shift``). ``lo``/``hi``
-    are the output range; a fused Relu shows up as ``lo == 0``.
+    are the output range; a fused Relu shows up as ``lo == max(out_t.lo, 0)``. ``mult``
+    holds the per-output-channel multipliers (integers >= 0,
+    :func:`nnforge.ir.ops.dense.requant_params`); None when every one is 1.
     """
 
     name: str
@@ -45,6 +48,7 @@ class DenseLayer:
     lo: int
     hi: int
     relu: bool
+    mult: np.ndarray | None = field(default=None, repr=False)  # (n_out,) int64, or None: all 1
 
     @property
     def macs(self) -> int:
@@ -103,7 +107,7 @@ def lower(q: Graph, target: str = "any") -> HwModel:
             continue
         x, w, b = node.inputs
         out_t = q.qtype(cur)
-        acc_frac = q.qtype(x).frac + q.qtype(w).frac
+        mult, shift = requant_params(node, q)
         relu = bool(node.attr("relu"))
         layers.append(DenseLayer(
             name=sanitize(node.name, used, prefix="layer"),
@@ -112,8 +116,9 @@ def lower(q: Graph, target: str = "any") -> HwModel:
             weights=np.asarray(q.consts[w], dtype=np.int64),
             bias=np.asarray(q.consts[b], dtype=np.int64),
             acc_width=int(node.attr("acc_width")),
-            shift=acc_frac - out_t.frac,
+            shift=int(shift),
             lo=max(out_t.lo, 0) if relu else out_t.lo, hi=out_t.hi, relu=relu,
+            mult=None if np.all(mult == 1) else np.asarray(mult, dtype=np.int64),
         ))
     if cur != q.outputs[0]:
         raise BackendError("the graph output is not at the end of the layer chain")

@@ -30,6 +30,7 @@ import numpy as np
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
 from ..ir.ops._window import out_sizes, spatial_attrs
+from ..ir.ops.dense import requant_params
 from .lower import BackendError, ModelIO, c_int_type, check_ops, interface
 from .naming import sanitize
 
@@ -61,6 +62,8 @@ class Step:
     out_ctype: str
     params: dict = field(repr=False)
     macs: int = 0
+    tensor: str = ""  # the IR tensor the output buffer holds ("" for a copy step)
+    size: int = 0  # values in it
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,19 @@ def _rows(values, per_line: int = 16) -> list[str]:
 
 def _requant(acc_frac: int, out_t: FixedType, relu: bool = False) -> dict:
     return {"shift": acc_frac - out_t.frac, "lo": max(out_t.lo, 0) if relu else out_t.lo, "hi": out_t.hi}
+
+
+def _channel_requant(node, q: Graph, acc_width: int) -> dict:
+    """A linear layer's per-channel rescale (:func:`nnforge.ir.ops.dense.requant_params`):
+    ``shift``, and ``mult_rows`` (None when every multiplier is 1) with the C types of the
+    multipliers and of the product ``acc * mult``."""
+    mult, shift = requant_params(node, q)
+    p = {"shift": shift, "mult_rows": None, "mult_size": int(mult.size)}
+    if np.any(mult != 1):
+        prod_width = acc_width + int(mult.max()).bit_length()
+        p.update(mult_rows=_rows(mult), mult_ctype=c_int_type(int(mult.max()).bit_length() + 1, True),
+                 prod_width=prod_width, prod_ctype=_acc_ctype(prod_width))
+    return p
 
 
 def _row_major(shape) -> list[int]:
@@ -167,7 +183,8 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
              "w_ctype": c_int_type(q.qtype(w).width, True),
              "b_ctype": c_int_type(_values_width(bias), True),
              "w_rows": _rows(weights), "w_size": weights.size, "b_rows": _rows(bias), "b_size": bias.size,
-             **_requant(x_t.frac + q.qtype(w).frac, out_t, bool(node.attr("relu")))}
+             **_requant(x_t.frac + q.qtype(w).frac, out_t, bool(node.attr("relu"))),
+             **_channel_requant(node, q, acc_width)}
         if op == "Dense":  # one row of weights per output, as the (n_out, n_in) array
             p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=[_rows(r, r.size)[0] for r in weights],
                      b_list=_rows(bias, max(bias.size, 1))[0])
@@ -240,7 +257,14 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
                                        f"activation {q.shape(t)} to {out_shape}; not supported")
                 acts.append(t)
             operands.append(o)
-        return "add", {"size": size, "frac": f, "a": operands[0], "b": operands[1], **_requant(f, out_t)}, 0, acts
+        params = {"size": size, "frac": f, "a": operands[0], "b": operands[1], **_requant(f, out_t), "rq": False}
+        if node.attrs.get("rq_mult") is not None:
+            # real scales: each operand times its own integer, one rescale of the sum
+            from ..ir.ops.add import add_params
+            ma, mb, shift = add_params(node, q)
+            operands[0]["mult"], operands[1]["mult"] = ma, mb
+            params.update(rq=True, shift=shift)
+        return "add", params, 0, acts
     if op == "Mul":
         # y = requant(a * b, frac(a) + frac(b) -> out): every operand read with its
         # broadcast strides over the output (a constant is stored in its own shape)
@@ -341,7 +365,7 @@ def lower_program(q: Graph, target: str = "c", reuse: bool = True) -> Program:
         steps.append(Step(kind=kind, name=names[n.name], op=n.op,
                           inputs=tuple(buf_of[root[t]] for t in ins), output=buf_of[out],
                           in_ctypes=tuple(_ctype(q.qtype(t)) for t in ins), out_ctype=ctype,
-                          params=params, macs=macs))
+                          params=params, macs=macs, tensor=out, size=size))
         # release buffers whose value no later step reads (never the one just written
         # if it is still needed; a value nobody reads is dead at once)
         for k, t in list(holder.items()):

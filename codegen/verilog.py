@@ -147,6 +147,29 @@ def _repl(n: int, bit: str | None) -> str:
     return f"{{{n}{{{bit}}}}}" if bit else _ulit(n, 0)
 
 
+def channel_mult(mult, aw: int, n: int, name: str) -> dict:
+    """How an engine applies the per-output-channel multipliers ``mult`` (None or all 1:
+    ``mode`` "none", nothing changes) to its ``aw``-bit signed accumulator before the
+    round/shift/saturate: "pow2" (every multiplier a power of two) stores the exponents
+    and shifts left, "mult" stores the multipliers (``mw`` bits, a leading 0 makes them
+    signed) and multiplies. ``vals``: what the ROM stores per channel; ``qa``: the exact
+    width of the product (``acc * mult`` fits it for any ``aw``-bit ``acc``)."""
+    if mult is None:
+        return {"mode": "none", "qa": aw}
+    m = np.asarray(mult, dtype=np.int64).reshape(-1)
+    if m.size != n:
+        raise BackendError(f"layer {name}: {m.size} requantization multipliers for {n} output channels")
+    if np.all(m == 1):
+        return {"mode": "none", "qa": aw}
+    if np.any(m < 0):
+        raise BackendError(f"layer {name}: a requantization multiplier is negative")
+    if np.all(m > 0) and np.all((m & (m - 1)) == 0):
+        e = [int(v).bit_length() - 1 for v in m]
+        return {"mode": "pow2", "vals": e, "mw": max(1, max(e).bit_length()), "qa": aw + max(e)}
+    mw = max(1, int(m.max()).bit_length())
+    return {"mode": "mult", "vals": [int(v) for v in m], "mw": mw, "qa": aw + mw}
+
+
 @dataclass(frozen=True)
 class _Timing:
     steps: int  # S
@@ -222,12 +245,17 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
     brom += [0] * ((1 << gb) - len(brom))
     brom_width = pe * aw
 
-    # requantization widths: rounding add needs max(AW, shift) + 1 bits; a left shift
-    # AW - shift; the clamp compares with two bits of headroom over the output width.
+    # per-channel multipliers: acc * mult (or acc << exponent) in QA bits, then the same
+    # requantization on that product
+    cm = channel_mult(ly.mult, aw, ly.n_out, ly.name)
+    qa = cm["qa"]
+    src = "acc" if cm["mode"] == "none" else "accm"
+    # requantization widths: rounding add needs max(QA, shift) + 1 bits; a left shift
+    # QA - shift; the clamp compares with two bits of headroom over the output width.
     if ly.shift > 0:
-        rw = max(aw, ly.shift) + 1
+        rw = max(qa, ly.shift) + 1
     else:
-        rw = aw - ly.shift
+        rw = qa - ly.shift
     cw = max(rw, ow + 2)
     sb, jb, rb = _bits(t.steps), _bits(simd), max(1, pe.bit_length())
     ctx = {
@@ -265,7 +293,7 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         # requantization
         "shift": ly.shift, "rw": rw, "cw": cw,
         "rnd": _shex(rw, 1 << (ly.shift - 1)) if ly.shift > 0 else "",
-        "rw_ext": _repl(rw - aw, f"acc[{aw - 1}]"),
+        "rw_ext": _repl(rw - qa, f"{src}[{qa - 1}]"), "rq_src": src, "cm": cm["mode"],
         "lshift_zero": _ulit(-ly.shift, 0) if ly.shift < 0 else "",
         "cw_ext_n": cw - rw, "cw_ext": _repl(cw - rw, f"q[{rw - 1}]"),
         "lo_c": _shex(cw, ly.lo), "hi_c": _shex(cw, ly.hi),
@@ -273,14 +301,42 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "lo": ly.lo, "hi": ly.hi, "relu": ly.relu,
         "timing": asdict(t),
     }
+    if cm["mode"] != "none":
+        # multiplier (or exponent) ROM: word g holds channel g*PE+p at bits p*MW; with one
+        # group the PE values are constants
+        mw = cm["mw"]
+        mrom = []
+        for g in range(t.groups):
+            word = 0
+            for p in range(pe):
+                word |= cm["vals"][g * pe + p] << (p * mw)
+            mrom.append(word)
+        mrom_width = pe * mw
+        mrom += [0] * ((1 << gb) - len(mrom))
+        ctx.update(
+            mw=mw, qa=qa, mrom_width=mrom_width, mrom_depth=len(mrom), mrom=[_hex(mrom_width, v) for v in mrom],
+            m_const=_hex(mrom_width, mrom[0]) if t.groups == 1 else "",
+            acc_ext=_repl(qa - aw, f"acc[{aw - 1}]"), m_ext=_ulit(qa - mw, 0),
+            m_rule=("a power of two 2^e[n], applied as acc << e[n]" if cm["mode"] == "pow2"
+                  else f"{mw} bits, a product acc * m[n]"),
+        )
     for k in ("xw", "ww", "ow", "aw", "pw", "xword", "xsh", "res", "pa", "sb", "jb", "gb", "ab",
-              "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw"):
-        ctx[k + "_m1"] = ctx[k] - 1
+              "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw",
+              "mw", "qa", "mrom_width", "mrom_depth"):
+        if k in ctx:
+            ctx[k + "_m1"] = ctx[k] - 1
     return ctx
 
 
 def _type_info(t: FixedType) -> dict:
     return {"width": t.width, "frac": t.frac, "signed": t.signed, "type": str(t)}
+
+
+def _rq_multipliers(c: dict) -> int:
+    """Multipliers of a layer's per-channel requantization whose operands both vary: one
+    per PE with a multiplier ROM (none for powers of two: shifts; none with one group:
+    products by constants)."""
+    return c["pe"] if c["cm"] == "mult" and c["groups"] > 1 else 0
 
 
 # ----------------------------------------------------------------------------- writer
@@ -323,7 +379,7 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
         {
             "name": c["name"], "module": c["module"], "file": f"{c['module']}.v",
             "n_in": c["n_in"], "n_out": c["n_out"],
-            "pe": c["pe"], "simd": c["simd"], "multipliers": c["pe"] * c["simd"],
+            "pe": c["pe"], "simd": c["simd"], "multipliers": c["pe"] * c["simd"] + _rq_multipliers(c),
             "steps": c["steps"], "groups": c["groups"],
             "acc_width": c["aw"], "shift": c["shift"], "lo": c["lo"], "hi": c["hi"],
             "in_type": c["in_type"], "weight_type": c["w_type"], "out_type": c["out_type"],
@@ -331,6 +387,7 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
             "compute_cycles": c["timing"]["compute_cycles"],
             "latency_cycles": c["timing"]["latency"],
             "ii_cycles": c["timing"]["ii"],
+            **({"channel_mult": c["cm"]} if c["cm"] != "none" else {}),
         }
         for c in ctxs
     ]

@@ -6,7 +6,8 @@
   memory is full the outputs are computed one per cycle:
 
   - Add: both operands aligned to the finer scale exactly (left shift), added,
-    requantized (round half up, saturate), as ``ir/ops/add.py``;
+    requantized (round half up, saturate), as ``ir/ops/add.py``; with real scales
+    (``rq_mult``) each operand is multiplied by its own constant before the sum;
   - Mul: the exact product requantized, as ``ir/ops/mul.py``;
   - Concat on any per-sample axis: the output in flat order is, for each index of the
     axes before ``axis``, a block of every input in turn; each input reads its memory in
@@ -157,6 +158,9 @@ def _port(q: Graph, t: str, name: str) -> dict:
 def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     acts = [t for t in node.inputs if not q.is_const(t)]
     if node.op in ("Add", "Mul") and len(acts) < 2:
+        if node.op == "Add" and node.attrs.get("rq_mult") is not None:
+            refuse(node, "has real-scale multipliers (rq_mult) and a constant operand; the map engine "
+                         "implements only the power-of-two Add")
         from .verilog_map import map_engine  # an elementwise op with a constant operand
         return map_engine(q, node, name, layouts)
     in_p, out_p = node_layouts(q, node, layouts)
@@ -176,7 +180,18 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
         if len(acts) != 2 or any(tuple(q.shape(t)) != out_shape for t in acts):
             refuse(node, "needs two activations of the output's shape (no broadcasting between activations)")
         ta, tb = (q.qtype(t) for t in acts)
-        if node.op == "Add":
+        if node.op == "Add" and node.attrs.get("rq_mult") is not None:
+            # real scales: y = sat(round_half_up((a * m_a + b * m_b) >> shift)), m_a, m_b >= 0
+            from ..ir.ops.add import add_params
+            ma, mb, shift = add_params(node, q)
+            pa, pb = (ta.lo * ma, ta.hi * ma), (tb.lo * mb, tb.hi * mb)
+            v_lo, v_hi = pa[0] + pb[0], pa[1] + pb[1]
+            # the working width also holds each operand and each product on its own
+            r = requant_numbers(min(v_lo, *pa, *pb, ta.lo, tb.lo), max(v_hi, *pa, *pb, ta.hi, tb.hi), shift, out_t)
+            e.update(rule=f"y = sat(round_half_up((a * {ma} + b * {mb}) >> {shift}))" + _layout_note(out_p),
+                     mode="add_mult", R=r, mults=[_shex(r["cw"], ma), _shex(r["cw"], mb)], multipliers=2,
+                     ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
+        elif node.op == "Add":
             f = max(ta.frac, tb.frac)
             ua, ub = f - ta.frac, f - tb.frac
             v_lo, v_hi = (ta.lo << ua) + (tb.lo << ub), (ta.hi << ua) + (tb.hi << ub)
@@ -187,10 +202,11 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
             v_lo, v_hi = min(prods), max(prods)
             shift = ta.frac + tb.frac - out_t.frac
             e.update(rule=f"y = sat(round_half_up((a * b) >> {shift}))")
-        e["rule"] += _layout_note(out_p)
-        r = requant_numbers(v_lo, v_hi, shift, out_t)
-        e.update(mode=node.op.lower(), R=r,
-                 ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
+        if e.get("mode") != "add_mult":
+            e["rule"] += _layout_note(out_p)
+            r = requant_numbers(v_lo, v_hi, shift, out_t)
+            e.update(mode=node.op.lower(), R=r,
+                     ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
         cnt_n = n_out
     else:  # Concat
         ir_axis = int(node.attr("axis"))

@@ -22,9 +22,10 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.fixed import signed_width_for
+from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import _step_params
-from .verilog import _bits, _hex, _shex, _ulit
+from .verilog import _bits, _hex, _shex, _ulit, channel_mult
 from .verilog_join import refuse
 
 
@@ -160,7 +161,12 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
             raise BackendError(f"layer {name}: acc_width {aw} cannot hold the bound {bound} of its partial sums")
         wwid = signed_width_for(int(w.min()), int(w.max())) if w.size else 2
         pw = xe + wwid
-        shift = int(p["shift"])
+        mult, shift = requant_params(node, q)
+        shift = int(shift)
+        if shift != int(p["shift"]):
+            raise BackendError(f"internal: layer {name} requantization shift")
+        cm = channel_mult(mult, aw, e["m"], name)
+        qa = cm["qa"]
         # ROM word (m*cgb + cb)*kh*kw + ky*kw + kx holds the S weights of channels cb*S + j
         # (lane j at bits [j*ww, (j+1)*ww))
         wl = w.reshape(w.shape[0], cgb, simd, w.shape[2], w.shape[3]).transpose(0, 1, 3, 4, 2).reshape(-1, simd)
@@ -176,12 +182,22 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
                  brom=[_hex(aw, int(v)) for v in b], L=lane_ctx,
                  pw_m1=pw - 1, p_zero=_shex(pw, 0), shift=shift,
                  prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
-                 rule=f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
-                      f"padded taps add 0")
+                 rule=(f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
+                       f"padded taps add 0" if cm["mode"] == "none" else
+                       f"y = sat(round_half_up(((b + sum x*w) * m[c]) >> {shift})), accumulator s{aw}, "
+                       f"m[c] the output channel's multiplier ("
+                       + ("a power of two: a left shift" if cm["mode"] == "pow2" else f"{cm['mw']} bits")
+                       + f"), product s{qa}; padded taps add 0"),
+                 cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"))
         if aw < xw + 1:
             raise BackendError(f"internal: layer {name} accumulator narrower than its input")
-        cw = max(aw + 1, aw - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
-        e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"),
+        src = "acc" if cm["mode"] == "none" else "accm"
+        if cm["mode"] != "none":
+            # ROM word c: the multiplier (or exponent) of output channel c, read with the bias
+            e.update(mw_m1=cm["mw"] - 1, qa_m1=qa - 1, mrom=[_ulit(cm["mw"], v) for v in cm["vals"]],
+                     acc_ext=_ext(qa - aw, True, f"acc[{aw - 1}]"), m_ext=_ulit(qa - cm["mw"], 0))
+        cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
+        e.update(cw_m1=cw - 1, cw_ext=_ext(cw - qa, True, f"{src}[{qa - 1}]"),
                  rnd_c=_shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
     elif kind == "max":
         # the golden maximum starts below every input (int64 min) and saturates: starting
@@ -195,7 +211,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
         e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
     else:
         _avg(e, p, x_t, xw, xe, ow, lo, hi)
-    e.update(timing=_timing(e), ports=["in"], multipliers=simd if kind == "mac" else 0,
+    e.update(timing=_timing(e), ports=["in"], multipliers=simd + e["rq_multipliers"] if kind == "mac" else 0,
              frame_memory_words=e.get("line_words", n_in))
     return e
 

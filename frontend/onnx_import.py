@@ -20,13 +20,27 @@ MIN_OPSET = 11
 # ONNX op type -> what it becomes. Anything else must be constant-foldable.
 SUPPORTED_OPS = (
     "Add", "Cast", "Constant", "Dropout", "Flatten", "Gemm", "Identity", "MatMul", "Relu",
-    "Reshape", "Softmax",
+    "Reshape", "Softmax", "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
     "Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "ReduceMean", "Mul", "Sum", "Concat", "Transpose", "Squeeze", "Unsqueeze", "LRN",
     "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize", "Upsample", "Pad",
 )
 
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn", "qonnx")
+
+
+def _is_qonnx(onode) -> bool:
+    """A QONNX quantization node (Brevitas / QKeras exports through qonnx)."""
+    return onode.domain in QONNX_DOMAINS and onode.op_type in ("Quant", "BipolarQuant")
+
+
+def _int_bits(dtype) -> int:
+    """Width of an integer dtype (0 for anything else)."""
+    dtype = np.dtype(dtype)
+    return dtype.itemsize * 8 if np.issubdtype(dtype, np.integer) else 0
 
 
 class ImportError_(Exception):
@@ -103,6 +117,9 @@ class _Importer:
         self.values: dict[str, np.ndarray] = {}  # known constants
         self.alias: dict[str, str] = {}  # tensor -> tensor it is identical to
         self.full_shapes: dict[str, tuple[int, ...]] = {}  # with the batch axis
+        # constants made by DequantizeLinear: the integers' scale, zero point, axis, width
+        self.dequantized: dict[str, dict] = {}
+        self.quantized: dict[str, tuple] = {}  # QuantizeLinear output -> (scale, zero, lo, hi)
         from onnx import numpy_helper
 
         for init in graph.initializer:
@@ -199,6 +216,9 @@ class _Importer:
             return True
         if not all(i in self.values for i in ins):
             return False
+        if onode.op_type == "DequantizeLinear" or _is_qonnx(onode):
+            self._fold_dequantize(onode)
+            return True
         from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
@@ -225,6 +245,28 @@ class _Importer:
                 self.values[name] = np.asarray(v)
         return True
 
+    def _fold_dequantize(self, onode) -> None:
+        """A DequantizeLinear of constants (weights, biases): ``(q - zero) * scale`` in float32,
+        per tensor or along ``axis``; the integers' scale and width are remembered. A QONNX
+        Quant / BipolarQuant of constants likewise (:meth:`_fold_qonnx`)."""
+        if _is_qonnx(onode):
+            return self._fold_qonnx(onode)
+        ins = list(onode.input)
+        q = self.values[ins[0]]
+        scale = np.asarray(self.values[ins[1]], dtype=np.float32)
+        zero = np.asarray(self.values[ins[2]] if len(ins) > 2 and ins[2] else 0)
+        a = self._attrs(onode)
+        if a.get("block_size"):
+            raise ImportError_(f"node {onode.name!r}: blocked DequantizeLinear is not supported")
+        axis = int(a.get("axis", 1)) % max(q.ndim, 1)
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[axis] = scale.size
+        s_b, z_b = scale.reshape(shape or ()), zero.astype(np.int64).reshape(shape if zero.size > 1 else ())
+        self.values[onode.output[0]] = ((q.astype(np.int64) - z_b).astype(np.float32) * s_b).astype(np.float32)
+        self.dequantized[onode.output[0]] = {"scale": scale.astype(np.float64), "zero": zero.astype(np.int64),
+                                             "axis": axis, "bits": _int_bits(q.dtype)}
+
     # ---- the walk -------------------------------------------------------------------
     def run(self) -> Graph:
         onnx_graph = self.model.graph
@@ -240,7 +282,8 @@ class _Importer:
         unsupported = [
             n for n, foldable in zip(pending, self._foldable())
             if n.op_type not in SUPPORTED_OPS and n.domain in ("", "ai.onnx") and not foldable
-        ] + [n for n in pending if n.domain not in ("", "ai.onnx")]
+        ] + [n for n in pending if n.domain not in ("", "ai.onnx") and not _is_qonnx(n)
+             and not (n.domain == "com.microsoft" and n.op_type in ("QGemm", "QLinearAdd", "QLinearSoftmax"))]
         if unsupported:
             first = unsupported[0]
             others = "" if len(unsupported) == 1 else f" (and {len(unsupported) - 1} more unsupported nodes)"
@@ -314,6 +357,238 @@ class _Importer:
             )
         self.alias[onode.output[0]] = self._activation_input(onode)
 
+    def _weight_const(self, base: str, source: str, value: np.ndarray, out_axis: int) -> str:
+        """Add weights; if the model dequantized them from integers whose scale is per tensor
+        or per output channel (``out_axis`` of the source array) with zero point 0, record
+        the scale per output channel in ``meta['weight_scales']`` (the quantizer keeps it)."""
+        name = self._add_const(base, value)
+        dq = self.dequantized.get(source)
+        if dq is not None and not np.any(dq["zero"]) and dq["bits"]:
+            sc = dq["scale"].reshape(-1)
+            axis = dq["axis"] % max(self.values[source].ndim, 1)
+            if sc.size == 1 or axis == out_axis:
+                self.g.meta.setdefault("weight_scales", {})[name] = {"scale": sc.tolist(), "bits": dq["bits"]}
+        return name
+
+    def _qonnx_attrs(self, onode) -> dict:
+        """A QONNX Quant / BipolarQuant as the attributes of the IR op Quant, with the scale
+        as an array (per tensor or per channel) and the integer width of its values."""
+        ins = list(onode.input)
+        consts = [self._const(t) for t in ins[1:]]
+        if any(c is None for c in consts):
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant scale, zero point and width")
+        scale = np.asarray(consts[0], dtype=np.float64)
+        if not np.all(scale > 0):
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} scale must be > 0")
+        if onode.op_type == "BipolarQuant":
+            return {"scale": scale, "zero": 0, "qmin": -1, "qmax": 1, "rounding": "sign", "bits": 2}
+        zero, bits = np.asarray(consts[1], dtype=np.float64), np.asarray(consts[2], dtype=np.float64)
+        if zero.size != 1 or bits.size != 1 or zero.reshape(-1)[0] != round(zero.reshape(-1)[0]) \
+                or bits.reshape(-1)[0] != round(bits.reshape(-1)[0]):
+            raise ImportError_(f"node {onode.name!r}: Quant needs one integer zero point and one integer bit width")
+        a = self._attrs(onode)
+        signed, narrow, b = int(a.get("signed", 1)), int(a.get("narrow", 0)), int(bits.reshape(-1)[0])
+        mode = a.get("rounding_mode", b"ROUND")
+        mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
+        rounding = {"ROUND": "half_even", "HALF_EVEN": "half_even", "FLOOR": "floor", "CEIL": "ceil"}.get(mode)
+        if rounding is None or not 2 <= b <= 16:
+            raise ImportError_(f"node {onode.name!r}: Quant with rounding_mode {mode} and bit width {b} is not "
+                               f"supported (ROUND / HALF_EVEN / FLOOR / CEIL, 2..16 bits)")
+        lo = (-(1 << (b - 1)) + narrow) if signed else 0
+        hi = ((1 << (b - 1)) - 1) if signed else (1 << b) - 1 - narrow
+        return {"scale": scale, "zero": int(zero.reshape(-1)[0]), "qmin": lo, "qmax": hi, "rounding": rounding,
+                "bits": b + (0 if signed else 1)}
+
+    def _fold_qonnx(self, onode) -> None:
+        from ..ir.ops import quant
+
+        a = self._qonnx_attrs(onode)
+        w = np.asarray(self.values[onode.input[0]], dtype=np.float64)
+        scale = a["scale"]
+        if scale.size > 1 and (scale.ndim != w.ndim or sum(d != 1 for d in scale.shape) != 1):
+            raise ImportError_(f"node {onode.name!r}: a {onode.op_type} scale of shape {scale.shape} is neither per "
+                               f"tensor nor per channel of {w.shape}")
+        axis = next((i for i, d in enumerate(scale.shape) if d != 1), 0)
+        q = quant.integers({**a, "scale": 1.0}, w / scale)
+        self.values[onode.output[0]] = ((q - a["zero"]) * scale).astype(np.float32)
+        self.dequantized[onode.output[0]] = {"scale": scale.reshape(-1), "zero": np.asarray(a["zero"]),
+                                             "axis": axis, "bits": a["bits"]}
+
+    def _op_Quant(self, onode) -> None:
+        """A QONNX Quant / BipolarQuant of an activation: the IR op Quant (per tensor)."""
+        x = self._activation_input(onode)
+        a = self._qonnx_attrs(onode)
+        if a["scale"].size != 1:
+            raise ImportError_(f"node {onode.name!r}: per-channel quantization of activations is not supported")
+        a["scale"] = float(a["scale"].reshape(-1)[0])
+        del a["bits"]
+        self._emit(onode, "Quant", [x], a)
+
+    _op_BipolarQuant = _op_Quant
+
+    def _qparams(self, onode) -> tuple[float, int, int, int]:
+        """Scale, zero point and integer range of a per-tensor QuantizeLinear."""
+        ins = list(onode.input)
+        scale = self._const(ins[1])
+        zero = self._const(ins[2]) if len(ins) > 2 and ins[2] else None
+        if scale is None or (len(ins) > 2 and ins[2] and zero is None):
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs a constant scale and zero point")
+        if scale.size != 1 or (zero is not None and zero.size != 1):
+            raise ImportError_(f"node {onode.name!r}: per-axis quantization of activations is not supported "
+                               f"(only of constant weights)")
+        a = self._attrs(onode)
+        dtype = zero.dtype if zero is not None else {3: np.int8, 5: np.int16, 4: np.uint16}.get(
+            a.get("output_dtype", 2), np.uint8)
+        bits = _int_bits(np.dtype(dtype))
+        if not bits:
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} to {np.dtype(dtype)} is not supported")
+        signed = np.issubdtype(np.dtype(dtype), np.signedinteger)
+        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+        if a.get("saturate", 1) == 0:
+            raise ImportError_(f"node {onode.name!r}: QuantizeLinear without saturation is not supported")
+        return float(scale.reshape(-1)[0]), int(0 if zero is None else zero.reshape(-1)[0]), lo, hi
+
+    def _op_QuantizeLinear(self, onode) -> None:
+        """An activation's QuantizeLinear becomes a Quant (fake quantization); the
+        DequantizeLinear after it, with the same parameters, is then the identity."""
+        x = self._activation_input(onode)
+        scale, zero, lo, hi = self._qparams(onode)
+        if not scale > 0:
+            raise ImportError_(f"node {onode.name!r}: QuantizeLinear scale must be > 0, got {scale}")
+        self._emit(onode, "Quant", [x], {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi})
+        self.quantized[onode.output[0]] = (scale, zero, lo, hi)
+
+    # ---- integer ops of onnxruntime's QOperator format: fake quantization around float ops
+    def _requantized(self, onode, x: str, scale_t: str, zero_t: str, what: str) -> str:
+        """A Quant of activation ``x`` at (scale, zero point) inputs ``scale_t``, ``zero_t``:
+        the integer tensor a QLinear op reads (the identity when ``x`` already has them)."""
+        probe = type(onode)()
+        probe.name, probe.op_type = f"{onode.name}/{what}", "QuantizeLinear"
+        probe.input.extend([x, scale_t, zero_t])
+        scale, zero, lo, hi = self._qparams(probe)
+        out = self.g.fresh_name(f"{onode.name or onode.op_type}_{what}")
+        name = self.g.fresh_name(f"{onode.name or onode.op_type}_{what}_quant")
+        self.g.add_node(Node(name, "Quant", [self._name(x)], [out],
+                             {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi}))
+        return out
+
+    def _integer_weights(self, onode, w_t: str, scale_t: str, zero_t: str, axis: int) -> str:
+        """Constant integer weights and their scale as a dequantized constant (a synthetic
+        name in ``self.values`` whose DequantizeLinear annotation the weights keep)."""
+        q, scale = self._const(w_t), self._const(scale_t)
+        zero = self._const(zero_t) if zero_t else np.zeros(1, dtype=np.int8)
+        if q is None or scale is None or zero is None:
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant weights, scale and zero point")
+        src = f"{w_t}__dequantized"
+        shape = [1] * q.ndim
+        if scale.size > 1:
+            shape[axis] = scale.size
+        z = zero.astype(np.int64).reshape(shape if zero.size > 1 else ())
+        self.values[src] = ((q.astype(np.int64) - z).astype(np.float32) * scale.astype(np.float32).reshape(shape))
+        self.dequantized[src] = {"scale": scale.astype(np.float64).reshape(-1), "zero": zero.astype(np.int64),
+                                 "axis": axis, "bits": _int_bits(q.dtype)}
+        return src
+
+    def _quant_output(self, onode, tmp: str, scale_t: str, zero_t: str) -> None:
+        """The QLinear op's integer output: a Quant of the float result ``tmp``."""
+        probe = type(onode)()
+        probe.name, probe.op_type = onode.name, "QuantizeLinear"
+        probe.input.extend([tmp, scale_t, zero_t])
+        scale, zero, lo, hi = self._qparams(probe)
+        name = self.g.fresh_name(f"{onode.name or onode.op_type}_out_quant")
+        self.g.add_node(Node(name, "Quant", [tmp], [onode.output[0]],
+                             {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi}))
+        self.quantized[onode.output[0]] = (scale, zero, lo, hi)
+
+    def _float_twin(self, onode, op_type: str, inputs: list[str], attrs=None):
+        """A NodeProto ``op_type`` on ``inputs`` writing a fresh tensor (the float op inside
+        a QLinear op)."""
+        from onnx import helper
+
+        tmp = self.g.fresh_name(f"{onode.name or onode.op_type}_float")
+        twin = helper.make_node(op_type, inputs, [tmp], name=self.g.fresh_name(onode.name or op_type))
+        for a in onode.attribute if attrs is None else attrs:
+            twin.attribute.append(a)
+        return twin, tmp
+
+    def _float_const(self, base: str, value: np.ndarray) -> str:
+        name = f"{base}__float"
+        self.values[name] = np.asarray(value, dtype=np.float32)
+        return name
+
+    def _op_QLinearConv(self, onode) -> None:
+        """``QLinearConv(x, sx, zx, w, sw, zw, sy, zy, B)``: Quant(x) -> Conv with the weights
+        ``(w - zw) * sw`` and bias ``B * sx * sw`` -> Quant(sy, zy)."""
+        ins = list(onode.input) + [""] * (9 - len(onode.input))
+        x = self._requantized(onode, ins[0], ins[1], ins[2], "x")
+        w = self._integer_weights(onode, ins[3], ins[4], ins[5], axis=0)
+        conv_in = [x, w]
+        if ins[8]:
+            sx, sw = float(self._const(ins[1]).reshape(-1)[0]), self._const(ins[4]).astype(np.float64).reshape(-1)
+            conv_in.append(self._float_const(ins[8], self._const(ins[8]).astype(np.float64) * sx * sw))
+        twin, tmp = self._float_twin(onode, "Conv", conv_in)
+        self._op_Conv(twin)
+        self._quant_output(onode, tmp, ins[6], ins[7])
+
+    def _op_QLinearMatMul(self, onode) -> None:
+        """``QLinearMatMul(a, sa, za, b, sb, zb, sy, zy)`` with constant ``b``: Quant(a) ->
+        MatMul by ``(b - zb) * sb`` -> Quant(sy, zy)."""
+        ins = list(onode.input)
+        a = self._requantized(onode, ins[0], ins[1], ins[2], "a")
+        b = self._integer_weights(onode, ins[3], ins[4], ins[5], axis=1)
+        twin, tmp = self._float_twin(onode, "MatMul", [a, b], attrs=[])
+        self._op_MatMul(twin)
+        self._quant_output(onode, tmp, ins[6], ins[7])
+
+    def _op_QGemm(self, onode) -> None:
+        """onnxruntime's ``QGemm(a, sa, za, b, sb, zb, C, sy, zy)`` (com.microsoft): Quant(a) ->
+        Gemm by ``(b - zb) * sb`` with bias ``C * sa * sb`` -> Quant(sy, zy); without ``sy``
+        the output stays float."""
+        ins = list(onode.input) + [""] * (9 - len(onode.input))
+        a_attrs = self._attrs(onode)
+        a = self._requantized(onode, ins[0], ins[1], ins[2], "a")
+        trans_b = int(a_attrs.get("transB", 0))
+        b = self._integer_weights(onode, ins[3], ins[4], ins[5], axis=0 if trans_b else 1)
+        gemm_in = [a, b]
+        if ins[6]:
+            sa, sb = float(self._const(ins[1]).reshape(-1)[0]), self._const(ins[4]).astype(np.float64).reshape(-1)
+            gemm_in.append(self._float_const(ins[6], self._const(ins[6]).astype(np.float64) * sa * sb))
+        keep = [x for x in onode.attribute if x.name in ("alpha", "transA", "transB")]
+        twin, tmp = self._float_twin(onode, "Gemm", gemm_in, attrs=keep)
+        self._op_Gemm(twin)
+        if ins[7]:
+            self._quant_output(onode, tmp, ins[7], ins[8])
+        else:
+            self.alias[onode.output[0]] = tmp
+
+    def _op_QLinearAdd(self, onode) -> None:
+        """onnxruntime's ``QLinearAdd(a, sa, za, b, sb, zb, sy, zy)`` (com.microsoft):
+        Quant(a), Quant(b) -> Add -> Quant(sy, zy)."""
+        ins = list(onode.input)
+        a = self._requantized(onode, ins[0], ins[1], ins[2], "a")
+        b = self._requantized(onode, ins[3], ins[4], ins[5], "b")
+        twin, tmp = self._float_twin(onode, "Add", [a, b], attrs=[])
+        self._op_Add(twin)
+        self._quant_output(onode, tmp, ins[6], ins[7])
+
+    def _op_QLinearSoftmax(self, onode) -> None:
+        """onnxruntime's ``QLinearSoftmax(x, sx, zx, sy, zy)`` (com.microsoft): Quant(x) ->
+        Softmax -> Quant(sy, zy) (as the last op, the host applies it to the logits)."""
+        ins = list(onode.input)
+        x = self._requantized(onode, ins[0], ins[1], ins[2], "x")
+        twin, tmp = self._float_twin(onode, "Softmax", [x], attrs=[a for a in onode.attribute if a.name == "axis"])
+        self._op_Softmax(twin)
+        self._quant_output(onode, tmp, ins[3], ins[4])
+
+    def _op_DequantizeLinear(self, onode) -> None:
+        src = onode.input[0]
+        params = self.quantized.get(src)
+        if params is None or self._qparams(onode)[:2] != params[:2]:
+            raise ImportError_(
+                f"node {onode.name!r}: a DequantizeLinear of an activation must follow a QuantizeLinear with the "
+                f"same scale and zero point (integer inputs or QLinear* ops are not supported)")
+        self.alias[onode.output[0]] = self._name(src)
+
     def _op_Relu(self, onode) -> None:
         self._emit(onode, "Relu", [self._activation_input(onode)])
 
@@ -376,7 +651,7 @@ class _Importer:
         w = self._const(onode.input[1])
         if w is None:
             raise ImportError_(f"node {onode.name!r}: Gemm needs constant weights (input B)")
-        ins = [x, self._add_const(f"{onode.name}_B", w)]
+        ins = [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 0 if a.get("transB", 0) else 1)]
         if len(onode.input) > 2 and onode.input[2]:
             c = self._const(onode.input[2])
             if c is None:
@@ -393,7 +668,7 @@ class _Importer:
         w = self._const(onode.input[1])
         if w is None or w.ndim != 2:
             raise ImportError_(f"node {onode.name!r}: MatMul needs a constant 2-D right operand")
-        self._emit(onode, "MatMul", [x, self._add_const(f"{onode.name}_B", w)])
+        self._emit(onode, "MatMul", [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 1)])
 
     def _op_Add(self, onode) -> None:
         self._elementwise(onode, "Add")
@@ -494,7 +769,8 @@ class _Importer:
                 raise ImportError_(f"node {onode.name!r}: Conv needs a constant bias (input B)")
         attrs = self._window_attrs(onode, a, self.g.shape(x)[1:], w.shape[2:])
         attrs["groups"] = int(a.get("group", 1))
-        ins = [x, self._add_const(f"{onode.name}_W", w), self._add_const(f"{onode.name}_B", np.reshape(b, (m,)))]
+        ins = [x, self._weight_const(f"{onode.name}_W", onode.input[1], w, 0),
+               self._add_const(f"{onode.name}_B", np.reshape(b, (m,)))]
         try:
             self._emit(onode, "Conv", ins, attrs)
         except ValueError as e:

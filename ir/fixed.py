@@ -11,6 +11,13 @@ The rule, used by the golden model and by every backend:
 * Float values enter the integer domain only at the model input (and when weights are
   quantized at compile time), through :func:`quantize_float`, which applies the same
   rule to ``x * 2**frac`` computed exactly in float64: ``floor(x * 2**frac + 0.5)``.
+* **Real scales** (models quantized elsewhere: QDQ, QONNX) are integer too. A type may
+  carry ``real_scale`` (one LSB's value, instead of ``2**-frac``), a zero point ``zero``
+  and narrower ``bounds``. The stored integer is always ``v = q - zero`` (the value is
+  ``v * scale``), so padding holds 0 and no op sees a zero point; a uint8 tensor with zero
+  point 37 is stored as 9-bit signed ``v`` in ``[-37, 218]``. Rescaling by a real ratio is
+  an integer multiplier and a shift (:func:`requantize_mult`, :func:`real_multiplier`),
+  the gemmlowp scheme.
 
 Floating point never appears in the integer path itself.
 """
@@ -30,29 +37,50 @@ class FixedType:
     width: int
     frac: int
     signed: bool = True
+    bounds: tuple[int, int] | None = None  # a narrower [lo, hi] inside the width's range
+    zero: int = 0  # zero point: the model's integer is the stored one plus this
+    real_scale: float = 0.0  # one LSB's value when it is not 2**-frac (0: power of two)
 
     def __post_init__(self) -> None:
         if not 1 <= self.width <= 62:
             raise ValueError(f"fixed-point width must be 1..62 bits, got {self.width}")
         if self.signed and self.width < 2:
             raise ValueError("a signed fixed-point type needs at least 2 bits")
+        if self.bounds is not None:
+            lo, hi = (int(b) for b in self.bounds)
+            full_lo = -(1 << (self.width - 1)) if self.signed else 0
+            full_hi = (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+            if not full_lo <= lo <= hi <= full_hi:
+                raise ValueError(f"bounds [{lo}, {hi}] do not fit a {self.width}-bit "
+                                 f"{'signed' if self.signed else 'unsigned'} type")
+            object.__setattr__(self, "bounds", (lo, hi))
+        if not (self.real_scale >= 0 and math.isfinite(self.real_scale)):
+            raise ValueError(f"a scale must be a positive number, got {self.real_scale}")
 
     @property
     def lo(self) -> int:
+        if self.bounds is not None:
+            return self.bounds[0]
         return -(1 << (self.width - 1)) if self.signed else 0
 
     @property
     def hi(self) -> int:
+        if self.bounds is not None:
+            return self.bounds[1]
         return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
 
     @property
     def scale(self) -> float:
         """The real value of one LSB."""
-        return 2.0 ** -self.frac
+        return self.real_scale or 2.0 ** -self.frac
 
     def __str__(self) -> str:
         kind = "s" if self.signed else "u"
-        return f"{kind}{self.width}.{self.frac}"
+        if not (self.real_scale or self.zero or self.bounds):
+            return f"{kind}{self.width}.{self.frac}"
+        scale = f"{self.real_scale:.6g}" if self.real_scale else f"2^-{self.frac}"
+        rng = f"[{self.lo}..{self.hi}]" if self.bounds else ""
+        return f"{kind}{self.width}{rng}*{scale}" + (f"+{self.zero}" if self.zero else "")
 
 
 def round_shift(a: np.ndarray, shift: int) -> np.ndarray:
@@ -75,17 +103,50 @@ def requantize(acc: np.ndarray, acc_frac: int, out: FixedType) -> np.ndarray:
     return saturate(round_shift(acc, acc_frac - out.frac), out)
 
 
+def requantize_mult(acc: np.ndarray, mult: np.ndarray, shift: int, out: FixedType, axis: int = -1) -> np.ndarray:
+    """Rescale by ``mult[c] * 2**-shift`` per channel ``c`` on ``axis`` of ``acc``, then the
+    contract's rounding and saturation: ``saturate(round_shift(acc * mult[c], shift))``.
+    The caller guarantees that ``acc * mult`` fits int64."""
+    acc = np.asarray(acc, dtype=np.int64)
+    m = np.asarray(mult, dtype=np.int64)
+    if m.size > 1:
+        shape = [1] * acc.ndim
+        shape[axis] = m.size
+        m = m.reshape(shape)
+    return saturate(round_shift(acc * m, shift), out)
+
+
+def real_multiplier(ratio, max_bits: int = 31) -> tuple[np.ndarray, int]:
+    """Integer ``mult`` (each < ``2**max_bits``) and one ``shift`` with ``mult * 2**-shift``
+    as close to ``ratio`` (per channel, > 0) as ``max_bits`` allow: the largest ratio gets
+    the full ``max_bits``, ``mult = floor(ratio * 2**shift + 0.5)`` (float64, exact steps)."""
+    r = np.atleast_1d(np.asarray(ratio, dtype=np.float64))
+    if not np.all(np.isfinite(r)) or np.any(r < 0) or not np.any(r > 0):
+        raise ValueError(f"rescale ratios must be finite, >= 0 and not all 0, got {r}")
+    shift = max_bits - math.frexp(float(r.max()))[1]
+    mult = round_half_up_frac(r, shift)
+    while mult.max() >= 2.0 ** max_bits:
+        shift -= 1
+        mult = round_half_up_frac(r, shift)
+    return mult.astype(np.int64), shift
+
+
 def quantize_float(x: np.ndarray, t: FixedType) -> np.ndarray:
-    """Float to ``t``: ``saturate(floor(x * 2**frac + 0.5))``, computed in float64."""
+    """Float to ``t``: ``saturate(floor(x * 2**frac + 0.5))``, computed in float64 (with a
+    real scale: ``saturate(floor(x / scale + 0.5))``)."""
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("cannot quantize NaN or infinite values")
+    if t.real_scale:
+        with np.errstate(over="ignore"):
+            y = np.floor(x / t.real_scale + 0.5)
+        return saturate(np.clip(y, t.lo, t.hi).astype(np.int64), t)
     # the float clip only keeps the cast to int64 in range (float(hi) may round up for
     # widths above 53 bits); the integer saturate is the exact one
-    return saturate(np.clip(_round_half_up(x, t.frac), t.lo, t.hi).astype(np.int64), t)
+    return saturate(np.clip(round_half_up_frac(x, t.frac), t.lo, t.hi).astype(np.int64), t)
 
 
-def _round_half_up(x: np.ndarray, frac: int) -> np.ndarray:
+def round_half_up_frac(x: np.ndarray, frac) -> np.ndarray:
     """``floor(x * 2**frac + 0.5)`` exactly, as float64 (+-inf where it overflows).
 
     ``y + 0.5`` itself may round in float64 (0.49999999999999994 + 0.5 == 1.0, and
@@ -98,6 +159,8 @@ def _round_half_up(x: np.ndarray, frac: int) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, t: FixedType) -> np.ndarray:
+    if t.real_scale:
+        return np.asarray(q, dtype=np.float64) * t.real_scale
     return np.ldexp(np.asarray(q, dtype=np.float64), -t.frac)
 
 
@@ -112,9 +175,9 @@ def frac_for_range(max_abs: float, width: int, signed: bool) -> int:
     # max_abs = m * 2**e with 0.5 <= m < 1, so the answer is within a step or two of
     # hi.bit_length() - e (no float log: it overflows for subnormal ranges)
     frac = hi.bit_length() - math.frexp(max_abs)[1]
-    while _round_half_up(max_abs, frac) > hi:
+    while round_half_up_frac(max_abs, frac) > hi:
         frac -= 1
-    while _round_half_up(max_abs, frac + 1) <= hi:
+    while round_half_up_frac(max_abs, frac + 1) <= hi:
         frac += 1
     return frac
 

@@ -11,7 +11,11 @@ from .graph import Graph, Node
 
 
 def _qt(t: FixedType | None):
-    return None if t is None else [t.width, t.frac, t.signed]
+    if t is None:
+        return None
+    if t.bounds is None and not t.zero and not t.real_scale:
+        return [t.width, t.frac, t.signed]
+    return [t.width, t.frac, t.signed, None if t.bounds is None else list(t.bounds), t.zero, t.real_scale]
 
 
 def _jsonable(v: Any) -> Any:

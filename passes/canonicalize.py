@@ -7,9 +7,15 @@ import numpy as np
 from ..ir import Graph, Node
 
 
-def _dense_from(g: Graph, name: str, x: str, w_kn: np.ndarray, b: np.ndarray, out: str) -> Node:
-    """Build a Dense node reading ``x`` with weights given as ``(K, N)``."""
+def _dense_from(g: Graph, name: str, x: str, w_kn: np.ndarray, b: np.ndarray, out: str,
+                scales_of: str | None = None) -> Node:
+    """Build a Dense node reading ``x`` with weights given as ``(K, N)``; the weights keep
+    the integer scales the model gave constant ``scales_of`` (``meta['weight_scales']``,
+    per output channel, so a transpose does not change them)."""
     w = g.add_const(g.fresh_name(f"{name}_W"), np.ascontiguousarray(w_kn.T, dtype=np.float32))
+    scales = g.meta.get("weight_scales", {})
+    if scales_of in scales:  # a new dict: graph copies share meta's values
+        g.meta["weight_scales"] = {**scales, w: scales[scales_of]}
     bias = g.add_const(g.fresh_name(f"{name}_b"), np.asarray(b, dtype=np.float32))
     return Node(name, "Dense", [x, w, bias], [out])
 
@@ -26,7 +32,8 @@ def gemm_to_dense(g: Graph) -> bool:
         n_out = w_kn.shape[1]
         c = g.consts[node.inputs[2]].reshape(-1) if len(node.inputs) > 2 else np.zeros(1)
         bias = node.attr("beta", 1.0) * np.broadcast_to(c, (n_out,))
-        g.replace_node(node.name, _dense_from(g, node.name, node.inputs[0], w_kn, bias, node.outputs[0]))
+        keep = node.inputs[1] if node.attr("alpha", 1.0) == 1.0 else None  # alpha changes the scale
+        g.replace_node(node.name, _dense_from(g, node.name, node.inputs[0], w_kn, bias, node.outputs[0], keep))
         changed = True
     if changed:
         g.prune()
@@ -56,10 +63,10 @@ def matmul_add_to_dense(g: Graph) -> bool:
                 bias = np.broadcast_to(c.reshape(-1), (n_out,))
                 g.remove_node(add.name)
                 g.remove_node(node.name)
-                g.add_node(_dense_from(g, node.name, x, b, bias, add.outputs[0]))
+                g.add_node(_dense_from(g, node.name, x, b, bias, add.outputs[0], bname))
                 changed = True
                 continue
-        g.replace_node(node.name, _dense_from(g, node.name, x, b, bias, out))
+        g.replace_node(node.name, _dense_from(g, node.name, x, b, bias, out, bname))
         changed = True
     if changed:
         g.prune()

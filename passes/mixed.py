@@ -24,7 +24,8 @@ import numpy as np
 
 from ..ir import Graph, quantize_float, run_float, run_int
 from .calibrate import Range
-from .quantize import QuantConfig, quantize
+from .prequant import quantize_graph
+from .quantize import QuantConfig
 
 WIDTHS = (8, 6, 5, 4, 3, 2)
 _WEIGHTED = ("Dense", "Conv", "BatchNormalization", "Mul")
@@ -90,7 +91,7 @@ def _macs(q: Graph, node) -> int:
 
 
 def search(f: Graph, ranges: dict[str, Range], base: QuantConfig, x_val: np.ndarray, y_val: np.ndarray,
-           max_drop: float, widths=WIDTHS, progress=None, means=None) -> MixedResult:
+           max_drop: float, widths=WIDTHS, progress=None, means=None, inputs=None) -> MixedResult:
     """Greedy per-layer weight widths for ``f`` (the float graph after the float passes)."""
     widths = tuple(sorted(set(int(w) for w in widths), reverse=True))
     y_val = np.asarray(y_val).reshape(-1)
@@ -109,7 +110,7 @@ def search(f: Graph, ranges: dict[str, Range], base: QuantConfig, x_val: np.ndar
         if key in cache:
             return cache[key]
         cfg = replace(base, layer_weight_bits=key)
-        q = quantize(f, ranges, cfg, means)
+        q = quantize_graph(f, ranges, cfg, means, inputs)
         xq = quantize_float(x_val, q.qtype(q.inputs[0]))
         out = run_int(q, xq)[0].reshape(len(x_val), -1)
         acc = float(np.mean(np.argmax(out, axis=1) == y_val))

@@ -11,6 +11,12 @@ is derived from the quantized weights and the input type's range::
     bound = max_n ( |b[n]| + sum_k |W[n, k]| * max(|x.lo|, |x.hi|) )
 
 which bounds every partial sum in any order of accumulation, so no backend can overflow.
+
+Per-channel weights (``QuantConfig.per_channel``): row ``n`` of a Dense / Conv weight gets
+its own ``frac[n]`` (the largest unsaturated one, at most :data:`MAX_CHANNEL_SPREAD` above
+the smallest), its bias is stored at ``frac(x) + frac[n]``, and the node's
+``rq_mult[n] = 2**(F - frac[n])`` with ``F = max frac``, ``rq_shift = frac(x) + F - frac(y)``
+(:mod:`nnforge.ir.ops.dense`). The weight tensor's type has ``frac = F``.
 """
 
 from __future__ import annotations
@@ -22,13 +28,17 @@ import numpy as np
 from ..ir import FixedType, Graph, quantize_float
 from ..ir.ops import op_module
 from ..ir.tables import MAX_TABLE_BITS, build_table
-from ..ir.fixed import frac_for_range, signed_width_for
+from ..ir.fixed import frac_for_range, round_half_up_frac, saturate, signed_width_for
 from .calibrate import Range, parse_method
+from .rounding import search_rounding
 
 
 class QuantizeError(Exception):
     pass
 
+
+# per-channel weight fracs lie within this many bits of each other (rq_mult <= 2**spread)
+MAX_CHANNEL_SPREAD = 16
 
 # activations computed by a compile-time table (nnforge.ir.tables)
 TABLE_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish")
@@ -40,7 +50,8 @@ class QuantConfig:
     method (:data:`.calibrate.METHODS`), ``overrides`` (tensor or node name, method) pairs;
     ``layer_weight_bits`` (node name, bits) pairs give single layers other weight widths
     (mixed precision); ``bias_correction`` moves each Dense / Conv bias by the mean error
-    its quantized weights make on the calibration data's mean input."""
+    its quantized weights make on the calibration data's mean input; ``per_channel`` gives
+    each output channel of a Dense / Conv its own power-of-two weight scale."""
 
     weight_bits: int = 8
     act_bits: int = 8
@@ -48,11 +59,22 @@ class QuantConfig:
     overrides: tuple[tuple[str, str], ...] = ()
     layer_weight_bits: tuple[tuple[str, int], ...] = ()
     bias_correction: bool = False
+    per_channel: bool = False
+    from_model: bool = False  # activation types come from the model's own quantization (QDQ, QONNX)
+    scale: str = "pow2"  # "real": calibrated real scales, rescaled by integer multiplier and shift
+    rounding: str = "nearest"  # "search": per-channel rounding chosen on calibration inputs (passes/rounding.py)
+    asymmetric: bool = False  # real scales: signed activations on an unsigned grid with a zero point
 
     def __post_init__(self) -> None:
         for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
             if not 2 <= b <= 16:
                 raise ValueError(f"{what} width must be 2..16 bits, got {b}")
+        if self.rounding not in ("nearest", "search"):
+            raise ValueError(f"rounding must be 'nearest' or 'search', got {self.rounding!r}")
+        if self.scale not in ("pow2", "real"):
+            raise ValueError(f"scale must be 'pow2' or 'real', got {self.scale!r}")
+        if self.asymmetric and self.scale != "real":
+            raise ValueError("asymmetric activations need real scales (scale='real')")
         parse_method(self.calibration)
         for _, m in self.overrides:
             parse_method(m)
@@ -82,8 +104,13 @@ def drop_output_softmax(g: Graph) -> bool:
         # only Reshapes may follow (an old-opset Softmax is Reshape-Softmax-Reshape), and
         # then the Softmax must cover every per-sample value, as the host applies it
         end = out
-        while end not in g.outputs and len(g.consumers(end)) == 1 and g.consumers(end)[0].op == "Reshape":
-            end = g.consumers(end)[0].outputs[0]
+        while end not in g.outputs and len(g.consumers(end)) == 1 and g.consumers(end)[0].op in ("Reshape", "Quant"):
+            after = g.consumers(end)[0]
+            if after.op == "Quant":  # the model's quantization of probabilities: the host has floats
+                g.remove_node(after.name)
+                g.replace_uses(after.outputs[0], end)
+                continue
+            end = after.outputs[0]
         whole = len(g.shape(out)) == 1
         if end not in g.outputs or g.consumers(end) or (end != out and not whole):
             raise QuantizeError(
@@ -103,12 +130,14 @@ def drop_output_softmax(g: Graph) -> bool:
 
 
 def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
-             means: dict[str, np.ndarray] | None = None) -> Graph:
+             means: dict[str, np.ndarray] | None = None, inputs: dict | None = None) -> Graph:
     """Return a quantized copy of ``g``: every tensor typed, constants as int64. ``means``
     (per-channel input means, :func:`.calibrate.channel_means`) is needed for
     ``cfg.bias_correction``."""
     if cfg.bias_correction and means is None:
         raise QuantizeError("bias correction needs the per-channel means of the calibration data")
+    if cfg.rounding == "search" and inputs is None:
+        raise QuantizeError("rounding search needs the layers' calibration inputs (passes.rounding.layer_inputs)")
     unknown = sorted(set(dict(cfg.layer_weight_bits)) - {n.name for n in g.topo()})
     if unknown:
         raise QuantizeError(f"per-layer weight widths name no layer of the model: {', '.join(unknown)}")
@@ -118,7 +147,7 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
     for node in q.topo():
         out = node.outputs[0]
         if node.op in ("Dense", "Conv"):
-            _quantize_dense(q, node, ranges[out], cfg, means)
+            _quantize_dense(q, node, ranges[out], cfg, means, inputs)
         elif node.op in ("Reshape", "Transpose", "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool"):
             # pooling computes in the input's type (an unsigned input stays unsigned)
             q.set_qtype(out, q.qtype(node.inputs[0]))
@@ -164,13 +193,16 @@ def _weight_type(w: np.ndarray, bits: int) -> FixedType:
     return FixedType(bits, frac_for_range(float(np.abs(w).max()), bits, True))
 
 
-def _store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, b_name: str, b: np.ndarray) -> None:
+def _store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, b_name: str, b: np.ndarray,
+                  row_frac: np.ndarray | int = 0, b_q: np.ndarray | None = None) -> None:
     """Store the quantized multiplier ``w_q`` (type ``w_t``, output channel first) and the
-    float addend ``b`` at the accumulator scale ``frac(x) + frac(w)``, rounded half up, and
-    give the node the accumulator width of ``bound = max_n(|b[n]| + sum_k |w[n, k]| * max|x|)``."""
+    float addend ``b`` at the accumulator scale ``frac(x) + frac(w) + row_frac[n]``, rounded
+    half up (or the integers ``b_q`` given), and give the node the accumulator width of
+    ``bound = max_n(|b[n]| + sum_k |w[n, k]| * max|x|)``."""
     x_t = q.qtype(node.inputs[0])
     acc_frac = x_t.frac + w_t.frac
-    b_q = np.floor(np.ldexp(b, acc_frac) + 0.5).astype(np.int64)
+    if b_q is None:
+        b_q = np.floor(np.ldexp(b, acc_frac + np.asarray(row_frac, dtype=np.int64)) + 0.5).astype(np.int64)
     x_mag = max(abs(x_t.lo), abs(x_t.hi))
     # Dense W is (N, K), Conv W (M, C/groups, *k), a scale-shift's mul (C,): sum all but the output axis
     bound = int(np.max(np.abs(b_q) + np.abs(w_q).reshape(len(w_q), -1).sum(axis=1) * x_mag))
@@ -183,17 +215,46 @@ def _store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, 
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
 
 
-def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=None) -> None:
+def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=None, inputs=None) -> None:
     x, w_name, b_name = node.inputs
     w = q.consts[w_name].astype(np.float64)
-    w_t = _weight_type(w, cfg.wbits(node.name))
-    w_q = quantize_float(w, w_t)
+    w_q, w_t, fracs = quantize_weights(w, cfg.wbits(node.name), cfg.per_channel)
+    row_shape = (-1,) + (1,) * (w.ndim - 1)
     b = q.consts[b_name].astype(np.float64)
-    if cfg.bias_correction:
-        b = b - _weight_error_on_mean(node, np.ldexp(w_q.astype(np.float64), -w_t.frac) - w, means[x])
-    _store_linear(q, node, w_name, w_q, w_t, b_name, b)
+    if cfg.rounding == "search":  # its bias shift replaces bias correction
+        w_q, shift = search_rounding(w, w_q, np.ldexp(1.0, -fracs), w_t.lo, w_t.hi, inputs[node.name])
+        b = b + shift
+    elif cfg.bias_correction:
+        w_deq = np.ldexp(w_q.astype(np.float64), -fracs.reshape(row_shape))
+        b = b - _weight_error_on_mean(node, w_deq - w, means[x])
     relu = bool(node.attr("relu"))
-    q.set_qtype(node.outputs[0], _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits))
+    out_t = _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits)
+    _store_linear(q, node, w_name, w_q, w_t, b_name, b, fracs - w_t.frac)
+    if cfg.per_channel:
+        node = q.node(node.name)
+        mult = np.ldexp(1.0, w_t.frac - fracs).astype(np.int64)
+        shift = q.qtype(x).frac + w_t.frac - out_t.frac
+        if node.attr("acc_width") + int(mult.max()).bit_length() > 62:
+            raise QuantizeError(f"node {node.name!r}: per-channel rescaling would overflow 62 bits")
+        q.replace_node(node.name, node.with_(attrs={**node.attrs, "rq_mult": tuple(int(v) for v in mult),
+                                                    "rq_shift": int(shift)}))
+    q.set_qtype(node.outputs[0], out_t)
+
+
+def quantize_weights(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.ndarray, FixedType, np.ndarray]:
+    """Signed ``bits``-bit weights ``(w_q, type, fracs)`` with power-of-two scales: one frac
+    per tensor, or per output channel (row ``n`` of ``w``: the largest unsaturated frac, at
+    most :data:`MAX_CHANNEL_SPREAD` above the smallest; the type then has the largest)."""
+    if per_channel:
+        rows = np.abs(w).reshape(len(w), -1).max(axis=1)
+        fracs = np.array([frac_for_range(float(r), bits, True) for r in rows])
+        fracs = np.minimum(fracs, fracs.min() + MAX_CHANNEL_SPREAD)
+        w_t = FixedType(bits, int(fracs.max()))
+    else:
+        w_t = _weight_type(w, bits)
+        fracs = np.full(len(w), w_t.frac)
+    f = fracs.reshape((-1,) + (1,) * (w.ndim - 1))
+    return saturate(np.clip(round_half_up_frac(w, f), w_t.lo, w_t.hi).astype(np.int64), w_t), w_t, fracs
 
 
 def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarray:

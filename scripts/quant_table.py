@@ -4,7 +4,8 @@ weights (8-bit activations), float beside it; writes docs/quantization.md.
     python scripts/quant_table.py [--out docs/quantization.md]
 
 Each cell is the golden integer model's accuracy on the example's whole test split
-(bias correction at its default: on below 8-bit weights). Weights are per tensor.
+(bias correction at its default: on below 8-bit weights), with one power-of-two weight
+scale per tensor and one per output channel.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("minmax", "percentile:99.99", "percentile:99.9", "mse", "kl")
 WEIGHT_BITS = (8, 6, 4)
 EXAMPLES = ("digits_mlp", "digits_cnn", "digits_resnet")
+SCHEMES = (("pow2 tensor", {}), ("pow2 channel", {"per_channel": True}),
+           ("pow2 channel search", {"per_channel": True, "rounding": "search"}),
+           ("real tensor", {"scale": "real"}), ("real channel", {"scale": "real", "per_channel": True}),
+           ("real channel search", {"scale": "real", "per_channel": True, "rounding": "search"}))
 
 
 def table() -> str:
@@ -27,25 +32,46 @@ def table() -> str:
 
     lines = ["# Quantization accuracy of the bundled examples", "",
              "Made by `python scripts/quant_table.py`: the golden integer model's accuracy (%) on each",
-             "example's whole test split, 8-bit activations, per-tensor power-of-two weight scales,",
-             "bias correction at its default (on below 8-bit weights). Per-channel weight scales are",
-             "not implemented yet.", ""]
+             "example's whole test split, 8-bit activations, power-of-two weight scales per tensor",
+             "or per output channel (`--per-channel`), bias correction at its default (on below 8-bit",
+             "weights).", ""]
     for ex in EXAMPLES:
         d = ROOT / "examples" / ex
         cal, test = np.load(d / "calibration.npz")["x"], np.load(d / "test.npz")
         x, y = test["x"], test["y"]
         rows, float_acc = [], None
         for wb in WEIGHT_BITS:
-            cells = []
-            for m in METHODS:
-                des = nnforge.compile(d / "model.onnx", calibration=cal, weight_bits=wb, act_bits=8,
-                                      calibration_method=m)
-                if float_acc is None:
-                    float_acc = float((des.predict_float(x).reshape(len(x), -1).argmax(1) == y).mean())
-                cells.append(float((des.predict(x).reshape(len(x), -1).argmax(1) == y).mean()))
-            rows.append(f"| {wb}-bit | " + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
+            for per_channel in (False, True):
+                cells = []
+                for m in METHODS:
+                    des = nnforge.compile(d / "model.onnx", calibration=cal, weight_bits=wb, act_bits=8,
+                                          calibration_method=m, per_channel=per_channel)
+                    if float_acc is None:
+                        float_acc = float((des.predict_float(x).reshape(len(x), -1).argmax(1) == y).mean())
+                    cells.append(float((des.predict(x).reshape(len(x), -1).argmax(1) == y).mean()))
+                rows.append(f"| {wb}-bit | {'channel' if per_channel else 'tensor'} | "
+                            + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
         lines += [f"## {ex} (float {100 * float_acc:.2f}%)", "",
-                  "| weights | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|", *rows, ""]
+                  "| weights | scale per | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 2) + "|",
+                  *rows, ""]
+    lines += ["## Scale schemes and rounding search at 4 and 3-bit weights", "",
+              "MSE calibration, 8-bit activations. `pow2`: every rescale a shift; `real`: calibrated real",
+              "scales applied as integer multiplier and shift (`--scale real`); `search`: per-channel",
+              "rounding search (`--rounding search`, its bias shift in place of bias correction).", "",
+              "| example | weights | " + " | ".join(name for name, _ in SCHEMES) + " |",
+              "|---" * (len(SCHEMES) + 2) + "|"]
+    for ex in EXAMPLES:
+        d = ROOT / "examples" / ex
+        cal, test = np.load(d / "calibration.npz")["x"], np.load(d / "test.npz")
+        x, y = test["x"], test["y"]
+        for wb in (4, 3):
+            cells = []
+            for _, kw in SCHEMES:
+                des = nnforge.compile(d / "model.onnx", calibration=cal, weight_bits=wb, act_bits=8,
+                                      calibration_method="mse", **kw)
+                cells.append(float((des.predict(x).reshape(len(x), -1).argmax(1) == y).mean()))
+            lines.append(f"| {ex} | {wb}-bit | " + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
+    lines.append("")
     return "\n".join(lines)
 
 

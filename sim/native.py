@@ -58,6 +58,26 @@ def run_harness(exe: Path, x_int: np.ndarray, n_out: int, build_dir: Path) -> np
     return y.reshape(n, n_out)
 
 
+def trace(backend: str, src_dir: Path, build_dir: Path, x_int: np.ndarray, n_out: int,
+          progress: Progress) -> dict[int, np.ndarray]:
+    """Run one sample through the C or HLS C++ sources built with -DNNFORGE_TRACING: every
+    step's output values, by step index."""
+    if backend == "c":
+        sources, flags, compiler = [src_dir / "nnforge_model.c", HARNESS / "harness.c"], C_FLAGS, "gcc"
+    else:
+        sources = [src_dir / "nnforge_hls.cpp", HARNESS / "harness.c"]
+        flags, compiler = [*CXX_FLAGS, "-DNNFORGE_HARNESS_HLS", "-x", "c++"], "g++"
+    exe = build(compiler, sources, src_dir, build_dir, [*flags, "-DNNFORGE_TRACING"], progress,
+                libs=("-lm",) if backend == "c" else ())
+    fin, fout, ftrace = build_dir / "in.bin", build_dir / "out.bin", build_dir / "trace.bin"
+    np.asarray(x_int, dtype=np.int64).reshape(1, -1).astype("<i4").tofile(fin)
+    proc = subprocess.run([str(exe), str(fin), str(fout), "1", str(ftrace)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{exe.name} (trace) failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    rec = np.fromfile(ftrace, dtype=np.dtype([("step", "<i4"), ("value", "<i8")]))
+    return {int(s): rec["value"][rec["step"] == s].astype(np.int64) for s in np.unique(rec["step"])}
+
+
 def run_c(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """Compile the C backend with gcc -std=c99 -Wall -Wextra -Werror and run it."""
     sources = [src_dir / "nnforge_model.c", HARNESS / "harness.c"]

@@ -102,3 +102,30 @@ def negate_first_row(src, array: str) -> None:
     m = re.search(rf"{array}\[\d+\] = \{{\n    ([^\n]*),\n", text)
     row = ", ".join(str(-int(v)) for v in m.group(1).split(", "))
     src.write_text(text[:m.start(1)] + row + text[m.end(1):])
+
+
+def run_c_float_wrapper(design, tmp_path, x):
+    """The generated C's ``nnforge_run_float`` on float samples ``x`` (gcc), per sample."""
+    import subprocess
+    from nnforge.sim.tools import find_tool
+
+    out = design.write(tmp_path / "out", targets=["c"])
+    main = tmp_path / "main.c"
+    main.write_text("""
+#include <stdio.h>
+#include "nnforge_model.h"
+int main(void) {
+    float in[NNFORGE_IN_SIZE], out[NNFORGE_OUT_SIZE];
+    int i;
+    while (fread(in, sizeof(float), NNFORGE_IN_SIZE, stdin) == NNFORGE_IN_SIZE) {
+        nnforge_run_float(in, out);
+        for (i = 0; i < NNFORGE_OUT_SIZE; i++) printf("%.9g\\n", out[i]);
+    }
+    return 0;
+}
+""")
+    exe = tmp_path / "wrapper"
+    subprocess.run([find_tool("gcc"), "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(out / "c"),
+                    str(out / "c" / "nnforge_model.c"), str(main), "-o", str(exe), "-lm"], check=True)
+    res = subprocess.run([str(exe)], input=np.asarray(x).astype("<f4").tobytes(), capture_output=True, check=True)
+    return np.array(res.stdout.split(), dtype=np.float64).reshape(len(x), -1)

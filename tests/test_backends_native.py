@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import extremes
+from conftest import extremes, run_c_float_wrapper
 
 import nnforge
 from nnforge.ir import run_int
@@ -97,26 +97,7 @@ def test_float_wrapper_matches_golden(tmp_path, digits_design, digits_data):
     """nnforge_run_float quantizes like golden, and applies the final softmax."""
     _, x, _ = digits_data
     x = x[:40]
-    out = digits_design.write(tmp_path / "out", targets=["c"])
-    main = tmp_path / "main.c"
-    main.write_text("""
-#include <stdio.h>
-#include "nnforge_model.h"
-int main(void) {
-    float in[NNFORGE_IN_SIZE], out[NNFORGE_OUT_SIZE];
-    int i;
-    while (fread(in, sizeof(float), NNFORGE_IN_SIZE, stdin) == NNFORGE_IN_SIZE) {
-        nnforge_run_float(in, out);
-        for (i = 0; i < NNFORGE_OUT_SIZE; i++) printf("%.9g\\n", out[i]);
-    }
-    return 0;
-}
-""")
-    exe = tmp_path / "wrapper"
-    subprocess.run([find_tool("gcc"), "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(out / "c"),
-                    str(out / "c" / "nnforge_model.c"), str(main), "-o", str(exe), "-lm"], check=True)
-    res = subprocess.run([str(exe)], input=x.astype("<f4").tobytes(), capture_output=True, check=True)
-    got = np.array(res.stdout.split(), dtype=np.float64).reshape(len(x), -1)
+    got = run_c_float_wrapper(digits_design, tmp_path, x)
     logits = digits_design.predict_dequantized(x)
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     want = e / e.sum(axis=1, keepdims=True)

@@ -104,7 +104,7 @@ def test_int_conv_and_dense_are_exact_on_both_paths(bits, monkeypatch):
     xd, wd = x.reshape(2, -1)[:, :18], w.reshape(4, -1)
     node = SimpleNamespace(inputs=["x", "w", "b"], outputs=["y"], attrs={})
     captured = {}
-    monkeypatch.setattr(dense, "linear_output", lambda n, g, acc: captured.setdefault("acc", acc))
+    monkeypatch.setattr(dense, "linear_output", lambda n, g, acc, axis: captured.setdefault("acc", acc))
     dense.int_ref(node, None, [xd, wd, b])
     want_d = xd.astype(object) @ wd.T.astype(object) + b.astype(object)
     assert captured["acc"].dtype == np.int64 and np.array_equal(captured["acc"].astype(object), want_d)

@@ -13,12 +13,12 @@ import numpy as np
 
 from . import add, dense, gemm, matmul, relu, reshape, softmax
 from . import avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool
-from . import concat, lrn, mul, transpose
+from . import concat, lrn, mul, quant, transpose
 from . import clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh
 
 _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
 _MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
-_MODULES += (concat, lrn, mul, transpose)
+_MODULES += (concat, lrn, mul, quant, transpose)
 _MODULES += (clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh)
 OPS: dict[str, ModuleType] = {m.OP: m for m in _MODULES}
 

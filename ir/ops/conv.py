@@ -19,6 +19,7 @@ value 0.0 in every power-of-two type)::
     y   = saturate(round_half_up(acc >> (acc_frac - frac(y))))
 
 A fused Relu clamps ``acc`` at 0 (its output type is unsigned, so saturation does it).
+Per-channel ``rq_mult`` / ``rq_shift`` as in :mod:`.dense`.
 """
 
 import numpy as np
@@ -27,7 +28,8 @@ from ._window import out_sizes, patches, spatial_attrs
 from .dense import exact_dtype, linear_output
 
 OP = "Conv"
-ATTRS = {"strides": (), "pads": (), "dilations": (), "groups": 1, "relu": False, "acc_width": 0}
+ATTRS = {"strides": (), "pads": (), "dilations": (), "groups": 1, "relu": False, "acc_width": 0,
+         "rq_mult": None, "rq_shift": None}
 
 
 def shape(attrs, in_shapes):
@@ -76,4 +78,4 @@ def float_ref(attrs, inputs):
 
 def int_ref(node, g, inputs):
     x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
-    return [linear_output(node, g, _conv(node.attrs, x, w, b, np.int64))]
+    return [linear_output(node, g, _conv(node.attrs, x, w, b, np.int64), axis=1)]

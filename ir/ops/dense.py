@@ -12,14 +12,23 @@ stored at the accumulator scale ``acc_frac = frac(x) + frac(W)``::
 
 A fused Relu is the saturation itself: its output type is unsigned, so ``lo = 0``.
 ``acc_width`` is derived by the quantizer from the actual weights and input range.
+
+Per-channel scales (per-channel weight formats, real scales from models quantized
+elsewhere) replace the single shift by the node attributes ``rq_mult`` (one integer per
+output channel) and ``rq_shift``; row ``n`` of ``b`` is then at its own channel's scale::
+
+    y[n] = saturate(round_half_up((acc[n] * rq_mult[n]) >> rq_shift))
+
+(:func:`requant_params` gives these numbers for every node, 1 and the single shift
+when the attributes are absent.)
 """
 
 import numpy as np
 
-from ..fixed import requantize
+from ..fixed import requantize_mult
 
 OP = "Dense"
-ATTRS = {"relu": False, "acc_width": 0}
+ATTRS = {"relu": False, "acc_width": 0, "rq_mult": None, "rq_shift": None}
 
 
 def shape(attrs, in_shapes):
@@ -54,14 +63,24 @@ def exact_dtype(x: np.ndarray, w: np.ndarray, k: int):
 def int_ref(node, g, inputs):
     x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
     dt = exact_dtype(x, w, w.shape[1])
-    return [linear_output(node, g, (x.astype(dt) @ w.T.astype(dt)).astype(np.int64) + b)]
+    return [linear_output(node, g, (x.astype(dt) @ w.T.astype(dt)).astype(np.int64) + b, axis=-1)]
 
 
-def linear_output(node, g, acc: np.ndarray) -> np.ndarray:
-    """The output of a linear layer (Dense, Conv) from its exact accumulator at scale
-    ``frac(x) + frac(W)``: the fused Relu, then requantize to the output type."""
+def requant_params(node, g) -> tuple[np.ndarray, int]:
+    """``(mult, shift)`` of a linear layer's requantization: ``mult`` one integer per output
+    channel; without per-channel attributes all ones and ``frac(x) + frac(W) - frac(y)``."""
+    if node.attrs.get("rq_mult") is not None:
+        return np.asarray(node.attrs["rq_mult"], dtype=np.int64), int(node.attrs["rq_shift"])
     acc_frac = g.qtype(node.inputs[0]).frac + g.qtype(node.inputs[1]).frac
+    n = g.shape(node.inputs[1])[0]
+    return np.ones(n, dtype=np.int64), acc_frac - g.qtype(node.outputs[0]).frac
+
+
+def linear_output(node, g, acc: np.ndarray, axis: int) -> np.ndarray:
+    """The output of a linear layer (Dense, Conv) from its exact accumulator (channels on
+    ``axis``): the fused Relu, then requantize to the output type."""
     out_t = g.qtype(node.outputs[0])
-    if node.attrs.get("relu") and out_t.signed:
+    if node.attrs.get("relu") and out_t.lo < 0:
         acc = np.maximum(acc, 0)
-    return requantize(acc, acc_frac, out_t)
+    mult, shift = requant_params(node, g)
+    return requantize_mult(acc, mult, shift, out_t, axis)

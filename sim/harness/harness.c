@@ -2,7 +2,9 @@
  * against nnforge_model.h, or as C++ with -DNNFORGE_HARNESS_HLS against nnforge_hls.h.
  * usage: harness IN.bin OUT.bin N
  * IN.bin holds N * NNFORGE_IN_SIZE little-endian int32 values; OUT.bin receives
- * N * NNFORGE_OUT_SIZE int32 values. */
+ * N * NNFORGE_OUT_SIZE int32 values. Built with -DNNFORGE_TRACING it takes a fourth
+ * argument, TRACE.bin, which receives every step's output as (int32 step, int64 value)
+ * records, in the order the steps write them. */
 #include <stdio.h>
 #include <stdlib.h>
 #ifdef NNFORGE_HARNESS_HLS
@@ -11,6 +13,20 @@
 #else
 #include "nnforge_model.h"
 #define NNFORGE_ENTRY nnforge_run
+#endif
+
+#ifdef NNFORGE_TRACING
+static FILE *trace_file;
+
+void nnforge_trace_value(int step, int64_t value)
+{
+    int32_t s = (int32_t)step;
+    fwrite(&s, sizeof s, 1, trace_file);
+    fwrite(&value, sizeof value, 1, trace_file);
+}
+#define NNFORGE_ARGS 5
+#else
+#define NNFORGE_ARGS 4
 #endif
 
 int main(int argc, char **argv)
@@ -22,10 +38,17 @@ int main(int argc, char **argv)
     FILE *fi, *fo;
     long n, s;
     int i;
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s IN.bin OUT.bin N\n", argv[0]);
+    if (argc != NNFORGE_ARGS) {
+        fprintf(stderr, "usage: %s IN.bin OUT.bin N%s\n", argv[0], NNFORGE_ARGS == 5 ? " TRACE.bin" : "");
         return 2;
     }
+#ifdef NNFORGE_TRACING
+    trace_file = fopen(argv[4], "wb");
+    if (!trace_file) {
+        fprintf(stderr, "cannot open the trace file\n");
+        return 2;
+    }
+#endif
     n = atol(argv[3]);
     fi = fopen(argv[1], "rb");
     fo = fopen(argv[2], "wb");
@@ -51,5 +74,10 @@ int main(int argc, char **argv)
         }
     }
     fclose(fi);
+#ifdef NNFORGE_TRACING
+    if (fclose(trace_file) != 0) {
+        return 2;
+    }
+#endif
     return fclose(fo) == 0 ? 0 : 2;
 }
