@@ -88,8 +88,6 @@ def cmd_verify(args, progress: Progress) -> int:
         print(result)
         if args.trace:
             print(trace_text(traces, sample), end="")
-            if "verilog" in backends:
-                print("  verilog: not traced (only its output stream is compared)")
     return 0 if result.ok else 1
 
 
@@ -169,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: golden and every target written to OUTDIR)")
     v.add_argument("--limit", type=int, help="use only the first N samples")
     v.add_argument("--trace", action="store_true",
-                   help="also compare every layer of the C and HLS backends with golden, on the first sample "
-                        "that differs (or the first sample), and name the first layer that differs")
+                   help="also compare every layer of every backend with golden, on the first sample that "
+                        "differs (or the first sample), and name the first layer that differs")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     v.set_defaults(func=cmd_verify)

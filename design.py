@@ -34,7 +34,7 @@ from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
 BACKENDS = ("golden",) + TARGETS
-TRACEABLE = ("c", "hls")  # backends whose every layer verify --trace compares
+TRACEABLE = ("c", "hls", "verilog")  # backends whose every layer verify --trace compares
 PARALLELISM = ("sequential", "balanced", "parallel")
 FORMAT_VERSION = 1
 HLS_TB_SAMPLES = 16
@@ -347,9 +347,10 @@ class Design:
 
     def trace(self, x, backends: Sequence[str] = TRACEABLE, outdir=None, sample: int = 0,
               progress: Progress = QUIET) -> dict[str, list[LayerTrace]]:
-        """Run sample ``sample`` of ``x`` through each backend built with tracing on and
-        compare every layer's output with golden's (C and HLS C++; the Verilog engines'
-        internal streams are not traced)."""
+        """Run sample ``sample`` of ``x`` through each backend with tracing on and compare
+        every layer's output with golden's: C and HLS C++ built to report every step's
+        buffer, Verilog with every engine's output stream recorded in the simulation (and
+        put back from its layout into the IR's order)."""
         from .sim.native import trace as native_trace
 
         backends = check_names(backends, TRACEABLE, "traceable backend")
@@ -365,11 +366,15 @@ class Design:
                 src = Path(outdir) / b
                 if not src.is_dir():
                     raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
-                prog = self.lowered(b)
-                got = native_trace(b, src, Path(outdir) / "build" / f"{b}-trace", x_int.reshape(1, -1),
-                                   prog.n_out, progress)
+                if b == "verilog":
+                    steps, got = self._verilog_trace(src, Path(outdir) / "build" / "verilog-trace", x_int, progress)
+                else:
+                    prog = self.lowered(b)
+                    got = native_trace(b, src, Path(outdir) / "build" / f"{b}-trace", x_int.reshape(1, -1),
+                                       prog.n_out, progress)
+                    steps = list(prog.steps)
                 layers = []
-                for i, st in enumerate(prog.steps):
+                for i, st in enumerate(steps):
                     if not st.tensor:
                         continue
                     want = np.asarray(env[st.tensor], dtype=np.int64).reshape(-1)
@@ -386,6 +391,30 @@ class Design:
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    def _verilog_trace(self, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
+        """Every engine's output stream on one sample, in the IR's flat order, by engine."""
+        from types import SimpleNamespace
+
+        from .sim import verilog
+
+        info = json.loads((src / "verilog_info.json").read_text())
+        layers = [ly for ly in info["layers"] if ly.get("tensor")]
+        run = verilog.run(self.lowered("verilog"), src, build, x_int.reshape(1, -1), progress,
+                          trace=[ly["output"] for ly in layers])
+        streams = run.extra["trace"]
+        got = {}
+        for i, ly in enumerate(layers):
+            t = self.qgraph.qtype(ly["tensor"])
+            raw = np.asarray(streams.get(ly["output"], []), dtype=np.uint64)
+            vals = verilog.to_signed(raw, t.width, t.signed)
+            shape = tuple(self.qgraph.shape(ly["tensor"]))
+            perm = [int(p) for p in ly["layout"]] if len(ly["layout"]) == len(shape) else list(range(len(shape)))
+            if vals.size == int(np.prod(shape)):  # the stream's layout back to the IR's order
+                vals = vals.reshape([shape[p] for p in perm]).transpose(np.argsort(perm)).reshape(-1)
+            got[i] = vals
+        steps = [SimpleNamespace(name=ly["name"], op=ly.get("op", "Dense"), tensor=ly["tensor"]) for ly in layers]
+        return steps, got
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, folder) -> None:

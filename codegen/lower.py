@@ -49,6 +49,7 @@ class DenseLayer:
     hi: int
     relu: bool
     mult: np.ndarray | None = field(default=None, repr=False)  # (n_out,) int64, or None: all 1
+    tensor: str = ""  # the IR tensor of the output
 
     @property
     def macs(self) -> int:
@@ -115,7 +116,7 @@ def lower(q: Graph, target: str = "any") -> HwModel:
             in_t=q.qtype(x), w_t=q.qtype(w), out_t=out_t,
             weights=np.asarray(q.consts[w], dtype=np.int64),
             bias=np.asarray(q.consts[b], dtype=np.int64),
-            acc_width=int(node.attr("acc_width")),
+            acc_width=int(node.attr("acc_width")), tensor=cur,
             shift=int(shift),
             lo=max(out_t.lo, 0) if relu else out_t.lo, hi=out_t.hi, relu=relu,
             mult=None if np.all(mult == 1) else np.asarray(mult, dtype=np.int64),

@@ -388,8 +388,9 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
             "latency_cycles": c["timing"]["latency"],
             "ii_cycles": c["timing"]["ii"],
             **({"channel_mult": c["cm"]} if c["cm"] != "none" else {}),
+            "output": f"s{i + 1}", "tensor": ly.tensor, "layout": [0],
         }
-        for c in ctxs
+        for i, (ly, c) in enumerate(zip(hw.layers, ctxs))
     ]
     info = {
         "top": TOP,

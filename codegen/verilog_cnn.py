@@ -120,6 +120,7 @@ class _Planner:
             name = sanitize(f"reorder_{tensor}", self.used, prefix="layer")
             e = reorder_engine(self.q, tensor, name, have, tuple(perm))
             self.add(e, name, "Reorder", [sid], tensor)
+            self.engines[-1].update(tensor=tensor, layout=tuple(perm))
             self.converted[key] = self.engines[-1]["out_stream"]
         return self.converted[key]
 
@@ -161,6 +162,7 @@ class _Planner:
             perm_out = perms_in[0] if elementwise else self.preferred(rank_out)
             e = build(q, n, name, layouts={"in": perms_in, "out": perm_out})
         self.add(e, name, n.op, ins, out)
+        e.update(tensor=out, layout=tuple(perm_out))
         self.view[out] = (e["out_stream"], perm_out)
 
 
@@ -305,6 +307,7 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balance
                          + "; output in the model's flat order; one element per beat"),
         "layers": [{"name": e["name"], "op": e["op"], "module": e["module"], "file": f"{e['module']}.v",
                     "inputs": [f"s{s}" for s in e["in_streams"]], "output": f"s{e['out_stream']}",
+                    "tensor": e["tensor"], "layout": list(e["layout"]),
                     "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": 1, "simd": e.get("S", 1),
                     "latency_cycles": e["timing"]["in_to_out"], "ii_cycles": e["timing"]["frame_cycles"],
                     "multipliers": e["multipliers"], "acc_width": e.get("aw"),

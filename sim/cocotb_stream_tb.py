@@ -8,7 +8,9 @@ file named by ``NNFORGE_TB_JOB``::
      "result": "result.json",       # written: status and cycle measurements
      "progress": "progress.txt",    # overwritten with the number of finished vectors
      "n_in": 64, "n_out": 10, "max_cycles": 100000, "reset_cycles": 4,
-     "stall": 0.0, "seed": 1}       # optional: probability of holding back a beat
+     "stall": 0.0, "seed": 1,       # optional: probability of holding back a beat
+     "trace": ["s3", ...]}          # optional: internal streams of the top whose beats
+                                    # are recorded (into result.json "trace")
 
 
 One coroutine does everything, once per clock: at the falling edge (all register
@@ -64,6 +66,9 @@ async def stream_vectors(dut) -> None:
     stall = float(job.get("stall", 0.0))
     rng = random.Random(int(job.get("seed", 1)))
 
+    traced = [(s, getattr(dut, f"{s}_valid"), getattr(dut, f"{s}_ready"), getattr(dut, f"{s}_data"))
+              for s in job.get("trace", [])]
+    beats: dict[str, list[int]] = {s: [] for s, *_ in traced}
     clk, in_valid, in_ready, in_data = dut.clk, dut.in_valid, dut.in_ready, dut.in_data
     out_valid, out_ready, out_data, out_lastsig = dut.out_valid, dut.out_ready, dut.out_data, dut.out_last
 
@@ -92,7 +97,10 @@ async def stream_vectors(dut) -> None:
         if cyc > max_cycles:
             status = "timeout"
             break
-        busy = False
+        busy = bool(traced)  # internal beats happen while the ports are quiet: wake every cycle
+        for s, v, r, d in traced:  # a beat the next rising edge takes
+            if v.value and r.value:
+                beats[s].append(int(d.value))
         take = True
         if stall:
             take = rng.random() >= stall
@@ -147,6 +155,7 @@ async def stream_vectors(dut) -> None:
             bool(out_last[i]) == ((i % n_out) == n_out - 1) for i in range(n_got)
         ),
         "wall_seconds": wall,
+        "trace": beats,
     }
     (base / job["result"]).write_text(json.dumps(result))
     assert status == "ok", f"simulation did not finish within {max_cycles} cycles"

@@ -234,7 +234,8 @@ def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
     return {"reused": False, "seconds": secs, "dir": str(obj)}
 
 
-def _to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
+def to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
+    """Bit patterns of ``width`` bits as integers (two's complement when ``signed``)."""
     v = raw.astype(np.int64) & ((1 << width) - 1)
     if signed:
         v = np.where(v >= (1 << (width - 1)), v - (1 << width), v)
@@ -244,7 +245,8 @@ def _to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
 # ----------------------------------------------------------------------------- run
 
 def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress,
-        expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1) -> SimRun:
+        expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1,
+        trace: list[str] | None = None) -> SimRun:
     """Stream every row of ``x_int`` (N input vectors, integers of ``hw.in_t``) through
     the design in ``src_dir`` back to back and return the N output vectors. A design whose
     ``verilog_info.json`` names an ``input_order`` (channels-last streams) gets each sample
@@ -258,6 +260,9 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     ``backpressure`` (0 <= p < 1) makes the testbench withhold input beats and drop
     ``out_ready`` with probability p per cycle (random with ``seed``), to prove the
     results do not depend on flow control; the cycle figures then include the stalls.
+
+    ``trace`` names internal streams of the top (``verilog_info.json`` layers' ``output``):
+    the bit patterns of every beat on them go to ``extra['trace']``.
     """
     if not 0.0 <= backpressure < 1.0:
         raise ValueError("backpressure must be in [0, 1)")
@@ -296,7 +301,7 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     job = {
         "inputs": "in.npy", "outputs": "out.npy", "result": "result.json", "progress": "progress.txt",
         "n_in": hw.n_in, "n_out": hw.n_out, "max_cycles": max_cycles, "reset_cycles": 4,
-        "stall": backpressure, "seed": seed,
+        "stall": backpressure, "seed": seed, "trace": list(trace or []),
     }
     job_path = work / "job.json"
     job_path.write_text(json.dumps(job))
@@ -354,7 +359,7 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     if reported < n_vec:
         tick(n_vec)
 
-    y = _to_signed(np.load(work / "out.npy"), hw.out_t.width, hw.out_t.signed)
+    y = to_signed(np.load(work / "out.npy"), hw.out_t.width, hw.out_t.signed)
     last = result["last_out_cycles"]
     first = result["first_in_cycles"]
     latency = int(last[0] - first[0])
@@ -379,6 +384,7 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
         "analytic_latency_cycles": lat,
         "output_gaps": [int(b - a) for a, b in zip(last, last[1:])],
         "log": str(log),
+        "trace": result.get("trace", {}),
     }
     if expected is not None:
         exp = np.asarray(expected, dtype=np.int64).reshape(y.shape)
