@@ -55,7 +55,7 @@ def cmd_compile(args, progress: Progress) -> int:
                      mixed_precision=args.mixed_precision, validation=validation,
                      bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
-                     rounding=args.rounding)
+                     rounding=args.rounding, dynamic=args.dynamic)
     design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
     if not args.quiet:
         print(design.summary())
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --scale real: signed activations on the unsigned grid with a zero point")
     c.add_argument("--rounding", choices=("nearest", "search"), default="nearest",
                    help="weight rounding: to nearest (default) or searched per channel on the calibration data")
+    c.add_argument("--dynamic", action="store_true",
+                   help="the C target also gets nnforge_run_dynamic: activation scales chosen at run time per input")
     c.add_argument("--mixed-precision", type=float, metavar="MAX_ACC_DROP",
                    help="search per-layer weight widths (8 down to 2 bits) for the fewest weight bits whose "
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")

@@ -291,7 +291,7 @@ class Design:
                                        "per_channel": self.config.per_channel,
                                        "from_model": self.config.from_model,
                                        "scale": self.config.scale, "asymmetric": self.config.asymmetric,
-                                       "rounding": self.config.rounding,
+                                       "rounding": self.config.rounding, "dynamic": self.config.dynamic,
                                        "mixed_precision": self.mixed.as_dict() if self.mixed else None},
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
@@ -302,6 +302,10 @@ class Design:
         if "c" in targets:
             progress("writing C")
             c_backend.write(models["c"], tmp / "c", softmax=softmax)
+            if self.config.dynamic:
+                from .codegen.c_dynamic import write_dynamic
+
+                write_dynamic(self.qgraph, tmp / "c")
         if "hls" in targets:
             progress("writing HLS C++")
             tb_x = self._tb_vectors()
@@ -344,6 +348,30 @@ class Design:
             lines.append("The model ends in Softmax: the hardware outputs the logits; the float "
                          "wrapper applies softmax.")
         return "\n".join(lines) + "\n"
+
+    def predict_dynamic(self, x) -> np.ndarray:
+        """Golden outputs of dynamic quantization (run-time scales), as real values."""
+        from .ir.dynamic import dequantize_dynamic, run_dynamic
+
+        y, frac = run_dynamic(self.qgraph, self.check_input(x))
+        return dequantize_dynamic(y, frac)
+
+    def _verify_dynamic(self, x, labels, outdir: Path, progress: Progress) -> BackendResult:
+        """The generated nnforge_run_dynamic against :func:`nnforge.ir.dynamic.run_dynamic`:
+        every output integer and its run-time fractional bits."""
+        from .codegen.c_dynamic import run_dynamic_c
+        from .ir.dynamic import run_dynamic
+
+        t0 = time.monotonic()
+        xf = np.asarray(x, dtype=np.float32)
+        want, want_f = run_dynamic(self.qgraph, xf.astype(np.float64))
+        got, got_f = run_dynamic_c(outdir / "c", outdir / "build" / "c-dynamic", xf.reshape(len(xf), -1),
+                                   int(np.prod(self.output_shape)))
+        diff = np.any(got.reshape(len(x), -1) != want.reshape(len(x), -1), axis=1) | (got_f != want_f)
+        bad = np.flatnonzero(diff)
+        progress(f"c-dynamic: {len(x)} samples, {int(diff.sum())} mismatches")
+        return BackendResult(samples=len(x), mismatches=int(diff.sum()), accuracy=_accuracy(got, labels),
+                             seconds=time.monotonic() - t0, first_mismatch=int(bad[0]) if len(bad) else None)
 
     def trace(self, x, backends: Sequence[str] = TRACEABLE, outdir=None, sample: int = 0,
               progress: Progress = QUIET) -> dict[str, list[LayerTrace]]:
@@ -431,7 +459,7 @@ class Design:
                           "per_channel": self.config.per_channel,
                           "from_model": self.config.from_model,
                           "scale": self.config.scale, "asymmetric": self.config.asymmetric,
-                          "rounding": self.config.rounding},
+                          "rounding": self.config.rounding, "dynamic": self.config.dynamic},
                "float_graph": fd, "quantized_graph": qd}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -497,6 +525,8 @@ class Design:
                     latency_cycles=getattr(extra, "latency_cycles", None),
                     seconds=time.monotonic() - t0, first_mismatch=int(bad[0]) if len(bad) else None)
                 progress(f"{b}: {len(x)} samples, {int(diff.sum())} mismatches")
+                if b == "c" and self.config.dynamic:
+                    result.backends["c-dynamic"] = self._verify_dynamic(x, labels, Path(outdir), progress)
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -603,7 +633,8 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             act_bits: int | None = None, progress: Progress = QUIET, calibration_method: str = "minmax",
             calibration_overrides: dict[str, str] | None = None, mixed_precision: float | None = None,
             validation=None, bias_correction: bool | None = None, per_channel: bool = False,
-            scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest") -> Design:
+            scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest",
+            dynamic: bool = False) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -633,7 +664,11 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
 
     ``rounding``: ``nearest`` (default) or ``search``: per output channel, each weight
     rounds down or up as lowers the layer's output error on calibration inputs
-    (:mod:`nnforge.passes.rounding`)."""
+    (:mod:`nnforge.passes.rounding`).
+
+    ``dynamic``: the C target also gets ``nnforge_run_dynamic`` (``c/nnforge_dynamic.c``),
+    where every activation's power-of-two scale is chosen at run time per input from the
+    values it holds (:mod:`nnforge.ir.dynamic`); verify checks it as ``c-dynamic``."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
@@ -642,7 +677,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     cfg = QuantConfig(weight_bits=wb, act_bits=act_bits or bits, calibration=calibration_method,
                       overrides=tuple((calibration_overrides or {}).items()), bias_correction=bool(bias_correction),
                       per_channel=bool(per_channel), scale=scale, asymmetric=bool(asymmetric),
-                      rounding=rounding)
+                      rounding=rounding, dynamic=bool(dynamic))
     t0 = time.monotonic()
     g = import_onnx(model)
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
@@ -671,6 +706,10 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
         progress(mixed.text().rstrip())
     q = quantize_graph(f, ranges, cfg, means, inputs)
     q.verify()
+    if cfg.dynamic:
+        from .ir.dynamic import check_dynamic
+
+        check_dynamic(q)
     progress(f"quantized to {cfg.weight_bits}-bit weights{' per channel' if cfg.per_channel else ''} / "
              f"{cfg.act_bits}-bit activations "
              f"(calibration: {cfg.calibration})")

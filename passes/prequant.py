@@ -136,6 +136,19 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
     ``means`` (per-channel input means, by tensor) turns on bias correction of the weights
     quantized here (not of weights whose integers the model gave)."""
     q = f.copy()
+    for node in q.topo():
+        rounding = node.attr("rounding", "half_even") if node.op == "Quant" else "half_even"
+        producer = q.producer(node.inputs[0])
+        # (after a fused Relu a sign is the constant +1: refused as a modelling error)
+        bipolar_after_linear = (rounding == "sign" and producer is not None and producer.op in ("Dense", "Conv")
+                                and not producer.attr("relu") and len(q.consumers(node.inputs[0])) == 1)
+        if rounding != "half_even" and not bipolar_after_linear:
+            # the integer path rounds half up (ties aside, round to nearest); a floor or ceil
+            # quantization, or a sign anywhere but right after a Dense / Conv, would need a
+            # requantization of its own
+            raise QuantizeError(f"node {node.name!r}: quantizing an activation with rounding {rounding!r} "
+                                f"(BipolarQuant anywhere but right after a Dense / Conv, or Quant with FLOOR / "
+                                f"CEIL) is not supported yet; weights may use any")
     for x in q.inputs:
         quant, _ = _marking_quant(q, x, through=())
         if quant is None:
@@ -184,24 +197,25 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
     return q
 
 
-def _output_quant(q: Graph, node: Node) -> tuple[FixedType, bool]:
-    """The type a linear layer's Quant states and whether a Relu between them was fused;
-    both nodes are removed."""
+def _output_quant(q: Graph, node: Node) -> tuple[FixedType, bool, bool]:
+    """The type a linear layer's Quant states, whether a Relu between them was fused, and
+    whether the Quant is a sign (BipolarQuant); the Quant and the Relu are removed."""
     quant, path = _marking_quant(q, node.outputs[0], through=("Relu",))
     if quant is None:
         raise QuantizeError(f"node {node.name!r} ({node.op}): its output is not quantized in the model (a "
                             f"QuantizeLinear / Quant must read it alone, possibly after a Relu)")
     t = quant_type(quant)
+    sign = quant.attr("rounding", "half_even") == "sign"
     _drop_quant(q, quant)
     for relu in path:
         _drop_quant(q, relu)
-    return t, bool(path)
+    return t, bool(path), sign
 
 
 def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> None:
     x, w_name, b_name = node.inputs
     x_t = q.qtype(x)
-    out_t, relu = _output_quant(q, node)
+    out_t, relu, sign = _output_quant(q, node)
     w = q.consts[w_name].astype(np.float64)
     given = q.meta.get("weight_scales", {}).get(w_name)
     if given is not None:
@@ -233,10 +247,18 @@ def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> 
         w_deq = w_q * sw.reshape((-1,) + (1,) * (w.ndim - 1))
         b = b - _weight_error_on_mean(node, w_deq - w, means[x])
     b_q = np.floor(b / acc_scale + 0.5).astype(np.int64)
+    if sign:
+        # a sign (BipolarQuant: +1 from 0 up, else -1) of the accumulator is the saturation of
+        # 2 * acc + 1 to [-1, 1] (never 0): weights doubled, bias 2 b + 1, rescale 1
+        w_q, b_q = 2 * w_q, 2 * b_q + 1
+        w_t = FixedType(w_t.width + 1, w_t.frac + 1, real_scale=w_t.real_scale / 2)
     _store_linear(q, node, w_name, w_q, w_t, b_name, b, b_q=b_q)
     node = q.node(node.name)
     acc_width = int(node.attr("acc_width"))
-    mult, shift = real_multiplier(acc_scale / out_t.scale, max_bits=min(31, 62 - acc_width))
+    if sign:
+        mult, shift = np.ones(len(w), dtype=np.int64), 0
+    else:
+        mult, shift = real_multiplier(acc_scale / out_t.scale, max_bits=min(31, 62 - acc_width))
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "relu": bool(node.attr("relu")) or relu,
                                                 "rq_mult": tuple(int(v) for v in mult), "rq_shift": int(shift)}))
     q.set_qtype(node.outputs[0], out_t)

@@ -63,6 +63,7 @@ class QuantConfig:
     from_model: bool = False  # activation types come from the model's own quantization (QDQ, QONNX)
     scale: str = "pow2"  # "real": calibrated real scales, rescaled by integer multiplier and shift
     rounding: str = "nearest"  # "search": per-channel rounding chosen on calibration inputs (passes/rounding.py)
+    dynamic: bool = False  # the C target also gets run-time activation scales (ir/dynamic.py)
     asymmetric: bool = False  # real scales: signed activations on an unsigned grid with a zero point
 
     def __post_init__(self) -> None:
@@ -73,6 +74,9 @@ class QuantConfig:
             raise ValueError(f"rounding must be 'nearest' or 'search', got {self.rounding!r}")
         if self.scale not in ("pow2", "real"):
             raise ValueError(f"scale must be 'pow2' or 'real', got {self.scale!r}")
+        if self.dynamic and (self.scale != "pow2" or self.per_channel):
+            raise ValueError("dynamic quantization uses power-of-two scales per tensor (no --scale real, "
+                             "no --per-channel)")
         if self.asymmetric and self.scale != "real":
             raise ValueError("asymmetric activations need real scales (scale='real')")
         parse_method(self.calibration)

@@ -147,3 +147,68 @@ def test_bipolar_weights():
     assert np.abs(ours - np.rint(ref.reshape(20, -1) / design.output_type.scale)).max() <= 1
     res = design.verify(x, backends=("golden", "c"))
     assert res.ok, str(res)
+
+
+def test_bipolar_activation_is_refused_not_approximated():
+    """A BipolarQuant on an activation means sign(x): the integer path would round instead,
+    so it is refused with the reason."""
+    from nnforge.passes import QuantizeError
+    model = make_qonnx_cnn(weight_bits=4, act_bits=4)
+    for n in model.graph.node:
+        if n.op_type == "Quant" and n.input[0] == "relu_1":
+            n.op_type = "BipolarQuant"
+            del n.input[2:]
+            del n.attribute[:]
+    with pytest.raises(QuantizeError, match="BipolarQuant"):
+        nnforge.compile(model)
+
+
+def _binary_mlp(seed: int = 0) -> onnx.ModelProto:
+    """x -> Quant (8-bit) -> MatMul by 4-bit weights + bias -> BipolarQuant (sign) -> MatMul by
+    bipolar weights -> Quant (8-bit signed): a binarized hidden layer as FINN runs them."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.3, (64, 32)).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (32, 10)).astype(np.float32)
+    s_x, s_w1 = 1.0 / 255, np.abs(w1).max(axis=0, keepdims=True) / 7
+    acc_scale = s_x * s_w1.astype(np.float64).reshape(-1)
+    b1 = (np.round(rng.normal(0, 0.5, 32) / acc_scale) * acc_scale).astype(np.float32)  # on the acc grid
+    inits = [_const("s_x", s_x), _const("z", 0.0), _const("b8", 8), _const("w1", w1), _const("s_w1", s_w1),
+             _const("b4", 4), _const("b1", b1), _const("s_h", 0.5), _const("w2", w2),
+             _const("s_w2", np.abs(w2).mean(axis=0, keepdims=True)), _const("s_y", 0.25)]
+    nodes = [helper.make_node("Quant", ["x", "s_x", "z", "b8"], ["xq"], domain=DOMAIN, signed=0, narrow=0,
+                              rounding_mode="ROUND"),
+             helper.make_node("Quant", ["w1", "s_w1", "z", "b4"], ["w1q"], domain=DOMAIN, signed=1, narrow=1,
+                              rounding_mode="ROUND"),
+             helper.make_node("MatMul", ["xq", "w1q"], ["m1"]),
+             helper.make_node("Add", ["m1", "b1"], ["a1"]),
+             helper.make_node("BipolarQuant", ["a1", "s_h"], ["h"], domain=DOMAIN),
+             helper.make_node("BipolarQuant", ["w2", "s_w2"], ["w2q"], domain=DOMAIN),
+             helper.make_node("MatMul", ["h", "w2q"], ["m2"]),
+             helper.make_node("Quant", ["m2", "s_y", "z", "b8"], ["y"], domain=DOMAIN, signed=1, narrow=0,
+                              rounding_mode="ROUND")]
+    graph = helper.make_graph(nodes, "binary_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)])
+    m.ir_version = 8
+    return ModelWrapper(m).transform(InferShapes()).model
+
+
+def test_bipolar_activation_after_a_linear_layer(tmp_path):
+    """sign(acc) is the saturation of 2 acc + 1 to [-1, 1]: golden equals qonnx's execution
+    on every output, and every backend equals golden."""
+    model = _binary_mlp()
+    design = nnforge.compile(model)
+    hidden = next(n for n in design.qgraph.topo() if n.op == "Dense")
+    t = design.qgraph.qtype(hidden.outputs[0])
+    assert (t.lo, t.hi) == (-1, 1)
+    x = np.load(ROOT / "examples" / "digits_mlp" / "test.npz")["x"][:120].reshape(120, -1)
+    x = x / x.max()
+    env_h = nnforge.ir.run_int(design.qgraph, design.quantize_input(x), keep=True)[hidden.outputs[0]]
+    assert set(np.unique(env_h)) == {-1, 1}
+    qonnx_exec.qonnx_make_model = _ir8_make_model
+    ref = np.concatenate([qonnx_exec.execute_onnx(ModelWrapper(model), {"x": x[i:i + 1].astype(np.float32)})["y"]
+                          for i in range(len(x))])
+    ours = design.predict_int(design.quantize_input(x)).reshape(len(x), -1)
+    assert np.array_equal(ours, np.rint(ref / 0.25).astype(np.int64))
+    res = design.verify(x[:20], backends=("golden", "c", "hls", "verilog"))
+    assert res.ok, str(res)
