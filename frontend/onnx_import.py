@@ -21,6 +21,7 @@ MIN_OPSET = 11
 SUPPORTED_OPS = (
     "Add", "Cast", "Constant", "Dropout", "Flatten", "Gemm", "Identity", "MatMul", "Relu",
     "Reshape", "Softmax", "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
+    "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
     "Conv", "BatchNormalization", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "ReduceMean", "Mul", "Sum", "Concat", "Transpose", "Squeeze", "Unsqueeze", "LRN",
     "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize", "Upsample", "Pad",
@@ -120,6 +121,8 @@ class _Importer:
         # constants made by DequantizeLinear: the integers' scale, zero point, axis, width
         self.dequantized: dict[str, dict] = {}
         self.quantized: dict[str, tuple] = {}  # QuantizeLinear output -> (scale, zero, lo, hi)
+        # DynamicQuantizeLinear outputs: the run-time scale and zero point, stand-ins for 1 and 0
+        self.dynamic_params: set[str] = set()
         from onnx import numpy_helper
 
         for init in graph.initializer:
@@ -580,6 +583,64 @@ class _Importer:
         self._op_Softmax(twin)
         self._quant_output(onode, tmp, ins[3], ins[4])
 
+    # ---- onnxruntime's dynamic quantization (quantize_dynamic): the model's float function
+    # DynamicQuantizeLinear(x) -> (xq, s, z); MatMulInteger(xq, Wq, z, zw) -> Cast ->
+    # Mul(., s * sw) -> Add(b) computes (x / s) (Wq - zw) * s * sw + b ~ x (Wq - zw) sw + b:
+    # imported with xq = x, s = 1, z = 0, so the integer op is x (Wq - zw), the scale product a
+    # constant sw, and the Mul / Add fold into the layer (passes/affine.py). The model is then
+    # a float model (calibrate it, or --dynamic); with --scale real its weights keep their
+    # integers and scales (meta['weight_scales']).
+    def _op_DynamicQuantizeLinear(self, onode) -> None:
+        x = self._activation_input(onode)
+        self.alias[onode.output[0]] = x
+        for t in onode.output[1:]:
+            if t:
+                self.dynamic_params.add(t)
+
+    def _dynamic_operand(self, onode, t: str) -> bool:
+        return bool(t) and t in self.dynamic_params
+
+    def _op_Mul(self, onode) -> None:
+        a, b = onode.input[0], onode.input[1]
+        if self._dynamic_operand(onode, a) or self._dynamic_operand(onode, b):
+            other = b if self._dynamic_operand(onode, a) else a
+            c = self._const(other)
+            if c is None:
+                raise ImportError_(f"node {onode.name!r}: a dynamic-quantization scale must be multiplied by a "
+                                   f"constant (the weights' scale)")
+            self.values[onode.output[0]] = np.asarray(c)  # s * sw with s = 1
+            return
+        self._elementwise(onode, "Mul")
+
+    def _integer_linear(self, onode, op_type: str, w_axis: int) -> None:
+        ins = list(onode.input) + [""] * (4 - len(onode.input))
+        x = self._activation_input(onode)
+        if ins[2] and not self._dynamic_operand(onode, ins[2]):
+            z = self._const(ins[2])
+            if z is None or np.any(z != 0):
+                raise ImportError_(f"node {onode.name!r}: {op_type} with an input zero point other than a "
+                                   f"DynamicQuantizeLinear's is not supported")
+        q = self._const(ins[1])
+        if q is None:
+            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant integer weights")
+        zw = self._const(ins[3]) if ins[3] else np.zeros(1, dtype=q.dtype)
+        src = f"{ins[1]}__integers"
+        shape = [1] * q.ndim
+        if zw.size > 1:
+            shape[w_axis] = zw.size
+        self.values[src] = (q.astype(np.int64) - zw.astype(np.int64).reshape(shape)).astype(np.float32)
+        self.dequantized[src] = {"scale": np.ones(1), "zero": np.zeros(1, dtype=np.int64), "axis": w_axis,
+                                 "bits": _int_bits(q.dtype) + (0 if np.issubdtype(q.dtype, np.signedinteger) else 1)}
+        twin, tmp = self._float_twin(onode, op_type, [x, src], attrs=[a for a in onode.attribute])
+        getattr(self, f"_op_{op_type}")(twin)
+        self.alias[onode.output[0]] = tmp
+
+    def _op_MatMulInteger(self, onode) -> None:
+        self._integer_linear(onode, "MatMul", w_axis=1)
+
+    def _op_ConvInteger(self, onode) -> None:
+        self._integer_linear(onode, "Conv", w_axis=0)
+
     def _op_DequantizeLinear(self, onode) -> None:
         src = onode.input[0]
         params = self.quantized.get(src)
@@ -672,9 +733,6 @@ class _Importer:
 
     def _op_Add(self, onode) -> None:
         self._elementwise(onode, "Add")
-
-    def _op_Mul(self, onode) -> None:
-        self._elementwise(onode, "Mul")
 
     def _elementwise(self, onode, op: str) -> None:
         """A binary elementwise op of an activation and a constant, or of two activations."""

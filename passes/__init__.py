@@ -8,12 +8,13 @@ from ..ir import Graph
 from .calibrate import METHODS, Range, calibrate, calibrate_minmax, choose_range, observe, parse_method
 from .batchnorm import fold_batchnorm
 from .canonicalize import gemm_to_dense, matmul_add_to_dense
+from .affine import fold_affine_into_linear
 from .fuse import fuse_dense_relu
 from .pad import fold_pad_into_conv
 from .quantize import QuantConfig, QuantizeError, drop_output_softmax, quantize
 
-FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm, fuse_dense_relu,
-                  drop_output_softmax)
+FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm,
+                  fold_affine_into_linear, fuse_dense_relu, drop_output_softmax)
 
 
 def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
@@ -28,6 +29,6 @@ def run_float_pipeline(g: Graph, verify: bool = True) -> Graph:
 __all__ = [
     "FLOAT_PIPELINE", "METHODS", "QuantConfig", "QuantizeError", "Range", "calibrate", "calibrate_minmax",
     "choose_range", "observe", "parse_method",
-    "drop_output_softmax", "fold_batchnorm", "fold_pad_into_conv", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
+    "drop_output_softmax", "fold_affine_into_linear", "fold_batchnorm", "fold_pad_into_conv", "fuse_dense_relu", "gemm_to_dense", "matmul_add_to_dense",
     "quantize", "run_float_pipeline",
 ]

@@ -32,7 +32,9 @@ def conv_pair(extra_nodes, out, out_shape, inits=(), c=3):
 
 CASES = {
     "concat": conv_pair([helper.make_node("Concat", ["a", "b"], ["y"], axis=1)], "y", ["N", 6, 5, 5]),
-    "mul_channel": conv_pair([helper.make_node("Mul", ["a", "s"], ["y"])], "y", ["N", 3, 5, 5],
+    # (after a Relu: a Mul right after a Conv would be folded into its weights)
+    "mul_channel": conv_pair([helper.make_node("Relu", ["a"], ["ra"]), helper.make_node("Mul", ["ra", "s"], ["y"])],
+                             "y", ["N", 3, 5, 5],
                              [("s", np.array([0.5, -1.25, 2.0], np.float32).reshape(3, 1, 1))]),
     "mul_two": conv_pair([helper.make_node("Mul", ["a", "b"], ["y"])], "y", ["N", 3, 5, 5]),
     "transpose": conv_pair([helper.make_node("Transpose", ["a"], ["y"], perm=[0, 2, 3, 1])], "y", ["N", 5, 5, 3]),

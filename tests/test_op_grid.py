@@ -154,11 +154,14 @@ def _concat(kind):
 def _mul(kind):
     def build(rng):
         shape = (3, 4, 5)
+        # (after a Relu: a Mul right after a Conv would be folded into its weights)
         if kind == "scalar":
-            return conv_then(rng, shape, [helper.make_node("Mul", ["s", "c"], ["y"])], [("s", scalar(-1.375))]), shape
+            return conv_then(rng, shape, [helper.make_node("Relu", ["c"], ["r"]),
+                                          helper.make_node("Mul", ["s", "r"], ["y"])], [("s", scalar(-1.375))]), shape
         if kind == "channel":
             s = randn(rng, 3, 1, 1) * 2
-            return conv_then(rng, shape, [helper.make_node("Mul", ["c", "s"], ["y"])], [("s", s)]), shape
+            return conv_then(rng, shape, [helper.make_node("Relu", ["c"], ["r"]),
+                                          helper.make_node("Mul", ["r", "s"], ["y"])], [("s", s)]), shape
         if kind == "row":  # a constant over the last two axes, broadcast over channels; on the raw input
             return single("Mul", shape, inputs=("x", "s"), inits=[("s", randn(rng, 1, 1, 4, 5))]), shape
         if kind == "two":  # activation * activation, same shape (a gate)

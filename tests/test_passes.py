@@ -14,7 +14,7 @@ from nnforge.frontend import import_onnx
 from nnforge.ir import FixedType, Graph, Node, dequantize, quantize_float, run_float, run_int
 from nnforge.ir.fixed import signed_width_for
 from nnforge.passes import (
-    fold_pad_into_conv,
+    fold_affine_into_linear, fold_pad_into_conv,
     FLOAT_PIPELINE, QuantConfig, QuantizeError, calibrate_minmax, drop_output_softmax, fold_batchnorm,
     fuse_dense_relu, gemm_to_dense, matmul_add_to_dense, quantize, run_float_pipeline,
 )
@@ -344,8 +344,8 @@ def test_float_pipeline_verifies_and_keeps_the_function():
             z = Add(m, b1)
             y = Softmax(z)
         }""", W0=(5, 8), b0=(5,), W1=(5, 3), b1=(3,))
-    assert FLOAT_PIPELINE == (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm, fuse_dense_relu,
-                              drop_output_softmax)
+    assert FLOAT_PIPELINE == (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm,
+                              fold_affine_into_linear, fuse_dense_relu, drop_output_softmax)
     f = run_float_pipeline(g)
     f.verify()
     assert ops(f) == ["Reshape", "Dense", "Dense"] and dense_nodes(f)[0].attr("relu")
