@@ -47,26 +47,30 @@ def fold_affine_into_linear(g: Graph) -> bool:
         c = _per_channel(g.consts[consts[0]], layer, g)
         if c is None:
             continue
-        x, w_name, b_name = layer.inputs
-        w = g.consts[w_name].astype(np.float64)
-        b = g.consts[b_name].astype(np.float64)
-        row = (-1,) + (1,) * (w.ndim - 1)
         if node.op == "Mul":
-            w, b = w * c.reshape(row), b * c
+            fold_scale_shift(g, layer, node, c, np.zeros_like(c))
         else:
-            b = b + c
-        new_w = g.add_const(g.fresh_name(f"{layer.name}_W"), w.astype(np.float32))
-        new_b = g.add_const(g.fresh_name(f"{layer.name}_b"), b.astype(np.float32))
-        scales = g.meta.get("weight_scales", {})
-        if w_name in scales:
-            s = np.broadcast_to(np.asarray(scales[w_name]["scale"], dtype=np.float64), (len(c),))
-            if node.op == "Mul":
-                s = s * np.abs(c)
-            g.meta["weight_scales"] = {**scales, new_w: {**scales[w_name], "scale": s.tolist()}}
-        g.remove_node(node.name)
-        g.remove_node(layer.name)
-        g.add_node(layer.with_(inputs=(x, new_w, new_b), outputs=node.outputs))
+            fold_scale_shift(g, layer, node, np.ones_like(c), c)
         changed = True
     if changed:
         g.prune()
     return changed
+
+
+def fold_scale_shift(g: Graph, layer, node, mul: np.ndarray, add: np.ndarray) -> None:
+    """Replace ``node`` (computing ``layer``'s output ``* mul[n] + add[n]``, per output
+    channel) and ``layer`` by one layer with ``W' = W * mul[n]``, ``b' = b * mul[n] + add[n]``
+    (float64), writing ``node``'s output; weight scales the model gave follow ``mul``."""
+    x, w_name, b_name = layer.inputs
+    w = g.consts[w_name].astype(np.float64)
+    b = g.consts[b_name].astype(np.float64)
+    mul, add = np.asarray(mul, dtype=np.float64), np.asarray(add, dtype=np.float64)
+    new_w = g.add_const(g.fresh_name(f"{layer.name}_W"), (w * mul.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32))
+    new_b = g.add_const(g.fresh_name(f"{layer.name}_b"), (b * mul + add).astype(np.float32))
+    scales = g.meta.get("weight_scales", {})
+    if w_name in scales:
+        s = np.broadcast_to(np.asarray(scales[w_name]["scale"], dtype=np.float64), mul.shape) * np.abs(mul)
+        g.meta["weight_scales"] = {**scales, new_w: {**scales[w_name], "scale": s.tolist()}}
+    g.remove_node(node.name)
+    g.remove_node(layer.name)
+    g.add_node(layer.with_(inputs=(x, new_w, new_b), outputs=node.outputs))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..ir import Graph
+from .affine import fold_scale_shift
 from .fuse import sole_linear_producer
 
 
@@ -29,18 +28,7 @@ def fold_batchnorm(g: Graph) -> bool:
             continue
         if not (g.is_const(bn.inputs[1]) and g.is_const(bn.inputs[2])):
             continue
-        x, w_name, b_name = src.inputs
-        mul = g.consts[bn.inputs[1]].astype(np.float64)
-        add = g.consts[bn.inputs[2]].astype(np.float64)
-        w = g.consts[w_name].astype(np.float64)
-        b = g.consts[b_name].astype(np.float64)
-        w2 = w * mul.reshape((-1,) + (1,) * (w.ndim - 1))
-        b2 = b * mul + add
-        w2_name = g.add_const(g.fresh_name(f"{w_name}_bn"), w2.astype(np.float32))
-        b2_name = g.add_const(g.fresh_name(f"{b_name}_bn"), b2.astype(np.float32))
-        g.remove_node(bn.name)
-        g.remove_node(src.name)
-        g.add_node(src.with_(inputs=(x, w2_name, b2_name), outputs=bn.outputs))
+        fold_scale_shift(g, src, bn, g.consts[bn.inputs[1]], g.consts[bn.inputs[2]])
         changed = True
     if changed:
         g.prune()
