@@ -410,11 +410,27 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
             "back-to-back input and out_ready held high; latency_cycles = cycle number of "
             "the last output beat of a vector minus that of its first input beat"
         ),
-        "files": sorted(files) + ["verilog_info.json", "README.txt"],
+        "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
+    files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, hw.in_t, hw.out_t)
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
 
     return write_files(Path(outdir), files, info)
+
+
+AXIS_TOP = "nnforge_axis"
+
+
+def axis_wrapper(info: dict, in_t, out_t) -> tuple[str, dict]:
+    """The AXI4-Stream wrapper of the top (``hls_templates/verilog/axis.v.j2``): TDATA
+    widths rounded up to whole bytes, the output sign- or zero-extended. Returns the text
+    and its ``verilog_info.json`` entry."""
+    in_bits, out_bits = -(-in_t.width // 8) * 8, -(-out_t.width // 8) * 8
+    text = render("verilog", "axis.v.j2", module=AXIS_TOP, top=info["top"], xw=in_t.width, ow=out_t.width,
+                  in_bits=in_bits, out_bits=out_bits, out_signed=out_t.signed, in_type=str(in_t),
+                  out_type=str(out_t), n_in=info["n_in"], n_out=info["n_out"])
+    return text, {"module": AXIS_TOP, "file": f"{AXIS_TOP}.v", "s_axis_tdata_bits": in_bits,
+                  "m_axis_tdata_bits": out_bits}
 
 
 def write_files(outdir: Path, files: dict[str, str], info: dict) -> dict:

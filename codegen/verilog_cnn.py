@@ -52,7 +52,7 @@ from ..ir import Graph
 from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
-from .verilog import TOP, _bits, _type_info, _ulit, write_files
+from .verilog import AXIS_TOP, TOP, _bits, _type_info, _ulit, axis_wrapper, write_files
 from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, refuse, reorder_engine, same_order
 from .verilog_map import MAP_OPS, map_engine
 from .verilog_window import WINDOW_OPS, window_engine
@@ -322,7 +322,8 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balance
                         "an engine loads no faster than its slowest producer streams; at least the fork-join "
                         "bound of residual blocks; latency_cycles = the longest path of the engines' "
                         "in-to-out cycles",
-        "files": sorted(files) + ["verilog_info.json", "README.txt"],
+        "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
+    files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, in_t, out_t)
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)
     return write_files(Path(outdir), files, info)

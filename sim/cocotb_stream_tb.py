@@ -9,8 +9,10 @@ file named by ``NNFORGE_TB_JOB``::
      "progress": "progress.txt",    # overwritten with the number of finished vectors
      "n_in": 64, "n_out": 10, "max_cycles": 100000, "reset_cycles": 4,
      "stall": 0.0, "seed": 1,       # optional: probability of holding back a beat
-     "trace": ["s3", ...]}          # optional: internal streams of the top whose beats
+     "trace": ["s3", ...],          # optional: internal streams of the top whose beats
                                     # are recorded (into result.json "trace")
+     "ports": {"clk": "aclk", ...}} # optional: other port names (an AXI4-Stream wrapper),
+                                    # "rst_active": 0 for an active-low reset
 
 
 One coroutine does everything, once per clock: at the falling edge (all register
@@ -69,17 +71,26 @@ async def stream_vectors(dut) -> None:
     traced = [(s, getattr(dut, f"{s}_valid"), getattr(dut, f"{s}_ready"), getattr(dut, f"{s}_data"))
               for s in job.get("trace", [])]
     beats: dict[str, list[int]] = {s: [] for s, *_ in traced}
-    clk, in_valid, in_ready, in_data = dut.clk, dut.in_valid, dut.in_ready, dut.in_data
-    out_valid, out_ready, out_data, out_lastsig = dut.out_valid, dut.out_ready, dut.out_data, dut.out_last
+    names = job.get("ports") or {}
+
+    def port(name):
+        return getattr(dut, names.get(name, name))
+
+    clk, in_valid, in_ready, in_data = port("clk"), port("in_valid"), port("in_ready"), port("in_data")
+    out_valid, out_ready, out_data, out_lastsig = port("out_valid"), port("out_ready"), port("out_data"), port("out_last")
+    rst, rst_on = port("rst"), int(names.get("rst_active", 1))
+    in_last = port("in_last") if "in_last" in names else None  # driven as an AXI master does
+    if in_last is not None:
+        in_last.value = 0
 
     cocotb.start_soon(Clock(clk, PERIOD_NS, unit="ns").start())
     in_valid.value = 0
     in_data.value = 0
     out_ready.value = 0
-    dut.rst.value = 1
+    rst.value = rst_on
     for _ in range(int(job.get("reset_cycles", 4))):
         await FallingEdge(clk)
-    dut.rst.value = 0
+    rst.value = 1 - rst_on
     out_ready.value = 1
     fall = FallingEdge(clk)
     await fall
@@ -122,6 +133,8 @@ async def stream_vectors(dut) -> None:
             if in_ready.value and (not stall or rng.random() >= stall):
                 in_data.value = flat_in[n_fed]
                 in_valid.value = 1
+                if in_last is not None:
+                    in_last.value = int(n_fed % n_in == n_in - 1)
                 if n_fed % n_in == 0:
                     in_cycles.append(cyc)
                 n_fed += 1

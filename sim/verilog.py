@@ -40,15 +40,22 @@ _LOG_TAIL = 60
 
 # ----------------------------------------------------------------------------- helpers
 
-def _design(src_dir: Path) -> tuple[dict, list[Path]]:
-    """The design's ``verilog_info.json`` and its Verilog sources (top last)."""
+def _design(src_dir: Path, axis: bool = False) -> tuple[dict, list[Path]]:
+    """The design's ``verilog_info.json`` and its Verilog sources (top last). With
+    ``axis`` the top is the AXI4-Stream wrapper (``info['top']`` is set to it)."""
     src_dir = Path(src_dir)
     info_path = src_dir / "verilog_info.json"
     if not info_path.exists():
         raise ToolError(f"{src_dir} has no verilog_info.json; write the design with nnforge.codegen.verilog first")
     info = json.loads(info_path.read_text())
+    wrapper = info.get("axis", {}).get("file")
+    if axis:
+        if not wrapper:
+            raise ToolError(f"{src_dir} has no AXI4-Stream wrapper; write the design again")
+        info["core"], info["top"] = info["top"], info["axis"]["module"]
     top = f"{info['top']}.v"
-    names = [f for f in info.get("files", [ly["file"] for ly in info["layers"]]) if f.endswith(".v") and f != top]
+    names = [f for f in info.get("files", [ly["file"] for ly in info["layers"]])
+             if f.endswith(".v") and f != top and (axis or f != wrapper)]
     srcs = [src_dir / f for f in names] + [src_dir / top]
     missing = [str(p) for p in srcs if not p.exists()]
     if missing:
@@ -173,11 +180,18 @@ def _prune(build_dir: Path, keep: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
-    """Build the Verilator model of the design in ``src_dir`` under
-    ``build_dir/sim_build_<hash>``, unless a build of identical sources is already
-    there (the last few builds are kept). Returns build facts."""
-    info, srcs = _design(src_dir)
+# the testbench's port names on the AXI4-Stream wrapper (reset active low)
+AXIS_PORTS = {"clk": "aclk", "rst": "aresetn", "rst_active": 0, "in_valid": "s_axis_tvalid",
+              "in_ready": "s_axis_tready", "in_data": "s_axis_tdata", "in_last": "s_axis_tlast",
+              "out_valid": "m_axis_tvalid",
+              "out_ready": "m_axis_tready", "out_data": "m_axis_tdata", "out_last": "m_axis_tlast"}
+
+
+def build(src_dir: Path, build_dir: Path, progress: Progress, axis: bool = False) -> dict:
+    """Build the Verilator model of the design in ``src_dir`` (with ``axis``, of its
+    AXI4-Stream wrapper) under ``build_dir/sim_build_<hash>``, unless a build of identical
+    sources is already there (the last few builds are kept). Returns build facts."""
+    info, srcs = _design(src_dir, axis)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     digest = _source_hash(srcs)
@@ -246,7 +260,7 @@ def to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
 
 def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress,
         expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1,
-        trace: list[str] | None = None) -> SimRun:
+        trace: list[str] | None = None, axis: bool = False) -> SimRun:
     """Stream every row of ``x_int`` (N input vectors, integers of ``hw.in_t``) through
     the design in ``src_dir`` back to back and return the N output vectors. A design whose
     ``verilog_info.json`` names an ``input_order`` (channels-last streams) gets each sample
@@ -262,11 +276,13 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     results do not depend on flow control; the cycle figures then include the stalls.
 
     ``trace`` names internal streams of the top (``verilog_info.json`` layers' ``output``):
-    the bit patterns of every beat on them go to ``extra['trace']``.
+    the bit patterns of every beat on them go to ``extra['trace']``. With ``axis`` the
+    AXI4-Stream wrapper is simulated instead of the core (``aclk``, ``aresetn``,
+    ``s_axis_*``, ``m_axis_*``).
     """
     if not 0.0 <= backpressure < 1.0:
         raise ValueError("backpressure must be in [0, 1)")
-    info, _ = _design(src_dir)
+    info, _ = _design(src_dir, axis)
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     x = np.asarray(x_int, dtype=np.int64)
@@ -289,7 +305,7 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
         shape = tuple(info["input_shape"])
         x = x.reshape(n_vec, *shape).transpose(0, *[int(a) + 1 for a in order]).reshape(n_vec, -1)
 
-    built = build(src_dir, build_dir, progress)
+    built = build(src_dir, build_dir, progress, axis)
 
     work = build_dir / "run"
     work.mkdir(exist_ok=True)
@@ -302,6 +318,7 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
         "inputs": "in.npy", "outputs": "out.npy", "result": "result.json", "progress": "progress.txt",
         "n_in": hw.n_in, "n_out": hw.n_out, "max_cycles": max_cycles, "reset_cycles": 4,
         "stall": backpressure, "seed": seed, "trace": list(trace or []),
+        "ports": AXIS_PORTS if axis else {},
     }
     job_path = work / "job.json"
     job_path.write_text(json.dumps(job))
@@ -401,9 +418,10 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
 
 # ----------------------------------------------------------------------------- checks
 
-def lint(src_dir: Path) -> None:
-    """``verilator --lint-only -Wall`` on the design; any warning raises :class:`ToolError`."""
-    info, srcs = _design(src_dir)
+def lint(src_dir: Path, axis: bool = False) -> None:
+    """``verilator --lint-only -Wall`` on the design (with ``axis``, with its AXI4-Stream
+    wrapper as the top); any warning raises :class:`ToolError`."""
+    info, srcs = _design(src_dir, axis)
     cmd = [find_tool("verilator"), "--lint-only", "-Wall", "--top-module", info["top"], *map(str, srcs)]
     run_tool(cmd, cwd=Path(src_dir), env=verilator_env(), what="verilator --lint-only -Wall")
 
