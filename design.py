@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -384,16 +385,10 @@ class Design:
         backends = check_names(backends, TRACEABLE, "traceable backend")
         x_int = self.quantize_input(self.check_input(x)[sample:sample + 1])
         env = run_int(self.qgraph, x_int, keep=True)
-        tmp = None
-        if outdir is None:
-            tmp = Path(tempfile.mkdtemp(prefix="nnforge-trace-"))
-            outdir = self.write(tmp / "out", targets=backends, progress=progress)
-        try:
+        with self._sources(outdir, backends, "balanced", progress) as outdir:
             result = {}
             for b in backends:
-                src = Path(outdir) / b
-                if not src.is_dir():
-                    raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
+                src = _source_dir(outdir, b)
                 if b == "verilog":
                     steps, got = self._verilog_trace(src, Path(outdir) / "build" / "verilog-trace", x_int, progress)
                 else:
@@ -416,9 +411,19 @@ class Design:
                 result[b] = layers
                 progress(f"{b}: traced {len(layers)} layers")
             return result
+
+    @contextmanager
+    def _sources(self, outdir, targets: list[str], parallelism: str, progress: Progress):
+        """``outdir``, or (when it is None and ``targets`` are wanted) a temporary folder the
+        design is written into, removed afterwards."""
+        if outdir is not None or not targets:
+            yield outdir
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="nnforge-run-"))
+        try:
+            yield self.write(tmp / "out", targets=targets, parallelism=parallelism, progress=progress)
         finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _verilog_trace(self, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
         """Every engine's output stream on one sample, in the IR's flat order, by engine."""
@@ -501,20 +506,13 @@ class Design:
         golden = self.predict_int(x_int)
         result = VerifyResult(len(x), _accuracy(run_float(self.float_graph, x)[0], labels))
         models = {b: self.lowered(b) for b in backends if b != "golden"}
-        tmp = None
-        if outdir is None and set(backends) - {"golden"}:
-            tmp = Path(tempfile.mkdtemp(prefix="nnforge-verify-"))
-            outdir = self.write(tmp / "out", targets=[b for b in backends if b != "golden"],
-                                parallelism=parallelism, progress=progress)
-        try:
+        with self._sources(outdir, [b for b in backends if b != "golden"], parallelism, progress) as outdir:
             for b in backends:
                 t0 = time.monotonic()
                 if b == "golden":
                     run_y, extra = golden, None
                 else:
-                    src = Path(outdir) / b
-                    if not src.is_dir():
-                        raise FileNotFoundError(f"{outdir} has no {b} sources; compile with --targets including {b}")
+                    src = _source_dir(outdir, b)
                     extra = _run_backend(b, models[b], src, Path(outdir) / "build" / b, x_int, progress)
                     run_y = extra.y.reshape(golden.shape)
                 diff = np.any(run_y.reshape(len(x), -1) != golden.reshape(len(x), -1), axis=1)
@@ -527,9 +525,6 @@ class Design:
                 progress(f"{b}: {len(x)} samples, {int(diff.sum())} mismatches")
                 if b == "c" and self.config.dynamic:
                     result.backends["c-dynamic"] = self._verify_dynamic(x, labels, Path(outdir), progress)
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
         return result
 
 
@@ -586,6 +581,13 @@ def trace_text(traces: dict[str, list[LayerTrace]], sample: int) -> str:
             lines.append(f"    {t.step:<24} {t.op:<20} {t.values:>7} values  "
                          + ("ok" if not t.mismatches else f"{t.mismatches} differ"))
     return "\n".join(lines) + "\n"
+
+
+def _source_dir(outdir, backend: str) -> Path:
+    src = Path(outdir) / backend
+    if not src.is_dir():
+        raise FileNotFoundError(f"{outdir} has no {backend} sources; compile with --targets including {backend}")
+    return src
 
 
 def _run_backend(name: str, hw: Program | HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):

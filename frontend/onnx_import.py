@@ -256,19 +256,26 @@ class _Importer:
             return self._fold_qonnx(onode)
         ins = list(onode.input)
         q = self.values[ins[0]]
-        scale = np.asarray(self.values[ins[1]], dtype=np.float32)
-        zero = np.asarray(self.values[ins[2]] if len(ins) > 2 and ins[2] else 0)
         a = self._attrs(onode)
         if a.get("block_size"):
             raise ImportError_(f"node {onode.name!r}: blocked DequantizeLinear is not supported")
-        axis = int(a.get("axis", 1)) % max(q.ndim, 1)
+        self._dequantized_const(onode.output[0], q, self.values[ins[1]],
+                                self.values[ins[2]] if len(ins) > 2 and ins[2] else np.zeros(1, dtype=np.int64),
+                                int(a.get("axis", 1)) % max(q.ndim, 1), _int_bits(q.dtype))
+
+    def _dequantized_const(self, name: str, q: np.ndarray, scale, zero, axis: int, bits: int) -> str:
+        """The constant ``(q - zero) * scale`` (float32; scale and zero per tensor or along
+        ``axis``) under ``name``, remembering the integers' scale, zero point, axis and width
+        (what :meth:`_weight_const` keeps)."""
+        scale, zero = np.asarray(scale, dtype=np.float32), np.asarray(zero).astype(np.int64)
         shape = [1] * q.ndim
         if scale.size > 1:
             shape[axis] = scale.size
-        s_b, z_b = scale.reshape(shape or ()), zero.astype(np.int64).reshape(shape if zero.size > 1 else ())
-        self.values[onode.output[0]] = ((q.astype(np.int64) - z_b).astype(np.float32) * s_b).astype(np.float32)
-        self.dequantized[onode.output[0]] = {"scale": scale.astype(np.float64), "zero": zero.astype(np.int64),
-                                             "axis": axis, "bits": _int_bits(q.dtype)}
+        z = zero.reshape(shape if zero.size > 1 else ())
+        self.values[name] = ((q.astype(np.int64) - z).astype(np.float32) * scale.reshape(shape or ())).astype(np.float32)
+        self.dequantized[name] = {"scale": scale.astype(np.float64).reshape(-1), "zero": zero, "axis": axis,
+                                  "bits": bits}
+        return name
 
     # ---- the walk -------------------------------------------------------------------
     def run(self) -> Graph:
@@ -430,16 +437,20 @@ class _Importer:
     _op_BipolarQuant = _op_Quant
 
     def _qparams(self, onode) -> tuple[float, int, int, int]:
-        """Scale, zero point and integer range of a per-tensor QuantizeLinear."""
-        ins = list(onode.input)
-        scale = self._const(ins[1])
-        zero = self._const(ins[2]) if len(ins) > 2 and ins[2] else None
-        if scale is None or (len(ins) > 2 and ins[2] and zero is None):
+        """Scale, zero point and integer range of a per-tensor QuantizeLinear / DequantizeLinear."""
+        ins = list(onode.input) + [""]
+        return self._tensor_qparams(onode, ins[1], ins[2], self._attrs(onode))
+
+    def _tensor_qparams(self, onode, scale_t: str, zero_t: str, a: dict) -> tuple[float, int, int, int]:
+        """Scale, zero point and integer range given by constants ``scale_t``, ``zero_t`` (an
+        absent zero point: 0 of ``a['output_dtype']``, uint8 by default) for ``onode``."""
+        scale = self._const(scale_t)
+        zero = self._const(zero_t) if zero_t else None
+        if scale is None or (zero_t and zero is None):
             raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs a constant scale and zero point")
         if scale.size != 1 or (zero is not None and zero.size != 1):
             raise ImportError_(f"node {onode.name!r}: per-axis quantization of activations is not supported "
                                f"(only of constant weights)")
-        a = self._attrs(onode)
         dtype = zero.dtype if zero is not None else {3: np.int8, 5: np.int16, 4: np.uint16}.get(
             a.get("output_dtype", 2), np.uint8)
         bits = _int_bits(np.dtype(dtype))
@@ -465,15 +476,16 @@ class _Importer:
     def _requantized(self, onode, x: str, scale_t: str, zero_t: str, what: str) -> str:
         """A Quant of activation ``x`` at (scale, zero point) inputs ``scale_t``, ``zero_t``:
         the integer tensor a QLinear op reads (the identity when ``x`` already has them)."""
-        probe = type(onode)()
-        probe.name, probe.op_type = f"{onode.name}/{what}", "QuantizeLinear"
-        probe.input.extend([x, scale_t, zero_t])
-        scale, zero, lo, hi = self._qparams(probe)
         out = self.g.fresh_name(f"{onode.name or onode.op_type}_{what}")
-        name = self.g.fresh_name(f"{onode.name or onode.op_type}_{what}_quant")
-        self.g.add_node(Node(name, "Quant", [self._name(x)], [out],
-                             {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi}))
+        self._add_quant(onode, self._name(x), out, scale_t, zero_t, what)
         return out
+
+    def _add_quant(self, onode, x: str, out: str, scale_t: str, zero_t: str, what: str) -> tuple:
+        """A Quant of ``x`` into ``out`` at the constants ``scale_t``, ``zero_t``; its parameters."""
+        scale, zero, lo, hi = params = self._tensor_qparams(onode, scale_t, zero_t, {})
+        name = self.g.fresh_name(f"{onode.name or onode.op_type}_{what}_quant")
+        self.g.add_node(Node(name, "Quant", [x], [out], {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi}))
+        return params
 
     def _integer_weights(self, onode, w_t: str, scale_t: str, zero_t: str, axis: int) -> str:
         """Constant integer weights and their scale as a dequantized constant (a synthetic
@@ -482,26 +494,11 @@ class _Importer:
         zero = self._const(zero_t) if zero_t else np.zeros(1, dtype=np.int8)
         if q is None or scale is None or zero is None:
             raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant weights, scale and zero point")
-        src = f"{w_t}__dequantized"
-        shape = [1] * q.ndim
-        if scale.size > 1:
-            shape[axis] = scale.size
-        z = zero.astype(np.int64).reshape(shape if zero.size > 1 else ())
-        self.values[src] = ((q.astype(np.int64) - z).astype(np.float32) * scale.astype(np.float32).reshape(shape))
-        self.dequantized[src] = {"scale": scale.astype(np.float64).reshape(-1), "zero": zero.astype(np.int64),
-                                 "axis": axis, "bits": _int_bits(q.dtype)}
-        return src
+        return self._dequantized_const(f"{w_t}__dequantized", q, scale, zero, axis, _int_bits(q.dtype))
 
     def _quant_output(self, onode, tmp: str, scale_t: str, zero_t: str) -> None:
         """The QLinear op's integer output: a Quant of the float result ``tmp``."""
-        probe = type(onode)()
-        probe.name, probe.op_type = onode.name, "QuantizeLinear"
-        probe.input.extend([tmp, scale_t, zero_t])
-        scale, zero, lo, hi = self._qparams(probe)
-        name = self.g.fresh_name(f"{onode.name or onode.op_type}_out_quant")
-        self.g.add_node(Node(name, "Quant", [tmp], [onode.output[0]],
-                             {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi}))
-        self.quantized[onode.output[0]] = (scale, zero, lo, hi)
+        self.quantized[onode.output[0]] = self._add_quant(onode, tmp, onode.output[0], scale_t, zero_t, "out")
 
     def _float_twin(self, onode, op_type: str, inputs: list[str], attrs=None):
         """A NodeProto ``op_type`` on ``inputs`` writing a fresh tensor (the float op inside
@@ -514,9 +511,11 @@ class _Importer:
             twin.attribute.append(a)
         return twin, tmp
 
-    def _float_const(self, base: str, value: np.ndarray) -> str:
-        name = f"{base}__float"
-        self.values[name] = np.asarray(value, dtype=np.float32)
+    def _integer_bias(self, b_t: str, s_in_t: str, s_w_t: str) -> str:
+        """A QLinear op's int32 bias ``B`` at scale ``s_in * s_w[n]`` as a float constant."""
+        name = f"{b_t}__float"
+        s_in, s_w = float(self._const(s_in_t).reshape(-1)[0]), self._const(s_w_t).astype(np.float64).reshape(-1)
+        self.values[name] = (self._const(b_t).astype(np.float64) * s_in * s_w).astype(np.float32)
         return name
 
     def _op_QLinearConv(self, onode) -> None:
@@ -525,10 +524,7 @@ class _Importer:
         ins = list(onode.input) + [""] * (9 - len(onode.input))
         x = self._requantized(onode, ins[0], ins[1], ins[2], "x")
         w = self._integer_weights(onode, ins[3], ins[4], ins[5], axis=0)
-        conv_in = [x, w]
-        if ins[8]:
-            sx, sw = float(self._const(ins[1]).reshape(-1)[0]), self._const(ins[4]).astype(np.float64).reshape(-1)
-            conv_in.append(self._float_const(ins[8], self._const(ins[8]).astype(np.float64) * sx * sw))
+        conv_in = [x, w] + ([self._integer_bias(ins[8], ins[1], ins[4])] if ins[8] else [])
         twin, tmp = self._float_twin(onode, "Conv", conv_in)
         self._op_Conv(twin)
         self._quant_output(onode, tmp, ins[6], ins[7])
@@ -552,10 +548,7 @@ class _Importer:
         a = self._requantized(onode, ins[0], ins[1], ins[2], "a")
         trans_b = int(a_attrs.get("transB", 0))
         b = self._integer_weights(onode, ins[3], ins[4], ins[5], axis=0 if trans_b else 1)
-        gemm_in = [a, b]
-        if ins[6]:
-            sa, sb = float(self._const(ins[1]).reshape(-1)[0]), self._const(ins[4]).astype(np.float64).reshape(-1)
-            gemm_in.append(self._float_const(ins[6], self._const(ins[6]).astype(np.float64) * sa * sb))
+        gemm_in = [a, b] + ([self._integer_bias(ins[6], ins[1], ins[4])] if ins[6] else [])
         keep = [x for x in onode.attribute if x.name in ("alpha", "transA", "transB")]
         twin, tmp = self._float_twin(onode, "Gemm", gemm_in, attrs=keep)
         self._op_Gemm(twin)
@@ -624,13 +617,10 @@ class _Importer:
         if q is None:
             raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant integer weights")
         zw = self._const(ins[3]) if ins[3] else np.zeros(1, dtype=q.dtype)
-        src = f"{ins[1]}__integers"
-        shape = [1] * q.ndim
-        if zw.size > 1:
-            shape[w_axis] = zw.size
-        self.values[src] = (q.astype(np.int64) - zw.astype(np.int64).reshape(shape)).astype(np.float32)
-        self.dequantized[src] = {"scale": np.ones(1), "zero": np.zeros(1, dtype=np.int64), "axis": w_axis,
-                                 "bits": _int_bits(q.dtype) + (0 if np.issubdtype(q.dtype, np.signedinteger) else 1)}
+        # the integers minus their zero point, at scale 1 (the Mul after the op scales them)
+        src = self._dequantized_const(f"{ins[1]}__integers", q.astype(np.int64) - zw.astype(np.int64).reshape(
+            [zw.size if i == w_axis and zw.size > 1 else 1 for i in range(q.ndim)]), np.ones(1), np.zeros(1), w_axis,
+            _int_bits(q.dtype) + (0 if np.issubdtype(q.dtype, np.signedinteger) else 1))
         twin, tmp = self._float_twin(onode, op_type, [x, src], attrs=[a for a in onode.attribute])
         getattr(self, f"_op_{op_type}")(twin)
         self.alias[onode.output[0]] = tmp

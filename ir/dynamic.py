@@ -32,7 +32,7 @@ import numpy as np
 
 from .fixed import FixedType, frac_for_range, quantize_float, round_shift, saturate
 from .graph import Graph
-from .ops import int_ref
+from .ops import int_ref, op_module
 
 DYNAMIC_OPS = ("Dense", "Conv", "Relu", "MaxPool", "GlobalMaxPool", "Reshape", "GlobalAveragePool",
                "AveragePool", "Add")
@@ -115,16 +115,10 @@ def run_dynamic(q: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if node.op in ("Dense", "Conv"):
             w_t, b_t = q.qtype(node.inputs[1]), q.qtype(node.inputs[2])
             acc_frac = frac[a0] + w_t.frac
-            # the bias at each sample's accumulator scale, then the exact sum of products
-            b = ins[2]
-            accs = []
-            for i in range(len(ins[0])):
-                b_i = round_shift(b, int(b_t.frac - acc_frac[i]))
-                zero_b = np.zeros_like(b)
-                y = _linear_acc(node, q, ins[0][i:i + 1], ins[1], zero_b)[0]
-                shape = (-1,) + (1,) * (y.ndim - 1)
-                accs.append(y + b_i.reshape(shape))
-            acc = np.stack(accs)
+            # the exact sum of products, then the bias at each sample's accumulator scale
+            acc = op_module(node.op).accumulate(node.attrs, ins[0], ins[1], np.zeros_like(ins[2]))
+            per_channel = (-1,) + (1,) * (acc.ndim - 2)
+            acc = acc + np.stack([round_shift(ins[2], int(b_t.frac - f)).reshape(per_channel) for f in acc_frac])
             if node.attr("relu"):
                 acc = np.maximum(acc, 0)
             s = dynamic_shift(acc, out_t.lo, out_t.hi, acc_frac, out_t.frac)
@@ -145,16 +139,6 @@ def run_dynamic(q: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             frac[out] = frac[a0]
     o = q.outputs[0]
     return env[o], frac[o]
-
-
-def _linear_acc(node, q: Graph, x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The exact accumulator of a Dense / Conv (no requantization)."""
-    from .ops import conv, dense
-
-    if node.op == "Dense":
-        dt = dense.exact_dtype(x, w, w.shape[1])
-        return (x.astype(dt) @ w.T.astype(dt)).astype(np.int64) + b
-    return conv._conv(node.attrs, x, w, b, np.int64)
 
 
 def dequantize_dynamic(y: np.ndarray, frac: np.ndarray) -> np.ndarray:

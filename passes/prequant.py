@@ -26,6 +26,7 @@ quantized as usual (``QuantConfig``: width, per tensor or per channel, power-of-
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -50,9 +51,12 @@ def quant_type(node: Node) -> FixedType:
     signed = lo < 0
     width = signed_width_for(lo, hi) if signed else max(hi.bit_length(), 1)
     full = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
-    scale = float(node.attr("scale"))
-    return FixedType(width, -math.floor(math.log2(scale)), signed, None if (lo, hi) == full else (lo, hi),
-                     zero, scale)
+    return real_type(width, float(node.attr("scale")), signed, None if (lo, hi) == full else (lo, hi), zero)
+
+
+def real_type(width: int, scale: float, signed: bool = True, bounds=None, zero: int = 0) -> FixedType:
+    """A real-scale type; its ``frac`` is nominal (``2**-frac`` is within 2x of ``scale``)."""
+    return FixedType(width, -math.floor(math.log2(scale)), signed, bounds, zero, scale)
 
 
 def _same_grid(a: FixedType, b: FixedType) -> bool:
@@ -136,8 +140,8 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
     ``means`` (per-channel input means, by tensor) turns on bias correction of the weights
     quantized here (not of weights whose integers the model gave)."""
     q = f.copy()
-    for node in q.topo():
-        rounding = node.attr("rounding", "half_even") if node.op == "Quant" else "half_even"
+    for node in (n for n in q.topo() if n.op == "Quant"):
+        rounding = node.attr("rounding", "half_even")
         producer = q.producer(node.inputs[0])
         # (after a fused Relu a sign is the constant +1: refused as a modelling error)
         bipolar_after_linear = (rounding == "sign" and producer is not None and producer.op in ("Dense", "Conv")
@@ -173,11 +177,7 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
         elif node.op == "Add":
             _add(q, node)
         elif node.op in KEEP_TYPE or node.op == "Relu":
-            t = x_t
-            if node.op == "Relu":
-                lo = max(x_t.lo, 0)
-                t = FixedType(x_t.width, x_t.frac, x_t.signed, (lo, x_t.hi), x_t.zero, x_t.real_scale)
-            q.set_qtype(out, t)
+            q.set_qtype(out, replace(x_t, bounds=(max(x_t.lo, 0), x_t.hi)) if node.op == "Relu" else x_t)
         elif node.op == "Quant":
             stated = quant_type(node)
             if not _same_grid(x_t, stated):
@@ -223,8 +223,8 @@ def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> 
         bits = int(given["bits"])
         row = (-1,) + (1,) * (w.ndim - 1)
         w_q = np.floor(w / sw.reshape(row) + 0.5).astype(np.int64)  # the model's integers, exactly
-        w_t = FixedType(bits, -math.floor(math.log2(float(sw.max()))), real_scale=float(sw.max()))
-        w_q = saturate(w_q, FixedType(bits, 0))
+        w_t = real_type(bits, float(sw.max()))
+        w_q = saturate(w_q, w_t)
     elif cfg.scale == "real":  # symmetric, narrow: [-(2**(b-1) - 1), 2**(b-1) - 1] * s
         bits = cfg.wbits(node.name)
         top = (1 << (bits - 1)) - 1
@@ -233,7 +233,7 @@ def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> 
         w_q = np.clip(np.floor(w / sw.reshape((-1,) + (1,) * (w.ndim - 1)) + 0.5), -top, top).astype(np.int64)
         if cfg.rounding == "search":
             w_q, b_shift = search_rounding(w, w_q, sw, -top, top, inputs[node.name])
-        w_t = FixedType(bits, -math.floor(math.log2(float(sw.max()))), real_scale=float(sw.max()))
+        w_t = real_type(bits, float(sw.max()))
     else:
         w_q, w_t, fracs = quantize_weights(w, cfg.wbits(node.name), cfg.per_channel)
         sw = np.ldexp(1.0, -fracs)

@@ -76,6 +76,11 @@ def float_ref(attrs, inputs):
     return [y.astype(np.float32)]
 
 
+def accumulate(attrs, x, w, b) -> np.ndarray:
+    """The exact int64 accumulator (no requantization)."""
+    x, w, b = (np.asarray(a, dtype=np.int64) for a in (x, w, b))
+    return _conv(attrs, x, w, b, np.int64)
+
+
 def int_ref(node, g, inputs):
-    x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
-    return [linear_output(node, g, _conv(node.attrs, x, w, b, np.int64), axis=1)]
+    return [linear_output(node, g, accumulate(node.attrs, *inputs), axis=1)]

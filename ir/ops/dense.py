@@ -60,10 +60,15 @@ def exact_dtype(x: np.ndarray, w: np.ndarray, k: int):
     return np.float64 if k * max_abs(x) * max_abs(w) < _EXACT_F64 else np.int64
 
 
-def int_ref(node, g, inputs):
-    x, w, b = (np.asarray(a, dtype=np.int64) for a in inputs)
+def accumulate(attrs, x, w, b) -> np.ndarray:
+    """The exact int64 accumulator ``b + x @ W.T`` (no requantization)."""
+    x, w, b = (np.asarray(a, dtype=np.int64) for a in (x, w, b))
     dt = exact_dtype(x, w, w.shape[1])
-    return [linear_output(node, g, (x.astype(dt) @ w.T.astype(dt)).astype(np.int64) + b, axis=-1)]
+    return (x.astype(dt) @ w.T.astype(dt)).astype(np.int64) + b
+
+
+def int_ref(node, g, inputs):
+    return [linear_output(node, g, accumulate(node.attrs, *inputs), axis=-1)]
 
 
 def requant_params(node, g) -> tuple[np.ndarray, int]:
