@@ -1,6 +1,8 @@
-"""Run the generated Verilog: Verilator built through cocotb's runner, vectors streamed
-by the cocotb test module :mod:`nnforge.sim.cocotb_stream_tb`; plus lint and synthesis
-checks (Verilator ``--lint-only -Wall``, Yosys generic ``synth``).
+"""Run the generated Verilog: :func:`run` streams vectors through the design either in a
+compiled C++ Verilator harness (:mod:`nnforge.sim.verilator_cpp`, the default) or in
+Verilator built through cocotb's runner with the cocotb test module
+:mod:`nnforge.sim.cocotb_stream_tb` (AXI4-Stream wrapper, traces of internal streams);
+plus lint and synthesis checks (Verilator ``--lint-only -Wall``, Yosys generic ``synth``).
 
 Nothing here reads the environment for tools: :mod:`nnforge.sim.tools` finds them. The
 runner needs Verilator on ``PATH`` and ``VERILATOR_ROOT`` set, so :func:`run` installs
@@ -173,8 +175,9 @@ def _runtime_key() -> str:
     return h.hexdigest()[:16]
 
 
-def _prune(build_dir: Path, keep: Path) -> None:
-    old = sorted((p for p in build_dir.glob("sim_build_*") if p.is_dir() and p != keep),
+def _prune(build_dir: Path, keep: Path, pattern: str = "sim_build_*") -> None:
+    """Remove all but the newest few builds matching ``pattern`` (``keep`` stays)."""
+    old = sorted((p for p in build_dir.glob(pattern) if p.is_dir() and p != keep),
                  key=lambda p: p.stat().st_mtime, reverse=True)
     for p in old[_KEEP_BUILDS - 1:]:
         shutil.rmtree(p, ignore_errors=True)
@@ -185,6 +188,21 @@ AXIS_PORTS = {"clk": "aclk", "rst": "aresetn", "rst_active": 0, "in_valid": "s_a
               "in_ready": "s_axis_tready", "in_data": "s_axis_tdata", "in_last": "s_axis_tlast",
               "out_valid": "m_axis_tvalid",
               "out_ready": "m_axis_tready", "out_data": "m_axis_tdata", "out_last": "m_axis_tlast"}
+
+
+def stash_runtime(files: list[Path], runtime: Path) -> None:
+    """Keep a build's Verilator runtime objects in ``runtime`` for later builds (once:
+    copied into a fresh folder, then renamed into place, so readers never see half)."""
+    if runtime.is_dir() or not files:
+        return
+    runtime.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="runtime_", dir=runtime.parent))
+    for f in files:
+        shutil.copy2(f, tmp / f.name)
+    try:
+        tmp.rename(runtime)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build(src_dir: Path, build_dir: Path, progress: Progress, axis: bool = False) -> dict:
@@ -231,17 +249,9 @@ def build(src_dir: Path, build_dir: Path, progress: Progress, axis: bool = False
     if not exe.exists():
         raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_tail(log)}")
     stamp.write_text(digest + "\n")
-    if not runtime.is_dir():
-        files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
-        if all(f.exists() for f in files):
-            runtime.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix="runtime_", dir=runtime.parent))
-            for f in files:
-                shutil.copy2(f, tmp / f.name)
-            try:
-                tmp.rename(runtime)
-            except OSError:
-                shutil.rmtree(tmp, ignore_errors=True)
+    files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
+    if all(f.exists() for f in files):
+        stash_runtime(files, runtime)
     _prune(build_dir, obj)
     secs = time.monotonic() - t0
     progress(f"verilog: build finished in {secs:.1f} s")
@@ -258,9 +268,100 @@ def to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- run
 
+ENGINES = ("auto", "cpp", "cocotb")
+
+
+def stream_inputs(hw, src_dir: Path, x_int: np.ndarray, backpressure: float = 0.0,
+                  axis: bool = False) -> tuple[dict, np.ndarray]:
+    """Check a run's arguments against ``hw`` and the design in ``src_dir``; return the
+    design's ``verilog_info.json`` and the (N, n_in) uint64 bit patterns of ``in_data`` in
+    the order the design streams them (each sample transposed to ``input_order``)."""
+    if not 0.0 <= backpressure < 1.0:
+        raise ValueError("backpressure must be in [0, 1)")
+    info, _ = _design(src_dir, axis)
+    x = np.asarray(x_int, dtype=np.int64)
+    if x.ndim < 2:  # a single vector
+        x = x.reshape(1, -1)
+    n_vec = x.shape[0]
+    if n_vec == 0 or x.size == 0:
+        raise ValueError("no input vectors to simulate")
+    x = x.reshape(n_vec, -1)
+    if x.shape[1] != hw.n_in:
+        raise ValueError(f"input vectors have {x.shape[1]} elements; the design takes {hw.n_in}")
+    if (info["n_in"], info["n_out"], info["in_type"]["width"], info["out_type"]["width"]) != (
+            hw.n_in, hw.n_out, hw.in_t.width, hw.out_t.width):
+        raise ValueError(f"the design in {src_dir} was not generated for this model")
+    if x.min() < hw.in_t.lo or x.max() > hw.in_t.hi:
+        raise ValueError(f"input values outside the range of {hw.in_t} [{hw.in_t.lo}, {hw.in_t.hi}]")
+
+    order = info.get("input_order")
+    if order and list(order) != sorted(order):  # the design streams its input in another layout
+        shape = tuple(info["input_shape"])
+        x = x.reshape(n_vec, *shape).transpose(0, *[int(a) + 1 for a in order]).reshape(n_vec, -1)
+    return info, (x & ((1 << hw.in_t.width) - 1)).astype(np.uint64)
+
+
+def cycle_budget(info: dict, n_vec: int, backpressure: float) -> int:
+    """The cycles after which a run counts as hung: twice the analytic figures, plus slack,
+    stretched for random stalls."""
+    ii, lat = info["totals"]["ii_cycles"], info["totals"]["latency_cycles"]
+    return int((2 * (lat + n_vec * ii) + 1000) / (1.0 - backpressure) ** 2)
+
+
+def sim_run(hw, info: dict, raw_y: np.ndarray, result: dict, built: dict, wall: float,
+            progress: Progress, expected: np.ndarray | None, *, backpressure: float, log: Path,
+            engine: str) -> SimRun:
+    """The :class:`SimRun` of a finished simulation: outputs as integers, the cycle
+    figures from ``result`` (``cycles``, ``first_in_cycles``, ``last_out_cycles``,
+    ``wall_seconds``, ``out_last_ok``, optional ``trace``) and the comparison with
+    ``expected``. Both engines report through here, so their figures mean the same."""
+    n_vec = len(result["last_out_cycles"])
+    y = to_signed(raw_y, hw.out_t.width, hw.out_t.signed)
+    last = result["last_out_cycles"]
+    first = result["first_in_cycles"]
+    latency = int(last[0] - first[0])
+    if n_vec >= 2:
+        k = (n_vec - 1) // 2
+        cpi = (last[-1] - last[k]) / (n_vec - 1 - k)
+    else:
+        cpi = None
+    cycles = int(result["cycles"])
+    sim_wall = float(result["wall_seconds"])
+    ii, lat = info["totals"]["ii_cycles"], info["totals"]["latency_cycles"]
+    extra = {
+        "backend": "verilog",
+        "engine": engine,
+        "build_seconds": built["seconds"],
+        "build_reused": built["reused"],
+        "sim_seconds": wall,
+        "sim_loop_seconds": sim_wall,
+        "cycles": cycles,
+        "cycles_per_second": cycles / sim_wall if sim_wall > 0 else None,
+        "out_last_ok": bool(result["out_last_ok"]),
+        "backpressure": backpressure,
+        "analytic_ii_cycles": ii,
+        "analytic_latency_cycles": lat,
+        "output_gaps": [int(b - a) for a, b in zip(last, last[1:])],
+        "log": str(log),
+        "trace": result.get("trace", {}),
+    }
+    if expected is not None:
+        exp = np.asarray(expected, dtype=np.int64).reshape(y.shape)
+        diff = exp != y
+        extra["mismatches"] = int(diff.sum())
+        extra["mismatched_vectors"] = int(diff.any(axis=1).sum())
+    progress(
+        f"verilog ({engine}): {n_vec} vectors in {cycles} cycles, {sim_wall:.2f} s "
+        f"({cycles / max(sim_wall, 1e-9):.0f} cycles/s); II {cpi}, latency {latency} cycles"
+        + (f"; mismatches: {extra['mismatches']}" if expected is not None else "")
+    )
+    return SimRun(y=y, cycles_per_inference=cpi, latency_cycles=latency, extra=extra)
+
+
 def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress,
         expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1,
-        trace: list[str] | None = None, axis: bool = False) -> SimRun:
+        trace: list[str] | None = None, axis: bool = False, engine: str = "auto",
+        max_cycles: int | None = None) -> SimRun:
     """Stream every row of ``x_int`` (N input vectors, integers of ``hw.in_t``) through
     the design in ``src_dir`` back to back and return the N output vectors. A design whose
     ``verilog_info.json`` names an ``input_order`` (channels-last streams) gets each sample
@@ -279,31 +380,29 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     the bit patterns of every beat on them go to ``extra['trace']``. With ``axis`` the
     AXI4-Stream wrapper is simulated instead of the core (``aclk``, ``aresetn``,
     ``s_axis_*``, ``m_axis_*``).
+
+    ``engine`` picks the simulation driver: ``"cpp"`` is a generated C++ Verilator
+    harness with no Python in the cycle loop (:mod:`nnforge.sim.verilator_cpp`, for the
+    core only, ports up to 64 bits), ``"cocotb"`` the cocotb testbench
+    (:mod:`nnforge.sim.cocotb_stream_tb`), ``"auto"`` (default) the C++ harness unless
+    ``trace``, ``axis`` or a port wider than 64 bits needs cocotb. ``max_cycles``
+    overrides the cycle budget after which the run counts as hung. ``extra['engine']``
+    says which one ran.
     """
-    if not 0.0 <= backpressure < 1.0:
-        raise ValueError("backpressure must be in [0, 1)")
-    info, _ = _design(src_dir, axis)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine != "cocotb" and not trace and not axis:
+        from . import verilator_cpp
+
+        if engine == "cpp" or verilator_cpp.supports(src_dir):
+            return verilator_cpp.run_cpp(hw, src_dir, build_dir, x_int, progress, expected,
+                                         backpressure=backpressure, seed=seed, max_cycles=max_cycles)
+    elif engine == "cpp":
+        raise ValueError("the C++ harness drives the core's ports only: trace and axis need engine='cocotb'")
+    info, x = stream_inputs(hw, src_dir, x_int, backpressure, axis)
+    n_vec = x.shape[0]
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    x = np.asarray(x_int, dtype=np.int64)
-    if x.ndim < 2:  # a single vector
-        x = x.reshape(1, -1)
-    n_vec = x.shape[0]
-    x = x.reshape(n_vec, -1)
-    if n_vec == 0 or x.size == 0:
-        raise ValueError("no input vectors to simulate")
-    if x.shape[1] != hw.n_in:
-        raise ValueError(f"input vectors have {x.shape[1]} elements; the design takes {hw.n_in}")
-    if (info["n_in"], info["n_out"], info["in_type"]["width"], info["out_type"]["width"]) != (
-            hw.n_in, hw.n_out, hw.in_t.width, hw.out_t.width):
-        raise ValueError(f"the design in {src_dir} was not generated for this model")
-    if x.min() < hw.in_t.lo or x.max() > hw.in_t.hi:
-        raise ValueError(f"input values outside the range of {hw.in_t} [{hw.in_t.lo}, {hw.in_t.hi}]")
-
-    order = info.get("input_order")
-    if order and list(order) != sorted(order):  # the design streams its input in another layout
-        shape = tuple(info["input_shape"])
-        x = x.reshape(n_vec, *shape).transpose(0, *[int(a) + 1 for a in order]).reshape(n_vec, -1)
 
     built = build(src_dir, build_dir, progress, axis)
 
@@ -311,9 +410,9 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     work.mkdir(exist_ok=True)
     for name in ("out.npy", "result.json", "progress.txt"):
         (work / name).unlink(missing_ok=True)
-    np.save(work / "in.npy", (x & ((1 << hw.in_t.width) - 1)).astype(np.uint64))
-    ii, lat = info["totals"]["ii_cycles"], info["totals"]["latency_cycles"]
-    max_cycles = int((2 * (lat + n_vec * ii) + 1000) / (1.0 - backpressure) ** 2)
+    np.save(work / "in.npy", x)
+    if max_cycles is None:
+        max_cycles = cycle_budget(info, n_vec, backpressure)
     job = {
         "inputs": "in.npy", "outputs": "out.npy", "result": "result.json", "progress": "progress.txt",
         "n_in": hw.n_in, "n_out": hw.n_out, "max_cycles": max_cycles, "reset_cycles": 4,
@@ -376,44 +475,8 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     if reported < n_vec:
         tick(n_vec)
 
-    y = to_signed(np.load(work / "out.npy"), hw.out_t.width, hw.out_t.signed)
-    last = result["last_out_cycles"]
-    first = result["first_in_cycles"]
-    latency = int(last[0] - first[0])
-    if n_vec >= 2:
-        k = (n_vec - 1) // 2
-        cpi = (last[-1] - last[k]) / (n_vec - 1 - k)
-    else:
-        cpi = None
-    cycles = int(result["cycles"])
-    sim_wall = float(result["wall_seconds"])
-    extra = {
-        "backend": "verilog",
-        "build_seconds": built["seconds"],
-        "build_reused": built["reused"],
-        "sim_seconds": wall,
-        "sim_loop_seconds": sim_wall,
-        "cycles": cycles,
-        "cycles_per_second": cycles / sim_wall if sim_wall > 0 else None,
-        "out_last_ok": bool(result["out_last_ok"]),
-        "backpressure": backpressure,
-        "analytic_ii_cycles": ii,
-        "analytic_latency_cycles": lat,
-        "output_gaps": [int(b - a) for a, b in zip(last, last[1:])],
-        "log": str(log),
-        "trace": result.get("trace", {}),
-    }
-    if expected is not None:
-        exp = np.asarray(expected, dtype=np.int64).reshape(y.shape)
-        diff = exp != y
-        extra["mismatches"] = int(diff.sum())
-        extra["mismatched_vectors"] = int(diff.any(axis=1).sum())
-    progress(
-        f"verilog: {n_vec} vectors in {cycles} cycles, {sim_wall:.1f} s "
-        f"({cycles / max(sim_wall, 1e-9):.0f} cycles/s); II {cpi}, latency {latency} cycles"
-        + (f"; mismatches: {extra['mismatches']}" if expected is not None else "")
-    )
-    return SimRun(y=y, cycles_per_inference=cpi, latency_cycles=latency, extra=extra)
+    return sim_run(hw, info, np.load(work / "out.npy"), result, built, wall, progress, expected,
+                   backpressure=backpressure, log=log, engine="cocotb")
 
 
 # ----------------------------------------------------------------------------- checks

@@ -1,0 +1,256 @@
+"""Run the generated Verilog in a compiled C++ Verilator harness: no Python in the cycle
+loop, for streaming whole data sets through the RTL.
+
+The design (its core ``nnforge_top``, ports up to 64 bits) and ``harness/verilator_main.cpp``
+are built with ``verilator --cc --exe --build`` into ``build_dir/cpp_build_<hash>`` (the
+hash covers the sources, the Verilator and the harness; an identical earlier build is
+reused, the last few are kept). The harness reads a binary job (inputs in stream order),
+drives ``clk``/``rst`` and the two valid/ready streams exactly like the cocotb testbench
+:mod:`nnforge.sim.cocotb_stream_tb` (same reset, same cycle numbering, same random stalls
+in kind though not the same random sequence) and writes the outputs and a result file.
+:func:`run_cpp` returns the same :class:`~nnforge.sim.result.SimRun` as
+:func:`nnforge.sim.verilog.run`, which dispatches here by default.
+
+Job and result files (all little-endian; see the comment at the top of the C++ source):
+``job.bin`` = ``b"NNFJOB1\\0"``, 10 int64 (n_vec, n_in, n_out, in_width, out_width,
+max_cycles, reset_cycles, seed, progress_every, 0), float64 stall, n_vec * n_in uint64;
+``out.bin`` = n_vec * n_out uint64; ``result.bin`` = ``b"NNFRES1\\0"``, 9 int64 (status,
+cycles, vectors_in, vectors_out, elements_out, out_last_ok, n_first, n_last, 0), float64
+loop seconds, then the two int64 cycle arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from . import verilog as _v
+from .progress import Progress
+from .result import SimRun
+from .tools import ToolError, find_tool, verilator_env, verilator_root
+
+HARNESS = Path(__file__).resolve().parent / "harness" / "verilator_main.cpp"
+EXE = "nnforge_sim"
+MAX_PORT_BITS = 64
+JOBS = 2
+# what Verilator is asked for; the C++ compiler flags are verilated.mk's own (OPT_FAST -Os)
+BUILD_ARGS: list[str] = ["--cc", "--exe", "--build", "-O3", "-j", str(JOBS), "--x-assign", "fast",
+                         "--x-initial", "fast", "--prefix", "Vtop", "-o", EXE]
+_JOB_MAGIC, _RES_MAGIC = b"NNFJOB1\0", b"NNFRES1\0"
+_LOG_TAIL = 60
+
+
+# ----------------------------------------------------------------------------- build
+
+def port_widths(info: dict) -> tuple[int, int]:
+    return int(info["in_type"]["width"]), int(info["out_type"]["width"])
+
+
+def supports(src_dir: Path) -> bool:
+    """Whether the C++ harness can drive the design in ``src_dir`` (a readable design whose
+    stream ports are at most 64 bits wide); errors are left to the caller's own checks."""
+    try:
+        info, _ = _v._design(src_dir)
+        return max(port_widths(info)) <= MAX_PORT_BITS
+    except (ToolError, OSError, KeyError, ValueError):
+        return False
+
+
+@lru_cache(maxsize=4)
+def _verilator_version(root: str) -> str:
+    proc = subprocess.run([find_tool("verilator"), "--version"], capture_output=True, text=True,
+                          env=verilator_env())
+    binary = Path(root) / "bin" / "verilator_bin"
+    stamp = f"{binary.stat().st_size} {binary.stat().st_mtime_ns}" if binary.exists() else ""
+    return f"{proc.stdout.strip()} {root} {stamp}"
+
+
+def _env() -> dict[str, str]:
+    env = verilator_env()
+    env.update(_v._make_overrides())
+    return env
+
+
+def _source_hash(srcs: list[Path]) -> str:
+    h = hashlib.sha256()
+    h.update(f"verilator {_verilator_version(verilator_root())}; args {BUILD_ARGS}; "
+             f"make {_v._make_overrides()}; c++ {shutil.which('c++')}\n".encode())
+    h.update(b"harness\0" + HARNESS.read_bytes() + b"\0")
+    for p in srcs:
+        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _runtime_dir(build_dir: Path) -> Path:
+    """Verilator's runtime objects compiled for this harness (no VPI, no tracing): shared
+    like :func:`nnforge.sim.verilog.build`'s, under ``$NNFORGE_VERILATOR_CACHE`` if set."""
+    h = hashlib.sha256()
+    h.update(f"{_verilator_version(verilator_root())} {_v._make_overrides()} {shutil.which('c++')}".encode())
+    for name in ("verilated.mk", "verilated.cpp", "verilated.h", "verilated_config.h", "verilated_threads.cpp"):
+        p = Path(verilator_root()) / "include" / name
+        if p.exists():
+            h.update(f"{name} {p.stat().st_size} {p.stat().st_mtime_ns}".encode())
+    return _v._runtime_root(build_dir) / f"cpp_{h.hexdigest()[:16]}"
+
+
+def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
+    """Build the C++ harness around the design in ``src_dir`` under
+    ``build_dir/cpp_build_<hash>`` unless an identical build is there. Returns build facts
+    (``reused``, ``seconds``, ``dir``, ``exe``)."""
+    info, srcs = _v._design(src_dir)
+    w_in, w_out = port_widths(info)
+    if max(w_in, w_out) > MAX_PORT_BITS:
+        raise ToolError(f"the C++ Verilator harness drives ports of up to {MAX_PORT_BITS} bits; "
+                        f"in_data has {w_in}, out_data {w_out} (use engine='cocotb')")
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    digest = _source_hash(srcs)
+    obj = build_dir / f"cpp_build_{digest[:16]}"
+    stamp, exe = obj / "nnforge_sources.sha256", obj / EXE
+    if stamp.exists() and exe.exists() and stamp.read_text().strip() == digest:
+        progress(f"verilog (cpp): reusing the harness build in {obj}")
+        os.utime(obj)
+        return {"reused": True, "seconds": 0.0, "dir": str(obj), "exe": str(exe)}
+    if obj.exists():
+        shutil.rmtree(obj)
+    obj.mkdir(parents=True)
+    # Verilator's runtime objects from an earlier build: make is told to keep them
+    # (--old-file) although the makefile Verilator just wrote is newer
+    runtime = _runtime_dir(build_dir)
+    keep_old: list[str] = []
+    if runtime.is_dir():
+        for f in runtime.iterdir():
+            shutil.copy2(f, obj / f.name)
+            if f.suffix == ".o":
+                keep_old += ["-MAKEFLAGS", f"--old-file={f.name}"]
+    log = obj / "build.log"
+    cmd = [find_tool("verilator"), *BUILD_ARGS, "--top-module", info["top"], "-Mdir", str(obj), *keep_old,
+           *[str(p.resolve()) for p in srcs], str(HARNESS)]
+    progress(f"verilog (cpp): building {len(srcs)} Verilog files and the C++ harness with Verilator (log: {log})")
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        fh.write(" ".join(cmd) + "\n")
+        fh.flush()
+        proc = subprocess.run(cmd, cwd=obj, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise ToolError(f"Verilator build failed (exit {proc.returncode}) for the C++ harness; "
+                        f"last lines of {log}:\n{_tail(log)}")
+    if not exe.exists():
+        raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_tail(log)}")
+    stamp.write_text(digest + "\n")
+    files = list(obj.glob("verilated*.o"))
+    _v.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
+    _v._prune(build_dir, obj, "cpp_build_*")
+    secs = time.monotonic() - t0
+    progress(f"verilog (cpp): build finished in {secs:.1f} s")
+    return {"reused": False, "seconds": secs, "dir": str(obj), "exe": str(exe)}
+
+
+def _tail(path: Path, n: int = _LOG_TAIL) -> str:
+    return _v._tail(path, n)
+
+
+# ----------------------------------------------------------------------------- files
+
+def write_job(path: Path, x: np.ndarray, n_out: int, widths: tuple[int, int], *, max_cycles: int,
+              stall: float, seed: int, reset_cycles: int = 4, progress_every: int = 0) -> None:
+    """The harness's job file: ``x`` is (N, n_in) uint64 bit patterns in stream order."""
+    x = np.ascontiguousarray(x, dtype="<u8")
+    n_vec, n_in = x.shape
+    head = np.array([n_vec, n_in, n_out, widths[0], widths[1], max_cycles, reset_cycles, seed,
+                     progress_every, 0], dtype="<i8")
+    with open(path, "wb") as f:
+        f.write(_JOB_MAGIC + head.tobytes() + np.array([stall], dtype="<f8").tobytes())
+        f.write(x.tobytes())
+
+
+def read_result(path: Path) -> dict:
+    """The harness's result file as the dict the cocotb testbench writes."""
+    data = Path(path).read_bytes()
+    if data[:8] != _RES_MAGIC or len(data) < 88:
+        raise ToolError(f"{path} is not a result of the C++ harness")
+    (status, cycles, vec_in, vec_out, elems, last_ok, n_first, n_last, _) = (
+        int(v) for v in np.frombuffer(data, "<i8", 9, 8))
+    wall = float(np.frombuffer(data, "<f8", 1, 80)[0])
+    arrays = np.frombuffer(data, "<i8", n_first + n_last, 88)
+    return {"status": "ok" if status == 0 else "timeout", "cycles": cycles, "vectors_in": vec_in,
+            "vectors_out": vec_out, "elements_out": elems, "out_last_ok": bool(last_ok),
+            "first_in_cycles": [int(v) for v in arrays[:n_first]],
+            "last_out_cycles": [int(v) for v in arrays[n_first:]], "wall_seconds": wall}
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_cpp(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress,
+            expected: np.ndarray | None = None, *, backpressure: float = 0.0, seed: int = 1,
+            max_cycles: int | None = None) -> SimRun:
+    """Stream every row of ``x_int`` through the design in ``src_dir`` in the C++ harness.
+    Arguments, checks and results are those of :func:`nnforge.sim.verilog.run` (without
+    ``trace`` and ``axis``); ``extra['engine']`` is ``'cpp'``. A build failure, a hung
+    design (no result within ``max_cycles``, by default twice the analytic figures) or a
+    crash raises :class:`~nnforge.sim.tools.ToolError` with the end of the log."""
+    info, x = _v.stream_inputs(hw, src_dir, x_int, backpressure)
+    n_vec = x.shape[0]
+    build_dir = Path(build_dir).resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    built = build(src_dir, build_dir, progress)
+
+    work = build_dir / "run_cpp"
+    work.mkdir(exist_ok=True)
+    job, out, res = work / "job.bin", work / "out.bin", work / "result.bin"
+    for p in (out, res):
+        p.unlink(missing_ok=True)
+    if max_cycles is None:
+        max_cycles = _v.cycle_budget(info, n_vec, backpressure)
+    every = max(1, n_vec // 10)
+    write_job(job, x, hw.n_out, port_widths(info), max_cycles=max_cycles, stall=backpressure, seed=seed,
+              progress_every=every)
+    log = build_dir / "sim_cpp.log"
+
+    progress(f"verilog (cpp): simulating {n_vec} vectors (log: {log})")
+    tick = progress.counter("verilog (cpp): vectors", n_vec, every)
+    reported = 0
+    t0 = time.monotonic()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([built["exe"], str(job), str(out), str(res)], cwd=work, stdout=subprocess.PIPE,
+                                stderr=fh, text=True, bufsize=1)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if line.startswith("progress "):
+                    try:
+                        done = int(line.split()[1])
+                    except ValueError:
+                        continue
+                    if done > reported:
+                        reported = done
+                        tick(done)
+                else:
+                    fh.write(line)
+            rc = proc.wait()
+        except BaseException:  # interrupted: do not leave the simulation running
+            proc.kill()
+            proc.wait()
+            raise
+    wall = time.monotonic() - t0
+    if rc != 0 or not res.exists():
+        why = f"signal {-rc}" if rc < 0 else f"exit {rc}"
+        raise ToolError(f"the Verilator simulation (C++ harness) failed ({why}); last lines of {log}:\n{_tail(log)}")
+    result = read_result(res)
+    if result["status"] == "timeout":
+        raise ToolError(
+            f"the Verilator simulation hung: {result['vectors_out']} of {n_vec} output vectors "
+            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{_tail(log)}"
+        )
+    if reported < n_vec:
+        tick(n_vec)
+    raw = np.fromfile(out, dtype="<u8").reshape(n_vec, hw.n_out)
+    return _v.sim_run(hw, info, raw, result, built, wall, progress, expected,
+                      backpressure=backpressure, log=log, engine="cpp")
