@@ -56,7 +56,15 @@ def cmd_compile(args, progress: Progress) -> int:
                      bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
                      rounding=args.rounding, dynamic=args.dynamic)
-    design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress)
+    budget = args.max_multipliers
+    if args.fit:
+        from .sim.fpga import resolve_part
+
+        if budget is not None:
+            raise ValueError("give --fit or --max-multipliers, not both")
+        budget = resolve_part(args.fit).resources["DSP"]
+    design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress,
+                 target_fps=args.target_fps, clock_mhz=args.clock_mhz, max_multipliers=budget)
     if not args.quiet:
         print(design.summary())
         print(f"compiled in {time.monotonic() - t0:.1f}s -> {args.output}")
@@ -122,6 +130,25 @@ def cmd_demo(args, progress: Progress) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_synth(args, progress: Progress) -> int:
+    """Synthesis, place and route and a bitstream with the open-source tools (Lattice
+    ECP5 / iCE40), or a Vivado script for an AMD/Xilinx part."""
+    from .sim import fpga
+
+    result = fpga.synth(args.outdir, args.fpga, clock_mhz=args.clock_mhz, seed=args.seed, progress=progress,
+                        axis=args.axis, speed=args.speed)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(fpga.text_report(result), end="")
+    if result.get("vendor") == "amd" or result["timing_met"]:
+        return 0
+    worst = min(result["fmax_mhz"].values(), default=0.0)
+    print(f"nnforge: timing not met on {result['part']}: Fmax {worst:.2f} MHz is below the "
+          f"{result['clock_mhz']:g} MHz target (the bitstream was written)", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnforge", description="Compile ONNX models to bit-exact C, HLS C++ and Verilog.")
     p.add_argument("--version", action="version", version="nnforge 0.1.0")
@@ -157,8 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")
     c.add_argument("--validation", help="labelled data for --mixed-precision: a .npz file with 'x' and 'y'")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
-                   help="Verilog folding: one multiplier per layer; a balanced choice (dense: PE/SIMD sized to the "
-                        "stream, conv: up to 8 input channels per cycle); or fully parallel")
+                   help="Verilog folding: one multiplier per layer; balanced (default: the fewest multipliers "
+                        "that let every layer keep up with the streams); or every input channel per cycle")
+    c.add_argument("--target-fps", type=float, metavar="F",
+                   help="Verilog folding for F inferences per second at --clock-mhz (the fewest multipliers that do it)")
+    c.add_argument("--clock-mhz", type=float, default=100.0, help="the clock --target-fps assumes (default 100)")
+    c.add_argument("--max-multipliers", type=int, metavar="N",
+                   help="Verilog folding: the fastest design with at most N multipliers")
+    c.add_argument("--fit", metavar="PART",
+                   help="Verilog folding: the fastest design within the multipliers of an FPGA part "
+                        "(ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c.set_defaults(func=cmd_compile)
 
@@ -182,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("synth", help="synthesize, place and route to an FPGA bitstream (open-source tools)")
+    s.add_argument("outdir", help="a folder written by 'nnforge compile' with the verilog target")
+    s.add_argument("--fpga", default="auto", metavar="PART",
+                   help="ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k, auto (default: the smallest ECP5 the design "
+                        "fits) or an AMD/Xilinx part such as xc7a35tcpg236-1 (writes a Vivado script)")
+    s.add_argument("--clock-mhz", type=float, default=100.0, help="the clock to meet, in MHz (default 100)")
+    s.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
+    s.add_argument("--speed", type=int, choices=(6, 7, 8), help="ECP5 speed grade (default 6)")
+    s.add_argument("--axis", action="store_true", help="synthesize the AXI4-Stream wrapper as the top")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    s.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="compile the bundled digits MLP to every target and verify it")
     d.add_argument("-o", "--output", default="nnforge_demo", help="output folder (default ./nnforge_demo)")

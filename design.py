@@ -37,6 +37,30 @@ TARGETS = ("c", "hls", "verilog")
 BACKENDS = ("golden",) + TARGETS
 TRACEABLE = ("c", "hls", "verilog")  # backends whose every layer verify --trace compares
 PARALLELISM = ("sequential", "balanced", "parallel")
+
+
+def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_mhz: float = 100.0,
+                 max_multipliers: int | None = None):
+    """The Verilog folding goal: a mode of ``PARALLELISM``, ``{"target_cycles": T}`` for
+    ``target_fps`` at ``clock_mhz``, or ``{"max_multipliers": N}``."""
+    if isinstance(parallelism, dict):
+        return parallelism
+    if parallelism not in PARALLELISM:
+        raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
+    if target_fps is not None and max_multipliers is not None:
+        raise ValueError("give a target frame rate or a multiplier budget, not both")
+    if target_fps is not None:
+        if not target_fps > 0 or not clock_mhz > 0:
+            raise ValueError("the target frame rate and the clock must be positive")
+        cycles = int(clock_mhz * 1e6 // target_fps)
+        if cycles < 1:
+            raise ValueError(f"{target_fps} inferences per second at {clock_mhz} MHz leaves less than a cycle each")
+        return {"target_cycles": cycles}
+    if max_multipliers is not None:
+        if int(max_multipliers) < 1:
+            raise ValueError("the multiplier budget must be at least 1")
+        return {"max_multipliers": int(max_multipliers)}
+    return parallelism
 FORMAT_VERSION = 1
 HLS_TB_SAMPLES = 16
 
@@ -257,12 +281,18 @@ class Design:
 
     # ---- writing --------------------------------------------------------------------
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
-              progress: Progress = QUIET) -> Path:
+              progress: Progress = QUIET, *, target_fps: float | None = None, clock_mhz: float = 100.0,
+              max_multipliers: int | None = None) -> Path:
         """Write every target's sources into ``outdir``, atomically: everything is built in
-        a temporary folder beside it and moved into place only when complete."""
+        a temporary folder beside it and moved into place only when complete.
+
+        Verilog folding: ``parallelism`` (a mode), or a goal that replaces it:
+        ``target_fps`` inferences per second at ``clock_mhz`` (a period of
+        ``floor(clock / fps)`` cycles), or at most ``max_multipliers`` multipliers in all
+        (the fastest design that fits). Each engine gets the fewest multipliers that keep
+        it within the period."""
         targets = check_names(targets, TARGETS, "target")
-        if parallelism not in PARALLELISM:
-            raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
+        parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers)
         # every target lowers (or refuses, naming the node) before any file exists
         models = {t: self.lowered(t) for t in targets}
         outdir = Path(outdir)
@@ -340,8 +370,10 @@ class Design:
         v = info.get("verilog")
         if v:
             t = v["totals"]
+            eff = f", efficiency {t['efficiency']:.2f}" if t.get("efficiency") is not None else ""
             lines.append(f"Verilog ({v['parallelism']}): latency {t['latency_cycles']} cycles, initiation "
-                         f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers")
+                         f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers{eff} "
+                         f"(MACs per inference / (multipliers x II))")
             for layer in v["layers"]:
                 lines.append(f"  {layer['name']:<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
                              f"latency {layer['latency_cycles']:>6} II {layer['ii_cycles']:>6}")

@@ -10,20 +10,25 @@ neurons at once and ``SIMD`` inputs per cycle, ``S = n_in / SIMD`` steps and
 * loader: takes one input element per beat, packs ``SIMD`` of them into a word and writes
   it into a ping-pong input memory (two vectors), so loading overlaps computing;
 * compute: for each group ``g`` and step ``s`` reads weight word ``g*S + s`` (``PE*SIMD``
-  weights) from a synchronous ROM together with input word ``s``; stage 2 adds the
-  ``SIMD`` products of each PE to the accumulator (bias preloaded on ``s == 0``), in
+  weights) from a synchronous ROM together with input word ``s``, then a pipeline that
+  stalls as a whole (one enable): ROM output register, one operand register per
+  multiplier, product registers, an adder tree over the ``SIMD`` products of each PE with
+  one registered level per stage, and the accumulator (bias added on ``s == 0``), all in
   exactly ``acc_width`` bits;
-* requantize + emit: a finished group goes through
-  ``sat(round_half_up(acc >> shift), lo, hi)`` (``ir/fixed.py``) into a ``PE``-entry
+* requantize + emit: a finished group goes through the per-channel multiply (if any, one
+  registered stage) and the registered round/shift, then the clamp of
+  ``sat(round_half_up(acc >> shift), lo, hi)`` (``ir/fixed.py``) loads a ``PE``-entry
   output register that is streamed out one element per beat. The compute pipeline
   stalls only while that register is still busy.
 
-Timing (downstream always ready, input back to back), derived in :func:`_layer_timing`::
+Timing (downstream always ready, input back to back), derived in :func:`_layer_timing`,
+with ``D`` the pipeline depth of :func:`_pipe_depth` (``6 + ceil(log2 SIMD)``, one more
+with per-channel multipliers)::
 
     per group        T_g = max(S, PE) cycles
     compute / vector C   = G * T_g
     layer II             = max(n_in, C, n_out)
-    last input beat -> last output beat of one vector:  2 + (G-1)*T_g + S + PE
+    last input beat -> last output beat of one vector:  D + (G-1)*T_g + S + PE
     whole pipeline II    = max over layers;  latency (first input beat to last output
     beat of vector 0, as a difference of cycle numbers) = (n_in0 - 1) + sum of the above.
 """
@@ -31,7 +36,6 @@ Timing (downstream always ready, input back to back), derived in :func:`_layer_t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +44,7 @@ import numpy as np
 from ..ir import FixedType
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
+from .estimate import annotate as annotate_estimate
 
 TOP = "nnforge_top"
 MODES = ("sequential", "balanced", "parallel")
@@ -96,9 +101,59 @@ def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
     return out
 
 
-def _resolve(hw: HwModel, parallelism: str | Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+def _layer_ii(ly: DenseLayer, pe: int, simd: int) -> int:
+    return max(ly.n_in, _group_cycles(ly.n_in, ly.n_out, pe, simd), ly.n_out)
+
+
+def _layer_mults(ly: DenseLayer, pe: int, simd: int) -> int:
+    """PE x SIMD, plus the per-channel requantization multipliers (:func:`_rq_multipliers`)."""
+    cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
+    return pe * simd + (pe if cm == "mult" and ly.n_out // pe > 1 else 0)
+
+
+def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], dict]:
+    """Per layer ``(PE, SIMD)`` for a folding goal (as :mod:`.folding` for the engine
+    graph): ``{"target_cycles": T}`` gives each layer the fewest multipliers whose vector
+    time ``max(n_in, compute, n_out)`` fits T; ``{"max_multipliers": N}`` the shortest
+    such period whose layers need at most N multipliers in all."""
+    opts = [[(pe, s) for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)] for ly in hw.layers]
+
+    def at(period: int):
+        out = []
+        for ly, op in zip(hw.layers, opts):
+            fits = [(_layer_mults(ly, pe, s), pe, s) for pe, s in op if _layer_ii(ly, pe, s) <= period]
+            if not fits:
+                return None
+            out.append(min(fits)[1:])
+        return out
+
+    floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
+    if not isinstance(goal, dict) or len(goal) != 1:
+        raise ValueError(f"unknown parallelism {goal!r}")
+    (kind, value), = goal.items()
+    if kind == "target_cycles":
+        par = at(int(value))
+        if par is None:
+            raise BackendError(f"target of {int(value)} cycles per inference is out of reach: the dense "
+                               f"chain needs at least {floor} cycles (one element per cycle)")
+        return par, {"mode": "target", "period_cycles": int(value)}
+    if kind == "max_multipliers":
+        cands = sorted({_layer_ii(ly, pe, s) for ly, op in zip(hw.layers, opts) for pe, s in op})
+        for period in cands:
+            par = at(period)
+            if par is not None and sum(_layer_mults(ly, pe, s) for ly, (pe, s) in zip(hw.layers, par)) <= int(value):
+                return par, {"mode": "budget", "period_cycles": period, "max_multipliers": int(value)}
+        least = sum(_layer_mults(ly, 1, 1) for ly in hw.layers)
+        raise BackendError(f"no folding fits {int(value)} multipliers: the design needs at least {least}")
+    raise ValueError(f"unknown parallelism goal {kind!r}; use target_cycles or max_multipliers")
+
+
+def _resolve(hw: HwModel, parallelism) -> tuple[str, list[tuple[int, int]], dict]:
     if isinstance(parallelism, str):
-        return parallelism, choose_parallelism(hw, parallelism)
+        return parallelism, choose_parallelism(hw, parallelism), {"mode": parallelism}
+    if isinstance(parallelism, dict):
+        par, decision = goal_parallelism(hw, parallelism)
+        return decision["mode"], par, decision
     par = [(int(pe), int(simd)) for pe, simd in parallelism]
     if len(par) != len(hw.layers):
         raise ValueError(f"parallelism has {len(par)} entries for {len(hw.layers)} layers")
@@ -107,7 +162,7 @@ def _resolve(hw: HwModel, parallelism: str | Sequence[tuple[int, int]]) -> tuple
             raise ValueError(
                 f"layer {ly.name}: PE={pe} must divide n_out={ly.n_out} and SIMD={simd} must divide n_in={ly.n_in}"
             )
-    return "custom", par
+    return "custom", par, {"mode": "custom"}
 
 
 # ----------------------------------------------------------------------------- numbers
@@ -181,14 +236,31 @@ class _Timing:
     latency: int  # first input beat -> last output beat, this layer alone
 
 
-def _layer_timing(ly: DenseLayer, pe: int, simd: int) -> _Timing:
+def _tree_levels(simd: int) -> list[int]:
+    """Sizes of the adder tree's levels over ``simd`` products (one registered level per
+    pipeline stage, pairs summed, an odd one passed on), the products excluded."""
+    levels, n = [], simd
+    while n > 1:
+        n = (n + 1) // 2
+        levels.append(n)
+    return levels
+
+
+def _pipe_depth(simd: int, cm: str) -> int:
+    """Pipeline stages from an issued step to the output register load: read, ROM output
+    register, multiplier operands, products, the adder tree levels, accumulate, the
+    per-channel multiply (if any), round/shift."""
+    return 4 + len(_tree_levels(simd)) + 1 + (cm != "none") + 1
+
+
+def _layer_timing(ly: DenseLayer, pe: int, simd: int, cm: str = "none") -> _Timing:
     s, g = ly.n_in // simd, ly.n_out // pe
     tg = max(s, pe)
-    # issue steps for group 0 at t+1..t+S; ROM/input read (stage 1) and accumulate
-    # (stage 2) add one cycle each, requantize loads the output register one later and
-    # the first element leaves the cycle after: group 0 emits from t+S+3, each later
-    # group max(S, PE) after the previous one, PE beats each.
-    in_to_out = 2 + (g - 1) * tg + s + pe
+    # issue steps for group 0 at t+1..t+S; the step issued last reaches the output
+    # register after D pipeline stages (_pipe_depth) and the first element leaves the
+    # cycle after: group 0 emits from t+S+D+1, each later group max(S, PE) after the
+    # previous one (the pipeline stalls while the output register is busy), PE beats each.
+    in_to_out = _pipe_depth(simd, cm) + (g - 1) * tg + s + pe
     return _Timing(
         steps=s, groups=g, group_cycles=tg, compute_cycles=g * tg,
         ii=max(ly.n_in, g * tg, ly.n_out), in_to_out=in_to_out,
@@ -213,7 +285,10 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         )
     if not (ly.out_t.lo <= ly.lo <= ly.hi <= ly.out_t.hi):
         raise BackendError(f"layer {ly.name}: output range [{ly.lo}, {ly.hi}] outside {ly.out_t}")
-    t = _layer_timing(ly, pe, simd)
+    # per-channel multipliers: acc * mult (or acc << exponent) in QA bits, then the same
+    # requantization on that product
+    cm = channel_mult(ly.mult, aw, ly.n_out, ly.name)
+    t = _layer_timing(ly, pe, simd, cm["mode"])
     xw, ww, ow = ly.in_t.width, ly.w_t.width, ly.out_t.width
     xe = xw + (0 if ly.in_t.signed else 1)
     we = ww + (0 if ly.w_t.signed else 1)
@@ -245,9 +320,6 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
     brom += [0] * ((1 << gb) - len(brom))
     brom_width = pe * aw
 
-    # per-channel multipliers: acc * mult (or acc << exponent) in QA bits, then the same
-    # requantization on that product
-    cm = channel_mult(ly.mult, aw, ly.n_out, ly.name)
     qa = cm["qa"]
     src = "acc" if cm["mode"] == "none" else "accm"
     # requantization widths: rounding add needs max(QA, shift) + 1 bits; a left shift
@@ -256,7 +328,20 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         rw = max(qa, ly.shift) + 1
     else:
         rw = qa - ly.shift
-    cw = max(rw, ow + 2)
+    # the registered rounded value drops the shifted-out bits
+    qw = rw - max(ly.shift, 0)
+    cw = max(qw, ow + 2)
+    # pipeline stages (see dense.v.j2): products at 4, tree levels 5.., the sum at t_sum
+    levels = _tree_levels(simd)
+    t_sum = 4 + len(levels)
+    t_acc = t_sum + 1
+    t_q = t_acc + (cm["mode"] != "none") + 1
+    assert t_q == _pipe_depth(simd, cm["mode"])  # the timing model's depth
+    # the group number travels with the steps: the bias is read into stage t_sum, the
+    # per-channel multipliers (a ROM with more than one group) into t_acc
+    need_m = cm["mode"] != "none" and t.groups > 1
+    g_depth = t_sum if need_m else t_sum - 1
+    prev = [simd] + levels
     sb, jb, rb = _bits(t.steps), _bits(simd), max(1, pe.bit_length())
     ctx = {
         "index": index, "next": index + 1,
@@ -295,7 +380,13 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "rnd": _shex(rw, 1 << (ly.shift - 1)) if ly.shift > 0 else "",
         "rw_ext": _repl(rw - qa, f"{src}[{qa - 1}]"), "rq_src": src, "cm": cm["mode"],
         "lshift_zero": _ulit(-ly.shift, 0) if ly.shift < 0 else "",
-        "cw_ext_n": cw - rw, "cw_ext": _repl(cw - rw, f"q[{rw - 1}]"),
+        "qw": qw, "cw_ext_n": cw - qw, "cw_ext": _repl(cw - qw, f"q[{qw - 1}]"),
+        # pipeline
+        "levels": [{"n": n, "n_prev": pn, "pairs": pn // 2, "odd": pn % 2, "stage": 5 + i}
+                   for i, (pn, n) in enumerate(zip(prev, levels))],
+        "t_sum": t_sum, "t_acc": t_acc, "t_q": t_q, "pipe_depth": t_q, "v_zero": _ulit(t_sum, 0),
+        "g_depth": g_depth, "gpk": g_depth * gb,
+        "g_bias_lo": (t_sum - 2) * gb, "g_mult_lo": (t_sum - 1) * gb,
         "lo_c": _shex(cw, ly.lo), "hi_c": _shex(cw, ly.hi),
         "lo_o": _hex(ow, ly.lo), "hi_o": _hex(ow, ly.hi),
         "lo": ly.lo, "hi": ly.hi, "relu": ly.relu,
@@ -321,7 +412,8 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
                   else f"{mw} bits, a product acc * m[n]"),
         )
     for k in ("xw", "ww", "ow", "aw", "pw", "xword", "xsh", "res", "pa", "sb", "jb", "gb", "ab",
-              "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw",
+              "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw", "qw",
+              "t_sum", "gpk",
               "mw", "qa", "mrom_width", "mrom_depth"):
         if k in ctx:
             ctx[k + "_m1"] = ctx[k] - 1
@@ -341,13 +433,13 @@ def _rq_multipliers(c: dict) -> int:
 
 # ----------------------------------------------------------------------------- writer
 
-def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]] = "balanced") -> dict:
+def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
     """Write the Verilog sources, ``verilog_info.json`` and ``README.txt`` into ``outdir``.
 
-    ``parallelism`` is a mode of :func:`choose_parallelism` or an explicit list of
-    ``(PE, SIMD)`` per layer. Returns the info dict that ``verilog_info.json`` holds.
+    ``parallelism`` is a mode of :func:`choose_parallelism`, a goal of
+    :func:`goal_parallelism` or an explicit list of ``(PE, SIMD)`` per layer. Returns the info dict that ``verilog_info.json`` holds.
     """
-    mode, par = _resolve(hw, parallelism)
+    mode, par, decision = _resolve(hw, parallelism)
     if not hw.layers:
         raise BackendError("the model has no layer to implement")
     for a, b in zip(hw.layers, hw.layers[1:]):
@@ -385,6 +477,7 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
             "in_type": c["in_type"], "weight_type": c["w_type"], "out_type": c["out_type"],
             "weight_rom_words": c["steps"] * c["groups"], "weight_rom_width": c["wrom_width"],
             "compute_cycles": c["timing"]["compute_cycles"],
+            "pipeline_stages": c["pipe_depth"],
             "latency_cycles": c["timing"]["latency"],
             "ii_cycles": c["timing"]["ii"],
             **({"channel_mult": c["cm"]} if c["cm"] != "none" else {}),
@@ -396,6 +489,7 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
         "top": TOP,
         "model": hw.name,
         "parallelism": mode,
+        "folding": decision,
         "n_in": hw.n_in, "n_out": hw.n_out,
         "in_type": _type_info(hw.in_t), "out_type": _type_info(hw.out_t),
         "layers": layers_info,
@@ -404,6 +498,8 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
             "ii_cycles": ii,
             "multipliers": sum(x["multipliers"] for x in layers_info),
             "macs": hw.macs,
+            # MACs per inference over the multiplier-cycles spent on one (1.0: all busy)
+            "efficiency": round(hw.macs / (ii * sum(x["multipliers"] for x in layers_info)), 4),
         },
         "timing_notes": (
             "cycles at one clock each; ii_cycles = steady-state cycles per vector with "
@@ -413,6 +509,7 @@ def write(hw: HwModel, outdir: Path, parallelism: str | Sequence[tuple[int, int]
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, hw.in_t, hw.out_t)
+    annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
 
     return write_files(Path(outdir), files, info)

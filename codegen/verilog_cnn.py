@@ -17,7 +17,9 @@ naming the node, before any file is written):
 
 * window engines (:mod:`.verilog_window`): Conv, Dense, pools; line buffers
   (``line.v.j2``) or a frame memory (``window.v.j2``), SIMD input channels per cycle;
-* join engines (:mod:`.verilog_join`): residual Add of two activations, Mul, Concat;
+* join engines (:mod:`.verilog_join`): residual Add of two activations and Mul of two
+  activations stream (one element of each input per output, no frame memory); Concat
+  buffers each input whole;
 * gather engines (:mod:`.verilog_join`): Transpose, Resize (nearest) and reorders, a frame
   memory read in another order;
 * map engines (:mod:`.verilog_map`): elementwise ops, no frame memory.
@@ -33,12 +35,27 @@ Handshakes are registered: no ready depends on a valid in the same cycle and no 
 a ready, so engines and forks compose without combinational loops.
 
 Fan-out: a stream read by several engines (a residual block's skip) goes through an
-eager fork (``nnf_fork.v``) that holds each beat until every reader took it. Every
-engine with more than one input buffers each input in its own memory and accepts each
-port independently, and every engine completes a frame's outputs from that frame's
-input alone, so the skip path cannot deadlock the fork: the long path never waits on
-the short one. (It does serialize a residual block: the skip memory holds one frame,
-so the block's period includes the long path's latency; see :func:`_fork_join_period`.)
+eager fork (``nnf_fork.v``) that holds each beat until every reader took it. A
+frame-buffered join (Concat) accepts each port independently into its own memory, and
+every engine completes a frame's outputs from that frame's input alone, so its skip
+cannot deadlock the fork (it serializes the block, see :func:`_fork_join_period`). A
+streaming join (Add, Mul) takes one element of each port at a time, so the fork passes
+an element only when both paths accept it: the skip path gets a FIFO (``nnf_fifo.v``)
+in front of the join, sized by :func:`_skip_fifos`:
+
+    C     = max over paths from the fork's stream s to a join port of
+            sum over the path's engines of capacity(engine) * n(s) / n(engine input)
+    depth = min(ceil(C * n(t) / n(s)) + FIFO_MARGIN, n(t))   (t: the skip port's stream)
+
+``capacity``: a line engine's row-buffer words, a frame engine's (or a Concat port's)
+frame, none for a map engine, plus pipeline and output registers (converted by
+n_in / n_out); a streaming join's input buffer and registers plus the FIFO on that port.
+Every element the long path can absorb before it emits the join's matching element
+then fits in the skip FIFO, so the fork never stalls the long path and the block runs
+at its slowest engine's rate; a FIFO capped at one frame is still deadlock-free (no path
+needs more than a frame in flight) but may throttle the block a little, which
+:func:`_fork_join_period` estimates. ``verilog_info.json`` lists the FIFOs (``fifos``:
+stream, depth, width, need, why).
 """
 
 from __future__ import annotations
@@ -52,9 +69,11 @@ from ..ir import Graph
 from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
+from .estimate import annotate as annotate_estimate
 from .verilog import AXIS_TOP, TOP, _bits, _type_info, _ulit, axis_wrapper, write_files
 from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, refuse, reorder_engine, same_order
 from .verilog_map import MAP_OPS, map_engine
+from .folding import choose
 from .verilog_window import WINDOW_OPS, window_engine
 
 ENGINES = {**{op: window_engine for op in WINDOW_OPS}, **{op: join_engine for op in JOIN_OPS},
@@ -79,6 +98,7 @@ class _Plan:
     streams: list[dict]  # index = stream id; 0 = top input, i + 1 = engine i's output
     out_stream: int
     in_perm: tuple  # the top input's layout
+    folding: dict = field(default_factory=dict)  # how the MAC engines were folded (folding.choose)
 
 
 def channels_last(rank: int) -> tuple[int, ...]:
@@ -93,8 +113,8 @@ class _Planner:
     input's layout; joins take one layout for all inputs; a view in the wrong layout goes
     through a reorder engine first. Reshape is free when the view's order is the IR's."""
 
-    def __init__(self, q: Graph, parallelism: str, layout: str):
-        self.q, self.parallelism, self.layout = q, parallelism, layout
+    def __init__(self, q: Graph, parallelism: str, layout: str, folds: dict | None = None):
+        self.q, self.parallelism, self.layout, self.folds = q, parallelism, layout, folds or {}
         self.engines: list[dict] = []
         self.streams: list[dict] = []
         self.view: dict[str, tuple[int, tuple]] = {}
@@ -148,7 +168,7 @@ class _Planner:
         if build is window_engine:
             perm_in = self.preferred(len(q.shape(acts[0])))
             ins = [self.want(acts[0], perm_in)]
-            e = window_engine(q, n, name, self.parallelism, self.layout)
+            e = window_engine(q, n, name, self.parallelism, self.layout, fold=self.folds.get(name))
             perm_out = self.preferred(rank_out)
         else:
             # an elementwise op (a map engine, or Add / Mul with a constant) keeps its
@@ -166,7 +186,25 @@ class _Planner:
         self.view[out] = (e["out_stream"], perm_out)
 
 
-def _plan(q: Graph, parallelism: str = "sequential", layout: str = "hwc") -> _Plan:
+def _plan(q: Graph, parallelism="sequential", layout: str = "hwc") -> _Plan:
+    """The engines and streams. ``parallelism``: a mode or goal of :mod:`.folding`; with
+    line engines ("hwc") "balanced" and the goals are met by folding each MAC engine, from
+    a first, sequential plan's geometry and stream rates."""
+    if layout == "hwc" and parallelism not in ("sequential", "parallel"):
+        first = _plan_with(q, "sequential", layout, None)
+        _timing(first, int(np.prod(q.shape(q.inputs[0]))))
+        folds, decision = choose(first.engines, parallelism)
+        plan = _plan_with(q, "sequential", layout, folds)
+        plan.folding = decision
+        return plan
+    if not isinstance(parallelism, str):
+        raise ValueError(f"a folding goal ({parallelism!r}) needs the line-buffer layout (hwc)")
+    plan = _plan_with(q, parallelism, layout, None)
+    plan.folding = {"mode": parallelism}
+    return plan
+
+
+def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _Plan:
     if layout not in ("hwc", "chw"):
         raise ValueError(f"unknown layout {layout!r}; choose hwc or chw")
     if len(q.inputs) != 1 or len(q.outputs) != 1:
@@ -180,7 +218,7 @@ def _plan(q: Graph, parallelism: str = "sequential", layout: str = "hwc") -> _Pl
     if all(n.op == "Reshape" for n in nodes):
         raise BackendError("the model has no layer to implement")
     inp, outp = q.inputs[0], q.outputs[0]
-    pl = _Planner(q, parallelism, layout)
+    pl = _Planner(q, parallelism, layout, folds)
     in_perm = pl.preferred(len(q.shape(inp)))
     pl.view[inp] = (pl.new_stream(inp), in_perm)
     for n in nodes:
@@ -202,8 +240,9 @@ def lower_cnn(q: Graph, layout: str = "hwc") -> CnnModel:
     return CnnModel(**interface(q), graph=q, macs=sum(e.get("macs", 0) for e in plan.engines))
 
 
-def _top_context(q: Graph, plan: _Plan) -> dict:
-    """Wires of the top: stream ``s<k>`` per value, ``s<k>_<j>`` per reader of a forked one."""
+def _top_context(q: Graph, plan: _Plan, fifos: list[dict] | None = None) -> dict:
+    """Wires of the top: stream ``s<k>`` per value, ``s<k>_<j>`` per reader of a forked one,
+    ``<wire>_q`` out of the skip FIFO (``fifos``: :func:`_skip_fifos`) in front of a join port."""
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
     n_out = int(np.prod(q.shape(q.outputs[0])))
     conns: dict[tuple[int, str], str] = {}
@@ -217,26 +256,155 @@ def _top_context(q: Graph, plan: _Plan) -> dict:
                 conns[r] = f"s{s['id']}_{j}"
                 outs.append(f"s{s['id']}_{j}")
             forks.append({"stream": f"s{s['id']}", "outs": outs, "n": len(outs), "w": s["width"]})
+    fifo_insts = []
+    for f in fifos or []:
+        key = (f["engine"], f["port"])
+        fifo_insts.append({"name": f"{plan.engines[f['engine']]['name']}_{f['port']}", "in": conns[key],
+                           "out": f"{conns[key]}_q", "depth": f["depth"], "w": f["width"]})
+        conns[key] = f"{conns[key]}_q"
     instances = [{"module": e["module"], "name": e["name"], "out": f"s{e['out_stream']}",
                   "ports": [(p, conns[(e["index"], p)]) for p in e["ports"]]} for e in plan.engines]
     ob = _bits(n_out)
-    return {"top": TOP, "streams": plan.streams, "forks": forks, "instances": instances,
+    return {"top": TOP, "streams": plan.streams, "forks": forks, "fifos": fifo_insts, "instances": instances,
             "in_wire": "s0", "out_wire": conns[(-1, "out")], "n_engines": len(plan.engines),
             "xw_m1": in_t.width - 1, "ow_m1": out_t.width - 1, "n_in": int(np.prod(q.shape(q.inputs[0]))),
             "n_out": n_out, "ob_m1": ob - 1, "o_zero": _ulit(ob, 0), "o_one": _ulit(ob, 1),
             "o_last": _ulit(ob, n_out - 1), "in_type": str(in_t), "out_type": str(out_t)}
 
 
-def _timing(plan: _Plan, n_in: int) -> tuple[int, int]:
+# the skip side of a streaming join holds, besides its FIFO, the join's input buffer (2)
+# and the fork's current beat (1); a FIFO passes an element on two cycles after taking it
+SKIP_EXTRA = 3
+FIFO_LATENCY = 2
+FIFO_MARGIN = 2
+
+
+def _capacity(e: dict, k: int, depths: dict) -> float:
+    """Elements of engine ``e``'s input port ``k`` that it can hold (taken, with no output
+    yet emitted for them): the FIFO in front of the port, then a streaming join's buffers
+    and registers (``capacity``); another engine's memory words (a line engine's row
+    buffer, a frame engine's or a join port's frame, none for a map engine) plus its
+    pipeline and output registers (``pipe + PE + 2`` outputs, converted to input
+    elements by n_in / n_out)."""
+    fifo = depths.get((e["index"], e["ports"][k]), 0)
+    if e.get("streaming"):
+        return fifo + e["capacity"]
+    n_port = e["P"][k]["n"] if "P" in e else e["n_in"]
+    words = n_port if "P" in e else e["frame_memory_words"]
+    regs = e.get("pipe", 2) + e.get("PE", 1) + 2
+    return fifo + words + regs * n_port / max(1, e["n_out"])
+
+
+def _sizes(plan: _Plan) -> dict[int, int]:
+    """Elements per frame of every stream."""
+    sizes = {e["out_stream"]: e["n_out"] for e in plan.engines}
+    for e in plan.engines:  # the top input: what its readers load from it
+        for k, s in enumerate(e["in_streams"]):
+            sizes.setdefault(s, e["P"][k]["n"] if "P" in e else e["n_in"])
+    return sizes
+
+
+def _split_later(plan: _Plan, s: int, targets: set[int]) -> bool:
+    """Whether every path from stream ``s`` to the streams ``targets`` passes through one
+    stream after ``s`` (the paths part there, at a later fork, which is sized instead)."""
+    for u in range(s + 1, max(targets) + 1):
+        seen = {s}  # reached from s without going through u
+        for e in plan.engines:
+            if e["out_stream"] != u and any(v in seen for v in e["in_streams"]):
+                seen.add(e["out_stream"])
+        if not targets & seen:
+            return True
+    return False
+
+
+def _skip_fifos(plan: _Plan, override: dict | None = None) -> list[dict]:
+    """FIFOs in front of the skip ports of the streaming joins, sized by analysis.
+
+    With a streaming join a fork can pass an element only when every reader accepts it,
+    so while the long path absorbs elements of a forked stream ``s`` before emitting the
+    join's matching element, the skip side has to hold as many. For each forked stream
+    ``s`` and each streaming join reached from ``s`` on two or more ports: the capacity
+    of a path from ``s`` to a port is the sum of its engines' capacities
+    (:func:`_capacity`, each converted to elements of ``s`` by n(s) / n(engine input)),
+    and ``C`` the largest over paths to a port (the long path). Every other port ``p``
+    (stream ``t``) whose own path holds less gets a FIFO of
+    ``min(ceil(C * n(t) / n(s)) + FIFO_MARGIN, n(t))`` elements (the skip side holds
+    that plus ``SKIP_EXTRA``: the join's input buffer and the fork's beat; its own
+    path's capacity is not counted). A FIFO of a whole frame ``n(t)`` is always enough:
+    every engine emits a frame's outputs from that frame's input alone, so no path needs
+    more than a frame of ``s`` in flight. Joins are sized in topological order, so a
+    FIFO counts in the capacity of the paths through it; a port reached from several
+    forks takes the largest depth. ``override`` ({"<join>.<port>": depth}, private, for
+    tests) replaces the analysis's depth."""
+    n = _sizes(plan)
+    depths: dict[tuple[int, str], int] = {}
+    fifos: dict[tuple[int, str], dict] = {}
+    forks = [s["id"] for s in plan.streams if len(s["readers"]) > 1]
+    for j in plan.engines:
+        if not j.get("streaming"):
+            continue
+        for s in forks:
+            cap = {s: 0.0}  # the most elements of s a path from s to a stream can hold
+            for e in plan.engines[:j["index"]]:
+                reach = [cap[u] + _capacity(e, k, depths) * n[s] / n[u]
+                         for k, u in enumerate(e["in_streams"]) if u in cap]
+                if reach:
+                    cap[e["out_stream"]] = max(reach)
+            ports = [(k, t) for k, t in enumerate(j["in_streams"]) if t in cap]
+            if len(ports) < 2 or _split_later(plan, s, {t for _, t in ports}):
+                continue
+            c_long = max(cap[t] for _, t in ports)
+            t_long = max(ports, key=lambda kt: cap[kt[1]])[1]
+            for k, t in ports:
+                if cap[t] >= c_long:
+                    continue
+                need = int(np.ceil(c_long * n[t] / n[s] - 1e-9)) + FIFO_MARGIN
+                depth = min(need, n[t])
+                key = (j["index"], j["ports"][k])
+                if key in fifos and fifos[key]["depth"] >= depth:
+                    continue
+                fifos[key] = {"engine": j["index"], "join": j["name"], "port": j["ports"][k], "stream": t,
+                              "fork": s, "long": t_long, "need": need, "depth": depth, "capped": need > n[t],
+                              "width": plan.streams[t]["width"], "frame": n[t],
+                              "why": (f"skip of s{s} into {j['name']}.{j['ports'][k]}: the long path to "
+                                      f"s{t_long} holds up to {c_long:.0f} elements of s{s}"
+                                      + (f", {c_long * n[t] / n[s]:.0f} of s{t}" if n[t] != n[s] else "")
+                                      + f"; + {FIFO_MARGIN} margin"
+                                      + (f"; more than a frame: one frame ({n[t]})" if need > n[t] else ""))}
+                depths[key] = depth
+    for f in fifos.values():
+        key = f"{f['join']}.{f['port']}"
+        if override and key in override:
+            f["depth"] = int(override[key])
+            f["why"] += f"; overridden to {f['depth']}"
+        if f["depth"] < 2:
+            raise BackendError(f"internal: FIFO depth {f['depth']} for {key}")
+    return sorted(fifos.values(), key=lambda f: (f["engine"], f["port"]))
+
+
+def _timing(plan: _Plan, n_in: int, fifos: list[dict] | None = None) -> tuple[int, int]:
     """(ii, latency) estimates: an engine loads no faster than its slowest producer
-    streams (a frame engine's output lasts its compute, a map engine's its producer's);
-    the latency is the longest path of the engines' ``in_to_out``."""
+    streams (a frame engine's output lasts its compute, a map engine's or a streaming
+    join's its producer's; a join's ports load in parallel); the latency is the longest
+    path of the engines' ``in_to_out`` (plus ``FIFO_LATENCY`` through a skip FIFO).
+    ``fifos``: :func:`_skip_fifos` (computed when not given)."""
+    if fifos is None:
+        fifos = _skip_fifos(plan)
+    via_fifo = {(f["engine"], f["port"]) for f in fifos}
     compute = {0: n_in}
     done = {0: n_in - 1}
+    lag = {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}  # at the engine's own pace
     ii = 0
     for e in plan.engines:
-        load = max([e["n_in"]] + [compute[s] for s in e["in_streams"]])
+        load = max([e.get("load_words", e["n_in"])] + [compute[s] for s in e["in_streams"]])
         own = e["timing"]["compute_cycles"]
+        if e.get("streaming"):  # a streaming join: the pace of its slower input
+            e["timing"]["frame_cycles"] = max(load, own) + 3
+            compute[e["out_stream"]] = max(load, own)
+            ii = max(ii, e["timing"]["frame_cycles"])
+            done[e["out_stream"]] = max(done[s] + (FIFO_LATENCY if (e["index"], p) in via_fifo else 0)
+                                        for s, p in zip(e["in_streams"], e["ports"])) + e["timing"]["in_to_out"]
+            continue
         # a line engine loads while it computes; a frame engine loads, then computes
         e["timing"]["frame_cycles"] = (max(load, own) if e.get("overlap") else load + own) + 3
         if e.get("overlap"):  # input faster than the compute: the outputs lag behind the input
@@ -249,15 +417,31 @@ def _timing(plan: _Plan, n_in: int) -> tuple[int, int]:
         else:
             compute[e["out_stream"]] = own
         done[e["out_stream"]] = max(done[s] for s in e["in_streams"]) + e["timing"]["in_to_out"]
-    return max(ii, _fork_join_period(plan, compute)), done[plan.out_stream]
+    return max(ii, _fork_join_period(plan, compute, fifos, lag)), done[plan.out_stream]
 
 
-def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int]) -> int:
-    """A join holds one frame of its skip input until its other inputs arrive, and the
-    fork feeding the skip cannot pass the next frame before that. So a period holds: the
-    forked stream (``stream_cycles``: how long one frame of it lasts), the latency of the
-    longest path from it to the join (each engine's ``in_to_out``: a frame engine's whole
-    compute, a line engine's last rows), and the join's own compute."""
+def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[dict] | None = None,
+                      lags: dict[int, int] | None = None) -> int:
+    """The period bound of forks joined again.
+
+    * A frame-buffered join (Concat) holds one frame of its skip input until its other
+      inputs arrive, and the fork feeding the skip cannot pass the next frame before
+      that. So a period holds: the forked stream (``stream_cycles``: how long one frame
+      of it lasts), the latency of the longest path from it to the join (each engine's
+      ``in_to_out``: a frame engine's whole compute, a line engine's last rows), and the
+      join's own compute.
+    * A streaming join whose skip FIFO is smaller than the analysis's need (capped at a
+      frame, or overridden) lets the fork run at most ``D`` elements of the forked
+      stream ``s`` ahead of the join (``D``: the FIFO plus ``SKIP_EXTRA``, in elements
+      of ``s``); the long path keeps about ``rate * delay`` of them in flight (``delay``:
+      its latency in a steady stream, the sum of the engines' ``lags``: each one's own
+      in-to-out at its own pace, not the burst lag of a fast input), so a period holds
+      at least ``delay * n(s) / D`` cycles (one frame: the long path's latency). A FIFO
+      of the full need never throttles the fork: the long path cannot hold more. (An
+      approximation: a frame engine downstream of the join, stalling it once a frame,
+      adds a little; the residual test measures within 6% of the estimate.)
+    """
+    lags = lags or {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}
     lat = {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}
     # longest[s][t]: the largest sum of in_to_out over a path from stream s down to the
     # producer of stream t (s's producer excluded, t's included); streams are in topological order
@@ -270,7 +454,22 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int]) -> int:
                 best[e["out_stream"]] = max(reach) + lat[e["out_stream"]]
         longest[src] = best
     period = 0
+    for f in fifos or []:
+        if f["depth"] >= f["need"]:
+            continue
+        s = f["fork"]
+        n_s = _sizes(plan)[s]
+        d_s = (f["depth"] + SKIP_EXTRA) * n_s / f["frame"]
+        steady = {s: 0}
+        for e in plan.engines:
+            reach = [steady[u] for u in e["in_streams"] if u in steady]
+            if reach:
+                steady[e["out_stream"]] = max(reach) + lags[e["out_stream"]]
+        delay = steady[f["long"]] + plan.engines[f["engine"]]["timing"]["in_to_out"]
+        period = max(period, int(np.ceil(delay * n_s / d_s)))
     for e in plan.engines:
+        if e.get("streaming"):
+            continue
         ins = e["in_streams"]
         for s in ins:
             if len(plan.streams[s]["readers"]) < 2:
@@ -281,25 +480,32 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int]) -> int:
     return period
 
 
-def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balanced", layout: str = "hwc") -> dict:
+def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", layout: str = "hwc",
+              _fifo_depths: dict | None = None) -> dict:
     """Render every engine, the forks and the top, then write them with ``verilog_info.json``
-    and ``README.txt``. ``parallelism`` sets the SIMD lanes of the MAC engines
-    (:func:`.verilog_window.choose_simd`); ``layout`` "hwc" streams (C, ...) tensors
+    and ``README.txt``. ``parallelism`` folds the MAC engines: a mode or a goal
+    (``{"target_cycles": T}``, ``{"max_multipliers": N}``) of :mod:`.folding`; ``layout`` "hwc" streams (C, ...) tensors
     channels-last through line-buffer engines, "chw" in the IR's order through frame
-    engines."""
+    engines. ``_fifo_depths`` (private, for tests): {"<join>.<port>": depth} replaces the
+    analysis's skip FIFO depths."""
     q = model.graph if isinstance(model, CnnModel) else model
     plan = _plan(q, parallelism, layout)
+    fifos = _skip_fifos(plan, _fifo_depths)
     engines = plan.engines
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
     n_in, n_out = int(np.prod(q.shape(q.inputs[0]))), int(np.prod(q.shape(q.outputs[0])))
     files = {f"{e['module']}.v": render("verilog", e["template"], E=e) for e in engines}
-    top = _top_context(q, plan)
+    top = _top_context(q, plan, fifos)
     if top["forks"]:
         files["nnf_fork.v"] = render("verilog", "fork.v.j2")
+    if fifos:
+        files["nnf_fifo.v"] = render("verilog", "fifo.v.j2")
     files[f"{TOP}.v"] = render("verilog", "graph_top.v.j2", **top)
-    ii, latency = _timing(plan, n_in)
+    ii, latency = _timing(plan, n_in, fifos)
+    macs, mults = sum(e.get("macs", 0) for e in engines), sum(e["multipliers"] for e in engines)
     info = {
-        "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": parallelism,
+        "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": plan.folding["mode"],
+        "folding": plan.folding,
         "n_in": n_in, "n_out": n_out, "in_type": _type_info(in_t), "out_type": _type_info(out_t),
         "input_shape": list(q.shape(q.inputs[0])), "input_order": list(plan.in_perm),
         "stream_order": ("input: x.transpose(input_order).reshape(-1) per sample"
@@ -308,22 +514,32 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism: str = "balance
         "layers": [{"name": e["name"], "op": e["op"], "module": e["module"], "file": f"{e['module']}.v",
                     "inputs": [f"s{s}" for s in e["in_streams"]], "output": f"s{e['out_stream']}",
                     "tensor": e["tensor"], "layout": list(e["layout"]),
-                    "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": 1, "simd": e.get("S", 1),
+                    "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": e.get("PE", 1), "simd": e.get("S", 1),
+                    "depthwise_lanes": bool(e.get("depthwise")),
                     "latency_cycles": e["timing"]["in_to_out"], "ii_cycles": e["timing"]["frame_cycles"],
-                    "multipliers": e["multipliers"], "acc_width": e.get("aw"),
+                    "multipliers": e["multipliers"], "acc_width": e.get("aw"), "pipeline_stages": e.get("pipe", 0),
                     "frame_memory_words": e["frame_memory_words"], **e["timing"]} for e in engines],
         "forks": [{"stream": f["stream"], "readers": f["n"]} for f in top["forks"]],
+        "fifos": [{"stream": u["in"], "join": f["join"], "port": f["port"], "depth": f["depth"],
+                   "width": f["width"], "need": f["need"], "frame": f["frame"], "why": f["why"]}
+                  for f, u in zip(fifos, top["fifos"])],
         "totals": {"latency_cycles": latency, "ii_cycles": ii,
                    "multipliers": sum(e["multipliers"] for e in engines),
-                   "macs": sum(e.get("macs", 0) for e in engines),
-                   "frame_memory_words": sum(e["frame_memory_words"] for e in engines)},
+                   "macs": macs,
+                   # MACs per inference over the multiplier-cycles spent on one: 1.0 when every
+                   # multiplier works every cycle at the design's rate
+                   "efficiency": round(macs / (ii * mults), 4) if mults else None,
+                   "frame_memory_words": sum(e["frame_memory_words"] for e in engines),
+                   "fifo_words": sum(f["depth"] for f in fifos)},
         "timing_notes": "estimates: ii_cycles = the slowest engine's frame: a line engine max(load, "
                         "compute) + 3 (it loads while it computes), a frame engine load + compute + 3, where "
-                        "an engine loads no faster than its slowest producer streams; at least the fork-join "
-                        "bound of residual blocks; latency_cycles = the longest path of the engines' "
-                        "in-to-out cycles",
+                        "an engine loads no faster than its slowest producer streams, a streaming join "
+                        "max(load, n_out) + 3; at least the fork-join bound of a frame-buffered join "
+                        "(Concat) or of a skip FIFO smaller than its need; latency_cycles = the longest "
+                        "path of the engines' in-to-out cycles (+2 through a skip FIFO)",
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, in_t, out_t)
+    annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)
     return write_files(Path(outdir), files, info)

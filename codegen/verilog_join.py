@@ -1,9 +1,22 @@
 """Join and gather engines for the Verilog backend.
 
-* Join (``hls_templates/verilog/join.v.j2``): an op of several activations. Each input
-  port loads its whole tensor into its own memory and accepts beats independently of
-  the others (so a fork feeding two ports never waits on the slower path); once every
-  memory is full the outputs are computed one per cycle:
+* Join (``hls_templates/verilog/join.v.j2``): an op of several activations, in one of
+  two forms:
+
+  - streaming (Add and Mul of two activations): both ports stream the same order; each
+    has a two-element input buffer (ready = "not full", a register, so no ready depends
+    on a valid); when both buffers hold an element and the pipeline moves, one of each
+    is taken, the operands registered and the result registered in the output register
+    (``STREAM_JOIN_LATENCY`` cycles from the later input beat to the output beat). No
+    frame memory: a fork feeding both ports needs a FIFO on the short (skip) path,
+    which :mod:`.verilog_cnn` sizes and inserts (``capacity``: the elements one port
+    holds, for that analysis);
+  - frame-buffered (Concat): each input port loads its whole tensor into its own memory
+    and accepts beats independently of the others (so a fork feeding two ports never
+    waits on the slower path); once every memory is full the outputs are computed one
+    per cycle.
+
+  The arithmetic (the same in both forms):
 
   - Add: both operands aligned to the finer scale exactly (left shift), added,
     requantized (round half up, saturate), as ``ir/ops/add.py``; with real scales
@@ -54,6 +67,10 @@ from .naming import sanitize
 from .verilog import _bits, _hex, _shex, _ulit
 
 JOIN_OPS = frozenset({"Add", "Mul", "Concat"})
+# a streaming join's input buffers (2) plus its operand and output registers (2): the
+# elements one port can hold; and its cycles from an input beat to the output beat
+STREAM_JOIN_CAPACITY = 4
+STREAM_JOIN_LATENCY = 3
 GATHER_OPS = frozenset({"Transpose", "Resize"})
 
 
@@ -233,9 +250,16 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
         cnt_n = n_out
     ob = _bits(cnt_n)
     e.update(ob_m1=ob - 1, o_zero=_ulit(ob, 0), o_one=_ulit(ob, 1), o_last=_ulit(ob, cnt_n - 1),
-             ow_m1=out_t.width - 1,
-             timing={"compute_cycles": n_out, "frame_cycles": max(p["n"] for p in ports) + n_out + 3,
-                     "in_to_out": n_out + 3})
+             ow_m1=out_t.width - 1, load_words=max(p["n"] for p in ports))
+    if e["mode"] in ("add", "add_mult", "mul"):
+        # streaming: both ports in one order, one element of each per output; the ports
+        # load in parallel, so a frame lasts its slowest input (at least n_out cycles)
+        e.update(streaming=True, frame_memory_words=0, capacity=STREAM_JOIN_CAPACITY,
+                 timing={"compute_cycles": n_out, "frame_cycles": n_out + 3, "in_to_out": STREAM_JOIN_LATENCY})
+    else:
+        e.update(streaming=False,
+                 timing={"compute_cycles": n_out, "frame_cycles": max(p["n"] for p in ports) + n_out + 3,
+                         "in_to_out": n_out + 3})
     return e
 
 

@@ -26,6 +26,7 @@ from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import _step_params
 from .verilog import _bits, _hex, _shex, _ulit, channel_mult
+from .folding import Fold, options
 from .verilog_join import refuse
 
 
@@ -55,7 +56,9 @@ def _counts(p: dict) -> np.ndarray:
 
 def choose_simd(cg: int, parallelism: str) -> int:
     """Input channels a MAC engine multiplies per cycle (a divisor of its channels per
-    group): ``sequential`` 1, ``balanced`` the largest divisor up to 8, ``parallel`` all."""
+    group) when no fold is given (the frame engines of the "chw" layout; line engines are
+    folded by :mod:`.folding`): ``sequential`` 1, ``balanced`` the largest divisor up to 8,
+    ``parallel`` all."""
     if parallelism == "sequential":
         return 1
     if parallelism == "parallel":
@@ -65,10 +68,12 @@ def choose_simd(cg: int, parallelism: str) -> int:
     raise ValueError(f"unknown parallelism {parallelism!r}")
 
 
-def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", layout: str = "chw") -> dict:
+def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", layout: str = "chw",
+                  fold: Fold | None = None) -> dict:
     """One window engine. ``layout`` "chw": the input and output streams are in the IR's
     flat order and the engine buffers the whole input frame (``window.v.j2``); "hwc":
-    channels-last streams and a circular buffer of input rows (``line.v.j2``)."""
+    channels-last streams and a circular buffer of input rows (``line.v.j2``). ``fold``
+    (a MAC engine): its PE x SIMD lanes (:mod:`.folding`), else SIMD from ``parallelism``."""
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if node.op in ("Conv", "MaxPool", "AveragePool") and len(q.shape(x)) not in (2, 3):
@@ -113,10 +118,20 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     # SIMD lanes (MAC engines): input channel c lives in memory bank c % S at word
     # (c // S) * H * W + y * W + x, so one read per bank gives S channels of one pixel; the
     # channel counters then count blocks of S channels
-    simd = choose_simd(e["cg"], parallelism) if kind == "mac" else 1
-    cgb = e["cg"] // simd
+    if kind != "mac" or fold is None:
+        fold = Fold(1, choose_simd(e["cg"], parallelism) if kind == "mac" else 1)
+    if fold not in options({**e, "kind": kind}, layout == "hwc"):
+        raise BackendError(f"internal: layer {name} cannot be folded as {fold}")
+    # PE output lanes: output channels mo*PE + p of a pixel are computed together (they read
+    # the same input channels; depthwise: lane p reads input channel mo*PE + p, bank p); the
+    # output channel counters count blocks of PE
+    simd, pe, dw = fold.simd, fold.pe, fold.depthwise
+    cgb = 1 if dw else e["cg"] // simd
+    blocks = e["m"] // pe
+    mgb = 1 if dw else e["mg"] // pe
     bank = n_in // simd
     e.update(kind=kind, n_in=n_in, n_out=n_out, taps=cgb * e["kh"] * e["kw"], S=simd, lanes=list(range(simd)),
+             PE=pe, depthwise=dw, blocks=blocks,
              cgb=cgb, bank_m1=bank - 1, ab=_bits(bank), ab_m1=_bits(bank) - 1, hw=e["h"] * e["w"])
     if simd > 1:
         hwb, lb = _bits(e["hw"]), _bits(simd)
@@ -132,7 +147,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     span_w = (e["ow"] - 1) * e["sw"] + (e["kw"] - 1) * e["dw"] + 1
     wspan_h = (e["kh"] - 1) * e["dh"] + 1  # rows one window spans
     rows = 1 << max(1, (wspan_h + e["sh"] - 1).bit_length())  # a power of two >= span + stride
-    big = max(n_in, n_out, e["m"] * e["taps"], e["h"] + span_h + e["pt"], e["w"] + span_w + e["pl"],
+    big = max(n_in, n_out, e["m"] * e["taps"] + 1, e["h"] + span_h + e["pt"], e["w"] + span_w + e["pl"],
               e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"],
               e["h"] + rows + wspan_h, e["w"] * e["c"] + e["c"])
     qw = big.bit_length() + 2
@@ -140,8 +155,8 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
              n_in_m1=n_in - 1, i_zero=_ulit(_bits(n_in), 0), i_one=_ulit(_bits(n_in), 1),
              i_last=_ulit(_bits(n_in), n_in - 1), zero_q=_shex(qw, 0), one_q=_shex(qw, 1))
     for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
-                 ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", e["m"] - 1),
-                 ("mg_last", e["mg"] - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
+                 ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", blocks - 1),
+                 ("mg_last", mgb - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
                  ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
                  ("cg_q", cgb), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
         e[k] = _shex(qw, v)
@@ -167,19 +182,33 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
             raise BackendError(f"internal: layer {name} requantization shift")
         cm = channel_mult(mult, aw, e["m"], name)
         qa = cm["qa"]
-        # ROM word (m*cgb + cb)*kh*kw + ky*kw + kx holds the S weights of channels cb*S + j
-        # (lane j at bits [j*ww, (j+1)*ww))
-        wl = w.reshape(w.shape[0], cgb, simd, w.shape[2], w.shape[3]).transpose(0, 1, 3, 4, 2).reshape(-1, simd)
-        wmask = (1 << wwid) - 1
-        words = [sum((int(v) & wmask) << (j * wwid) for j, v in enumerate(row)) for row in wl.tolist()]
-        lane_ctx = [{"j": j, "xp_ext": _ext(pw - xw, x_t.signed, f"x_q{j}[{xw - 1}]"),
-                     "wp_ext": _ext(pw - wwid, True, f"w_l{j}[{wwid - 1}]"),
-                     "prod_ext": _ext(aw - pw, True, f"prod{j}[{pw - 1}]"),
-                     "w_hi": (j + 1) * wwid - 1, "w_lo": j * wwid} for j in range(simd)]
-        e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=simd * wwid - 1, n_w_m1=len(words) - 1,
-                 m_m1=e["m"] - 1, wb=_bits(len(words)), wb_m1=_bits(len(words)) - 1, mb=_bits(e["m"]),
-                 mb_m1=_bits(e["m"]) - 1, wrom=[_hex(simd * wwid, v) for v in words],
-                 brom=[_hex(aw, int(v)) for v in b], L=lane_ctx,
+        # ROM word (mo*cgb + cb)*kh*kw + ky*kw + kx holds, in lane p*S + j (bits [l*ww, (l+1)*ww)),
+        # the weight of output channel mo*PE + p and input channel cb*S + j (depthwise: lane p,
+        # its own channel); bias / multiplier word mo: output channel mo*PE + p in lane p
+        kh, kw = w.shape[2], w.shape[3]
+        if dw:
+            wl = w.reshape(blocks, pe, kh, kw).transpose(0, 2, 3, 1).reshape(-1, pe)
+        else:
+            wl = w.reshape(blocks, pe, cgb, simd, kh, kw).transpose(0, 2, 4, 5, 1, 3).reshape(-1, pe * simd)
+        nl = wl.shape[1]
+        words = _pack(wl, wwid)
+        lanes_in = [[p_] if dw else list(range(simd)) for p_ in range(pe)]
+        outs = []
+        for p_ in range(pe):
+            prods = []
+            for j in lanes_in[p_]:
+                i = f"{p_}_{j}"
+                ln = p_ if dw else p_ * simd + j
+                prods.append({"id": i, "j": j, "xp_ext": _ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
+                              "wp_ext": _ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
+                              "prod_ext": _ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
+                              "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid})
+            outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
+        e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
+                 m_m1=blocks - 1, wb=_bits(len(words)), wb_m1=_bits(len(words)) - 1, mb=_bits(blocks),
+                 mb_m1=_bits(blocks) - 1, wa_zero=_ulit(_bits(len(words)), 0), wa_one=_ulit(_bits(len(words)), 1),
+                 wrom=[_hex(nl * wwid, v) for v in words], brw_m1=pe * aw - 1,
+                 brom=[_hex(pe * aw, v) for v in _pack(b.reshape(blocks, pe), aw)], O=outs,
                  pw_m1=pw - 1, p_zero=_shex(pw, 0), shift=shift,
                  prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
                  rule=(f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
@@ -191,14 +220,38 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
                  cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"))
         if aw < xw + 1:
             raise BackendError(f"internal: layer {name} accumulator narrower than its input")
+        # the registered products t0_j, then adder stages of up to 4 terms each until at most
+        # two terms are left for the accumulator
+        tree = []
+        for o in outs:
+            names = [f"t0_{pr['id']}" for pr in o["prods"]]
+            k = 0
+            while len(names) > 2:
+                k += 1
+                groups = [{"name": f"t{k}_{o['p']}_{g}", "src": names[i:i + 4]}
+                          for g, i in enumerate(range(0, len(names), 4))]
+                if len(tree) < k:
+                    tree.append({"k": k, "groups": []})
+                tree[k - 1]["groups"] += groups
+                names = [g["name"] for g in groups]
+            o["final"] = names
+        e.update(tree=tree, tree_ks=list(range(len(tree) + 1)), tk=len(tree))
         src = "acc" if cm["mode"] == "none" else "accm"
         if cm["mode"] != "none":
-            # ROM word c: the multiplier (or exponent) of output channel c, read with the bias
-            e.update(mw_m1=cm["mw"] - 1, qa_m1=qa - 1, mrom=[_ulit(cm["mw"], v) for v in cm["vals"]],
-                     acc_ext=_ext(qa - aw, True, f"acc[{aw - 1}]"), m_ext=_ulit(qa - cm["mw"], 0))
+            # the multiplier (or exponent) of each output channel, read with its bias
+            mw = cm["mw"]
+            e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=_ulit(qa - mw, 0),
+                     mrom=[_hex(pe * mw, v) for v in _pack(np.asarray(cm["vals"], np.int64).reshape(blocks, pe), mw)])
         cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
-        e.update(cw_m1=cw - 1, cw_ext=_ext(cw - qa, True, f"{src}[{qa - 1}]"),
-                 rnd_c=_shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
+        for o in outs:
+            o.update(acc_ext=_ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
+                     cw_ext=_ext(cw - qa, True, f"{src}{o['p']}[{qa - 1}]"))
+            if cm["mode"] != "none":
+                o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
+        lcw = _bits(pe + 1)
+        e.update(cw_m1=cw - 1, rnd_c=_shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=_shex(cw, lo),
+                 hi_c=_shex(cw, hi), lc_m1=lcw - 1, lc_zero=_ulit(lcw, 0), lc_one=_ulit(lcw, 1),
+                 lc_pe=_ulit(lcw, pe))
     elif kind == "max":
         # the golden maximum starts below every input (int64 min) and saturates: starting
         # from min(input lo, output lo) gives the same result, also for a window made of
@@ -211,9 +264,21 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
         e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
     else:
         _avg(e, p, x_t, xw, xe, ow, lo, hi)
-    e.update(timing=_timing(e), ports=["in"], multipliers=simd + e["rq_multipliers"] if kind == "mac" else 0,
+    # pipeline stages between the issue of a tap and the output register, beyond the read and
+    # the accumulate: the registered memory outputs, the operand, product and adder stages and the
+    # registered per-channel multiply of a MAC engine, the two address stages of a line engine
+    e["pipe"] = (1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0)
+                 + (2 if e.get("overlap") else 0))
+    e.update(timing=_timing(e), ports=["in"],
+             multipliers=fold.multipliers + pe * e["rq_multipliers"] if kind == "mac" else 0,
              frame_memory_words=e.get("line_words", n_in))
     return e
+
+
+def _pack(rows: np.ndarray, width: int) -> list[int]:
+    """Each row of integers as one word, element l at bits [l*width, (l+1)*width)."""
+    mask = (1 << width) - 1
+    return [sum((int(v) & mask) << (i * width) for i, v in enumerate(row)) for row in np.asarray(rows).tolist()]
 
 
 def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> None:
@@ -286,7 +351,10 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
              loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff", wcb_a=_ulit(ab, wcb),
              slot_zero=_ulit(rb, 0), slot_one=_ulit(rb, 1), h_slot=_ulit(rb, e["h"] % rows),
              h_q=_shex(qw, e["h"]), h_last_q=_shex(qw, e["h"] - 1), rows_q=_shex(qw, rows),
-             span_m1_q=_shex(qw, span - 1), cb_q=_shex(qw, cb))
+             span_m1_q=_shex(qw, span - 1), cb_q=_shex(qw, cb),
+             raw1_q=_shex(qw, e["sh"] + span - 1 - e["pt"]),
+             need0_q=_shex(qw, min(span - 1 - e["pt"], e["h"] - 1)),
+             need1_q=_shex(qw, min(e["sh"] + span - 1 - e["pt"], e["h"] - 1)))
 
 
 def _timing(e: dict) -> dict:
@@ -300,9 +368,10 @@ def _timing(e: dict) -> dict:
     if e["kind"] == "avg":
         d = e["nw"] + 2
         compute = t + (n - 1) * max(t, d)
-        tail = e["nw"] + 3  # the last output's division
+        tail = e["nw"] + 3 + e["pipe"]  # the last output's division
     else:
-        compute, tail = n * t, 3
+        pe = e.get("PE", 1)  # PE outputs per block of taps, leaving one per cycle
+        compute, tail = (n // pe) * max(t, pe), 3 + e["pipe"] + pe - 1
     if e.get("overlap"):  # a line engine loads while it computes
         per_row = compute / e["oh"]
         return {"compute_cycles": compute, "frame_cycles": max(e["n_in"], compute) + 3,

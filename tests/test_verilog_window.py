@@ -144,13 +144,13 @@ def test_chains_accepted(chain, tmp_path):
     info = write_cnn(design.qgraph, tmp_path / "v")
     assert [ly["op"] for ly in info["layers"]] == ops
     for ly in info["layers"]:
-        assert ly["compute_cycles"] >= ly["n_out"] * ly["taps"]
+        assert ly["compute_cycles"] >= ly["n_out"] // ly["pe"] * ly["taps"]
         # a line engine overlaps loading and computing: the frame takes the longer of them,
         # and the last input row is followed by the output rows that read it
         assert ly["frame_cycles"] >= max(ly["n_in"], ly["compute_cycles"]) + 3
-        assert 3 <= ly["in_to_out"] <= ly["compute_cycles"] + ly["n_in"] + 3
+        assert 3 <= ly["in_to_out"] <= ly["compute_cycles"] + ly["n_in"] + 3 + ly["pipeline_stages"]
     text = (tmp_path / "v" / f"{info['layers'][0]['module']}.v").read_text()
-    assert "if (en & in_win) x_q0 <= xmem0[xa];" in text  # a padded tap reads no word
+    assert "if (en & rd_in) x_q0 <= xmem0[rd_xa];" in text  # a padded tap reads no word
 
 
 def test_pool_changing_format_refused(tmp_path):

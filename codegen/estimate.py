@@ -1,0 +1,305 @@
+"""Analytic resource estimate of the generated Verilog on a Lattice ECP5 (what Yosys
+``synth_ecp5`` maps it to), before any synthesis.
+
+The estimate is structural: it walks each engine's rendered module (the text the writer
+built from its numbers, so it follows any change of a template) and counts its
+registers and memories; the writer's own ``multipliers`` give the DSPs. Per module:
+
+* **registers**: every ``reg`` assigned in an ``always @(posedge clk)`` block, its width
+  times the trip count of the ``generate`` loops around it. A register loaded from a ROM
+  held in logic (and every register that only copies it, a pipeline of the ROM word)
+  keeps only the ROM's *live* columns: a bit column that is the same in every word is a
+  constant and Yosys removes its flip-flops (a one-word ROM: all of them); identical
+  columns are merged into one. A register of a sign- or zero-extended value keeps the
+  value's bits (Yosys merges the sign copies and drops the zeros). A register loaded
+  from a block RAM is the RAM's output
+  register (no flip-flops).
+* **memories** (``reg [W-1:0] m [0:D-1]``), mapped as Yosys's ``memory_libmap`` does on
+  ECP5, to the cheapest of: DP16KD block RAM (cost 128 per block; ``blocks`` = the
+  fewest of ``ceil(W/w) * ceil(D/d)`` over the shapes 16384x1, 8192x2, 4096x4, 2048x9,
+  1024x18 and, with one write and one read port, 512x36), TRELLIS_DPR16X4 LUT RAM (RAMs
+  only, cost 4 per ``ceil(W/4) * ceil(D/16)``) or soft logic (cost a bit, 1/16 for a ROM).
+  So small ROMs (a few hundred bits, or very wide words) become LUTs; a RAM in LUT RAM
+  gets its read register as flip-flops; a RAM left in logic is ``W*D`` flip-flops.
+* **multipliers**: the writer's count (each product of two varying operands of up to
+  18x18 bits is one MULT18X18D; constant products are shifts and adds, none).
+* **LUT4 equivalents** (``luts``: LUT4 + 2 per CCU2C carry cell + 4 per DPR16X4, the
+  measure ``sim/fpga.py`` and nextpnr's TRELLIS_COMB use), ``LUT_PER_OP`` times the
+  operators, per expression (a clocked right-hand side, a ``wire x = ...`` or an
+  ``assign``): an adder / subtractor one LUT per result bit (a carry cell per two), a
+  ``?:`` one per result bit, a comparison one per two bits of its widest operand, a
+  register with several next values a multiplexer of (values - 1) LUTs per bit; a copy,
+  slice or concatenation none (the flip-flop's enable and reset are in the slice), a
+  product none (a DSP); plus a logic ROM's decoder, ``ROM_LUT_PER_BIT`` per live bit
+  (a LUT4 per 16 bits: words x live columns / 16), a logic RAM's decode and read mux
+  (``RAM_LUT_PER_BIT`` per bit), 4 per DPR16X4 and the read multiplexer of a LUT RAM
+  deeper than 16 words (``W`` LUTs per extra 16 words). ``LUT_PER_OP`` = 0.75 (Yosys
+  and ABC share and simplify some of the logic, constants above all) is the one fitted
+  number.
+
+Forks and skip FIFOs (parameterised modules) are counted from ``verilog_info.json``'s
+``forks`` / ``fifos``. Measured against Yosys 0.70 ``synth_ecp5`` on the bundled examples
+(see README): multipliers and block RAMs exact, flip-flops and LUTs within the tolerances
+of ``tests/test_estimate.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+# LUT4 equivalents (see the module docstring)
+LUT_PER_OP = 0.75
+ROM_LUT_PER_BIT = 1.0 / 16
+RAM_LUT_PER_BIT = 1.0
+BRAM_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
+BRAM_SDP = (512, 36)  # one write port and one read port
+BRAM_BITS = 18432
+COST_BRAM, COST_DPR, COST_LOGIC_ROM, COST_LOGIC_RAM = 128.0, 4.0, 1.0 / 16, 1.0
+
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+_DECL = re.compile(r"^\s*reg\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]*);")
+_FOR = re.compile(r"\bfor\s*\(.*<\s*(\d+)\s*;.*\)\s*begin\b")
+_ASSIGN = re.compile(r"(?:^|[\s;:)])(\w+)\s*(?:\[[^\]]*\])?\s*(<?=)(?!=)\s*([^;]*);")
+_WIRE = re.compile(r"^\s*wire\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(.*=.*);")
+_ARITH = re.compile(r"(?<![<>=!])[-+](?!=)")
+_CMP = re.compile(r"==|!=|<=|>=|(?<![<>])[<>](?![<>=])")
+_INIT = re.compile(r"(\w+)\[(\d+)\]\s*=\s*(\d+)'[sS]?[hH]([0-9a-fA-F_]+)\s*;")
+
+
+def _scan(text: str) -> dict:
+    """Registers, memories and clocked assignments of one module's text."""
+    regs: dict[str, dict] = {}
+    comb: set[str] = set()
+    srcs: dict[str, list[str]] = {}  # clocked register -> right-hand sides
+    init: dict[str, dict[int, int]] = {}
+    extend: dict[str, int] = {}  # wire -> extension bits
+    exprs: list[tuple[int, str]] = []  # (result bits, expression) of the wires and assigns
+    mult, depth, in_always = [1], 0, None
+    for line in _COMMENT.sub("", text).splitlines():
+        s = line.strip()
+        loop = _FOR.search(s)
+        if s.startswith("always"):
+            in_always = ("comb" if "*" in s.split("begin")[0] else "clk", depth)
+        d = _DECL.match(line)
+        if d:
+            w = abs(int(d.group(1)) - int(d.group(2))) + 1 if d.group(1) else 1
+            for part in d.group(3).split(","):
+                a = re.match(r"\s*(\w+)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]", part)
+                n = re.match(r"\s*(\w+)", part)
+                if a:
+                    regs[a.group(1)] = {"w": w, "n": mult[-1], "depth": abs(int(a.group(3)) - int(a.group(2))) + 1}
+                elif n:
+                    regs[n.group(1)] = {"w": w, "n": mult[-1], "depth": 0}
+        wa = _WIRE.match(line)
+        if wa and wa.group(3):
+            wire_w = abs(int(wa.group(1)) - int(wa.group(2))) + 1 if wa.group(1) else 1
+            for nm, ex in re.findall(r"(\w+)\s*=\s*([^;]*)", wa.group(3) + ";"):
+                exprs.append((wire_w * mult[-1], ex))
+                ext = re.match(r"(?:\$signed\()?\{\s*(?:\{(\d+)\{\w+\[\d+\]\}\}|(\d+)'d0)\s*,\s*\w+\s*\}", ex.strip())
+                if ext:  # a sign or zero extension: its upper bits are copies or constants
+                    extend[nm] = int(ext.group(1) or ext.group(2))
+                regs.setdefault(nm, {"w": wire_w, "n": mult[-1], "depth": 0, "wire": True})
+        elif s.startswith("assign"):
+            am = re.match(r"assign\s+(\w+)[^=]*=\s*([^;]*);", s)
+            if am:
+                exprs.append((None, am.group(1), am.group(2)) if False else (-1, am.group(2)))
+        inits = list(_INIT.finditer(line)) if "<=" not in line else []
+        for i in inits:
+            init.setdefault(i.group(1), {})[int(i.group(2))] = int(i.group(4).replace("_", ""), 16)
+        if in_always and not inits:
+            for lhs, op, rhs in _ASSIGN.findall(s):
+                if in_always[0] == "comb":
+                    comb.add(lhs)
+                else:
+                    srcs.setdefault(lhs, []).append(rhs.strip())
+        toks = re.findall(r"\bbegin\b|\bend\b", s)
+        for k, t in enumerate(toks):
+            if t == "begin":
+                depth += 1
+                mult.append(mult[-1] * (int(loop.group(1)) if loop and k == 0 else 1))
+            else:
+                depth -= 1
+                mult.pop()
+                if in_always and depth <= in_always[1]:
+                    in_always = None
+        if in_always and not toks and depth <= in_always[1] and s.endswith(";"):
+            in_always = None  # a one-statement always
+    body = _COMMENT.sub("", text)
+    writes = {k for k, r in regs.items() if r["depth"] and re.search(rf"\b{k}\s*\[[^\]]*\]\s*<=", body)}
+    return {"regs": regs, "comb": comb, "srcs": srcs, "writes": writes, "init": init, "exprs": exprs, "extend": extend}
+
+
+def bram_blocks(width: int, depth: int, sdp: bool = True) -> int:
+    """DP16KD blocks for a ``width`` x ``depth`` memory (the fewest over the shapes)."""
+    shapes = BRAM_SHAPES + ((BRAM_SDP,) if sdp else ())
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in shapes)
+
+
+def map_memory(width: int, depth: int, rom: bool, live_bits: int | None = None) -> tuple[str, int]:
+    """Where Yosys puts a memory: ("bram", blocks), ("lutram", DPR16X4 cells) or ("logic", 0)."""
+    bits = width * depth if live_bits is None else live_bits
+    options = [("bram", bram_blocks(width, depth), COST_BRAM * bram_blocks(width, depth))]
+    if not rom:
+        n = math.ceil(width / 4) * math.ceil(depth / 16)
+        options.append(("lutram", n, COST_DPR * n))
+    options.append(("logic", 0, bits * (COST_LOGIC_ROM if rom else COST_LOGIC_RAM)))
+    # on a tie Yosys keeps the memory in logic, else takes block RAM before LUT RAM
+    kind, n, cost = min(options[:-1], key=lambda o: o[2])
+    if options[-1][2] <= cost:
+        return "logic", 0
+    return kind, n
+
+
+def _live_columns(words: dict[int, int], width: int, depth: int) -> int:
+    """Distinct non-constant bit columns of a ROM (the rest are constants or duplicates)."""
+    vals = [words.get(a, 0) for a in range(depth)]
+    cols = set()
+    for b in range(width):
+        col = tuple((v >> b) & 1 for v in vals)
+        if any(col) and not all(col):
+            cols.add(col)
+    return len(cols)
+
+
+def _ident(rhs: str) -> str | None:
+    m = re.fullmatch(r"(\w+)", rhs)
+    return m.group(1) if m else None
+
+
+def _expr_luts(expr: str, width: int, regs: dict) -> float:
+    """LUT4 equivalents of one expression with a ``width``-bit result: an adder or
+    subtractor a carry cell per two bits (one LUT per bit), a multiplexer (``?:``) one
+    LUT per bit, a comparison one LUT per two operand bits (the widest operand); a plain
+    copy, slice or concatenation nothing; a product none (a DSP)."""
+    if re.search(r"\w\s*\[[^\]]*\]\s*$", expr) and "?" not in expr and not _ARITH.search(expr.split("[")[0]):
+        return 0.0
+    expr = re.sub(r"\d+'[sS]?[bBdDhH][0-9a-fA-F_]+", "K", expr)
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # drop slices and indices
+    ids = [regs[t]["w"] for t in re.findall(r"[A-Za-z_]\w*", expr) if t in regs]
+    opw = max(ids) if ids else width
+    n_arith = len(_ARITH.findall(expr.replace("'", "")))
+    return (n_arith * width + expr.count("?") * width + len(_CMP.findall(expr)) * opw / 2.0)
+
+
+def module_estimate(text: str, multipliers: int = 0) -> dict:
+    """The estimate of one module (see the module docstring)."""
+    sc = _scan(text)
+    regs, srcs = sc["regs"], sc["srcs"]
+    ff_regs = {k: r for k, r in regs.items() if not r["depth"] and k in srcs and k not in sc["comb"]}
+    mems = {k: r for k, r in regs.items() if r["depth"]}
+    out = {"multipliers": int(multipliers), "dsp": int(multipliers), "bram_bits": 0, "bram": 0,
+           "lutram": 0, "ffs": 0, "luts": 0.0}
+    fed: dict[str, tuple[str, int]] = {}  # register -> (memory, flip-flop bits per copy)
+    luts = 0.0
+    for name, m in mems.items():
+        rom = name not in sc["writes"]
+        w, d = m["w"], m["depth"]
+        live = _live_columns(sc["init"].get(name, {}), w, d) if rom else w
+        kind, n = map_memory(w, d, rom, live * d if rom else None)
+        readers = [k for k in ff_regs if any(re.fullmatch(rf"{name}\s*\[.*\]", r) for r in srcs[k])]
+        n *= m["n"]
+        if kind == "bram":
+            out["bram"] += n
+            out["bram_bits"] += w * d * m["n"]
+            for k in readers:
+                fed[k] = (name, None)
+        elif kind == "lutram":
+            out["lutram"] += n
+            luts += 4 * n + w * max(0, math.ceil(d / 16) - 1) * m["n"]
+        elif rom:
+            luts += ROM_LUT_PER_BIT * live * d * m["n"]
+            for k in readers:
+                fed[k] = (name, live)
+        else:
+            out["ffs"] += w * d * m["n"]
+            luts += RAM_LUT_PER_BIT * w * d * m["n"]
+    # registers that only copy a ROM-fed register hold the same live bits
+    changed = True
+    while changed:
+        changed = False
+        for k in ff_regs:
+            if k in fed:
+                continue
+            src = [_ident(r) for r in srcs[k]]
+            if src and all(s in fed for s in src) and len({fed[s][0] for s in src}) == 1:
+                live = fed[src[0]][1]
+                # a copy out of a block RAM's output register is a full-width register
+                fed[k] = (fed[src[0]][0], ff_regs[k]["w"] if live is None else live)
+                changed = True
+    def bits(k: str) -> int:
+        if k not in fed:
+            # a register of a sign- or zero-extended value (or a constant) holds the
+            # value's own bits: Yosys merges the copies of the sign bit, drops the zeros
+            ops = [re.sub(r"^\w+\s*\?\s*(\w+)\s*:\s*\d+'[sS]?[hHdDbB][0-9a-fA-F_]+$", r"\1", x) for x in srcs[k]]
+            if ops and all(o in sc["extend"] for o in ops):
+                return ff_regs[k]["w"] - min(sc["extend"][o] for o in ops)
+            return ff_regs[k]["w"]
+        live = fed[k][1]
+        return 0 if live is None else live  # a block RAM's output register: in the RAM
+
+    logic = 0.0
+    for k, r in ff_regs.items():
+        out["ffs"] += bits(k) * r["n"]
+        if k in fed and any("[" in x for x in srcs[k]):
+            continue  # a memory's read register: counted with the memory
+        rhs = set(srcs[k])
+        logic += (len(rhs) - 1) * bits(k) * r["n"]  # the next-state multiplexer
+        logic += sum(_expr_luts(x, bits(k), regs) for x in rhs) * r["n"]
+    for w, ex in sc["exprs"]:
+        logic += _expr_luts(ex, w if w > 0 else 1, regs)
+    luts += LUT_PER_OP * logic
+    out["luts"] = int(round(luts))
+    return out
+
+
+def fork_estimate(n: int, w: int) -> dict:
+    """``nnf_fork``: N taken bits, their next-state logic and the ready AND."""
+    return {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0, "ffs": n, "luts": 2 * n}
+
+
+def fifo_estimate(depth: int, w: int) -> dict:
+    """``nnf_fifo``: DEPTH - 1 words of memory (mapped as any memory), the output register,
+    two pointers and a count (each with an adder and a compare)."""
+    m = depth - 1
+    aw = max(1, math.ceil(math.log2(m))) if m > 1 else 1
+    cw = max(1, math.ceil(math.log2(m + 1)))
+    kind, n = map_memory(w, m, rom=False)
+    est = {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0,
+           "ffs": w + 2 * aw + cw + 1, "luts": 0}
+    luts = LUT_PER_OP * (3 * aw + 2 * cw + 2)  # pointer and count adders, the compares
+    if kind == "bram":
+        est.update(bram=n, bram_bits=w * m, ffs=est["ffs"] - w)
+    elif kind == "lutram":
+        est["lutram"] = n
+        luts += 4 * n + w * max(0, math.ceil(m / 16) - 1)
+    else:
+        est["ffs"] += w * m
+        luts += RAM_LUT_PER_BIT * w * m
+    est["luts"] = int(round(luts))
+    return est
+
+
+_KEYS = ("multipliers", "dsp", "bram", "bram_bits", "lutram", "ffs", "luts")
+
+
+def annotate(info: dict, files: dict[str, str]) -> dict:
+    """Add ``estimate`` to every layer of ``info`` (a writer's ``verilog_info.json``) and
+    ``totals.estimate``, from the rendered sources ``files``; returns ``info``."""
+    total = {k: 0 for k in _KEYS}
+    for ly in info["layers"]:
+        est = module_estimate(files.get(ly["file"], ""), ly.get("multipliers", 0))
+        ly["estimate"] = est
+        for k in _KEYS:
+            total[k] += est[k]
+    extra = [fork_estimate(f["readers"], 0) for f in info.get("forks", [])]
+    extra += [fifo_estimate(f["depth"], f["width"]) for f in info.get("fifos", [])]
+    top = files.get(f"{info['top']}.v", "")
+    extra.append(module_estimate(top) if top else {})
+    for est in extra:
+        for k in _KEYS:
+            total[k] += est.get(k, 0)
+    total["target"] = "ECP5 (Yosys synth_ecp5): dsp = MULT18X18D, bram = DP16KD, lutram = TRELLIS_DPR16X4, " \
+                      "ffs = TRELLIS_FF, luts = LUT4 + 2 CCU2C + 4 DPR16X4"
+    info.setdefault("totals", {})["estimate"] = total
+    return info

