@@ -88,88 +88,101 @@ def _own_frame(e: dict) -> int:
 
 def cheapest(g: dict, line: bool, period: int) -> Fold | None:
     """The fewest multipliers (then the fewest PE lanes) whose frame fits in ``period``."""
-    fits = [f for f in options(g, line) if _frame(g, f, line) <= period]
-    return min(fits, key=lambda f: (f.multipliers, f.pe, f.depthwise)) if fits else None
+    o = pick(_options(g, line), period)
+    return o.fold if o else None
+
+
+# ----------------------------------------------------------------------------- goals
+# One search for both Verilog writers: each unit (an engine here, a dense layer in
+# codegen/verilog.py) offers its foldings as Options; a period picks, per unit, the
+# preferred option whose frame fits it.
+
+@dataclass(frozen=True)
+class Option:
+    frame: int    # cycles per inference of the unit with this folding
+    key: tuple    # preference among the options that fit a period (fewest multipliers first)
+    cost: int     # multipliers it needs, its requantization's included
+    fold: object
+
+
+def pick(unit: list[Option], period: int) -> Option | None:
+    fits = [o for o in unit if o.frame <= period]
+    return min(fits, key=lambda o: o.key) if fits else None
+
+
+def meet(units: dict[str, list[Option]], period: int) -> dict[str, Option] | None:
+    """Every unit's pick at ``period``, or None when some unit cannot keep up."""
+    picks = {name: pick(unit, period) for name, unit in units.items()}
+    return None if any(o is None for o in picks.values()) else picks
+
+
+def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int = 0,
+              what: str = "layer") -> tuple[dict[str, Option], dict]:
+    """The picks for ``{"target_cycles": T}`` (T itself) or ``{"max_multipliers": N}``
+    (the shortest period whose picks and the ``other`` multipliers need at most N), given
+    that no design beats ``floor`` cycles; and what was decided."""
+    if not isinstance(goal, dict) or len(goal) != 1:
+        raise ValueError(f"unknown parallelism {goal!r}")
+    (kind, value), = goal.items()
+    if kind == "target_cycles":
+        period = int(value)
+        for name, unit in units.items():
+            if pick(unit, period) is None:
+                raise BackendError(f"target of {period} cycles per inference is out of reach: {what} {name} "
+                                   f"needs at least {min(o.frame for o in unit)} cycles")
+        if floor > period:
+            raise BackendError(f"target of {period} cycles per inference is out of reach: the streams need at "
+                               f"least {floor} cycles (one element per cycle)")
+        return meet(units, period), {"mode": "target", "period_cycles": period}
+    if kind == "max_multipliers":
+        budget = int(value)
+        for period in sorted({o.frame for unit in units.values() for o in unit} | {floor}):
+            picks = meet(units, period) if period >= floor else None
+            if picks is not None and other + sum(o.cost for o in picks.values()) <= budget:
+                return picks, {"mode": "budget", "period_cycles": period, "max_multipliers": budget}
+        least = other + sum(min(o.cost for o in unit) for unit in units.values())
+        raise BackendError(f"no folding fits {budget} multipliers: the design needs at least {least}")
+    raise ValueError(f"unknown parallelism goal {kind!r}; use target_cycles or max_multipliers")
+
+
+def _options(e: dict, line: bool) -> list[Option]:
+    return [Option(_frame(e, f, line), (f.multipliers, f.pe, f.depthwise),
+                   f.multipliers + f.pe * e.get("rq_multipliers", 0), f) for f in options(e, line)]
 
 
 def choose(engines: list[dict], goal) -> tuple[dict[str, Fold], dict]:
     """Folds for the MAC engines of a plan built sequentially (``engines``: the builders'
     dicts, with their geometry and ``timing``), and what was decided (mode, period)."""
     macs = [e for e in engines if e.get("kind") == "mac"]
-    line = {e["name"]: bool(e.get("overlap")) for e in macs}
+    units = {e["name"]: _options(e, bool(e.get("overlap"))) for e in macs}
     fixed = [_own_frame(e) for e in engines if e.get("kind") != "mac"]
     # no engine beats loading its input (a join: each port, in parallel) or emitting its
     # output at one element per cycle
     floor = max([_load(e) + 3 for e in engines] + [e["n_out"] + 3 for e in engines] + fixed)
-    if isinstance(goal, str):
-        if goal == "sequential":
-            return {e["name"]: Fold() for e in macs}, {"mode": goal}
-        if goal == "parallel":
-            return {e["name"]: Fold(1, e["cg"]) for e in macs}, {"mode": goal}
-        if goal != "balanced":
-            raise ValueError(f"unknown parallelism {goal!r}; choose from {', '.join(MODES)}")
-        best = [min(_frame(e, f, line[e["name"]]) for f in options(e, line[e["name"]])) for e in macs]
-        shortest = max([floor] + best)
-        # the lanes come in divisors, so a slightly longer period can need far fewer
-        # multipliers: take the best-used period up to BALANCED_SLACK longer than the shortest
-        total = sum(e.get("macs", 0) for e in engines)
-        other = sum(e.get("multipliers", 0) for e in engines if e.get("kind") != "mac")
-        cands = sorted({_frame(e, f, line[e["name"]]) for e in macs for f in options(e, line[e["name"]])}
-                       | {shortest})
-        scored = []
-        for period in (c for c in cands if shortest <= c <= shortest * BALANCED_SLACK):
-            folds = _at(macs, line, period)
-            used = other + sum(f.multipliers + f.pe * e.get("rq_multipliers", 0) for e, f in
-                               ((e, folds[e["name"]]) for e in macs))
-            real = max([floor] + [_frame(e, folds[e["name"]], line[e["name"]]) for e in macs])
-            scored.append((-(total / (real * used)) if used else 0.0, real, period, folds))
-        _, _, period, folds = min(scored, key=lambda t: t[:3])
-        return folds, {"mode": "balanced", "period_cycles": period, "shortest_cycles": shortest}
-    if not isinstance(goal, dict) or len(goal) != 1:
-        raise ValueError(f"unknown parallelism {goal!r}")
-    (kind, value), = goal.items()
-    if kind == "target_cycles":
-        period = int(value)
-        folds = {}
-        for e in macs:
-            f = cheapest(e, line[e["name"]], period)
-            if f is None:
-                fastest = min(_frame(e, f, line[e["name"]]) for f in options(e, line[e["name"]]))
-                raise BackendError(f"target of {period} cycles per inference is out of reach: layer {e['name']} "
-                                   f"needs at least {fastest} cycles")
-            folds[e["name"]] = f
-        if floor > period:
-            raise BackendError(f"target of {period} cycles per inference is out of reach: the streams need at "
-                               f"least {floor} cycles (one element per cycle)")
-        return folds, {"mode": "target", "period_cycles": period}
-    if kind == "max_multipliers":
-        budget = int(value)
-        other = sum(e.get("multipliers", 0) for e in engines if e.get("kind") != "mac")
-        cands = sorted({_frame(e, f, line[e["name"]]) for e in macs for f in options(e, line[e["name"]])} | {floor})
-        for period in cands:
-            if period < floor:
-                continue
-            folds = {}
-            for e in macs:
-                f = cheapest(e, line[e["name"]], period)
-                if f is None:
-                    break
-                folds[e["name"]] = f
-            else:
-                used = other + sum(f.multipliers + f.pe * e.get("rq_multipliers", 0) for f, e in
-                                   zip((folds[m["name"]] for m in macs), macs))
-                if used <= budget:
-                    return folds, {"mode": "budget", "period_cycles": period, "max_multipliers": budget}
-        least = other + sum(1 + e.get("rq_multipliers", 0) for e in macs)
-        raise BackendError(f"no folding fits {budget} multipliers: the design needs at least {least}")
-    raise ValueError(f"unknown parallelism goal {kind!r}; use target_cycles or max_multipliers")
+    other = sum(e.get("multipliers", 0) for e in engines if e.get("kind") != "mac")
 
+    def folds(picks: dict[str, Option]) -> dict[str, Fold]:
+        return {name: o.fold for name, o in picks.items()}
 
-def _at(macs: list[dict], line: dict, period: int) -> dict[str, Fold]:
-    out = {}
-    for e in macs:
-        f = cheapest(e, line[e["name"]], period)
-        if f is None:  # cannot happen for the balanced period; keep the fastest
-            f = min(options(e, line[e["name"]]), key=lambda f: _frame(e, f, line[e["name"]]))
-        out[e["name"]] = f
-    return out
+    if isinstance(goal, dict):
+        picks, decision = meet_goal(units, goal, floor, other)
+        return folds(picks), decision
+    if goal == "sequential":
+        return {e["name"]: Fold() for e in macs}, {"mode": goal}
+    if goal == "parallel":
+        return {e["name"]: Fold(1, e["cg"]) for e in macs}, {"mode": goal}
+    if goal != "balanced":
+        raise ValueError(f"unknown parallelism {goal!r}; choose from {', '.join(MODES)}")
+    shortest = max([floor] + [min(o.frame for o in unit) for unit in units.values()])
+    # the lanes come in divisors, so a slightly longer period can need far fewer
+    # multipliers: take the best-used period up to BALANCED_SLACK longer than the shortest
+    total = sum(e.get("macs", 0) for e in engines)
+    scored = []
+    for period in sorted({o.frame for unit in units.values() for o in unit} | {shortest}):
+        if shortest <= period <= shortest * BALANCED_SLACK:
+            picks = meet(units, period)  # every unit fits from the shortest period on
+            used = other + sum(o.cost for o in picks.values())
+            real = max([floor] + [o.frame for o in picks.values()])
+            scored.append((-(total / (real * used)) if used else 0.0, real, period, folds(picks)))
+    _, _, period, chosen = min(scored, key=lambda t: t[:3])
+    return chosen, {"mode": "balanced", "period_cycles": period, "shortest_cycles": shortest}

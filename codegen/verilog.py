@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import FixedType
+from .folding import Option, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
 from .estimate import annotate as annotate_estimate
@@ -112,40 +113,16 @@ def _layer_mults(ly: DenseLayer, pe: int, simd: int) -> int:
 
 
 def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], dict]:
-    """Per layer ``(PE, SIMD)`` for a folding goal (as :mod:`.folding` for the engine
-    graph): ``{"target_cycles": T}`` gives each layer the fewest multipliers whose vector
-    time ``max(n_in, compute, n_out)`` fits T; ``{"max_multipliers": N}`` the shortest
-    such period whose layers need at most N multipliers in all."""
-    opts = [[(pe, s) for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)] for ly in hw.layers]
-
-    def at(period: int):
-        out = []
-        for ly, op in zip(hw.layers, opts):
-            fits = [(_layer_mults(ly, pe, s), pe, s) for pe, s in op if _layer_ii(ly, pe, s) <= period]
-            if not fits:
-                return None
-            out.append(min(fits)[1:])
-        return out
-
+    """Per layer ``(PE, SIMD)`` for a folding goal (the search of :func:`.folding.meet_goal`,
+    as for the engine graph): ``{"target_cycles": T}`` gives each layer the fewest
+    multipliers whose vector time ``max(n_in, compute, n_out)`` fits T;
+    ``{"max_multipliers": N}`` the shortest such period whose layers need at most N."""
+    units = {ly.name: [Option(_layer_ii(ly, pe, s), (m, pe, s), m, (pe, s))
+                       for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
+                       for m in (_layer_mults(ly, pe, s),)] for ly in hw.layers}
     floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
-    if not isinstance(goal, dict) or len(goal) != 1:
-        raise ValueError(f"unknown parallelism {goal!r}")
-    (kind, value), = goal.items()
-    if kind == "target_cycles":
-        par = at(int(value))
-        if par is None:
-            raise BackendError(f"target of {int(value)} cycles per inference is out of reach: the dense "
-                               f"chain needs at least {floor} cycles (one element per cycle)")
-        return par, {"mode": "target", "period_cycles": int(value)}
-    if kind == "max_multipliers":
-        cands = sorted({_layer_ii(ly, pe, s) for ly, op in zip(hw.layers, opts) for pe, s in op})
-        for period in cands:
-            par = at(period)
-            if par is not None and sum(_layer_mults(ly, pe, s) for ly, (pe, s) in zip(hw.layers, par)) <= int(value):
-                return par, {"mode": "budget", "period_cycles": period, "max_multipliers": int(value)}
-        least = sum(_layer_mults(ly, 1, 1) for ly in hw.layers)
-        raise BackendError(f"no folding fits {int(value)} multipliers: the design needs at least {least}")
-    raise ValueError(f"unknown parallelism goal {kind!r}; use target_cycles or max_multipliers")
+    picks, decision = meet_goal(units, goal, floor)
+    return [picks[ly.name].fold for ly in hw.layers], decision
 
 
 def _resolve(hw: HwModel, parallelism) -> tuple[str, list[tuple[int, int]], dict]:
