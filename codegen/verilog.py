@@ -106,20 +106,17 @@ def _layer_ii(ly: DenseLayer, pe: int, simd: int) -> int:
     return max(ly.n_in, _group_cycles(ly.n_in, ly.n_out, pe, simd), ly.n_out)
 
 
-def _layer_mults(ly: DenseLayer, pe: int, simd: int) -> int:
-    """PE x SIMD, plus the per-channel requantization multipliers (:func:`_rq_multipliers`)."""
-    cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
-    return pe * simd + (pe if cm == "mult" and ly.n_out // pe > 1 else 0)
-
-
 def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], dict]:
     """Per layer ``(PE, SIMD)`` for a folding goal (the search of :func:`.folding.meet_goal`,
     as for the engine graph): ``{"target_cycles": T}`` gives each layer the fewest
     multipliers whose vector time ``max(n_in, compute, n_out)`` fits T;
     ``{"max_multipliers": N}`` the shortest such period whose layers need at most N."""
-    units = {ly.name: [Option(_layer_ii(ly, pe, s), (m, pe, s), m, (pe, s))
-                       for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
-                       for m in (_layer_mults(ly, pe, s),)] for ly in hw.layers}
+    units = {}
+    for ly in hw.layers:
+        cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
+        units[ly.name] = [Option(_layer_ii(ly, pe, s), (m, pe, s), m, (pe, s))
+                          for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
+                          for m in (pe * s + _rq_multipliers(cm, pe, ly.n_out // pe),)]
     floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
     picks, decision = meet_goal(units, goal, floor)
     return [picks[ly.name].fold for ly in hw.layers], decision
@@ -401,11 +398,11 @@ def _type_info(t: FixedType) -> dict:
     return {"width": t.width, "frac": t.frac, "signed": t.signed, "type": str(t)}
 
 
-def _rq_multipliers(c: dict) -> int:
-    """Multipliers of a layer's per-channel requantization whose operands both vary: one
-    per PE with a multiplier ROM (none for powers of two: shifts; none with one group:
-    products by constants)."""
-    return c["pe"] if c["cm"] == "mult" and c["groups"] > 1 else 0
+def _rq_multipliers(cm: str, pe: int, groups: int) -> int:
+    """Multipliers of a layer's per-channel requantization (``cm``: its
+    :func:`channel_mult` mode) whose operands both vary: one per PE with a multiplier ROM
+    (none for powers of two: shifts; none with one group: products by constants)."""
+    return pe if cm == "mult" and groups > 1 else 0
 
 
 # ----------------------------------------------------------------------------- writer
@@ -448,7 +445,7 @@ def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
         {
             "name": c["name"], "module": c["module"], "file": f"{c['module']}.v",
             "n_in": c["n_in"], "n_out": c["n_out"],
-            "pe": c["pe"], "simd": c["simd"], "multipliers": c["pe"] * c["simd"] + _rq_multipliers(c),
+            "pe": c["pe"], "simd": c["simd"], "multipliers": c["pe"] * c["simd"] + _rq_multipliers(c["cm"], c["pe"], c["groups"]),
             "steps": c["steps"], "groups": c["groups"],
             "acc_width": c["aw"], "shift": c["shift"], "lo": c["lo"], "hi": c["hi"],
             "in_type": c["in_type"], "weight_type": c["w_type"], "out_type": c["out_type"],

@@ -189,10 +189,9 @@ class _Planner:
 def _plan(q: Graph, parallelism="sequential", layout: str = "hwc") -> _Plan:
     """The engines and streams. ``parallelism``: a mode or goal of :mod:`.folding`; with
     line engines ("hwc") "balanced" and the goals are met by folding each MAC engine, from
-    a first, sequential plan's geometry and stream rates."""
+    a first, sequential plan's geometry and element counts."""
     if layout == "hwc" and parallelism not in ("sequential", "parallel"):
         first = _plan_with(q, "sequential", layout, None)
-        _timing(first, int(np.prod(q.shape(q.inputs[0]))))
         folds, decision = choose(first.engines, parallelism)
         plan = _plan_with(q, "sequential", layout, folds)
         plan.folding = decision
@@ -454,11 +453,12 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[di
                 best[e["out_stream"]] = max(reach) + lat[e["out_stream"]]
         longest[src] = best
     period = 0
+    sizes = _sizes(plan) if fifos else {}
     for f in fifos or []:
         if f["depth"] >= f["need"]:
             continue
         s = f["fork"]
-        n_s = _sizes(plan)[s]
+        n_s = sizes[s]
         d_s = (f["depth"] + SKIP_EXTRA) * n_s / f["frame"]
         steady = {s: 0}
         for e in plan.engines:
