@@ -31,6 +31,7 @@ from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
 from .passes.calibrate import channel_means
 from .passes.rounding import layer_inputs
+from .sim.files import replace_dir
 from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
@@ -304,7 +305,7 @@ class Design:
             info = self._write_into(tmp, models, targets, parallelism, progress)
             (tmp / "report.json").write_text(json.dumps(info, indent=2) + "\n")
             (tmp / "report.txt").write_text(self._report_text(info))
-            _replace_dir(tmp, outdir)
+            replace_dir(tmp, outdir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -645,22 +646,6 @@ def check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list
     if unknown or not names:
         raise ValueError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
     return list(dict.fromkeys(names))
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Move ``new`` to ``dest``; an existing ``dest`` is swapped out whole, then removed."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-        dest.rename(old)
-    try:
-        new.rename(dest)
-    except BaseException:
-        if old is not None:
-            old.rename(dest)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = None,

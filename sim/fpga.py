@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .files import log_tail, replace_dir
 from .progress import QUIET, Progress
 from .tools import PIP_PACKAGES, ToolError, find_tool
 from .verilog import AXIS_PORTS, _design
@@ -201,16 +202,8 @@ def _run(cmd: list[str], cwd: Path, what: str, progress: Progress, log: Path | N
             raise
     secs = time.monotonic() - t0
     if proc.returncode != 0:
-        raise ToolError(f"{what} failed (exit {proc.returncode}):\n{_tail(log if log and log.exists() else out)}")
+        raise ToolError(f"{what} failed (exit {proc.returncode}):\n{log_tail(log if log and log.exists() else out, 30)}")
     return secs
-
-
-def _tail(path: Path, n: int = 30) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(lines[-n:])
 
 
 def _version(tool: str, *args: str) -> str:
@@ -381,12 +374,7 @@ def _publish(tmp: Path, final: Path) -> None:
     if final.exists():
         if not ((final / "synth.json").exists() or (final / "vivado.tcl").exists()):
             raise FileExistsError(f"{final} exists and is not an nnforge synth output; refusing to replace it")
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
+    replace_dir(tmp, final)
 
 
 def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int = 1,

@@ -44,7 +44,6 @@ JOBS = 2
 BUILD_ARGS: list[str] = ["--cc", "--exe", "--build", "-O3", "-j", str(JOBS), "--x-assign", "fast",
                          "--x-initial", "fast", "--prefix", "Vtop", "-o", EXE]
 _JOB_MAGIC, _RES_MAGIC = b"NNFJOB1\0", b"NNFRES1\0"
-_LOG_TAIL = 60
 
 
 # ----------------------------------------------------------------------------- build
@@ -141,9 +140,9 @@ def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
         proc = subprocess.run(cmd, cwd=obj, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise ToolError(f"Verilator build failed (exit {proc.returncode}) for the C++ harness; "
-                        f"last lines of {log}:\n{_tail(log)}")
+                        f"last lines of {log}:\n{_v._tail(log)}")
     if not exe.exists():
-        raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_tail(log)}")
+        raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_v._tail(log)}")
     stamp.write_text(digest + "\n")
     files = list(obj.glob("verilated*.o"))
     _v.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
@@ -151,10 +150,6 @@ def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
     secs = time.monotonic() - t0
     progress(f"verilog (cpp): build finished in {secs:.1f} s")
     return {"reused": False, "seconds": secs, "dir": str(obj), "exe": str(exe)}
-
-
-def _tail(path: Path, n: int = _LOG_TAIL) -> str:
-    return _v._tail(path, n)
 
 
 # ----------------------------------------------------------------------------- files
@@ -242,12 +237,12 @@ def run_cpp(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Pro
     wall = time.monotonic() - t0
     if rc != 0 or not res.exists():
         why = f"signal {-rc}" if rc < 0 else f"exit {rc}"
-        raise ToolError(f"the Verilator simulation (C++ harness) failed ({why}); last lines of {log}:\n{_tail(log)}")
+        raise ToolError(f"the Verilator simulation (C++ harness) failed ({why}); last lines of {log}:\n{_v._tail(log)}")
     result = read_result(res)
     if result["status"] == "timeout":
         raise ToolError(
             f"the Verilator simulation hung: {result['vectors_out']} of {n_vec} output vectors "
-            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{_tail(log)}"
+            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{_v._tail(log)}"
         )
     if reported < n_vec:
         tick(n_vec)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import log_tail
 from .progress import Progress
 from .result import SimRun
 from .tools import ToolError, find_tool, run_tool, verilator_env, verilator_root
@@ -66,11 +67,7 @@ def _design(src_dir: Path, axis: bool = False) -> tuple[dict, list[Path]]:
 
 
 def _tail(path: Path, n: int = _LOG_TAIL) -> str:
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(lines[-n:])
+    return log_tail(path, n)
 
 
 @contextlib.contextmanager
