@@ -103,7 +103,7 @@ def _scan(text: str) -> dict:
         elif s.startswith("assign"):
             am = re.match(r"assign\s+(\w+)[^=]*=\s*([^;]*);", s)
             if am:
-                exprs.append((None, am.group(1), am.group(2)) if False else (-1, am.group(2)))
+                exprs.append((-1, am.group(2)))
         inits = list(_INIT.finditer(line)) if "<=" not in line else []
         for i in inits:
             init.setdefault(i.group(1), {})[int(i.group(2))] = int(i.group(4).replace("_", ""), 16)
@@ -149,6 +149,20 @@ def map_memory(width: int, depth: int, rom: bool, live_bits: int | None = None) 
     if options[-1][2] <= cost:
         return "logic", 0
     return kind, n
+
+
+def _place_memory(out: dict, kind: str, n: int, width: int, depth: int, copies: int = 1) -> float:
+    """Add a RAM (or a ROM in block / LUT RAM) mapped as ``kind`` with ``n`` blocks or cells
+    to ``out``; returns the LUTs it costs (LUT RAM read multiplexers, logic RAM)."""
+    if kind == "bram":
+        out["bram"] += n * copies
+        out["bram_bits"] += width * depth * copies
+        return 0.0
+    if kind == "lutram":
+        out["lutram"] += n * copies
+        return (4 * n + width * max(0, math.ceil(depth / 16) - 1)) * copies
+    out["ffs"] += width * depth * copies
+    return RAM_LUT_PER_BIT * width * depth * copies
 
 
 def _live_columns(words: dict[int, int], width: int, depth: int) -> int:
@@ -198,22 +212,13 @@ def module_estimate(text: str, multipliers: int = 0) -> dict:
         live = _live_columns(sc["init"].get(name, {}), w, d) if rom else w
         kind, n = map_memory(w, d, rom, live * d if rom else None)
         readers = [k for k in ff_regs if any(re.fullmatch(rf"{name}\s*\[.*\]", r) for r in srcs[k])]
-        n *= m["n"]
-        if kind == "bram":
-            out["bram"] += n
-            out["bram_bits"] += w * d * m["n"]
-            for k in readers:
-                fed[k] = (name, None)
-        elif kind == "lutram":
-            out["lutram"] += n
-            luts += 4 * n + w * max(0, math.ceil(d / 16) - 1) * m["n"]
-        elif rom:
+        if kind == "logic" and rom:
             luts += ROM_LUT_PER_BIT * live * d * m["n"]
-            for k in readers:
-                fed[k] = (name, live)
         else:
-            out["ffs"] += w * d * m["n"]
-            luts += RAM_LUT_PER_BIT * w * d * m["n"]
+            luts += _place_memory(out, kind, n, w, d, m["n"])
+        if kind == "bram" or (kind == "logic" and rom):
+            for k in readers:
+                fed[k] = (name, live if kind == "logic" else None)
     # registers that only copy a ROM-fed register hold the same live bits
     changed = True
     while changed:
@@ -268,14 +273,9 @@ def fifo_estimate(depth: int, w: int) -> dict:
     est = {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0,
            "ffs": w + 2 * aw + cw + 1, "luts": 0}
     luts = LUT_PER_OP * (3 * aw + 2 * cw + 2)  # pointer and count adders, the compares
+    luts += _place_memory(est, kind, n, w, m)
     if kind == "bram":
-        est.update(bram=n, bram_bits=w * m, ffs=est["ffs"] - w)
-    elif kind == "lutram":
-        est["lutram"] = n
-        luts += 4 * n + w * max(0, math.ceil(m / 16) - 1)
-    else:
-        est["ffs"] += w * m
-        luts += RAM_LUT_PER_BIT * w * m
+        est["ffs"] -= w  # the output register is the block RAM's
     est["luts"] = int(round(luts))
     return est
 
