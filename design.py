@@ -373,8 +373,9 @@ class Design:
             t = v["totals"]
             eff = f", efficiency {t['efficiency']:.2f}" if t.get("efficiency") is not None else ""
             lines.append(f"Verilog ({v['parallelism']}): latency {t['latency_cycles']} cycles, initiation "
-                         f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers{eff} "
-                         f"(MACs per inference / (multipliers x II))")
+                         f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers"
+                         + (f" + {t['lut_multipliers']} in LUTs" if t.get("lut_multipliers") else "")
+                         + f"{eff} (MACs per inference / (multipliers x II))")
             for layer in v["layers"]:
                 lines.append(f"  {layer['name']:<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
                              f"latency {layer['latency_cycles']:>6} II {layer['ii_cycles']:>6}")

@@ -22,7 +22,8 @@ registers and memories; the writer's own ``multipliers`` give the DSPs. Per modu
   So small ROMs (a few hundred bits, or very wide words) become LUTs; a RAM in LUT RAM
   gets its read register as flip-flops; a RAM left in logic is ``W*D`` flip-flops.
 * **multipliers**: the writer's count (each product of two varying operands of up to
-  18x18 bits is one MULT18X18D; constant products are shifts and adds, none).
+  18x18 bits is one MULT18X18D; constant products are shifts and adds, none; a product
+  with an operand of at most 4 bits is written as shifts and adds, a LUT multiplier).
 * **LUT4 equivalents** (``luts``: LUT4 + 2 per CCU2C carry cell + 4 per DPR16X4, the
   measure ``sim/fpga.py`` and nextpnr's TRELLIS_COMB use), ``LUT_PER_OP`` times the
   operators, per expression (a clocked right-hand side, a ``wire x = ...`` or an
@@ -35,7 +36,8 @@ registers and memories; the writer's own ``multipliers`` give the DSPs. Per modu
   (``RAM_LUT_PER_BIT`` per bit), 4 per DPR16X4 and the read multiplexer of a LUT RAM
   deeper than 16 words (``W`` LUTs per extra 16 words). ``LUT_PER_OP`` = 0.75 (Yosys
   and ABC share and simplify some of the logic, constants above all) is the one fitted
-  number.
+  number; a kept adder (``(* keep *)``: the pair sums of a LUT multiplier) and a sum of
+  kept ones are carry chains nothing simplifies, one LUT per result bit.
 
 Forks and skip FIFOs (parameterised modules) are counted from ``verilog_info.json``'s
 ``forks`` / ``fifos``. Measured against Yosys 0.70 ``synth_ecp5`` on the bundled examples
@@ -61,7 +63,7 @@ _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 _DECL = re.compile(r"^\s*reg\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]*);")
 _FOR = re.compile(r"\bfor\s*\(.*<\s*(\d+)\s*;.*\)\s*begin\b")
 _ASSIGN = re.compile(r"(?:^|[\s;:)])(\w+)\s*(?:\[[^\]]*\])?\s*(<?=)(?!=)\s*([^;]*);")
-_WIRE = re.compile(r"^\s*wire\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(.*=.*);")
+_WIRE = re.compile(r"^\s*(?:\(\*[^*]*\*\)\s*)?wire\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(.*=.*);")
 _ARITH = re.compile(r"(?<![<>=!])[-+](?!=)")
 _CMP = re.compile(r"==|!=|<=|>=|(?<![<>])[<>](?![<>=])")
 _INIT = re.compile(r"(\w+)\[(\d+)\]\s*=\s*(\d+)'[sS]?[hH]([0-9a-fA-F_]+)\s*;")
@@ -74,7 +76,7 @@ def _scan(text: str) -> dict:
     srcs: dict[str, list[str]] = {}  # clocked register -> right-hand sides
     init: dict[str, dict[int, int]] = {}
     extend: dict[str, int] = {}  # wire -> extension bits
-    exprs: list[tuple[int, str]] = []  # (result bits, expression) of the wires and assigns
+    exprs: list[tuple[int, str, bool, str]] = []  # (result bits, expression, kept, name) of the wires and assigns
     mult, depth, in_always = [1], 0, None
     for line in _COMMENT.sub("", text).splitlines():
         s = line.strip()
@@ -95,7 +97,7 @@ def _scan(text: str) -> dict:
         if wa and wa.group(3):
             wire_w = abs(int(wa.group(1)) - int(wa.group(2))) + 1 if wa.group(1) else 1
             for nm, ex in re.findall(r"(\w+)\s*=\s*([^;]*)", wa.group(3) + ";"):
-                exprs.append((wire_w * mult[-1], ex))
+                exprs.append((wire_w * mult[-1], ex, "(* keep *)" in s, nm))
                 ext = re.match(r"(?:\$signed\()?\{\s*(?:\{(\d+)\{\w+\[\d+\]\}\}|(\d+)'d0)\s*,\s*\w+\s*\}", ex.strip())
                 if ext:  # a sign or zero extension: its upper bits are copies or constants
                     extend[nm] = int(ext.group(1) or ext.group(2))
@@ -103,7 +105,7 @@ def _scan(text: str) -> dict:
         elif s.startswith("assign"):
             am = re.match(r"assign\s+(\w+)[^=]*=\s*([^;]*);", s)
             if am:
-                exprs.append((-1, am.group(2)))
+                exprs.append((-1, am.group(2), False, am.group(1)))
         inits = list(_INIT.finditer(line)) if "<=" not in line else []
         for i in inits:
             init.setdefault(i.group(1), {})[int(i.group(2))] = int(i.group(4).replace("_", ""), 16)
@@ -251,8 +253,15 @@ def module_estimate(text: str, multipliers: int = 0) -> dict:
         rhs = set(srcs[k])
         logic += (len(rhs) - 1) * bits(k) * r["n"]  # the next-state multiplexer
         logic += sum(_expr_luts(x, bits(k), regs) for x in rhs) * r["n"]
-    for w, ex in sc["exprs"]:
-        logic += _expr_luts(ex, w if w > 0 else 1, regs)
+    # kept adders (the pair sums of a LUT multiplier, and the sum of them) are carry chains
+    # that synthesis does not share or simplify: a LUT per bit
+    kept = {nm for _, _, k, nm in sc["exprs"] if k}
+    for w, ex, k, _ in sc["exprs"]:
+        n = _expr_luts(ex, w if w > 0 else 1, regs)
+        if k or any(t in kept for t in re.findall(r"[A-Za-z_]\w*", ex)):
+            luts += n
+        else:
+            logic += n
     luts += LUT_PER_OP * logic
     out["luts"] = int(round(luts))
     return out

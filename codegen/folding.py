@@ -101,8 +101,9 @@ def cheapest(g: dict, line: bool, period: int) -> Fold | None:
 class Option:
     frame: int    # cycles per inference of the unit with this folding
     key: tuple    # preference among the options that fit a period (fewest multipliers first)
-    cost: int     # multipliers it needs, its requantization's included
+    cost: int     # multiplier blocks it needs, its requantization's included
     fold: object
+    lanes: int = 0  # products computed at once (blocks and LUT multipliers alike)
 
 
 def pick(unit: list[Option], period: int) -> Option | None:
@@ -146,8 +147,10 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
 
 
 def _options(e: dict, line: bool) -> list[Option]:
+    lut = e.get("lut_mul", False)  # products in LUTs cost no multiplier block
     return [Option(_frame(e, f, line), (f.multipliers, f.pe, f.depthwise),
-                   f.multipliers + f.pe * e.get("rq_multipliers", 0), f) for f in options(e, line)]
+                   (0 if lut else f.multipliers) + f.pe * e.get("rq_multipliers", 0), f,
+                   f.multipliers + f.pe * e.get("rq_multipliers", 0)) for f in options(e, line)]
 
 
 def choose(engines: list[dict], goal) -> tuple[dict[str, Fold], dict]:
@@ -160,6 +163,7 @@ def choose(engines: list[dict], goal) -> tuple[dict[str, Fold], dict]:
     # output at one element per cycle
     floor = max([_load(e) + 3 for e in engines] + [e["n_out"] + 3 for e in engines] + fixed)
     other = sum(e.get("multipliers", 0) for e in engines if e.get("kind") != "mac")
+    other_lanes = other + sum(e.get("lut_multipliers", 0) for e in engines if e.get("kind") != "mac")
 
     def folds(picks: dict[str, Option]) -> dict[str, Fold]:
         return {name: o.fold for name, o in picks.items()}
@@ -181,7 +185,7 @@ def choose(engines: list[dict], goal) -> tuple[dict[str, Fold], dict]:
     for period in sorted({o.frame for unit in units.values() for o in unit} | {shortest}):
         if shortest <= period <= shortest * BALANCED_SLACK:
             picks = meet(units, period)  # every unit fits from the shortest period on
-            used = other + sum(o.cost for o in picks.values())
+            used = other_lanes + sum(o.lanes for o in picks.values())
             real = max([floor] + [o.frame for o in picks.values()])
             scored.append((-(total / (real * used)) if used else 0.0, real, period, folds(picks)))
     _, _, period, chosen = min(scored, key=lambda t: t[:3])

@@ -114,9 +114,10 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
     units = {}
     for ly in hw.layers:
         cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
-        units[ly.name] = [Option(_layer_ii(ly, pe, s), (m, pe, s), m, (pe, s))
+        lut = _lut_mul(ly)
+        units[ly.name] = [Option(_layer_ii(ly, pe, s), (pe * s, pe, s), m, (pe, s), pe * s)
                           for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
-                          for m in (pe * s + _rq_multipliers(cm, pe, ly.n_out // pe),)]
+                          for m in ((0 if lut else pe * s) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
     floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
     picks, decision = meet_goal(units, goal, floor)
     return [picks[ly.name].fold for ly in hw.layers], decision
@@ -174,6 +175,45 @@ def _repl(n: int, bit: str | None) -> str:
     if n <= 0:
         return ""
     return f"{{{n}{{{bit}}}}}" if bit else _ulit(n, 0)
+
+
+# a product whose narrower operand has at most this many bits is built from LUTs (shift and
+# add) instead of a DSP multiplier block
+NARROW_BITS = 4
+
+
+def product(name: str, xe: str, x: str, xk: int, x_signed: bool, we: str, w: str, wk: int, w_signed: bool,
+            pw: int) -> tuple[list[str], str | None]:
+    """Verilog declarations of ``name``, the exact ``pw``-bit product of an input and a
+    weight, and which operand ("x" or "w") is narrow enough for LUTs (None: a multiplier
+    block). ``xe`` / ``we`` name the operands extended to the product width, ``x`` / ``w``
+    their own ``xk`` / ``wk`` bits.
+
+    When the narrower operand has at most :data:`NARROW_BITS` bits the product is the sum
+    over its bits b_i of ``b_i ? other << i : 0`` (the sign bit of a signed operand
+    subtracted), added in pairs whose sums are kept (``(* keep *)``): each pair is then one
+    carry chain, about a LUT per bit (Yosys otherwise merges the sum into one multi-operand
+    adder of full adders, three times the LUTs); an 8 x 4 product is ~35 LUT4s instead of a
+    DSP block, which Yosys would give even a 2 x 8 product. Else ``xe * we``. Both are exact
+    modulo 2^pw, which holds the product."""
+    if min(xk, wk) > NARROW_BITS:
+        return [f"wire signed [{pw - 1}:0] {name} = {xe} * {we};"], None
+    a, b, k, signed, which = (xe, w, wk, w_signed, "w") if wk <= xk else (we, x, xk, x_signed, "x")
+    # (sign, partial product) per bit; the sign bit of a signed operand weighs -2^(k-1)
+    terms = [("-" if signed and i == k - 1 else "+", f"({{{pw}{{{b}[{i}]}}}} & ({a} <<< {i}))") for i in range(k)]
+    lines, sums = [], []
+    for j in range(0, k, 2):
+        pair = terms[j:j + 2]
+        if len(pair) == 1:
+            sums.append(pair[0])
+            continue
+        (s0, t0), (s1, t1) = pair  # only the last term can be negative
+        lines.append(f"(* keep *) wire [{pw - 1}:0] {name}_s{j // 2} = {t0} {s1} {t1};")
+        sums.append(("+", f"{name}_s{j // 2}"))
+    text = f"{pw}'d0 - {sums[0][1]}" if sums[0][0] == "-" else sums[0][1]
+    for sign, t in sums[1:]:
+        text += f" {sign} {t}"
+    return lines + [f"wire signed [{pw - 1}:0] {name} = {text};"], which
 
 
 def channel_mult(mult, aw: int, n: int, name: str) -> dict:
@@ -267,6 +307,7 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
     xe = xw + (0 if ly.in_t.signed else 1)
     we = ww + (0 if ly.w_t.signed else 1)
     pw = xe + we  # exact signed product width
+    prod, lut_mul = product("prod", "xe", "x", xw, ly.in_t.signed, "we", "w", ww, ly.w_t.signed, pw)
 
     # weight ROM: word g*S+s holds w[g*PE+p, s*SIMD+j] at bit offset (p*SIMD+j)*WW
     ab = _bits(t.groups * t.steps)
@@ -327,6 +368,7 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "xw": xw, "ww": ww, "ow": ow, "aw": aw, "pw": pw,
         "x_signed": ly.in_t.signed, "w_signed": ly.w_t.signed,
         # operand extensions to the exact product width
+        "prod": prod, "lut_mul": lut_mul,
         "x_ext": _repl(pw - xw, f"x[{xw - 1}]" if ly.in_t.signed else None),
         "w_ext": _repl(pw - ww, f"w[{ww - 1}]" if ly.w_t.signed else None),
         # product -> accumulator width (the acc_width bound makes truncation exact)
@@ -398,6 +440,17 @@ def _type_info(t: FixedType) -> dict:
     return {"width": t.width, "frac": t.frac, "signed": t.signed, "type": str(t)}
 
 
+def _lut_mul(ly: DenseLayer) -> bool:
+    """Whether a layer's products are built from LUTs (see :func:`product`)."""
+    return product("p", "x", "x", ly.in_t.width, ly.in_t.signed, "w", "w", ly.w_t.width, ly.w_t.signed, 2)[1] is not None
+
+
+def _dsp_multipliers(c: dict) -> int:
+    """A layer's multiplier blocks: its products unless they are built from LUTs, and its
+    per-channel requantization's."""
+    return (0 if c["lut_mul"] else c["pe"] * c["simd"]) + _rq_multipliers(c["cm"], c["pe"], c["groups"])
+
+
 def _rq_multipliers(cm: str, pe: int, groups: int) -> int:
     """Multipliers of a layer's per-channel requantization (``cm``: its
     :func:`channel_mult` mode) whose operands both vary: one per PE with a multiplier ROM
@@ -445,7 +498,8 @@ def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
         {
             "name": c["name"], "module": c["module"], "file": f"{c['module']}.v",
             "n_in": c["n_in"], "n_out": c["n_out"],
-            "pe": c["pe"], "simd": c["simd"], "multipliers": c["pe"] * c["simd"] + _rq_multipliers(c["cm"], c["pe"], c["groups"]),
+            "pe": c["pe"], "simd": c["simd"], "multipliers": _dsp_multipliers(c),
+            "lut_multipliers": c["pe"] * c["simd"] if c["lut_mul"] else 0,
             "steps": c["steps"], "groups": c["groups"],
             "acc_width": c["aw"], "shift": c["shift"], "lo": c["lo"], "hi": c["hi"],
             "in_type": c["in_type"], "weight_type": c["w_type"], "out_type": c["out_type"],
@@ -471,9 +525,11 @@ def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
             "latency_cycles": latency,
             "ii_cycles": ii,
             "multipliers": sum(x["multipliers"] for x in layers_info),
+            "lut_multipliers": sum(x["lut_multipliers"] for x in layers_info),
             "macs": hw.macs,
-            # MACs per inference over the multiplier-cycles spent on one (1.0: all busy)
-            "efficiency": round(hw.macs / (ii * sum(x["multipliers"] for x in layers_info)), 4),
+            # MACs per inference over the multiplier-cycles (blocks and LUT multipliers alike)
+            # spent on one (1.0: all busy)
+            "efficiency": round(hw.macs / (ii * sum(x["multipliers"] + x["lut_multipliers"] for x in layers_info)), 4),
         },
         "timing_notes": (
             "cycles at one clock each; ii_cycles = steady-state cycles per vector with "

@@ -502,7 +502,9 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", lay
         files["nnf_fifo.v"] = render("verilog", "fifo.v.j2")
     files[f"{TOP}.v"] = render("verilog", "graph_top.v.j2", **top)
     ii, latency = _timing(plan, n_in, fifos)
-    macs, mults = sum(e.get("macs", 0) for e in engines), sum(e["multipliers"] for e in engines)
+    macs = sum(e.get("macs", 0) for e in engines)
+    mults = sum(e["multipliers"] for e in engines)
+    lut_mults = sum(e.get("lut_multipliers", 0) for e in engines)
     info = {
         "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": plan.folding["mode"],
         "folding": plan.folding,
@@ -517,18 +519,20 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", lay
                     "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": e.get("PE", 1), "simd": e.get("S", 1),
                     "depthwise_lanes": bool(e.get("depthwise")),
                     "latency_cycles": e["timing"]["in_to_out"], "ii_cycles": e["timing"]["frame_cycles"],
-                    "multipliers": e["multipliers"], "acc_width": e.get("aw"), "pipeline_stages": e.get("pipe", 0),
+                    "multipliers": e["multipliers"], "lut_multipliers": e.get("lut_multipliers", 0),
+                    "acc_width": e.get("aw"), "pipeline_stages": e.get("pipe", 0),
                     "frame_memory_words": e["frame_memory_words"], **e["timing"]} for e in engines],
         "forks": [{"stream": f["stream"], "readers": f["n"]} for f in top["forks"]],
         "fifos": [{"stream": u["in"], "join": f["join"], "port": f["port"], "depth": f["depth"],
                    "width": f["width"], "need": f["need"], "frame": f["frame"], "why": f["why"]}
                   for f, u in zip(fifos, top["fifos"])],
         "totals": {"latency_cycles": latency, "ii_cycles": ii,
-                   "multipliers": sum(e["multipliers"] for e in engines),
+                   "multipliers": mults, "lut_multipliers": lut_mults,
                    "macs": macs,
-                   # MACs per inference over the multiplier-cycles spent on one: 1.0 when every
-                   # multiplier works every cycle at the design's rate
-                   "efficiency": round(macs / (ii * mults), 4) if mults else None,
+                   # MACs per inference over the multiplier-cycles (blocks and LUT multipliers
+                   # alike) spent on one: 1.0 when every multiplier works every cycle at the
+                   # design's rate
+                   "efficiency": round(macs / (ii * (mults + lut_mults)), 4) if mults + lut_mults else None,
                    "frame_memory_words": sum(e["frame_memory_words"] for e in engines),
                    "fifo_words": sum(f["depth"] for f in fifos)},
         "timing_notes": "estimates: ii_cycles = the slowest engine's frame: a line engine max(load, "

@@ -25,7 +25,7 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import _step_params
-from .verilog import _bits, _hex, _shex, _ulit, channel_mult
+from .verilog import _bits, _hex, _shex, _ulit, channel_mult, product
 from .folding import Fold, options
 from .verilog_join import refuse
 
@@ -202,7 +202,9 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
                 prods.append({"id": i, "j": j, "xp_ext": _ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
                               "wp_ext": _ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
                               "prod_ext": _ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
-                              "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid})
+                              "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
+                              "prod": product(f"prod_{i}", f"xr_{i}", f"xr_{i}", xw, x_t.signed, f"wr_{i}", f"wr_{i}", wwid, True,
+                                              pw)[0]})
             outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
         e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
                  m_m1=blocks - 1, wb=_bits(len(words)), wb_m1=_bits(len(words)) - 1, mb=_bits(blocks),
@@ -217,7 +219,8 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
                        f"m[c] the output channel's multiplier ("
                        + ("a power of two: a left shift" if cm["mode"] == "pow2" else f"{cm['mw']} bits")
                        + f"), product s{qa}; padded taps add 0"),
-                 cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"))
+                 cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"),
+                 lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw)[1], x_zero=_ulit(xw, 0))
         if aw < xw + 1:
             raise BackendError(f"internal: layer {name} accumulator narrower than its input")
         # the registered products t0_j, then adder stages of up to 4 terms each until at most
@@ -270,7 +273,8 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     e["pipe"] = (1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0)
                  + (2 if e.get("overlap") else 0))
     e.update(timing=_timing(e), ports=["in"],
-             multipliers=fold.multipliers + pe * e["rq_multipliers"] if kind == "mac" else 0,
+             multipliers=(0 if e["lut_mul"] else fold.multipliers) + pe * e["rq_multipliers"] if kind == "mac" else 0,
+             lut_multipliers=fold.multipliers if kind == "mac" and e["lut_mul"] else 0,
              frame_memory_words=e.get("line_words", n_in))
     return e
 

@@ -139,16 +139,22 @@ def test_engines_choose_shift_or_multiplier(tmp_path):
     ex = EXAMPLES / "digits_cnn"
     per_tensor = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
     per_tensor = write_cnn(per_tensor.qgraph, tmp_path / "pt", parallelism="balanced", layout="hwc")
-    assert pt["totals"]["multipliers"] == per_tensor["totals"]["multipliers"]  # shifts cost no multiplier
+    # shifts cost no multiplier; the 4-bit weights' products are LUT multipliers, as many as
+    # the 8-bit design's multiplier blocks
+    assert pt["totals"]["multipliers"] == 0
+    assert pt["totals"]["lut_multipliers"] == per_tensor["totals"]["multipliers"] > 0
+    assert per_tensor["totals"]["lut_multipliers"] == 0
     r = _with_mults(d, 1, 1 << 13, 1 << 15, 14)
     rt = write_cnn(r.qgraph, tmp_path / "r", parallelism="balanced", layout="chw")
-    assert rt["totals"]["multipliers"] == 17 + len(_linear(r.qgraph))
+    # the wide per-channel products take a multiplier block each, the 4-bit ones LUTs
+    assert rt["totals"]["multipliers"] == len(_linear(r.qgraph)) and rt["totals"]["lut_multipliers"] == 17
     m = _with_mults(_per_channel("digits_mlp"), 2, 1 << 13, 1 << 15, 14)
     hw = lower(m.qgraph)
     par = verilog.write(hw, tmp_path / "mp", "parallel")
-    assert [ly["multipliers"] for ly in par["layers"]] == [ly.n_in * ly.n_out for ly in hw.layers]
+    assert [ly["lut_multipliers"] for ly in par["layers"]] == [ly.n_in * ly.n_out for ly in hw.layers]
+    assert [ly["multipliers"] for ly in par["layers"]] == [0] * len(hw.layers)  # one group: constants
     seq = verilog.write(hw, tmp_path / "ms", "sequential")
-    assert [ly["multipliers"] for ly in seq["layers"]] == [2] * len(hw.layers)
+    assert [(ly["multipliers"], ly["lut_multipliers"]) for ly in seq["layers"]] == [(1, 1)] * len(hw.layers)
     assert all(ly["channel_mult"] == "mult" for ly in seq["layers"])
 
 

