@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .design import BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile, trace_text
+from .sim.fpga import FIT_SHARE
 from .sim.progress import Progress
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "digits_mlp"
@@ -56,15 +57,15 @@ def cmd_compile(args, progress: Progress) -> int:
                      bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
                      rounding=args.rounding, dynamic=args.dynamic)
-    budget = args.max_multipliers
+    budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
-        from .sim.fpga import resolve_part
+        from .sim.fpga import fit_budget, resolve_part
 
-        if budget is not None:
-            raise ValueError("give --fit or --max-multipliers, not both")
-        budget = resolve_part(args.fit).resources["DSP"]
+        if any(v is not None for v in budget.values()):
+            raise ValueError("give --fit or --max-multipliers / --max-luts / --max-bram, not both")
+        budget = fit_budget(resolve_part(args.fit))
     design.write(args.output, targets=targets, parallelism=args.parallelism, progress=progress,
-                 target_fps=args.target_fps, clock_mhz=args.clock_mhz, max_multipliers=budget)
+                 target_fps=args.target_fps, clock_mhz=args.clock_mhz, **budget)
     if not args.quiet:
         print(design.summary())
         print(f"compiled in {time.monotonic() - t0:.1f}s -> {args.output}")
@@ -190,10 +191,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Verilog folding for F inferences per second at --clock-mhz (the fewest multipliers that do it)")
     c.add_argument("--clock-mhz", type=float, default=100.0, help="the clock --target-fps assumes (default 100)")
     c.add_argument("--max-multipliers", type=int, metavar="N",
-                   help="Verilog folding: the fastest design with at most N multipliers")
+                   help="Verilog folding: the fastest design with at most N multiplier blocks (DSPs; products "
+                        "with a weight or input of at most 4 bits are built from LUTs and cost none)")
+    c.add_argument("--max-luts", type=int, metavar="N",
+                   help="Verilog folding: the fastest design whose resource estimate needs at most N LUT4s")
+    c.add_argument("--max-bram", type=int, metavar="N",
+                   help="Verilog folding: the fastest design whose resource estimate needs at most N block RAMs "
+                        "(ECP5 DP16KD, 18 kbit)")
     c.add_argument("--fit", metavar="PART",
-                   help="Verilog folding: the fastest design within the multipliers of an FPGA part "
-                        "(ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k)")
+                   help="Verilog folding: the fastest design that fits an FPGA part (ecp5-25k, ecp5-45k, "
+                        "ecp5-85k, ice40-up5k): its multipliers, and by the resource estimate "
+                        f"{int(FIT_SHARE * 100)}%% of its LUT4s and flip-flops (room for placement) and its block RAMs")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c.set_defaults(func=cmd_compile)
 

@@ -41,15 +41,20 @@ PARALLELISM = ("sequential", "balanced", "parallel")
 
 
 def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_mhz: float = 100.0,
-                 max_multipliers: int | None = None):
+                 max_multipliers: int | None = None, max_luts: int | None = None,
+                 max_ffs: int | None = None, max_bram: int | None = None):
     """The Verilog folding goal: a mode of ``PARALLELISM``, ``{"target_cycles": T}`` for
-    ``target_fps`` at ``clock_mhz``, or ``{"max_multipliers": N}``."""
+    ``target_fps`` at ``clock_mhz``, or a budget: any of ``{"max_multipliers": N,
+    "max_luts": L, "max_ffs": F, "max_bram": B}`` (multiplier blocks, LUT4s, flip-flops,
+    block RAMs, the last three checked on the resource estimate)."""
     if isinstance(parallelism, dict):
         return parallelism
     if parallelism not in PARALLELISM:
         raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
-    if target_fps is not None and max_multipliers is not None:
-        raise ValueError("give a target frame rate or a multiplier budget, not both")
+    budget = {k: v for k, v in (("max_multipliers", max_multipliers), ("max_luts", max_luts),
+                                ("max_ffs", max_ffs), ("max_bram", max_bram)) if v is not None}
+    if target_fps is not None and budget:
+        raise ValueError("give a target frame rate or a resource budget, not both")
     if target_fps is not None:
         if not target_fps > 0 or not clock_mhz > 0:
             raise ValueError("the target frame rate and the clock must be positive")
@@ -57,10 +62,13 @@ def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_
         if cycles < 1:
             raise ValueError(f"{target_fps} inferences per second at {clock_mhz} MHz leaves less than a cycle each")
         return {"target_cycles": cycles}
-    if max_multipliers is not None:
-        if int(max_multipliers) < 1:
-            raise ValueError("the multiplier budget must be at least 1")
-        return {"max_multipliers": int(max_multipliers)}
+    if budget:
+        if "max_multipliers" in budget and int(budget["max_multipliers"]) < 0:
+            raise ValueError("the multiplier budget must be at least 0")
+        for k in ("max_luts", "max_ffs", "max_bram"):
+            if k in budget and int(budget[k]) < 1:
+                raise ValueError(f"{k} must be at least 1")
+        return {k: int(v) for k, v in budget.items()}
     return parallelism
 FORMAT_VERSION = 1
 HLS_TB_SAMPLES = 16
@@ -283,17 +291,20 @@ class Design:
     # ---- writing --------------------------------------------------------------------
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
               progress: Progress = QUIET, *, target_fps: float | None = None, clock_mhz: float = 100.0,
-              max_multipliers: int | None = None) -> Path:
+              max_multipliers: int | None = None, max_luts: int | None = None, max_ffs: int | None = None,
+              max_bram: int | None = None) -> Path:
         """Write every target's sources into ``outdir``, atomically: everything is built in
         a temporary folder beside it and moved into place only when complete.
 
         Verilog folding: ``parallelism`` (a mode), or a goal that replaces it:
         ``target_fps`` inferences per second at ``clock_mhz`` (a period of
-        ``floor(clock / fps)`` cycles), or at most ``max_multipliers`` multipliers in all
-        (the fastest design that fits). Each engine gets the fewest multipliers that keep
-        it within the period."""
+        ``floor(clock / fps)`` cycles), or a budget (the fastest design that fits): at most
+        ``max_multipliers`` multiplier blocks in all (products with a 4-bit operand are
+        built from LUTs and cost none), ``max_luts`` LUT4s, ``max_ffs`` flip-flops and
+        ``max_bram`` block RAMs by the resource estimate. Each engine gets the fewest
+        multipliers that keep it within the period."""
         targets = check_names(targets, TARGETS, "target")
-        parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers)
+        parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers, max_luts, max_ffs, max_bram)
         # every target lowers (or refuses, naming the node) before any file exists
         models = {t: self.lowered(t) for t in targets}
         outdir = Path(outdir)

@@ -20,7 +20,10 @@ registers and memories; the writer's own ``multipliers`` give the DSPs. Per modu
   1024x18 and, with one write and one read port, 512x36), TRELLIS_DPR16X4 LUT RAM (RAMs
   only, cost 4 per ``ceil(W/4) * ceil(D/16)``) or soft logic (cost a bit, 1/16 for a ROM).
   So small ROMs (a few hundred bits, or very wide words) become LUTs; a RAM in LUT RAM
-  gets its read register as flip-flops; a RAM left in logic is ``W*D`` flip-flops.
+  gets its read register as flip-flops; a RAM left in logic is ``W*D`` flip-flops. The
+  writers make that choice binding (:func:`place_memories`: a ``rom_style`` /
+  ``ram_style`` attribute on every engine memory), and a memory with such an attribute is
+  counted where the attribute puts it.
 * **multipliers**: the writer's count (each product of two varying operands of up to
   18x18 bits is one MULT18X18D; constant products are shifts and adds, none; a product
   with an operand of at most 4 bits is written as shifts and adds, a LUT multiplier).
@@ -60,7 +63,12 @@ BRAM_BITS = 18432
 COST_BRAM, COST_DPR, COST_LOGIC_ROM, COST_LOGIC_RAM = 128.0, 4.0, 1.0 / 16, 1.0
 
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-_DECL = re.compile(r"^\s*reg\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]*);")
+_DECL = re.compile(r"^\s*(?:\(\*\s*r[ao]m_style\s*=\s*\"(\w+)\"\s*\*\)\s*)?"
+                   r"reg\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]*);")
+_MEM_DECL = re.compile(r"^([ \t]*)(reg\s+\[\s*\d+\s*:\s*\d+\s*\]\s*(\w+)\s*\[\s*0\s*:\s*\d+\s*\]\s*;)", re.M)
+# the memory placements and the synthesis attribute value of each (Yosys reads all three;
+# Vivado reads "block" and "distributed" and places a "logic" memory itself)
+STYLES = {"bram": "block", "lutram": "distributed", "logic": "logic"}
 _FOR = re.compile(r"\bfor\s*\(.*<\s*(\d+)\s*;.*\)\s*begin\b")
 _ASSIGN = re.compile(r"(?:^|[\s;:)])(\w+)\s*(?:\[[^\]]*\])?\s*(<?=)(?!=)\s*([^;]*);")
 _WIRE = re.compile(r"^\s*(?:\(\*[^*]*\*\)\s*)?wire\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?(.*=.*);")
@@ -85,12 +93,13 @@ def _scan(text: str) -> dict:
             in_always = ("comb" if "*" in s.split("begin")[0] else "clk", depth)
         d = _DECL.match(line)
         if d:
-            w = abs(int(d.group(1)) - int(d.group(2))) + 1 if d.group(1) else 1
-            for part in d.group(3).split(","):
+            w = abs(int(d.group(2)) - int(d.group(3))) + 1 if d.group(2) else 1
+            for part in d.group(4).split(","):
                 a = re.match(r"\s*(\w+)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]", part)
                 n = re.match(r"\s*(\w+)", part)
                 if a:
-                    regs[a.group(1)] = {"w": w, "n": mult[-1], "depth": abs(int(a.group(3)) - int(a.group(2))) + 1}
+                    regs[a.group(1)] = {"w": w, "n": mult[-1], "depth": abs(int(a.group(3)) - int(a.group(2))) + 1,
+                                        "style": d.group(1)}
                 elif n:
                     regs[n.group(1)] = {"w": w, "n": mult[-1], "depth": 0}
         wa = _WIRE.match(line)
@@ -153,6 +162,39 @@ def map_memory(width: int, depth: int, rom: bool, live_bits: int | None = None) 
     return kind, n
 
 
+def _memory_kind(sc: dict, name: str) -> tuple[str, int, bool, int]:
+    """Where a scanned memory goes: (kind, blocks or cells, is a ROM, live bits per word);
+    its ``rom_style`` / ``ram_style`` attribute when it has one, else the cost rule."""
+    m = sc["regs"][name]
+    rom = name not in sc["writes"]
+    w, d = m["w"], m["depth"]
+    live = _live_columns(sc["init"].get(name, {}), w, d) if rom else w
+    style = m.get("style")
+    if style is None:
+        kind, n = map_memory(w, d, rom, live * d if rom else None)
+    else:
+        kind = {v: k for k, v in STYLES.items()}[style]
+        n = {"bram": bram_blocks(w, d), "lutram": math.ceil(w / 4) * math.ceil(d / 16), "logic": 0}[kind]
+    return kind, n, rom, live
+
+
+def place_memories(text: str) -> str:
+    """A rendered module with every memory's placement made explicit: each declaration
+    ``reg [W-1:0] m [0:D-1];`` gets the ``rom_style`` (never written) or ``ram_style``
+    attribute of the kind :func:`map_memory` chooses (block RAM, LUT RAM or logic), so
+    synthesis builds what the estimate counts."""
+    sc = _scan(text)
+
+    def attr(m: re.Match) -> str:
+        name = m.group(3)
+        if name not in sc["regs"] or not sc["regs"][name]["depth"]:
+            return m.group(0)
+        kind, _, rom, _ = _memory_kind(sc, name)
+        return f'{m.group(1)}(* {"rom" if rom else "ram"}_style = "{STYLES[kind]}" *) {m.group(2)}'
+
+    return _MEM_DECL.sub(attr, text)
+
+
 def _place_memory(out: dict, kind: str, n: int, width: int, depth: int, copies: int = 1) -> float:
     """Add a RAM (or a ROM in block / LUT RAM) mapped as ``kind`` with ``n`` blocks or cells
     to ``out``; returns the LUTs it costs (LUT RAM read multiplexers, logic RAM)."""
@@ -205,14 +247,13 @@ def module_estimate(text: str, multipliers: int = 0) -> dict:
     ff_regs = {k: r for k, r in regs.items() if not r["depth"] and k in srcs and k not in sc["comb"]}
     mems = {k: r for k, r in regs.items() if r["depth"]}
     out = {"multipliers": int(multipliers), "dsp": int(multipliers), "bram_bits": 0, "bram": 0,
-           "lutram": 0, "ffs": 0, "luts": 0.0}
+           "lutram": 0, "ffs": 0, "luts": 0.0, "memories": {}}
     fed: dict[str, tuple[str, int]] = {}  # register -> (memory, flip-flop bits per copy)
     luts = 0.0
     for name, m in mems.items():
-        rom = name not in sc["writes"]
         w, d = m["w"], m["depth"]
-        live = _live_columns(sc["init"].get(name, {}), w, d) if rom else w
-        kind, n = map_memory(w, d, rom, live * d if rom else None)
+        kind, n, rom, live = _memory_kind(sc, name)
+        out["memories"][name] = {"width": w, "depth": d, "copies": m["n"], "rom": rom, "placement": kind}
         readers = [k for k in ff_regs if any(re.fullmatch(rf"{name}\s*\[.*\]", r) for r in srcs[k])]
         if kind == "logic" and rom:
             luts += ROM_LUT_PER_BIT * live * d * m["n"]

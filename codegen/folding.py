@@ -24,8 +24,10 @@ Goals (``parallelism`` of :func:`~.verilog_cnn.write_cnn`):
   or, since lanes come in divisors of the channel counts, a period up to 25% longer when
   its multipliers are better used (the highest MACs / (multipliers x period));
 * ``{"target_cycles": T}``: the given period (``--target-fps F`` at a clock: ``T = clock / F``);
-* ``{"max_multipliers": N}``: the shortest period whose design needs at most ``N``
-  multipliers in all.
+* a budget, ``{"max_multipliers": N, "max_luts": L, "max_ffs": F, "max_bram": B}`` (any of
+  them): the shortest period whose design needs at most ``N`` multiplier blocks in all
+  (products built from LUTs cost none) and whose resource estimate (:mod:`.estimate`)
+  stays within ``L`` LUT4s, ``F`` flip-flops and ``B`` block RAMs.
 """
 
 from __future__ import annotations
@@ -117,16 +119,30 @@ def meet(units: dict[str, list[Option]], period: int) -> dict[str, Option] | Non
     return None if any(o is None for o in picks.values()) else picks
 
 
+# a budget goal's keys and the resource estimate (codegen/estimate.py totals) each limits
+BUDGETS = {"max_multipliers": "dsp", "max_luts": "luts", "max_ffs": "ffs", "max_bram": "bram"}
+BUDGET_WORDS = {"max_multipliers": "multipliers", "max_luts": "LUT4s", "max_ffs": "flip-flops",
+                "max_bram": "block RAMs"}
+
+
 def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int = 0,
-              what: str = "layer") -> tuple[dict[str, Option], dict]:
-    """The picks for ``{"target_cycles": T}`` (T itself) or ``{"max_multipliers": N}``
-    (the shortest period whose picks and the ``other`` multipliers need at most N), given
-    that no design beats ``floor`` cycles; and what was decided."""
-    if not isinstance(goal, dict) or len(goal) != 1:
+              what: str = "layer", estimate=None) -> tuple[dict[str, Option], dict]:
+    """The picks for ``{"target_cycles": T}`` (T itself) or a budget (the shortest period
+    whose design fits it), given that no design beats ``floor`` cycles; and what was
+    decided.
+
+    A budget has any of ``max_multipliers`` (multiplier blocks: the picks' and the
+    ``other`` ones; LUT multipliers cost none), ``max_luts``, ``max_ffs`` and ``max_bram``
+    (DP16KD blocks). Those three are checked on ``estimate(picks)``, the resource estimate
+    of the design the picks give (:mod:`.estimate` totals): the shortest period is found by
+    bisection over the periods that meet the multiplier budget (a longer period never needs
+    more), and the result is always one whose estimate fits."""
+    if not isinstance(goal, dict) or not goal:
         raise ValueError(f"unknown parallelism {goal!r}")
-    (kind, value), = goal.items()
-    if kind == "target_cycles":
-        period = int(value)
+    if "target_cycles" in goal:
+        if len(goal) != 1:
+            raise ValueError("give a target period or a resource budget, not both")
+        period = int(goal["target_cycles"])
         for name, unit in units.items():
             if pick(unit, period) is None:
                 raise BackendError(f"target of {period} cycles per inference is out of reach: {what} {name} "
@@ -135,15 +151,49 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
             raise BackendError(f"target of {period} cycles per inference is out of reach: the streams need at "
                                f"least {floor} cycles (one element per cycle)")
         return meet(units, period), {"mode": "target", "period_cycles": period}
-    if kind == "max_multipliers":
-        budget = int(value)
-        for period in sorted({o.frame for unit in units.values() for o in unit} | {floor}):
-            picks = meet(units, period) if period >= floor else None
-            if picks is not None and other + sum(o.cost for o in picks.values()) <= budget:
-                return picks, {"mode": "budget", "period_cycles": period, "max_multipliers": budget}
+    unknown = set(goal) - set(BUDGETS)
+    if unknown:
+        raise ValueError(f"unknown parallelism goal {sorted(unknown)[0]!r}; use target_cycles or "
+                         + ", ".join(BUDGETS))
+    limits = {k: int(v) for k, v in goal.items()}
+    candidates = []  # (period, picks) meeting the multiplier budget, shortest period first
+    for period in sorted({o.frame for unit in units.values() for o in unit} | {floor}):
+        picks = meet(units, period) if period >= floor else None
+        if picks is None:
+            continue
+        if other + sum(o.cost for o in picks.values()) <= limits.get("max_multipliers", float("inf")):
+            candidates.append((period, picks))
+    if not candidates:
         least = other + sum(min(o.cost for o in unit) for unit in units.values())
-        raise BackendError(f"no folding fits {budget} multipliers: the design needs at least {least}")
-    raise ValueError(f"unknown parallelism goal {kind!r}; use target_cycles or max_multipliers")
+        raise BackendError(f"no folding fits {limits['max_multipliers']} multipliers: the design needs at least {least}")
+    decision = {"mode": "budget", "period_cycles": candidates[0][0], **limits}
+    checked = [k for k in limits if k != "max_multipliers"]
+    if not checked:
+        return candidates[0][1], decision
+    if estimate is None:
+        raise ValueError(f"a {', '.join(checked)} budget needs the design's resource estimate")
+    cache: dict[int, dict] = {}
+
+    def fits(i: int) -> bool:
+        if i not in cache:
+            cache[i] = estimate(candidates[i][1])
+        return all(cache[i][BUDGETS[k]] <= limits[k] for k in checked)
+
+    if not fits(len(candidates) - 1):
+        est = cache[len(candidates) - 1]
+        over = [f"{est[BUDGETS[k]]} {BUDGET_WORDS[k]} (budget {limits[k]})" for k in checked
+                if est[BUDGETS[k]] > limits[k]]
+        raise BackendError("no folding fits the budget: the slowest design needs about " + ", ".join(over))
+    lo, hi = 0, len(candidates) - 1
+    while lo < hi:  # the first candidate that fits (hi always fits)
+        mid = (lo + hi) // 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    decision["period_cycles"] = candidates[lo][0]
+    decision["estimate"] = {BUDGETS[k]: cache[lo][BUDGETS[k]] for k in limits}
+    return candidates[lo][1], decision
 
 
 def _options(e: dict, line: bool) -> list[Option]:
@@ -153,9 +203,11 @@ def _options(e: dict, line: bool) -> list[Option]:
                    f.multipliers + f.pe * e.get("rq_multipliers", 0)) for f in options(e, line)]
 
 
-def choose(engines: list[dict], goal) -> tuple[dict[str, Fold], dict]:
+def choose(engines: list[dict], goal, estimate=None) -> tuple[dict[str, Fold], dict]:
     """Folds for the MAC engines of a plan built sequentially (``engines``: the builders'
-    dicts, with their geometry and ``timing``), and what was decided (mode, period)."""
+    dicts, with their geometry and ``timing``), and what was decided (mode, period).
+    ``estimate(folds)``: the resource estimate of the design with those folds (for LUT /
+    flip-flop / block RAM budgets)."""
     macs = [e for e in engines if e.get("kind") == "mac"]
     units = {e["name"]: _options(e, bool(e.get("overlap"))) for e in macs}
     fixed = [_own_frame(e) for e in engines if e.get("kind") != "mac"]
@@ -169,7 +221,8 @@ def choose(engines: list[dict], goal) -> tuple[dict[str, Fold], dict]:
         return {name: o.fold for name, o in picks.items()}
 
     if isinstance(goal, dict):
-        picks, decision = meet_goal(units, goal, floor, other)
+        picks, decision = meet_goal(units, goal, floor, other,
+                                    estimate=(lambda p: estimate(folds(p))) if estimate else None)
         return folds(picks), decision
     if goal == "sequential":
         return {e["name"]: Fold() for e in macs}, {"mode": goal}

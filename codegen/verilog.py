@@ -45,7 +45,7 @@ from ..ir import FixedType
 from .folding import Option, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
-from .estimate import annotate as annotate_estimate
+from .estimate import annotate as annotate_estimate, place_memories
 
 TOP = "nnforge_top"
 MODES = ("sequential", "balanced", "parallel")
@@ -110,16 +110,26 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
     """Per layer ``(PE, SIMD)`` for a folding goal (the search of :func:`.folding.meet_goal`,
     as for the engine graph): ``{"target_cycles": T}`` gives each layer the fewest
     multipliers whose vector time ``max(n_in, compute, n_out)`` fits T;
-    ``{"max_multipliers": N}`` the shortest such period whose layers need at most N."""
+    a budget (``max_multipliers``, ``max_luts``, ``max_ffs``, ``max_bram``) the shortest
+    such period whose layers need at most that many multiplier blocks and whose resource
+    estimate fits the rest."""
     units = {}
     for ly in hw.layers:
         cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
         lut = _lut_mul(ly)
-        units[ly.name] = [Option(_layer_ii(ly, pe, s), (pe * s, pe, s), m, (pe, s), pe * s)
+        # among foldings with as many lanes, SIMD nearest the balanced one: a wider adder
+        # tree and input word cost more logic than more PE lanes
+        units[ly.name] = [Option(_layer_ii(ly, pe, s), (pe * s, abs(s.bit_length() - _SIMD_TARGET.bit_length()), pe, s),
+                                 m, (pe, s), pe * s)
                           for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
                           for m in ((0 if lut else pe * s) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
     floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
-    picks, decision = meet_goal(units, goal, floor)
+
+    def estimate(picks: dict) -> dict:
+        par = [picks[ly.name].fold for ly in hw.layers]
+        return _design_files(hw, par, "budget", {"mode": "budget"})[1]["totals"]["estimate"]
+
+    picks, decision = meet_goal(units, goal, floor, estimate=estimate)
     return [picks[ly.name].fold for ly in hw.layers], decision
 
 
@@ -466,7 +476,6 @@ def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
     ``parallelism`` is a mode of :func:`choose_parallelism`, a goal of
     :func:`goal_parallelism` or an explicit list of ``(PE, SIMD)`` per layer. Returns the info dict that ``verilog_info.json`` holds.
     """
-    mode, par, decision = _resolve(hw, parallelism)
     if not hw.layers:
         raise BackendError("the model has no layer to implement")
     for a, b in zip(hw.layers, hw.layers[1:]):
@@ -475,12 +484,19 @@ def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
     first, last = hw.layers[0], hw.layers[-1]
     if first.n_in != hw.n_in or first.in_t != hw.in_t or last.n_out != hw.n_out or last.out_t != hw.out_t:
         raise BackendError("the model's input/output do not match its first/last layer")
+    mode, par, decision = _resolve(hw, parallelism)
+    files, info = _design_files(hw, par, mode, decision)
+    return write_files(Path(outdir), files, info)
 
+
+def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: dict) -> tuple[dict[str, str], dict]:
+    """Every source of the design at folding ``par``, ``README.txt`` and the info (with the
+    resource estimate); nothing written."""
     ctxs = [_layer_ctx(i, ly, pe, simd) for i, (ly, (pe, simd)) in enumerate(zip(hw.layers, par))]
     # render everything before writing anything
     files: dict[str, str] = {}
     for c in ctxs:
-        files[f"{c['module']}.v"] = render("verilog", "dense.v.j2", L=c)
+        files[f"{c['module']}.v"] = place_memories(render("verilog", "dense.v.j2", L=c))
     ob = _bits(hw.n_out)
     top_ctx = {
         "top": TOP, "layers": ctxs, "n_layers": len(ctxs), "xw": hw.in_t.width, "ow": hw.out_t.width,
@@ -541,8 +557,7 @@ def write(hw: HwModel, outdir: Path, parallelism="balanced") -> dict:
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, hw.in_t, hw.out_t)
     annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
-
-    return write_files(Path(outdir), files, info)
+    return files, info
 
 
 AXIS_TOP = "nnforge_axis"

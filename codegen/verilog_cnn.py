@@ -69,7 +69,7 @@ from ..ir import Graph
 from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
-from .estimate import annotate as annotate_estimate
+from .estimate import annotate as annotate_estimate, place_memories
 from .verilog import AXIS_TOP, TOP, _bits, _type_info, _ulit, axis_wrapper, write_files
 from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, refuse, reorder_engine, same_order
 from .verilog_map import MAP_OPS, map_engine
@@ -189,10 +189,17 @@ class _Planner:
 def _plan(q: Graph, parallelism="sequential", layout: str = "hwc") -> _Plan:
     """The engines and streams. ``parallelism``: a mode or goal of :mod:`.folding`; with
     line engines ("hwc") "balanced" and the goals are met by folding each MAC engine, from
-    a first, sequential plan's geometry and element counts."""
+    a first, sequential plan's geometry and element counts (a LUT / flip-flop / block RAM
+    budget from the resource estimate of the whole design at each fold tried)."""
     if layout == "hwc" and parallelism not in ("sequential", "parallel"):
         first = _plan_with(q, "sequential", layout, None)
-        folds, decision = choose(first.engines, parallelism)
+
+        def estimate(folds: dict) -> dict:
+            plan = _plan_with(q, "sequential", layout, folds)
+            plan.folding = {"mode": "budget"}
+            return _design_files(q, plan, _skip_fifos(plan))[1]["totals"]["estimate"]
+
+        folds, decision = choose(first.engines, parallelism, estimate)
         plan = _plan_with(q, "sequential", layout, folds)
         plan.folding = decision
         return plan
@@ -490,11 +497,17 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", lay
     analysis's skip FIFO depths."""
     q = model.graph if isinstance(model, CnnModel) else model
     plan = _plan(q, parallelism, layout)
-    fifos = _skip_fifos(plan, _fifo_depths)
+    files, info = _design_files(q, plan, _skip_fifos(plan, _fifo_depths))
+    return write_files(Path(outdir), files, info)
+
+
+def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, str], dict]:
+    """Every source of the design, ``README.txt`` and the info (with the resource estimate)."""
     engines = plan.engines
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
     n_in, n_out = int(np.prod(q.shape(q.inputs[0]))), int(np.prod(q.shape(q.outputs[0])))
-    files = {f"{e['module']}.v": render("verilog", e["template"], E=e) for e in engines}
+    # each memory's placement (block RAM, LUT RAM, logic) made explicit, as estimated
+    files = {f"{e['module']}.v": place_memories(render("verilog", e["template"], E=e)) for e in engines}
     top = _top_context(q, plan, fifos)
     if top["forks"]:
         files["nnf_fork.v"] = render("verilog", "fork.v.j2")
@@ -546,4 +559,4 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", lay
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, in_t, out_t)
     annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)
-    return write_files(Path(outdir), files, info)
+    return files, info

@@ -62,6 +62,7 @@ class Family:
     bels: dict            # nextpnr BEL type -> resource
     cells: dict           # Yosys cell type (after synthesis) -> resource, counted one each
     labels: dict          # resource -> words for reports
+    lutram: bool = True   # has LUT RAM (a memory the writers placed there can be built)
 
 
 ECP5 = Family(
@@ -80,7 +81,10 @@ ICE40 = Family(
     cells={"SB_RAM40_4K": "BRAM", "SB_MAC16": "DSP", "SB_SPRAM256KA": "SPRAM"},
     labels={"LUT": "logic cells (LUT4 + FF)", "FF": "flip-flops", "BRAM": "EBR block RAMs (4 kbit)",
             "DSP": "SB_MAC16 DSPs", "IO": "IO pins", "SPRAM": "SPRAM blocks (256 kbit)"},
+    lutram=False,
 )
+# the placement attribute of a memory the writers put in LUT RAM (codegen/estimate.py)
+_LUTRAM_ATTR = re.compile(r'\(\*\s*ram_style\s*=\s*"distributed"\s*\*\)\s*')
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,24 @@ PARTS: dict[str, Part] = {p.name: p for p in (
 
 # Vivado parts: 7-series, UltraScale(+), Zynq UltraScale+, Alveo, Versal
 XILINX_PREFIXES = ("xc7", "xcku", "xcvu", "xczu", "xcau", "xcu", "xcvc", "xcve", "xcvp", "xcvm", "xcvh")
+
+
+# ``--fit``: the share of a part's LUT4s and flip-flops a design may need by the resource
+# estimate (codegen/estimate.py, within about 10% of Yosys), leaving room for its error and
+# for placement and routing
+FIT_SHARE = 0.8
+
+
+def fit_budget(part: Part) -> dict[str, int]:
+    """The folding budget (:func:`nnforge.design.folding_goal` keywords) of ``--fit PART``:
+    the part's multiplier blocks, ``FIT_SHARE`` of its LUT4s and flip-flops, and (ECP5,
+    whose DP16KD the estimate counts) its block RAMs. iCE40's 4 kbit EBRs are not budgeted:
+    ``nnforge synth`` reports a design that needs more."""
+    budget = {"max_multipliers": part.resources["DSP"], "max_luts": int(part.resources["LUT"] * FIT_SHARE),
+              "max_ffs": int(part.resources["FF"] * FIT_SHARE)}
+    if part.family is ECP5:
+        budget["max_bram"] = part.resources["BRAM"]
+    return budget
 
 
 def known_parts() -> str:
@@ -405,9 +427,13 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     work = Path(tempfile.mkdtemp(prefix=".tmp-synth-", dir=synth_root))
     t_start = time.monotonic()
     try:
-        # yowasp tools see only their working directory: copies under relative names
+        # yowasp tools see only their working directory: copies under relative names; a
+        # family without LUT RAM places the memories the writers put there itself
         for p in srcs:
-            shutil.copy(p, work / p.name)
+            if fam.lutram:
+                shutil.copy(p, work / p.name)
+            else:
+                (work / p.name).write_text(_LUTRAM_ATTR.sub("", p.read_text()))
         names = " ".join(p.name for p in srcs)
         script = (f"read_verilog {names}; hierarchy -check -top {top}; {fam.synth} -top {top} -json netlist.json; "
                   f"tee -q -o yosys_stat.json stat -json")

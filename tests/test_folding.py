@@ -12,6 +12,7 @@ import nnforge
 from nnforge.codegen.folding import Fold, cheapest, choose, compute_cycles, options
 from nnforge.codegen.lower import BackendError
 from nnforge.design import folding_goal
+from nnforge.sim.fpga import FIT_SHARE
 
 EXAMPLES = Path(nnforge.__file__).resolve().parent / "examples"
 _DESIGNS: dict = {}
@@ -76,6 +77,42 @@ def test_goals():
     assert folds["a"].multipliers <= 5
     with pytest.raises(BackendError, match="no folding fits"):
         choose(eng, {"max_multipliers": 0})
+    budget = folding_goal("balanced", max_multipliers=4, max_luts=900, max_bram=2)
+    assert budget == {"max_multipliers": 4, "max_luts": 900, "max_bram": 2}
+    with pytest.raises(ValueError):
+        folding_goal("balanced", target_fps=10, max_luts=3)
+    with pytest.raises(ValueError):
+        folding_goal("balanced", max_luts=0)
+
+
+def test_resource_budget_search():
+    """A LUT / flip-flop / block RAM budget takes the shortest period whose design's
+    estimate fits, checked by bisection over the periods; the answer always fits."""
+    eng = [{**_geometry(), "name": "a", "overlap": True, "n_out": 256, "timing": {"compute_cycles": 0}}]
+    calls = []
+
+    def estimate(folds):  # LUTs grow with the multipliers
+        calls.append(folds["a"].multipliers)
+        return {"dsp": folds["a"].multipliers, "luts": 100 + 50 * folds["a"].multipliers, "ffs": 10, "bram": 1}
+
+    fast, _ = choose(eng, "balanced")
+    for limit in (100 + 50 * 3, 100 + 50 * 7, 10_000):
+        calls.clear()
+        folds, d = choose(eng, {"max_luts": limit}, estimate)
+        m = folds["a"].multipliers
+        assert 100 + 50 * m <= limit and d["estimate"] == {"luts": 100 + 50 * m}
+        # the fastest that fits: any shorter period needs more than the limit
+        shorter = [o for o in options(eng[0], True)
+                   if max(eng[0]["n_in"], compute_cycles(eng[0], o)) + 3 < d["period_cycles"]]
+        assert all(100 + 50 * o.multipliers > limit for o in shorter)
+        assert len(calls) <= 8  # bisection, not a scan of every period
+    assert choose(eng, {"max_luts": 10_000}, estimate)[0] == fast  # no limit: the balanced folding
+    with pytest.raises(BackendError, match="no folding fits the budget: the slowest design needs about 150 LUT4s"):
+        choose(eng, {"max_luts": 149}, estimate)
+    with pytest.raises(BackendError, match="block RAMs"):
+        choose(eng, {"max_bram": 0, "max_luts": 10_000}, estimate)
+    with pytest.raises(ValueError, match="resource estimate"):
+        choose(eng, {"max_luts": 500})  # no estimate to check it on
 
 
 # ----------------------------------------------------------------------------- measured
@@ -182,8 +219,15 @@ def test_cli_folding_goals(tmp_path, capsys):
     base = ["compile", str(ex / "model.onnx"), "--calibration", str(ex / "calibration.npz"), "--targets", "verilog", "-q"]
     assert main(base + ["-o", str(tmp_path / "f"), "--fit", "ecp5-25k"]) == 0
     info = json.loads((tmp_path / "f" / "verilog" / "verilog_info.json").read_text())
-    assert info["folding"] == {"mode": "budget", "period_cycles": info["folding"]["period_cycles"], "max_multipliers": 28}
-    assert info["totals"]["multipliers"] <= 28
+    f = info["folding"]
+    assert (f["mode"], f["max_multipliers"], f["max_luts"], f["max_ffs"], f["max_bram"]) == \
+        ("budget", 28, int(24288 * FIT_SHARE), int(24288 * FIT_SHARE), 56)
+    est = info["totals"]["estimate"]
+    assert info["totals"]["multipliers"] <= 28 and est["luts"] <= f["max_luts"] and est["bram"] <= 56
+    # a LUT budget alone, from the command line
+    assert main(base + ["-o", str(tmp_path / "l"), "--max-luts", "4000"]) == 0
+    info = json.loads((tmp_path / "l" / "verilog" / "verilog_info.json").read_text())
+    assert info["folding"]["max_luts"] == 4000 and info["totals"]["estimate"]["luts"] <= 4000
     assert main(base + ["-o", str(tmp_path / "t"), "--target-fps", "50000", "--clock-mhz", "100"]) == 0
     info = json.loads((tmp_path / "t" / "verilog" / "verilog_info.json").read_text())
     assert info["folding"]["period_cycles"] == 2000 and info["totals"]["ii_cycles"] <= 2000
@@ -192,4 +236,7 @@ def test_cli_folding_goals(tmp_path, capsys):
     assert "out of reach" in capsys.readouterr().err
     assert main(base + ["-o", str(tmp_path / "y"), "--fit", "nosuchpart"]) == 2
     assert main(base + ["-o", str(tmp_path / "z"), "--fit", "ecp5-25k", "--max-multipliers", "4"]) == 2
-    assert not any((tmp_path / n).exists() for n in "xyz")
+    capsys.readouterr()
+    assert main(base + ["-o", str(tmp_path / "w"), "--max-luts", "100"]) == 2  # not even the slowest design
+    assert "no folding fits the budget" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "xyzw")

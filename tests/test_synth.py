@@ -229,3 +229,28 @@ def test_failed_tool_leaves_nothing(small, monkeypatch):
     with pytest.raises(ToolError, match="nextpnr-ice40 failed"):
         fpga.synth(small, "ice40-up5k")
     assert not (small / "synth").exists()
+
+
+@pytest.mark.slow
+def test_fit_up5k_places_and_routes(tmp_path):
+    """``--fit ice40-up5k`` on the 4-bit digits MLP: its products are LUT multipliers (no
+    DSP), the folding fits the part's budget by the estimate, and the real place and route
+    agrees (a bitstream; the UP5K's clock is not the point here). The 8 DSP blocks alone
+    would have allowed a faster, bigger design: the LUT budget is what binds or not."""
+    from conftest import ROOT
+
+    ex = ROOT / "examples" / "digits_mlp"
+    out = tmp_path / "o"
+    assert run_cli("compile", ex / "model.onnx", "--calibration", ex / "calibration.npz", "--bits", "4",
+                   "--targets", "verilog", "-o", out, "--fit", "ice40-up5k", "-q") == 0
+    info = json.loads((out / "verilog" / "verilog_info.json").read_text())
+    budget = fpga.fit_budget(fpga.resolve_part("ice40-up5k"))
+    assert info["folding"]["max_luts"] == budget["max_luts"] and "max_bram" not in info["folding"]
+    assert info["totals"]["multipliers"] == 0 and info["totals"]["lut_multipliers"] > 8
+    assert info["totals"]["estimate"]["luts"] <= budget["max_luts"]
+    rc = run_cli("synth", out, "--fpga", "ice40-up5k", "--json", "--clock-mhz", "20")
+    assert rc == 0
+    rep = json.loads((out / "synth" / "ice40-up5k" / "synth.json").read_text())
+    assert rep["utilization"]["DSP"]["used"] == 0
+    assert rep["utilization"]["LUT"]["used"] <= rep["utilization"]["LUT"]["available"]
+    assert (out / "synth" / "ice40-up5k" / "nnforge_top.bin").stat().st_size > 0
