@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .design import BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile, trace_text
+from .passes.prune import PruneReport
 from .sim.fpga import FIT_SHARE
 from .sim.progress import Progress
 
@@ -56,7 +57,8 @@ def cmd_compile(args, progress: Progress) -> int:
                      mixed_precision=args.mixed_precision, validation=validation,
                      bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
-                     rounding=args.rounding, dynamic=args.dynamic)
+                     rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
+                     prune_structured=args.prune_structured)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -113,7 +115,11 @@ def cmd_report(args, progress: Progress) -> int:
         prec = json.loads(path.read_text()).get("precision") if path.is_file() else None
         if not prec:
             raise DataError(f"{out} holds no precision report; give --data DATA.npz to compute one")
-    print(json.dumps(prec, indent=2) if args.json else design.summary() + "\n\n" + Design.precision_text(prec), end="")
+    if args.json:
+        print(json.dumps({**prec, "compression": design.compression} if design.compression else prec, indent=2))
+    else:
+        comp = "".join(PruneReport(c["kind"], c["sparsity"], c["layers"]).text() for c in design.compression)
+        print(design.summary() + "\n\n" + (comp + "\n" if comp else "") + Design.precision_text(prec), end="")
     return 0
 
 
@@ -184,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search per-layer weight widths (8 down to 2 bits) for the fewest weight bits whose "
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")
     c.add_argument("--validation", help="labelled data for --mixed-precision: a .npz file with 'x' and 'y'")
+    c.add_argument("--prune", type=float, metavar="SPARSITY",
+                   help="set that fraction (0.75: three quarters) of every Dense / Conv layer's weights to 0, "
+                        "the rest refitted on the calibration data; the C code skips the zeros")
+    c.add_argument("--prune-structured", type=float, metavar="SPARSITY",
+                   help="remove that fraction of the output channels (filters, neurons) of every layer whose "
+                        "channels can go, with the inputs that read them; the rest refitted on the calibration data")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; balanced (default: the fewest multipliers "
                         "that let every layer keep up with the streams); or every input channel per cycle")

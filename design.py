@@ -29,6 +29,7 @@ from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.serialize import from_dict, to_dict
 from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
+from .passes.prune import PruneReport
 from .passes.calibrate import channel_means
 from .passes.rounding import layer_inputs
 from .sim.files import replace_dir
@@ -72,6 +73,7 @@ def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_
     return parallelism
 FORMAT_VERSION = 1
 HLS_TB_SAMPLES = 16
+CAL_REFIT = 512  # calibration samples pruning refits the weights on
 
 
 class DataError(ValueError):
@@ -155,6 +157,7 @@ class Design:
         self.qgraph = qgraph  # quantized: defines every integer result
         self.config = config
         self.mixed = None  # the mixed-precision search that chose config, if one ran
+        self.compression: list[dict] = []  # what each compression pass did (PruneReport.as_dict ...)
         self.calibration_precision = None  # precision() on the calibration data, from compile
         self._float_passes: Graph | None = None  # the float graph after the float passes (q's names)
         self.source = source
@@ -336,6 +339,7 @@ class Design:
                                        "scale": self.config.scale, "asymmetric": self.config.asymmetric,
                                        "rounding": self.config.rounding, "dynamic": self.config.dynamic,
                                        "mixed_precision": self.mixed.as_dict() if self.mixed else None},
+                      "compression": self.compression,
                       "input": {"shape": list(self.input_shape), "type": str(self.input_type)},
                       "output": {"shape": list(self.output_shape), "type": str(self.output_type),
                                  "softmax_on_host": bool(self.qgraph.meta.get("output_softmax"))},
@@ -377,6 +381,8 @@ class Design:
         lines = [self.summary(), "", f"MACs per inference: {info['macs']}"]
         if self.mixed:
             lines.append(self.mixed.text().rstrip())
+        for c in self.compression:
+            lines.append(PruneReport(c["kind"], c["sparsity"], c["layers"]).text().rstrip())
         if self.calibration_precision:
             lines += ["", "On the calibration data:", self.precision_text(self.calibration_precision).rstrip()]
         v = info.get("verilog")
@@ -510,7 +516,7 @@ class Design:
                           "from_model": self.config.from_model,
                           "scale": self.config.scale, "asymmetric": self.config.asymmetric,
                           "rounding": self.config.rounding, "dynamic": self.config.dynamic},
-               "float_graph": fd, "quantized_graph": qd}
+               "float_graph": fd, "quantized_graph": qd, "compression": self.compression}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
 
@@ -529,7 +535,9 @@ class Design:
         cfg = dict(doc["config"])
         cfg["overrides"] = tuple(tuple(o) for o in cfg.get("overrides", ()))
         cfg["layer_weight_bits"] = tuple(tuple(o) for o in cfg.get("layer_weight_bits", ()))
-        return cls(fg, qg, QuantConfig(**cfg), doc.get("source", ""))
+        design = cls(fg, qg, QuantConfig(**cfg), doc.get("source", ""))
+        design.compression = list(doc.get("compression", []))
+        return design
 
     # ---- verification ---------------------------------------------------------------
     def verify(self, x, y=None, backends: Sequence[str] = BACKENDS, outdir=None,
@@ -665,7 +673,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             calibration_overrides: dict[str, str] | None = None, mixed_precision: float | None = None,
             validation=None, bias_correction: bool | None = None, per_channel: bool = False,
             scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest",
-            dynamic: bool = False) -> Design:
+            dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -699,7 +707,14 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
 
     ``dynamic``: the C target also gets ``nnforge_run_dynamic`` (``c/nnforge_dynamic.c``),
     where every activation's power-of-two scale is chosen at run time per input from the
-    values it holds (:mod:`nnforge.ir.dynamic`); verify checks it as ``c-dynamic``."""
+    values it holds (:mod:`nnforge.ir.dynamic`); verify checks it as ``c-dynamic``.
+
+    ``prune_structured``: remove that fraction of the output channels of every Dense / Conv
+    whose channels can go (with the inputs of the layers that read them); ``prune``: set
+    that fraction of every Dense / Conv layer's weights to 0. Both are one-shot, on the
+    calibration data: the weights kept are refitted by least squares so that each layer
+    reproduces the unpruned one (:mod:`nnforge.passes.prune`); ``design.compression``
+    records what each did."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
@@ -714,10 +729,11 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
     if is_prequantized(f):
-        return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress)
+        return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress, prune, prune_structured)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     x_cal = as_batch(calibration, f.shape(f.inputs[0]))
+    compression = _prune(f, x_cal, prune, prune_structured, progress)
     ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
     means = channel_means(f, x_cal) if cfg.bias_correction else None
     inputs = layer_inputs(f, x_cal) if cfg.rounding == "search" else None
@@ -746,17 +762,38 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
              f"(calibration: {cfg.calibration})")
     design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
     design.mixed = mixed
+    design.compression = compression
     design._float_passes = f
     design.calibration_precision = design.precision(as_batch(calibration, f.shape(f.inputs[0])), limit=64)
     return design
 
 
+def _prune(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured: float | None,
+           progress: Progress) -> list[dict]:
+    """Structured, then magnitude pruning of the float graph ``f`` in place (see compile)."""
+    from .passes.prune import prune_magnitude, prune_structured as structured
+
+    done = []
+    for sparsity, fn in ((prune_structured, structured), (prune, prune_magnitude)):
+        if sparsity is None:
+            continue
+        t0 = time.monotonic()
+        rep = fn(f, sparsity, x_cal[:CAL_REFIT])
+        f.verify()
+        progress(rep.text().rstrip() + f"\n(refitted on {min(len(x_cal), CAL_REFIT)} calibration samples in "
+                 f"{time.monotonic() - t0:.1f}s)")
+        done.append(rep.as_dict())
+    return done
+
+
 def _compile_prequantized(g: Graph, f: Graph, cfg: QuantConfig, calibration, model, mixed_precision,
-                          progress: Progress) -> Design:
+                          progress: Progress, prune=None, prune_structured=None) -> Design:
     """A model that carries its own quantization (QDQ, QONNX): no calibration; the
     calibration data, if given, only feeds the precision report."""
     if mixed_precision is not None:
         raise DataError("mixed precision searches widths for a float model; this model is already quantized")
+    if prune is not None or prune_structured is not None:
+        raise DataError("pruning works on a float model before quantization; this model is already quantized")
     cfg = replace(cfg, from_model=True, bias_correction=False)
     q = quantize_prequantized(f, cfg)
     q.verify()

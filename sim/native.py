@@ -86,6 +86,22 @@ def run_c(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progr
     return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))
 
 
+def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
+           progress: Progress | None = None) -> float:
+    """Nanoseconds per inference of the C backend (gcc -O2), the fastest of ``repeats``
+    passes over the samples ``x_int`` (``sim/harness/bench.c``)."""
+    from .progress import QUIET
+
+    sources = [Path(src_dir) / "nnforge_model.c", HARNESS / "bench.c"]
+    exe = build("gcc", sources, Path(src_dir), Path(build_dir), C_FLAGS, progress or QUIET, libs=("-lm",))
+    fin = Path(build_dir) / "bench_in.bin"
+    np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1).astype("<i4").tofile(fin)
+    proc = subprocess.run([str(exe), str(fin), str(len(x_int)), str(int(repeats))], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{exe.name} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    return float(proc.stdout.split()[0])
+
+
 def run_hls(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """C simulation of the HLS C++ backend with plain g++ (no vendor headers)."""
     sources = [src_dir / "nnforge_hls.cpp", HARNESS / "harness.c"]
