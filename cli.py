@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .design import BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile, trace_text
-from .passes.prune import PruneReport
+from .passes.prune import compression_text
 from .sim.fpga import FIT_SHARE
 from .sim.progress import Progress
 
@@ -58,7 +58,7 @@ def cmd_compile(args, progress: Progress) -> int:
                      bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
                      rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
-                     prune_structured=args.prune_structured)
+                     prune_structured=args.prune_structured, low_rank=args.low_rank)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -118,7 +118,7 @@ def cmd_report(args, progress: Progress) -> int:
     if args.json:
         print(json.dumps({**prec, "compression": design.compression} if design.compression else prec, indent=2))
     else:
-        comp = "".join(PruneReport(c["kind"], c["sparsity"], c["layers"]).text() for c in design.compression)
+        comp = "".join(compression_text(c) for c in design.compression)
         print(design.summary() + "\n\n" + (comp + "\n" if comp else "") + Design.precision_text(prec), end="")
     return 0
 
@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prune-structured", type=float, metavar="SPARSITY",
                    help="remove that fraction of the output channels (filters, neurons) of every layer whose "
                         "channels can go, with the inputs that read them; the rest refitted on the calibration data")
+    c.add_argument("--low-rank", type=float, metavar="ENERGY",
+                   help="split every Dense and 1x1 Conv into two thinner layers keeping that share (0.9) of its "
+                        "singular values' energy, where that saves weights; refitted on the calibration data")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; balanced (default: the fewest multipliers "
                         "that let every layer keep up with the streams); or every input channel per cycle")

@@ -29,7 +29,7 @@ from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.serialize import from_dict, to_dict
 from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
-from .passes.prune import PruneReport
+from .passes.prune import compression_text
 from .passes.calibrate import channel_means
 from .passes.rounding import layer_inputs
 from .sim.files import replace_dir
@@ -382,7 +382,7 @@ class Design:
         if self.mixed:
             lines.append(self.mixed.text().rstrip())
         for c in self.compression:
-            lines.append(PruneReport(c["kind"], c["sparsity"], c["layers"]).text().rstrip())
+            lines.append(compression_text(c).rstrip())
         if self.calibration_precision:
             lines += ["", "On the calibration data:", self.precision_text(self.calibration_precision).rstrip()]
         v = info.get("verilog")
@@ -673,7 +673,8 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             calibration_overrides: dict[str, str] | None = None, mixed_precision: float | None = None,
             validation=None, bias_correction: bool | None = None, per_channel: bool = False,
             scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest",
-            dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None) -> Design:
+            dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None,
+            low_rank: float | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -713,8 +714,11 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     whose channels can go (with the inputs of the layers that read them); ``prune``: set
     that fraction of every Dense / Conv layer's weights to 0. Both are one-shot, on the
     calibration data: the weights kept are refitted by least squares so that each layer
-    reproduces the unpruned one (:mod:`nnforge.passes.prune`); ``design.compression``
-    records what each did."""
+    reproduces the unpruned one (:mod:`nnforge.passes.prune`). ``low_rank``: split every
+    Dense and 1x1 Conv into two thinner layers keeping that share of its singular values'
+    energy, where that saves weights, the second refitted on the calibration data
+    (:mod:`nnforge.passes.lowrank`). They run in that order: low rank, structured, then
+    magnitude pruning; ``design.compression`` records what each did."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
@@ -729,11 +733,12 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
     if is_prequantized(f):
-        return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress, prune, prune_structured)
+        return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress, prune, prune_structured,
+                                     low_rank)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     x_cal = as_batch(calibration, f.shape(f.inputs[0]))
-    compression = _prune(f, x_cal, prune, prune_structured, progress)
+    compression = _compress(f, x_cal, prune, prune_structured, low_rank, progress)
     ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
     means = channel_means(f, x_cal) if cfg.bias_correction else None
     inputs = layer_inputs(f, x_cal) if cfg.rounding == "search" else None
@@ -768,17 +773,19 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     return design
 
 
-def _prune(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured: float | None,
-           progress: Progress) -> list[dict]:
-    """Structured, then magnitude pruning of the float graph ``f`` in place (see compile)."""
+def _compress(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured: float | None,
+              low_rank: float | None, progress: Progress) -> list[dict]:
+    """Low rank, structured, then magnitude pruning of the float graph ``f`` in place (see
+    compile)."""
+    from .passes.lowrank import low_rank as split
     from .passes.prune import prune_magnitude, prune_structured as structured
 
     done = []
-    for sparsity, fn in ((prune_structured, structured), (prune, prune_magnitude)):
-        if sparsity is None:
+    for amount, fn in ((low_rank, split), (prune_structured, structured), (prune, prune_magnitude)):
+        if amount is None:
             continue
         t0 = time.monotonic()
-        rep = fn(f, sparsity, x_cal[:CAL_REFIT])
+        rep = fn(f, amount, x_cal[:CAL_REFIT])
         f.verify()
         progress(rep.text().rstrip() + f"\n(refitted on {min(len(x_cal), CAL_REFIT)} calibration samples in "
                  f"{time.monotonic() - t0:.1f}s)")
@@ -787,13 +794,14 @@ def _prune(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured: f
 
 
 def _compile_prequantized(g: Graph, f: Graph, cfg: QuantConfig, calibration, model, mixed_precision,
-                          progress: Progress, prune=None, prune_structured=None) -> Design:
+                          progress: Progress, prune=None, prune_structured=None, low_rank=None) -> Design:
     """A model that carries its own quantization (QDQ, QONNX): no calibration; the
     calibration data, if given, only feeds the precision report."""
     if mixed_precision is not None:
         raise DataError("mixed precision searches widths for a float model; this model is already quantized")
-    if prune is not None or prune_structured is not None:
-        raise DataError("pruning works on a float model before quantization; this model is already quantized")
+    if prune is not None or prune_structured is not None or low_rank is not None:
+        raise DataError("pruning and low rank work on a float model before quantization; this model is already "
+                        "quantized")
     cfg = replace(cfg, from_model=True, bias_correction=False)
     q = quantize_prequantized(f, cfg)
     q.verify()

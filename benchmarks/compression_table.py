@@ -35,6 +35,8 @@ TECHNIQUES = [
     ("prune 90%", {"prune": 0.9}),
     ("structured 25%", {"prune_structured": 0.25}),
     ("structured 50%", {"prune_structured": 0.5}),
+    ("low rank 90%", {"low_rank": 0.9}),
+    ("low rank 80%", {"low_rank": 0.8}),
 ]
 
 
@@ -76,9 +78,11 @@ def main() -> None:
              "C output equal to golden; C: ns per inference, gcc -O2 on the machine that ran the",
              "script; Verilog: balanced folding, cycles per image measured in Verilator (outputs",
              "equal to golden), multipliers (DSP and LUT), LUT4s and block RAMs from the estimate.",
-             "Pruning is one-shot (no training): the weights kept are refitted on the calibration",
-             "data. The Verilog engines do not skip zero weights yet: unstructured pruning saves",
-             "nothing there; structured pruning removes whole channels everywhere.", ""]
+             "Pruning and low rank are one-shot (no training): the weights kept are refitted on the",
+             "calibration data. The Verilog engines do not skip zero weights yet: unstructured pruning",
+             "saves nothing there; structured pruning removes whole channels everywhere. Low rank",
+             "splits only the Dense and 1x1 Conv layers it makes smaller (the CNN has one small Dense).",
+             "Weight sharing, float16 / bfloat16 and NeuZip storage are not built yet.", ""]
     for example in ("digits_cnn", "digits_resnet"):
         rows = []
         for label, opts in TECHNIQUES:

@@ -166,7 +166,7 @@ class _Reference:
         from ..ir.interp import run_float
 
         cur = run_float(self.g, self.x, keep=True)[n.inputs[0]]
-        old = self.orig_env[n.inputs[0]]
+        old = self.orig_env[self.orig.node(n.name).inputs[0]]  # the same layer's input before any change
         xs_new, xs_old = _design_matrix(self.g, n, cur), _design_matrix(self.orig, self.orig.node(n.name), old)
         rows = len(xs_new[0])
         pick = self.rng.choice(rows, _MAX_ROWS, replace=False) if rows > _MAX_ROWS else slice(None)
@@ -395,3 +395,12 @@ def search_sparsity(g: Graph, kind: str, x: np.ndarray, y: np.ndarray, max_drop:
         if base - a <= max_drop:
             best = (s, a)
     return best[0], best[1], base
+
+
+def compression_text(c: dict) -> str:
+    """The text of a compression record (``design.compression``: a report's ``as_dict``)."""
+    if c["kind"] == "low_rank":
+        from .lowrank import LowRankReport
+
+        return LowRankReport(c["energy"], c["layers"]).text()
+    return PruneReport(c["kind"], c["sparsity"], c["layers"]).text()
