@@ -79,8 +79,9 @@ def main() -> None:
              "script; Verilog: balanced folding, cycles per image measured in Verilator (outputs",
              "equal to golden), multipliers (DSP and LUT), LUT4s and block RAMs from the estimate.",
              "Pruning and low rank are one-shot (no training): the weights kept are refitted on the",
-             "calibration data. The Verilog engines do not skip zero weights yet: unstructured pruning",
-             "saves nothing there; structured pruning removes whole channels everywhere. Low rank",
+             "calibration data. The folded Verilog engines (here) do not skip zero weights yet:",
+             "unstructured pruning saves nothing there (an unrolled Dense layer, `--parallelism parallel`,",
+             "has no multiplier for a zero weight); structured pruning removes whole channels. Low rank",
              "splits only the Dense and 1x1 Conv layers it makes smaller (the CNN has one small Dense).",
              "Weight sharing, float16 / bfloat16 and NeuZip storage are not built yet.", ""]
     for example in ("digits_cnn", "digits_resnet"):

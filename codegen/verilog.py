@@ -119,10 +119,11 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
         lut = _lut_mul(ly)
         # among foldings with as many lanes, SIMD nearest the balanced one: a wider adder
         # tree and input word cost more logic than more PE lanes
-        units[ly.name] = [Option(_layer_ii(ly, pe, s), (pe * s, abs(s.bit_length() - _SIMD_TARGET.bit_length()), pe, s),
-                                 m, (pe, s), pe * s)
+        units[ly.name] = [Option(_layer_ii(ly, pe, s), (n, abs(s.bit_length() - _SIMD_TARGET.bit_length()), pe, s),
+                                 m, (pe, s), n)
                           for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
-                          for m in ((0 if lut else pe * s) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
+                          for n in (_products(ly, pe, s),)
+                          for m in ((0 if lut else n) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
     floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
 
     def estimate(picks: dict) -> dict:
@@ -334,6 +335,8 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
     wrom += [0] * ((1 << ab) - len(wrom))
     wrom_width = pe * simd * ww
 
+    unrolled = t.groups == 1 and t.steps == 1
+    nnz = int(np.count_nonzero(ly.weights))
     gb = _bits(t.groups)
     amask = (1 << aw) - 1
     brom = []
@@ -379,6 +382,11 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "x_signed": ly.in_t.signed, "w_signed": ly.w_t.signed,
         # operand extensions to the exact product width
         "prod": prod, "lut_mul": lut_mul,
+        # every product at once (one group, one step): constant weights, none for a zero
+        "unrolled": unrolled, "nnz": nnz, "products": _products(ly, pe, simd),
+        "w_const": _hex(wrom_width, wrom[0]) if unrolled else "",
+        "w_nz": _hex(pe * simd, sum(1 << (p * simd + j) for p in range(pe) for j in range(simd)
+                                   if wq[0, p, 0, j] != 0)) if unrolled else "",
         "x_ext": _repl(pw - xw, f"x[{xw - 1}]" if ly.in_t.signed else None),
         "w_ext": _repl(pw - ww, f"w[{ww - 1}]" if ly.w_t.signed else None),
         # product -> accumulator width (the acc_width bound makes truncation exact)
@@ -455,10 +463,20 @@ def _lut_mul(ly: DenseLayer) -> bool:
     return product("p", "x", "x", ly.in_t.width, ly.in_t.signed, "w", "w", ly.w_t.width, ly.w_t.signed, 2)[1] is not None
 
 
+def _products(ly: DenseLayer, pe: int, simd: int) -> int:
+    """The multipliers a layer's products need at folding (PE, SIMD): PE x SIMD, but with
+    every product at once (unrolled: constant weights) one per weight that is neither 0
+    nor +-2^k (synthesis makes those nothing or a shift)."""
+    if pe * simd != ly.n_out * ly.n_in:
+        return pe * simd
+    a = np.abs(np.asarray(ly.weights, dtype=np.int64))
+    return int(np.count_nonzero((a != 0) & ((a & (a - 1)) != 0)))
+
+
 def _dsp_multipliers(c: dict) -> int:
     """A layer's multiplier blocks: its products unless they are built from LUTs, and its
     per-channel requantization's."""
-    return (0 if c["lut_mul"] else c["pe"] * c["simd"]) + _rq_multipliers(c["cm"], c["pe"], c["groups"])
+    return (0 if c["lut_mul"] else c["products"]) + _rq_multipliers(c["cm"], c["pe"], c["groups"])
 
 
 def _rq_multipliers(cm: str, pe: int, groups: int) -> int:
@@ -515,7 +533,7 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
             "name": c["name"], "module": c["module"], "file": f"{c['module']}.v",
             "n_in": c["n_in"], "n_out": c["n_out"],
             "pe": c["pe"], "simd": c["simd"], "multipliers": _dsp_multipliers(c),
-            "lut_multipliers": c["pe"] * c["simd"] if c["lut_mul"] else 0,
+            "lut_multipliers": c["products"] if c["lut_mul"] else 0,
             "steps": c["steps"], "groups": c["groups"],
             "acc_width": c["aw"], "shift": c["shift"], "lo": c["lo"], "hi": c["hi"],
             "in_type": c["in_type"], "weight_type": c["w_type"], "out_type": c["out_type"],
@@ -529,6 +547,7 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
         }
         for i, (ly, c) in enumerate(zip(hw.layers, ctxs))
     ]
+    units = sum(x["multipliers"] + x["lut_multipliers"] for x in layers_info)  # no product at all: an all-zero model
     info = {
         "top": TOP,
         "model": hw.name,
@@ -545,7 +564,7 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
             "macs": hw.macs,
             # MACs per inference over the multiplier-cycles (blocks and LUT multipliers alike)
             # spent on one (1.0: all busy)
-            "efficiency": round(hw.macs / (ii * sum(x["multipliers"] + x["lut_multipliers"] for x in layers_info)), 4),
+            "efficiency": round(hw.macs / (ii * units), 4) if units else None,
         },
         "timing_notes": (
             "cycles at one clock each; ii_cycles = steady-state cycles per vector with "

@@ -486,12 +486,13 @@ def lint(src_dir: Path, axis: bool = False) -> None:
     run_tool(cmd, cwd=Path(src_dir), env=verilator_env(), what="verilator --lint-only -Wall")
 
 
-def synth_check(src_dir: Path) -> dict:
+def synth_check(src_dir: Path, full: bool = True) -> dict:
     """Yosys generic synthesis of the design. Returns the multipliers counted before
     techmapping (``$mul`` cells after flattening and width reduction whose two operands
-    both vary; a product with a constant, as in address arithmetic, is counted apart as
-    ``constant_multipliers``) and the cell counts after ``synth``; raises
-    :class:`ToolError` if Yosys rejects the design."""
+    both vary; a product with a constant, as in address arithmetic or an unrolled layer's
+    constant weights, is counted apart as ``constant_multipliers``) and the cell counts
+    after ``synth`` (``full=False``: the counts before techmapping only, for designs too
+    big to synthesize here); raises :class:`ToolError` if Yosys rejects the design."""
     info, srcs = _design(src_dir)
     yosys = find_tool("yosys")
     with tempfile.TemporaryDirectory(prefix="nnforge_yosys_") as tmp:
@@ -502,7 +503,8 @@ def synth_check(src_dir: Path) -> dict:
         script = (
             f"read_verilog {names}; hierarchy -check -top {info['top']}; proc; flatten; "
             f"opt -fast; wreduce; opt_clean; tee -q -o coarse.json stat -json; write_json coarse_net.json; "
-            f"synth -top {info['top']} -flatten; check -assert; tee -q -o fine.json stat -json"
+            + (f"synth -top {info['top']} -flatten; check -assert; " if full else "")
+            + "tee -q -o fine.json stat -json"
         )
         t0 = time.monotonic()
         run_tool([yosys, "-q", "-p", script], cwd=Path(tmp), what="yosys synth")

@@ -207,3 +207,26 @@ def test_sparse_c_is_exact_on_a_1d_conv(tmp_path):
     d.write(tmp_path / "o", targets=["c", "hls"])
     res = d.verify(x, backends=["golden", "c", "hls"], outdir=tmp_path / "o")
     assert all(b.mismatches == 0 for b in res.backends.values())
+
+
+@pytest.mark.slow
+def test_unrolled_verilog_has_no_multiplier_for_a_zero_weight(tmp_path):
+    """Every product at once (the Dense chain's "parallel" folding): the weights are
+    constants and a zero (or +-2^k) weight has no multiplier; pruned to 75%, Yosys counts
+    at least 2x fewer multipliers, as the writer says, and the outputs equal golden."""
+    from nnforge.sim.verilog import synth_check
+
+    ex = EX / "digits_mlp"
+    x_cal, test = np.load(ex / "calibration.npz")["x"], np.load(ex / "test.npz")
+    counts = {}
+    for s in (None, 0.75):
+        d = nnforge.compile(ex / "model.onnx", calibration=x_cal, bits=8, prune=s)
+        out = d.write(tmp_path / f"p{s}", targets=["verilog"], parallelism="parallel")
+        info = json.loads((out / "verilog" / "verilog_info.json").read_text())
+        st = synth_check(out / "verilog", full=False)
+        assert st["multipliers"] == 0  # no product of two varying operands
+        assert st["constant_multipliers"] == info["totals"]["multipliers"]
+        counts[s] = st["constant_multipliers"]
+    assert counts[None] >= 2 * counts[0.75]
+    res = d.verify(test["x"][:24], backends=["golden", "verilog"], outdir=tmp_path / "p0.75")
+    assert res.backends["verilog"].mismatches == 0
