@@ -58,7 +58,8 @@ def cmd_compile(args, progress: Progress) -> int:
                      bias_correction={"auto": None, "on": True, "off": False}[args.bias_correction],
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
                      rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
-                     prune_structured=args.prune_structured, low_rank=args.low_rank)
+                     prune_structured=args.prune_structured, low_rank=args.low_rank,
+                     share_weights=args.share_weights)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--low-rank", type=float, metavar="ENERGY",
                    help="split every Dense and 1x1 Conv into two thinner layers keeping that share (0.9) of its "
                         "singular values' energy, where that saves weights; refitted on the calibration data")
+    c.add_argument("--share-weights", type=int, metavar="K",
+                   help="cluster every Dense / Conv layer's weights into 2^K shared values (k-means), the values "
+                        "refitted on the calibration data")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; balanced (default: the fewest multipliers "
                         "that let every layer keep up with the streams); or every input channel per cycle")

@@ -674,7 +674,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             validation=None, bias_correction: bool | None = None, per_channel: bool = False,
             scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest",
             dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None,
-            low_rank: float | None = None) -> Design:
+            low_rank: float | None = None, share_weights: int | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -717,8 +717,11 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     reproduces the unpruned one (:mod:`nnforge.passes.prune`). ``low_rank``: split every
     Dense and 1x1 Conv into two thinner layers keeping that share of its singular values'
     energy, where that saves weights, the second refitted on the calibration data
-    (:mod:`nnforge.passes.lowrank`). They run in that order: low rank, structured, then
-    magnitude pruning; ``design.compression`` records what each did."""
+    (:mod:`nnforge.passes.lowrank`). ``share_weights``: k, every Dense / Conv layer's
+    weights clustered into 2^k shared values (k-means, the values refitted on the
+    calibration data; :mod:`nnforge.passes.share`). They run in that order: low rank,
+    structured pruning, magnitude pruning, sharing; ``design.compression`` records what
+    each did."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
@@ -734,11 +737,11 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     f = run_float_pipeline(g)
     if is_prequantized(f):
         return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress, prune, prune_structured,
-                                     low_rank)
+                                     low_rank, share_weights)
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     x_cal = as_batch(calibration, f.shape(f.inputs[0]))
-    compression = _compress(f, x_cal, prune, prune_structured, low_rank, progress)
+    compression = _compress(f, x_cal, prune, prune_structured, low_rank, share_weights, progress)
     ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
     means = channel_means(f, x_cal) if cfg.bias_correction else None
     inputs = layer_inputs(f, x_cal) if cfg.rounding == "search" else None
@@ -774,14 +777,16 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
 
 
 def _compress(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured: float | None,
-              low_rank: float | None, progress: Progress) -> list[dict]:
-    """Low rank, structured, then magnitude pruning of the float graph ``f`` in place (see
-    compile)."""
+              low_rank: float | None, share: int | None, progress: Progress) -> list[dict]:
+    """Low rank, structured pruning, magnitude pruning, then weight sharing of the float
+    graph ``f`` in place (see compile)."""
     from .passes.lowrank import low_rank as split
     from .passes.prune import prune_magnitude, prune_structured as structured
+    from .passes.share import share_weights as cluster
 
     done = []
-    for amount, fn in ((low_rank, split), (prune_structured, structured), (prune, prune_magnitude)):
+    for amount, fn in ((low_rank, split), (prune_structured, structured), (prune, prune_magnitude),
+                       (share, cluster)):
         if amount is None:
             continue
         t0 = time.monotonic()
@@ -794,14 +799,15 @@ def _compress(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured
 
 
 def _compile_prequantized(g: Graph, f: Graph, cfg: QuantConfig, calibration, model, mixed_precision,
-                          progress: Progress, prune=None, prune_structured=None, low_rank=None) -> Design:
+                          progress: Progress, prune=None, prune_structured=None, low_rank=None,
+                          share_weights=None) -> Design:
     """A model that carries its own quantization (QDQ, QONNX): no calibration; the
     calibration data, if given, only feeds the precision report."""
     if mixed_precision is not None:
         raise DataError("mixed precision searches widths for a float model; this model is already quantized")
-    if prune is not None or prune_structured is not None or low_rank is not None:
-        raise DataError("pruning and low rank work on a float model before quantization; this model is already "
-                        "quantized")
+    if any(v is not None for v in (prune, prune_structured, low_rank, share_weights)):
+        raise DataError("pruning, low rank and weight sharing work on a float model before quantization; this "
+                        "model is already quantized")
     cfg = replace(cfg, from_model=True, bias_correction=False)
     q = quantize_prequantized(f, cfg)
     q.verify()

@@ -37,6 +37,8 @@ TECHNIQUES = [
     ("structured 50%", {"prune_structured": 0.5}),
     ("low rank 90%", {"low_rank": 0.9}),
     ("low rank 80%", {"low_rank": 0.8}),
+    ("share 2^4 values", {"share_weights": 4}),
+    ("share 2^3 values", {"share_weights": 3}),
 ]
 
 
@@ -83,7 +85,8 @@ def main() -> None:
              "unstructured pruning saves nothing there (an unrolled Dense layer, `--parallelism parallel`,",
              "has no multiplier for a zero weight); structured pruning removes whole channels. Low rank",
              "splits only the Dense and 1x1 Conv layers it makes smaller (the CNN has one small Dense).",
-             "Weight sharing, float16 / bfloat16 and NeuZip storage are not built yet.", ""]
+             "Weight sharing: the C file stores packed indices and a table (the bytes here); the Verilog",
+             "engines keep whole weights. Float16 / bfloat16 and NeuZip storage are not built yet.", ""]
     for example in ("digits_cnn", "digits_resnet"):
         rows = []
         for label, opts in TECHNIQUES:

@@ -148,6 +148,31 @@ def _sparse(weights: np.ndarray, index: np.ndarray, w_bits: int, *taps: np.ndarr
     return out
 
 
+_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8}
+
+
+def _shared(weights: np.ndarray, p: dict) -> dict:
+    """Indices and a table for a dense-form layer with few distinct weights (weight
+    sharing): when 2, 4 or 16 values cover them all and the packed 1-, 2- or 4-bit
+    indices plus the table are smaller than the weights, the C file holds those, decoded
+    once into the weight array at the first run (flash holds the packed form, RAM the
+    weights)."""
+    if p.get("sparse") or not weights.size:
+        return {"shared": False}
+    vals = np.unique(weights)
+    bits = next((b for b in (1, 2, 4) if len(vals) <= 1 << b), None)
+    wb = _BYTES[p["w_ctype"]]
+    per = 8 // bits if bits else 0
+    if bits is None or -(-weights.size // per) + len(vals) * wb >= weights.size * wb:
+        return {"shared": False}
+    idx = np.searchsorted(vals, weights.reshape(-1))
+    packed = np.zeros(-(-weights.size // per), dtype=np.int64)
+    np.add.at(packed, np.arange(weights.size) // per, idx << ((np.arange(weights.size) % per) * bits))
+    return {"shared": True, "tab_rows": _rows(vals), "tab_size": len(vals), "idx_bits": bits, "idx_per": per,
+            "idx_mask": (1 << bits) - 1, "idx_rows": _rows(packed), "idx_size": len(packed),
+            "weight_bytes": len(packed) + len(vals) * wb}
+
+
 def _requant(acc_frac: int, out_t: FixedType, relu: bool = False) -> dict:
     return {"shift": acc_frac - out_t.frac, "lo": max(out_t.lo, 0) if relu else out_t.lo, "hi": out_t.hi}
 
@@ -225,6 +250,7 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
             p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=[_rows(r, r.size)[0] for r in weights],
                      b_list=_rows(bias, max(bias.size, 1))[0])
             p.update(_sparse(weights, weights.reshape(weights.shape[0], -1).nonzero()[1], q.qtype(w).width))
+            p.update(_shared(weights, p))
             return "dense", p, weights.size, [x]
         groups = int(node.attr("groups", 1))
         p.update(_window(node.attrs, in_shape, weights.shape[2:]))
@@ -234,6 +260,7 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
         offs = (c_i * p["h"] + kh_i * p["dh"]) * p["w"] + kw_i * p["dw"]
         p.update(_sparse(weights, offs, q.qtype(w).width, kh_i * p["dh"], kw_i * p["dw"]))
         p.update(kh_span=(p["kh"] - 1) * p["dh"] + 1, kw_span=(p["kw"] - 1) * p["dw"] + 1)
+        p.update(_shared(weights, p))
         return "conv", p, size * int(np.prod(weights.shape[1:])), [x]
     if op in ("MaxPool", "AveragePool"):
         geo = _window(node.attrs, in_shape, tuple(node.attr("kernel_shape")), bool(node.attr("ceil_mode")))

@@ -403,4 +403,8 @@ def compression_text(c: dict) -> str:
         from .lowrank import LowRankReport
 
         return LowRankReport(c["energy"], c["layers"]).text()
+    if c["kind"] == "share":
+        from .share import ShareReport
+
+        return ShareReport(c["bits"], c["layers"]).text()
     return PruneReport(c["kind"], c["sparsity"], c["layers"]).text()
