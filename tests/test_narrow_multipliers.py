@@ -128,7 +128,7 @@ def test_narrow_designs_are_exact_and_use_no_multiplier(tmp_path, example, weigh
     sim_verilog.lint(out / "verilog")
     info = json.loads((out / "verilog" / "verilog_info.json").read_text())
     assert info["totals"]["multipliers"] == 0 and info["totals"]["lut_multipliers"] > 0
-    stats = sim_verilog.synth_check(out / "verilog")
+    stats = sim_verilog.synth_check(out / "verilog", full=False)  # the count before techmapping
     assert stats["multipliers"] == 0  # Yosys finds no product of two varying operands
     res = d.verify(test["x"][:48], test["y"][:48], backends=["golden", "verilog"], outdir=out)
     assert res.backends["verilog"].samples == 48 and res.backends["verilog"].mismatches == 0
