@@ -119,7 +119,11 @@ def _rows(values, per_line: int = 16) -> list[str]:
 SPARSE_DENSITY = {"Dense": 0.25, "Conv": 0.6}
 
 
-def _sparse(weights: np.ndarray, index: np.ndarray, w_bits: int, *taps: np.ndarray) -> dict:
+_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8,
+          "uint8_t": 1, "uint16_t": 2, "uint32_t": 4, "uint64_t": 8}
+
+
+def _sparse(weights: np.ndarray, index: np.ndarray, w_ctype: str, *taps: np.ndarray) -> dict:
     """The compressed sparse form of a Dense / Conv layer's weights, when at most
     ``SPARSE_DENSITY`` of them are nonzero: per output channel (row) its nonzero weights ``sv``, their
     ``index`` (a Dense: the input; a Conv: the tap's offset from the window corner) and,
@@ -128,8 +132,9 @@ def _sparse(weights: np.ndarray, index: np.ndarray, w_bits: int, *taps: np.ndarr
     nz = weights.reshape(weights.shape[0], -1) != 0
     nnz = int(nz.sum())
     out = {"nnz": nnz, "sparse": weights.size > 0 and nnz <= SPARSE_DENSITY["Conv" if taps else "Dense"] * weights.size}
+    wb = _BYTES[w_ctype]
     if not out["sparse"]:
-        out["weight_bytes"] = weights.size * (-(-w_bits // 8) if w_bits <= 8 else 2 if w_bits <= 16 else 4)
+        out["weight_bytes"] = weights.size * wb
         return out
     ptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))])
     pad = (lambda a: a) if nnz else (lambda a: np.zeros(1, dtype=np.int64))  # no zero-size C arrays
@@ -141,14 +146,9 @@ def _sparse(weights: np.ndarray, index: np.ndarray, w_bits: int, *taps: np.ndarr
         th, tw = taps
         out.update(sh_rows=_rows(pad(th)), sw_rows=_rows(pad(tw)),
                    st_ctype=c_int_type(max(1, int(max(th.max(initial=0), tw.max(initial=0))).bit_length()), False))
-    wb = -(-w_bits // 8) if w_bits <= 8 else 2 if w_bits <= 16 else 4
-    sizes = {"uint8_t": 1, "uint16_t": 2, "uint32_t": 4, "uint64_t": 8}
-    out["weight_bytes"] = (nnz * (wb + sizes[out["si_ctype"]] + (2 * sizes[out["st_ctype"]] if taps else 0))
-                           + len(ptr) * sizes[out["sr_ctype"]])
+    out["weight_bytes"] = (nnz * (wb + _BYTES[out["si_ctype"]] + (2 * _BYTES[out["st_ctype"]] if taps else 0))
+                           + len(ptr) * _BYTES[out["sr_ctype"]])
     return out
-
-
-_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8}
 
 
 def _shared(weights: np.ndarray, p: dict) -> dict:
@@ -249,7 +249,7 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
         if op == "Dense":  # one row of weights per output, as the (n_out, n_in) array
             p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=[_rows(r, r.size)[0] for r in weights],
                      b_list=_rows(bias, max(bias.size, 1))[0])
-            p.update(_sparse(weights, weights.reshape(weights.shape[0], -1).nonzero()[1], q.qtype(w).width))
+            p.update(_sparse(weights, weights.reshape(weights.shape[0], -1).nonzero()[1], p["w_ctype"]))
             p.update(_shared(weights, p))
             return "dense", p, weights.size, [x]
         groups = int(node.attr("groups", 1))
@@ -258,7 +258,7 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
         # a nonzero tap's offset from the window's corner: (c * H + kh * dh) * W + kw * dw
         _, c_i, kh_i, kw_i = np.nonzero(weights.reshape(weights.shape[0], weights.shape[1], p["kh"], p["kw"]))
         offs = (c_i * p["h"] + kh_i * p["dh"]) * p["w"] + kw_i * p["dw"]
-        p.update(_sparse(weights, offs, q.qtype(w).width, kh_i * p["dh"], kw_i * p["dw"]))
+        p.update(_sparse(weights, offs, p["w_ctype"], kh_i * p["dh"], kw_i * p["dw"]))
         p.update(kh_span=(p["kh"] - 1) * p["dh"] + 1, kw_span=(p["kw"] - 1) * p["dw"] + 1)
         p.update(_shared(weights, p))
         return "conv", p, size * int(np.prod(weights.shape[1:])), [x]

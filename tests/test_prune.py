@@ -173,10 +173,10 @@ def test_structured_pruning_shrinks_every_backend(tmp_path):
 def test_sparse_rule_follows_density():
     w = np.zeros((4, 10), dtype=np.int64)
     w[:, :2] = 3  # density 0.2: sparse for a Dense layer (<= 0.25)
-    p = program._sparse(w, w.nonzero()[1], 8)
+    p = program._sparse(w, w.nonzero()[1], "int8_t")
     assert p["sparse"] and p["nnz"] == 8 and p["weight_bytes"] < w.size
     w[:, :5] = 3  # density 0.5
-    assert not program._sparse(w, w.nonzero()[1], 8)["sparse"]
+    assert not program._sparse(w, w.nonzero()[1], "int8_t")["sparse"]
 
 
 def test_time_c_runs_the_model(tmp_path):
