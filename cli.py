@@ -59,7 +59,7 @@ def cmd_compile(args, progress: Progress) -> int:
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
                      rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
                      prune_structured=args.prune_structured, low_rank=args.low_rank,
-                     share_weights=args.share_weights)
+                     share_weights=args.share_weights, float_format=args.float_format, neuzip=args.neuzip)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -203,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--share-weights", type=int, metavar="K",
                    help="cluster every Dense / Conv layer's weights into 2^K shared values (k-means), the values "
                         "refitted on the calibration data")
+    c.add_argument("--float", dest="float_format", choices=("fp16", "bf16"),
+                   help="run the model in float16 or bfloat16 instead of fixed point: weights and activations "
+                        "16-bit floats, float32 accumulation, round to nearest even (no calibration needed)")
+    c.add_argument("--neuzip", metavar="lossless|lossy:K",
+                   help="with --float: store the weights NeuZip-style: 'lossless' entropy-codes their exponents "
+                        "(the C code decodes one layer at a time into a small buffer, same results); 'lossy:K' "
+                        "keeps K mantissa bits under one scale per block of 32 weights")
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; balanced (default: the fewest multipliers "
                         "that let every layer keep up with the streams); or every input channel per cycle")

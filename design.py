@@ -24,8 +24,11 @@ from .codegen import c as c_backend
 from .codegen import hls as hls_backend
 from .codegen.lower import BackendError, HwModel, lower
 from .codegen.program import Program
+from .codegen.c_float import FloatProgram, is_float_graph, lower_float_for, write_c as write_float_c
+from .codegen.c_float import write_hls as write_float_hls
 from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
+from .ir.floats import is_float, random_patterns
 from .ir.serialize import from_dict, to_dict
 from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
@@ -186,6 +189,8 @@ class Design:
     def lowered(self, target: str) -> Program | HwModel:
         """What ``target`` renders: a Program for C and HLS, the Dense chain for Verilog.
         Raises :class:`BackendError` if the target cannot implement the graph."""
+        if is_float_graph(self.qgraph):
+            return lower_float_for(self.qgraph, target, self.config.neuzip)
         return lower_for(self.qgraph, target)
 
     def check_input(self, x) -> np.ndarray:
@@ -222,7 +227,8 @@ class Design:
                 # every output value takes one MAC per weight of its output channel
                 w_shape = q.shape(n.inputs[1])
                 per_output = int(np.prod(w_shape[1:]))
-                row.update(weights=str(q.qtype(n.inputs[1])), acc_width=n.attr("acc_width"),
+                row.update(weights=str(q.qtype(n.inputs[1])),
+                           acc_width="fp32" if is_float(q.qtype(n.outputs[0])) else n.attr("acc_width"),
                            relu=bool(n.attr("relu")),
                            macs=int(np.prod(q.shape(n.outputs[0]))) * per_output)
             rows.append(row)
@@ -346,14 +352,22 @@ class Design:
                       "layers": self.layers(), "macs": sum(r.get("macs", 0) for r in self.layers()),
                       "precision": self.calibration_precision}
         softmax = bool(self.qgraph.meta.get("output_softmax"))
-        if "c" in targets:
+        if isinstance(models.get("c"), FloatProgram):
+            progress(f"writing C ({models['c'].fmt}, {models['c'].weight_format} weights)")
+            write_float_c(models["c"], tmp / "c")
+        elif "c" in targets:
             progress("writing C")
             c_backend.write(models["c"], tmp / "c", softmax=softmax)
             if self.config.dynamic:
                 from .codegen.c_dynamic import write_dynamic
 
                 write_dynamic(self.qgraph, tmp / "c")
-        if "hls" in targets:
+        if isinstance(models.get("hls"), FloatProgram):
+            progress(f"writing HLS C++ ({models['hls'].fmt})")
+            tb_x = self._tb_vectors()
+            write_float_hls(models["hls"], tmp / "hls", tb_x, self.predict_int(tb_x), hls_backend.DEFAULT_PART,
+                            hls_backend.DEFAULT_CLOCK_NS)
+        elif "hls" in targets:
             progress("writing HLS C++")
             tb_x = self._tb_vectors()
             hls_backend.write(models["hls"], tmp / "hls", tb_x, self.predict_int(tb_x))
@@ -373,6 +387,10 @@ class Design:
         """Deterministic vectors spanning the input type, for the HLS C-sim testbench."""
         rng = np.random.default_rng(0)
         t = self.input_type
+        if is_float(t):
+            x = random_patterns(rng, (HLS_TB_SAMPLES, *self.input_shape), t.format)
+            x[0], x[1] = 0, t.format.sat
+            return x
         x = rng.integers(t.lo, t.hi + 1, size=(HLS_TB_SAMPLES, *self.input_shape))
         x[0], x[1] = t.lo, t.hi
         return x
@@ -515,7 +533,8 @@ class Design:
                           "per_channel": self.config.per_channel,
                           "from_model": self.config.from_model,
                           "scale": self.config.scale, "asymmetric": self.config.asymmetric,
-                          "rounding": self.config.rounding, "dynamic": self.config.dynamic},
+                          "rounding": self.config.rounding, "dynamic": self.config.dynamic,
+                          "float_format": self.config.float_format, "neuzip": self.config.neuzip},
                "float_graph": fd, "quantized_graph": qd, "compression": self.compression}
         np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -571,7 +590,10 @@ class Design:
                 diff = np.any(run_y.reshape(len(x), -1) != golden.reshape(len(x), -1), axis=1)
                 bad = np.flatnonzero(diff)
                 result.backends[b] = BackendResult(
-                    samples=len(x), mismatches=int(diff.sum()), accuracy=_accuracy(run_y, labels),
+                    samples=len(x), mismatches=int(diff.sum()),
+                    # float patterns do not sort as their values do: rank the values
+                    accuracy=_accuracy(dequantize(run_y, self.output_type) if is_float(self.output_type) else run_y,
+                                       labels),
                     cycles_per_inference=getattr(extra, "cycles_per_inference", None),
                     latency_cycles=getattr(extra, "latency_cycles", None),
                     seconds=time.monotonic() - t0, first_mismatch=int(bad[0]) if len(bad) else None)
@@ -674,7 +696,8 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             validation=None, bias_correction: bool | None = None, per_channel: bool = False,
             scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest",
             dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None,
-            low_rank: float | None = None, share_weights: int | None = None) -> Design:
+            low_rank: float | None = None, share_weights: int | None = None,
+            float_format: str | None = None, neuzip: str | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -721,7 +744,15 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     weights clustered into 2^k shared values (k-means, the values refitted on the
     calibration data; :mod:`nnforge.passes.share`). They run in that order: low rank,
     structured pruning, magnitude pruning, sharing; ``design.compression`` records what
-    each did."""
+    each did.
+
+    ``float_format``: ``fp16`` or ``bf16``: instead of quantizing to fixed point, run the
+    model in that 16-bit float format with float32 accumulation, every operation rounded
+    to nearest even (the contract: :mod:`nnforge.ir.floats`); no calibration is needed.
+    ``neuzip`` (float formats only): ``lossless`` stores each layer's weights with their
+    exponents entropy-coded (the C backend decodes one layer at a time; same results), or
+    ``lossy:K``: weights keep K mantissa bits under one power-of-two scale per block of
+    32 (:mod:`nnforge.passes.neuzip`), which changes them, so every backend uses them."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
@@ -735,6 +766,9 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     g = import_onnx(model)
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
+    if float_format is not None or neuzip is not None:
+        return _compile_float(g, f, cfg, calibration, model, float_format, neuzip, progress,
+                              (prune, prune_structured, low_rank, share_weights), mixed_precision)
     if is_prequantized(f):
         return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress, prune, prune_structured,
                                      low_rank, share_weights)
@@ -796,6 +830,41 @@ def _compress(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured
                  f"{time.monotonic() - t0:.1f}s)")
         done.append(rep.as_dict())
     return done
+
+
+def _compile_float(g: Graph, f: Graph, cfg: QuantConfig, calibration, model, fmt: str | None, neuzip: str | None,
+                   progress: Progress, compress: tuple, mixed_precision) -> Design:
+    """float16 / bfloat16 (see compile): the float graph's weights narrowed, no calibration."""
+    from .passes.floatfmt import FloatFormatError, lossy_weights, parse_neuzip, to_float
+
+    if fmt is None:
+        raise DataError("NeuZip stores float weights: give a float format too (--float fp16 or bf16)")
+    if is_prequantized(f):
+        raise DataError("this model carries its own integer quantization; --float runs float models")
+    if mixed_precision is not None or cfg.dynamic or cfg.per_channel or cfg.scale != "pow2":
+        raise DataError("--float replaces fixed-point quantization; the quantization options do not apply")
+    try:
+        kind, k = parse_neuzip(neuzip)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    compression = []
+    if any(a is not None for a in compress):
+        if calibration is None:
+            raise DataError("pruning, low rank and weight sharing refit on calibration data; give some")
+        compression = _compress(f, as_batch(calibration, f.shape(f.inputs[0])), *compress, progress)
+    try:
+        q = to_float(f, fmt)
+        if kind == "lossy":
+            q = lossy_weights(q, k)
+    except FloatFormatError as e:
+        raise DataError(str(e)) from None
+    cfg = replace(cfg, float_format=fmt, neuzip=neuzip or "", bias_correction=False)
+    progress(f"running in {fmt} (float32 accumulation, round to nearest even)"
+             + (f", NeuZip {neuzip} weights" if neuzip else ""))
+    design = Design(g, q, cfg, source=str(model) if isinstance(model, (str, os.PathLike)) else "")
+    design.compression = compression
+    design._float_passes = f
+    return design
 
 
 def _compile_prequantized(g: Graph, f: Graph, cfg: QuantConfig, calibration, model, mixed_precision,

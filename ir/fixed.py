@@ -133,7 +133,12 @@ def real_multiplier(ratio, max_bits: int = 31) -> tuple[np.ndarray, int]:
 
 def quantize_float(x: np.ndarray, t: FixedType) -> np.ndarray:
     """Float to ``t``: ``saturate(floor(x * 2**frac + 0.5))``, computed in float64 (with a
-    real scale: ``saturate(floor(x / scale + 0.5))``)."""
+    real scale: ``saturate(floor(x / scale + 0.5))``). A float16 / bfloat16 type gets the
+    bit patterns of :func:`nnforge.ir.floats.quantize`."""
+    from .floats import is_float, quantize
+
+    if is_float(t):
+        return quantize(x, t)
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("cannot quantize NaN or infinite values")
@@ -159,6 +164,10 @@ def round_half_up_frac(x: np.ndarray, frac) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, t: FixedType) -> np.ndarray:
+    from . import floats
+
+    if floats.is_float(t):
+        return floats.dequantize(q, t)
     if t.real_scale:
         return np.asarray(q, dtype=np.float64) * t.real_scale
     return np.ldexp(np.asarray(q, dtype=np.float64), -t.frac)

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from . import ops
+from .floats import check_patterns, is_float
 from .graph import Graph
 
 
@@ -44,6 +45,8 @@ def run_int(g: Graph, *xs: np.ndarray, keep: bool = False) -> dict[str, np.ndarr
         x = _check_input(g, name, x.astype(np.int64))
         if x.size and (x.min() < t.lo or x.max() > t.hi):
             raise ValueError(f"input {name!r} has values outside {t}")
+        if is_float(t):
+            check_patterns(x, t.format, f"input {name!r}")
         env[name] = x
     for name, c in g.consts.items():
         env[name] = c.astype(np.int64)

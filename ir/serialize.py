@@ -7,12 +7,15 @@ from typing import Any
 import numpy as np
 
 from .fixed import FixedType
+from .floats import float_type, is_float
 from .graph import Graph, Node
 
 
 def _qt(t: FixedType | None):
     if t is None:
         return None
+    if is_float(t):
+        return ["float", t.fmt]
     if t.bounds is None and not t.zero and not t.real_scale:
         return [t.width, t.frac, t.signed]
     return [t.width, t.frac, t.signed, None if t.bounds is None else list(t.bounds), t.zero, t.real_scale]
@@ -72,6 +75,7 @@ def from_dict(d: dict, arrays) -> Graph:
     g.meta = dict(d["meta"])
     for name, t in d["tensors"].items():
         if t["qtype"] is not None and name in g.tensors:
-            g.set_qtype(name, FixedType(*t["qtype"]))
+            q = t["qtype"]
+            g.set_qtype(name, float_type(q[1]) if q[0] == "float" else FixedType(*q))
     g.verify()
     return g

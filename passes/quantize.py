@@ -65,6 +65,8 @@ class QuantConfig:
     rounding: str = "nearest"  # "search": per-channel rounding chosen on calibration inputs (passes/rounding.py)
     dynamic: bool = False  # the C target also gets run-time activation scales (ir/dynamic.py)
     asymmetric: bool = False  # real scales: signed activations on an unsigned grid with a zero point
+    float_format: str = ""  # "fp16" / "bf16": the model runs in that float format instead (ir/floats.py)
+    neuzip: str = ""  # float weights stored NeuZip-style: "lossless" or "lossy:K" (passes/neuzip.py)
 
     def __post_init__(self) -> None:
         for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):

@@ -50,6 +50,10 @@ def float_ref(node, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def int_ref(node, g, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    from ..floats import int_ref as float_int_ref, is_float
+
+    if is_float(g.qtype(node.outputs[0])):  # float16 / bfloat16 patterns (ir/floats.py)
+        return float_int_ref(node, g, inputs)
     fn = getattr(op_module(node.op), "int_ref", None)
     if fn is None:
         raise NotImplementedError(f"op {node.op} has no integer semantics; a pass must lower it")

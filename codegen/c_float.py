@@ -1,0 +1,246 @@
+"""C and HLS C++ for float16 / bfloat16 graphs (the contract: :mod:`nnforge.ir.floats`).
+
+Tensors are 16-bit float patterns (``uint16_t``); every operation widens to ``float``,
+computes in IEEE binary32 with round to nearest even, and narrows with the contract's
+rounding and saturation, in exactly the golden model's order (Dense: inputs ascending;
+Conv: input channel, kernel row, kernel column; taps in the padding are skipped, which
+the contract makes exact). The generated source refuses to compile where ``float``
+arithmetic is not binary32 without excess precision (``FLT_EVAL_METHOD != 0``); it must
+be compiled without contracting ``a * b + c`` into a fused multiply-add (gcc and clang in
+ISO C mode, ``-std=c99``, do not contract; with ``-std=gnu*`` pass ``-ffp-contract=off``).
+
+Weights are stored in one of the weight formats of :data:`WEIGHT_FORMATS`:
+
+* ``plain``: the 16-bit patterns, ``const`` (flash).
+* ``neuzip``: each layer's patterns entropy-coded (the exponents by rANS,
+  :mod:`nnforge.passes.neuzip`); at run time each layer is decoded, just before it runs,
+  into one static buffer the size of the largest layer, so flash holds the compressed
+  form and RAM one layer.
+* ``lossy``: NeuZip lossy storage (sign and K + 1 magnitude bits per weight, one
+  exponent per block of 32), decoded the same way; the weights themselves were made
+  what this storage holds when the design was compiled, so the results are unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..ir import Graph
+from ..ir.floats import FLOAT_OPS, FloatType, is_float
+from ..ir.ops._window import out_sizes, pool_geometry, spatial_attrs
+from .lower import BackendError, ModelIO, check_ops, interface
+from .naming import sanitize
+from .render import render
+
+WEIGHT_FORMATS = ("plain", "neuzip", "lossy")
+
+
+@dataclass(frozen=True)
+class FloatStep:
+    kind: str  # dense, conv, maxpool, gap, add, relu
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    params: dict = field(repr=False)
+    macs: int = 0
+    tensor: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class FloatProgram(ModelIO):
+    fmt: str
+    steps: tuple[FloatStep, ...]
+    buffers: tuple[tuple[str, int], ...]  # (name, size) of the uint16_t activation buffers
+    weight_format: str = "plain"
+    lossy_bits: int = 0
+
+    @property
+    def macs(self) -> int:
+        return sum(s.macs for s in self.steps)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(s.params.get("weight_bytes", 0) for s in self.steps)
+
+
+def is_float_graph(q: Graph) -> bool:
+    return is_float(q.qtype(q.inputs[0]))
+
+
+def _geometry(in_shape, kernel, strides, pads, dil, outs) -> dict:
+    if len(in_shape) == 2:  # 1-D: (C, L) as (C, 1, L)
+        in_shape = (in_shape[0], 1, in_shape[1])
+        kernel, strides, dil, outs = (1, *kernel), (1, *strides), (1, *dil), (1, *outs)
+        pads = (0, pads[0], 0, pads[1])
+    c, h, w = in_shape
+    return {"c": c, "h": h, "w": w, "kh": kernel[0], "kw": kernel[1], "sh": strides[0], "sw": strides[1],
+            "dh": dil[0], "dw": dil[1], "pt": pads[0], "pl": pads[1], "oh": outs[0], "ow": outs[1]}
+
+
+def _rows(values, per_line: int = 16) -> list[str]:
+    flat = [str(v) for v in np.asarray(values, dtype=np.int64).reshape(-1).tolist()]
+    return [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
+
+
+def _f32_literal(v: float) -> str:
+    """A C float literal that converts to exactly ``float32(v)``."""
+    s = repr(float(np.float32(v)))
+    return (s if ("." in s or "e" in s) else s + ".0") + "f"
+
+
+def lower_float_for(q: Graph, target: str, neuzip: str = "") -> FloatProgram:
+    """What a target renders for a float graph: C takes the NeuZip weight storage, HLS
+    plain patterns (the same values); Verilog has no float engine for it yet."""
+    if target == "verilog":
+        raise BackendError("the Verilog backend has no float16 / bfloat16 engine yet; use --targets c,hls")
+    if target not in ("c", "hls"):
+        raise ValueError(f"unknown target {target!r}")
+    fmt, k = "plain", 0
+    if target == "c" and neuzip:
+        fmt, k = ("neuzip", 0) if neuzip == "lossless" else ("lossy", int(neuzip.split(":")[1]))
+    return lower_float(q, target, fmt, k)
+
+
+def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits: int = 0) -> FloatProgram:
+    """The float program of a float16 / bfloat16 graph; refuses ops outside the contract."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise BackendError(f"weight format must be one of {', '.join(WEIGHT_FORMATS)}, got {weight_format!r}")
+    check_ops(q, target, FLOAT_OPS)
+    if len(q.inputs) != 1 or len(q.outputs) != 1:
+        raise BackendError("the float backends need exactly one input and one output tensor")
+    t = q.qtype(q.inputs[0])
+    assert isinstance(t, FloatType)
+    used: set[str] = set()
+    where = {q.inputs[0]: "in"}
+    buffers: list[tuple[str, int]] = []
+    steps: list[FloatStep] = []
+    for node in q.topo():
+        out = node.outputs[0]
+        if node.op == "Reshape":
+            where[out] = where[node.inputs[0]]
+            continue
+        name = sanitize(node.name, used, prefix="step")
+        size = int(np.prod(q.shape(out)))
+        if out == q.outputs[0]:
+            buf = "out"
+        else:
+            buf = f"nnf_buf{len(buffers)}"
+            buffers.append((buf, size))
+        where[out] = buf
+        x = node.inputs[0]
+        params: dict = {}
+        macs = 0
+        if node.op in ("Dense", "Conv"):
+            w, b = (np.asarray(q.consts[c], dtype=np.int64) for c in node.inputs[1:])
+            params.update(w_rows=_rows(w), b_rows=_rows(b), n_w=int(w.size), m=int(w.shape[0]),
+                          relu=bool(node.attrs.get("relu")), weight_bytes=2 * int(w.size + b.size),
+                          weights=w)
+            macs = int(np.prod(q.shape(out))) * int(np.prod(w.shape[1:]))
+            if node.op == "Dense":
+                params.update(k=int(w.shape[1]))
+                kind = "dense"
+            else:
+                kernel = w.shape[2:]
+                strides, pads, dil = spatial_attrs(node.attrs, len(kernel), kernel)
+                outs = out_sizes(q.shape(x)[1:], kernel, strides, pads, dil)
+                groups = int(node.attrs.get("groups", 1))
+                params.update(_geometry(q.shape(x), kernel, strides, pads, dil, outs), groups=groups,
+                              cg=int(w.shape[1]), mg=int(w.shape[0]) // groups)
+                kind = "conv"
+        elif node.op == "MaxPool":
+            kernel, strides, pads, dil, outs = pool_geometry(node.attrs, q.shape(x)[1:])
+            params.update(_geometry(q.shape(x), kernel, strides, pads, dil, outs))
+            kind = "maxpool"
+        elif node.op == "GlobalAveragePool":
+            shp = q.shape(x)
+            count = int(np.prod(shp[1:]))
+            params.update(c=int(shp[0]), count=count, recip=_f32_literal(1.0 / count))
+            kind = "gap"
+        elif node.op == "Add":
+            if q.shape(node.inputs[0]) != q.shape(node.inputs[1]):
+                raise BackendError(f"node {name!r}: the float backends add tensors of one shape only "
+                                   f"({q.shape(node.inputs[0])} + {q.shape(node.inputs[1])})")
+            kind = "add"
+        elif node.op == "Relu":
+            kind = "relu"
+        else:  # pragma: no cover - check_ops refused it
+            raise BackendError(node.op)
+        params["n"] = size
+        steps.append(FloatStep(kind, name, tuple(where[i] for i in node.inputs if not q.is_const(i)), buf,
+                               params, macs, out, size))
+    if weight_format != "plain":
+        _neuzip(steps, t.format, lossy_bits)
+    return FloatProgram(**interface(q), fmt=t.fmt, steps=tuple(steps), buffers=tuple(buffers),
+                        weight_format=weight_format, lossy_bits=lossy_bits)
+
+
+def _neuzip(steps: list[FloatStep], fmt, lossy_bits: int) -> None:
+    """Each layer's weights as a NeuZip blob (decoded at run time, see module doc)."""
+    from ..ir.floats import from_f32, to_f32
+    from ..passes.floatfmt import LOSSY_BLOCK
+    from ..passes.neuzip import encode_lossless, encode_lossy, lossy_values
+
+    for s in steps:
+        if "weights" not in s.params:
+            continue
+        w = np.asarray(s.params["weights"]).astype(np.uint16).reshape(-1)
+        if lossy_bits:
+            vals = to_f32(w, fmt)
+            # the compiled weights already are what the lossy storage holds
+            if not np.array_equal(from_f32(lossy_values(vals, lossy_bits, LOSSY_BLOCK), fmt), w.astype(np.int64)):
+                raise BackendError(f"layer {s.name!r}: its weights are not NeuZip lossy:{lossy_bits} values")
+            blob = encode_lossy(vals, lossy_bits, LOSSY_BLOCK)
+        else:
+            blob = encode_lossless(w, fmt.exp_bits)
+        s.params.update(blob_rows=_rows(np.frombuffer(blob, dtype=np.uint8)), blob_bytes=len(blob),
+                        weight_bytes=len(blob) + 2 * s.params["m"])
+
+
+def context(prog: FloatProgram, hls: bool) -> dict:
+    from ..passes.floatfmt import LOSSY_BLOCK
+
+    neuzip = prog.weight_format != "plain"
+    return {"model": prog.name, "fmt": prog.fmt, "n_in": prog.n_in, "n_out": prog.n_out,
+            "steps": prog.steps, "buffers": prog.buffers, "hls": hls, "neuzip": neuzip,
+            "scratch": max((s.params["n_w"] for s in prog.steps if "n_w" in s.params), default=1),
+            "neuzip_c": (Path(__file__).resolve().parent.parent / "hls_templates" / "c" / "neuzip.c").read_text()
+            if neuzip else "",
+            "weight_bytes": prog.weight_bytes, "lossy_bits": prog.lossy_bits, "lossy_block": LOSSY_BLOCK,
+            "weight_format": prog.weight_format + (f":{prog.lossy_bits}" if prog.lossy_bits else "")}
+
+
+def write_c(prog: FloatProgram, outdir: Path) -> list[Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    ctx = context(prog, hls=False)
+    paths = []
+    for name in ("nnforge_model.h", "nnforge_model.c"):
+        path = outdir / name
+        path.write_text(render("c", f"float_{name}.j2", **ctx))
+        paths.append(path)
+    return paths
+
+
+def write_hls(prog: FloatProgram, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
+              part: str, clock_ns: float) -> list[Path]:
+    if prog.weight_format != "plain":
+        raise BackendError("the HLS backend stores float weights plainly (NeuZip decoding is for the C backend)")
+    outdir.mkdir(parents=True, exist_ok=True)
+    ctx = context(prog, hls=True)
+    samples = [{"x": ", ".join(map(str, np.ravel(x).tolist())), "y": ", ".join(map(str, np.ravel(y).tolist()))}
+               for x, y in zip(tb_x, tb_y, strict=True)]
+    files = {
+        "nnforge_hls.h": render("c", "float_nnforge_model.h.j2", **ctx),
+        "nnforge_hls.cpp": render("c", "float_nnforge_model.c.j2", **ctx),
+        "tb_nnforge_hls.cpp": render("hls", "tb_nnforge_hls.cpp.j2"),
+        "tb_vectors.h": render("hls", "tb_vectors.h.j2", samples=samples),
+        "run_hls.tcl": render("hls", "run_hls.tcl.j2", part=part, clock_ns=clock_ns),
+    }
+    paths = []
+    for name, text in files.items():
+        (outdir / name).write_text(text)
+        paths.append(outdir / name)
+    return paths
