@@ -50,8 +50,9 @@ def cmd_compile(args, progress: Progress) -> int:
         x_cal, _ = load_npz(args.calibration)
     t0 = time.monotonic()
     validation = load_npz(args.validation) if args.validation else None
-    if args.mixed_precision is not None and validation is None:
-        raise ValueError("--mixed-precision needs --validation DATA.npz with labels")
+    for flag, v in (("--mixed-precision", args.mixed_precision), ("--prune-max-drop", args.prune_max_drop)):
+        if v is not None and validation is None:
+            raise ValueError(f"{flag} needs --validation DATA.npz with labels")
     design = compile(args.model, calibration=x_cal, bits=args.bits, weight_bits=args.weight_bits,
                      act_bits=args.act_bits, progress=progress, calibration_method=args.calibration_method,
                      mixed_precision=args.mixed_precision, validation=validation,
@@ -59,7 +60,8 @@ def cmd_compile(args, progress: Progress) -> int:
                      per_channel=args.per_channel, scale=args.scale, asymmetric=args.asymmetric,
                      rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
                      prune_structured=args.prune_structured, low_rank=args.low_rank,
-                     share_weights=args.share_weights, float_format=args.float_format, neuzip=args.neuzip)
+                     share_weights=args.share_weights, float_format=args.float_format, neuzip=args.neuzip,
+                     prune_max_drop=args.prune_max_drop)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -190,10 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mixed-precision", type=float, metavar="MAX_ACC_DROP",
                    help="search per-layer weight widths (8 down to 2 bits) for the fewest weight bits whose "
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")
-    c.add_argument("--validation", help="labelled data for --mixed-precision: a .npz file with 'x' and 'y'")
+    c.add_argument("--validation", help="labelled data for --mixed-precision and --prune-max-drop: a .npz file "
+                                        "with 'x' and 'y'")
     c.add_argument("--prune", type=float, metavar="SPARSITY",
                    help="set that fraction (0.75: three quarters) of every Dense / Conv layer's weights to 0, "
                         "the rest refitted on the calibration data; the C code skips the zeros")
+    c.add_argument("--prune-max-drop", type=float, metavar="MAX_ACC_DROP",
+                   help="instead of --prune: the largest sparsity whose pruned float model loses at most "
+                        "MAX_ACC_DROP accuracy (a fraction) on --validation")
     c.add_argument("--prune-structured", type=float, metavar="SPARSITY",
                    help="remove that fraction of the output channels (filters, neurons) of every layer whose "
                         "channels can go, with the inputs that read them; the rest refitted on the calibration data")

@@ -377,7 +377,11 @@ class Design:
             progress(f"writing Verilog ({parallelism})")
             from .codegen.verilog_cnn import CnnModel, write_cnn
 
-            if isinstance(models["verilog"], CnnModel):  # CNN chains: sequential frame engines
+            if isinstance(models["verilog"], FloatProgram):
+                from .codegen.verilog_float import write_float_verilog
+
+                info["verilog"] = write_float_verilog(models["verilog"], tmp / "verilog")
+            elif isinstance(models["verilog"], CnnModel):  # CNN chains: sequential frame engines
                 info["verilog"] = write_cnn(models["verilog"], tmp / "verilog", parallelism=parallelism)
             else:
                 info["verilog"] = verilog_backend.write(models["verilog"], tmp / "verilog", parallelism=parallelism)
@@ -697,7 +701,8 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             scale: str = "pow2", asymmetric: bool = False, rounding: str = "nearest",
             dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None,
             low_rank: float | None = None, share_weights: int | None = None,
-            float_format: str | None = None, neuzip: str | None = None) -> Design:
+            float_format: str | None = None, neuzip: str | None = None,
+            prune_max_drop: float | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -746,6 +751,10 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     structured pruning, magnitude pruning, sharing; ``design.compression`` records what
     each did.
 
+    ``prune_max_drop`` (instead of ``prune``): the largest magnitude-pruning sparsity
+    (steps of 5-10%) whose pruned float model loses at most this much accuracy (a fraction)
+    on ``validation`` (``(x, y)``), against the unpruned one (:func:`.passes.prune.search_sparsity`).
+
     ``float_format``: ``fp16`` or ``bf16``: instead of quantizing to fixed point, run the
     model in that 16-bit float format with float32 accumulation, every operation rounded
     to nearest even (the contract: :mod:`nnforge.ir.floats`); no calibration is needed.
@@ -775,6 +784,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     x_cal = as_batch(calibration, f.shape(f.inputs[0]))
+    prune = _prune_budget(f, x_cal, prune, prune_max_drop, validation, progress)
     compression = _compress(f, x_cal, prune, prune_structured, low_rank, share_weights, progress)
     ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
     means = channel_means(f, x_cal) if cfg.bias_correction else None
@@ -808,6 +818,27 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     design._float_passes = f
     design.calibration_precision = design.precision(as_batch(calibration, f.shape(f.inputs[0])), limit=64)
     return design
+
+
+def _prune_budget(f: Graph, x_cal: np.ndarray, prune: float | None, max_drop: float | None, validation,
+                  progress: Progress) -> float | None:
+    """The magnitude-pruning sparsity: ``prune``, or the one searched to an accuracy budget."""
+    if max_drop is None:
+        return prune
+    from .passes.prune import search_sparsity
+
+    if prune is not None:
+        raise DataError("give a pruning sparsity or an accuracy budget for it, not both")
+    if not 0.0 <= float(max_drop) < 1.0:
+        raise DataError("the pruning budget is the accuracy drop allowed as a fraction, e.g. 0.01 for one point")
+    if validation is None or validation[1] is None:
+        raise DataError("pruning to an accuracy budget needs validation data with labels (x, y)")
+    x_val, y_val = as_batch(validation[0], f.shape(f.inputs[0])), np.asarray(validation[1]).reshape(-1)
+    t0 = time.monotonic()
+    s, acc, base = search_sparsity(f, "magnitude", x_val, y_val, float(max_drop), x_cal[:CAL_REFIT])
+    progress(f"pruning budget {float(max_drop):.1%}: {s:.0%} of the weights can go ({acc:.1%} float accuracy on the "
+             f"validation data against {base:.1%} unpruned; searched in {time.monotonic() - t0:.1f}s)")
+    return s or None
 
 
 def _compress(f: Graph, x_cal: np.ndarray, prune: float | None, prune_structured: float | None,

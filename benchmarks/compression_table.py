@@ -39,7 +39,28 @@ TECHNIQUES = [
     ("low rank 80%", {"low_rank": 0.8}),
     ("share 2^4 values", {"share_weights": 4}),
     ("share 2^3 values", {"share_weights": 3}),
+    ("float16", {"float_format": "fp16"}),
+    ("bfloat16", {"float_format": "bf16"}),
+    ("fp16 + NeuZip lossless", {"float_format": "fp16", "neuzip": "lossless"}),
+    ("bf16 + NeuZip lossless", {"float_format": "bf16", "neuzip": "lossless"}),
+    ("fp16 + NeuZip lossy:4", {"float_format": "fp16", "neuzip": "lossy:4"}),
+    ("fp16 + NeuZip lossy:2", {"float_format": "fp16", "neuzip": "lossy:2"}),
 ]
+_SYNTH: dict[str, dict] = {}  # float processor designs synthesized, by source text
+
+
+def _float_resources(vdir: Path, tmp: str) -> dict:
+    """Yosys synth_ecp5 + nextpnr of the float processor (no estimate model for it):
+    LUT4s, DSP multipliers, block RAMs and the clock reached; once per distinct design."""
+    from nnforge.sim.fpga import synth
+
+    key = "".join(p.read_text() for p in sorted(vdir.glob("*.v")))
+    if key not in _SYNTH:
+        r = synth(vdir, "ecp5-85k", outdir=Path(tmp) / "synth", clock_mhz=25.0)
+        u = {k: v["used"] for k, v in r["utilization"].items()}
+        _SYNTH[key] = {"luts": u["LUT"], "bram": u["BRAM"], "dsp": u["DSP"],
+                       "fmax": min(r["fmax_mhz"].values()) if r["fmax_mhz"] else None}
+    return _SYNTH[key]
 
 
 def _row(example: str, label: str, opts: dict, samples: int) -> dict:
@@ -47,6 +68,7 @@ def _row(example: str, label: str, opts: dict, samples: int) -> dict:
     x_cal = np.load(d / "calibration.npz")["x"]
     test = np.load(d / "test.npz")
     design = nnforge.compile(d / "model.onnx", calibration=x_cal, bits=8, **opts)
+    floating = "float_format" in opts
     with tempfile.TemporaryDirectory() as tmp:
         out = design.write(Path(tmp) / "o", targets=["c", "verilog"])
         res = design.verify(test["x"], test["y"], backends=["golden", "c"], outdir=out)
@@ -57,15 +79,21 @@ def _row(example: str, label: str, opts: dict, samples: int) -> dict:
         if vres.backends["verilog"].mismatches:
             raise SystemExit(f"{example} {label}: the Verilog outputs differ from golden")
         info = json.loads((out / "verilog" / "verilog_info.json").read_text())
-    steps = [s for s in design.lowered("c").steps if s.kind in ("conv", "dense")]
-    est = info["totals"]["estimate"]
-    return {"technique": label, "accuracy": res.backends["golden"].accuracy,
-            "float_accuracy": res.float_accuracy,
-            "weight_bytes": sum(s.params["weight_bytes"] for s in steps),
-            "macs": design.lowered("c").macs,
-            "c_ns": ns, "cycles": vres.backends["verilog"].cycles_per_inference,
-            "multipliers": info["totals"]["multipliers"] + info["totals"].get("lut_multipliers", 0),
-            "luts": est["luts"], "bram": est["bram"]}
+        est = _float_resources(out / "verilog", tmp) if floating else info["totals"]["estimate"]
+    prog = design.lowered("c")
+    steps = [s for s in prog.steps if s.kind in ("conv", "dense")]
+    row = {"technique": label, "accuracy": res.backends["golden"].accuracy,
+           "float_accuracy": res.float_accuracy,
+           "weight_bytes": sum(s.params["weight_bytes"] for s in steps),
+           "macs": prog.macs,
+           "c_ns": ns, "cycles": vres.backends["verilog"].cycles_per_inference,
+           "multipliers": (est["dsp"] if floating else
+                           info["totals"]["multipliers"] + info["totals"].get("lut_multipliers", 0)),
+           "luts": est["luts"], "bram": est["bram"], "fmax": est.get("fmax")}
+    if opts.get("neuzip") == "lossless":
+        plain = sum(2 * s.params["n_w"] for s in steps)
+        row["technique"] += f" ({plain / sum(s.params['blob_bytes'] for s in steps):.2f}x on the weights)"
+    return row
 
 
 def main() -> None:

@@ -230,3 +230,35 @@ def test_unrolled_verilog_has_no_multiplier_for_a_zero_weight(tmp_path):
     assert counts[None] >= 2 * counts[0.75]
     res = d.verify(test["x"][:24], backends=["golden", "verilog"], outdir=tmp_path / "p0.75")
     assert res.backends["verilog"].mismatches == 0
+
+
+def test_prune_to_an_accuracy_budget(tmp_path, capsys):
+    """--prune-max-drop D: the largest sparsity step whose pruned float model stays within
+    D of the unpruned accuracy on the validation data, and nothing beyond the budget."""
+    from nnforge.cli import main
+    from nnforge.design import DataError
+
+    ex = EX / "digits_mlp"
+    out = tmp_path / "b"
+    assert main(["compile", str(ex / "model.onnx"), "--calibration", str(ex / "calibration.npz"),
+                 "--validation", str(ex / "test.npz"), "--prune-max-drop", "0.02", "--targets", "c",
+                 "-o", str(out)]) == 0
+    said = capsys.readouterr()
+    assert "pruning budget 2.0%" in said.out + said.err
+    d = Design.load(out)
+    (rep,) = d.compression
+    test = np.load(ex / "test.npz")
+    f = run_float_pipeline(import_onnx(ex / "model.onnx"))
+    acc = lambda h: float(np.mean(run_float(h, test["x"])[0].argmax(1) == test["y"]))  # noqa: E731
+    base = acc(f)
+    x_cal = np.load(ex / "calibration.npz")["x"]
+    h = f.copy()
+    prune_magnitude(h, rep["sparsity"], x_cal[:512])
+    assert rep["sparsity"] >= 0.3 and base - acc(h) <= 0.02
+    nxt = f.copy()  # the next step up breaks the budget
+    steps = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+    if rep["sparsity"] < steps[-1]:
+        prune_magnitude(nxt, steps[steps.index(rep["sparsity"]) + 1], x_cal[:512])
+        assert base - acc(nxt) > 0.02
+    with pytest.raises(DataError, match="needs validation"):
+        nnforge.compile(ex / "model.onnx", calibration=x_cal, prune_max_drop=0.01)
