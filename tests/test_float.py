@@ -201,3 +201,23 @@ def test_float_refusals(tmp_path):
     with pytest.raises(ValueError, match="Sigmoid"):
         to_float(g, "fp16")
     assert str(float_type("bf16")) == "bf16"
+
+
+@pytest.mark.parametrize("model,fmt", [("digits_cnn", "fp16"), ("digits_resnet", "bf16"), ("digits_mlp", "bf16")])
+def test_verilog_float_processor_bit_exact(tmp_path, model, fmt):
+    """The float processor (one binary32 multiply-accumulate unit) in Verilator: every
+    output pattern equals golden, on test images and on patterns over the whole range;
+    the cycles match the writer's count."""
+    d = np.load(ROOT / "examples" / model / "test.npz")
+    design = nnforge.compile(ROOT / "examples" / model / "model.onnx", float_format=fmt)
+    out = design.write(tmp_path / "out", targets=["verilog"])
+    info = __import__("json").loads((out / "verilog" / "verilog_info.json").read_text())
+    x = design.quantize_input(d["x"][:6])
+    x = np.concatenate([x, random_patterns(np.random.default_rng(4), (4, *design.input_shape),
+                                           design.input_type.format)])
+    from nnforge.sim import verilog as sim_verilog
+
+    run = sim_verilog.run(design.lowered("verilog"), out / "verilog", tmp_path / "build", x.reshape(len(x), -1),
+                          nnforge.sim.progress.QUIET, expected=design.predict_int(x))
+    assert run.extra["mismatches"] == 0
+    assert run.cycles_per_inference == info["totals"]["ii_cycles"]

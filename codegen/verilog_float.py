@@ -1,0 +1,138 @@
+"""Verilog for float16 / bfloat16 graphs: a floating-point multiply-accumulate processor.
+
+The :class:`.c_float.FloatProgram` of the graph (the C backend's steps) runs on one
+pipelined unit (``hls_templates/verilog/float_top.v.j2``): a binary32 multiplier and
+adder (``fp_units.v``: IEEE round to nearest even, subnormals, written out in Verilog),
+an activation memory holding every buffer, and weight / bias ROMs. Each step is a loop
+nest of counters (output group, channel, row, column; input channel, kernel row, kernel
+column) whose addresses Python writes per step; one tap enters the pipeline per cycle,
+in the golden model's order, so the results are the golden model's bit for bit. A tap
+in the padding enters as a bubble (its product is not added, as the contract allows).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..ir.floats import FORMATS
+from .c_float import FloatProgram, FloatStep
+from .render import TEMPLATES, render
+from .verilog import AXIS_TOP, TOP, _bits, _type_info, axis_wrapper
+
+UNITS = "nnf_fp_units.v"
+DRAIN = 3  # idle cycles after a step's last tap (with the 2 of the switch: the pipeline's depth)
+
+
+def _lines(s: FloatStep, base: dict, w_base: int, b_base: int, aw: int, wwa: int, bw: int
+           ) -> tuple[list[str], str, int]:
+    """The step's constants and address expressions (Verilog statements), a note and its
+    issue cycles."""
+    p = s.params
+    x = base[s.inputs[0]]
+    d = base[s.output]
+
+    def lims(*ls):
+        return [f"l{i} = 16'd{v};" for i, v in enumerate(ls) if v != 1]
+
+    def window(c_expr: str):
+        return [f"iy = $signed({{3'b0, o2}}) * 19'sd{p['sh']} - 19'sd{p['pt']} + $signed({{3'b0, t2}}) * 19'sd{p['dh']};",
+                f"ix = $signed({{3'b0, o3}}) * 19'sd{p['sw']} - 19'sd{p['pl']} + $signed({{3'b0, t3}}) * 19'sd{p['dw']};",
+                f"inb = (iy >= 19'sd0) && (iy < 19'sd{p['h']}) && (ix >= 19'sd0) && (ix < 19'sd{p['w']});",
+                f"xa = {aw}'d{x} + (({c_expr}) * {aw}'d{p['h']} + iy[15:0]) * {aw}'d{p['w']} + ix[15:0];"]
+
+    if s.kind == "dense":
+        k, mm = p["k"], p["m"]
+        lines = ["kind = K_MAC;", f"relu = 1'b{int(p['relu'])};", *lims(1, mm, 1, 1, 1, 1, k), "m = o1;",
+                 f"xa = {aw}'d{x} + t3;", f"wa = {wwa}'d{w_base} + m * {wwa}'d{k} + t3;", f"ba = {bw}'d{b_base} + m;",
+                 f"da = {aw}'d{d} + m;"]
+        return lines, f"Dense {k} -> {mm}" + (" + Relu" if p["relu"] else ""), mm * k
+    if s.kind == "conv":
+        groups, mg, cg = p["groups"], p["mg"], p["cg"]
+        lines = ["kind = K_MAC;", f"relu = 1'b{int(p['relu'])};",
+                 *lims(groups, mg, p["oh"], p["ow"], cg, p["kh"], p["kw"]),
+                 f"m = o0 * 16'd{mg} + o1;", *window(f"o0 * {aw}'d{cg} + t1"),
+                 f"wa = {wwa}'d{w_base} + ((m * {wwa}'d{cg} + t1) * {wwa}'d{p['kh']} + t2) * {wwa}'d{p['kw']} + t3;",
+                 f"ba = {bw}'d{b_base} + m;", f"da = {aw}'d{d} + (m * {aw}'d{p['oh']} + o2) * {aw}'d{p['ow']} + o3;"]
+        cycles = groups * mg * p["oh"] * p["ow"] * cg * p["kh"] * p["kw"]
+        return lines, f"Conv {p['kh']}x{p['kw']}, {groups * cg} -> {groups * mg} channels", cycles
+    if s.kind == "maxpool":
+        lines = ["kind = K_MAX;", *lims(1, p["c"], p["oh"], p["ow"], 1, p["kh"], p["kw"]), *window("o1"),
+                 f"da = {aw}'d{d} + (o1 * {aw}'d{p['oh']} + o2) * {aw}'d{p['ow']} + o3;"]
+        return lines, f"MaxPool {p['kh']}x{p['kw']}", p["c"] * p["oh"] * p["ow"] * p["kh"] * p["kw"]
+    if s.kind == "gap":
+        recip = int(np.float32(1.0 / p["count"]).view(np.uint32))
+        lines = ["kind = K_SUM;", "gap = 1'b1;", f"recip = 32'h{recip:08x};", *lims(1, p["c"], 1, 1, 1, 1, p["count"]),
+                 f"xa = {aw}'d{x} + o1 * {aw}'d{p['count']} + t3;", f"da = {aw}'d{d} + o1;"]
+        return lines, f"GlobalAveragePool over {p['count']}", p["c"] * p["count"]
+    if s.kind == "add":
+        y = base[s.inputs[1]]
+        lines = ["kind = K_SUM;", *lims(1, p["n"], 1, 1, 1, 1, 2),
+                 f"xa = (t3 == 16'd0 ? {aw}'d{x} : {aw}'d{y}) + o1;", f"da = {aw}'d{d} + o1;"]
+        return lines, "Add", 2 * p["n"]
+    if s.kind == "relu":
+        lines = ["kind = K_RELU;", *lims(1, p["n"], 1, 1, 1, 1, 1), f"xa = {aw}'d{x} + o1;", f"da = {aw}'d{d} + o1;"]
+        return lines, "Relu", p["n"]
+    raise ValueError(s.kind)
+
+
+def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
+    """Write the processor, its float units, the AXI4-Stream wrapper and
+    ``verilog_info.json`` into ``outdir``; return the info."""
+    fmt = FORMATS[prog.fmt]
+    base = {"in": 0}
+    at = prog.n_in
+    for name, size in prog.buffers:
+        base[name] = at
+        at += size
+    base["out"] = at
+    act_words = at + prog.n_out
+    w_all, b_all, wb, bb = [], [], {}, {}
+    for s in prog.steps:
+        if "weights" in s.params:
+            wb[s.name], bb[s.name] = len(w_all), len(b_all)
+            w_all += np.asarray(s.params["weights"]).reshape(-1).tolist()
+            b_all += [int(v) for r in s.params["b_rows"] for v in r.split(", ")]
+    w_all, b_all = w_all or [0], b_all or [0]
+    aw, wwa, bw = _bits(act_words), _bits(len(w_all)), _bits(len(b_all))  # address widths
+    steps, cycles = [], 0
+    for s in prog.steps:
+        lines, what, n = _lines(s, base, wb.get(s.name, 0), bb.get(s.name, 0), aw, wwa, bw)
+        steps.append({"name": s.name, "what": what, "lines": lines, "cycles": n + DRAIN + 1})
+        cycles += n + DRAIN + 1
+    sw = max(1, _bits(len(steps)))
+    ctx = {"top": TOP, "model": prog.name, "fmt": prog.fmt, "sat": fmt.sat, "neg_sat": fmt.sat | 0x8000, "exp": fmt.exp_bits,
+           "man": fmt.man_bits, "n_in": prog.n_in, "n_out": prog.n_out, "act_words": act_words,
+           "w_words": len(w_all), "b_words": len(b_all), "w_words_list": w_all, "b_words_list": b_all,
+           "drain": DRAIN, "steps": steps, "sw": sw, "aw": aw, "ww": wwa, "bw": bw,
+           "in_base": 0, "out_base": base["out"]}
+    files = {f"{TOP}.v": render("verilog", "float_top.v.j2", **ctx),
+             UNITS: (TEMPLATES / "verilog" / "nnf_fp.v").read_text()}
+    ii = prog.n_in + cycles + 3 * prog.n_out
+    macs = prog.macs
+    info = {
+        "top": TOP, "model": prog.name, "parallelism": "float processor", "float_format": prog.fmt,
+        "n_in": prog.n_in, "n_out": prog.n_out, "in_type": _type_info(prog.in_t), "out_type": _type_info(prog.out_t),
+        "input_shape": list(prog.input_shape), "input_order": list(range(len(prog.input_shape))),
+        "stream_order": f"{prog.fmt} patterns in the model's flat order, one per beat, both ways",
+        # the steps run one after another on the one unit: each takes its taps + the drain
+        "layers": [{"name": s.name, "op": s.kind, "module": TOP, "file": f"{TOP}.v", "what": st["what"],
+                    "pe": 1, "simd": 1, "latency_cycles": st["cycles"], "ii_cycles": st["cycles"]}
+                   for s, st in zip(prog.steps, steps)],
+        "totals": {"latency_cycles": ii, "ii_cycles": ii, "macs": macs,
+                   # one binary32 multiplier on the taps, one on the average's scale
+                   "multipliers": 2, "lut_multipliers": 0,
+                   "efficiency": round(macs / ii, 4),
+                   "activation_words": act_words, "weight_words": len(w_all) + len(b_all)},
+        "timing_notes": "cycles: load n_in, one per tap of every step plus a drain of "
+                        f"{DRAIN + 1} per step, three per output word",
+        "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json"],
+    }
+    files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, prog.in_t, prog.out_t)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (outdir / name).write_text(text)
+    (outdir / "verilog_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
