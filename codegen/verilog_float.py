@@ -24,13 +24,31 @@ from .verilog import AXIS_TOP, TOP, _bits, _type_info, axis_wrapper
 
 UNITS = "nnf_fp_units.v"
 DRAIN = 3  # idle cycles after a step's last tap (with the 2 of the switch: the pipeline's depth)
+# a Dense / Conv with at least this share of zero weights walks a list of its nonzero taps
+# (one ROM entry each) instead of every tap: a zero weight costs no cycle
+SPARSE_ZEROS = 0.125
 
 
-def _lines(s: FloatStep, base: dict, w_base: int, b_base: int, aw: int, wwa: int, bw: int
-           ) -> tuple[list[str], str, int]:
+def _sparse_taps(s: FloatStep) -> list[list[tuple[int, int, int]]] | None:
+    """Per output channel, the (t1, t2, t3) taps of its nonzero weights, when the layer
+    is sparse enough (:data:`SPARSE_ZEROS`); else None."""
+    if s.kind not in ("dense", "conv"):
+        return None
+    w = np.asarray(s.params["weights"])
+    if np.mean(w == 0) < SPARSE_ZEROS:
+        return None
+    w4 = w.reshape(w.shape[0], 1, 1, -1) if s.kind == "dense" else w.reshape(w.shape[0], w.shape[1], s.params["kh"],
+                                                                             s.params["kw"])
+    return [[tuple(int(v) for v in t) for t in np.argwhere(w4[m] != 0)] for m in range(w4.shape[0])]
+
+
+def _lines(s: FloatStep, base: dict, w_base: int, b_base: int, aw: int, wwa: int, bw: int,
+           taps: list | None = None) -> tuple[list[str], str, int]:
     """The step's constants and address expressions (Verilog statements), a note and its
-    issue cycles."""
+    issue cycles; with ``taps`` (:func:`_sparse_taps`) the tap indices come from the entries."""
     p = s.params
+    t1, t2, t3 = ("e1", "e2", "e3") if taps else ("t1", "t2", "t3")
+    per_m = [max(1, len(t)) for t in taps] if taps else None
     x = base[s.inputs[0]]
     d = base[s.output]
 
@@ -38,26 +56,34 @@ def _lines(s: FloatStep, base: dict, w_base: int, b_base: int, aw: int, wwa: int
         return [f"l{i} = 16'd{v};" for i, v in enumerate(ls) if v != 1]
 
     def window(c_expr: str):
-        return [f"iy = $signed({{3'b0, o2}}) * 19'sd{p['sh']} - 19'sd{p['pt']} + $signed({{3'b0, t2}}) * 19'sd{p['dh']};",
-                f"ix = $signed({{3'b0, o3}}) * 19'sd{p['sw']} - 19'sd{p['pl']} + $signed({{3'b0, t3}}) * 19'sd{p['dw']};",
-                f"inb = (iy >= 19'sd0) && (iy < 19'sd{p['h']}) && (ix >= 19'sd0) && (ix < 19'sd{p['w']});",
+        return [f"iy = $signed({{3'b0, o2}}) * 19'sd{p['sh']} - 19'sd{p['pt']} + $signed({{3'b0, {t2}}}) * 19'sd{p['dh']};",
+                f"ix = $signed({{3'b0, o3}}) * 19'sd{p['sw']} - 19'sd{p['pl']} + $signed({{3'b0, {t3}}}) * 19'sd{p['dw']};",
+                f"inb = (iy >= 19'sd0) && (iy < 19'sd{p['h']}) && (ix >= 19'sd0) && (ix < 19'sd{p['w']})"
+                + (" && !e_none;" if taps else ";"),
                 f"xa = {aw}'d{x} + (({c_expr}) * {aw}'d{p['h']} + iy[15:0]) * {aw}'d{p['w']} + ix[15:0];"]
 
     if s.kind == "dense":
         k, mm = p["k"], p["m"]
-        lines = ["kind = K_MAC;", f"relu = 1'b{int(p['relu'])};", *lims(1, mm, 1, 1, 1, 1, k), "m = o1;",
-                 f"xa = {aw}'d{x} + t3;", f"wa = {wwa}'d{w_base} + m * {wwa}'d{k} + t3;", f"ba = {bw}'d{b_base} + m;",
-                 f"da = {aw}'d{d} + m;"]
-        return lines, f"Dense {k} -> {mm}" + (" + Relu" if p["relu"] else ""), mm * k
+        lines = ["kind = K_MAC;", f"relu = 1'b{int(p['relu'])};", *lims(1, mm, 1, 1, 1, 1, 1 if taps else k),
+                 "m = o1;", f"xa = {aw}'d{x} + {t3};", f"wa = {wwa}'d{w_base} + m * {wwa}'d{k} + {t3};",
+                 f"ba = {bw}'d{b_base} + m;", f"da = {aw}'d{d} + m;"]
+        if taps:
+            lines += ["sp = 1'b1;", "inb = !e_none;"]
+        return (lines, f"Dense {k} -> {mm}" + (" + Relu" if p["relu"] else "") + (" (zero weights skipped)" if taps else ""),
+                sum(per_m) if taps else mm * k)
     if s.kind == "conv":
         groups, mg, cg = p["groups"], p["mg"], p["cg"]
+        tl = (1, 1, 1) if taps else (cg, p["kh"], p["kw"])
         lines = ["kind = K_MAC;", f"relu = 1'b{int(p['relu'])};",
-                 *lims(groups, mg, p["oh"], p["ow"], cg, p["kh"], p["kw"]),
-                 f"m = o0 * 16'd{mg} + o1;", *window(f"o0 * {aw}'d{cg} + t1"),
-                 f"wa = {wwa}'d{w_base} + ((m * {wwa}'d{cg} + t1) * {wwa}'d{p['kh']} + t2) * {wwa}'d{p['kw']} + t3;",
+                 *lims(groups, mg, p["oh"], p["ow"], *tl),
+                 f"m = o0 * 16'd{mg} + o1;", *window(f"o0 * {aw}'d{cg} + {t1}"),
+                 f"wa = {wwa}'d{w_base} + ((m * {wwa}'d{cg} + {t1}) * {wwa}'d{p['kh']} + {t2}) * {wwa}'d{p['kw']} + {t3};",
                  f"ba = {bw}'d{b_base} + m;", f"da = {aw}'d{d} + (m * {aw}'d{p['oh']} + o2) * {aw}'d{p['ow']} + o3;"]
-        cycles = groups * mg * p["oh"] * p["ow"] * cg * p["kh"] * p["kw"]
-        return lines, f"Conv {p['kh']}x{p['kw']}, {groups * cg} -> {groups * mg} channels", cycles
+        if taps:
+            lines.append("sp = 1'b1;")
+        cycles = p["oh"] * p["ow"] * (sum(per_m) if taps else groups * mg * cg * p["kh"] * p["kw"])
+        return (lines, f"Conv {p['kh']}x{p['kw']}, {groups * cg} -> {groups * mg} channels"
+                + (" (zero weights skipped)" if taps else ""), cycles)
     if s.kind == "maxpool":
         lines = ["kind = K_MAX;", *lims(1, p["c"], p["oh"], p["ow"], 1, p["kh"], p["kw"]), *window("o1"),
                  f"da = {aw}'d{d} + (o1 * {aw}'d{p['oh']} + o2) * {aw}'d{p['ow']} + o3;"]
@@ -97,9 +123,20 @@ def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
             b_all += [int(v) for r in s.params["b_rows"] for v in r.split(", ")]
     w_all, b_all = w_all or [0], b_all or [0]
     aw, wwa, bw = _bits(act_words), _bits(len(w_all)), _bits(len(b_all))  # address widths
+    sparse = {s.name: _sparse_taps(s) for s in prog.steps}
+    all_taps = [t for ts in sparse.values() if ts for m in ts for t in (m or [(0, 0, 0)])]
+    b1, b2, b3 = (max([_bits(max(t[i] for t in all_taps) + 1)] if all_taps else [1]) for i in range(3))
+    tap_words = []
+    for ts in sparse.values():
+        for m in ts or []:
+            for j, t in enumerate(m or [None]):
+                first, last, none = j == 0, j == max(len(m), 1) - 1, t is None
+                t = t or (0, 0, 0)
+                tap_words.append((first << (b1 + b2 + b3 + 2)) | (last << (b1 + b2 + b3 + 1))
+                                 | (none << (b1 + b2 + b3)) | (t[0] << (b2 + b3)) | (t[1] << b3) | t[2])
     steps, cycles = [], 0
     for s in prog.steps:
-        lines, what, n = _lines(s, base, wb.get(s.name, 0), bb.get(s.name, 0), aw, wwa, bw)
+        lines, what, n = _lines(s, base, wb.get(s.name, 0), bb.get(s.name, 0), aw, wwa, bw, sparse[s.name])
         steps.append({"name": s.name, "what": what, "lines": lines, "cycles": n + DRAIN + 1})
         cycles += n + DRAIN + 1
     sw = max(1, _bits(len(steps)))
@@ -107,7 +144,8 @@ def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
            "man": fmt.man_bits, "n_in": prog.n_in, "n_out": prog.n_out, "act_words": act_words,
            "w_words": len(w_all), "b_words": len(b_all), "w_words_list": w_all, "b_words_list": b_all,
            "drain": DRAIN, "steps": steps, "sw": sw, "aw": aw, "ww": wwa, "bw": bw,
-           "in_base": 0, "out_base": base["out"]}
+           "in_base": 0, "out_base": base["out"], "taps": tap_words, "tw": b1 + b2 + b3 + 3,
+           "pw": _bits(len(tap_words)), "b1": b1, "b2": b2, "b3": b3}
     files = {f"{TOP}.v": render("verilog", "float_top.v.j2", **ctx),
              UNITS: (TEMPLATES / "verilog" / "nnf_fp.v").read_text()}
     ii = prog.n_in + cycles + 3 * prog.n_out
@@ -125,7 +163,10 @@ def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
                    # one binary32 multiplier on the taps, one on the average's scale
                    "multipliers": 2, "lut_multipliers": 0,
                    "efficiency": round(macs / ii, 4),
-                   "activation_words": act_words, "weight_words": len(w_all) + len(b_all)},
+                   "activation_words": act_words, "weight_words": len(w_all) + len(b_all),
+                   "sparse_layers": [n for n, t in sparse.items() if t], "tap_entries": len(tap_words),
+                   "zero_weights_skipped": int(sum(np.sum(np.asarray(s.params["weights"]) == 0)
+                                                for s in prog.steps if sparse[s.name]))},
         "timing_notes": "cycles: load n_in, one per tap of every step plus a drain of "
                         f"{DRAIN + 1} per step, three per output word",
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json"],

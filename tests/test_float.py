@@ -203,7 +203,8 @@ def test_float_refusals(tmp_path):
     assert str(float_type("bf16")) == "bf16"
 
 
-@pytest.mark.parametrize("model,fmt", [("digits_cnn", "fp16"), ("digits_resnet", "bf16"), ("digits_mlp", "bf16")])
+@pytest.mark.parametrize("model,fmt", [("digits_cnn", "fp16"), ("digits_cnn", "bf16"), ("digits_resnet", "fp16"),
+                                       ("digits_resnet", "bf16"), ("digits_mlp", "bf16")])
 def test_verilog_float_processor_bit_exact(tmp_path, model, fmt):
     """The float processor (one binary32 multiply-accumulate unit) in Verilator: every
     output pattern equals golden, on test images and on patterns over the whole range;
@@ -221,3 +222,32 @@ def test_verilog_float_processor_bit_exact(tmp_path, model, fmt):
                           nnforge.sim.progress.QUIET, expected=design.predict_int(x))
     assert run.extra["mismatches"] == 0
     assert run.cycles_per_inference == info["totals"]["ii_cycles"]
+    sim_verilog.lint(out / "verilog")  # lint-clean under -Wall, as the other designs
+    sim_verilog.lint(out / "verilog", axis=True)
+
+
+@pytest.mark.parametrize("model,fmt", [("digits_cnn", "fp16"), ("digits_mlp", "bf16")])
+def test_float_processor_skips_zero_weights(tmp_path, model, fmt):
+    """Pruned to 75%: the float processor walks each channel's nonzero taps only, so its
+    cycles drop by the share of zero weights (measured), and every output stays equal to
+    golden; the C and HLS code of the same design agree too."""
+    d = np.load(ROOT / "examples" / model / "test.npz")
+    x_cal = np.load(ROOT / "examples" / model / "calibration.npz")["x"]
+    dense = nnforge.compile(ROOT / "examples" / model / "model.onnx", float_format=fmt)
+    pruned = nnforge.compile(ROOT / "examples" / model / "model.onnx", float_format=fmt, prune=0.75,
+                             calibration=x_cal)
+    cycles = {}
+    for name, design in (("dense", dense), ("pruned", pruned)):
+        out = design.write(tmp_path / name, targets=["c", "hls", "verilog"])
+        r = design.verify(d["x"][:8], backends=["golden", "c", "hls", "verilog"], outdir=out)
+        assert all(b.mismatches == 0 for b in r.backends.values()), name
+        cycles[name] = r.backends["verilog"].cycles_per_inference
+        info = __import__("json").loads((out / "verilog" / "verilog_info.json").read_text())
+        assert cycles[name] == info["totals"]["ii_cycles"]
+    assert info["totals"]["sparse_layers"] and info["totals"]["zero_weights_skipped"] > 0
+    from nnforge.sim import verilog as sim_verilog
+
+    sim_verilog.lint(out / "verilog")
+    macs = sum(s.macs for s in dense.lowered("c").steps)
+    saved = cycles["dense"] - cycles["pruned"]
+    assert saved >= 0.6 * macs, (cycles, macs)  # about three quarters of the MACs were zeros
