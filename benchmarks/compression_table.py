@@ -52,8 +52,9 @@ _SYNTH: dict[tuple, dict] = {}  # float processor designs synthesized
 
 def _float_resources(vdir: Path, tmp: str, key: tuple) -> dict:
     """Yosys synth_ecp5 + nextpnr (ECP5-85k) of the float processor (no estimate model for
-    it): LUT4s, DSP multipliers, block RAMs and the clock reached. Once per example and
-    format: NeuZip storage changes only the weight ROM's contents (same words, block RAM)."""
+    it): LUT4s, DSP multipliers, block RAMs and the clock reached. Once per example, format
+    and set of zero-skipping layers: NeuZip storage changes only the weight ROM's contents
+    (same words, block RAM) unless its weights have enough zeros for the tap list."""
     from nnforge.sim.fpga import synth
 
     if key not in _SYNTH:
@@ -80,8 +81,9 @@ def _row(example: str, label: str, opts: dict, samples: int) -> dict:
         if vres.backends["verilog"].mismatches:
             raise SystemExit(f"{example} {label}: the Verilog outputs differ from golden")
         info = json.loads((out / "verilog" / "verilog_info.json").read_text())
-        est = (_float_resources(out / "verilog", tmp, (example, opts["float_format"])) if floating
-               else info["totals"]["estimate"])
+        est = (_float_resources(out / "verilog", tmp, (example, opts["float_format"],
+                                                       tuple(info["totals"].get("sparse_layers", ()))))
+               if floating else info["totals"]["estimate"])
     prog = design.lowered("c")
     steps = [s for s in prog.steps if s.kind in ("conv", "dense")]
     row = {"technique": label, "accuracy": res.backends["golden"].accuracy,
@@ -123,14 +125,14 @@ def main() -> None:
              "the Verilog design is the float processor, one binary32 multiply-accumulate unit running",
              "the layers in turn, so its cycles are about the MACs; its resources are measured by Yosys",
              "synth_ecp5 and nextpnr on an ECP5-85k (DSP blocks as multipliers; the clock it reaches",
-             "is in the last column), once per format: NeuZip storage changes only the contents of the",
-             "weight ROM. NeuZip lossless: the C file holds each layer's rANS-coded blob (its ratio to",
+             "is in the last column), once per format and set of zero-skipping layers: NeuZip storage",
+             "changes only the contents of the weight ROM. NeuZip lossless: the C file holds each layer's rANS-coded blob (its ratio to",
              "plain fp16 / bf16 on the Dense / Conv weights in the row's name) and decodes it before",
              "the layer runs; outputs equal plain storage's. NeuZip lossy:K: the weights keep K",
              "mantissa bits under one power-of-two scale per block of 32 (the golden model and every",
              "backend use these values; the C file stores the packed codes). fp16 + prune 75%: the",
              "float processor walks each channel's nonzero taps only (a ROM entry per tap), so the",
-             "cycles drop with the zero weights; the C code skips them too.", ""]
+             "cycles drop with the zero weights (the float C code does not skip them yet).", ""]
     for example in ("digits_cnn", "digits_resnet"):
         rows = []
         for label, opts in TECHNIQUES:

@@ -2,8 +2,8 @@
 
 The :class:`.c_float.FloatProgram` of the graph (the C backend's steps) runs on one
 pipelined unit (``hls_templates/verilog/float_top.v.j2``): a binary32 multiplier and
-adder (``fp_units.v``: IEEE round to nearest even, subnormals, written out in Verilog),
-an activation memory holding every buffer, and weight / bias ROMs. Each step is a loop
+adder (``nnf_fp.v``, copied into the design as ``nnf_fp_units.v``: IEEE round to nearest
+even, subnormals, written out in Verilog), an activation memory holding every buffer, and weight / bias ROMs. Each step is a loop
 nest of counters (output group, channel, row, column; input channel, kernel row, kernel
 column) whose addresses Python writes per step; one tap enters the pipeline per cycle,
 in the golden model's order, so the results are the golden model's bit for bit. A tap
