@@ -41,7 +41,10 @@ def test_quantize_dynamic_mlp(tmp_path):
     # with real scales the weights are the model's int8 integers
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     dense = next(n for n in design.qgraph.topo() if n.op == "Dense")
-    assert np.array_equal(design.qgraph.consts[dense.inputs[1]], inits["fc0.weight_quantized"].T.astype(np.int64))
+    # the first MatMulInteger's B (onnxruntime names it fc0.weight_quantized or, from 1.32,
+    # fc0.weight_Transposed_quantized)
+    w0 = next(n.input[1] for n in model.graph.node if n.op_type == "MatMulInteger")
+    assert np.array_equal(design.qgraph.consts[dense.inputs[1]], inits[w0].T.astype(np.int64))
     assert float((design.predict(x).reshape(len(x), -1).argmax(1) == y).mean()) >= 0.96
     res = design.verify(x[:60], y[:60], backends=("golden", "c"))
     assert res.ok, str(res)
