@@ -30,10 +30,11 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.floats import FLOAT_OPS, FloatType, is_float
-from ..ir.ops._window import out_sizes, pool_geometry, spatial_attrs
+from .hls import write_project
 from .lower import BackendError, ModelIO, check_ops, interface
 from .naming import sanitize
-from .render import render
+from .program import _rows, _window
+from .render import TEMPLATES, render
 
 WEIGHT_FORMATS = ("plain", "neuzip", "lossy")
 
@@ -69,21 +70,6 @@ class FloatProgram(ModelIO):
 
 def is_float_graph(q: Graph) -> bool:
     return is_float(q.qtype(q.inputs[0]))
-
-
-def _geometry(in_shape, kernel, strides, pads, dil, outs) -> dict:
-    if len(in_shape) == 2:  # 1-D: (C, L) as (C, 1, L)
-        in_shape = (in_shape[0], 1, in_shape[1])
-        kernel, strides, dil, outs = (1, *kernel), (1, *strides), (1, *dil), (1, *outs)
-        pads = (0, pads[0], 0, pads[1])
-    c, h, w = in_shape
-    return {"c": c, "h": h, "w": w, "kh": kernel[0], "kw": kernel[1], "sh": strides[0], "sw": strides[1],
-            "dh": dil[0], "dw": dil[1], "pt": pads[0], "pl": pads[1], "oh": outs[0], "ow": outs[1]}
-
-
-def _rows(values, per_line: int = 16) -> list[str]:
-    flat = [str(v) for v in np.asarray(values, dtype=np.int64).reshape(-1).tolist()]
-    return [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
 
 
 def _f32_literal(v: float) -> str:
@@ -137,22 +123,19 @@ def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits:
             w, b = (np.asarray(q.consts[c], dtype=np.int64) for c in node.inputs[1:])
             params.update(w_rows=_rows(w), b_rows=_rows(b), n_w=int(w.size), m=int(w.shape[0]),
                           relu=bool(node.attrs.get("relu")), weight_bytes=2 * int(w.size + b.size),
-                          weights=w)
+                          weights=w, bias=b)
             macs = int(np.prod(q.shape(out))) * int(np.prod(w.shape[1:]))
             if node.op == "Dense":
                 params.update(k=int(w.shape[1]))
                 kind = "dense"
             else:
-                kernel = w.shape[2:]
-                strides, pads, dil = spatial_attrs(node.attrs, len(kernel), kernel)
-                outs = out_sizes(q.shape(x)[1:], kernel, strides, pads, dil)
                 groups = int(node.attrs.get("groups", 1))
-                params.update(_geometry(q.shape(x), kernel, strides, pads, dil, outs), groups=groups,
+                params.update(_window(node.attrs, q.shape(x), w.shape[2:]), groups=groups,
                               cg=int(w.shape[1]), mg=int(w.shape[0]) // groups)
                 kind = "conv"
         elif node.op == "MaxPool":
-            kernel, strides, pads, dil, outs = pool_geometry(node.attrs, q.shape(x)[1:])
-            params.update(_geometry(q.shape(x), kernel, strides, pads, dil, outs))
+            params.update(_window(node.attrs, q.shape(x), tuple(node.attr("kernel_shape")),
+                                  bool(node.attr("ceil_mode"))))
             kind = "maxpool"
         elif node.op == "GlobalAveragePool":
             shp = q.shape(x)
@@ -206,8 +189,7 @@ def context(prog: FloatProgram, hls: bool) -> dict:
     return {"model": prog.name, "fmt": prog.fmt, "n_in": prog.n_in, "n_out": prog.n_out,
             "steps": prog.steps, "buffers": prog.buffers, "hls": hls, "neuzip": neuzip,
             "scratch": max((s.params["n_w"] for s in prog.steps if "n_w" in s.params), default=1),
-            "neuzip_c": (Path(__file__).resolve().parent.parent / "hls_templates" / "c" / "neuzip.c").read_text()
-            if neuzip else "",
+            "neuzip_c": (TEMPLATES / "c" / "neuzip.c").read_text() if neuzip else "",
             "weight_bytes": prog.weight_bytes, "lossy_bits": prog.lossy_bits, "lossy_block": LOSSY_BLOCK,
             "weight_format": prog.weight_format + (f":{prog.lossy_bits}" if prog.lossy_bits else "")}
 
@@ -227,19 +209,6 @@ def write_hls(prog: FloatProgram, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarr
               part: str, clock_ns: float) -> list[Path]:
     if prog.weight_format != "plain":
         raise BackendError("the HLS backend stores float weights plainly (NeuZip decoding is for the C backend)")
-    outdir.mkdir(parents=True, exist_ok=True)
     ctx = context(prog, hls=True)
-    samples = [{"x": ", ".join(map(str, np.ravel(x).tolist())), "y": ", ".join(map(str, np.ravel(y).tolist()))}
-               for x, y in zip(tb_x, tb_y, strict=True)]
-    files = {
-        "nnforge_hls.h": render("c", "float_nnforge_model.h.j2", **ctx),
-        "nnforge_hls.cpp": render("c", "float_nnforge_model.c.j2", **ctx),
-        "tb_nnforge_hls.cpp": render("hls", "tb_nnforge_hls.cpp.j2"),
-        "tb_vectors.h": render("hls", "tb_vectors.h.j2", samples=samples),
-        "run_hls.tcl": render("hls", "run_hls.tcl.j2", part=part, clock_ns=clock_ns),
-    }
-    paths = []
-    for name, text in files.items():
-        (outdir / name).write_text(text)
-        paths.append(outdir / name)
-    return paths
+    return write_project(outdir, render("c", "float_nnforge_model.h.j2", **ctx),
+                         render("c", "float_nnforge_model.c.j2", **ctx), tb_x, tb_y, part, clock_ns)

@@ -23,19 +23,27 @@ DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 10.0
 SUPPORTED_OPS = HLS_OPS
 
-__all__ = ["DEFAULT_CLOCK_NS", "DEFAULT_PART", "SUPPORTED_OPS", "TARGET", "unroll_factor", "write"]
+__all__ = ["DEFAULT_CLOCK_NS", "DEFAULT_PART", "SUPPORTED_OPS", "TARGET", "unroll_factor", "write", "write_project"]
 
 
 def write(prog: Program, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
           part: str = DEFAULT_PART, clock_ns: float = DEFAULT_CLOCK_NS) -> list[Path]:
     """Write the HLS sources; ``tb_x`` / ``tb_y`` (integer vectors and their golden
     outputs) become the C-simulation testbench's vectors."""
-    outdir.mkdir(parents=True, exist_ok=True)
     ctx = model_context(prog)
+    return write_project(outdir, render("hls", "nnforge_hls.h.j2", **ctx),
+                         render("hls", "nnforge_hls_program.cpp.j2", **ctx), tb_x, tb_y, part, clock_ns)
+
+
+def write_project(outdir: Path, header: str, source: str, tb_x: np.ndarray, tb_y: np.ndarray,
+                  part: str, clock_ns: float) -> list[Path]:
+    """The HLS folder around a rendered top function (``header``, ``source``): the
+    C-simulation testbench with ``tb_x`` / ``tb_y`` and the Vitis HLS script."""
+    outdir.mkdir(parents=True, exist_ok=True)
     samples = [{"x": _join(np.ravel(x)), "y": _join(np.ravel(y))} for x, y in zip(tb_x, tb_y, strict=True)]
     files = {
-        "nnforge_hls.h": render("hls", "nnforge_hls.h.j2", **ctx),
-        "nnforge_hls.cpp": render("hls", "nnforge_hls_program.cpp.j2", **ctx),
+        "nnforge_hls.h": header,
+        "nnforge_hls.cpp": source,
         "tb_nnforge_hls.cpp": render("hls", "tb_nnforge_hls.cpp.j2"),
         "tb_vectors.h": render("hls", "tb_vectors.h.j2", samples=samples),
         "run_hls.tcl": render("hls", "run_hls.tcl.j2", part=part, clock_ns=clock_ns),

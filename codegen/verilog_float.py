@@ -120,7 +120,7 @@ def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
         if "weights" in s.params:
             wb[s.name], bb[s.name] = len(w_all), len(b_all)
             w_all += np.asarray(s.params["weights"]).reshape(-1).tolist()
-            b_all += [int(v) for r in s.params["b_rows"] for v in r.split(", ")]
+            b_all += np.asarray(s.params["bias"]).reshape(-1).tolist()
     w_all, b_all = w_all or [0], b_all or [0]
     aw, wwa, bw = _bits(act_words), _bits(len(w_all)), _bits(len(b_all))  # address widths
     sparse = {s.name: _sparse_taps(s) for s in prog.steps}
