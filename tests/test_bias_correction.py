@@ -19,15 +19,34 @@ def _setup(name):
     return f, cal, np.load(ex / "test.npz")
 
 
+def _gamma(k: int) -> float:
+    """Higham's gamma_k = k u / (1 - k u): a sum of k + 1 float64 terms, in any order, is within
+    gamma_k * sum|x| of the exact sum (u the unit roundoff, eps / 2)."""
+    u = np.finfo(np.float64).eps / 2
+    return k * u / (1 - k * u)
+
+
 def test_channel_means(digits_data):
+    """channel_means, accumulated over batches of 33 (which do not divide the 500 samples),
+    is the float64 mean over all samples of the same activations, to within the rounding of
+    float64 sums. The activations come from run_float on the same batches: float32 matrix
+    products depend on the batch size (BLAS blocks them differently; the digits CNN's logits
+    move by up to 2.9e-6 between a batch of 33 and one of 500), which is not channel_means'
+    doing. Per channel both sides add the same n float64 values in different orders and divide
+    (channel_means per sample, then per batch), so each is within gamma_(n+1) * sum|x| of the
+    exact mean times n: they differ by at most gamma_(2n+2) * mean|x|."""
     f, cal, _ = _setup("digits_cnn")
-    m = channel_means(f, cal, batch=33)
-    env = run_float(f, cal, keep=True)
-    for t, v in env.items():
+    batch = 33
+    m = channel_means(f, cal, batch=batch)
+    runs = [run_float(f, cal[s:s + batch], keep=True) for s in range(0, len(cal), batch)]
+    for t, first in runs[0].items():
         if t in f.consts:
             continue
-        want = np.asarray(v, np.float64).reshape(len(cal), v.shape[1], -1).mean(axis=(0, 2))
-        np.testing.assert_allclose(m[t], want, rtol=1e-9, atol=1e-12)
+        v = np.concatenate([np.asarray(r[t], np.float64) for r in runs]).reshape(len(cal), first.shape[1], -1)
+        n = v.shape[0] * v.shape[2]
+        bound = _gamma(2 * n + 2) * np.abs(v).mean(axis=(0, 2))
+        err = np.abs(m[t] - v.mean(axis=(0, 2)))
+        assert np.all(err <= bound), (t, float(err.max()), float(bound.min()))
 
 
 @pytest.mark.parametrize("name", ["digits_mlp", "digits_cnn"])
