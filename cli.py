@@ -4,39 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from .design import BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile, trace_text
+from .data import load_npz
+from .design import (BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile,
+                     read_report_precision, trace_text)
 from .passes.prune import compression_text
+from .ir.text import printable
+from .sim.files import defer_during_swap, output_folder
 from .sim.fpga import FIT_SHARE
+from .sim.files import read_manifest
 from .sim.progress import Progress
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "digits_mlp"
-
-
-def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` (N, *input shape) and optional integer labels ``y`` (N,) from a .npz file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such data file")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise DataError(f"{path}: has no array named 'x' (found: {', '.join(f.files) or 'none'})")
-            x = f["x"]
-            y = f["y"] if "y" in f.files else None
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({e})") from e
-    if y is not None:
-        if y.dtype.kind not in "iu" or y.ndim != 1:
-            raise DataError(f"{path}: labels 'y' must be a 1-D integer array, got {y.dtype} {y.shape}")
-        if len(y) != len(x):
-            raise DataError(f"{path}: {len(x)} samples in 'x' but {len(y)} labels in 'y'")
-    return x, y
 
 
 def _list(s: str) -> list[str]:
@@ -45,6 +31,9 @@ def _list(s: str) -> list[str]:
 
 def cmd_compile(args, progress: Progress) -> int:
     targets = check_names(_list(args.targets), TARGETS, "target")
+    # an output folder that would take the user's files or an input with it: refused first
+    output_folder(args.output, {"model": args.model, "calibration": args.calibration,
+                                "validation": args.validation})
     x_cal = None
     if args.calibration:
         x_cal, _ = load_npz(args.calibration)
@@ -61,7 +50,7 @@ def cmd_compile(args, progress: Progress) -> int:
                      rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
                      prune_structured=args.prune_structured, low_rank=args.low_rank,
                      share_weights=args.share_weights, float_format=args.float_format, neuzip=args.neuzip,
-                     prune_max_drop=args.prune_max_drop)
+                     prune_max_drop=args.prune_max_drop, max_elements=args.max_elements)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -82,6 +71,7 @@ def cmd_verify(args, progress: Progress) -> int:
         backends = ["golden"] + [t for t in TARGETS if (Path(args.outdir) / t).is_dir()]
     else:
         backends = check_names(_list(args.backends), BACKENDS, "backend")
+    read_manifest(args.outdir)  # an nnforge output folder, or one line
     design = Design.load(args.outdir)
     x, y = load_npz(args.data)
     result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
@@ -109,13 +99,13 @@ def cmd_report(args, progress: Progress) -> int:
     """The precision report of a compiled design: from report.json (the calibration data),
     or recomputed on --data."""
     out = Path(args.outdir)
+    read_manifest(out)  # an nnforge output folder, or one line
     design = Design.load(out)
     if args.data:
         x, _ = load_npz(args.data)
         prec = design.precision(x, limit=args.limit or 256)
     else:
-        path = out / "report.json"
-        prec = json.loads(path.read_text()).get("precision") if path.is_file() else None
+        prec = read_report_precision(out / "report.json")
         if not prec:
             raise DataError(f"{out} holds no precision report; give --data DATA.npz to compute one")
     if args.json:
@@ -166,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="compile an ONNX model to sources")
     c.add_argument("model", help="the ONNX model file")
-    c.add_argument("-o", "--output", required=True, help="output folder (replaced whole, atomically)")
+    c.add_argument("-o", "--output", required=True, help="output folder: new, empty, or an earlier nnforge output (replaced whole, atomically; a "
+                        "folder holding other or edited files is refused; a symbolic link is followed)")
     c.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, from {','.join(TARGETS)} (default: all)")
     c.add_argument("--calibration", help="calibration data: a .npz file with 'x' shaped (N, *input shape)")
     c.add_argument("--bits", type=int, default=8, help="width of weights and activations (default 8)")
@@ -209,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--share-weights", type=int, metavar="K",
                    help="cluster every Dense / Conv layer's weights into 2^K shared values (k-means), the values "
                         "refitted on the calibration data")
+    c.add_argument("--max-elements", type=int, metavar="N",
+                   help="the largest tensor the model may declare or constant folding may produce, in elements "
+                        "(default 268435456 = 2^28; constant folding may produce twice that in all)")
     c.add_argument("--float", dest="float_format", choices=("fp16", "bf16"),
                    help="run the model in float16 or bfloat16 instead of fixed point: weights and activations "
                         "16-bit floats, float32 accumulation, round to nearest even (no calibration needed)")
@@ -285,16 +279,92 @@ def main(argv: list[str] | None = None) -> int:
         print("nnforge: error: --limit must be at least 1", file=sys.stderr)
         return 2
     progress = Progress(quiet=args.quiet)
-    try:
-        return args.func(args, progress)
-    except KeyboardInterrupt:
-        print("nnforge: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # every error the user can cause is reported without a traceback
-        if _is_user_error(e):
-            print(f"nnforge: error: {e}", file=sys.stderr)
+    with _stop_signals():
+        try:
+            return args.func(args, progress)
+        except KeyboardInterrupt:
+            return _stopped(signal.SIGINT)
+        except Stopped as e:
+            return _stopped(e.signum)
+        except Exception as e:  # every error the user can cause is one line, without a traceback
+            line = _error_line(e, args.command)
+            if line is None:
+                raise  # a bug: the traceback is what its report needs
+            print(f"nnforge: error: {line}", file=sys.stderr)
             return 2
-        raise
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised where the program is so that every cleanup runs as it
+    does for Ctrl-C (KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals():
+    """SIGINT, SIGTERM and SIGHUP raise (KeyboardInterrupt, :class:`Stopped`) while the
+    command runs, once (a second signal does not interrupt the cleanup), never between
+    the renames of a folder swap; signals that were ignored (nohup) stay ignored and the
+    previous handlers come back afterwards."""
+    fired = []
+
+    def stop(signum, frame):
+        if fired:
+            return
+        fired.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+    handler = defer_during_swap(stop)
+    previous = {}
+    try:
+        for s in _STOP_SIGNALS:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                previous[s] = signal.signal(s, handler)
+    except ValueError:  # not the main thread: signals are left as they are
+        pass
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _stopped(signum: int) -> int:
+    what = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    print(f"nnforge: {what}", file=sys.stderr)
+    return 128 + signum
+
+
+_MEMORY_HINTS = {
+    "compile": "use a smaller model or fewer calibration / validation samples, or allow the process more memory",
+    "verify": "give --limit N to run fewer samples, or allow the process more memory",
+    "report": "give --limit N to use fewer samples, or allow the process more memory",
+}
+
+
+def _error_line(e: Exception, command: str) -> str | None:
+    """The one line (printable, without a traceback) for an error the user can cause, or
+    None for a bug."""
+    if isinstance(e, MemoryError):
+        hint = _MEMORY_HINTS.get(command, "allow the process more memory")
+        msg = f"out of memory in 'nnforge {command}': {hint}"
+    elif isinstance(e, RecursionError):
+        msg = f"the input is nested too deeply for 'nnforge {command}' (Python's recursion limit)"
+    elif isinstance(e, OSError) and e.strerror and e.filename is not None:
+        msg = f"{printable(e.filename)}: {e.strerror}"
+    elif _is_user_error(e):
+        msg = str(e) or type(e).__name__
+    else:
+        return None
+    first = msg.strip().split("\n")[0]
+    safe = printable(first)
+    return first if safe == first.replace("\\", "\\\\") else safe  # a message's own escapes kept as they are
 
 
 def _is_user_error(e: Exception) -> bool:
@@ -303,8 +373,8 @@ def _is_user_error(e: Exception) -> bool:
     from .passes import QuantizeError
     from .sim.tools import ToolError
 
-    return isinstance(e, (BackendError, ModelImportError, QuantizeError, ToolError, DataError,
-                          FileNotFoundError, FileExistsError, ValueError))
+    return isinstance(e, (BackendError, ModelImportError, QuantizeError, ToolError, DataError, OSError,
+                          MemoryError, RecursionError, ValueError))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .codegen import c as c_backend
+from .data import DataError, check_labels, check_values
 from .codegen import hls as hls_backend
 from .codegen.lower import BackendError, HwModel, lower
 from .codegen.program import Program
@@ -29,13 +31,16 @@ from .codegen.c_float import write_hls as write_float_hls
 from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.floats import is_float, random_patterns
-from .ir.serialize import from_dict, to_dict
+from .ir.serialize import (DesignFileError, check_depth, check_graph_dict, check_keys, check_type,
+                           graph_from_checked, is_int, read_arrays, to_dict)
+from .ir.text import name as _pname
 from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
 from .passes.prune import compression_text
-from .passes.calibrate import channel_means
+from .passes.calibrate import CalibrationWarning, channel_means, check_input_spread, check_spread
 from .passes.rounding import layer_inputs
-from .sim.files import replace_dir
+from .sim.files import check_replaceable, output_folder, replace_dir, temp_dir, write_manifest
+from .sim.files import OutputFolderError, modified_files, read_manifest
 from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
@@ -79,10 +84,6 @@ HLS_TB_SAMPLES = 16
 CAL_REFIT = 512  # calibration samples pruning refits the weights on
 
 
-class DataError(ValueError):
-    """Input data does not fit the model."""
-
-
 @dataclass
 class BackendResult:
     samples: int
@@ -92,6 +93,7 @@ class BackendResult:
     latency_cycles: int | None = None
     seconds: float = 0.0
     first_mismatch: int | None = None
+    modified: list[str] | None = None  # source files that differ from what nnforge wrote (built backends)
 
     def as_dict(self) -> dict:
         d = {"samples": self.samples, "mismatches": self.mismatches, "accuracy": self.accuracy,
@@ -101,6 +103,8 @@ class BackendResult:
             d["latency_cycles"] = self.latency_cycles
         if self.first_mismatch is not None:
             d["first_mismatch"] = self.first_mismatch
+        if self.modified is not None:
+            d["modified"] = [_pname(f) for f in self.modified]
         return d
 
 
@@ -124,6 +128,9 @@ class VerifyResult:
         for name, b in self.backends.items():
             cyc = f"{b.cycles_per_inference:.1f}" if b.cycles_per_inference is not None else "-"
             lines.append(f"{name:<10}{b.samples:>9}{b.mismatches:>12}{_pct(b.accuracy):>10}{cyc:>12}")
+        for name, b in self.backends.items():
+            if b.modified:
+                lines.append(f"{name}: sources differ from what nnforge wrote: {', '.join(map(_pname, b.modified))}")
         lines.append("all backends match golden" if self.ok else "MISMATCH: some backend differs from golden")
         return "\n".join(lines)
 
@@ -142,6 +149,9 @@ def as_batch(x, shape: tuple[int, ...]) -> np.ndarray:
     if tuple(x.shape[1:]) != tuple(shape):
         want = ", ".join(["N", *map(str, shape)])
         raise DataError(f"input data has shape {tuple(x.shape)}, the model needs ({want})")
+    if len(x) == 0:
+        raise DataError(f"input data holds no samples (shape {tuple(x.shape)})")
+    check_values(x)
     return x.astype(np.float32)
 
 
@@ -235,11 +245,11 @@ class Design:
         return rows
 
     def summary(self) -> str:
-        lines = [f"model {self.qgraph.name}: input {self.input_shape} {self.input_type}, "
+        lines = [f"model {_pname(self.qgraph.name)}: input {self.input_shape} {self.input_type}, "
                  f"output {self.output_shape} {self.output_type}",
                  ]
         lines += _table([("layer", "op", "in", "weights", "acc", "out", "MACs")] + [
-            (r["name"][:15], (r["op"] + ("+relu" if r.get("relu") else ""))[:11], r["input"],
+            (_pname(r["name"])[:15], (r["op"] + ("+relu" if r.get("relu") else ""))[:11], r["input"],
              str(r.get("weights", "-")), str(r.get("acc_width", "-")), r["output"], str(r.get("macs", "-")))
             for r in self.layers()])
         return "\n".join(lines)
@@ -255,7 +265,8 @@ class Design:
         x = as_batch(x, self.input_shape)[:limit]
         if self._float_passes is None:
             self._float_passes = run_float_pipeline(self.float_graph)
-        fenv = run_float(self._float_passes, x, keep=True)
+        with np.errstate(over="ignore", invalid="ignore"):  # float32 overflow shows as an SQNR of nan
+            fenv = run_float(self._float_passes, x, keep=True)
         q = self.qgraph
         qenv = run_int(q, self.quantize_input(x), keep=True)
         refs = _quant_references(self._float_passes)
@@ -265,8 +276,9 @@ class Design:
             if f not in fenv or t not in qenv:
                 return None
             ref = np.asarray(fenv[f], np.float64)
-            err = dequantize(qenv[t], q.qtype(t)) - ref
-            sig, noise = float(np.sum(ref ** 2)), float(np.sum(err ** 2))
+            with np.errstate(over="ignore", invalid="ignore"):
+                err = dequantize(qenv[t], q.qtype(t)) - ref
+                sig, noise = float(np.sum(ref ** 2)), float(np.sum(err ** 2))
             if noise == 0.0:
                 return float("inf")
             return float(10.0 * np.log10(sig / noise)) if sig > 0 else float("-inf")
@@ -290,11 +302,12 @@ class Design:
             return "-" if v is None else ("inf" if v == float("inf") else f"{v:.1f}")
         lines = [f"precision on {p['samples']} samples (SQNR of each layer's output against the float model, dB)"]
         lines += _table([("layer", "op", "in", "weights", "acc", "out", "SQNR")] + [
-            (r["name"][:15], r["op"][:11], r["input"], str(r.get("weights", "-")), str(r.get("acc_width", "-")),
+            (_pname(r["name"])[:15], _pname(r["op"])[:11], r["input"], str(r.get("weights", "-")),
+             str(r.get("acc_width", "-")),
              r["output"], db(r["sqnr_db"])) for r in p["layers"]])
         lines.append(f"model output SQNR {db(p['output_sqnr_db'])} dB")
         if p["worst_layer"]:
-            lines.append(f"largest loss: {p['worst_layer']} ({p['worst_drop_db']:.1f} dB below its input)")
+            lines.append(f"largest loss: {_pname(p['worst_layer'])} ({p['worst_drop_db']:.1f} dB below its input)")
         return "\n".join(lines) + "\n"
 
     # ---- writing --------------------------------------------------------------------
@@ -303,7 +316,12 @@ class Design:
               max_multipliers: int | None = None, max_luts: int | None = None, max_ffs: int | None = None,
               max_bram: int | None = None) -> Path:
         """Write every target's sources into ``outdir``, atomically: everything is built in
-        a temporary folder beside it and moved into place only when complete.
+        a temporary folder beside it, marked (``nnforge_output.json``: the SHA-256 of every
+        file) and swapped into place only when complete (see :func:`sim.files.replace_dir`).
+        An existing ``outdir`` is replaced only when it is empty or holds nothing but the
+        unchanged files of its marker; one that is or holds the current folder or the
+        model file is refused (:func:`sim.files.output_folder`). A symbolic link is
+        followed: the folder it points to is replaced.
 
         Verilog folding: ``parallelism`` (a mode), or a goal that replaces it:
         ``target_fps`` inferences per second at ``clock_mhz`` (a period of
@@ -314,18 +332,21 @@ class Design:
         multipliers that keep it within the period."""
         targets = check_names(targets, TARGETS, "target")
         parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers, max_luts, max_ffs, max_bram)
+        outdir = Path(outdir)
+        dest = output_folder(outdir, {"model": self.source})
         # every target lowers (or refuses, naming the node) before any file exists
         models = {t: self.lowered(t) for t in targets}
-        outdir = Path(outdir)
-        if outdir.exists() and (not outdir.is_dir() or (any(outdir.iterdir()) and not (outdir / "design.json").exists())):
-            raise FileExistsError(f"{outdir} exists and is not an nnforge output folder; refusing to overwrite it")
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", suffix=".tmp", dir=outdir.parent))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp = temp_dir(dest.parent)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot create the output folder there ({e.strerror})", str(outdir)) from None
         try:
             info = self._write_into(tmp, models, targets, parallelism, progress)
             (tmp / "report.json").write_text(json.dumps(info, indent=2) + "\n")
             (tmp / "report.txt").write_text(self._report_text(info))
-            replace_dir(tmp, outdir)
+            write_manifest(tmp)  # last: a folder with a marker is complete
+            replace_dir(tmp, dest, check=lambda old: check_replaceable(old, shown=outdir))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -416,7 +437,7 @@ class Design:
                          + (f" + {t['lut_multipliers']} in LUTs" if t.get("lut_multipliers") else "")
                          + f"{eff} (MACs per inference / (multipliers x II))")
             for layer in v["layers"]:
-                lines.append(f"  {layer['name']:<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
+                lines.append(f"  {_pname(layer['name']):<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
                              f"latency {layer['latency_cycles']:>6} II {layer['ii_cycles']:>6}")
         if info["output"]["softmax_on_host"]:
             lines.append("The model ends in Softmax: the hardware outputs the logits; the float "
@@ -430,7 +451,7 @@ class Design:
         y, frac = run_dynamic(self.qgraph, self.check_input(x))
         return dequantize_dynamic(y, frac)
 
-    def _verify_dynamic(self, x, labels, outdir: Path, progress: Progress) -> BackendResult:
+    def _verify_dynamic(self, x, labels, src: Path, work: Path, progress: Progress) -> BackendResult:
         """The generated nnforge_run_dynamic against :func:`nnforge.ir.dynamic.run_dynamic`:
         every output integer and its run-time fractional bits."""
         from .codegen.c_dynamic import run_dynamic_c
@@ -439,8 +460,7 @@ class Design:
         t0 = time.monotonic()
         xf = np.asarray(x, dtype=np.float32)
         want, want_f = run_dynamic(self.qgraph, xf.astype(np.float64))
-        got, got_f = run_dynamic_c(outdir / "c", outdir / "build" / "c-dynamic", xf.reshape(len(xf), -1),
-                                   int(np.prod(self.output_shape)))
+        got, got_f = run_dynamic_c(src, work, xf.reshape(len(xf), -1), int(np.prod(self.output_shape)))
         diff = np.any(got.reshape(len(x), -1) != want.reshape(len(x), -1), axis=1) | (got_f != want_f)
         bad = np.flatnonzero(diff)
         progress(f"c-dynamic: {len(x)} samples, {int(diff.sum())} mismatches")
@@ -458,16 +478,15 @@ class Design:
         backends = check_names(backends, TRACEABLE, "traceable backend")
         x_int = self.quantize_input(self.check_input(x)[sample:sample + 1])
         env = run_int(self.qgraph, x_int, keep=True)
-        with self._sources(outdir, backends, "balanced", progress) as outdir:
+        with self._sources(outdir, backends, "balanced", progress) as staged:
             result = {}
             for b in backends:
-                src = _source_dir(outdir, b)
+                src = staged.src[b]
                 if b == "verilog":
-                    steps, got = self._verilog_trace(src, Path(outdir) / "build" / "verilog-trace", x_int, progress)
+                    steps, got = self._verilog_trace(src, staged.work(f"{b}-trace"), x_int, progress)
                 else:
                     prog = self.lowered(b)
-                    got = native_trace(b, src, Path(outdir) / "build" / f"{b}-trace", x_int.reshape(1, -1),
-                                       prog.n_out, progress)
+                    got = native_trace(b, src, staged.work(f"{b}-trace"), x_int.reshape(1, -1), prog.n_out, progress)
                     steps = list(prog.steps)
                 layers = []
                 for i, st in enumerate(steps):
@@ -487,14 +506,26 @@ class Design:
 
     @contextmanager
     def _sources(self, outdir, targets: list[str], parallelism: str, progress: Progress):
-        """``outdir``, or (when it is None and ``targets`` are wanted) a temporary folder the
-        design is written into, removed afterwards."""
-        if outdir is not None or not targets:
-            yield outdir
-            return
-        tmp = Path(tempfile.mkdtemp(prefix="nnforge-run-"))
+        """A private copy of the sources of ``targets``, taken from the output folder
+        ``outdir`` (when it is None, from a temporary folder the design is written into):
+        only the files its manifest lists (:data:`nnforge.sim.files.MARKER`), each a
+        regular file inside the folder; files that differ from what nnforge wrote are
+        warned about (and compiled as they are). Yields a :class:`_Staged`; everything is
+        removed afterwards."""
+        tmp = Path(tempfile.mkdtemp(prefix="nnforge-verify-"))
         try:
-            yield self.write(tmp / "out", targets=targets, parallelism=parallelism, progress=progress)
+            if outdir is None and targets:
+                outdir = self.write(tmp / "out", targets=targets, parallelism=parallelism, progress=progress)
+            staged = _Staged(tmp)
+            files = read_manifest(outdir) if targets else {}
+            for b in targets:
+                staged.src[b], staged.modified[b] = _stage(Path(outdir), files, b, tmp / "src" / b)
+            modified = [f for b in targets for f in staged.modified[b]]
+            if modified:
+                _warn_sources(progress, f"{_pname(outdir)}: {len(modified)} source file(s) differ from what nnforge "
+                                        f"wrote, compiled as they are: {', '.join(map(_pname, modified[:8]))}"
+                                        + (" ..." if len(modified) > 8 else ""))
+            yield staged
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -545,21 +576,27 @@ class Design:
 
     @classmethod
     def load(cls, folder) -> "Design":
+        """The design saved in ``folder`` by :meth:`write` / :meth:`save`, checked on the way
+        in: ``design.json`` against the schema and its size limit, every array of
+        ``design_arrays.npz`` against what the design says of it, both graphs by
+        :meth:`Graph.verify`. Anything else raises :class:`DesignFileError` (one line)."""
         folder = Path(folder)
         path = folder / "design.json"
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not an nnforge output folder (no design.json)")
-        doc = json.loads(path.read_text())
-        if doc.get("format") != FORMAT_VERSION:
-            raise ValueError(f"{path}: unknown format {doc.get('format')!r}")
-        with np.load(folder / "design_arrays.npz", allow_pickle=False) as arrays:
-            fg = from_dict(doc["float_graph"], arrays)
-            qg = from_dict(doc["quantized_graph"], arrays)
-        cfg = dict(doc["config"])
-        cfg["overrides"] = tuple(tuple(o) for o in cfg.get("overrides", ()))
-        cfg["layer_weight_bits"] = tuple(tuple(o) for o in cfg.get("layer_weight_bits", ()))
-        design = cls(fg, qg, QuantConfig(**cfg), doc.get("source", ""))
-        design.compression = list(doc.get("compression", []))
+        doc = _read_design_json(path)
+        consts = {g: check_graph_dict(doc[g], f"{path}: {g}") for g in ("float_graph", "quantized_graph")}
+        config = _check_config(doc["config"], f"{path}: config")
+        arrays = read_arrays(folder / "design_arrays.npz")
+        keys = {k for c in consts.values() for k in c.values()}
+        extra = sorted(set(arrays) - keys)
+        if extra:
+            raise DesignFileError(f"{folder / 'design_arrays.npz'}: unexpected arrays {', '.join(map(_pname, extra[:5]))}"
+                                  f" (the design refers to {len(keys)})")
+        fg = graph_from_checked(doc["float_graph"], arrays, f"{path}: float_graph")
+        qg = graph_from_checked(doc["quantized_graph"], arrays, f"{path}: quantized_graph")
+        design = cls(fg, qg, config, doc["source"])
+        design.compression = list(doc["compression"])
         return design
 
     # ---- verification ---------------------------------------------------------------
@@ -569,27 +606,28 @@ class Design:
         """Run each backend on ``x`` and compare every output integer with golden.
 
         ``outdir`` is a folder written by :meth:`write`; without it the sources are
-        written to a temporary folder first.
+        written to a temporary folder first. Verifying a folder compiles and runs the C /
+        C++ / Verilog it holds (only the files its manifest lists, copied out of it and
+        built in the private cache, :mod:`nnforge.sim.cache`); sources that differ from
+        what nnforge wrote are warned about and named in each backend's ``modified``.
         """
         backends = check_names(backends, BACKENDS, "backend")
         x = self.check_input(x)
-        labels = None if y is None else np.asarray(y).reshape(-1)
-        if labels is not None and len(labels) != len(x):
-            raise DataError(f"{len(x)} samples but {len(labels)} labels")
+        labels = None if y is None else check_labels(y, len(x), self.output_shape)
         if limit is not None:
             x, labels = x[:limit], None if labels is None else labels[:limit]
         x_int = self.quantize_input(x)
         golden = self.predict_int(x_int)
-        result = VerifyResult(len(x), _accuracy(run_float(self.float_graph, x)[0], labels))
+        with np.errstate(over="ignore", invalid="ignore"):  # the float model may overflow float32
+            result = VerifyResult(len(x), _accuracy(run_float(self.float_graph, x)[0], labels))
         models = {b: self.lowered(b) for b in backends if b != "golden"}
-        with self._sources(outdir, [b for b in backends if b != "golden"], parallelism, progress) as outdir:
+        with self._sources(outdir, [b for b in backends if b != "golden"], parallelism, progress) as staged:
             for b in backends:
                 t0 = time.monotonic()
                 if b == "golden":
                     run_y, extra = golden, None
                 else:
-                    src = _source_dir(outdir, b)
-                    extra = _run_backend(b, models[b], src, Path(outdir) / "build" / b, x_int, progress)
+                    extra = _run_backend(b, models[b], staged.src[b], staged.work(b), x_int, progress)
                     run_y = extra.y.reshape(golden.shape)
                 diff = np.any(run_y.reshape(len(x), -1) != golden.reshape(len(x), -1), axis=1)
                 bad = np.flatnonzero(diff)
@@ -600,11 +638,123 @@ class Design:
                                        labels),
                     cycles_per_inference=getattr(extra, "cycles_per_inference", None),
                     latency_cycles=getattr(extra, "latency_cycles", None),
-                    seconds=time.monotonic() - t0, first_mismatch=int(bad[0]) if len(bad) else None)
+                    seconds=time.monotonic() - t0, first_mismatch=int(bad[0]) if len(bad) else None,
+                    modified=staged.modified.get(b))
                 progress(f"{b}: {len(x)} samples, {int(diff.sum())} mismatches")
                 if b == "c" and self.config.dynamic:
-                    result.backends["c-dynamic"] = self._verify_dynamic(x, labels, Path(outdir), progress)
+                    result.backends["c-dynamic"] = replace(
+                        self._verify_dynamic(x, labels, staged.src[b], staged.work("c-dynamic"), progress),
+                        modified=staged.modified[b])
         return result
+
+
+MAX_DESIGN_JSON = 64 << 20  # bytes of design.json read at most
+DESIGN_KEYS = ("format", "source", "config", "float_graph", "quantized_graph", "compression")
+
+
+def _load_json(path: Path, what: str):
+    """A JSON file of an output folder, parsed: at most ``MAX_DESIGN_JSON`` bytes (checked
+    before reading), not nested deeper than Python's recursion allows; else one line."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_DESIGN_JSON:
+            raise DesignFileError(f"{path}: {size} bytes, more than the {MAX_DESIGN_JSON >> 20} MiB {what} may have")
+        return json.loads(path.read_bytes())
+    except RecursionError:
+        raise DesignFileError(f"{path}: nested too deep to be {what}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DesignFileError(f"{path}: not valid JSON ({' '.join(str(e).split())[:160]})") from None
+
+
+def _read_design_json(path: Path) -> dict:
+    """``design.json`` parsed and its top level checked (size limit before parsing; deep
+    nesting refused)."""
+    doc = _load_json(path, "a design file")
+    check_keys(doc, DESIGN_KEYS, str(path))
+    if not is_int(doc["format"]) or doc["format"] != FORMAT_VERSION:
+        raise DesignFileError(f"{path}: unknown format {_pname(repr(doc['format'])[:40])} (nnforge reads {FORMAT_VERSION})")
+    check_type(doc["source"], lambda v: isinstance(v, str), "a string", f"{path}: source")
+    check_type(doc["compression"], lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
+               "a list of objects", f"{path}: compression")
+    check_depth(doc["compression"], f"{path}: compression")
+    return doc
+
+
+_NUM_OR_NONE = ("a number or null", lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+_STR = ("a string", lambda v: isinstance(v, str))
+_REPORT_LAYER = {"name": _STR, "op": _STR, "input": _STR, "output": _STR, "sqnr_db": _NUM_OR_NONE,
+                 "sqnr_in_db": _NUM_OR_NONE}
+_REPORT_LAYER_OPTIONAL = {"weights": _STR, "acc_width": ("an integer or a string", lambda v: is_int(v) or isinstance(v, str))}
+
+
+def read_report_precision(path: Path) -> dict | None:
+    """The precision report (``precision``) of an output folder's ``report.json``, or None
+    when there is none: only the fields the report prints, each checked for its type and
+    every name made printable; anything else raises :class:`DesignFileError` (one line)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    doc = _load_json(path, "a report")
+    check_type(doc, lambda v: isinstance(v, dict), "an object", str(path))
+    prec = doc.get("precision")
+    if prec is None:
+        return None
+    where = f"{path}: precision"
+    check_type(prec, lambda v: isinstance(v, dict), "an object", where)
+    out = {}
+    for k, (what, ok) in {"samples": ("an integer", is_int), "layers": ("a list", lambda v: isinstance(v, list)),
+                          "output_sqnr_db": _NUM_OR_NONE, "worst_layer": ("a string or null", lambda v: v is None or
+                                                                          isinstance(v, str)),
+                          "worst_drop_db": _NUM_OR_NONE}.items():
+        out[k] = check_type(prec.get(k), ok, what, f"{where}.{k}")
+    if out["worst_layer"] is not None:
+        out["worst_layer"] = _pname(out["worst_layer"])
+        check_type(out["worst_drop_db"], lambda v: v is not None, "a number", f"{where}.worst_drop_db")
+    out["layers"] = [_report_layer(r, f"{where}.layers[{i}]") for i, r in enumerate(out["layers"])]
+    return out
+
+
+def _report_layer(r, where: str) -> dict:
+    check_type(r, lambda v: isinstance(v, dict), "an object", where)
+    row = {}
+    for k, (what, ok) in {**_REPORT_LAYER, **_REPORT_LAYER_OPTIONAL}.items():
+        if k in _REPORT_LAYER or k in r:
+            v = check_type(r.get(k), ok, what, f"{where}.{k}")
+            row[k] = _pname(v) if isinstance(v, str) else v
+    return row
+
+
+def _check_config(cfg, where: str) -> QuantConfig:
+    """The ``config`` object of design.json as a :class:`QuantConfig`: exactly its fields,
+    each of its type, values as QuantConfig allows them."""
+    from dataclasses import fields
+
+    kinds = {f.name: f.type for f in fields(QuantConfig)}
+    check_keys(cfg, tuple(kinds), where)
+    for k, v in cfg.items():
+        w = f"{where}.{k}"
+        if k in ("weight_bits", "act_bits"):
+            check_type(v, is_int, "an integer", w)
+        elif k in ("overrides", "layer_weight_bits"):
+            second = (lambda x: isinstance(x, str)) if k == "overrides" else is_int
+            check_type(v, lambda x: isinstance(x, list) and all(
+                isinstance(o, list) and len(o) == 2 and isinstance(o[0], str) and second(o[1]) for o in x),
+                "a list of [name, value] pairs", w)
+        elif kinds[k] in ("bool", bool):
+            check_type(v, lambda x: isinstance(x, bool), "true or false", w)
+        else:
+            check_type(v, lambda x: isinstance(x, str), "a string", w)
+    if cfg["float_format"] not in ("", "fp16", "bf16"):
+        raise DesignFileError(f"{where}.float_format: unknown float format {_pname(cfg['float_format'])}")
+    try:
+        if cfg["neuzip"]:
+            from .passes.floatfmt import parse_neuzip
+
+            parse_neuzip(cfg["neuzip"])
+        return QuantConfig(**{**cfg, "overrides": tuple(map(tuple, cfg["overrides"])),
+                              "layer_weight_bits": tuple(map(tuple, cfg["layer_weight_bits"]))})
+    except ValueError as e:
+        raise DesignFileError(f"{where}: {_pname(' '.join(str(e).split()))}") from None
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
@@ -662,11 +812,52 @@ def trace_text(traces: dict[str, list[LayerTrace]], sample: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _source_dir(outdir, backend: str) -> Path:
-    src = Path(outdir) / backend
-    if not src.is_dir():
+@dataclass
+class _Staged:
+    """Private copies of an output folder's sources (``src``, by backend), the files that
+    differ from the manifest (``modified``), and work folders for the runs."""
+
+    root: Path
+    src: dict[str, Path] = field(default_factory=dict)
+    modified: dict[str, list[str]] = field(default_factory=dict)
+
+    def work(self, name: str) -> Path:
+        p = self.root / "work" / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+
+def _stage(outdir: Path, files: dict[str, str], backend: str, dest: Path) -> tuple[Path, list[str]]:
+    """Copy the files the manifest ``files`` lists under ``outdir/backend`` into ``dest``,
+    each only if it is a regular file inside ``outdir`` (no symbolic link anywhere on its
+    path); returns ``dest`` and the files that differ from the manifest."""
+    listed = sorted(rel for rel in files if rel.startswith(backend + "/"))
+    if not listed or not (outdir / backend).is_dir():
         raise FileNotFoundError(f"{outdir} has no {backend} sources; compile with --targets including {backend}")
-    return src
+    modified = modified_files(outdir, files, backend)
+    root = outdir.resolve()
+    for rel in listed:
+        path = outdir / rel
+        if not path.exists() and not path.is_symlink():
+            continue  # named as modified; a build that needs it says so
+        if path.is_symlink() or path.resolve() != root / rel or not path.is_file():
+            what = "a symbolic link" if path.is_symlink() else "not a regular file inside the folder"
+            raise OutputFolderError(f"{_pname(outdir)}: {_pname(rel)} is {what}; refusing to compile it")
+        target = dest / rel[len(backend) + 1:]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as src, open(target, "wb") as out:
+            shutil.copyfileobj(src, out)
+    return dest, modified
+
+
+def _warn_sources(progress: Progress, msg: str) -> None:
+    """A warning about the sources verify compiles: one line on the command line (even
+    quiet), a :class:`UserWarning` for the API."""
+    if progress is QUIET:
+        warnings.warn(msg, UserWarning, stacklevel=4)
+    else:
+        progress.warn(msg)
 
 
 def _run_backend(name: str, hw: Program | HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
@@ -702,7 +893,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None,
             low_rank: float | None = None, share_weights: int | None = None,
             float_format: str | None = None, neuzip: str | None = None,
-            prune_max_drop: float | None = None) -> Design:
+            prune_max_drop: float | None = None, max_elements: int | None = None) -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -761,7 +952,11 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     ``neuzip`` (float formats only): ``lossless`` stores each layer's weights with their
     exponents entropy-coded (the C backend decodes one layer at a time; same results), or
     ``lossy:K``: weights keep K mantissa bits under one power-of-two scale per block of
-    32 (:mod:`nnforge.passes.neuzip`), which changes them, so every backend uses them."""
+    32 (:mod:`nnforge.passes.neuzip`), which changes them, so every backend uses them.
+
+    ``max_elements``: the largest tensor the model may declare or constant folding may
+    produce, in elements (default 2^28; :mod:`nnforge.frontend.limits`); a model over it is
+    refused before anything is allocated."""
     from .frontend import import_onnx
 
     wb = weight_bits or bits
@@ -772,7 +967,7 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
                       per_channel=bool(per_channel), scale=scale, asymmetric=bool(asymmetric),
                       rounding=rounding, dynamic=bool(dynamic))
     t0 = time.monotonic()
-    g = import_onnx(model)
+    g = import_onnx(model, max_elements=max_elements)
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     f = run_float_pipeline(g)
     if float_format is not None or neuzip is not None:
@@ -784,9 +979,14 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     if calibration is None:
         raise DataError("a float model needs calibration data (samples shaped like the model input)")
     x_cal = as_batch(calibration, f.shape(f.inputs[0]))
+    check_input_spread(f, x_cal)
     prune = _prune_budget(f, x_cal, prune, prune_max_drop, validation, progress)
     compression = _compress(f, x_cal, prune, prune_structured, low_rank, share_weights, progress)
     ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
+    spread = check_spread(f, x_cal, ranges)
+    ranges = spread.ranges
+    for w in spread.warnings:
+        _warn(progress, w)
     means = channel_means(f, x_cal) if cfg.bias_correction else None
     inputs = layer_inputs(f, x_cal) if cfg.rounding == "search" else None
     mixed = None
@@ -799,8 +999,10 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
         x_val, y_val = validation
         if y_val is None:
             raise DataError("mixed precision needs labels in the validation data")
-        mixed = search(f, ranges, cfg, as_batch(x_val, f.shape(f.inputs[0])), np.asarray(y_val),
-                       float(mixed_precision), progress=progress, means=means, inputs=inputs)
+        x_val = as_batch(x_val, f.shape(f.inputs[0]))
+        y_val = check_labels(y_val, len(x_val), f.shape(f.outputs[0]), "validation labels")
+        mixed = search(f, ranges, cfg, x_val, y_val, float(mixed_precision), progress=progress, means=means,
+                       inputs=inputs)
         cfg = mixed.config
         progress(mixed.text().rstrip())
     q = quantize_graph(f, ranges, cfg, means, inputs)
@@ -820,6 +1022,16 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     return design
 
 
+def _warn(progress: Progress, msg: str) -> None:
+    """A warning that changes what the design means: one line on the command line (even
+    quiet), a :class:`CalibrationWarning` through :mod:`warnings` for the API."""
+    warn = getattr(progress, "warn", None)
+    if progress is QUIET or warn is None:
+        warnings.warn(msg, CalibrationWarning, stacklevel=3)
+    else:
+        warn(msg)
+
+
 def _prune_budget(f: Graph, x_cal: np.ndarray, prune: float | None, max_drop: float | None, validation,
                   progress: Progress) -> float | None:
     """The magnitude-pruning sparsity: ``prune``, or the one searched to an accuracy budget."""
@@ -833,7 +1045,8 @@ def _prune_budget(f: Graph, x_cal: np.ndarray, prune: float | None, max_drop: fl
         raise DataError("the pruning budget is the accuracy drop allowed as a fraction, e.g. 0.01 for one point")
     if validation is None or validation[1] is None:
         raise DataError("pruning to an accuracy budget needs validation data with labels (x, y)")
-    x_val, y_val = as_batch(validation[0], f.shape(f.inputs[0])), np.asarray(validation[1]).reshape(-1)
+    x_val = as_batch(validation[0], f.shape(f.inputs[0]))
+    y_val = check_labels(validation[1], len(x_val), f.shape(f.outputs[0]), "validation labels")
     t0 = time.monotonic()
     s, acc, base = search_sparsity(f, "magnitude", x_val, y_val, float(max_drop), x_cal[:CAL_REFIT])
     progress(f"pruning budget {float(max_drop):.1%}: {s:.0%} of the weights can go ({acc:.1%} float accuracy on the "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .lower import c_int_type
 from .program import C_OPS, Program
-from .render import render
+from .render import render_to
 
 TARGET = "c"
 SUPPORTED_OPS = C_OPS
@@ -46,7 +46,5 @@ def write(prog: Program, outdir: Path, softmax: bool = False) -> list[Path]:
     ctx = model_context(prog, softmax)
     paths = []
     for name in FILES:
-        path = outdir / name
-        path.write_text(render("c", name + ".j2", **ctx))
-        paths.append(path)
+        paths.append(render_to(outdir / name, "c", name + ".j2", **ctx))
     return paths

@@ -119,15 +119,18 @@ def write_dynamic(q: Graph, outdir: Path) -> list[Path]:
 
 
 def run_dynamic_c(src_dir: Path, build_dir: Path, x: np.ndarray, n_out: int, float_out: bool = False):
-    """Compile ``nnforge_dynamic.c`` with the harness (gcc -std=c99 -pedantic -Werror) and run
+    """Compile ``nnforge_dynamic.c`` with the harness (gcc -std=c99 -pedantic -Werror; in the
+    private build cache, see :func:`nnforge.sim.native.build`) and run
     the float samples ``x`` (batch first) through ``nnforge_run_dynamic``. Returns
     ``(y, frac)``: ``(N, n_out)`` int64 and ``(N,)`` int64; with ``float_out`` also the
-    ``(N, n_out)`` float32 results of ``nnforge_run_dynamic_float``."""
+    ``(N, n_out)`` float32 results of ``nnforge_run_dynamic_float``. ``build_dir`` holds
+    the run's input and output files."""
     from ..sim.native import C_FLAGS, HARNESS, build
     from ..sim.progress import QUIET
     from ..sim.tools import ToolError
 
     src_dir, build_dir = Path(src_dir), Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
     exe = build("gcc", [src_dir / "nnforge_dynamic.c", HARNESS / "dynamic_harness.c"], src_dir, build_dir,
                 C_FLAGS, QUIET, libs=("-lm",))
     x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))

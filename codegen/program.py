@@ -107,9 +107,42 @@ def _window(attrs, in_shape, kernel, ceil_mode=False):
     return _geometry2d(in_shape, tuple(kernel), strides, pads, dil, outs)
 
 
-def _rows(values, per_line: int = 16) -> list[str]:
-    flat = list(map(str, np.asarray(values, dtype=np.int64).reshape(-1).tolist()))  # Python ints: fast str
-    return [", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line)] or ["0"]
+class Rows:
+    """Lines of ``per_line`` comma-separated integers, made only while a template iterates
+    them: a layer's weights never exist as one list of strings, and a streamed render
+    (:func:`.render.render_to`) writes a 100 M-weight array with a few MB of text in memory.
+    Iterable any number of times; an empty array gives the one line ``0``."""
+
+    BLOCK = 1 << 16  # values turned into text at once
+
+    def __init__(self, values, per_line: int = 16) -> None:
+        self.values = np.asarray(values).reshape(-1)
+        if self.values.dtype.kind not in "iub":
+            self.values = self.values.astype(np.int64)
+        self.per_line = max(1, int(per_line))
+
+    def __len__(self) -> int:
+        return max(1, -(-self.values.size // self.per_line))
+
+    def __iter__(self):
+        if not self.values.size:
+            yield "0"
+            return
+        per = self.per_line
+        block = max(per, self.BLOCK // per * per)  # whole lines per block
+        for start in range(0, self.values.size, block):
+            flat = list(map(str, self.values[start:start + block].tolist()))  # Python ints: fast str
+            for i in range(0, len(flat), per):
+                yield ", ".join(flat[i:i + per])
+
+
+def _rows(values, per_line: int = 16) -> Rows:
+    return Rows(values, per_line)
+
+
+def _line(values) -> str:
+    """Every value on one line (a bias, a short list)."""
+    return ", ".join(map(str, np.asarray(values, dtype=np.int64).reshape(-1).tolist())) or "0"
 
 
 # a layer's weights go in compressed sparse form when at most this share of them is
@@ -123,19 +156,23 @@ _BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8,
           "uint8_t": 1, "uint16_t": 2, "uint32_t": 4, "uint64_t": 8}
 
 
-def _sparse(weights: np.ndarray, index: np.ndarray, w_ctype: str, *taps: np.ndarray) -> dict:
+def _sparse(weights: np.ndarray, where, w_ctype: str, *taps: np.ndarray) -> dict:
     """The compressed sparse form of a Dense / Conv layer's weights, when at most
     ``SPARSE_DENSITY`` of them are nonzero: per output channel (row) its nonzero weights ``sv``, their
     ``index`` (a Dense: the input; a Conv: the tap's offset from the window corner) and,
     for a Conv, each tap's row and column offsets (``taps``); ``sr[n]`` .. ``sr[n+1]`` the
-    row's entries. Zero weights then cost nothing, neither bytes nor multiplies."""
-    nz = weights.reshape(weights.shape[0], -1) != 0
-    nnz = int(nz.sum())
-    out = {"nnz": nnz, "sparse": weights.size > 0 and nnz <= SPARSE_DENSITY["Conv" if taps else "Dense"] * weights.size}
+    row's entries. Zero weights then cost nothing, neither bytes nor multiplies.
+    ``where`` is ``index``, or a function giving ``(index, *taps)``, then called only for a
+    sparse layer (a dense layer of 100 M weights never makes its 1.6 GB of indices)."""
+    nnz = int(np.count_nonzero(weights))
+    conv = weights.ndim > 2
+    out = {"nnz": nnz, "sparse": weights.size > 0 and nnz <= SPARSE_DENSITY["Conv" if conv else "Dense"] * weights.size}
     wb = _BYTES[w_ctype]
     if not out["sparse"]:
         out["weight_bytes"] = weights.size * wb
         return out
+    index, *taps = where() if callable(where) else (where, *taps)
+    nz = weights.reshape(weights.shape[0], -1) != 0
     ptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))])
     pad = (lambda a: a) if nnz else (lambda a: np.zeros(1, dtype=np.int64))  # no zero-size C arrays
     out.update(sv_rows=_rows(pad(weights.reshape(weights.shape[0], -1)[nz])),
@@ -159,18 +196,36 @@ def _shared(weights: np.ndarray, p: dict) -> dict:
     weights)."""
     if p.get("sparse") or not weights.size:
         return {"shared": False}
-    vals = np.unique(weights)
-    bits = next((b for b in (1, 2, 4) if len(vals) <= 1 << b), None)
+    vals = _few_values(weights, 16)
+    bits = None if vals is None else next((b for b in (1, 2, 4) if len(vals) <= 1 << b), None)
     wb = _BYTES[p["w_ctype"]]
     per = 8 // bits if bits else 0
     if bits is None or -(-weights.size // per) + len(vals) * wb >= weights.size * wb:
         return {"shared": False}
-    idx = np.searchsorted(vals, weights.reshape(-1))
-    packed = np.zeros(-(-weights.size // per), dtype=np.int64)
-    np.add.at(packed, np.arange(weights.size) // per, idx << ((np.arange(weights.size) % per) * bits))
+    flat = weights.reshape(-1)
+    packed = np.zeros(-(-weights.size // per), dtype=np.uint8)
+    step = Rows.BLOCK * per  # whole bytes per block
+    for start in range(0, flat.size, step):
+        idx = np.searchsorted(vals, flat[start:start + step]).astype(np.uint8)
+        idx = np.pad(idx, (0, -idx.size % per)).reshape(-1, per)
+        byte = packed[start // per:start // per + len(idx)]
+        for j in range(per):
+            byte |= idx[:, j] << np.uint8(j * bits)
     return {"shared": True, "tab_rows": _rows(vals), "tab_size": len(vals), "idx_bits": bits, "idx_per": per,
             "idx_mask": (1 << bits) - 1, "idx_rows": _rows(packed), "idx_size": len(packed),
             "weight_bytes": len(packed) + len(vals) * wb}
+
+
+def _few_values(a: np.ndarray, most: int) -> np.ndarray | None:
+    """The sorted distinct values of ``a`` if there are at most ``most``, else None; read
+    in blocks, so a layer with many distinct weights costs one block, not a sorted copy."""
+    seen = np.zeros(0, dtype=a.dtype)
+    flat = a.reshape(-1)
+    for start in range(0, flat.size, Rows.BLOCK * 16):
+        seen = np.union1d(seen, flat[start:start + Rows.BLOCK * 16])
+        if seen.size > most:
+            return None
+    return seen
 
 
 def _requant(acc_frac: int, out_t: FixedType, relu: bool = False) -> dict:
@@ -247,18 +302,20 @@ def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
              **_requant(x_t.frac + q.qtype(w).frac, out_t, bool(node.attr("relu"))),
              **_channel_requant(node, q, acc_width)}
         if op == "Dense":  # one row of weights per output, as the (n_out, n_in) array
-            p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=[_rows(r, r.size)[0] for r in weights],
-                     b_list=_rows(bias, max(bias.size, 1))[0])
-            p.update(_sparse(weights, weights.reshape(weights.shape[0], -1).nonzero()[1], p["w_ctype"]))
+            p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=_rows(weights, weights.shape[1]),
+                     b_list=_line(bias))
+            p.update(_sparse(weights, lambda: (weights.reshape(weights.shape[0], -1).nonzero()[1],), p["w_ctype"]))
             p.update(_shared(weights, p))
             return "dense", p, weights.size, [x]
         groups = int(node.attr("groups", 1))
         p.update(_window(node.attrs, in_shape, weights.shape[2:]))
         p.update(m=weights.shape[0], groups=groups, cg=weights.shape[1], mg=weights.shape[0] // groups)
-        # a nonzero tap's offset from the window's corner: (c * H + kh * dh) * W + kw * dw
-        _, c_i, kh_i, kw_i = np.nonzero(weights.reshape(weights.shape[0], weights.shape[1], p["kh"], p["kw"]))
-        offs = (c_i * p["h"] + kh_i * p["dh"]) * p["w"] + kw_i * p["dw"]
-        p.update(_sparse(weights, offs, p["w_ctype"], kh_i * p["dh"], kw_i * p["dw"]))
+
+        def taps():  # a nonzero tap's offset from the window's corner: (c * H + kh * dh) * W + kw * dw
+            _, c_i, kh_i, kw_i = np.nonzero(weights.reshape(weights.shape[0], weights.shape[1], p["kh"], p["kw"]))
+            return (c_i * p["h"] + kh_i * p["dh"]) * p["w"] + kw_i * p["dw"], kh_i * p["dh"], kw_i * p["dw"]
+
+        p.update(_sparse(weights, taps, p["w_ctype"]))
         p.update(kh_span=(p["kh"] - 1) * p["dh"] + 1, kw_span=(p["kw"] - 1) * p["dw"] + 1)
         p.update(_shared(weights, p))
         return "conv", p, size * int(np.prod(weights.shape[1:])), [x]

@@ -24,3 +24,11 @@ def environment(target: str) -> jinja2.Environment:
 
 def render(target: str, template: str, **ctx) -> str:
     return environment(target).get_template(template).render(**ctx)
+
+
+def render_to(path: Path, target: str, template: str, **ctx) -> Path:
+    """Render into the file ``path`` as the text is produced (a layer of 100 M weights is
+    never one string in memory)."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.writelines(environment(target).get_template(template).generate(**ctx))
+    return path

@@ -9,11 +9,15 @@ nodes are lowered to IR ops with per-sample shapes.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
 from ..ir import Graph, Node
+from . import limits
+from .validate import (ModelImportError, check_model, check_tensor_sizes, check_value_shapes, check_versions,
+                       load_external_data, node_label, one_line, q as qn)
 
 MIN_OPSET = 11
 
@@ -44,8 +48,7 @@ def _int_bits(dtype) -> int:
     return dtype.itemsize * 8 if np.issubdtype(dtype, np.integer) else 0
 
 
-class ImportError_(Exception):
-    """The model cannot be imported; the message says why and what would work."""
+ImportError_ = ModelImportError
 
 
 class UnsupportedOpError(ImportError_):
@@ -58,50 +61,119 @@ def _onnx():
     return onnx
 
 
-def load_model_proto(path: str | os.PathLike):
-    """Load and check an ONNX file; external tensor data must stay inside its folder."""
+def load_model_proto(path: str | os.PathLike, max_elements: int | None = None):
+    """Load an ONNX file: one line for anything that is not a model; every declared tensor
+    within ``max_elements``; external tensor data only from regular files inside the
+    model's folder, and only the bytes the tensor's shape needs."""
     onnx = _onnx()
-    from onnx import external_data_helper
-
+    max_elements = limits.check_max_elements(max_elements)
     path = Path(path)
     if not path.is_file():
         raise ImportError_(f"{path}: no such model file")
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImportError_(f"{path}: cannot read the model file ({e.strerror})") from None
+    if not data:
+        raise ImportError_(f"{path}: the file is empty, not an ONNX model")
+    try:
+        model = onnx.ModelProto.FromString(data)
     except Exception as e:  # protobuf raises DecodeError and friends
-        raise ImportError_(f"{path}: not a readable ONNX model ({e})") from e
-    base = path.resolve().parent
-    for tensor in external_data_helper._get_all_tensors(model):
-        if not external_data_helper.uses_external_data(tensor):
-            continue
-        info = {e.key: e.value for e in tensor.external_data}
-        loc = info.get("location", "")
-        target = (base / loc).resolve()
-        if os.path.isabs(loc) or not target.is_relative_to(base):
-            raise ImportError_(
-                f"{path}: tensor {tensor.name!r} stores its data at {loc!r}, outside the "
-                f"model's folder; refusing to read it"
-            )
-        if not target.is_file():
-            raise ImportError_(f"{path}: external data file {loc!r} of tensor {tensor.name!r} is missing")
-    external_data_helper.load_external_data_for_model(model, str(base))
+        raise ImportError_(f"{path}: not a readable ONNX model ({one_line(e)})") from None
+    del data
+    if not model.HasField("graph"):
+        raise ImportError_(f"{path}: not an ONNX model (it holds no graph)")
+    check_tensor_sizes(model, max_elements)
+    load_external_data(model, path)
     return model
 
 
-def import_onnx(model_or_path) -> Graph:
-    """Import an ONNX model (a path or a ModelProto) into a :class:`Graph`."""
+def import_onnx(model_or_path, max_elements: int | None = None) -> Graph:
+    """Import an ONNX model (a path or a ModelProto) into a :class:`Graph`; no tensor may
+    hold more than ``max_elements`` elements (:mod:`.limits`)."""
     onnx = _onnx()
-    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_model_proto(model_or_path)
-    return _Importer(model).run()
+    max_elements = limits.check_max_elements(max_elements)
+    if isinstance(model_or_path, onnx.ModelProto):
+        model = model_or_path
+    else:
+        model = load_model_proto(model_or_path, max_elements)
+    return _Importer(model, max_elements).run()
+
+
+class _FoldBudget:
+    """What constant folding may still produce and spend (:mod:`.limits`): every result
+    within ``max_elements``, all results within ``FOLD_TOTAL_FACTOR`` times that, each
+    node's work within ``FOLD_WORK`` and the whole within ``FOLD_SECONDS``."""
+
+    def __init__(self, max_elements: int) -> None:
+        self.max_elements = max_elements
+        self.total_limit = limits.FOLD_TOTAL_FACTOR * max_elements
+        self.total = 0
+        self.t0 = time.monotonic()
+
+    def check_time(self, onode) -> None:
+        spent = time.monotonic() - self.t0
+        if spent > limits.FOLD_SECONDS:
+            raise ImportError_(f"constant folding stopped at {node_label(onode)}: it has taken {spent:.1f} s, over "
+                               f"the limit of {limits.FOLD_SECONDS:.0f} s")
+
+    def before(self, onode, feeds: dict, shapes) -> None:
+        """Refuse to compute ``onode`` when its outputs' ``shapes`` (from shape inference;
+        a string: the error it raised) are too large, unknown for an op whose result size
+        depends on its input values, or would take too much work."""
+        if isinstance(shapes, str):
+            if onode.op_type in limits.GROWING:
+                raise ImportError_(f"constant folding of {node_label(onode)} refused: onnx shape inference fails "
+                                   f"on its inputs ({shapes})")
+            return
+        known = 0
+        for out, shape in zip(onode.output, shapes):
+            if shape is None:
+                if onode.op_type in limits.GROWING:
+                    raise ImportError_(f"constant folding of {node_label(onode)} refused: the size of its output "
+                                       f"{qn(out)} cannot be known before computing it")
+                continue
+            self._check(onode, out, shape)
+            known += limits.count(shape)
+        self._check_total(onode, known)
+        in_shapes = [np.shape(v) if isinstance(v, np.ndarray) else (len(v),) for v in feeds.values()]
+        work = limits.fold_work(onode.op_type, in_shapes, known)
+        if work > limits.FOLD_WORK:
+            raise ImportError_(f"constant folding of {node_label(onode)} refused: it would take about {work} "
+                               f"multiply-adds or element steps, over the limit of {limits.FOLD_WORK} per node")
+
+    def produced(self, onode, outs: list) -> None:
+        """Count what folding ``onode`` produced (checked again now that it is known)."""
+        n = 0
+        for out, v in zip(onode.output, outs):
+            shape = np.shape(v) if isinstance(v, np.ndarray) else (sum(np.size(x) for x in v),)
+            self._check(onode, out, shape)
+            n += limits.count(shape)
+        self._check_total(onode, n)
+        self.total += n
+
+    def _check(self, onode, out: str, shape) -> None:
+        problem = limits.over(f"tensor {qn(out)} (output of {node_label(onode)}, constant-folded)", shape,
+                              self.max_elements)
+        if problem:
+            raise ImportError_(problem)
+
+    def _check_total(self, onode, n: int) -> None:
+        if self.total + n > self.total_limit:
+            raise ImportError_(
+                f"constant folding of {node_label(onode)} refused: the folded constants would hold "
+                f"{self.total + n} elements, over the limit of {self.total_limit} ({limits.FOLD_TOTAL_FACTOR} x "
+                f"the per-tensor limit; raise it with {limits.OPTION})")
 
 
 class _Importer:
-    def __init__(self, model) -> None:
+    def __init__(self, model, max_elements: int = limits.DEFAULT_MAX_ELEMENTS) -> None:
         onnx = _onnx()
-        try:
-            onnx.checker.check_model(model)
-        except onnx.checker.ValidationError as e:
-            raise ImportError_(f"the model fails onnx.checker: {str(e).splitlines()[0]}") from e
+        self.max_elements = max_elements
+        check_versions(model)
+        _refuse_unfoldable(model.graph.node)
+        check_tensor_sizes(model, max_elements)
+        check_model(model)
         # the opset the model was written in (Resize-10 and Upsample mean asymmetric / floor
         # even after the version converter has made them Resize-11 without those attributes)
         self.source_opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), 0)
@@ -112,7 +184,8 @@ class _Importer:
         try:
             self.model = onnx.shape_inference.infer_shapes(self.model, strict_mode=True, data_prop=True)
         except Exception as e:
-            raise ImportError_(f"ONNX shape inference failed: {e}") from e
+            raise ImportError_(f"ONNX shape inference failed: {one_line(e)}") from None
+        check_value_shapes(self.model, max_elements)
         graph = self.model.graph
         self.g = Graph(_clean_name(graph.name) or "model")
         self.values: dict[str, np.ndarray] = {}  # known constants
@@ -123,10 +196,15 @@ class _Importer:
         self.quantized: dict[str, tuple] = {}  # QuantizeLinear output -> (scale, zero, lo, hi)
         # DynamicQuantizeLinear outputs: the run-time scale and zero point, stand-ins for 1 and 0
         self.dynamic_params: set[str] = set()
+        self.folding = _FoldBudget(max_elements)
         from onnx import numpy_helper
 
         for init in graph.initializer:
-            self.values[init.name] = numpy_helper.to_array(init)
+            try:
+                self.values[init.name] = numpy_helper.to_array(init)
+            except Exception as e:
+                raise ImportError_(f"initializer {qn(init.name)} does not hold the data its shape and type "
+                                   f"declare ({one_line(e)})") from None
         for vi in list(graph.value_info) + list(graph.output):
             self._record_shape(vi)
 
@@ -145,7 +223,7 @@ class _Importer:
         except Exception as e:
             raise ImportError_(
                 f"the model uses opset {opset}; nnforge needs opset {MIN_OPSET} or newer and onnx's "
-                f"version converter could not upgrade it ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                f"version converter could not upgrade it ({one_line(e)})"
             ) from e
         return upgraded
 
@@ -160,23 +238,23 @@ class _Importer:
                 continue
             tt = inp.type.tensor_type
             if tt.elem_type not in _FLOAT_TYPES:
-                raise ImportError_(f"model input {inp.name!r} is not a float tensor")
+                raise ImportError_(f"model input {qn(inp.name)} is not a float tensor")
             dims = tt.shape.dim
             if len(dims) < 2:
                 raise ImportError_(
-                    f"model input {inp.name!r} needs a batch axis first and at least one data axis"
+                    f"model input {qn(inp.name)} needs a batch axis first and at least one data axis"
                 )
             d0 = dims[0]
             if d0.HasField("dim_value") and d0.dim_value not in (0, 1):
                 raise ImportError_(
-                    f"model input {inp.name!r} has a fixed batch size of {d0.dim_value}; export it "
+                    f"model input {qn(inp.name)} has a fixed batch size of {d0.dim_value}; export it "
                     f"with batch 1 or a symbolic batch axis"
                 )
             d0.Clear()
             d0.dim_value = 1
             for i, d in enumerate(dims[1:], 1):
                 if not d.HasField("dim_value"):
-                    raise ImportError_(f"model input {inp.name!r}: axis {i} has no fixed size")
+                    raise ImportError_(f"model input {qn(inp.name)}: axis {i} has no fixed size")
             # intermediate shapes were inferred for the old batch axis; recompute them
         del model.graph.value_info[:]
         for out in model.graph.output:
@@ -219,62 +297,118 @@ class _Importer:
             return True
         if not all(i in self.values for i in ins):
             return False
-        if onode.op_type == "DequantizeLinear" or _is_qonnx(onode):
-            self._fold_dequantize(onode)
+        self.folding.check_time(onode)
+        if onode.op_type in ("DequantizeLinear", "QuantizeLinear") or _is_qonnx(onode):
+            (self._fold_quantize if onode.op_type == "QuantizeLinear" else self._fold_dequantize)(onode)
+            self.folding.produced(onode, [self.values[o] for o in onode.output[:1]])
             return True
-        from onnx import helper
         from onnx.reference import ReferenceEvaluator
 
         feeds = {f"i{k}": self.values[i] for k, i in enumerate(onode.input) if i}
-        node = helper.make_node(
-            onode.op_type,
-            [f"i{k}" if i else "" for k, i in enumerate(onode.input)],
-            [f"o{k}" for k in range(len(onode.output))],
-            domain=onode.domain,
-        )
-        node.attribute.extend(onode.attribute)
-        # a bare NodeProto would be evaluated with the newest opset's semantics (onnx
-        # ignores `opsets` then); a one-node graph runs the model's own op versions
-        graph = helper.make_graph(
-            [node], "fold", [helper.make_empty_tensor_value_info(f) for f in feeds],
-            [helper.make_empty_tensor_value_info(o) for o in node.output],
-        )
+        self.folding.before(onode, feeds, self._fold_shapes(onode, feeds))
         try:
-            outs = ReferenceEvaluator(graph, opsets=self.opsets).run(None, feeds)
+            outs = ReferenceEvaluator(self._fold_graph(onode, feeds), opsets=self.opsets).run(None, feeds)
         except Exception as e:
-            raise ImportError_(f"constant folding of node {onode.name!r} ({onode.op_type}) failed: {e}") from e
+            raise ImportError_(f"constant folding of {node_label(onode)} failed: {one_line(e)}") from None
+        outs = [np.asarray(v) if not isinstance(v, list) else v for v in outs]
+        self.folding.produced(onode, outs)
         for name, v in zip(onode.output, outs):
             if name:
-                self.values[name] = np.asarray(v)
+                self.values[name] = v
         return True
+
+    def _fold_graph(self, onode, feeds: dict, small: dict | None = None):
+        """``onode`` alone in a graph reading ``feeds`` (a bare NodeProto would be evaluated
+        with the newest opset's semantics; a one-node graph runs the model's own op
+        versions). ``small``: feeds given as initializers, so shape inference sees their
+        values; the others are typed inputs of their shape."""
+        from onnx import helper, numpy_helper
+
+        node = helper.make_node(onode.op_type, [f"i{k}" if i else "" for k, i in enumerate(onode.input)],
+                                [f"o{k}" for k in range(len(onode.output))], domain=onode.domain)
+        node.attribute.extend(onode.attribute)
+        if small is None:
+            inputs = [helper.make_empty_tensor_value_info(f) for f in feeds]
+            inits = []
+        else:
+            inputs = [helper.make_tensor_value_info(f, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                      for f, v in feeds.items() if f not in small]
+            inits = [numpy_helper.from_array(v, f) for f, v in small.items()]
+        return helper.make_graph([node], "fold", inputs, [helper.make_empty_tensor_value_info(o) for o in node.output],
+                                 inits)
+
+    def _fold_shapes(self, onode, feeds: dict):
+        """The shapes of ``onode``'s outputs (None where unknown) as onnx shape inference
+        finds them from the actual inputs, before anything is computed; or the error
+        shape inference raised."""
+        onnx = _onnx()
+        from onnx import helper
+
+        if not all(isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for v in feeds.values()):
+            return [None] * len(onode.output)
+        small = {f: v for f, v in feeds.items() if v.size <= 4096}
+        model = helper.make_model(self._fold_graph(onode, feeds, small),
+                                  opset_imports=[helper.make_opsetid(d, v) for d, v in self.opsets.items()])
+        model.ir_version = self.model.ir_version
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except Exception as e:
+            return one_line(e)
+        types = {vi.name: vi.type for vi in list(inferred.graph.output) + list(inferred.graph.value_info)}
+        shapes = []
+        for k in range(len(onode.output)):
+            t = types.get(f"o{k}")
+            tt = t.tensor_type if t is not None and t.HasField("tensor_type") else None
+            dims = tt.shape.dim if tt is not None and tt.HasField("shape") else None
+            shapes.append(tuple(d.dim_value for d in dims) if dims is not None and all(d.HasField("dim_value")
+                                                                                     for d in dims) else None)
+        return shapes
 
     def _fold_dequantize(self, onode) -> None:
         """A DequantizeLinear of constants (weights, biases): ``(q - zero) * scale`` in float32,
-        per tensor or along ``axis``; the integers' scale and width are remembered. A QONNX
-        Quant / BipolarQuant of constants likewise (:meth:`_fold_qonnx`)."""
+        the scale and zero point per tensor, along ``axis`` (1-D) or broadcast numpy-style
+        (rank > 1); the integers' scale and width are remembered. A QONNX Quant /
+        BipolarQuant of constants likewise (:meth:`_fold_qonnx`)."""
         if _is_qonnx(onode):
             return self._fold_qonnx(onode)
         ins = list(onode.input)
         q = self.values[ins[0]]
         a = self._attrs(onode)
         if a.get("block_size"):
-            raise ImportError_(f"node {onode.name!r}: blocked DequantizeLinear is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: blocked DequantizeLinear is not supported")
         self._dequantized_const(onode.output[0], q, self.values[ins[1]],
                                 self.values[ins[2]] if len(ins) > 2 and ins[2] else np.zeros(1, dtype=np.int64),
-                                int(a.get("axis", 1)) % max(q.ndim, 1), _int_bits(q.dtype))
+                                int(a.get("axis", 1)), _int_bits(q.dtype), onode)
 
-    def _dequantized_const(self, name: str, q: np.ndarray, scale, zero, axis: int, bits: int) -> str:
-        """The constant ``(q - zero) * scale`` (float32; scale and zero per tensor or along
-        ``axis``) under ``name``, remembering the integers' scale, zero point, axis and width
-        (what :meth:`_weight_const` keeps)."""
-        scale, zero = np.asarray(scale, dtype=np.float32), np.asarray(zero).astype(np.int64)
-        shape = [1] * q.ndim
-        if scale.size > 1:
-            shape[axis] = scale.size
-        z = zero.reshape(shape if zero.size > 1 else ())
-        self.values[name] = ((q.astype(np.int64) - z).astype(np.float32) * scale.reshape(shape or ())).astype(np.float32)
-        self.dequantized[name] = {"scale": scale.astype(np.float64).reshape(-1), "zero": zero, "axis": axis,
-                                  "bits": bits}
+    def _fold_quantize(self, onode) -> None:
+        """A QuantizeLinear of constants: ``saturate(round_half_even(x / scale) + zero)`` in the
+        zero point's integer type, scale and zero point as in :meth:`_fold_dequantize`."""
+        ins = list(onode.input) + ["", ""]
+        x = np.asarray(self.values[ins[0]])  # divided in its own precision, as onnx does
+        a = self._attrs(onode)
+        if a.get("block_size"):
+            raise ImportError_(f"node {qn(onode.name)}: blocked QuantizeLinear is not supported")
+        zero = self.values[ins[2]] if ins[2] else np.zeros(1, dtype={3: np.int8, 5: np.int16, 4: np.uint16}.get(
+            a.get("output_dtype", 2), np.uint8))
+        dtype = np.dtype(zero.dtype)
+        if not _int_bits(dtype):
+            raise ImportError_(f"node {qn(onode.name)}: QuantizeLinear to {dtype} is not supported")
+        scale, z, _ = _broadcast_qparams(onode, x.shape, self.values[ins[1]], zero, int(a.get("axis", 1)))
+        info = np.iinfo(dtype)
+        q = np.clip(np.rint(x / scale.astype(x.dtype)).astype(np.float64) + z, info.min, info.max)
+        self.values[onode.output[0]] = q.astype(dtype)
+
+    def _dequantized_const(self, name: str, q: np.ndarray, scale, zero, axis: int | None, bits: int,
+                           onode=None) -> str:
+        """The constant ``(q - zero) * scale`` (float32; scale and zero per tensor, along
+        ``axis`` or broadcast: :func:`_broadcast_qparams`) under ``name``, remembering the
+        integers' scale, zero point, axis and width (what :meth:`_weight_const` keeps) when
+        the scale is per tensor or per channel."""
+        s, z, axis = _broadcast_qparams(onode, q.shape, scale, zero, axis)
+        self.values[name] = ((q.astype(np.int64) - z).astype(np.float32) * s.astype(np.float32)).astype(np.float32)
+        per_channel = axis is not None and all(d == 1 for i, d in enumerate(z.shape) if i != axis)
+        self.dequantized[name] = {"scale": s.astype(np.float64).reshape(-1), "zero": z.reshape(-1),
+                                  "axis": axis if axis is not None else 0, "bits": bits if per_channel else 0}
         return name
 
     # ---- the walk -------------------------------------------------------------------
@@ -298,8 +432,8 @@ class _Importer:
             first = unsupported[0]
             others = "" if len(unsupported) == 1 else f" (and {len(unsupported) - 1} more unsupported nodes)"
             raise UnsupportedOpError(
-                f"node {first.name or '(unnamed)'!r} has op type {first.op_type!r}"
-                f"{' in domain ' + repr(first.domain) if first.domain else ''}, which nnforge does not "
+                f"node {qn(first.name or '(unnamed)')} has op type {qn(first.op_type)}"
+                f"{' in domain ' + qn(first.domain) if first.domain else ''}, which nnforge does not "
                 f"support{others}. Supported ops: {', '.join(SUPPORTED_OPS)} (and any op whose "
                 f"inputs are all constants, which is folded)."
             )
@@ -311,7 +445,7 @@ class _Importer:
         for out in onnx_graph.output:
             t = self._name(out.name)
             if t not in self.g.tensors or self.g.is_const(t):
-                raise ImportError_(f"model output {out.name!r} does not depend on the input")
+                raise ImportError_(f"model output {qn(out.name)} does not depend on the input")
             self.g.outputs.append(t)
         self.g.prune()
         self.g.meta["opset"] = self.opset
@@ -339,7 +473,7 @@ class _Importer:
     def _activation_input(self, onode, i: int = 0) -> str:
         t = onode.input[i]
         if not self._is_activation(t):
-            raise ImportError_(f"node {onode.name!r} ({onode.op_type}): input {i} must be computed from the model input")
+            raise ImportError_(f"node {qn(onode.name)} ({onode.op_type}): input {i} must be computed from the model input")
         return self._name(t)
 
     def _op_Identity(self, onode) -> None:
@@ -349,10 +483,10 @@ class _Importer:
         if len(onode.input) > 2 and onode.input[2]:
             mode = self._const(onode.input[2])
             if mode is None or bool(mode):
-                raise ImportError_(f"node {onode.name!r}: Dropout in training mode cannot be compiled")
+                raise ImportError_(f"node {qn(onode.name)}: Dropout in training mode cannot be compiled")
         self.alias[onode.output[0]] = self._activation_input(onode)
         if len(onode.output) > 1 and onode.output[1] and self._is_read(onode.output[1]):
-            raise ImportError_(f"node {onode.name!r}: the Dropout mask output is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: the Dropout mask output is not supported")
 
     def _is_read(self, tensor: str) -> bool:
         """Whether any node or graph output reads ``tensor``."""
@@ -363,7 +497,7 @@ class _Importer:
         to = self._attrs(onode).get("to")
         if to not in (1, 11):  # FLOAT, DOUBLE: exact for the float32 values nnforge computes
             raise ImportError_(
-                f"node {onode.name!r}: only Cast to float32 or float64 is supported (other targets change values)"
+                f"node {qn(onode.name)}: only Cast to float32 or float64 is supported (other targets change values)"
             )
         self.alias[onode.output[0]] = self._activation_input(onode)
 
@@ -386,23 +520,23 @@ class _Importer:
         ins = list(onode.input)
         consts = [self._const(t) for t in ins[1:]]
         if any(c is None for c in consts):
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant scale, zero point and width")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs constant scale, zero point and width")
         scale = np.asarray(consts[0], dtype=np.float64)
         if not np.all(scale > 0):
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} scale must be > 0")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} scale must be > 0")
         if onode.op_type == "BipolarQuant":
             return {"scale": scale, "zero": 0, "qmin": -1, "qmax": 1, "rounding": "sign", "bits": 2}
         zero, bits = np.asarray(consts[1], dtype=np.float64), np.asarray(consts[2], dtype=np.float64)
         if zero.size != 1 or bits.size != 1 or zero.reshape(-1)[0] != round(zero.reshape(-1)[0]) \
                 or bits.reshape(-1)[0] != round(bits.reshape(-1)[0]):
-            raise ImportError_(f"node {onode.name!r}: Quant needs one integer zero point and one integer bit width")
+            raise ImportError_(f"node {qn(onode.name)}: Quant needs one integer zero point and one integer bit width")
         a = self._attrs(onode)
         signed, narrow, b = int(a.get("signed", 1)), int(a.get("narrow", 0)), int(bits.reshape(-1)[0])
         mode = a.get("rounding_mode", b"ROUND")
         mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
         rounding = {"ROUND": "half_even", "HALF_EVEN": "half_even", "FLOOR": "floor", "CEIL": "ceil"}.get(mode)
         if rounding is None or not 2 <= b <= 16:
-            raise ImportError_(f"node {onode.name!r}: Quant with rounding_mode {mode} and bit width {b} is not "
+            raise ImportError_(f"node {qn(onode.name)}: Quant with rounding_mode {mode} and bit width {b} is not "
                                f"supported (ROUND / HALF_EVEN / FLOOR / CEIL, 2..16 bits)")
         lo = (-(1 << (b - 1)) + narrow) if signed else 0
         hi = ((1 << (b - 1)) - 1) if signed else (1 << b) - 1 - narrow
@@ -414,22 +548,19 @@ class _Importer:
 
         a = self._qonnx_attrs(onode)
         w = np.asarray(self.values[onode.input[0]], dtype=np.float64)
-        scale = a["scale"]
-        if scale.size > 1 and (scale.ndim != w.ndim or sum(d != 1 for d in scale.shape) != 1):
-            raise ImportError_(f"node {onode.name!r}: a {onode.op_type} scale of shape {scale.shape} is neither per "
-                               f"tensor nor per channel of {w.shape}")
-        axis = next((i for i, d in enumerate(scale.shape) if d != 1), 0)
+        scale, _, axis = _broadcast_qparams(onode, w.shape, a["scale"], np.zeros(1), None)
         q = quant.integers({**a, "scale": 1.0}, w / scale)
         self.values[onode.output[0]] = ((q - a["zero"]) * scale).astype(np.float32)
         self.dequantized[onode.output[0]] = {"scale": scale.reshape(-1), "zero": np.asarray(a["zero"]),
-                                             "axis": axis, "bits": a["bits"]}
+                                             "axis": axis if axis is not None else 0, "bits": a["bits"] if axis is not
+                                             None else 0}
 
     def _op_Quant(self, onode) -> None:
         """A QONNX Quant / BipolarQuant of an activation: the IR op Quant (per tensor)."""
         x = self._activation_input(onode)
         a = self._qonnx_attrs(onode)
         if a["scale"].size != 1:
-            raise ImportError_(f"node {onode.name!r}: per-channel quantization of activations is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: per-channel quantization of activations is not supported")
         a["scale"] = float(a["scale"].reshape(-1)[0])
         del a["bits"]
         self._emit(onode, "Quant", [x], a)
@@ -447,19 +578,19 @@ class _Importer:
         scale = self._const(scale_t)
         zero = self._const(zero_t) if zero_t else None
         if scale is None or (zero_t and zero is None):
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs a constant scale and zero point")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs a constant scale and zero point")
         if scale.size != 1 or (zero is not None and zero.size != 1):
-            raise ImportError_(f"node {onode.name!r}: per-axis quantization of activations is not supported "
+            raise ImportError_(f"node {qn(onode.name)}: per-axis quantization of activations is not supported "
                                f"(only of constant weights)")
         dtype = zero.dtype if zero is not None else {3: np.int8, 5: np.int16, 4: np.uint16}.get(
             a.get("output_dtype", 2), np.uint8)
         bits = _int_bits(np.dtype(dtype))
         if not bits:
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} to {np.dtype(dtype)} is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} to {np.dtype(dtype)} is not supported")
         signed = np.issubdtype(np.dtype(dtype), np.signedinteger)
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         if a.get("saturate", 1) == 0:
-            raise ImportError_(f"node {onode.name!r}: QuantizeLinear without saturation is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: QuantizeLinear without saturation is not supported")
         return float(scale.reshape(-1)[0]), int(0 if zero is None else zero.reshape(-1)[0]), lo, hi
 
     def _op_QuantizeLinear(self, onode) -> None:
@@ -468,7 +599,7 @@ class _Importer:
         x = self._activation_input(onode)
         scale, zero, lo, hi = self._qparams(onode)
         if not scale > 0:
-            raise ImportError_(f"node {onode.name!r}: QuantizeLinear scale must be > 0, got {scale}")
+            raise ImportError_(f"node {qn(onode.name)}: QuantizeLinear scale must be > 0, got {scale}")
         self._emit(onode, "Quant", [x], {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi})
         self.quantized[onode.output[0]] = (scale, zero, lo, hi)
 
@@ -493,7 +624,7 @@ class _Importer:
         q, scale = self._const(w_t), self._const(scale_t)
         zero = self._const(zero_t) if zero_t else np.zeros(1, dtype=np.int8)
         if q is None or scale is None or zero is None:
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant weights, scale and zero point")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs constant weights, scale and zero point")
         return self._dequantized_const(f"{w_t}__dequantized", q, scale, zero, axis, _int_bits(q.dtype))
 
     def _quant_output(self, onode, tmp: str, scale_t: str, zero_t: str) -> None:
@@ -599,7 +730,7 @@ class _Importer:
             other = b if self._dynamic_operand(onode, a) else a
             c = self._const(other)
             if c is None:
-                raise ImportError_(f"node {onode.name!r}: a dynamic-quantization scale must be multiplied by a "
+                raise ImportError_(f"node {qn(onode.name)}: a dynamic-quantization scale must be multiplied by a "
                                    f"constant (the weights' scale)")
             self.values[onode.output[0]] = np.asarray(c)  # s * sw with s = 1
             return
@@ -611,11 +742,11 @@ class _Importer:
         if ins[2] and not self._dynamic_operand(onode, ins[2]):
             z = self._const(ins[2])
             if z is None or np.any(z != 0):
-                raise ImportError_(f"node {onode.name!r}: {op_type} with an input zero point other than a "
+                raise ImportError_(f"node {qn(onode.name)}: {op_type} with an input zero point other than a "
                                    f"DynamicQuantizeLinear's is not supported")
         q = self._const(ins[1])
         if q is None:
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} needs constant integer weights")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs constant integer weights")
         zw = self._const(ins[3]) if ins[3] else np.zeros(1, dtype=q.dtype)
         # the integers minus their zero point, at scale 1 (the Mul after the op scales them)
         src = self._dequantized_const(f"{ins[1]}__integers", q.astype(np.int64) - zw.astype(np.int64).reshape(
@@ -636,7 +767,7 @@ class _Importer:
         params = self.quantized.get(src)
         if params is None or self._qparams(onode)[:2] != params[:2]:
             raise ImportError_(
-                f"node {onode.name!r}: a DequantizeLinear of an activation must follow a QuantizeLinear with the "
+                f"node {qn(onode.name)}: a DequantizeLinear of an activation must follow a QuantizeLinear with the "
                 f"same scale and zero point (integer inputs or QLinear* ops are not supported)")
         self.alias[onode.output[0]] = self._name(src)
 
@@ -649,7 +780,7 @@ class _Importer:
         axis = self._attrs(onode).get("axis", -1 if self.opset >= 13 else 1)
         axis = axis + rank if axis < 0 else axis
         if axis == 0:
-            raise ImportError_(f"node {onode.name!r}: Softmax over the batch axis is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: Softmax over the batch axis is not supported")
         if self.opset < 13 and axis != rank - 1:
             # before opset 13 Softmax works on the input flattened to 2-D at `axis`:
             # reshape the axes from `axis` on into one, take Softmax there, reshape back
@@ -671,7 +802,7 @@ class _Importer:
         axis = self._attrs(onode).get("axis", 1)
         axis = axis + len(full) if axis < 0 else axis
         if axis == 0:
-            raise ImportError_(f"node {onode.name!r}: Flatten with axis 0 would mix the batch axis")
+            raise ImportError_(f"node {qn(onode.name)}: Flatten with axis 0 would mix the batch axis")
         target = (int(np.prod(full[1:axis], dtype=np.int64)), int(np.prod(full[axis:], dtype=np.int64)))
         self._emit(onode, "Reshape", [x], {"shape": target[1:] if target[0] == 1 else target})
 
@@ -679,37 +810,36 @@ class _Importer:
         x = self._activation_input(onode)
         shape = self._const(onode.input[1])
         if shape is None:
-            raise ImportError_(f"node {onode.name!r}: Reshape needs a constant target shape")
+            raise ImportError_(f"node {qn(onode.name)}: Reshape needs a constant target shape")
         full = (1,) + self.g.shape(x)
         target = [int(s) for s in shape]
         if not self._attrs(onode).get("allowzero", 0):
             target = [full[i] if s == 0 else s for i, s in enumerate(target)]
-        try:
-            out = np.empty(full, dtype=np.int8).reshape(target).shape
-        except ValueError as e:
-            raise ImportError_(f"node {onode.name!r}: cannot reshape {full} to {target}") from e
+        out = _reshaped(full, target)
+        if out is None:
+            raise ImportError_(f"node {qn(onode.name)}: cannot reshape {full} to {target}")
         if not out or out[0] != 1:
-            raise ImportError_(f"node {onode.name!r}: Reshape to {tuple(target)} does not keep the batch axis first")
+            raise ImportError_(f"node {qn(onode.name)}: Reshape to {tuple(target)} does not keep the batch axis first")
         self._emit(onode, "Reshape", [x], {"shape": tuple(out[1:])})
 
     def _op_Gemm(self, onode) -> None:
         a = self._attrs(onode)
         if a.get("transA", 0):
-            raise ImportError_(f"node {onode.name!r}: Gemm with transA is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: Gemm with transA is not supported")
         x = self._activation_input(onode)
         if len(self.g.shape(x)) != 1:
-            raise ImportError_(f"node {onode.name!r}: Gemm input must be 2-D (batch, features)")
+            raise ImportError_(f"node {qn(onode.name)}: Gemm input must be 2-D (batch, features)")
         w = self._const(onode.input[1])
         if w is None:
-            raise ImportError_(f"node {onode.name!r}: Gemm needs constant weights (input B)")
+            raise ImportError_(f"node {qn(onode.name)}: Gemm needs constant weights (input B)")
         ins = [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 0 if a.get("transB", 0) else 1)]
         if len(onode.input) > 2 and onode.input[2]:
             c = self._const(onode.input[2])
             if c is None:
-                raise ImportError_(f"node {onode.name!r}: Gemm needs a constant bias (input C)")
+                raise ImportError_(f"node {qn(onode.name)}: Gemm needs a constant bias (input C)")
             n = w.shape[0] if a.get("transB", 0) else w.shape[1]
             if c.size not in (1, n):
-                raise ImportError_(f"node {onode.name!r}: Gemm bias of shape {c.shape} is not per output")
+                raise ImportError_(f"node {qn(onode.name)}: Gemm bias of shape {c.shape} is not per output")
             ins.append(self._add_const(f"{onode.name}_C", np.broadcast_to(c.reshape(-1), (n,))))
         attrs = {"alpha": float(a.get("alpha", 1.0)), "beta": float(a.get("beta", 1.0)), "transB": int(a.get("transB", 0))}
         self._emit(onode, "Gemm", ins, attrs)
@@ -718,7 +848,7 @@ class _Importer:
         x = self._activation_input(onode)
         w = self._const(onode.input[1])
         if w is None or w.ndim != 2:
-            raise ImportError_(f"node {onode.name!r}: MatMul needs a constant 2-D right operand")
+            raise ImportError_(f"node {qn(onode.name)}: MatMul needs a constant 2-D right operand")
         self._emit(onode, "MatMul", [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 1)])
 
     def _op_Add(self, onode) -> None:
@@ -738,12 +868,12 @@ class _Importer:
             while c.ndim > rank and c.shape[0] == 1:
                 c = c.reshape(c.shape[1:])  # drop broadcast batch axes
             if c.ndim > rank:
-                raise ImportError_(f"node {onode.name!r}: {op} constant of shape {c.shape} would broadcast over the batch")
+                raise ImportError_(f"node {qn(onode.name)}: {op} constant of shape {c.shape} would broadcast over the batch")
             ins.append(self._add_const(f"{onode.name}_c{i}", c))
         shapes = [self.g.shape(t) for t in ins if not self.g.is_const(t)]
         if len(shapes) == 2 and len(shapes[0]) != len(shapes[1]):
             raise ImportError_(
-                f"node {onode.name!r}: {op} of activations with per-sample shapes {shapes[0]} and "
+                f"node {qn(onode.name)}: {op} of activations with per-sample shapes {shapes[0]} and "
                 f"{shapes[1]} would broadcast over the batch axis"
             )
         self._emit(onode, op, ins)
@@ -759,7 +889,7 @@ class _Importer:
             self.full_shapes[out] = (want[0], *have)  # what the graph really computes
         elif want is not None and tuple(want[1:]) != tuple(have):
             raise ImportError_(
-                f"node {onode.name!r} ({onode.op_type}): nnforge computes per-sample shape {have}, "
+                f"node {qn(onode.name)} ({onode.op_type}): nnforge computes per-sample shape {have}, "
                 f"onnx shape inference says {tuple(want[1:])}"
             )
 
@@ -769,7 +899,7 @@ class _Importer:
         nd = len(self.g.shape(x)) - 1
         if nd not in (1, 2):
             raise ImportError_(
-                f"node {onode.name!r}: {what} on a {nd}-D input (per-sample shape {self.g.shape(x)}) "
+                f"node {qn(onode.name)}: {what} on a {nd}-D input (per-sample shape {self.g.shape(x)}) "
                 f"is not supported; nnforge handles 1-D (N, C, L) and 2-D (N, C, H, W) inputs"
             )
         return x, nd
@@ -781,7 +911,7 @@ class _Importer:
         dil = tuple(int(d) for d in a.get("dilations", (1,) * nd))
         pads = tuple(int(p) for p in a.get("pads", (0,) * (2 * nd)))
         if len(strides) != nd or len(dil) != nd or len(pads) != 2 * nd or len(kernel) != nd:
-            raise ImportError_(f"node {onode.name!r}: window attributes do not fit {nd} spatial axes")
+            raise ImportError_(f"node {qn(onode.name)}: window attributes do not fit {nd} spatial axes")
         auto_pad = a.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
         if auto_pad == "VALID":
@@ -796,25 +926,25 @@ class _Importer:
                 end.append(big if auto_pad == "SAME_UPPER" else small)
             pads = tuple(begin + end)
         elif auto_pad != "NOTSET":
-            raise ImportError_(f"node {onode.name!r}: unknown auto_pad {auto_pad!r}")
+            raise ImportError_(f"node {qn(onode.name)}: unknown auto_pad {auto_pad!r}")
         return {"strides": strides, "pads": pads, "dilations": dil}
 
     def _op_Conv(self, onode) -> None:
         x, nd = self._spatial_input(onode, "Conv")
         w = self._const(onode.input[1])
         if w is None:
-            raise ImportError_(f"node {onode.name!r}: Conv needs constant weights (input W)")
+            raise ImportError_(f"node {qn(onode.name)}: Conv needs constant weights (input W)")
         a = self._attrs(onode)
         if "kernel_shape" in a and tuple(a["kernel_shape"]) != tuple(w.shape[2:]):
-            raise ImportError_(f"node {onode.name!r}: kernel_shape {a['kernel_shape']} != weights {w.shape}")
+            raise ImportError_(f"node {qn(onode.name)}: kernel_shape {a['kernel_shape']} != weights {w.shape}")
         if w.ndim != nd + 2:
-            raise ImportError_(f"node {onode.name!r}: Conv weights {w.shape} do not fit a {nd}-D input")
+            raise ImportError_(f"node {qn(onode.name)}: Conv weights {w.shape} do not fit a {nd}-D input")
         m = w.shape[0]
         b = np.zeros(m, dtype=np.float32)
         if len(onode.input) > 2 and onode.input[2]:
             b = self._const(onode.input[2])
             if b is None:
-                raise ImportError_(f"node {onode.name!r}: Conv needs a constant bias (input B)")
+                raise ImportError_(f"node {qn(onode.name)}: Conv needs a constant bias (input B)")
         attrs = self._window_attrs(onode, a, self.g.shape(x)[1:], w.shape[2:])
         attrs["groups"] = int(a.get("group", 1))
         ins = [x, self._weight_const(f"{onode.name}_W", onode.input[1], w, 0),
@@ -822,17 +952,17 @@ class _Importer:
         try:
             self._emit(onode, "Conv", ins, attrs)
         except ValueError as e:
-            raise ImportError_(f"node {onode.name!r}: {e}") from e
+            raise ImportError_(f"node {qn(onode.name)}: {e}") from e
         self._check_inferred(onode)
 
     def _op_BatchNormalization(self, onode) -> None:
         x = self._activation_input(onode)
         a = self._attrs(onode)
         if a.get("training_mode", 0) or any(o for o in onode.output[1:]):
-            raise ImportError_(f"node {onode.name!r}: BatchNormalization in training mode cannot be compiled")
+            raise ImportError_(f"node {qn(onode.name)}: BatchNormalization in training mode cannot be compiled")
         params = [self._const(t) for t in onode.input[1:5]]
         if len(params) != 4 or any(p is None for p in params):
-            raise ImportError_(f"node {onode.name!r}: BatchNormalization needs constant scale, bias, mean and var")
+            raise ImportError_(f"node {qn(onode.name)}: BatchNormalization needs constant scale, bias, mean and var")
         scale, bias, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
         mul = scale / np.sqrt(var + float(a.get("epsilon", 1e-5)))
         add = bias - mean * mul
@@ -840,7 +970,7 @@ class _Importer:
         try:
             self._emit(onode, "BatchNormalization", ins)
         except ValueError as e:
-            raise ImportError_(f"node {onode.name!r}: {e}") from e
+            raise ImportError_(f"node {qn(onode.name)}: {e}") from e
         self._check_inferred(onode)
 
     def _pool(self, onode, op: str) -> None:
@@ -854,7 +984,7 @@ class _Importer:
         try:
             self._emit(onode, op, [x], attrs)
         except ValueError as e:
-            raise ImportError_(f"node {onode.name!r}: {e}") from e
+            raise ImportError_(f"node {qn(onode.name)}: {e}") from e
         also_ok = None
         if attrs["ceil_mode"]:
             # onnx shape inference keeps a last ceil-mode window that starts in the end
@@ -871,9 +1001,9 @@ class _Importer:
 
     def _op_MaxPool(self, onode) -> None:
         if len(onode.output) > 1 and onode.output[1]:
-            raise ImportError_(f"node {onode.name!r}: the MaxPool Indices output is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: the MaxPool Indices output is not supported")
         if self._attrs(onode).get("storage_order", 0):
-            raise ImportError_(f"node {onode.name!r}: MaxPool with storage_order=1 (column-major indices) is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: MaxPool with storage_order=1 (column-major indices) is not supported")
         self._pool(onode, "MaxPool")
 
     def _op_AveragePool(self, onode) -> None:
@@ -882,7 +1012,7 @@ class _Importer:
     def _global_pool(self, onode, op: str) -> None:
         x = self._activation_input(onode)
         if len(self.g.shape(x)) < 2:
-            raise ImportError_(f"node {onode.name!r}: {op} needs an input with a channel and a spatial axis")
+            raise ImportError_(f"node {qn(onode.name)}: {op} needs an input with a channel and a spatial axis")
         self._emit(onode, op, [x])
         self._check_inferred(onode)
 
@@ -901,13 +1031,13 @@ class _Importer:
         if self.opset >= 18:
             axes = self._const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
             if len(onode.input) > 1 and onode.input[1] and axes is None:
-                raise ImportError_(f"node {onode.name!r}: ReduceMean needs constant axes")
+                raise ImportError_(f"node {qn(onode.name)}: ReduceMean needs constant axes")
         else:
             axes = a.get("axes")
         axes = sorted(int(i) % rank for i in axes) if axes is not None and len(axes) else None
         if rank < 3 or axes != list(range(2, rank)):
             raise ImportError_(
-                f"node {onode.name!r}: ReduceMean is supported only over all spatial axes "
+                f"node {qn(onode.name)}: ReduceMean is supported only over all spatial axes "
                 f"(a global average pool); here axes={axes} of a rank-{rank} tensor"
             )
         if a.get("keepdims", 1):
@@ -930,7 +1060,7 @@ class _Importer:
             out = onode.output[0] if last else self.g.fresh_name(f"{onode.output[0]}_part{i}")
             name = self.g.fresh_name(f"{onode.name or 'Sum'}_{i}")
             if len(self.g.shape(acc)) != len(self.g.shape(x)):
-                raise ImportError_(f"node {onode.name!r}: Sum of different ranks would broadcast over the batch axis")
+                raise ImportError_(f"node {qn(onode.name)}: Sum of different ranks would broadcast over the batch axis")
             self.g.add_node(Node(name, "Add", [acc, x], [out]))
             acc = out
         if len(xs) == 1:
@@ -939,7 +1069,7 @@ class _Importer:
     def _per_sample_axis(self, onode, axis: int, rank: int) -> int:
         axis = axis + rank if axis < 0 else axis
         if axis == 0:
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} over the batch axis is not supported")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} over the batch axis is not supported")
         return axis - 1
 
     def _op_Concat(self, onode) -> None:
@@ -954,7 +1084,7 @@ class _Importer:
         rank = len(self.g.shape(x)) + 1
         perm = self._attrs(onode).get("perm") or list(reversed(range(rank)))
         if perm[0] != 0:
-            raise ImportError_(f"node {onode.name!r}: Transpose with perm {list(perm)} moves the batch axis")
+            raise ImportError_(f"node {qn(onode.name)}: Transpose with perm {list(perm)} moves the batch axis")
         self._emit(onode, "Transpose", [x], {"perm": tuple(int(p) - 1 for p in perm[1:])})
         self._check_inferred(onode)
 
@@ -963,7 +1093,7 @@ class _Importer:
         x = self._activation_input(onode)
         want = self.full_shapes.get(onode.output[0])
         if want is None or want[0] != 1:
-            raise ImportError_(f"node {onode.name!r}: {onode.op_type} would change the batch axis")
+            raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} would change the batch axis")
         self._emit(onode, "Reshape", [x], {"shape": tuple(want[1:])})
 
     _op_Squeeze = _reshape_like_onnx
@@ -991,7 +1121,7 @@ class _Importer:
             elif len(onode.input) > i and onode.input[i]:
                 c = self._const(onode.input[i])
                 if c is None or np.asarray(c).size != 1:
-                    raise ImportError_(f"node {onode.name!r}: Clip needs a constant scalar {key} (input {i})")
+                    raise ImportError_(f"node {qn(onode.name)}: Clip needs a constant scalar {key} (input {i})")
                 v = float(np.asarray(c).reshape(()))
             else:
                 v = None
@@ -1025,17 +1155,17 @@ class _Importer:
             v = a.get(key, default)
             return v.decode() if isinstance(v, bytes) else str(v)
 
-        what = f"node {onode.name!r} ({onode.op_type})"
+        what = f"node {qn(onode.name)} ({onode.op_type})"
         mode = text("mode", "nearest")
         if mode != "nearest":
-            raise ImportError_(f"{what}: only mode 'nearest' is supported, not {mode!r}")
+            raise ImportError_(f"{what}: only mode 'nearest' is supported, not {qn(mode)}")
         if onode.op_type == "Resize" and self.source_opset >= 11:
             ctm = text("coordinate_transformation_mode", "half_pixel")
             nmode = text("nearest_mode", "round_prefer_floor")
             if ctm != "asymmetric" or nmode != "floor":
                 raise ImportError_(
                     f"{what}: only coordinate_transformation_mode 'asymmetric' with nearest_mode 'floor' "
-                    f"(what PyTorch exports for nearest upsampling) is supported, not {ctm!r} / {nmode!r}")
+                    f"(what PyTorch exports for nearest upsampling) is supported, not {qn(ctm)} / {qn(nmode)}")
             if a.get("axes") is not None or int(a.get("antialias", 0)):
                 raise ImportError_(f"{what}: the axes and antialias attributes are not supported")
         # Resize-11 and newer read X, roi, scales, sizes; Resize-10 / Upsample read X, scales
@@ -1073,11 +1203,11 @@ class _Importer:
         by a pass when its value is 0 and it pads only spatial axes)."""
         x = self._activation_input(onode)
         a = self._attrs(onode)
-        what = f"node {onode.name!r} (Pad)"
+        what = f"node {qn(onode.name)} (Pad)"
         mode = a.get("mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else str(mode)
         if mode != "constant":
-            raise ImportError_(f"{what}: only mode 'constant' is supported, not {mode!r}")
+            raise ImportError_(f"{what}: only mode 'constant' is supported, not {qn(mode)}")
         rank = len(self.g.shape(x)) + 1
         if self.opset < 11:
             pads, value = a.get("pads"), float(a.get("value", 0.0))
@@ -1111,6 +1241,69 @@ class _Importer:
         per_sample = tuple(pads[1:rank]) + tuple(pads[rank + 1:])
         self._emit(onode, "Pad", [x], {"pads": per_sample, "value": value})
         self._check_inferred(onode)
+
+
+def _broadcast_qparams(onode, shape: tuple, scale, zero, axis: int | None):
+    """Scale and zero point of a (de)quantization of a tensor of ``shape``, as arrays of
+    its rank that broadcast onto it, and the one axis they vary along (0 when per tensor,
+    None when they vary along several axes).
+
+    A size-1 parameter is per tensor. A 1-D one lies along ``axis`` (ONNX
+    QuantizeLinear / DequantizeLinear; ``axis=None``: the last axis, numpy's rule, as for
+    QONNX Quant). One of higher rank broadcasts numpy-style (aligned on the last axes:
+    ``(C, 1, 1)`` on an ``(M, C, kh, kw)`` weight is along axis 1)."""
+    rank = len(shape)
+    out, varying = [], set()
+    for what, p in (("scale", scale), ("zero point", zero)):
+        p = np.asarray(p)
+        if p.size == 1:
+            full = p.reshape((1,) * rank)
+        elif p.ndim == 1 and axis is not None:
+            ax = axis + rank if axis < 0 else axis
+            if not 0 <= ax < rank or shape[ax] != p.size:
+                raise ImportError_(f"{node_label(onode) if onode is not None else 'a constant'}: a {what} of "
+                                   f"{p.size} values does not fit axis {axis} of a tensor of shape {tuple(shape)}")
+            full = p.reshape([p.size if i == ax else 1 for i in range(rank)])
+        else:
+            lead = p.shape[:max(p.ndim - rank, 0)]
+            core = p.reshape(p.shape[len(lead):]) if all(d == 1 for d in lead) else None
+            if core is None or any(d not in (1, s) for d, s in zip(reversed(core.shape), reversed(shape))):
+                raise ImportError_(f"{node_label(onode) if onode is not None else 'a constant'}: a {what} of shape "
+                                   f"{p.shape} does not broadcast onto a tensor of shape {tuple(shape)}")
+            full = core.reshape((1,) * (rank - core.ndim) + core.shape)
+        varying.update(i for i, d in enumerate(full.shape) if d != 1)
+        out.append(full)
+    axis_out = None if len(varying) > 1 else next(iter(varying), 0)
+    return out[0], out[1].astype(np.int64), axis_out
+
+
+def _reshaped(shape: tuple, target: list) -> tuple | None:
+    """``target`` with its one -1 resolved, when it holds as many elements as ``shape``
+    (numpy's reshape rule, computed without allocating anything)."""
+    n = limits.count(shape)
+    free = [i for i, d in enumerate(target) if d == -1]
+    if len(free) > 1 or any(d < -1 for d in target):
+        return None
+    rest = limits.count(d for d in target if d != -1)
+    if free:
+        if rest == 0 or n % rest:
+            return None
+        target = [n // rest if d == -1 else d for d in target]
+    return tuple(target) if limits.count(target) == n else None
+
+
+def _refuse_unfoldable(nodes) -> None:
+    """Control flow and random number generators are neither compiled nor folded (a loop's
+    trip count or a generator's output size are whatever the model says)."""
+    for n in nodes:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        if n.op_type in limits.CONTROL_FLOW:
+            raise UnsupportedOpError(f"{node_label(n)}: control flow ({', '.join(limits.CONTROL_FLOW)}) is not "
+                                     f"supported, and not folded even when its inputs are constants")
+        if n.op_type in limits.RANDOM:
+            raise UnsupportedOpError(f"{node_label(n)} draws random numbers; nnforge neither compiles nor folds "
+                                     f"nondeterministic ops")
 
 
 def _clean_name(s: str) -> str:

@@ -131,24 +131,59 @@ def real_multiplier(ratio, max_bits: int = 31) -> tuple[np.ndarray, int]:
     return mult.astype(np.int64), shift
 
 
-def quantize_float(x: np.ndarray, t: FixedType) -> np.ndarray:
+def quantize_float(x: np.ndarray, t: FixedType, nonfinite: str = "raise") -> np.ndarray:
     """Float to ``t``: ``saturate(floor(x * 2**frac + 0.5))``, computed in float64 (with a
     real scale: ``saturate(floor(x / scale + 0.5))``). A float16 / bfloat16 type gets the
-    bit patterns of :func:`nnforge.ir.floats.quantize`."""
+    bit patterns of :func:`nnforge.ir.floats.quantize`.
+
+    ``nonfinite``: ``"raise"`` refuses NaN and infinities (ValueError); ``"saturate"`` is
+    the rule of the generated C float wrapper (``nnforge_run_float``): NaN becomes 0
+    (saturated into the type's range), +inf / -inf the type's largest / smallest value."""
     from .floats import is_float, quantize
 
     if is_float(t):
         return quantize(x, t)
-    x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("cannot quantize NaN or infinite values")
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"cannot quantize values of dtype {x.dtype}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        if nonfinite != "saturate":
+            raise ValueError("cannot quantize NaN or infinite values")
+        x = np.where(np.isnan(x), 0.0, x)  # +-inf saturate through the clip below
+    return quantize_frac(x, t.frac, t)
+
+
+QUANTIZE_BLOCK = 1 << 20  # values quantized at once: float64 temporaries stay a few MB
+
+
+def quantize_frac(x: np.ndarray, frac, t: FixedType) -> np.ndarray:
+    """``saturate(floor(x * 2**frac + 0.5))`` to ``t`` as int64 (with a real scale in
+    ``t``: ``saturate(floor(x / scale + 0.5))``); ``frac`` an int or an array that
+    broadcasts along the first axis of ``x`` (per output channel). Computed exactly in
+    float64, a block of rows at a time, so a large weight array costs its int64 result and
+    a few MB, not several float64 copies."""
+    x = np.asarray(x)
+    f = np.asarray(frac)
+    if x.ndim == 0 or x.size <= QUANTIZE_BLOCK:
+        return np.asarray(_quantize_block(x.astype(np.float64), f, t), dtype=np.int64).reshape(x.shape)
+    out = np.empty(x.shape, dtype=np.int64)
+    rows = max(1, QUANTIZE_BLOCK // max(1, x[0].size))
+    per_row = f.ndim > 0 and f.shape[0] == len(x) and len(x) > 1
+    for i in range(0, len(x), rows):
+        out[i:i + rows] = _quantize_block(np.asarray(x[i:i + rows], dtype=np.float64),
+                                          f[i:i + rows] if per_row else f, t)
+    return out
+
+
+def _quantize_block(x: np.ndarray, frac, t: FixedType) -> np.ndarray:
     if t.real_scale:
         with np.errstate(over="ignore"):
             y = np.floor(x / t.real_scale + 0.5)
-        return saturate(np.clip(y, t.lo, t.hi).astype(np.int64), t)
+    else:
+        y = round_half_up_frac(x, frac)
     # the float clip only keeps the cast to int64 in range (float(hi) may round up for
     # widths above 53 bits); the integer saturate is the exact one
-    return saturate(np.clip(round_half_up_frac(x, t.frac), t.lo, t.hi).astype(np.int64), t)
+    return saturate(np.clip(y, t.lo, t.hi).astype(np.int64), t)
 
 
 def round_half_up_frac(x: np.ndarray, frac) -> np.ndarray:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..ir import FixedType, Graph, run_float
 from ..ir.fixed import frac_for_range
+from ..ir.text import name as _name
 
 METHODS = ("minmax", "percentile:P", "mse", "kl")
 SAMPLE_SIZE = 65536
@@ -51,6 +52,14 @@ class Stats:
     lo: float
     hi: float
     sample: np.ndarray
+
+
+class CalibrationError(ValueError):
+    """The calibration data cannot give the ranges of the model's tensors."""
+
+
+class CalibrationWarning(UserWarning):
+    """The calibration data leaves some ranges unknown; a fallback was used."""
 
 
 def parse_method(method: str) -> tuple[str, float | None]:
@@ -76,19 +85,23 @@ def observe(g: Graph, x: np.ndarray, batch: int = 512, sample_size: int = SAMPLE
     ``x`` (``sample_size`` 0: the extremes only, with an empty sample)."""
     x = np.asarray(x, dtype=np.float32)
     if len(x) == 0:
-        raise ValueError("the calibration set is empty")
+        raise CalibrationError("the calibration data holds no samples")
     rng = np.random.default_rng(seed)
     lo: dict[str, float] = {}
     hi: dict[str, float] = {}
     keep: dict[str, np.ndarray] = {}  # the sample and each value's random key (the smallest keys win)
     keys: dict[str, np.ndarray] = {}
     for start in range(0, len(x), batch):
-        env = run_float(g, x[start:start + batch], keep=True)
+        with np.errstate(all="ignore"):  # an overflow is refused below, by name, not warned about
+            env = run_float(g, x[start:start + batch], keep=True)
         for name, v in env.items():
             if name in g.consts:
                 continue
             if not np.all(np.isfinite(v)):
-                raise ValueError(f"tensor {name!r} is not finite on the calibration data")
+                bad = int(np.count_nonzero(~np.isfinite(v)))
+                raise CalibrationError(f"tensor '{_name(name)}' is not finite on the calibration data ({bad} "
+                                       f"NaN or infinite values in samples {start}..{start + len(v) - 1}): the "
+                                       f"float model overflows float32 on them")
             lo[name] = min(lo.get(name, np.inf), float(v.min()))
             hi[name] = max(hi.get(name, -np.inf), float(v.max()))
             if sample_size == 0:
@@ -129,6 +142,104 @@ def calibrate(g: Graph, x: np.ndarray, bits: int, method: str = "minmax",
         return calibrate_minmax(g, x, batch)
     stats = observe(g, x, batch)
     return {name: choose_range(s, by_tensor.get(name, method), bits) for name, s in stats.items()}
+
+
+MIN_SAMPLES = 8  # fewer calibration samples than this are warned about
+PROBE_SAMPLES = 32  # random inputs the spread check runs the float model on
+OTHER_SIGN = 0.05  # a probe value below -OTHER_SIGN * (the tensor's largest |value|) is clearly negative
+
+
+@dataclass(frozen=True)
+class SpreadCheck:
+    """What :func:`check_spread` found: the ranges to quantize with (fallbacks applied)
+    and one warning line per kind of problem."""
+
+    ranges: dict[str, Range]
+    warnings: tuple[str, ...]
+
+
+def check_input_spread(g: Graph, x: np.ndarray) -> None:
+    """Refuse calibration data with no samples, or whose every value is the same (all
+    zeros, a constant): nothing can be known of the model input's range."""
+    if len(x) == 0:
+        raise CalibrationError("the calibration data holds no samples")
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if lo == hi:
+        raise CalibrationError(
+            f"calibration data: every value of the model input '{_name(g.inputs[0])}' is {lo:g} over {len(x)} "
+            f"sample(s), so no range can be known for it or any tensor after it; give samples that vary as real "
+            f"inputs do")
+
+
+def check_spread(g: Graph, x: np.ndarray, ranges: dict[str, Range], seed: int = 0) -> SpreadCheck:
+    """Check that the calibration data ``x`` spans the model's tensors.
+
+    Refused (:class:`CalibrationError`): no samples, or a model input whose every
+    calibration value is the same (all zeros, a constant): nothing can be known of it.
+
+    The float model then runs on :data:`PROBE_SAMPLES` probe inputs drawn uniformly from
+    ``[min, max]`` of the calibration input, and two problems are warned about, each
+    with a fallback:
+
+    - a tensor with no spread (the same value on every calibration sample) that varies on
+      the probes: its range becomes the union of both;
+    - a tensor calibrated entirely >= 0 (so unsigned: every negative value would clip to 0)
+      that the probes drive clearly negative (below ``-OTHER_SIGN`` times its largest
+      |value|): it becomes signed, ``[-max|v|, hi]``.
+
+    Fewer than :data:`MIN_SAMPLES` samples are warned about too."""
+    x = np.asarray(x, dtype=np.float32)
+    check_input_spread(g, x)
+    notes = []
+    if len(x) < MIN_SAMPLES:
+        notes.append(f"only {len(x)} calibration sample(s) (at least {MIN_SAMPLES} recommended): every range is "
+                     f"estimated from them and other inputs may saturate")
+    probe = _probe(g, x, seed)
+    out = dict(ranges)
+    unknown, one_sign = [], []
+    for t, r in ranges.items():
+        if t in g.inputs or t not in probe:
+            continue
+        plo, phi = probe[t]
+        if r.lo == r.hi and phi > plo:
+            unknown.append(t)
+            out[t] = Range(min(r.lo, plo), max(r.hi, phi))
+        elif r.lo >= 0 and plo < -OTHER_SIGN * max(r.max_abs, abs(plo), abs(phi)):
+            one_sign.append(t)
+            m = r.max_abs or -plo
+            out[t] = Range(-m, max(r.hi, 0.0))
+    if unknown:
+        notes.append(f"no spread on the calibration data for {_names(unknown)}: the same value on every sample; "
+                     f"their ranges are taken from random inputs within the calibrated input range")
+    if one_sign:
+        notes.append(f"{_names(one_sign)} never went negative on the calibration data but the float model makes "
+                     f"{'them' if len(one_sign) > 1 else 'it'} negative on other inputs in the calibrated input "
+                     f"range; made signed so negative values do not clip to 0")
+    return SpreadCheck(out, tuple(notes))
+
+
+def _probe(g: Graph, x: np.ndarray, seed: int) -> dict[str, tuple[float, float]]:
+    """The extremes of every activation tensor on random inputs uniform in [min(x), max(x)]."""
+    rng = np.random.default_rng(seed)
+    lo, hi = float(x.min()), float(x.max())
+    p = rng.uniform(lo, hi, size=(PROBE_SAMPLES, *x.shape[1:])).astype(np.float32)
+    with np.errstate(all="ignore"):
+        env = run_float(g, p, keep=True)
+    out = {}
+    for t, v in env.items():
+        if t in g.consts:
+            continue
+        v = np.asarray(v, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[t] = (float(v.min()), float(v.max()))
+    return out
+
+
+def _names(tensors: list[str], shown: int = 4) -> str:
+    text = ", ".join(f"'{_name(t)}'" for t in tensors[:shown])
+    more = f" and {len(tensors) - shown} more" if len(tensors) > shown else ""
+    return f"tensor{'s' if len(tensors) > 1 else ''} {text}{more}"
 
 
 def choose_range(s: Stats, method: str, bits: int) -> Range:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ir import Graph, quantize_float, run_float, run_int
+from ..ir.text import name as _pname
 from .calibrate import Range
 from .prequant import quantize_graph
 from .quantize import QuantConfig
@@ -65,7 +66,7 @@ class MixedResult:
                  f"  chosen: {self.chosen.weight_bits_total} bits "
                  f"({self.chosen.weight_bits_total / self.uniform.weight_bits_total:.0%} of uniform), "
                  f"accuracy {self.chosen.accuracy:.2%}",
-                 "  layer widths: " + ", ".join(f"{k} {v}" for k, v in self.chosen.bits.items()),
+                 "  layer widths: " + ", ".join(f"{_pname(k)} {v}" for k, v in self.chosen.bits.items()),
                  "  Pareto points tried (weight bits, accuracy): "
                  + "; ".join(f"{p.weight_bits_total} {p.accuracy:.2%}" for p in self.tried if p.pareto)]
         return "\n".join(lines) + "\n"

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.graph import TensorInfo
+from ..ir.text import name as _pname
 
 LINEAR = ("Dense", "Conv")
 # ops whose output channel c depends on input channel c only (axis 0 per sample)
@@ -398,7 +399,9 @@ def search_sparsity(g: Graph, kind: str, x: np.ndarray, y: np.ndarray, max_drop:
 
 
 def compression_text(c: dict) -> str:
-    """The text of a compression record (``design.compression``: a report's ``as_dict``)."""
+    """The text of a compression record (``design.compression``: a report's ``as_dict``),
+    layer names printable."""
+    c = {**c, "layers": {_pname(k): v for k, v in c["layers"].items()}}
     if c["kind"] == "low_rank":
         from .lowrank import LowRankReport
 

@@ -28,7 +28,7 @@ import numpy as np
 from ..ir import FixedType, Graph, quantize_float
 from ..ir.ops import op_module
 from ..ir.tables import MAX_TABLE_BITS, build_table
-from ..ir.fixed import frac_for_range, round_half_up_frac, saturate, signed_width_for
+from ..ir.fixed import frac_for_range, quantize_frac, signed_width_for
 from .calibrate import Range, parse_method
 from .rounding import search_rounding
 
@@ -260,7 +260,7 @@ def quantize_weights(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.nd
         w_t = _weight_type(w, bits)
         fracs = np.full(len(w), w_t.frac)
     f = fracs.reshape((-1,) + (1,) * (w.ndim - 1))
-    return saturate(np.clip(round_half_up_frac(w, f), w_t.lo, w_t.hi).astype(np.int64), w_t), w_t, fracs
+    return quantize_frac(w, f, w_t), w_t, fracs
 
 
 def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarray:

@@ -20,12 +20,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .files import log_tail, replace_dir
+from .files import MARKER, log_tail, publish_in_output, replace_dir, temp_dir
+from ..ir.text import name as _pname
 from .progress import QUIET, Progress
 from .tools import PIP_PACKAGES, ToolError, find_tool
 from .verilog import AXIS_PORTS, _design
@@ -392,7 +392,12 @@ def _utilisation(report: dict, part: Part, need: dict) -> dict:
 
 
 def _publish(tmp: Path, final: Path) -> None:
-    """Move the finished folder ``tmp`` to ``final``, replacing an earlier result whole."""
+    """Move the finished folder ``tmp`` to ``final`` (``<out>/synth/<part>``), replacing an
+    earlier result whole; in a compile output folder its files join the folder's manifest."""
+    root = final.parent.parent
+    if (root / MARKER).exists():
+        publish_in_output(tmp, final, root)
+        return
     if final.exists():
         if not ((final / "synth.json").exists() or (final / "vivado.tcl").exists()):
             raise FileExistsError(f"{final} exists and is not an nnforge synth output; refusing to replace it")
@@ -424,7 +429,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
 
     synth_root = out_root / "synth"
     synth_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-synth-", dir=synth_root))
+    work = temp_dir(synth_root)
     t_start = time.monotonic()
     try:
         # yowasp tools see only their working directory: copies under relative names; a
@@ -542,7 +547,7 @@ def text_report(r: dict) -> str:
             lines.append(f"  the HLS C++ has its own Vitis HLS script: {r['hls_script']}")
         return "\n".join(lines) + "\n"
     speed = f", speed grade {r['speed']}" if r.get("speed") is not None else ""
-    lines = [f"{r['part']}: {r['device']} {r['package']}{speed}; top {r['top']}"
+    lines = [f"{r['part']}: {r['device']} {r['package']}{speed}; top {_pname(r['top'])}"
              + (" (AXI4-Stream wrapper)" if r["axis"] else "")]
     for t in r.get("tried", []):
         if not t["fits"]:
@@ -591,7 +596,7 @@ def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: boo
            "versal": name.startswith(("xcvc", "xcve", "xcvp", "xcvm", "xcvh"))}
     tcl = render("verilog", "vivado.tcl.j2", **ctx, file="tcl")
     xdc = render("verilog", "vivado.tcl.j2", **ctx, file="xdc")
-    work = Path(tempfile.mkdtemp(prefix=".tmp-synth-", dir=synth_root))
+    work = temp_dir(synth_root)
     try:
         (work / "vivado.tcl").write_text(tcl)
         (work / "nnforge.xdc").write_text(xdc)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
+from . import cache
 from .progress import Progress
 from .result import SimRun
 from .tools import ToolError, find_tool, run_tool
@@ -15,35 +15,45 @@ from .tools import ToolError, find_tool, run_tool
 HARNESS = Path(__file__).resolve().parent / "harness"
 
 C_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+EXE = "harness"
 CXX_FLAGS = ["-std=c++14", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-unused-label"]
 
 
-def _digest(paths: list[Path], cmd: list[str]) -> str:
-    h = hashlib.sha256(" ".join(cmd).encode())
-    for p in paths:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def build(compiler: str, sources: list[Path], include: Path, build_dir: Path, flags: list[str],
+def build(compiler: str, sources: list[Path], include: Path | None, build_dir: Path | None, flags: list[str],
           progress: Progress, libs: tuple[str, ...] = ()) -> Path:
-    """Compile ``sources`` to ``build_dir/harness``; reuse it when nothing changed."""
-    build_dir.mkdir(parents=True, exist_ok=True)
-    exe = build_dir / "harness"
-    cmd = [find_tool(compiler), *flags, "-I", str(include), *map(str, sources), "-o", str(exe), *libs]
-    stamp = build_dir / "harness.stamp"
-    key = _digest(sources + sorted(include.glob("*.h*")), cmd)
-    if exe.exists() and stamp.exists() and stamp.read_text() == key:
-        return exe
-    progress(f"{compiler}: compiling {', '.join(s.name for s in sources)}")
-    run_tool(cmd, what=f"{compiler} build")
-    stamp.write_text(key)
-    return exe
+    """Compile ``sources`` (with the headers directly in ``include``) in the private build
+    cache (:mod:`nnforge.sim.cache`) and return the executable. The files are copied into a
+    fresh folder and compiled there by name, with no include path: only they can get into
+    the binary. An entry is reused only when its key (every file's content, the command
+    line, the compiler's path and version) is the same. ``build_dir`` is where the caller
+    runs the program; nothing is built or read there."""
+    exe = find_tool(compiler)
+    headers = sorted(p for p in Path(include).glob("*.h*") if p.is_file() and not p.is_symlink()) if include else []
+    files = [*headers, *map(Path, sources)]
+    names = [p.name for p in files]
+    if len(set(names)) != len(names):
+        raise ToolError(f"{compiler} build: two files named alike among {', '.join(names)}")
+    args = [*flags, *(p.name for p in sources), "-o", EXE, *libs]
+    digest = cache.key(f"native {compiler}", cache.tool_identity(exe), *args, files=files)
+
+    def populate(tmp: Path) -> None:
+        cache.copy_sources(files, tmp)
+        progress(f"{compiler}: compiling {', '.join(p.name for p in sources)}")
+        run_tool([exe, *args], cwd=tmp, what=f"{compiler} build")
+
+    folder, _ = cache.entry(compiler.replace("+", "x"), digest, populate)
+    return folder / EXE
+
+
+def _workdir(path: Path) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def run_harness(exe: Path, x_int: np.ndarray, n_out: int, build_dir: Path) -> np.ndarray:
     n = len(x_int)
+    build_dir = _workdir(build_dir)
     fin, fout = build_dir / "in.bin", build_dir / "out.bin"
     x32 = np.asarray(x_int, dtype=np.int64)
     if x32.size and (x32.min() < -(2**31) or x32.max() >= 2**31):
@@ -69,6 +79,7 @@ def trace(backend: str, src_dir: Path, build_dir: Path, x_int: np.ndarray, n_out
         flags, compiler = [*CXX_FLAGS, "-DNNFORGE_HARNESS_HLS", "-x", "c++"], "g++"
     exe = build(compiler, sources, src_dir, build_dir, [*flags, "-DNNFORGE_TRACING"], progress,
                 libs=("-lm",) if backend == "c" else ())
+    build_dir = _workdir(build_dir)
     fin, fout, ftrace = build_dir / "in.bin", build_dir / "out.bin", build_dir / "trace.bin"
     np.asarray(x_int, dtype=np.int64).reshape(1, -1).astype("<i4").tofile(fin)
     proc = subprocess.run([str(exe), str(fin), str(fout), "1", str(ftrace)], capture_output=True, text=True)
@@ -94,7 +105,7 @@ def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
 
     sources = [Path(src_dir) / "nnforge_model.c", HARNESS / "bench.c"]
     exe = build("gcc", sources, Path(src_dir), Path(build_dir), C_FLAGS, progress or QUIET, libs=("-lm",))
-    fin = Path(build_dir) / "bench_in.bin"
+    fin = _workdir(build_dir) / "bench_in.bin"
     np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1).astype("<i4").tofile(fin)
     proc = subprocess.run([str(exe), str(fin), str(len(x_int)), str(int(repeats))], capture_output=True, text=True)
     if proc.returncode != 0:

@@ -16,6 +16,10 @@ class Progress:
         if not self.quiet:
             print(f"[{time.monotonic() - self._t0:6.1f}s] {msg}", file=self.stream, flush=True)
 
+    def warn(self, msg: str) -> None:
+        """A warning that changes what the result means: one line, shown even when quiet."""
+        print(f"nnforge: warning: {msg}", file=self.stream, flush=True)
+
     def counter(self, what: str, total: int, every: int | None = None):
         """Return ``tick(done)`` that reports every ``every`` items and at the end."""
         every = every or max(1, total // 10)

@@ -2,9 +2,9 @@
 loop, for streaming whole data sets through the RTL.
 
 The design (its core ``nnforge_top``, ports up to 64 bits) and ``harness/verilator_main.cpp``
-are built with ``verilator --cc --exe --build`` into ``build_dir/cpp_build_<hash>`` (the
-hash covers the sources, the Verilator and the harness; an identical earlier build is
-reused, the last few are kept). The harness reads a binary job (inputs in stream order),
+are built with ``verilator --cc --exe --build`` in the private build cache
+(:mod:`nnforge.sim.cache`; the key covers the sources, the harness and the tools, and an
+identical earlier build is reused by its key). The harness reads a binary job (inputs in stream order),
 drives ``clk``/``rst`` and the two valid/ready streams exactly like the cocotb testbench
 :mod:`nnforge.sim.cocotb_stream_tb` (same reset, same cycle numbering, same random stalls
 in kind though not the same random sequence) and writes the outputs and a result file.
@@ -21,20 +21,18 @@ loop seconds, then the two int64 cycle arrays.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import subprocess
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from . import cache
 from . import verilog as _v
 from .progress import Progress
 from .result import SimRun
-from .tools import ToolError, find_tool, verilator_env, verilator_root
+from .tools import ToolError, find_tool, verilator_env
 
 HARNESS = Path(__file__).resolve().parent / "harness" / "verilator_main.cpp"
 EXE = "nnforge_sim"
@@ -62,94 +60,64 @@ def supports(src_dir: Path) -> bool:
         return False
 
 
-@lru_cache(maxsize=4)
-def _verilator_version(root: str) -> str:
-    proc = subprocess.run([find_tool("verilator"), "--version"], capture_output=True, text=True,
-                          env=verilator_env())
-    binary = Path(root) / "bin" / "verilator_bin"
-    stamp = f"{binary.stat().st_size} {binary.stat().st_mtime_ns}" if binary.exists() else ""
-    return f"{proc.stdout.strip()} {root} {stamp}"
-
-
 def _env() -> dict[str, str]:
     env = verilator_env()
     env.update(_v._make_overrides())
     return env
 
 
-def _source_hash(srcs: list[Path]) -> str:
-    h = hashlib.sha256()
-    h.update(f"verilator {_verilator_version(verilator_root())}; args {BUILD_ARGS}; "
-             f"make {_v._make_overrides()}; c++ {shutil.which('c++')}\n".encode())
-    h.update(b"harness\0" + HARNESS.read_bytes() + b"\0")
-    for p in srcs:
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def _runtime_dir(build_dir: Path) -> Path:
+def _runtime_dir() -> Path:
     """Verilator's runtime objects compiled for this harness (no VPI, no tracing): shared
-    like :func:`nnforge.sim.verilog.build`'s, under ``$NNFORGE_VERILATOR_CACHE`` if set."""
-    h = hashlib.sha256()
-    h.update(f"{_verilator_version(verilator_root())} {_v._make_overrides()} {shutil.which('c++')}".encode())
-    for name in ("verilated.mk", "verilated.cpp", "verilated.h", "verilated_config.h", "verilated_threads.cpp"):
-        p = Path(verilator_root()) / "include" / name
-        if p.exists():
-            h.update(f"{name} {p.stat().st_size} {p.stat().st_mtime_ns}".encode())
-    return _v._runtime_root(build_dir) / f"cpp_{h.hexdigest()[:16]}"
+    like :func:`nnforge.sim.verilog.build`'s (:func:`nnforge.sim.verilog.runtime_root`)."""
+    return _v.runtime_root() / f"cpp_{cache.key('cpp runtime', _v.toolchain(), *BUILD_ARGS)[:32]}"
 
 
-def build(src_dir: Path, build_dir: Path, progress: Progress) -> dict:
-    """Build the C++ harness around the design in ``src_dir`` under
-    ``build_dir/cpp_build_<hash>`` unless an identical build is there. Returns build facts
-    (``reused``, ``seconds``, ``dir``, ``exe``)."""
+def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
+    """Build the C++ harness around the design in ``src_dir`` in the private build cache
+    (:mod:`nnforge.sim.cache`): the Verilog sources and the harness are copied into a fresh
+    entry keyed by their content, the Verilator arguments and the tools; an entry is
+    reused only by that key. ``build_dir`` is not used (the caller runs there). Returns
+    build facts (``reused``, ``seconds``, ``dir``, ``exe``)."""
     info, srcs = _v._design(src_dir)
     w_in, w_out = port_widths(info)
     if max(w_in, w_out) > MAX_PORT_BITS:
         raise ToolError(f"the C++ Verilator harness drives ports of up to {MAX_PORT_BITS} bits; "
                         f"in_data has {w_in}, out_data {w_out} (use engine='cocotb')")
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    digest = _source_hash(srcs)
-    obj = build_dir / f"cpp_build_{digest[:16]}"
-    stamp, exe = obj / "nnforge_sources.sha256", obj / EXE
-    if stamp.exists() and exe.exists() and stamp.read_text().strip() == digest:
-        progress(f"verilog (cpp): reusing the harness build in {obj}")
-        os.utime(obj)
-        return {"reused": True, "seconds": 0.0, "dir": str(obj), "exe": str(exe)}
-    if obj.exists():
-        shutil.rmtree(obj)
-    obj.mkdir(parents=True)
-    # Verilator's runtime objects from an earlier build: make is told to keep them
-    # (--old-file) although the makefile Verilator just wrote is newer
-    runtime = _runtime_dir(build_dir)
-    keep_old: list[str] = []
-    if runtime.is_dir():
-        for f in runtime.iterdir():
-            shutil.copy2(f, obj / f.name)
-            if f.suffix == ".o":
-                keep_old += ["-MAKEFLAGS", f"--old-file={f.name}"]
-    log = obj / "build.log"
-    cmd = [find_tool("verilator"), *BUILD_ARGS, "--top-module", info["top"], "-Mdir", str(obj), *keep_old,
-           *[str(p.resolve()) for p in srcs], str(HARNESS)]
-    progress(f"verilog (cpp): building {len(srcs)} Verilog files and the C++ harness with Verilator (log: {log})")
+    digest = cache.key("verilator cpp", _v.toolchain(), info["top"], *BUILD_ARGS, files=[*srcs, HARNESS])
     t0 = time.monotonic()
-    with open(log, "w") as fh:
-        fh.write(" ".join(cmd) + "\n")
-        fh.flush()
-        proc = subprocess.run(cmd, cwd=obj, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise ToolError(f"Verilator build failed (exit {proc.returncode}) for the C++ harness; "
-                        f"last lines of {log}:\n{_v._tail(log)}")
-    if not exe.exists():
-        raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_v._tail(log)}")
-    stamp.write_text(digest + "\n")
-    files = list(obj.glob("verilated*.o"))
-    _v.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
-    _v._prune(build_dir, obj, "cpp_build_*")
-    secs = time.monotonic() - t0
-    progress(f"verilog (cpp): build finished in {secs:.1f} s")
-    return {"reused": False, "seconds": secs, "dir": str(obj), "exe": str(exe)}
+
+    def populate(obj: Path) -> None:
+        copies = cache.copy_sources([*srcs, HARNESS], _v._mkdir(obj / "src"))
+        # Verilator's runtime objects from an earlier build: make is told to keep them
+        # (--old-file) although the makefile Verilator just wrote is newer
+        runtime = _runtime_dir()
+        keep_old: list[str] = []
+        if runtime.is_dir():
+            for f in sorted(runtime.iterdir()):
+                shutil.copy2(f, obj / f.name)
+                if f.suffix == ".o":
+                    keep_old += ["-MAKEFLAGS", f"--old-file={f.name}"]
+        log = obj / "build.log"
+        cmd = [find_tool("verilator"), *BUILD_ARGS, "--top-module", info["top"], "-Mdir", str(obj), *keep_old,
+               *map(str, copies)]
+        progress(f"verilog (cpp): building {len(srcs)} Verilog files and the C++ harness with Verilator")
+        with open(log, "w") as fh:
+            fh.write(" ".join(cmd) + "\n")
+            fh.flush()
+            proc = subprocess.run(cmd, cwd=obj, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise ToolError(f"Verilator build failed (exit {proc.returncode}) for the C++ harness; "
+                            f"last lines of its log:\n{_v._tail(log)}")
+        if not (obj / EXE).exists():
+            raise ToolError(f"Verilator build produced no {EXE}; last lines of its log:\n{_v._tail(log)}")
+        files = list(obj.glob("verilated*.o"))
+        _v.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
+
+    obj, reused = cache.entry("verilator-cpp", digest, populate)
+    secs = 0.0 if reused else time.monotonic() - t0
+    progress(f"verilog (cpp): reusing the harness build {obj.name}" if reused
+             else f"verilog (cpp): build finished in {secs:.1f} s")
+    return {"reused": reused, "seconds": secs, "dir": str(obj), "exe": str(obj / EXE)}
 
 
 # ----------------------------------------------------------------------------- files

@@ -13,12 +13,13 @@ and the simulation and restores it afterwards.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import json
 import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache
 from .files import log_tail
 from .progress import Progress
 from .result import SimRun
@@ -114,14 +116,25 @@ def _runner_log(runner, path: Path):
         log.handlers, log.propagate = saved
 
 
-def _source_hash(srcs: list[Path]) -> str:
-    import cocotb
+def toolchain() -> str:
+    """What identifies the tools a Verilator build uses, for cache keys: Verilator's path and
+    version, the C++ compiler's, the make overrides, and the content of the runtime's
+    sources that every build compiles."""
+    return _toolchain(find_tool("verilator"), verilator_root(), repr(_make_overrides()), shutil.which("c++") or "c++")
 
-    h = hashlib.sha256()
-    h.update(f"cocotb {cocotb.__version__}; verilator {verilator_root()}; args {_BUILD_ARGS}\n".encode())
-    for p in srcs:
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
+
+@functools.lru_cache(maxsize=4)
+def _toolchain(verilator: str, root: str, make: str, cxx: str) -> str:
+    proc = subprocess.run([verilator, "--version"], capture_output=True, text=True, env=verilator_env())
+    parts = [os.path.realpath(verilator), proc.stdout.strip(), root, make, cache.tool_identity(cxx)]
+    return "\n".join(parts) + "\n" + cache.key(*parts, files=_runtime_sources())
+
+
+def _runtime_sources() -> list[Path]:
+    inc = Path(verilator_root()) / "include"
+    return [inc / n for n in ("verilated.mk", "verilated.cpp", "verilated.h", "verilated_config.h",
+                              "verilated_threads.cpp", "verilated_dpi.cpp", "verilated_vpi.cpp")
+            if (inc / n).is_file()]
 
 
 def _get_runner(touch: list[Path] | None = None):
@@ -147,37 +160,24 @@ def _get_runner(touch: list[Path] | None = None):
     return runner
 
 
-# Verilator's runtime library, the same for every design: compiled once per build_dir.
+# Verilator's runtime library, the same for every design: compiled once per toolchain.
 _RUNTIME = ("verilated", "verilated_dpi", "verilated_vpi", "verilated_threads")
-_KEEP_BUILDS = 4
 
 
-def _runtime_root(build_dir: Path) -> Path:
-    """Where the compiled runtime is kept: ``$NNFORGE_VERILATOR_CACHE`` when set (shared by
-    every build directory, e.g. a test session's), else inside ``build_dir``."""
+def runtime_root() -> Path:
+    """Where the compiled runtime is kept: ``$NNFORGE_VERILATOR_CACHE`` when set (e.g. one
+    per test session), else inside the build cache; either is checked like the cache
+    (:func:`nnforge.sim.cache.checked_folder`)."""
     shared = os.environ.get("NNFORGE_VERILATOR_CACHE")
-    return Path(shared) if shared else build_dir / "verilator_runtime"
+    if shared:
+        return cache.checked_folder(Path(shared), "the Verilator runtime cache")
+    return cache.checked_folder(cache.cache_root() / "verilator-runtime", "the Verilator runtime cache")
 
 
 def _runtime_key() -> str:
     import cocotb
 
-    h = hashlib.sha256()
-    h.update(f"{verilator_root()} {cocotb.__version__} {_BUILD_ARGS} {_make_overrides()}".encode())
-    for name in ("verilated.mk", "verilated.cpp", "verilated.h", "verilated_config.h"):
-        p = Path(verilator_root()) / "include" / name
-        if p.exists():
-            h.update(f"{name} {p.stat().st_size} {p.stat().st_mtime_ns}".encode())
-    h.update(str(shutil.which("c++") or "").encode())
-    return h.hexdigest()[:16]
-
-
-def _prune(build_dir: Path, keep: Path, pattern: str = "sim_build_*") -> None:
-    """Remove all but the newest few builds matching ``pattern`` (``keep`` stays)."""
-    old = sorted((p for p in build_dir.glob(pattern) if p.is_dir() and p != keep),
-                 key=lambda p: p.stat().st_mtime, reverse=True)
-    for p in old[_KEEP_BUILDS - 1:]:
-        shutil.rmtree(p, ignore_errors=True)
+    return cache.key("cocotb runtime", cocotb.__version__, toolchain(), *_BUILD_ARGS)[:32]
 
 
 # the testbench's port names on the AXI4-Stream wrapper (reset active low)
@@ -202,57 +202,48 @@ def stash_runtime(files: list[Path], runtime: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build(src_dir: Path, build_dir: Path, progress: Progress, axis: bool = False) -> dict:
+def build(src_dir: Path, build_dir: Path | None, progress: Progress, axis: bool = False) -> dict:
     """Build the Verilator model of the design in ``src_dir`` (with ``axis``, of its
-    AXI4-Stream wrapper) under ``build_dir/sim_build_<hash>``, unless a build of identical
-    sources is already there (the last few builds are kept). Returns build facts."""
+    AXI4-Stream wrapper) in the private build cache (:mod:`nnforge.sim.cache`): the
+    sources are copied into a fresh entry keyed by their content, the top, the build
+    arguments and the tools, and an entry is reused only by that key. ``build_dir`` is not
+    used (the caller runs there). Returns build facts (``reused``, ``seconds``, ``dir``)."""
+    import cocotb
+
     info, srcs = _design(src_dir, axis)
-    build_dir = Path(build_dir).resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    digest = _source_hash(srcs)
-    obj = build_dir / f"sim_build_{digest[:16]}"
-    stamp = obj / "nnforge_sources.sha256"
-    exe = obj / info["top"]
-    if stamp.exists() and exe.exists() and stamp.read_text().strip() == digest:
-        progress(f"verilog: reusing the Verilator build in {obj}")
-        os.utime(obj)
-        return {"reused": True, "seconds": 0.0, "dir": str(obj)}
-    if obj.exists():
-        shutil.rmtree(obj)
-    obj.mkdir(parents=True)
-    # the runtime objects (with their dependency files and times) from an earlier build
-    runtime = _runtime_root(build_dir) / _runtime_key()
-    reused_runtime = []
-    if runtime.is_dir():
-        for f in runtime.iterdir():
-            shutil.copy2(f, obj / f.name)
-            reused_runtime.append(obj / f.name)
-    log = build_dir / "build.log"
-    progress(f"verilog: building {len(srcs)} Verilog files with Verilator (log: {log})")
+    digest = cache.key("verilog cocotb", cocotb.__version__, toolchain(), info["top"], *_BUILD_ARGS, files=srcs)
     t0 = time.monotonic()
-    runner = _get_runner(touch=[p for p in reused_runtime if p.suffix == ".o"])
-    with _verilator_environ(_make_overrides()), _runner_log(runner, build_dir / "runner.log"):
-        try:
-            runner.build(
-                sources=[str(p.resolve()) for p in srcs],
-                hdl_toplevel=info["top"],
-                build_dir=str(obj),
-                build_args=list(_BUILD_ARGS),
-                always=True,
-                log_file=str(log),
-            )
-        except (Exception, SystemExit) as e:
-            raise ToolError(f"Verilator build failed ({e}); last lines of {log}:\n{_tail(log)}") from None
-    if not exe.exists():
-        raise ToolError(f"Verilator build produced no {exe}; last lines of {log}:\n{_tail(log)}")
-    stamp.write_text(digest + "\n")
-    files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
-    if all(f.exists() for f in files):
-        stash_runtime(files, runtime)
-    _prune(build_dir, obj)
-    secs = time.monotonic() - t0
-    progress(f"verilog: build finished in {secs:.1f} s")
-    return {"reused": False, "seconds": secs, "dir": str(obj)}
+
+    def populate(obj: Path) -> None:
+        copies = cache.copy_sources(srcs, _mkdir(obj / "src"))
+        runtime = runtime_root() / _runtime_key()
+        reused_runtime = [obj / f.name for f in sorted(runtime.iterdir())] if runtime.is_dir() else []
+        for f in reused_runtime:  # the runtime objects (with their dependency files and times)
+            shutil.copy2(runtime / f.name, f)
+        log = obj / "build.log"
+        progress(f"verilog: building {len(srcs)} Verilog files with Verilator")
+        runner = _get_runner(touch=[p for p in reused_runtime if p.suffix == ".o"])
+        with _verilator_environ(_make_overrides()), _runner_log(runner, obj / "runner.log"):
+            try:
+                runner.build(sources=[str(p) for p in copies], hdl_toplevel=info["top"], build_dir=str(obj),
+                             build_args=list(_BUILD_ARGS), always=True, log_file=str(log))
+            except (Exception, SystemExit) as e:
+                raise ToolError(f"Verilator build failed ({e}); last lines of its log:\n{_tail(log)}") from None
+        if not (obj / info["top"]).exists():
+            raise ToolError(f"Verilator build produced no {info['top']}; last lines of its log:\n{_tail(log)}")
+        files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
+        if all(f.exists() for f in files):
+            stash_runtime(files, runtime)
+
+    obj, reused = cache.entry("verilator", digest, populate)
+    secs = 0.0 if reused else time.monotonic() - t0
+    progress(f"verilog: reusing the Verilator build {obj.name}" if reused else f"verilog: build finished in {secs:.1f} s")
+    return {"reused": reused, "seconds": secs, "dir": str(obj)}
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
 
 
 def to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:

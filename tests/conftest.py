@@ -41,13 +41,18 @@ def _shared_verilator_runtime(tmp_path_factory):
     """Compile Verilator's runtime library once per test session, not once per test's
     build directory (sim/verilog.py reads NNFORGE_VERILATOR_CACHE)."""
     import os
-    old = os.environ.get("NNFORGE_VERILATOR_CACHE")
+    old = {k: os.environ.get(k) for k in ("NNFORGE_VERILATOR_CACHE", "NNFORGE_CACHE")}
     os.environ["NNFORGE_VERILATOR_CACHE"] = str(tmp_path_factory.mktemp("verilator_runtime"))
+    # the private build cache of verify / trace, shared by the session's workers (entries
+    # are keyed by content and put in place atomically), not the user's ~/.cache
+    base = tmp_path_factory.getbasetemp()
+    os.environ["NNFORGE_CACHE"] = str((base.parent if base.name.startswith("popen-") else base) / "nnforge-cache")
     yield
-    if old is None:
-        os.environ.pop("NNFORGE_VERILATOR_CACHE", None)
-    else:
-        os.environ["NNFORGE_VERILATOR_CACHE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 class _VerilogPorts:

@@ -19,7 +19,7 @@ def test_compile_and_verify_c_hls(tmp_path, example_dir, capsys):
     assert run_cli("compile", example_dir / "model.onnx", "-o", out, "--targets", "c,hls",
                    "--calibration", example_dir / "calibration.npz", "-q") == 0
     assert sorted(p.name for p in out.iterdir()) == [
-        "c", "design.json", "design_arrays.npz", "hls", "report.json", "report.txt"]
+        "c", "design.json", "design_arrays.npz", "hls", "nnforge_output.json", "report.json", "report.txt"]
     capsys.readouterr()
     rc = run_cli("verify", out, "--data", example_dir / "test.npz", "--backends", "golden,c,hls", "--json", "-q")
     doc = json.loads(capsys.readouterr().out)
@@ -111,8 +111,10 @@ def test_failed_write_keeps_existing_output_whole(tmp_path, digits_design, monke
 
 
 def test_write_refuses_foreign_folder(tmp_path, digits_design):
+    from nnforge.sim.files import OutputFolderError
+
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputFolderError, match="mine.txt"):
         digits_design.write(tmp_path, targets=["c"])
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 

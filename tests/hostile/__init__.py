@@ -1,0 +1,1 @@
+"""The hostile-input suite: models, data files and output folders from anyone."""
