@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,9 +19,8 @@ from .design import (BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Desig
                      read_report_precision, trace_text)
 from .passes.prune import compression_text
 from .ir.text import printable
-from .sim.files import defer_during_swap, output_folder
+from .sim.files import defer_during_swap, output_folder, read_manifest
 from .sim.fpga import FIT_SHARE
-from .sim.files import read_manifest
 from .sim.progress import Progress
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "digits_mlp"
@@ -72,7 +73,7 @@ def cmd_verify(args, progress: Progress) -> int:
     else:
         backends = check_names(_list(args.backends), BACKENDS, "backend")
     read_manifest(args.outdir)  # an nnforge output folder, or one line
-    design = Design.load(args.outdir)
+    design = Design.load(args.outdir, progress=progress)
     x, y = load_npz(args.data)
     result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
                            progress=progress)
@@ -100,7 +101,7 @@ def cmd_report(args, progress: Progress) -> int:
     or recomputed on --data."""
     out = Path(args.outdir)
     read_manifest(out)  # an nnforge output folder, or one line
-    design = Design.load(out)
+    design = Design.load(out, progress=progress)
     if args.data:
         x, _ = load_npz(args.data)
         prec = design.precision(x, limit=args.limit or 256)
@@ -362,7 +363,11 @@ def _error_line(e: Exception, command: str) -> str | None:
         msg = str(e) or type(e).__name__
     else:
         return None
-    first = msg.strip().split("\n")[0]
+    first, _, rest = msg.strip().partition("\n")
+    if rest.strip() and _is_tool_error(e):  # a tool's log tail: kept in a file the line names
+        details = _details_file(msg)
+        if details is not None:
+            first = f"{first.rstrip(' :;')} (details: {details})"
     safe = printable(first)
     return first if safe == first.replace("\\", "\\\\") else safe  # a message's own escapes kept as they are
 
@@ -371,10 +376,27 @@ def _is_user_error(e: Exception) -> bool:
     from .codegen.lower import BackendError
     from .frontend import ModelImportError
     from .passes import QuantizeError
+
+    return isinstance(e, (BackendError, ModelImportError, QuantizeError, DataError, OSError, MemoryError,
+                          RecursionError, ValueError)) or _is_tool_error(e)
+
+
+def _is_tool_error(e: Exception) -> bool:
     from .sim.tools import ToolError
 
-    return isinstance(e, (BackendError, ModelImportError, QuantizeError, ToolError, DataError, OSError,
-                          MemoryError, RecursionError, ValueError))
+    return isinstance(e, ToolError)
+
+
+def _details_file(text: str) -> str | None:
+    """Save the whole message of an error (a tool's output, the end of its log: the folder
+    it ran in is gone) to a new private file; its path, or None when it cannot be written."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="nnforge-error-", suffix=".log")
+        with os.fdopen(fd, "w", errors="replace") as f:
+            f.write(text.rstrip() + "\n")
+    except OSError:
+        return None
+    return path
 
 
 if __name__ == "__main__":

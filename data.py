@@ -2,121 +2,82 @@
 
 A data file is a ``.npz`` (``numpy.savez``) holding ``x`` (N samples shaped like the
 model input) and optional integer labels ``y`` (N,). :func:`load_npz` reads it as
-untrusted input: the zip and each member's ``.npy`` header are checked (kind, shape,
-size against what the member holds and against :data:`MAX_ARRAY_BYTES`) before any
-array is allocated, object arrays are never unpickled, and every failure is one
-:class:`DataError` line naming the file and the member.
+untrusted input with :class:`nnforge.ir.serialize.NpzFile` (the reader of design arrays
+too): a regular file, a zip of plain ``.npy`` members, each member's header checked (kind,
+shape, size against what the member holds and against the limit) before any array is
+allocated, object arrays never unpickled, and every failure one :class:`DataError` line
+naming the file and the member.
+
+The limit (:func:`data_limits`): :data:`MAX_ARRAY_BYTES` = 1 GiB per array, and an array
+over 64 MiB packed more than :data:`MAX_RATIO` : 1 (a compression bomb) is refused;
+``load_npz(max_bytes=N)`` or the environment variable ``NNFORGE_MAX_DATA_BYTES`` raise the
+limit and lift the ratio check.
 
 :func:`check_values` refuses NaN, infinities and values beyond float32 (the precision the
-float model runs in); :func:`check_labels` refuses labels outside the model's classes.
+float model runs in), in blocks (no full-size temporaries); :func:`check_labels` refuses
+labels outside the model's classes.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
-import zipfile
-import zlib
+import os
 from pathlib import Path
 
 import numpy as np
-from numpy.lib import format as npy
 
+from .ir.serialize import NpzFile
 from .ir.text import name, printable
 
-MAX_ARRAY_BYTES = 4 << 30  # the largest array read from a data file (bytes, once loaded)
-NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK"
+MAX_ARRAY_BYTES = 1 << 30  # the largest array read from a data file by default (bytes, once loaded)
+MAX_RATIO = 64  # the largest compression ratio of an array over 64 MiB, at the default limit
+LIMIT_ENV = "NNFORGE_MAX_DATA_BYTES"
+CHECK_BLOCK = 1 << 20  # values checked at a time by check_values
 
 
 class DataError(ValueError):
     """Input data does not fit the model."""
 
 
-def load_npz(path: str | Path, max_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, np.ndarray | None]:
+def data_limits(max_bytes: int | None = None) -> tuple[int, int | None]:
+    """The bytes one array of a data file may hold and the compression ratio allowed
+    (None: any): ``max_bytes`` when given, else ``$NNFORGE_MAX_DATA_BYTES``, else
+    :data:`MAX_ARRAY_BYTES` with the ratio bounded by :data:`MAX_RATIO`. A limit raised
+    above the default lifts the ratio check."""
+    if max_bytes is None:
+        env = os.environ.get(LIMIT_ENV, "").strip()
+        if not env:
+            return MAX_ARRAY_BYTES, MAX_RATIO
+        try:
+            max_bytes = int(env)
+        except ValueError:
+            raise DataError(f"{LIMIT_ENV}={printable(env, 40)} is not a number of bytes") from None
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise DataError(f"the data limit must be a positive number of bytes, got {printable(repr(max_bytes), 40)}")
+    return max_bytes, (None if max_bytes > MAX_ARRAY_BYTES else MAX_RATIO)
+
+
+def load_npz(path: str | Path, max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """``x`` (N, ...) and optional integer labels ``y`` (N,) from a ``.npz`` file; raises
-    :class:`DataError` (one line) for anything else."""
+    :class:`DataError` (one line) for anything else. ``max_bytes``: the largest array
+    read (:func:`data_limits`)."""
     path = Path(path)
     where = printable(path)
-    if not path.is_file():
-        raise DataError(f"{where}: no such data file")
+    limit, ratio = data_limits(max_bytes)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # a numpy warning about the file is a refusal, not a page of text
-            with open(path, "rb") as fh:
-                head = fh.read(len(NPY_MAGIC))
-            if not head:
-                raise DataError(f"{where}: the data file is empty")
-            if head.startswith(NPY_MAGIC):
-                raise DataError(f"{where}: is a single .npy array, not a .npz; save the data with "
-                                f"numpy.savez(path, x=samples, y=labels)")
-            if not head.startswith(ZIP_MAGIC):
-                raise DataError(f"{where}: is not a .npz file (a zip of .npy arrays from numpy.savez)")
-            with zipfile.ZipFile(path) as z:
-                members = _members(z, where)
-                if "x" not in members:
-                    found = ", ".join(name(k) for k in members) or "none"
-                    raise DataError(f"{where}: has no array named 'x' (found: {found})")
-                x = _read(z, members["x"], where, max_bytes, "fiu")
-                y = _read(z, members["y"], where, max_bytes, "iu") if "y" in members else None
-    except DataError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, Warning) as e:
-        raise DataError(f"{where}: not a readable .npz file, truncated or corrupt "
-                        f"({printable(type(e).__name__)}: {printable(e, 120)})") from None
-    except MemoryError:
-        raise DataError(f"{where}: not enough memory to load the data") from None
+        z = NpzFile(path, where, DataError, max_bytes=limit, max_ratio=ratio, follow_symlinks=True,
+                    savez_hint="(path, x=samples, y=labels)",
+                    limit_hint=f"to read it, raise the limit (load_npz(max_bytes=...) or {LIMIT_ENV})")
+    except FileNotFoundError:
+        raise DataError(f"{where}: no such data file") from None
+    with z:
+        if "x" not in z.members:
+            found = ", ".join(name(k) for k in z.members) or "none"
+            raise DataError(f"{where}: has no array named 'x' (found: {found})")
+        x = z.read("x", "fiu")
+        y = z.read("y", "iu") if "y" in z.members else None
     _check_shapes(x, y, where)
     check_values(x, f"{where}: 'x'")
     return x, y
-
-
-def _members(z: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
-    """The arrays of a .npz by name (``x`` for ``x.npy``); any other member is refused."""
-    out: dict[str, zipfile.ZipInfo] = {}
-    for info in z.infolist():
-        if info.is_dir() or not info.filename.endswith(".npy"):
-            raise DataError(f"{where}: member '{name(info.filename)}' is not a .npy array (a .npz from "
-                            f"numpy.savez holds only .npy members)")
-        out[info.filename[:-4]] = info
-    return out
-
-
-def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int, kinds: str) -> np.ndarray:
-    """One member, after its header: a numeric dtype of ``kinds``, a size the member
-    holds and at most ``max_bytes``."""
-    what = f"{where}: '{name(info.filename[:-4])}'"
-    with z.open(info) as fh:
-        version = npy.read_magic(fh)
-        reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape, _, dtype = reader(fh)
-        header = fh.tell() if fh.seekable() else None
-    if dtype.hasobject:
-        raise DataError(f"{what} is an array of Python objects (pickled), which nnforge never loads")
-    if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None:
-        want = "integers" if kinds == "iu" else "real numbers (integer or float)"
-        raise DataError(f"{what} has dtype {printable(dtype)}; it must hold {want}")
-    if any(d < 0 for d in shape):
-        raise DataError(f"{what}: the header announces a negative dimension in shape {shape}")
-    count = math.prod(shape)
-    nbytes = count * dtype.itemsize
-    held = info.file_size - (header or 0)
-    if nbytes > held:
-        raise DataError(f"{what}: the header announces {count} values of {dtype} ({_size(nbytes)}) but the member "
-                        f"holds {_size(max(held, 0))}; the file is truncated or corrupt")
-    if nbytes > max_bytes:
-        raise DataError(f"{what} holds {count} values ({_size(nbytes)}), more than the {_size(max_bytes)} "
-                        f"nnforge reads from one array")
-    with z.open(info) as fh:
-        return npy.read_array(fh, allow_pickle=False)
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _check_shapes(x: np.ndarray, y: np.ndarray | None, where: str) -> None:
@@ -131,22 +92,32 @@ def _check_shapes(x: np.ndarray, y: np.ndarray | None, where: str) -> None:
 
 def check_values(x: np.ndarray, what: str = "input data") -> None:
     """Refuse NaN, infinities and values beyond float32's range (the float model runs in
-    float32), naming ``what``, how many values and the first one's index."""
+    float32), naming ``what``, how many values and the first one's index; checked
+    :data:`CHECK_BLOCK` values at a time."""
     x = np.asarray(x)
     if x.dtype.kind != "f":
         return  # integers of any width fit float32's range
     limit = float(np.finfo(np.float32).max)
+    flat = x.reshape(-1) if x.flags.c_contiguous else None  # else blocks are copied from x.flat
+    counts, first = [0, 0], [None, None]  # NaN or infinite; beyond float32
     with np.errstate(all="ignore"):
-        bad = ~np.isfinite(x)
-        kind = "NaN or infinite"
-        if not bad.any():
-            bad = np.abs(x) > limit
-            kind = f"beyond float32's range (|v| > {limit:.4g})"
-    n = int(np.count_nonzero(bad))
+        for start in range(0, x.size, CHECK_BLOCK):
+            block = flat[start:start + CHECK_BLOCK] if flat is not None else x.flat[start:start + CHECK_BLOCK]
+            nonfinite = ~np.isfinite(block)
+            beyond = (np.abs(block) > limit) & ~nonfinite
+            for k, bad in enumerate((nonfinite, beyond)):
+                n = int(np.count_nonzero(bad))
+                if n:
+                    counts[k] += n
+                    if first[k] is None:
+                        first[k] = start + int(np.argmax(bad))
+    k = 0 if counts[0] else 1
+    n = counts[k]
     if n:
-        first = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape))
+        kind = "NaN or infinite" if k == 0 else f"beyond float32's range (|v| > {limit:.4g})"
+        at = tuple(int(i) for i in np.unravel_index(first[k], x.shape))
         raise DataError(f"{what}: {n} value{'s' * (n > 1)} {'are' if n > 1 else 'is'} {kind}, the first at index "
-                        f"{list(first)} ({float(x[first])!r})")
+                        f"{list(at)} ({float(x[at])!r})")
 
 
 def class_count(output_shape: tuple[int, ...]) -> int | None:

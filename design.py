@@ -32,15 +32,15 @@ from .codegen.targets import lower_for
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .ir.floats import is_float, random_patterns
 from .ir.serialize import (DesignFileError, check_depth, check_graph_dict, check_keys, check_type,
-                           graph_from_checked, is_int, read_arrays, to_dict)
+                           graph_from_checked, is_int, load_json, read_arrays, to_dict)
 from .ir.text import name as _pname
 from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
 from .passes.prune import compression_text
 from .passes.calibrate import CalibrationWarning, channel_means, check_input_spread, check_spread
 from .passes.rounding import layer_inputs
-from .sim.files import check_replaceable, output_folder, replace_dir, temp_dir, write_manifest
-from .sim.files import OutputFolderError, modified_files, read_manifest
+from .sim.files import (MARKER, OutputFolderError, check_replaceable, modified_files, output_folder,
+                        read_manifest, replace_dir, temp_dir, write_manifest)
 from .sim.progress import QUIET, Progress
 
 TARGETS = ("c", "hls", "verilog")
@@ -483,7 +483,8 @@ class Design:
             for b in backends:
                 src = staged.src[b]
                 if b == "verilog":
-                    steps, got = self._verilog_trace(src, staged.work(f"{b}-trace"), x_int, progress)
+                    steps, got = self._verilog_trace(src, staged.work(f"{b}-trace"), x_int, progress,
+                                                     staged.outdir / "verilog")
                 else:
                     prog = self.lowered(b)
                     got = native_trace(b, src, staged.work(f"{b}-trace"), x_int.reshape(1, -1), prog.n_out, progress)
@@ -516,27 +517,36 @@ class Design:
         try:
             if outdir is None and targets:
                 outdir = self.write(tmp / "out", targets=targets, parallelism=parallelism, progress=progress)
-            staged = _Staged(tmp)
+            staged = _Staged(tmp, Path(outdir) if outdir is not None else tmp)
             files = read_manifest(outdir) if targets else {}
             for b in targets:
                 staged.src[b], staged.modified[b] = _stage(Path(outdir), files, b, tmp / "src" / b)
+            if "verilog" in staged.src:  # a malformed verilog_info.json is refused before any warning
+                from .sim.verilog import verilog_info
+
+                verilog_info(staged.src["verilog"], shown=Path(outdir) / "verilog")
             modified = [f for b in targets for f in staged.modified[b]]
             if modified:
-                _warn_sources(progress, f"{_pname(outdir)}: {len(modified)} source file(s) differ from what nnforge "
-                                        f"wrote, compiled as they are: {', '.join(map(_pname, modified[:8]))}"
-                                        + (" ..." if len(modified) > 8 else ""))
+                _warn(progress, f"{_pname(outdir)}: {len(modified)} source file(s) differ from what nnforge wrote, "
+                                f"compiled as they are: {_file_list(modified)}", UserWarning)
             yield staged
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _verilog_trace(self, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
-        """Every engine's output stream on one sample, in the IR's flat order, by engine."""
+    def _verilog_trace(self, src: Path, build: Path, x_int: np.ndarray, progress: Progress, shown: Path):
+        """Every engine's output stream on one sample, in the IR's flat order, by engine
+        (``verilog_info.json`` of the copy ``src`` of ``shown`` checked, its layers'
+        tensors among the design's)."""
         from types import SimpleNamespace
 
         from .sim import verilog
 
-        info = json.loads((src / "verilog_info.json").read_text())
+        info = verilog.verilog_info(src, shown=shown)
         layers = [ly for ly in info["layers"] if ly.get("tensor")]
+        for ly in layers:
+            if ly["tensor"] not in self.qgraph.tensors or self.qgraph.qtype(ly["tensor"]) is None:
+                raise DesignFileError(f"{_pname(shown / 'verilog_info.json')}: layer {_pname(ly['name'])} names "
+                                      f"tensor {_pname(ly['tensor'])}, which is not an integer tensor of the design")
         run = verilog.run(self.lowered("verilog"), src, build, x_int.reshape(1, -1), progress,
                           trace=[ly["output"] for ly in layers])
         streams = run.extra["trace"]
@@ -575,15 +585,20 @@ class Design:
         (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
 
     @classmethod
-    def load(cls, folder) -> "Design":
+    def load(cls, folder, progress: Progress = QUIET) -> "Design":
         """The design saved in ``folder`` by :meth:`write` / :meth:`save`, checked on the way
         in: ``design.json`` against the schema and its size limit, every array of
         ``design_arrays.npz`` against what the design says of it, both graphs by
-        :meth:`Graph.verify`. Anything else raises :class:`DesignFileError` (one line)."""
+        :meth:`Graph.verify`, each a regular file (never a FIFO, device or symbolic link).
+        Anything else raises :class:`DesignFileError` (one line). In an output folder
+        (with a marker) the design files that differ from what nnforge wrote are named in a
+        warning (one line even when quiet; a :class:`UserWarning` for the API) and loaded as
+        they are."""
         folder = Path(folder)
         path = folder / "design.json"
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise FileNotFoundError(f"{folder} is not an nnforge output folder (no design.json)")
+        modified = _modified_design_files(folder)  # checked before anything is read; warned once it loads
         doc = _read_design_json(path)
         consts = {g: check_graph_dict(doc[g], f"{path}: {g}") for g in ("float_graph", "quantized_graph")}
         config = _check_config(doc["config"], f"{path}: config")
@@ -591,12 +606,15 @@ class Design:
         keys = {k for c in consts.values() for k in c.values()}
         extra = sorted(set(arrays) - keys)
         if extra:
-            raise DesignFileError(f"{folder / 'design_arrays.npz'}: unexpected arrays {', '.join(map(_pname, extra[:5]))}"
+            raise DesignFileError(f"{_pname(folder / 'design_arrays.npz')}: unexpected arrays {', '.join(map(_pname, extra[:5]))}"
                                   f" (the design refers to {len(keys)})")
         fg = graph_from_checked(doc["float_graph"], arrays, f"{path}: float_graph")
         qg = graph_from_checked(doc["quantized_graph"], arrays, f"{path}: quantized_graph")
         design = cls(fg, qg, config, doc["source"])
         design.compression = list(doc["compression"])
+        if modified:
+            _warn(progress, f"{_pname(folder)}: {len(modified)} design file(s) differ from what nnforge wrote, "
+                            f"loaded as they are: {_file_list(modified)}", UserWarning, stacklevel=3)
         return design
 
     # ---- verification ---------------------------------------------------------------
@@ -652,18 +670,14 @@ MAX_DESIGN_JSON = 64 << 20  # bytes of design.json read at most
 DESIGN_KEYS = ("format", "source", "config", "float_graph", "quantized_graph", "compression")
 
 
+DESIGN_FILES = ("design.json", "design_arrays.npz")  # what Design.load reads
+
+
 def _load_json(path: Path, what: str):
-    """A JSON file of an output folder, parsed: at most ``MAX_DESIGN_JSON`` bytes (checked
-    before reading), not nested deeper than Python's recursion allows; else one line."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_DESIGN_JSON:
-            raise DesignFileError(f"{path}: {size} bytes, more than the {MAX_DESIGN_JSON >> 20} MiB {what} may have")
-        return json.loads(path.read_bytes())
-    except RecursionError:
-        raise DesignFileError(f"{path}: nested too deep to be {what}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DesignFileError(f"{path}: not valid JSON ({' '.join(str(e).split())[:160]})") from None
+    """A JSON file of an output folder, parsed (:func:`nnforge.ir.serialize.load_json`): a
+    regular file of at most ``MAX_DESIGN_JSON`` bytes, not nested too deep, no integer
+    longer than Python converts; else one line naming the file."""
+    return load_json(path, what, MAX_DESIGN_JSON)
 
 
 def _read_design_json(path: Path) -> dict:
@@ -684,7 +698,8 @@ _NUM_OR_NONE = ("a number or null", lambda v: v is None or (isinstance(v, (int, 
 _STR = ("a string", lambda v: isinstance(v, str))
 _REPORT_LAYER = {"name": _STR, "op": _STR, "input": _STR, "output": _STR, "sqnr_db": _NUM_OR_NONE,
                  "sqnr_in_db": _NUM_OR_NONE}
-_REPORT_LAYER_OPTIONAL = {"weights": _STR, "acc_width": ("an integer or a string", lambda v: is_int(v) or isinstance(v, str))}
+_REPORT_LAYER_OPTIONAL = {"weights": _STR, "acc_width": ("an integer 0..62 or a string",
+                                                          lambda v: (is_int(v) and 0 <= v <= 62) or isinstance(v, str))}
 
 
 def read_report_precision(path: Path) -> dict | None:
@@ -692,7 +707,7 @@ def read_report_precision(path: Path) -> dict | None:
     when there is none: only the fields the report prints, each checked for its type and
     every name made printable; anything else raises :class:`DesignFileError` (one line)."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
     doc = _load_json(path, "a report")
     check_type(doc, lambda v: isinstance(v, dict), "an object", str(path))
@@ -702,7 +717,7 @@ def read_report_precision(path: Path) -> dict | None:
     where = f"{path}: precision"
     check_type(prec, lambda v: isinstance(v, dict), "an object", where)
     out = {}
-    for k, (what, ok) in {"samples": ("an integer", is_int), "layers": ("a list", lambda v: isinstance(v, list)),
+    for k, (what, ok) in {"samples": ("an integer >= 0", lambda v: is_int(v) and 0 <= v < 1 << 62), "layers": ("a list", lambda v: isinstance(v, list)),
                           "output_sqnr_db": _NUM_OR_NONE, "worst_layer": ("a string or null", lambda v: v is None or
                                                                           isinstance(v, str)),
                           "worst_drop_db": _NUM_OR_NONE}.items():
@@ -814,10 +829,11 @@ def trace_text(traces: dict[str, list[LayerTrace]], sample: int) -> str:
 
 @dataclass
 class _Staged:
-    """Private copies of an output folder's sources (``src``, by backend), the files that
-    differ from the manifest (``modified``), and work folders for the runs."""
+    """Private copies of the sources of the output folder ``outdir`` (``src``, by backend),
+    the files that differ from the manifest (``modified``), and work folders for the runs."""
 
     root: Path
+    outdir: Path
     src: dict[str, Path] = field(default_factory=dict)
     modified: dict[str, list[str]] = field(default_factory=dict)
 
@@ -851,13 +867,19 @@ def _stage(outdir: Path, files: dict[str, str], backend: str, dest: Path) -> tup
     return dest, modified
 
 
-def _warn_sources(progress: Progress, msg: str) -> None:
-    """A warning about the sources verify compiles: one line on the command line (even
-    quiet), a :class:`UserWarning` for the API."""
-    if progress is QUIET:
-        warnings.warn(msg, UserWarning, stacklevel=4)
-    else:
-        progress.warn(msg)
+def _file_list(files: list[str], shown: int = 8) -> str:
+    return ", ".join(map(_pname, files[:shown])) + (" ..." if len(files) > shown else "")
+
+
+def _modified_design_files(folder: Path) -> list[str]:
+    """The design files (:data:`DESIGN_FILES`) of an output folder that differ from its
+    manifest: edited, not regular files, missing, or present but not listed; [] for a
+    folder without a marker (written by :meth:`Design.save`)."""
+    if not os.path.lexists(folder / MARKER):
+        return []
+    files = read_manifest(folder)
+    unlisted = [f for f in DESIGN_FILES if f not in files and os.path.lexists(folder / f)]
+    return unlisted + modified_files(folder, {f: files[f] for f in DESIGN_FILES if f in files})
 
 
 def _run_backend(name: str, hw: Program | HwModel, src: Path, build: Path, x_int: np.ndarray, progress: Progress):
@@ -976,35 +998,16 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     if is_prequantized(f):
         return _compile_prequantized(g, f, cfg, calibration, model, mixed_precision, progress, prune, prune_structured,
                                      low_rank, share_weights)
-    if calibration is None:
-        raise DataError("a float model needs calibration data (samples shaped like the model input)")
-    x_cal = as_batch(calibration, f.shape(f.inputs[0]))
-    check_input_spread(f, x_cal)
+    x_cal = _calibration_batch(f, calibration)
     prune = _prune_budget(f, x_cal, prune, prune_max_drop, validation, progress)
     compression = _compress(f, x_cal, prune, prune_structured, low_rank, share_weights, progress)
-    ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
-    spread = check_spread(f, x_cal, ranges)
-    ranges = spread.ranges
-    for w in spread.warnings:
-        _warn(progress, w)
+    ranges = _checked_ranges(f, x_cal, cfg, progress)
     means = channel_means(f, x_cal) if cfg.bias_correction else None
     inputs = layer_inputs(f, x_cal) if cfg.rounding == "search" else None
     mixed = None
     if mixed_precision is not None:
-        from .passes.mixed import search
-        if not 0.0 <= float(mixed_precision) < 1.0:
-            raise DataError("mixed_precision is the accuracy drop allowed as a fraction, e.g. 0.01 for one point")
-        if validation is None:
-            raise DataError("mixed precision needs validation data with labels (x, y)")
-        x_val, y_val = validation
-        if y_val is None:
-            raise DataError("mixed precision needs labels in the validation data")
-        x_val = as_batch(x_val, f.shape(f.inputs[0]))
-        y_val = check_labels(y_val, len(x_val), f.shape(f.outputs[0]), "validation labels")
-        mixed = search(f, ranges, cfg, x_val, y_val, float(mixed_precision), progress=progress, means=means,
-                       inputs=inputs)
+        mixed = _search_mixed(f, ranges, cfg, mixed_precision, validation, progress, means, inputs)
         cfg = mixed.config
-        progress(mixed.text().rstrip())
     q = quantize_graph(f, ranges, cfg, means, inputs)
     q.verify()
     if cfg.dynamic:
@@ -1022,12 +1025,54 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
     return design
 
 
-def _warn(progress: Progress, msg: str) -> None:
-    """A warning that changes what the design means: one line on the command line (even
-    quiet), a :class:`CalibrationWarning` through :mod:`warnings` for the API."""
+def _calibration_batch(f: Graph, calibration) -> np.ndarray:
+    """The calibration data of a float model as a batch, refused when it is missing or
+    cannot give the input a range."""
+    if calibration is None:
+        raise DataError("a float model needs calibration data (samples shaped like the model input)")
+    x_cal = as_batch(calibration, f.shape(f.inputs[0]))
+    check_input_spread(f, x_cal)  # before pruning or compression spends time on it
+    return x_cal
+
+
+def _checked_ranges(f: Graph, x_cal: np.ndarray, cfg: QuantConfig, progress: Progress) -> dict:
+    """Every tensor's calibrated range, widened where the calibration data does not span
+    it (:func:`check_spread`), with a warning for each such case."""
+    ranges = calibrate(f, x_cal, cfg.act_bits, cfg.calibration, dict(cfg.overrides))
+    spread = check_spread(f, x_cal, ranges)
+    for w in spread.warnings:
+        _warn(progress, w)
+    return spread.ranges
+
+
+def _search_mixed(f: Graph, ranges: dict, cfg: QuantConfig, mixed_precision, validation, progress: Progress,
+                  means, inputs):
+    """The mixed-precision search (see compile), its budget and validation data checked first."""
+    from .passes.mixed import search
+
+    if not 0.0 <= float(mixed_precision) < 1.0:
+        raise DataError("mixed_precision is the accuracy drop allowed as a fraction, e.g. 0.01 for one point")
+    if validation is None:
+        raise DataError("mixed precision needs validation data with labels (x, y)")
+    x_val, y_val = validation
+    if y_val is None:
+        raise DataError("mixed precision needs labels in the validation data")
+    x_val = as_batch(x_val, f.shape(f.inputs[0]))
+    y_val = check_labels(y_val, len(x_val), f.shape(f.outputs[0]), "validation labels")
+    mixed = search(f, ranges, cfg, x_val, y_val, float(mixed_precision), progress=progress, means=means,
+                   inputs=inputs)
+    progress(mixed.text().rstrip())
+    return mixed
+
+
+def _warn(progress: Progress, msg: str, category: type[Warning] = CalibrationWarning, stacklevel: int = 4) -> None:
+    """A warning that changes what a result means: one line on the command line (even
+    quiet), a ``category`` warning through :mod:`warnings` for the API (progress QUIET or
+    without ``warn``). ``stacklevel`` counts from here: the default points at the call of
+    :func:`compile` (this is called from its helper :func:`_checked_ranges`)."""
     warn = getattr(progress, "warn", None)
     if progress is QUIET or warn is None:
-        warnings.warn(msg, CalibrationWarning, stacklevel=3)
+        warnings.warn(msg, category, stacklevel=stacklevel)
     else:
         warn(msg)
 

@@ -1,7 +1,10 @@
 """ONNX -> Graph. The only module of nnforge that imports onnx.
 
 The model is checked with ``onnx.checker``, its batch axis is fixed to 1 and shapes are
-inferred; every node whose inputs are all known constants (including ``Shape`` of a
+inferred, without onnx's data propagation (it computes the values of constant tensors,
+however large, before any budget is checked): shapes that only those values determine
+come from folding and from the IR graph, checked against the limits before anything is
+allocated. Every node whose inputs are all known constants (including ``Shape`` of a
 statically shaped tensor) is folded with onnx's own reference evaluator; the remaining
 nodes are lowered to IR ops with per-sample shapes.
 """
@@ -182,7 +185,7 @@ class _Importer:
         self.opset = self.opsets.get("", 0)
         self.model = self._fix_batch(model)
         try:
-            self.model = onnx.shape_inference.infer_shapes(self.model, strict_mode=True, data_prop=True)
+            self.model = onnx.shape_inference.infer_shapes(self.model, strict_mode=True)
         except Exception as e:
             raise ImportError_(f"ONNX shape inference failed: {one_line(e)}") from None
         check_value_shapes(self.model, max_elements)
@@ -272,6 +275,14 @@ class _Importer:
             t = self.alias[t]
         return t
 
+    def _full_shape(self, t: str) -> tuple[int, ...] | None:
+        """The shape of tensor ``t`` with the batch axis: as onnx shape inference found it,
+        else (shape inference runs without data propagation, so it does not know the shapes
+        after a Reshape to a computed shape) as the IR graph computes it."""
+        if t in self.full_shapes:
+            return self.full_shapes[t]
+        return (1, *self.g.shape(self._name(t))) if self._is_activation(t) else None
+
     def _const(self, t: str) -> np.ndarray | None:
         return self.values.get(t)
 
@@ -289,8 +300,9 @@ class _Importer:
     def _fold(self, onode) -> bool:
         """Evaluate a node whose inputs are all known; True if it was folded."""
         ins = [i for i in onode.input if i]
-        if onode.op_type == "Shape" and ins and ins[0] in self.full_shapes and ins[0] not in self.values:
-            shape = np.array(self.full_shapes[ins[0]], dtype=np.int64)
+        full = self._full_shape(ins[0]) if onode.op_type == "Shape" and ins and ins[0] not in self.values else None
+        if full is not None:
+            shape = np.array(full, dtype=np.int64)
             start = next((a.i for a in onode.attribute if a.name == "start"), 0)
             end = next((a.i for a in onode.attribute if a.name == "end"), None)
             self.values[onode.output[0]] = shape[start:end]
@@ -351,7 +363,7 @@ class _Importer:
                                   opset_imports=[helper.make_opsetid(d, v) for d, v in self.opsets.items()])
         model.ir_version = self.model.ir_version
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         except Exception as e:
             return one_line(e)
         types = {vi.name: vi.type for vi in list(inferred.graph.output) + list(inferred.graph.value_info)}
@@ -441,6 +453,7 @@ class _Importer:
             if self._fold(onode):
                 continue
             getattr(self, f"_op_{onode.op_type}")(onode)
+            self._check_emitted(onode)
 
         for out in onnx_graph.output:
             t = self._name(out.name)
@@ -451,6 +464,17 @@ class _Importer:
         self.g.meta["opset"] = self.opset
         self.g.verify()
         return self.g
+
+    def _check_emitted(self, onode) -> None:
+        """The outputs of a lowered node within ``max_elements``, from their shapes in the IR
+        graph (before anything is computed): onnx shape inference, which does not propagate
+        values, does not know them after a Reshape or Resize to a computed shape."""
+        for out in onode.output:
+            full = self._full_shape(out) if out else None
+            problem = full is not None and limits.over(f"tensor {qn(out)} (output of {node_label(onode)})", full,
+                                                       self.max_elements)
+            if problem:
+                raise ImportError_(problem)
 
     def _foldable(self) -> list[bool]:
         """Per node, in one pass: will it be folded (its inputs are all constants, or it is
@@ -1089,12 +1113,37 @@ class _Importer:
         self._check_inferred(onode)
 
     def _reshape_like_onnx(self, onode) -> None:
-        """Squeeze / Unsqueeze: the per-sample shape comes from onnx shape inference."""
+        """Squeeze / Unsqueeze: the per-sample shape from onnx shape inference, or from the
+        input's shape and the axes where inference does not know it."""
         x = self._activation_input(onode)
-        want = self.full_shapes.get(onode.output[0])
+        want = self.full_shapes.get(onode.output[0]) or self._squeezed(onode, (1, *self.g.shape(x)))
         if want is None or want[0] != 1:
             raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} would change the batch axis")
         self._emit(onode, "Reshape", [x], {"shape": tuple(want[1:])})
+
+    def _squeezed(self, onode, full: tuple) -> tuple | None:
+        """The output shape of Squeeze / Unsqueeze ``onode`` on an input of shape ``full``
+        (None when its axes are not constant or do not fit)."""
+        axes = self._attrs(onode).get("axes")
+        if axes is None and len(onode.input) > 1 and onode.input[1]:
+            axes = self._const(onode.input[1])
+            if axes is None:
+                return None
+        if onode.op_type == "Squeeze":
+            rank = len(full)
+            axes = [i for i, d in enumerate(full) if d == 1] if axes is None else [int(a) % rank if -rank <= a < rank
+                                                                                  else -1 for a in axes]
+            if any(a < 0 or full[a] != 1 for a in axes):
+                return None
+            return tuple(d for i, d in enumerate(full) if i not in axes)
+        if axes is None:
+            return None
+        rank = len(full) + len(axes)
+        axes = {int(a) % rank for a in axes if -rank <= a < rank}
+        if len(axes) != rank - len(full):
+            return None
+        rest = iter(full)
+        return tuple(1 if i in axes else next(rest) for i in range(rank))
 
     _op_Squeeze = _reshape_like_onnx
     _op_Unsqueeze = _reshape_like_onnx

@@ -8,20 +8,36 @@ header before anything is read; both raise :class:`DesignFileError` with one lin
 
 from __future__ import annotations
 
+import errno
+import json
 import math
+import os
+import stat
+import warnings
 import zipfile
-from typing import Any
+import zlib
+from contextlib import contextmanager
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.lib import format as npy
 
 from .fixed import FixedType
 from .floats import FORMATS, float_type, is_float
 from .graph import Graph, GraphError, Node
-from .text import name as _name
+from .text import name as _name, printable
 
 MAX_ELEMENTS = 1 << 28  # elements of one tensor of a design file, and of all its arrays together
 MAX_FRAC = 256  # |fractional bits| of a fixed-point type
 MAX_DEPTH = 32  # nesting of JSON values in attributes and metadata
+INT_LIMIT = 1 << 62  # |integer| in a design file (the IR computes in int64)
+# integer attributes the IR bounds: (lowest, highest) of the value or of each value of a list
+ATTR_RANGES: dict[str, tuple[int, int]] = {
+    "acc_width": (0, 62), "rq_shift": (-2 * MAX_FRAC, 2 * MAX_FRAC), "mult_frac": (0, MAX_FRAC),
+    "transB": (0, 1), "groups": (1, MAX_ELEMENTS), "size": (1, MAX_ELEMENTS), "strides": (1, MAX_ELEMENTS),
+    "dilations": (1, MAX_ELEMENTS), "kernel_shape": (1, MAX_ELEMENTS), "pads": (0, MAX_ELEMENTS),
+    "axis": (-16, 15), "perm": (0, 15), "shape": (-1, MAX_ELEMENTS),
+}
 GRAPH_KEYS = ("name", "inputs", "outputs", "meta", "tensors", "consts", "nodes")
 NODE_KEYS = ("name", "op", "inputs", "outputs", "attrs")
 
@@ -176,8 +192,10 @@ def check_qtype(q: Any, where: str) -> None:
               and is_int(q[4]) and is_number(q[5]))
     if not ok:
         raise _fail(where, f"expected a type [width, frac, signed(, bounds, zero, scale)], got {_name(repr(q)[:60])}")
-    if not 1 <= q[0] <= 62 or abs(q[1]) > MAX_FRAC or (len(q) == 6 and (abs(q[4]) >= 1 << 62 or q[5] < 0)):
-        raise _fail(where, f"type {q} out of range (width 1..62, |frac| <= {MAX_FRAC}, |zero| < 2^62, scale >= 0)")
+    big = len(q) == 6 and any(abs(x) >= INT_LIMIT for x in [q[4], *(q[3] or ())])
+    if not 1 <= q[0] <= 62 or abs(q[1]) > MAX_FRAC or big or (len(q) == 6 and q[5] < 0):
+        raise _fail(where, f"type {_name(repr(q)[:120])} out of range (width 1..62, |frac| <= {MAX_FRAC}, "
+                           f"|zero| and |bounds| < 2^62, scale >= 0)")
     try:
         FixedType(*q)
     except (ValueError, TypeError) as e:
@@ -199,6 +217,26 @@ def _attr_ok(default: Any, v: Any) -> bool:
     return False
 
 
+def _int_text(x: int) -> str:
+    return str(x) if abs(x) < 1 << 64 else f"a {x.bit_length()}-bit integer"
+
+
+def check_attr_range(key: str, v: Any) -> str | None:
+    """What is wrong with the integers of the attribute ``key`` (each within
+    :data:`ATTR_RANGES` for the attributes the IR bounds, else within int64's +-2^62), or None."""
+    lo, hi = ATTR_RANGES.get(key, (1 - INT_LIMIT, INT_LIMIT - 1))
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack += x
+        elif isinstance(x, dict):
+            stack += list(x.values())
+        elif is_int(x) and not lo <= x <= hi:
+            return f"attribute {key} holds {_int_text(x)}, outside [{_int_text(lo)}, {_int_text(hi)}]"
+    return None
+
+
 def check_node(nd: Any, where: str) -> None:
     from .ops import OPS
 
@@ -218,6 +256,9 @@ def check_node(nd: Any, where: str) -> None:
             raise _fail(where, f"unknown attribute {_name(k)} of {nd['op']}")
         if not _attr_ok(schema[k], v):
             raise _fail(where, f"attribute {k} of {nd['op']} has the wrong type ({type(v).__name__})")
+        bad = check_attr_range(k, v)
+        if bad:
+            raise _fail(where, f"{bad} ({nd['op']})")
 
 
 def check_graph_dict(d: Any, where: str) -> dict[str, str]:
@@ -270,53 +311,240 @@ def graph_from_checked(d: dict, arrays: dict[str, np.ndarray], where: str) -> Gr
 
 
 def read_arrays(path, max_elements: int = MAX_ELEMENTS) -> dict[str, np.ndarray]:
-    """The arrays of a design's ``.npz``: a zip of ``.npy`` members only, no pickled or
-    object arrays, every member's size checked from its header against ``max_elements``
-    (in all) and against the member's own length before it is read."""
-    if not zipfile.is_zipfile(path):
-        raise DesignFileError(f"{path}: not an .npz (zip) file")
-    out: dict[str, np.ndarray] = {}
+    """The arrays of a design's ``.npz`` (:class:`NpzFile`, never following a symbolic
+    link): ``.npy`` members of numbers only, every member's size checked from its header
+    against what it holds and all of them together against ``max_elements`` before any
+    is read."""
+    where = printable(path)
+    with NpzFile(path, where, DesignFileError, max_bytes=max_elements * 16) as z:
+        total = 0
+        for key in z.members:
+            n = z.header(key, "biuf").count
+            total += n
+            if total > max_elements:
+                raise DesignFileError(f"{where}: '{_name(key)}' announces {n} values; the arrays of a design may "
+                                      f"hold {max_elements} in all")
+        return {key: z.read(key, "biuf") for key in z.members}
+
+
+# ---- reading the files of a folder that came from elsewhere -------------------------------
+
+def open_regular(path, error: type[ValueError] = DesignFileError, follow_symlinks: bool = False):
+    """``path`` opened for reading (binary), or ``error`` (one line) unless it is a regular
+    file: opened without blocking and checked on the descriptor, so a FIFO or a device
+    never hangs the reader; without ``follow_symlinks`` a symbolic link is refused too.
+    A missing file raises :class:`FileNotFoundError`."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        with zipfile.ZipFile(path) as zf:
-            members = zf.infolist()
-            total = 0
-            for m in members:
-                if not m.filename.endswith(".npy") or m.is_dir():
-                    raise DesignFileError(f"{path}: member {_name(m.filename)} is not an .npy array")
-                with zf.open(m) as f:
-                    shape, dtype = _npy_header(f, m, path)
-                    n = math.prod(shape)
-                    total += n
-                    if total > max_elements:
-                        raise DesignFileError(f"{path}: member {_name(m.filename)} announces {n} elements; the "
-                                              f"arrays of a design may hold {max_elements} in all")
-                    if n * dtype.itemsize > m.file_size:
-                        raise DesignFileError(f"{path}: member {_name(m.filename)} announces {n} elements of "
-                                              f"{dtype} but holds only {m.file_size} bytes")
-                with zf.open(m) as f:
-                    out[m.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
-    except DesignFileError:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and not follow_symlinks:
+            raise error(f"{printable(path)}: is a symbolic link; refused") from None
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as e:
-        raise DesignFileError(f"{path}: not a readable .npz file ({' '.join(str(e).split())[:200]})") from None
-    return out
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "not a regular file")
+        raise error(f"{printable(path)}: is {kind}, not a regular file; refused")
+    return os.fdopen(fd, "rb")
 
 
-def _npy_header(f, m: zipfile.ZipInfo, path) -> tuple[tuple[int, ...], np.dtype]:
-    fmt = np.lib.format
+def load_json(path, what: str, max_bytes: int, error: type[ValueError] = DesignFileError, shown=None):
+    """A JSON file of an output folder, parsed: a regular file (:func:`open_regular`) of at
+    most ``max_bytes`` (checked before reading), not nested deeper than Python's recursion
+    allows, no number longer than Python converts; else ``error`` with one line naming
+    ``shown`` (default ``path``)."""
+    where = printable(path if shown is None else shown)
+    with open_regular(path, error) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise error(f"{where}: {size} bytes, more than the {max_bytes >> 20} MiB {what} may have")
+        raw = f.read(max_bytes + 1)
     try:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, _, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"npy format version {version}")
-    except (ValueError, EOFError, TypeError, SyntaxError) as e:
-        raise DesignFileError(f"{path}: member {_name(m.filename)} is not a valid .npy array "
-                              f"({' '.join(str(e).split())[:160]})") from None
-    if dtype.hasobject:
-        raise DesignFileError(f"{path}: member {_name(m.filename)} holds Python objects (dtype {dtype}); refused")
-    if dtype.kind not in "biuf":
-        raise DesignFileError(f"{path}: member {_name(m.filename)} has dtype {dtype}, not a number")
-    return tuple(int(d) for d in shape), dtype
+        return json.loads(raw)
+    except RecursionError:
+        raise error(f"{where}: nested too deep to be {what}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{where}: not valid JSON ({' '.join(str(e).split())[:160]})") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise error(f"{where}: holds a number too long to read ({str(e).split(';')[0][:160]})") from None
+
+
+# ---- .npz files: one reader for design arrays and data files ------------------------------
+
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK"
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)  # what numpy.savez / savez_compressed write
+RATIO_FREE = 64 << 20  # arrays up to this size (bytes) are read whatever their compression ratio
+READ_BLOCK = 16 << 20  # bytes read from a member at a time
+_WANT = {"iu": "integers", "fiu": "real numbers (integer or float)", "biuf": "numbers"}
+
+
+def size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{int(n)} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class NpyHeader(NamedTuple):
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int  # bytes of the member before the data
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.dtype.itemsize
+
+
+class NpzFile:
+    """A ``.npz`` (a zip of ``.npy`` members, as :func:`numpy.savez` writes) read as
+    untrusted input; every failure is ``error`` with one line starting with ``where``.
+
+    Opening checks the file (a regular file, :func:`open_regular`; a zip, not a bare
+    ``.npy``, not empty) and every member (an ``.npy`` name, once, not encrypted, stored
+    or deflated). :meth:`header` checks a member's ``.npy`` header: a numeric dtype of the
+    kinds asked for (never Python objects), data exactly the size the header announces,
+    at most ``max_bytes``, and, with ``max_ratio``, an array over :data:`RATIO_FREE`
+    packed no more than ``max_ratio`` : 1 (a compression bomb); ``limit_hint`` says how to
+    raise the limits. :meth:`read` reads a checked member in blocks, CRC included."""
+
+    def __init__(self, path, where: str, error: type[ValueError] = DesignFileError, *, max_bytes: int,
+                 max_ratio: int | None = None, follow_symlinks: bool = False, savez_hint: str = "",
+                 limit_hint: str = "") -> None:
+        self.where, self.error, self.max_bytes, self.max_ratio = where, error, max_bytes, max_ratio
+        self.limit_hint = limit_hint
+        self._zip = None
+        self._fh = open_regular(path, error, follow_symlinks)
+        try:
+            head = self._fh.read(len(NPY_MAGIC))
+            self._fh.seek(0)
+            if not head:
+                raise error(f"{where}: the file is empty")
+            if head.startswith(NPY_MAGIC):
+                raise error(f"{where}: is a single .npy array, not a .npz; save the arrays with numpy.savez"
+                            f"{savez_hint}")
+            if not head.startswith(ZIP_MAGIC):
+                raise error(f"{where}: is not a .npz file (a zip of .npy arrays from numpy.savez)")
+            with self._mapped():
+                self._zip = zipfile.ZipFile(self._fh)
+                self.members = self._members(self._zip.infolist())
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> "NpzFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+        self._fh.close()
+
+    @contextmanager
+    def _mapped(self):
+        """Every error of zipfile, zlib and numpy on a bad file as one ``error`` line."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a numpy warning about the file is a refusal
+                yield
+        except self.error:
+            raise
+        except MemoryError:
+            raise self.error(f"{self.where}: not enough memory to read it") from None
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
+                Warning) as e:
+            raise self.error(f"{self.where}: not a readable .npz file, truncated or corrupt "
+                             f"({type(e).__name__}: {printable(' '.join(str(e).split()), 160)})") from None
+
+    def _members(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+        out: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            label = f"{self.where}: member '{_name(info.filename)}'"
+            if info.is_dir() or not info.filename.endswith(".npy"):
+                raise self.error(f"{label} is not a .npy array (a .npz from numpy.savez holds only .npy members)")
+            if info.flag_bits & 0x1:
+                raise self.error(f"{label} is encrypted; nnforge reads only unencrypted .npz files")
+            if info.compress_type not in ZIP_METHODS:
+                raise self.error(f"{label} uses zip compression method {info.compress_type}; nnforge reads "
+                                 f"stored or deflated members (what numpy.savez writes)")
+            key = info.filename[:-4]
+            if key in out:
+                raise self.error(f"{label} appears twice")
+            out[key] = info
+        return out
+
+    def _what(self, key: str) -> str:
+        return f"{self.where}: '{_name(key)}'"
+
+    def header(self, key: str, kinds: str) -> NpyHeader:
+        """The checked header of the array ``key`` (member ``key.npy``)."""
+        with self._mapped(), self._zip.open(self.members[key]) as fh:
+            return self._header(fh, key, kinds)
+
+    def read(self, key: str, kinds: str) -> np.ndarray:
+        """The array ``key`` after :meth:`header`'s checks, read in blocks."""
+        info, what = self.members[key], self._what(key)
+        with self._mapped(), self._zip.open(info) as fh:
+            h = self._header(fh, key, kinds)
+            a = np.empty(h.count, h.dtype)
+            buf = memoryview(a.view(np.uint8).reshape(-1))
+            done = 0
+            while done < len(buf):
+                n = fh.readinto(buf[done:done + READ_BLOCK])
+                if not n:
+                    raise self.error(f"{what}: the member ends after {done} of {len(buf)} bytes; the file is "
+                                     f"truncated or corrupt")
+                done += n
+            if fh.read(1):  # at the end: zipfile has checked the CRC
+                raise self.error(f"{what}: the member holds more than its header announces; the file is corrupt")
+        return a.reshape(h.shape[::-1]).transpose() if h.fortran else a.reshape(h.shape)
+
+    def _header(self, fh, key: str, kinds: str) -> NpyHeader:
+        info, what = self.members[key], self._what(key)
+        try:
+            version = npy.read_magic(fh)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"npy format version {version}")
+            reader = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, fortran, dtype = reader(fh)
+        except (ValueError, EOFError, TypeError, SyntaxError) as e:
+            raise self.error(f"{what} is not a valid .npy array ({printable(' '.join(str(e).split()), 160)})") from None
+        h = NpyHeader(tuple(int(d) for d in shape), bool(fortran), dtype, fh.tell())
+        if dtype.hasobject:
+            raise self.error(f"{what} is an array of Python objects (pickled), which nnforge never loads")
+        if dtype.kind not in kinds or dtype.names is not None or dtype.subdtype is not None:
+            raise self.error(f"{what} has dtype {printable(dtype)}; it must hold {_WANT.get(kinds, 'numbers')}")
+        if any(d < 0 for d in h.shape):
+            raise self.error(f"{what}: the header announces a negative dimension in shape {h.shape}")
+        held = info.file_size - h.offset
+        if h.nbytes > held:
+            raise self.error(f"{what}: the header announces {h.count} values of {dtype} ({size_text(h.nbytes)}) "
+                             f"but the member holds {size_text(max(held, 0))}; the file is truncated or corrupt")
+        if h.nbytes < held:
+            raise self.error(f"{what}: the member holds {held} bytes of data, its header announces "
+                             f"{h.nbytes}; the file is corrupt")
+        if h.nbytes > self.max_bytes:
+            raise self.error(f"{what} holds {h.count} values ({size_text(h.nbytes)}), more than the "
+                             f"{size_text(self.max_bytes)} nnforge reads from one array" + (
+                                 f"; {self.limit_hint}" if self.limit_hint else ""))
+        packed = max(info.compress_size, 1)
+        if self.max_ratio and h.nbytes > RATIO_FREE and h.nbytes > self.max_ratio * packed:
+            raise self.error(f"{what} unpacks {size_text(packed)} into {size_text(h.nbytes)} "
+                             f"({h.nbytes // packed}:1), more than the {self.max_ratio}:1 nnforge accepts for an "
+                             f"array over {size_text(RATIO_FREE)} (a compression bomb?)"
+                             + (f"; {self.limit_hint}" if self.limit_hint else ""))
+        return h

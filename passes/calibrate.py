@@ -145,7 +145,7 @@ def calibrate(g: Graph, x: np.ndarray, bits: int, method: str = "minmax",
 
 
 MIN_SAMPLES = 8  # fewer calibration samples than this are warned about
-PROBE_SAMPLES = 32  # random inputs the spread check runs the float model on
+PROBE_SAMPLES = 8  # random inputs the spread check runs the float model on
 OTHER_SIGN = 0.05  # a probe value below -OTHER_SIGN * (the tensor's largest |value|) is clearly negative
 
 
@@ -172,12 +172,10 @@ def check_input_spread(g: Graph, x: np.ndarray) -> None:
 
 
 def check_spread(g: Graph, x: np.ndarray, ranges: dict[str, Range], seed: int = 0) -> SpreadCheck:
-    """Check that the calibration data ``x`` spans the model's tensors.
+    """Check that the calibration data ``x`` spans the model's tensors; ``x`` has passed
+    :func:`check_input_spread` (samples, not all the same value).
 
-    Refused (:class:`CalibrationError`): no samples, or a model input whose every
-    calibration value is the same (all zeros, a constant): nothing can be known of it.
-
-    The float model then runs on :data:`PROBE_SAMPLES` probe inputs drawn uniformly from
+    The float model runs on :data:`PROBE_SAMPLES` probe inputs drawn uniformly from
     ``[min, max]`` of the calibration input, and two problems are warned about, each
     with a fallback:
 
@@ -189,7 +187,6 @@ def check_spread(g: Graph, x: np.ndarray, ranges: dict[str, Range], seed: int = 
 
     Fewer than :data:`MIN_SAMPLES` samples are warned about too."""
     x = np.asarray(x, dtype=np.float32)
-    check_input_spread(g, x)
     notes = []
     if len(x) < MIN_SAMPLES:
         notes.append(f"only {len(x)} calibration sample(s) (at least {MIN_SAMPLES} recommended): every range is "

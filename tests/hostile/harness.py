@@ -95,3 +95,11 @@ def tree(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> contents), to compare before / after."""
     folder = Path(folder)
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def call(module: str, func: str, *args) -> Outcome:
+    """``module.func(*args)`` in a child under the limits, for a case whose checks are
+    Python assertions (``args`` plain values, passed by their repr); the case passes when
+    the child ends with exit 0."""
+    code = f"import {module} as m\nm.{func}(*{args!r})\n"
+    return run([sys.executable, "-c", code], cwd=ROOT / "tests")

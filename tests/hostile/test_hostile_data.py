@@ -100,7 +100,7 @@ def test_npy_renamed_npz(tiny, tmp_path):
 def test_empty_file(tiny, tmp_path):
     bad = tmp_path / "cal.npz"
     bad.write_bytes(b"")
-    _refused(tiny, tmp_path, bad, "cal.npz", "the data file is empty")
+    _refused(tiny, tmp_path, bad, "cal.npz: the file is empty")
 
 
 def test_truncated_zip(tiny, tmp_path):
@@ -430,10 +430,14 @@ def test_big_layer_compiles_to_c_within_limits(tmp_path):
     resident set of at most BASE + PER_WEIGHT bytes a weight (the C text is streamed: no
     list of strings per weight; benchmarks/bench_big_layer.py measures 10 M to 100 M),
     and the C file holds every row of weights."""
-    import sys
+    import importlib.util
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_big_layer import build_model
+    # loaded from its file: neither sys.path nor sys.modules changes for the other tests
+    spec = importlib.util.spec_from_file_location(
+        "bench_big_layer", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_big_layer.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    build_model = bench.build_model
 
     base, per_weight = 150 << 20, 56
     model = tmp_path / "big.onnx"
@@ -455,3 +459,102 @@ print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     text = (out / "c" / "nnforge_model.c").read_text()
     start = text.index("_w[%d][%d] = {" % (n_out, n_in))
     assert text[start:text.index("};", start)].count("{ ") == n_out
+
+
+# ---- zips nnforge does not read, and compression bombs ------------------------------------
+
+def _patch_zip(path: Path, local: dict[int, bytes], central: dict[int, bytes]) -> Path:
+    """Overwrite fields of every local header / central directory entry (offset -> bytes)."""
+    raw = bytearray(path.read_bytes())
+    for sig, fields in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        i = raw.find(sig)
+        while i >= 0:
+            for off, b in fields.items():
+                raw[i + off:i + off + len(b)] = b
+            i = raw.find(sig, i + 4)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("kind, fragment", [
+    ("encrypted", "member 'x.npy' is encrypted; nnforge reads only unencrypted .npz files"),
+    ("method", "member 'x.npy' uses zip compression method 99; nnforge reads stored or deflated members")])
+def test_encrypted_or_unknown_method(tiny, tmp_path, kind, fragment):
+    bad = tmp_path / "cal.npz"
+    np.savez(bad, x=_x(64))
+    if kind == "encrypted":
+        _patch_zip(bad, {6: b"\x01\x00"}, {8: b"\x01\x00"})
+    else:
+        _patch_zip(bad, {8: b"\x63\x00"}, {10: b"\x63\x00"})
+    _refused(tiny, tmp_path, bad, "cal.npz: " + fragment)
+
+
+def test_fifo_as_data_file(tiny, tmp_path):
+    import os
+
+    fifo = tmp_path / "cal.npz"
+    os.mkfifo(fifo)
+    line = _refused(tiny, tmp_path, fifo, "cal.npz: is a FIFO, not a regular file; refused")
+    assert line
+
+
+def _bomb(path: Path, rows: int) -> Path:
+    """A .npz whose 'x' is ``rows`` x 4 float64 zeros, deflated (about 1000:1)."""
+    header = _npy_member("<f8", (rows, 4))
+    block = bytes(16 << 20)
+    left = rows * 4 * 8
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z, z.open("x.npy", "w", force_zip64=True) as f:
+        f.write(header)
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+    return path
+
+
+INTERPRETER = 200 << 20  # resident set of nnforge with nothing loaded (about 60 MiB) and room to spare
+
+
+def _peak(argv: list, env: dict | None = None) -> tuple[int, str, int]:
+    """Run ``argv`` from a child that reports the peak resident set of its own child
+    (getrusage(RUSAGE_CHILDREN) after it ended): exit status, stderr, bytes."""
+    code = f"""
+import resource, subprocess, sys
+p = subprocess.run({[str(a) for a in argv]!r}, capture_output=True, text=True)
+sys.stderr.write(p.stderr)
+print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+"""
+    r = python(code, env=env)
+    rc, peak = map(int, r.out.split())
+    return rc, r.err, peak
+
+
+@pytest.mark.parametrize("rows, fragment", [
+    ((1 << 25) + (1 << 20), "'x' holds 138412032 values (1.0 GiB), more than the 1.0 GiB nnforge reads from one "
+                            "array; to read it, raise the limit (load_npz(max_bytes=...) or NNFORGE_MAX_DATA_BYTES)"),
+    (1 << 25, "(a compression bomb?); to read it, raise the limit"),
+], ids=["over-limit", "ratio"])
+def test_compression_bomb_refused_before_reading(tiny, tmp_path, rows, fragment):
+    import sys
+
+    bomb = _bomb(tmp_path / "cal.npz", rows)
+    assert bomb.stat().st_size < 4 << 20
+    rc, err, peak = _peak([sys.executable, "-m", "nnforge", "compile", tiny["model"], "-o", tmp_path / "out",
+                           "--targets", "c", "--calibration", bomb, "-q"])
+    lines = err.splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("nnforge: error: ") and fragment in lines[0], err
+    assert peak < INTERPRETER, f"peak RSS {peak >> 20} MiB"
+    assert not (tmp_path / "out").exists()
+
+
+def test_raised_data_limit_reads_a_large_array_checked_in_blocks(tiny, tmp_path):
+    """With the limit raised, the 1 GiB array is read; the value check works in blocks, so
+    the peak stays near the array, its float32 copy and the interpreter (the full-size
+    temporaries of np.abs and np.isfinite would add another 1.1 GiB)."""
+    import sys
+
+    data = _bomb(tmp_path / "d.npz", 1 << 25)
+    rc, err, peak = _peak([sys.executable, "-m", "nnforge", "verify", tiny["out"], "--data", data, "--backends",
+                           "golden", "--limit", "8", "-q"], env={"NNFORGE_MAX_DATA_BYTES": str(2 << 30)})
+    assert rc == 0 and err == "", err
+    assert peak < (1 << 30) + (512 << 20) + INTERPRETER, f"peak RSS {peak >> 20} MiB"

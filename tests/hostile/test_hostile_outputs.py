@@ -51,14 +51,32 @@ def dead_pid() -> int:
     return p.pid
 
 
-def spawn(argv, umask: int | None = None) -> subprocess.Popen:
-    """``python -m nnforge ARGV`` under the suite's limits, stderr piped (to watch progress)."""
+def spawn(argv, umask: int | None = None, code: str | None = None) -> subprocess.Popen:
+    """``python -m nnforge ARGV`` (or ``python -c CODE``) under the suite's limits, stderr
+    piped (to watch progress)."""
     def pre():
         limits()
         if umask is not None:
             os.umask(umask)
-    return subprocess.Popen([sys.executable, "-m", "nnforge", *map(str, argv)], env=child_env(None), text=True,
+    cmd = ["-c", code] if code is not None else ["-m", "nnforge", *map(str, argv)]
+    return subprocess.Popen([sys.executable, *cmd], env=child_env(None), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=pre)
+
+
+def spawn_held(argv, line: str, fifo: Path) -> subprocess.Popen:
+    """``nnforge ARGV`` in a child held for good right after its progress line holding
+    ``line``: it then opens the FIFO ``fifo`` for reading, which blocks since nothing opens
+    it for writing, so a signal sent once that line is read finds the child at that step,
+    however fast or loaded the machine. (The hold is patched in by the child's own code;
+    nnforge has no hook for it.)"""
+    hold = f"""
+        from nnforge.sim.progress import Progress
+        def held(self, msg, _real=Progress.__call__):
+            _real(self, msg)
+            if {line!r} in msg:
+                open({str(fifo)!r}).close()
+        Progress.__call__ = held"""
+    return spawn(None, code=snippet(hold, argv))
 
 
 def wait_for_line(p: subprocess.Popen, fragment: str) -> list[str]:
@@ -76,6 +94,16 @@ def wait_for_line(p: subprocess.Popen, fragment: str) -> list[str]:
                 return lines
     p.kill()
     pytest.fail(f"no line with {fragment!r} on stderr: {''.join(lines)[-2000:]}")
+
+
+def finish(p: subprocess.Popen) -> str:
+    """Wait for ``p`` to end (it must: a held child ends only by the signal); its stderr."""
+    try:
+        return p.communicate(timeout=TIMEOUT)[1]
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        pytest.fail(f"the child did not end within {TIMEOUT:.0f} s of the signal")
 
 
 def snippet(body: str, argv) -> str:
@@ -286,13 +314,21 @@ def test_umask_is_followed(mlp, tmp_path, umask):
 # ---- signals: cleaned up like Ctrl-C; SIGKILL: old or new, whole --------------------------
 
 
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    path = tmp_path / "hold.fifo"
+    os.mkfifo(path)
+    return path
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
-def test_stop_signal_cleans_up(mlp, old, sig):
+def test_stop_signal_cleans_up(mlp, old, sig, fifo):
     before = tree(old)
-    p = spawn(["compile", mlp["model"], "-o", old, "--targets", "c,hls,verilog", "--calibration", mlp["cal"]])
+    p = spawn_held(["compile", mlp["model"], "-o", old, "--targets", "c,hls,verilog", "--calibration", mlp["cal"]],
+                   "writing C", fifo)
     wait_for_line(p, "writing C")
     p.send_signal(sig)
-    _, err = p.communicate(timeout=TIMEOUT)
+    err = finish(p)
     assert p.returncode == 128 + sig, err
     assert "Traceback" not in err
     messages = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("[")]
@@ -301,14 +337,19 @@ def test_stop_signal_cleans_up(mlp, old, sig):
     assert leftovers(old.parent, old) == []
 
 
-@pytest.mark.parametrize("line", ["writing C", "writing Verilog", "wrote c"])
-def test_sigkill_during_a_compile(mlp, old, line):
+@pytest.mark.parametrize("line, left", [("writing C", "old"), ("writing Verilog", "old"), ("wrote c", "new")])
+def test_sigkill_during_a_compile(mlp, old, line, left, fifo):
     before = tree(old)
-    p = spawn(["compile", mlp["model"], "-o", old, "--targets", "c,hls,verilog", "--calibration", mlp["cal"]])
+    p = spawn_held(["compile", mlp["model"], "-o", old, "--targets", "c,hls,verilog", "--calibration", mlp["cal"]],
+                   line, fifo)
     wait_for_line(p, line)
     p.kill()
-    p.communicate(timeout=TIMEOUT)
-    assert tree(old) == before or any(k.startswith("verilog/") for k in whole(old))
+    finish(p)
+    assert p.returncode == -signal.SIGKILL
+    if left == "old":
+        assert tree(old) == before
+    else:
+        assert any(k.startswith("verilog/") for k in whole(old))
     compile_(mlp, old).ok()
     assert not any(k.startswith(("hls/", "verilog/")) for k in whole(old))
     assert leftovers(old.parent, old) == []
@@ -469,3 +510,93 @@ def test_error_mapping(mlp, tmp_path, raised, rc, fragments):
     else:
         assert r.rc == 1 and "Traceback" in r.err and "RuntimeError: a bug" in r.err
     assert not (tmp_path / "out").exists()
+
+
+# ---- synth into a handed-over folder: nothing is written or removed through a link ---------
+
+XILINX = "xc7a35tcpg236-1"
+
+
+@pytest.fixture(scope="module")
+def compiled_verilog(tmp_path_factory, mlp) -> Path:
+    """A compiled digits MLP with its Verilog, shared read-only: ``handed_verilog`` copies it."""
+    out = tmp_path_factory.mktemp("compiled_verilog") / "out"
+    compile_(mlp, out, targets="verilog").ok()
+    return out
+
+
+@pytest.fixture
+def handed_verilog(compiled_verilog, tmp_path) -> Path:
+    dest = tmp_path / "handed_verilog"
+    shutil.copytree(compiled_verilog, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    """A user's folder elsewhere, with a file, that links in a handed-over folder point to."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "victim.txt").write_bytes(b"the user's own words\n")
+    return mine
+
+
+def test_synth_does_not_write_through_a_planted_marker_temp_link(mlp, handed_verilog, victim):
+    before = tree(victim)
+    (handed_verilog / f".{MARKER}.tmp").symlink_to(victim / "victim.txt")
+    nnforge("synth", handed_verilog, "--fpga", XILINX, "-q").ok()
+    assert tree(victim) == before and os.listdir(victim) == ["victim.txt"]
+    assert f"synth/{XILINX}/vivado.tcl" in read_manifest(handed_verilog)
+    # the planted link is not nnforge's: a compile refuses the folder, and removes nothing
+    compile_(mlp, handed_verilog).one_error(f".{MARKER}.tmp", "not a file nnforge wrote")
+    assert tree(victim) == before
+
+
+def test_marker_temp_name_taken_by_a_link(tmp_path, victim, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    names = iter(["abcdef", "123456"])
+    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(names))
+    taken = out / f".{MARKER}.{os.getpid()}-abcdef.tmp"
+    taken.symlink_to(victim / "victim.txt")
+    before = tree(victim)
+    files.write_manifest(out, {})  # the taken name is skipped, the link never opened
+    assert tree(victim) == before and taken.is_symlink()
+    assert read_manifest(out) == {} and sorted(os.listdir(out)) == sorted([MARKER, taken.name])
+
+
+@pytest.mark.parametrize("part", [XILINX, "ecp5-25k"])
+def test_synth_folder_that_is_a_link_is_refused(handed_verilog, victim, part):
+    before = tree(victim)
+    (handed_verilog / "synth").symlink_to(victim)
+    r = nnforge("synth", handed_verilog, "--fpga", part, "-q")
+    r.one_error("synth", "symbolic link or not a folder", "refusing to write through it")
+    assert tree(victim) == before and os.listdir(victim) == ["victim.txt"]
+
+
+@pytest.mark.parametrize("planted", ["synth.json", "vivado.tcl"])
+def test_synth_result_folder_that_is_a_link_is_refused(handed_verilog, victim, planted):
+    (victim / planted).write_text("{}")  # looks like an earlier result
+    before = tree(victim)
+    (handed_verilog / "synth").mkdir()
+    (handed_verilog / "synth" / XILINX).symlink_to(victim)
+    nnforge("synth", handed_verilog, "--fpga", XILINX, "-q").one_error(f"synth/{XILINX}", "not a file nnforge wrote")
+    assert tree(victim) == before and sorted(os.listdir(victim)) == sorted(["victim.txt", planted])
+    assert leftovers(handed_verilog) == []
+
+
+@pytest.mark.parametrize("raised", [
+    "ToolError('gcc build failed (exit 1):\\nnnforge_model.c:3:1: error: expected ; before }')",
+    "ToolError('Verilator build failed (exit 2) for the C++ harness; last lines of its log:\\n%Error: top.v:1')",
+])
+def test_tool_error_line_names_the_file_with_its_details(mlp, tmp_path, raised):
+    argv = ["compile", mlp["model"], "-o", tmp_path / "out", "--calibration", mlp["cal"], "-q"]
+    r = python(snippet(f"from nnforge.sim.tools import ToolError\ndef boom(*a, **k):\n    raise {raised}\n"
+                       f"cli.compile = boom", argv))
+    line = r.one_error("failed (exit", "(details: ")
+    details = Path(line.split("(details: ")[1].rstrip(")"))
+    try:
+        assert details.read_text() == eval(raised, {"ToolError": str}).rstrip() + "\n"
+        assert details.stat().st_mode & 0o077 == 0  # private: a log may hold paths and sources
+    finally:
+        details.unlink()

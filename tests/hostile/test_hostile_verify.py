@@ -297,7 +297,7 @@ def test_npz_missing_array(copy_compiled, env):
 
 def test_npz_not_a_zip(copy_compiled, env):
     (copy_compiled / "design_arrays.npz").write_bytes(npy_bytes(np.zeros(3)))
-    verify(copy_compiled, env, "-q").one_error("design_arrays.npz", "not an .npz (zip) file")
+    verify(copy_compiled, env, "-q").one_error("design_arrays.npz", "is a single .npy array, not a .npz")
 
 
 def test_npz_pickled_object_array(copy_compiled, canary, env):
@@ -306,7 +306,7 @@ def test_npz_pickled_object_array(copy_compiled, canary, env):
             return (os.system, (f"touch {canary}",))
 
     rewrite_npz(copy_compiled, lambda m: m.update({"quant/0.npy": npy_bytes(np.array([Planted()], dtype=object))}))
-    verify(copy_compiled, env, "-q").one_error("quant/0.npy", "python objects")
+    verify(copy_compiled, env, "-q").one_error("design_arrays.npz: 'quant/0'", "python objects")
     assert not canary.exists()
 
 
@@ -316,7 +316,7 @@ def test_npz_header_announcing_1e12_elements(copy_compiled, env):
     member = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 64
     rewrite_npz(copy_compiled, lambda m: m.update({"quant/0.npy": member}))
     out = verify(copy_compiled, env, "-q")
-    out.one_error("quant/0.npy", "1000000000000 elements")
+    out.one_error("design_arrays.npz: 'quant/0'", "announces 1000000000000 values", "but the member holds 64 bytes")
     assert out.seconds < 30
 
 
@@ -332,7 +332,7 @@ def test_npz_unexpected_member(copy_compiled, env):
 
 def test_npz_member_that_is_not_npy(copy_compiled, env):
     rewrite_npz(copy_compiled, lambda m: m.update({"run.sh": b"#!/bin/sh\n"}))
-    verify(copy_compiled, env, "-q").one_error("design_arrays.npz", "run.sh", "not an .npy array")
+    verify(copy_compiled, env, "-q").one_error("design_arrays.npz", "member 'run.sh' is not a .npy array")
 
 
 # ---- report.json -------------------------------------------------------------------------
@@ -359,3 +359,176 @@ def test_report_names_are_escaped(copy_compiled, env):
     out = nnforge("report", copy_compiled, env=env).ok()
     assert "\x1b" not in out.out and "\x07" not in out.out
     assert not any(ln.startswith("fake line") for ln in out.out.splitlines())
+
+
+# ---- files of a folder that are not regular files ----------------------------------------
+
+@pytest.mark.parametrize("name, command", [
+    ("design.json", "verify"), ("design.json", "report"), ("design_arrays.npz", "verify"),
+    ("design_arrays.npz", "report"), ("report.json", "report")])
+def test_fifo_in_place_of_a_design_file(copy_compiled, env, name, command):
+    (copy_compiled / name).unlink()
+    os.mkfifo(copy_compiled / name)
+    out = verify(copy_compiled, env, "-q") if command == "verify" else nnforge("report", copy_compiled, "-q", env=env)
+    out.one_error(f"{name}: is a FIFO, not a regular file; refused")
+    assert out.seconds < 30
+
+
+def test_design_json_symlink_is_refused(copy_compiled, env, tmp_path):
+    elsewhere = tmp_path / "design.json"
+    shutil.move(copy_compiled / "design.json", elsewhere)
+    (copy_compiled / "design.json").symlink_to(elsewhere)
+    verify(copy_compiled, env, "-q").one_error("design.json: is a symbolic link; refused")
+
+
+# ---- edited design files -------------------------------------------------------------------
+
+def test_edited_design_json_is_warned_even_quiet(copy_compiled, env):
+    path = copy_compiled / "design.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=4))  # the same design, other bytes
+    out = verify(copy_compiled, env, "--backends", "golden,c", "--json", "-q")
+    verified_ok(out, ("golden", "c"))
+    assert out.err_lines == [f"nnforge: warning: {copy_compiled}: 1 design file(s) differ from what nnforge "
+                             f"wrote, loaded as they are: design.json"]
+    out = nnforge("report", copy_compiled, "-q", env=env).ok()
+    assert out.err_lines == [f"nnforge: warning: {copy_compiled}: 1 design file(s) differ from what nnforge "
+                             f"wrote, loaded as they are: design.json"]
+
+
+def test_edited_design_arrays_are_warned(copy_compiled, env):
+    rewrite_npz(copy_compiled, lambda m: None)  # the same arrays, stored instead of deflated
+    out = nnforge("report", copy_compiled, "-q", env=env).ok()
+    assert out.err_lines == [f"nnforge: warning: {copy_compiled}: 1 design file(s) differ from what nnforge "
+                             f"wrote, loaded as they are: design_arrays.npz"]
+
+
+# ---- numbers out of range in design files --------------------------------------------------
+
+def test_design_json_integer_of_5000_digits(copy_compiled, env):
+    path = copy_compiled / "design.json"
+    path.write_text(path.read_text().replace('"acc_width": ', '"acc_width": ' + "9" * 5000 + ", \"x\": ", 1))
+    line = verify(copy_compiled, env, "-q").one_error("design.json: holds a number too long to read",
+                                                   "exceeds the limit (4300 digits)", "value has 5000 digits")
+    assert len(line) < 400
+
+
+@pytest.mark.parametrize("value, shown", [(10**40, "a 133-bit integer"), (63, "63"), (-1, "-1")])
+def test_design_json_acc_width_out_of_range(copy_compiled, env, value, shown):
+    edit_design(copy_compiled, lambda d: d["quantized_graph"]["nodes"][0]["attrs"].update(acc_width=value))
+    verify(copy_compiled, env, "-q").one_error("quantized_graph.nodes[0] (fc0)",
+                                               f"attribute acc_width holds {shown}, outside [0, 62] (Dense)")
+
+
+def test_design_json_type_bounds_out_of_range(copy_compiled, env):
+    edit_design(copy_compiled, lambda d: d["quantized_graph"]["tensors"]["input"].update(
+        qtype=[8, 4, True, [-(10**30), 5], 0, 0.0]))
+    verify(copy_compiled, env, "-q").one_error("quantized_graph.tensors[input].qtype", "out of range",
+                                               "|bounds| < 2^62")
+
+
+def test_report_json_acc_width_out_of_range(copy_compiled, env):
+    path = copy_compiled / "report.json"
+    doc = json.loads(path.read_text())
+    doc["precision"]["layers"][0]["acc_width"] = 10**40
+    path.write_text(json.dumps(doc))
+    nnforge("report", copy_compiled, "-q", env=env).one_error("report.json: precision.layers[0].acc_width",
+                                                              "expected an integer 0..62 or a string")
+
+
+# ---- design_arrays.npz the data reader refuses too ----------------------------------------
+
+def _patch_zip(path: Path, local: dict[int, bytes], central: dict[int, bytes]) -> None:
+    """Overwrite fields of every local header / central directory entry (offset -> bytes)."""
+    raw = bytearray(path.read_bytes())
+    for sig, fields in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        i = raw.find(sig)
+        while i >= 0:
+            for off, b in fields.items():
+                raw[i + off:i + off + len(b)] = b
+            i = raw.find(sig, i + 4)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("kind, fragment", [("encrypted", "is encrypted"), ("method", "compression method 99")])
+def test_npz_encrypted_or_unknown_method(copy_compiled, env, kind, fragment):
+    path = copy_compiled / "design_arrays.npz"
+    if kind == "encrypted":
+        _patch_zip(path, {6: b"\x01\x00"}, {8: b"\x01\x00"})
+    else:
+        _patch_zip(path, {8: b"\x63\x00"}, {10: b"\x63\x00"})
+    verify(copy_compiled, env, "-q").one_error("design_arrays.npz: member", fragment)
+
+
+# ---- verilog/verilog_info.json --------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def compiled_verilog(tmp_path_factory, mlp) -> Path:
+    out = tmp_path_factory.mktemp("compiled_v") / "out"
+    nnforge("compile", mlp["model"], "-o", out, "--targets", "verilog", "--calibration", mlp["cal"], "-q").ok()
+    return out
+
+
+@pytest.fixture
+def copy_verilog(compiled_verilog, tmp_path) -> Path:
+    dest = tmp_path / "handed_over_v"
+    shutil.copytree(compiled_verilog, dest, symlinks=True)
+    return dest
+
+
+def edit_info(folder: Path, fn) -> None:
+    path = folder / "verilog" / "verilog_info.json"
+    doc = json.loads(path.read_text())
+    new = fn(doc)
+    path.write_text(json.dumps(doc if new is None else new))
+
+
+XILINX = "xc7a35tcpg236-1"  # synth writes a Vivado script: nothing runs, the sources are named in it
+
+
+def planted_verilog(canary: Path) -> str:
+    return f'module outside; initial begin $system("touch {canary}"); end endmodule\n'
+
+
+@pytest.mark.parametrize("command", ["verify", "synth"])
+def test_verilog_info_naming_a_file_outside_the_folder(copy_verilog, env, canary, tmp_path, command):
+    outside = tmp_path / "x" / "outside.v"
+    outside.parent.mkdir()
+    outside.write_text(planted_verilog(canary))
+    edit_info(copy_verilog, lambda d: d.update(files=[str(outside), *d["files"]]))
+    out = (verify(copy_verilog, env, "-q", "--backends", "golden,verilog") if command == "verify"
+           else nnforge("synth", copy_verilog, "--fpga", XILINX, "-q", env=env))
+    out.one_error("verilog/verilog_info.json: files: expected a list of plain file names")
+    assert not canary.exists() and not (copy_verilog / "synth").exists()
+
+
+def test_synth_refuses_a_source_the_manifest_does_not_list(copy_verilog, env, canary):
+    (copy_verilog / "verilog" / "extra.v").write_text(planted_verilog(canary))
+    edit_info(copy_verilog, lambda d: d.update(files=["extra.v", *d["files"]]))
+    nnforge("synth", copy_verilog, "--fpga", XILINX, "-q", env=env).one_error(
+        "verilog_info.json: files: extra.v is not among the files nnforge wrote there")
+    assert not (copy_verilog / "synth").exists()
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: [], "the file: expected an object"),
+    (lambda d: {k: v for k, v in d.items() if k != "layers"}, "layers: expected a list of objects"),
+    (lambda d: d.update(top="nnforge_top; rm -rf ~"), "top: expected a verilog identifier"),
+    (lambda d: d.update(files=["../verilog/nnforge_top.v"]), "files: expected a list of plain file names"),
+    (lambda d: d.update(n_in="784"), "n_in: expected an integer 1..2147483648"),
+    (lambda d: d["totals"].update(ii_cycles=10**30), "totals.ii_cycles: expected an integer"),
+    (lambda d: d["layers"][0].update(layout=[0, 0]), "layers[0].layout: expected a permutation of axes"),
+], ids=["list", "no-layers", "top", "dotdot", "n_in", "ii", "layout"])
+def test_verilog_info_malformed(copy_verilog, env, edit, fragment):
+    edit_info(copy_verilog, edit)
+    verify(copy_verilog, env, "-q", "--backends", "golden,verilog").one_error("verilog_info.json: " + fragment)
+    nnforge("synth", copy_verilog, "--fpga", XILINX, "-q", env=env).one_error("verilog_info.json: " + fragment)
+
+
+def test_verilog_info_fifo(copy_verilog, env):
+    info = copy_verilog / "verilog" / "verilog_info.json"
+    info.unlink()
+    os.mkfifo(info)
+    out = nnforge("synth", copy_verilog, "--fpga", XILINX, "-q", env=env)
+    out.one_error("verilog_info.json: is a FIFO, not a regular file; refused")
+    verify(copy_verilog, env, "-q", "--backends", "golden,verilog").one_error(
+        "verilog/verilog_info.json is not a regular file inside the folder")
