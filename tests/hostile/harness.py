@@ -103,3 +103,16 @@ def call(module: str, func: str, *args) -> Outcome:
     the child ends with exit 0."""
     code = f"import {module} as m\nm.{func}(*{args!r})\n"
     return run([sys.executable, "-c", code], cwd=ROOT / "tests")
+
+
+def patch_zip(path: Path, local: dict[int, bytes], central: dict[int, bytes]) -> Path:
+    """Overwrite fields of every local header / central directory entry (offset -> bytes)."""
+    raw = bytearray(path.read_bytes())
+    for sig, fields in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
+        i = raw.find(sig)
+        while i >= 0:
+            for off, b in fields.items():
+                raw[i + off:i + off + len(b)] = b
+            i = raw.find(sig, i + 4)
+    path.write_bytes(bytes(raw))
+    return path

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .harness import nnforge, python, run
+from .harness import nnforge, python, run, patch_zip
 
 N_IN, N_OUT = 4, 3
 
@@ -463,19 +463,6 @@ print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 # ---- zips nnforge does not read, and compression bombs ------------------------------------
 
-def _patch_zip(path: Path, local: dict[int, bytes], central: dict[int, bytes]) -> Path:
-    """Overwrite fields of every local header / central directory entry (offset -> bytes)."""
-    raw = bytearray(path.read_bytes())
-    for sig, fields in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
-        i = raw.find(sig)
-        while i >= 0:
-            for off, b in fields.items():
-                raw[i + off:i + off + len(b)] = b
-            i = raw.find(sig, i + 4)
-    path.write_bytes(bytes(raw))
-    return path
-
-
 @pytest.mark.parametrize("kind, fragment", [
     ("encrypted", "member 'x.npy' is encrypted; nnforge reads only unencrypted .npz files"),
     ("method", "member 'x.npy' uses zip compression method 99; nnforge reads stored or deflated members")])
@@ -483,9 +470,9 @@ def test_encrypted_or_unknown_method(tiny, tmp_path, kind, fragment):
     bad = tmp_path / "cal.npz"
     np.savez(bad, x=_x(64))
     if kind == "encrypted":
-        _patch_zip(bad, {6: b"\x01\x00"}, {8: b"\x01\x00"})
+        patch_zip(bad, {6: b"\x01\x00"}, {8: b"\x01\x00"})
     else:
-        _patch_zip(bad, {8: b"\x63\x00"}, {10: b"\x63\x00"})
+        patch_zip(bad, {8: b"\x63\x00"}, {10: b"\x63\x00"})
     _refused(tiny, tmp_path, bad, "cal.npz: " + fragment)
 
 

@@ -25,7 +25,7 @@ from .harness import run
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-EXAMPLES = int(os.environ.get("NNFORGE_FUZZ_EXAMPLES", "10"))
+EXAMPLES = int(os.environ.get("NNFORGE_FUZZ_EXAMPLES", "6"))
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .harness import nnforge, tree
+from .harness import nnforge, tree, patch_zip
 
 DATA = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp" / "test.npz"
 
@@ -437,25 +437,13 @@ def test_report_json_acc_width_out_of_range(copy_compiled, env):
 
 # ---- design_arrays.npz the data reader refuses too ----------------------------------------
 
-def _patch_zip(path: Path, local: dict[int, bytes], central: dict[int, bytes]) -> None:
-    """Overwrite fields of every local header / central directory entry (offset -> bytes)."""
-    raw = bytearray(path.read_bytes())
-    for sig, fields in ((b"PK\x03\x04", local), (b"PK\x01\x02", central)):
-        i = raw.find(sig)
-        while i >= 0:
-            for off, b in fields.items():
-                raw[i + off:i + off + len(b)] = b
-            i = raw.find(sig, i + 4)
-    path.write_bytes(bytes(raw))
-
-
 @pytest.mark.parametrize("kind, fragment", [("encrypted", "is encrypted"), ("method", "compression method 99")])
 def test_npz_encrypted_or_unknown_method(copy_compiled, env, kind, fragment):
     path = copy_compiled / "design_arrays.npz"
     if kind == "encrypted":
-        _patch_zip(path, {6: b"\x01\x00"}, {8: b"\x01\x00"})
+        patch_zip(path, {6: b"\x01\x00"}, {8: b"\x01\x00"})
     else:
-        _patch_zip(path, {8: b"\x63\x00"}, {10: b"\x63\x00"})
+        patch_zip(path, {8: b"\x63\x00"}, {10: b"\x63\x00"})
     verify(copy_compiled, env, "-q").one_error("design_arrays.npz: member", fragment)
 
 
