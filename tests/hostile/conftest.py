@@ -21,23 +21,41 @@ def mlp() -> dict[str, Path]:
     return {"model": d / "model.onnx", "cal": d / "calibration.npz", "test": d / "test.npz", "dir": d}
 
 
-@pytest.fixture(scope="session")
-def compiled_mlp(tmp_path_factory, mlp) -> Path:
-    """One compiled digits MLP (C and HLS C++), shared read-only by the cases: copy it
-    (``copy_compiled``) before changing anything."""
+def _compiled(tmp_path_factory, mlp, targets: str) -> Path:
     out = tmp_path_factory.mktemp("compiled") / "out"
-    nnforge("compile", mlp["model"], "-o", out, "--targets", "c,hls", "--calibration", mlp["cal"], "-q",
+    nnforge("compile", mlp["model"], "-o", out, "--targets", targets, "--calibration", mlp["cal"], "-q",
             timeout=TIMEOUT).ok()
     return out
 
 
-@pytest.fixture
-def copy_compiled(compiled_mlp, tmp_path) -> Path:
+def _handed_over(compiled: Path, dest: Path) -> Path:
     import shutil
 
-    dest = tmp_path / "handed_over"
-    shutil.copytree(compiled_mlp, dest, symlinks=True)
+    shutil.copytree(compiled, dest, symlinks=True)
     return dest
+
+
+@pytest.fixture(scope="session")
+def compiled_mlp(tmp_path_factory, mlp) -> Path:
+    """One compiled digits MLP (C and HLS C++), shared read-only by the cases: copy it
+    (``copy_compiled``) before changing anything."""
+    return _compiled(tmp_path_factory, mlp, "c,hls")
+
+
+@pytest.fixture
+def copy_compiled(compiled_mlp, tmp_path) -> Path:
+    return _handed_over(compiled_mlp, tmp_path / "handed_over")
+
+
+@pytest.fixture(scope="session")
+def compiled_verilog(tmp_path_factory, mlp) -> Path:
+    """One compiled digits MLP with its Verilog, shared read-only: ``copy_verilog`` copies it."""
+    return _compiled(tmp_path_factory, mlp, "verilog")
+
+
+@pytest.fixture
+def copy_verilog(compiled_verilog, tmp_path) -> Path:
+    return _handed_over(compiled_verilog, tmp_path / "handed_over_v")
 
 
 @pytest.fixture(autouse=True)

@@ -517,21 +517,6 @@ def test_error_mapping(mlp, tmp_path, raised, rc, fragments):
 XILINX = "xc7a35tcpg236-1"
 
 
-@pytest.fixture(scope="module")
-def compiled_verilog(tmp_path_factory, mlp) -> Path:
-    """A compiled digits MLP with its Verilog, shared read-only: ``handed_verilog`` copies it."""
-    out = tmp_path_factory.mktemp("compiled_verilog") / "out"
-    compile_(mlp, out, targets="verilog").ok()
-    return out
-
-
-@pytest.fixture
-def handed_verilog(compiled_verilog, tmp_path) -> Path:
-    dest = tmp_path / "handed_verilog"
-    shutil.copytree(compiled_verilog, dest, symlinks=True)
-    return dest
-
-
 @pytest.fixture
 def victim(tmp_path) -> Path:
     """A user's folder elsewhere, with a file, that links in a handed-over folder point to."""
@@ -541,14 +526,14 @@ def victim(tmp_path) -> Path:
     return mine
 
 
-def test_synth_does_not_write_through_a_planted_marker_temp_link(mlp, handed_verilog, victim):
+def test_synth_does_not_write_through_a_planted_marker_temp_link(mlp, copy_verilog, victim):
     before = tree(victim)
-    (handed_verilog / f".{MARKER}.tmp").symlink_to(victim / "victim.txt")
-    nnforge("synth", handed_verilog, "--fpga", XILINX, "-q").ok()
+    (copy_verilog / f".{MARKER}.tmp").symlink_to(victim / "victim.txt")
+    nnforge("synth", copy_verilog, "--fpga", XILINX, "-q").ok()
     assert tree(victim) == before and os.listdir(victim) == ["victim.txt"]
-    assert f"synth/{XILINX}/vivado.tcl" in read_manifest(handed_verilog)
+    assert f"synth/{XILINX}/vivado.tcl" in read_manifest(copy_verilog)
     # the planted link is not nnforge's: a compile refuses the folder, and removes nothing
-    compile_(mlp, handed_verilog).one_error(f".{MARKER}.tmp", "not a file nnforge wrote")
+    compile_(mlp, copy_verilog).one_error(f".{MARKER}.tmp", "not a file nnforge wrote")
     assert tree(victim) == before
 
 
@@ -566,23 +551,23 @@ def test_marker_temp_name_taken_by_a_link(tmp_path, victim, monkeypatch):
 
 
 @pytest.mark.parametrize("part", [XILINX, "ecp5-25k"])
-def test_synth_folder_that_is_a_link_is_refused(handed_verilog, victim, part):
+def test_synth_folder_that_is_a_link_is_refused(copy_verilog, victim, part):
     before = tree(victim)
-    (handed_verilog / "synth").symlink_to(victim)
-    r = nnforge("synth", handed_verilog, "--fpga", part, "-q")
+    (copy_verilog / "synth").symlink_to(victim)
+    r = nnforge("synth", copy_verilog, "--fpga", part, "-q")
     r.one_error("synth", "symbolic link or not a folder", "refusing to write through it")
     assert tree(victim) == before and os.listdir(victim) == ["victim.txt"]
 
 
 @pytest.mark.parametrize("planted", ["synth.json", "vivado.tcl"])
-def test_synth_result_folder_that_is_a_link_is_refused(handed_verilog, victim, planted):
+def test_synth_result_folder_that_is_a_link_is_refused(copy_verilog, victim, planted):
     (victim / planted).write_text("{}")  # looks like an earlier result
     before = tree(victim)
-    (handed_verilog / "synth").mkdir()
-    (handed_verilog / "synth" / XILINX).symlink_to(victim)
-    nnforge("synth", handed_verilog, "--fpga", XILINX, "-q").one_error(f"synth/{XILINX}", "not a file nnforge wrote")
+    (copy_verilog / "synth").mkdir()
+    (copy_verilog / "synth" / XILINX).symlink_to(victim)
+    nnforge("synth", copy_verilog, "--fpga", XILINX, "-q").one_error(f"synth/{XILINX}", "not a file nnforge wrote")
     assert tree(victim) == before and sorted(os.listdir(victim)) == sorted(["victim.txt", planted])
-    assert leftovers(handed_verilog) == []
+    assert leftovers(copy_verilog) == []
 
 
 @pytest.mark.parametrize("raised", [

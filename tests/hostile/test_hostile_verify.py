@@ -449,20 +449,6 @@ def test_npz_encrypted_or_unknown_method(copy_compiled, env, kind, fragment):
 
 # ---- verilog/verilog_info.json --------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def compiled_verilog(tmp_path_factory, mlp) -> Path:
-    out = tmp_path_factory.mktemp("compiled_v") / "out"
-    nnforge("compile", mlp["model"], "-o", out, "--targets", "verilog", "--calibration", mlp["cal"], "-q").ok()
-    return out
-
-
-@pytest.fixture
-def copy_verilog(compiled_verilog, tmp_path) -> Path:
-    dest = tmp_path / "handed_over_v"
-    shutil.copytree(compiled_verilog, dest, symlinks=True)
-    return dest
-
-
 def edit_info(folder: Path, fn) -> None:
     path = folder / "verilog" / "verilog_info.json"
     doc = json.loads(path.read_text())
