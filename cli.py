@@ -12,8 +12,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
 from .data import load_npz
 from .design import (BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile,
                      read_report_precision, trace_text)

@@ -225,13 +225,12 @@ def load_external_data(model, path: Path) -> None:
     from onnx import external_data_helper
 
     base = path.resolve().parent
-    for tensor in external_data_helper._get_all_tensors(model):
-        if external_data_helper.uses_external_data(tensor):
+    for _, tensor in _constant_tensors(model):
+        if hasattr(tensor, "data_location") and external_data_helper.uses_external_data(tensor):
             _load_one(tensor, path, base)
 
 
 def _load_one(tensor, path: Path, base: Path) -> None:
-    onnx = _onnx()
     info = {e.key: e.value for e in tensor.external_data}
     loc = info.get("location", "")
     what = f"{path}: tensor {q(tensor.name)}"

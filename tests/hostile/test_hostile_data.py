@@ -8,7 +8,6 @@ with the documented fallback applied."""
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import subprocess
 import zipfile
