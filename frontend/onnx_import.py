@@ -19,6 +19,8 @@ import numpy as np
 
 from ..ir import Graph, Node
 from . import limits
+from . import ops_math  # noqa: F401  (registers its translators)
+from .translate import TRANSLATORS
 from .validate import (ModelImportError, check_model, check_tensor_sizes, check_value_shapes, check_versions,
                        load_external_data, node_label, one_line, q as qn)
 
@@ -283,7 +285,7 @@ class _Importer:
             return self.full_shapes[t]
         return (1, *self.g.shape(self._name(t))) if self._is_activation(t) else None
 
-    def _const(self, t: str) -> np.ndarray | None:
+    def const(self, t: str) -> np.ndarray | None:
         return self.values.get(t)
 
     def _is_activation(self, t: str) -> bool:
@@ -292,7 +294,7 @@ class _Importer:
     def _add_const(self, base: str, value: np.ndarray) -> str:
         return self.g.add_const(self.g.fresh_name(base), np.asarray(value, dtype=np.float32))
 
-    def _emit(self, onode, op: str, inputs: list[str], attrs: dict | None = None) -> None:
+    def emit(self, onode, op: str, inputs: list[str], attrs: dict | None = None) -> None:
         out = onode.output[0]
         name = self.g.fresh_name(onode.name or f"{onode.op_type}_{len(self.g)}")
         self.g.add_node(Node(name, op, inputs, [out], attrs or {}))
@@ -385,7 +387,7 @@ class _Importer:
             return self._fold_qonnx(onode)
         ins = list(onode.input)
         q = self.values[ins[0]]
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         if a.get("block_size"):
             raise ImportError_(f"node {qn(onode.name)}: blocked DequantizeLinear is not supported")
         self._dequantized_const(onode.output[0], q, self.values[ins[1]],
@@ -397,7 +399,7 @@ class _Importer:
         zero point's integer type, scale and zero point as in :meth:`_fold_dequantize`."""
         ins = list(onode.input) + ["", ""]
         x = np.asarray(self.values[ins[0]])  # divided in its own precision, as onnx does
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         if a.get("block_size"):
             raise ImportError_(f"node {qn(onode.name)}: blocked QuantizeLinear is not supported")
         zero = self.values[ins[2]] if ins[2] else np.zeros(1, dtype={3: np.int8, 5: np.int16, 4: np.uint16}.get(
@@ -437,7 +439,7 @@ class _Importer:
         pending = [n for n in onnx_graph.node]
         unsupported = [
             n for n, foldable in zip(pending, self._foldable())
-            if n.op_type not in SUPPORTED_OPS and n.domain in ("", "ai.onnx") and not foldable
+            if n.op_type not in SUPPORTED_OPS and n.op_type not in TRANSLATORS and n.domain in ("", "ai.onnx") and not foldable
         ] + [n for n in pending if n.domain not in ("", "ai.onnx") and not _is_qonnx(n)
              and not (n.domain == "com.microsoft" and n.op_type in ("QGemm", "QLinearAdd", "QLinearSoftmax"))]
         if unsupported:
@@ -446,13 +448,17 @@ class _Importer:
             raise UnsupportedOpError(
                 f"node {qn(first.name or '(unnamed)')} has op type {qn(first.op_type)}"
                 f"{' in domain ' + qn(first.domain) if first.domain else ''}, which nnforge does not "
-                f"support{others}. Supported ops: {', '.join(SUPPORTED_OPS)} (and any op whose "
+                f"support{others}. Supported ops: {', '.join(sorted(set(SUPPORTED_OPS) | set(TRANSLATORS)))} (and any op whose "
                 f"inputs are all constants, which is folded)."
             )
         for onode in pending:
             if self._fold(onode):
                 continue
-            getattr(self, f"_op_{onode.op_type}")(onode)
+            translator = TRANSLATORS.get(onode.op_type)
+            if translator is not None:
+                translator(self, onode)
+            else:
+                getattr(self, f"_op_{onode.op_type}")(onode)
             self._check_emitted(onode)
 
         for out in onnx_graph.output:
@@ -489,26 +495,26 @@ class _Importer:
         return result
 
     # ---- per op ---------------------------------------------------------------------
-    def _attrs(self, onode) -> dict:
+    def attrs(self, onode) -> dict:
         from onnx import helper
 
         return {a.name: helper.get_attribute_value(a) for a in onode.attribute}
 
-    def _activation_input(self, onode, i: int = 0) -> str:
+    def activation_input(self, onode, i: int = 0) -> str:
         t = onode.input[i]
         if not self._is_activation(t):
             raise ImportError_(f"node {qn(onode.name)} ({onode.op_type}): input {i} must be computed from the model input")
         return self._name(t)
 
     def _op_Identity(self, onode) -> None:
-        self.alias[onode.output[0]] = self._activation_input(onode)
+        self.alias[onode.output[0]] = self.activation_input(onode)
 
     def _op_Dropout(self, onode) -> None:
         if len(onode.input) > 2 and onode.input[2]:
-            mode = self._const(onode.input[2])
+            mode = self.const(onode.input[2])
             if mode is None or bool(mode):
                 raise ImportError_(f"node {qn(onode.name)}: Dropout in training mode cannot be compiled")
-        self.alias[onode.output[0]] = self._activation_input(onode)
+        self.alias[onode.output[0]] = self.activation_input(onode)
         if len(onode.output) > 1 and onode.output[1] and self._is_read(onode.output[1]):
             raise ImportError_(f"node {qn(onode.name)}: the Dropout mask output is not supported")
 
@@ -518,12 +524,12 @@ class _Importer:
         return any(tensor in n.input for n in graph.node) or any(o.name == tensor for o in graph.output)
 
     def _op_Cast(self, onode) -> None:
-        to = self._attrs(onode).get("to")
+        to = self.attrs(onode).get("to")
         if to not in (1, 11):  # FLOAT, DOUBLE: exact for the float32 values nnforge computes
             raise ImportError_(
                 f"node {qn(onode.name)}: only Cast to float32 or float64 is supported (other targets change values)"
             )
-        self.alias[onode.output[0]] = self._activation_input(onode)
+        self.alias[onode.output[0]] = self.activation_input(onode)
 
     def _weight_const(self, base: str, source: str, value: np.ndarray, out_axis: int) -> str:
         """Add weights; if the model dequantized them from integers whose scale is per tensor
@@ -542,7 +548,7 @@ class _Importer:
         """A QONNX Quant / BipolarQuant as the attributes of the IR op Quant, with the scale
         as an array (per tensor or per channel) and the integer width of its values."""
         ins = list(onode.input)
-        consts = [self._const(t) for t in ins[1:]]
+        consts = [self.const(t) for t in ins[1:]]
         if any(c is None for c in consts):
             raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs constant scale, zero point and width")
         scale = np.asarray(consts[0], dtype=np.float64)
@@ -554,7 +560,7 @@ class _Importer:
         if zero.size != 1 or bits.size != 1 or zero.reshape(-1)[0] != round(zero.reshape(-1)[0]) \
                 or bits.reshape(-1)[0] != round(bits.reshape(-1)[0]):
             raise ImportError_(f"node {qn(onode.name)}: Quant needs one integer zero point and one integer bit width")
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         signed, narrow, b = int(a.get("signed", 1)), int(a.get("narrow", 0)), int(bits.reshape(-1)[0])
         mode = a.get("rounding_mode", b"ROUND")
         mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
@@ -581,26 +587,26 @@ class _Importer:
 
     def _op_Quant(self, onode) -> None:
         """A QONNX Quant / BipolarQuant of an activation: the IR op Quant (per tensor)."""
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         a = self._qonnx_attrs(onode)
         if a["scale"].size != 1:
             raise ImportError_(f"node {qn(onode.name)}: per-channel quantization of activations is not supported")
         a["scale"] = float(a["scale"].reshape(-1)[0])
         del a["bits"]
-        self._emit(onode, "Quant", [x], a)
+        self.emit(onode, "Quant", [x], a)
 
     _op_BipolarQuant = _op_Quant
 
     def _qparams(self, onode) -> tuple[float, int, int, int]:
         """Scale, zero point and integer range of a per-tensor QuantizeLinear / DequantizeLinear."""
         ins = list(onode.input) + [""]
-        return self._tensor_qparams(onode, ins[1], ins[2], self._attrs(onode))
+        return self._tensor_qparams(onode, ins[1], ins[2], self.attrs(onode))
 
     def _tensor_qparams(self, onode, scale_t: str, zero_t: str, a: dict) -> tuple[float, int, int, int]:
         """Scale, zero point and integer range given by constants ``scale_t``, ``zero_t`` (an
         absent zero point: 0 of ``a['output_dtype']``, uint8 by default) for ``onode``."""
-        scale = self._const(scale_t)
-        zero = self._const(zero_t) if zero_t else None
+        scale = self.const(scale_t)
+        zero = self.const(zero_t) if zero_t else None
         if scale is None or (zero_t and zero is None):
             raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs a constant scale and zero point")
         if scale.size != 1 or (zero is not None and zero.size != 1):
@@ -620,11 +626,11 @@ class _Importer:
     def _op_QuantizeLinear(self, onode) -> None:
         """An activation's QuantizeLinear becomes a Quant (fake quantization); the
         DequantizeLinear after it, with the same parameters, is then the identity."""
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         scale, zero, lo, hi = self._qparams(onode)
         if not scale > 0:
             raise ImportError_(f"node {qn(onode.name)}: QuantizeLinear scale must be > 0, got {scale}")
-        self._emit(onode, "Quant", [x], {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi})
+        self.emit(onode, "Quant", [x], {"scale": scale, "zero": zero, "qmin": lo, "qmax": hi})
         self.quantized[onode.output[0]] = (scale, zero, lo, hi)
 
     # ---- integer ops of onnxruntime's QOperator format: fake quantization around float ops
@@ -645,8 +651,8 @@ class _Importer:
     def _integer_weights(self, onode, w_t: str, scale_t: str, zero_t: str, axis: int) -> str:
         """Constant integer weights and their scale as a dequantized constant (a synthetic
         name in ``self.values`` whose DequantizeLinear annotation the weights keep)."""
-        q, scale = self._const(w_t), self._const(scale_t)
-        zero = self._const(zero_t) if zero_t else np.zeros(1, dtype=np.int8)
+        q, scale = self.const(w_t), self.const(scale_t)
+        zero = self.const(zero_t) if zero_t else np.zeros(1, dtype=np.int8)
         if q is None or scale is None or zero is None:
             raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs constant weights, scale and zero point")
         return self._dequantized_const(f"{w_t}__dequantized", q, scale, zero, axis, _int_bits(q.dtype))
@@ -669,8 +675,8 @@ class _Importer:
     def _integer_bias(self, b_t: str, s_in_t: str, s_w_t: str) -> str:
         """A QLinear op's int32 bias ``B`` at scale ``s_in * s_w[n]`` as a float constant."""
         name = f"{b_t}__float"
-        s_in, s_w = float(self._const(s_in_t).reshape(-1)[0]), self._const(s_w_t).astype(np.float64).reshape(-1)
-        self.values[name] = (self._const(b_t).astype(np.float64) * s_in * s_w).astype(np.float32)
+        s_in, s_w = float(self.const(s_in_t).reshape(-1)[0]), self.const(s_w_t).astype(np.float64).reshape(-1)
+        self.values[name] = (self.const(b_t).astype(np.float64) * s_in * s_w).astype(np.float32)
         return name
 
     def _op_QLinearConv(self, onode) -> None:
@@ -699,7 +705,7 @@ class _Importer:
         Gemm by ``(b - zb) * sb`` with bias ``C * sa * sb`` -> Quant(sy, zy); without ``sy``
         the output stays float."""
         ins = list(onode.input) + [""] * (9 - len(onode.input))
-        a_attrs = self._attrs(onode)
+        a_attrs = self.attrs(onode)
         a = self._requantized(onode, ins[0], ins[1], ins[2], "a")
         trans_b = int(a_attrs.get("transB", 0))
         b = self._integer_weights(onode, ins[3], ins[4], ins[5], axis=0 if trans_b else 1)
@@ -739,7 +745,7 @@ class _Importer:
     # a float model (calibrate it, or --dynamic); with --scale real its weights keep their
     # integers and scales (meta['weight_scales']).
     def _op_DynamicQuantizeLinear(self, onode) -> None:
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         self.alias[onode.output[0]] = x
         for t in onode.output[1:]:
             if t:
@@ -752,7 +758,7 @@ class _Importer:
         a, b = onode.input[0], onode.input[1]
         if self._dynamic_operand(onode, a) or self._dynamic_operand(onode, b):
             other = b if self._dynamic_operand(onode, a) else a
-            c = self._const(other)
+            c = self.const(other)
             if c is None:
                 raise ImportError_(f"node {qn(onode.name)}: a dynamic-quantization scale must be multiplied by a "
                                    f"constant (the weights' scale)")
@@ -762,16 +768,16 @@ class _Importer:
 
     def _integer_linear(self, onode, op_type: str, w_axis: int) -> None:
         ins = list(onode.input) + [""] * (4 - len(onode.input))
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         if ins[2] and not self._dynamic_operand(onode, ins[2]):
-            z = self._const(ins[2])
+            z = self.const(ins[2])
             if z is None or np.any(z != 0):
                 raise ImportError_(f"node {qn(onode.name)}: {op_type} with an input zero point other than a "
                                    f"DynamicQuantizeLinear's is not supported")
-        q = self._const(ins[1])
+        q = self.const(ins[1])
         if q is None:
             raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} needs constant integer weights")
-        zw = self._const(ins[3]) if ins[3] else np.zeros(1, dtype=q.dtype)
+        zw = self.const(ins[3]) if ins[3] else np.zeros(1, dtype=q.dtype)
         # the integers minus their zero point, at scale 1 (the Mul after the op scales them)
         src = self._dequantized_const(f"{ins[1]}__integers", q.astype(np.int64) - zw.astype(np.int64).reshape(
             [zw.size if i == w_axis and zw.size > 1 else 1 for i in range(q.ndim)]), np.ones(1), np.zeros(1), w_axis,
@@ -796,12 +802,12 @@ class _Importer:
         self.alias[onode.output[0]] = self._name(src)
 
     def _op_Relu(self, onode) -> None:
-        self._emit(onode, "Relu", [self._activation_input(onode)])
+        self.emit(onode, "Relu", [self.activation_input(onode)])
 
     def _op_Softmax(self, onode) -> None:
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         rank = len(self.g.shape(x)) + 1
-        axis = self._attrs(onode).get("axis", -1 if self.opset >= 13 else 1)
+        axis = self.attrs(onode).get("axis", -1 if self.opset >= 13 else 1)
         axis = axis + rank if axis < 0 else axis
         if axis == 0:
             raise ImportError_(f"node {qn(onode.name)}: Softmax over the batch axis is not supported")
@@ -818,47 +824,47 @@ class _Importer:
             self.g.add_node(Node(self.g.fresh_name(f"{base}_unflatten"), "Reshape", [t_soft], [onode.output[0]],
                                  {"shape": shape}))
             return
-        self._emit(onode, "Softmax", [x], {"axis": axis - 1})
+        self.emit(onode, "Softmax", [x], {"axis": axis - 1})
 
     def _op_Flatten(self, onode) -> None:
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         full = (1,) + self.g.shape(x)
-        axis = self._attrs(onode).get("axis", 1)
+        axis = self.attrs(onode).get("axis", 1)
         axis = axis + len(full) if axis < 0 else axis
         if axis == 0:
             raise ImportError_(f"node {qn(onode.name)}: Flatten with axis 0 would mix the batch axis")
         target = (int(np.prod(full[1:axis], dtype=np.int64)), int(np.prod(full[axis:], dtype=np.int64)))
-        self._emit(onode, "Reshape", [x], {"shape": target[1:] if target[0] == 1 else target})
+        self.emit(onode, "Reshape", [x], {"shape": target[1:] if target[0] == 1 else target})
 
     def _op_Reshape(self, onode) -> None:
-        x = self._activation_input(onode)
-        shape = self._const(onode.input[1])
+        x = self.activation_input(onode)
+        shape = self.const(onode.input[1])
         if shape is None:
             raise ImportError_(f"node {qn(onode.name)}: Reshape needs a constant target shape")
         full = (1,) + self.g.shape(x)
         target = [int(s) for s in shape]
-        if not self._attrs(onode).get("allowzero", 0):
+        if not self.attrs(onode).get("allowzero", 0):
             target = [full[i] if s == 0 else s for i, s in enumerate(target)]
         out = _reshaped(full, target)
         if out is None:
             raise ImportError_(f"node {qn(onode.name)}: cannot reshape {full} to {target}")
         if not out or out[0] != 1:
             raise ImportError_(f"node {qn(onode.name)}: Reshape to {tuple(target)} does not keep the batch axis first")
-        self._emit(onode, "Reshape", [x], {"shape": tuple(out[1:])})
+        self.emit(onode, "Reshape", [x], {"shape": tuple(out[1:])})
 
     def _op_Gemm(self, onode) -> None:
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         if a.get("transA", 0):
             raise ImportError_(f"node {qn(onode.name)}: Gemm with transA is not supported")
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         if len(self.g.shape(x)) != 1:
             raise ImportError_(f"node {qn(onode.name)}: Gemm input must be 2-D (batch, features)")
-        w = self._const(onode.input[1])
+        w = self.const(onode.input[1])
         if w is None:
             raise ImportError_(f"node {qn(onode.name)}: Gemm needs constant weights (input B)")
         ins = [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 0 if a.get("transB", 0) else 1)]
         if len(onode.input) > 2 and onode.input[2]:
-            c = self._const(onode.input[2])
+            c = self.const(onode.input[2])
             if c is None:
                 raise ImportError_(f"node {qn(onode.name)}: Gemm needs a constant bias (input C)")
             n = w.shape[0] if a.get("transB", 0) else w.shape[1]
@@ -866,14 +872,14 @@ class _Importer:
                 raise ImportError_(f"node {qn(onode.name)}: Gemm bias of shape {c.shape} is not per output")
             ins.append(self._add_const(f"{onode.name}_C", np.broadcast_to(c.reshape(-1), (n,))))
         attrs = {"alpha": float(a.get("alpha", 1.0)), "beta": float(a.get("beta", 1.0)), "transB": int(a.get("transB", 0))}
-        self._emit(onode, "Gemm", ins, attrs)
+        self.emit(onode, "Gemm", ins, attrs)
 
     def _op_MatMul(self, onode) -> None:
-        x = self._activation_input(onode)
-        w = self._const(onode.input[1])
+        x = self.activation_input(onode)
+        w = self.const(onode.input[1])
         if w is None or w.ndim != 2:
             raise ImportError_(f"node {qn(onode.name)}: MatMul needs a constant 2-D right operand")
-        self._emit(onode, "MatMul", [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 1)])
+        self.emit(onode, "MatMul", [x, self._weight_const(f"{onode.name}_B", onode.input[1], w, 1)])
 
     def _op_Add(self, onode) -> None:
         self._elementwise(onode, "Add")
@@ -883,9 +889,9 @@ class _Importer:
         ins = []
         for i in range(2):
             t = onode.input[i]
-            c = self._const(t)
+            c = self.const(t)
             if c is None:
-                ins.append(self._activation_input(onode, i))
+                ins.append(self.activation_input(onode, i))
                 continue
             other = self._name(onode.input[1 - i])
             rank = len(self.g.shape(other)) if other in self.g.tensors else 0
@@ -900,7 +906,7 @@ class _Importer:
                 f"node {qn(onode.name)}: {op} of activations with per-sample shapes {shapes[0]} and "
                 f"{shapes[1]} would broadcast over the batch axis"
             )
-        self._emit(onode, op, ins)
+        self.emit(onode, op, ins)
 
     # ---- convolutional ops --------------------------------------------------------------
     def _check_inferred(self, onode, also_ok: tuple | None = None) -> None:
@@ -919,7 +925,7 @@ class _Importer:
 
     def _spatial_input(self, onode, what: str) -> tuple[str, int]:
         """The activation input of a windowed op and its number of spatial axes (1 or 2)."""
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         nd = len(self.g.shape(x)) - 1
         if nd not in (1, 2):
             raise ImportError_(
@@ -955,10 +961,10 @@ class _Importer:
 
     def _op_Conv(self, onode) -> None:
         x, nd = self._spatial_input(onode, "Conv")
-        w = self._const(onode.input[1])
+        w = self.const(onode.input[1])
         if w is None:
             raise ImportError_(f"node {qn(onode.name)}: Conv needs constant weights (input W)")
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         if "kernel_shape" in a and tuple(a["kernel_shape"]) != tuple(w.shape[2:]):
             raise ImportError_(f"node {qn(onode.name)}: kernel_shape {a['kernel_shape']} != weights {w.shape}")
         if w.ndim != nd + 2:
@@ -966,7 +972,7 @@ class _Importer:
         m = w.shape[0]
         b = np.zeros(m, dtype=np.float32)
         if len(onode.input) > 2 and onode.input[2]:
-            b = self._const(onode.input[2])
+            b = self.const(onode.input[2])
             if b is None:
                 raise ImportError_(f"node {qn(onode.name)}: Conv needs a constant bias (input B)")
         attrs = self._window_attrs(onode, a, self.g.shape(x)[1:], w.shape[2:])
@@ -974,17 +980,17 @@ class _Importer:
         ins = [x, self._weight_const(f"{onode.name}_W", onode.input[1], w, 0),
                self._add_const(f"{onode.name}_B", np.reshape(b, (m,)))]
         try:
-            self._emit(onode, "Conv", ins, attrs)
+            self.emit(onode, "Conv", ins, attrs)
         except ValueError as e:
             raise ImportError_(f"node {qn(onode.name)}: {e}") from e
         self._check_inferred(onode)
 
     def _op_BatchNormalization(self, onode) -> None:
-        x = self._activation_input(onode)
-        a = self._attrs(onode)
+        x = self.activation_input(onode)
+        a = self.attrs(onode)
         if a.get("training_mode", 0) or any(o for o in onode.output[1:]):
             raise ImportError_(f"node {qn(onode.name)}: BatchNormalization in training mode cannot be compiled")
-        params = [self._const(t) for t in onode.input[1:5]]
+        params = [self.const(t) for t in onode.input[1:5]]
         if len(params) != 4 or any(p is None for p in params):
             raise ImportError_(f"node {qn(onode.name)}: BatchNormalization needs constant scale, bias, mean and var")
         scale, bias, mean, var = (np.asarray(p, dtype=np.float64).reshape(-1) for p in params)
@@ -992,21 +998,21 @@ class _Importer:
         add = bias - mean * mul
         ins = [x, self._add_const(f"{onode.name}_mul", mul), self._add_const(f"{onode.name}_add", add)]
         try:
-            self._emit(onode, "BatchNormalization", ins)
+            self.emit(onode, "BatchNormalization", ins)
         except ValueError as e:
             raise ImportError_(f"node {qn(onode.name)}: {e}") from e
         self._check_inferred(onode)
 
     def _pool(self, onode, op: str) -> None:
         x, nd = self._spatial_input(onode, op)
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         kernel = tuple(int(k) for k in a.get("kernel_shape", ()))
         attrs = self._window_attrs(onode, a, self.g.shape(x)[1:], kernel)
         attrs.update(kernel_shape=kernel, ceil_mode=bool(a.get("ceil_mode", 0)))
         if op == "AveragePool":
             attrs["count_include_pad"] = bool(a.get("count_include_pad", 0))
         try:
-            self._emit(onode, op, [x], attrs)
+            self.emit(onode, op, [x], attrs)
         except ValueError as e:
             raise ImportError_(f"node {qn(onode.name)}: {e}") from e
         also_ok = None
@@ -1026,7 +1032,7 @@ class _Importer:
     def _op_MaxPool(self, onode) -> None:
         if len(onode.output) > 1 and onode.output[1]:
             raise ImportError_(f"node {qn(onode.name)}: the MaxPool Indices output is not supported")
-        if self._attrs(onode).get("storage_order", 0):
+        if self.attrs(onode).get("storage_order", 0):
             raise ImportError_(f"node {qn(onode.name)}: MaxPool with storage_order=1 (column-major indices) is not supported")
         self._pool(onode, "MaxPool")
 
@@ -1034,10 +1040,10 @@ class _Importer:
         self._pool(onode, "AveragePool")
 
     def _global_pool(self, onode, op: str) -> None:
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         if len(self.g.shape(x)) < 2:
             raise ImportError_(f"node {qn(onode.name)}: {op} needs an input with a channel and a spatial axis")
-        self._emit(onode, op, [x])
+        self.emit(onode, op, [x])
         self._check_inferred(onode)
 
     def _op_GlobalAveragePool(self, onode) -> None:
@@ -1049,11 +1055,11 @@ class _Importer:
     def _op_ReduceMean(self, onode) -> None:
         """Only the mean over every spatial axis (what PyTorch exports for a global average
         pool): it becomes GlobalAveragePool, plus a Reshape when ``keepdims`` is 0."""
-        x = self._activation_input(onode)
-        a = self._attrs(onode)
+        x = self.activation_input(onode)
+        a = self.attrs(onode)
         rank = len(self.g.shape(x)) + 1
         if self.opset >= 18:
-            axes = self._const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
+            axes = self.const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
             if len(onode.input) > 1 and onode.input[1] and axes is None:
                 raise ImportError_(f"node {qn(onode.name)}: ReduceMean needs constant axes")
         else:
@@ -1065,7 +1071,7 @@ class _Importer:
                 f"(a global average pool); here axes={axes} of a rank-{rank} tensor"
             )
         if a.get("keepdims", 1):
-            self._emit(onode, "GlobalAveragePool", [x])
+            self.emit(onode, "GlobalAveragePool", [x])
         else:
             mid = self.g.fresh_name(f"{onode.output[0]}_keep")
             name = self.g.fresh_name(onode.name or "ReduceMean")
@@ -1077,7 +1083,7 @@ class _Importer:
     # ---- joins and layout ---------------------------------------------------------------
     def _op_Sum(self, onode) -> None:
         """Sum of N activations: a chain of Adds (each requantized in the integer model)."""
-        xs = [self._activation_input(onode, i) for i in range(len(onode.input))]
+        xs = [self.activation_input(onode, i) for i in range(len(onode.input))]
         acc = xs[0]
         for i, x in enumerate(xs[1:], 1):
             last = i == len(xs) - 1
@@ -1097,36 +1103,36 @@ class _Importer:
         return axis - 1
 
     def _op_Concat(self, onode) -> None:
-        xs = [self._activation_input(onode, i) for i in range(len(onode.input))]
+        xs = [self.activation_input(onode, i) for i in range(len(onode.input))]
         rank = len(self.g.shape(xs[0])) + 1
-        axis = self._per_sample_axis(onode, int(self._attrs(onode)["axis"]), rank)
-        self._emit(onode, "Concat", xs, {"axis": axis})
+        axis = self._per_sample_axis(onode, int(self.attrs(onode)["axis"]), rank)
+        self.emit(onode, "Concat", xs, {"axis": axis})
         self._check_inferred(onode)
 
     def _op_Transpose(self, onode) -> None:
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         rank = len(self.g.shape(x)) + 1
-        perm = self._attrs(onode).get("perm") or list(reversed(range(rank)))
+        perm = self.attrs(onode).get("perm") or list(reversed(range(rank)))
         if perm[0] != 0:
             raise ImportError_(f"node {qn(onode.name)}: Transpose with perm {list(perm)} moves the batch axis")
-        self._emit(onode, "Transpose", [x], {"perm": tuple(int(p) - 1 for p in perm[1:])})
+        self.emit(onode, "Transpose", [x], {"perm": tuple(int(p) - 1 for p in perm[1:])})
         self._check_inferred(onode)
 
     def _reshape_like_onnx(self, onode) -> None:
         """Squeeze / Unsqueeze: the per-sample shape from onnx shape inference, or from the
         input's shape and the axes where inference does not know it."""
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         want = self.full_shapes.get(onode.output[0]) or self._squeezed(onode, (1, *self.g.shape(x)))
         if want is None or want[0] != 1:
             raise ImportError_(f"node {qn(onode.name)}: {onode.op_type} would change the batch axis")
-        self._emit(onode, "Reshape", [x], {"shape": tuple(want[1:])})
+        self.emit(onode, "Reshape", [x], {"shape": tuple(want[1:])})
 
     def _squeezed(self, onode, full: tuple) -> tuple | None:
         """The output shape of Squeeze / Unsqueeze ``onode`` on an input of shape ``full``
         (None when its axes are not constant or do not fit)."""
-        axes = self._attrs(onode).get("axes")
+        axes = self.attrs(onode).get("axes")
         if axes is None and len(onode.input) > 1 and onode.input[1]:
-            axes = self._const(onode.input[1])
+            axes = self.const(onode.input[1])
             if axes is None:
                 return None
         if onode.op_type == "Squeeze":
@@ -1149,26 +1155,26 @@ class _Importer:
     _op_Unsqueeze = _reshape_like_onnx
 
     def _op_LRN(self, onode) -> None:
-        x = self._activation_input(onode)
-        a = self._attrs(onode)
+        x = self.activation_input(onode)
+        a = self.attrs(onode)
         attrs = {"size": int(a["size"]), "alpha": float(a.get("alpha", 1e-4)),
                  "beta": float(a.get("beta", 0.75)), "bias": float(a.get("bias", 1.0))}
-        self._emit(onode, "LRN", [x], attrs)
+        self.emit(onode, "LRN", [x], attrs)
 
     # ---- activations ----------------------------------------------------------------
     def _op_LeakyRelu(self, onode) -> None:
-        alpha = float(self._attrs(onode).get("alpha", 0.01))
-        self._emit(onode, "LeakyRelu", [self._activation_input(onode)], {"alpha": alpha})
+        alpha = float(self.attrs(onode).get("alpha", 0.01))
+        self.emit(onode, "LeakyRelu", [self.activation_input(onode)], {"alpha": alpha})
 
     def _op_Clip(self, onode) -> None:
         """Clip with constant bounds: attributes before opset 11, optional inputs after."""
-        x = self._activation_input(onode)
+        x = self.activation_input(onode)
         bounds = []
         for i, key in ((1, "min"), (2, "max")):
             if self.opset < 11:
-                v = self._attrs(onode).get(key)
+                v = self.attrs(onode).get(key)
             elif len(onode.input) > i and onode.input[i]:
-                c = self._const(onode.input[i])
+                c = self.const(onode.input[i])
                 if c is None or np.asarray(c).size != 1:
                     raise ImportError_(f"node {qn(onode.name)}: Clip needs a constant scalar {key} (input {i})")
                 v = float(np.asarray(c).reshape(()))
@@ -1176,29 +1182,29 @@ class _Importer:
                 v = None
             # opset 6 writes "no bound" as +-FLT_MAX
             bounds.append(None if v is None or abs(float(v)) >= 3.4e38 else float(v))
-        self._emit(onode, "Clip", [x], {"min": bounds[0], "max": bounds[1]})
+        self.emit(onode, "Clip", [x], {"min": bounds[0], "max": bounds[1]})
 
     def _op_Sigmoid(self, onode) -> None:
-        self._emit(onode, "Sigmoid", [self._activation_input(onode)])
+        self.emit(onode, "Sigmoid", [self.activation_input(onode)])
 
     def _op_Tanh(self, onode) -> None:
-        self._emit(onode, "Tanh", [self._activation_input(onode)])
+        self.emit(onode, "Tanh", [self.activation_input(onode)])
 
     def _op_HardSigmoid(self, onode) -> None:
-        a = self._attrs(onode)
+        a = self.attrs(onode)
         attrs = {"alpha": float(a.get("alpha", 0.2)), "beta": float(a.get("beta", 0.5))}
-        self._emit(onode, "HardSigmoid", [self._activation_input(onode)], attrs)
+        self.emit(onode, "HardSigmoid", [self.activation_input(onode)], attrs)
 
     def _op_HardSwish(self, onode) -> None:
-        self._emit(onode, "HardSwish", [self._activation_input(onode)])
+        self.emit(onode, "HardSwish", [self.activation_input(onode)])
 
     # ---- resize and pad -------------------------------------------------------------
     def _op_Resize(self, onode) -> None:
         """Nearest-neighbour Resize with constant integer factors on spatial axes, with the
         asymmetric / floor coordinate rule (PyTorch's nearest export); anything else is
         refused here."""
-        x = self._activation_input(onode)
-        a = self._attrs(onode)
+        x = self.activation_input(onode)
+        a = self.attrs(onode)
 
         def text(key, default):
             v = a.get(key, default)
@@ -1222,14 +1228,14 @@ class _Importer:
         full = (1, *self.g.shape(x))
         scales = sizes = None
         if len(onode.input) > scales_in and onode.input[scales_in]:
-            scales = self._const(onode.input[scales_in])
+            scales = self.const(onode.input[scales_in])
             if scales is None:
                 raise ImportError_(f"{what}: the scales must be constant")
             scales = np.asarray(scales, dtype=np.float64).reshape(-1)
             if scales.size == 0:
                 scales = None
         if scales is None and sizes_in is not None and len(onode.input) > sizes_in and onode.input[sizes_in]:
-            sizes = self._const(onode.input[sizes_in])
+            sizes = self.const(onode.input[sizes_in])
             if sizes is None:
                 raise ImportError_(f"{what}: the sizes must be constant")
             sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
@@ -1242,7 +1248,7 @@ class _Importer:
             raise ImportError_(f"{what}: only integer upsampling factors are supported, got {scales.tolist()}")
         if scales[0] != 1 or (len(full) > 2 and scales[1] != 1):
             raise ImportError_(f"{what}: only spatial axes may be resized, got scales {scales.tolist()}")
-        self._emit(onode, "Resize", [x], {"scales": tuple(int(s) for s in scales[1:])})
+        self.emit(onode, "Resize", [x], {"scales": tuple(int(s) for s in scales[1:])})
         self._check_inferred(onode)
 
     _op_Upsample = _op_Resize
@@ -1250,8 +1256,8 @@ class _Importer:
     def _op_Pad(self, onode) -> None:
         """Constant-mode Pad with non-negative constant pads (folded into a following Conv
         by a pass when its value is 0 and it pads only spatial axes)."""
-        x = self._activation_input(onode)
-        a = self._attrs(onode)
+        x = self.activation_input(onode)
+        a = self.attrs(onode)
         what = f"node {qn(onode.name)} (Pad)"
         mode = a.get("mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else str(mode)
@@ -1261,17 +1267,17 @@ class _Importer:
         if self.opset < 11:
             pads, value = a.get("pads"), float(a.get("value", 0.0))
         else:
-            pads = self._const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
+            pads = self.const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
             if pads is None:
                 raise ImportError_(f"{what}: the pads must be constant")
             value = 0.0
             if len(onode.input) > 2 and onode.input[2]:
-                v = self._const(onode.input[2])
+                v = self.const(onode.input[2])
                 if v is None:
                     raise ImportError_(f"{what}: the constant_value must be constant")
                 value = float(np.asarray(v).reshape(-1)[0]) if np.asarray(v).size else 0.0
             if len(onode.input) > 3 and onode.input[3]:
-                axes = self._const(onode.input[3])
+                axes = self.const(onode.input[3])
                 if axes is None:
                     raise ImportError_(f"{what}: the axes must be constant")
                 full = [0] * (2 * rank)
@@ -1288,7 +1294,7 @@ class _Importer:
         if pads[0] or pads[rank]:
             raise ImportError_(f"{what}: padding the batch axis is not supported")
         per_sample = tuple(pads[1:rank]) + tuple(pads[rank + 1:])
-        self._emit(onode, "Pad", [x], {"pads": per_sample, "value": value})
+        self.emit(onode, "Pad", [x], {"pads": per_sample, "value": value})
         self._check_inferred(onode)
 
 
