@@ -12,8 +12,9 @@ from .affine import fold_affine_into_linear
 from .fuse import fuse_dense_relu
 from .pad import fold_pad_into_conv
 from .quantize import QuantConfig, QuantizeError, drop_output_softmax, quantize
+from .rules import RULES
 
-FLOAT_PIPELINE = (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm,
+FLOAT_PIPELINE = (*RULES, gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm,
                   fold_affine_into_linear, fuse_dense_relu, drop_output_softmax)
 
 
