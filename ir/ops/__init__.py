@@ -11,6 +11,8 @@ from types import ModuleType
 
 import numpy as np
 
+from .base import OpDef, Traits
+
 from . import add, dense, gemm, matmul, relu, reshape, softmax
 from . import avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool
 from . import concat, lrn, mul, quant, transpose
@@ -20,7 +22,10 @@ _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, sof
 _MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
 _MODULES += (concat, lrn, mul, quant, transpose)
 _MODULES += (clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh)
-OPS: dict[str, ModuleType] = {m.OP: m for m in _MODULES}
+# ops added in the definition form (``DEF = OpDef(...)``); one line per module
+_MODULES += ()
+
+OPS: dict[str, ModuleType] = {(m.DEF.name if hasattr(m, "DEF") else m.OP): m for m in _MODULES}
 
 
 def op_module(op: str) -> ModuleType:
@@ -30,9 +35,24 @@ def op_module(op: str) -> ModuleType:
         raise KeyError(f"no IR op {op!r}; IR ops are {sorted(OPS)}") from None
 
 
+def op_def(op: str) -> OpDef:
+    """The op's :class:`.base.OpDef` (modules not yet in the definition form are wrapped)."""
+    m = op_module(op)
+    if hasattr(m, "DEF"):
+        return m.DEF
+    return OpDef(name=m.OP, shape=m.shape, float_ref=m.float_ref, attrs=m.ATTRS,
+                 traits=Traits(table=hasattr(m, "function")), int_ref=getattr(m, "int_ref", None),
+                 function=getattr(m, "function", None))
+
+
+def ops_with(**traits: bool) -> frozenset[str]:
+    """Names of the IR ops whose traits have the given values (``ops_with(table=True)``)."""
+    return frozenset(name for name in OPS if op_def(name).has(**traits))
+
+
 def check_attrs(node) -> None:
     """Reject attributes an op's schema does not declare."""
-    schema = op_module(node.op).ATTRS
+    schema = op_def(node.op).attrs
     unknown = set(node.attrs) - set(schema)
     if unknown:
         from ..graph import GraphError
@@ -41,12 +61,11 @@ def check_attrs(node) -> None:
 
 
 def infer_shapes(g, node) -> list[tuple[int, ...]]:
-    mod = op_module(node.op)
-    return [tuple(int(d) for d in s) for s in mod.shape(node.attrs, [g.shape(t) for t in node.inputs])]
+    return [tuple(int(d) for d in s) for s in op_def(node.op).shape(node.attrs, [g.shape(t) for t in node.inputs])]
 
 
 def float_ref(node, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    return op_module(node.op).float_ref(node.attrs, inputs)
+    return op_def(node.op).float_ref(node.attrs, inputs)
 
 
 def int_ref(node, g, inputs: list[np.ndarray]) -> list[np.ndarray]:
@@ -54,7 +73,7 @@ def int_ref(node, g, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
     if is_float(g.qtype(node.outputs[0])):  # float16 / bfloat16 patterns (ir/floats.py)
         return float_int_ref(node, g, inputs)
-    fn = getattr(op_module(node.op), "int_ref", None)
+    fn = op_def(node.op).int_ref
     if fn is None:
         raise NotImplementedError(f"op {node.op} has no integer semantics; a pass must lower it")
     return fn(node, g, inputs)
