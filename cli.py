@@ -12,9 +12,11 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .data import load_npz
-from .design import (BACKENDS, PARALLELISM, TARGETS, TRACEABLE, DataError, Design, check_names, compile,
-                     read_report_precision, trace_text)
+from .data import DataError, load_npz
+from .design import BACKENDS, TARGETS, TRACEABLE, Design, compile
+from .persist import read_report_precision
+from .report import trace_text
+from .targets import PARALLELISM, check_names
 from .passes.prune import compression_text
 from .ir.text import printable
 from .sim.files import defer_during_swap, output_folder, read_manifest
@@ -152,12 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnforge", description="Compile ONNX models to bit-exact C, HLS C++ and Verilog.")
     p.add_argument("--version", action="version", version="nnforge 0.1.0")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (_compile_parser, _verify_parser, _report_parser, _synth_parser, _demo_parser):
+        add(sub)
+    return p
 
+
+def _compile_parser(sub) -> None:
     c = sub.add_parser("compile", help="compile an ONNX model to sources")
     c.add_argument("model", help="the ONNX model file")
     c.add_argument("-o", "--output", required=True, help="output folder: new, empty, or an earlier nnforge output (replaced whole, atomically; a "
                         "folder holding other or edited files is refused; a symbolic link is followed)")
     c.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, from {','.join(TARGETS)} (default: all)")
+    _quantization_options(c)
+    _model_options(c)
+    _folding_options(c)
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    c.set_defaults(func=cmd_compile)
+
+
+def _quantization_options(c) -> None:
     c.add_argument("--calibration", help="calibration data: a .npz file with 'x' shaped (N, *input shape)")
     c.add_argument("--bits", type=int, default=8, help="width of weights and activations (default 8)")
     c.add_argument("--weight-bits", type=int, help="weight width (overrides --bits)")
@@ -184,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracy on --validation stays within MAX_ACC_DROP of float (a fraction: 0.01 is one point)")
     c.add_argument("--validation", help="labelled data for --mixed-precision and --prune-max-drop: a .npz file "
                                         "with 'x' and 'y'")
+
+
+def _model_options(c) -> None:
     c.add_argument("--prune", type=float, metavar="SPARSITY",
                    help="set that fraction (0.75: three quarters) of every Dense / Conv layer's weights to 0, "
                         "the rest refitted on the calibration data; the C code skips the zeros")
@@ -209,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --float: store the weights NeuZip-style: 'lossless' entropy-codes their exponents "
                         "(the C code decodes one layer at a time into a small buffer, same results); 'lossy:K' "
                         "keeps K mantissa bits under one scale per block of 32 weights")
+
+
+def _folding_options(c) -> None:
+    """Verilog folding: a mode, a frame rate or a resource budget."""
     c.add_argument("--parallelism", default="balanced", choices=PARALLELISM,
                    help="Verilog folding: one multiplier per layer; balanced (default: the fewest multipliers "
                         "that let every layer keep up with the streams); or every input channel per cycle")
@@ -227,9 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Verilog folding: the fastest design that fits an FPGA part (ecp5-25k, ecp5-45k, "
                         "ecp5-85k, ice40-up5k): its multipliers, and by the resource estimate "
                         f"{int(FIT_SHARE * 100)}%% of its LUT4s and flip-flops (room for placement) and its block RAMs")
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    c.set_defaults(func=cmd_compile)
 
+
+def _verify_parser(sub) -> None:
     v = sub.add_parser("verify", help="run every backend on data and compare with the golden model")
     v.add_argument("outdir", help="a folder written by 'nnforge compile'")
     v.add_argument("--data", required=True, help="a .npz file with 'x' and optional integer labels 'y'")
@@ -243,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     v.set_defaults(func=cmd_verify)
 
+
+def _report_parser(sub) -> None:
     r = sub.add_parser("report", help="per-layer formats and SQNR against the float model")
     r.add_argument("outdir", help="a folder written by 'nnforge compile'")
     r.add_argument("--data", help="compute on this .npz instead of the calibration data's report")
@@ -251,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_report)
 
+
+def _synth_parser(sub) -> None:
     s = sub.add_parser("synth", help="synthesize, place and route to an FPGA bitstream (open-source tools)")
     s.add_argument("outdir", help="a folder written by 'nnforge compile' with the verilog target")
     s.add_argument("--fpga", default="auto", metavar="PART",
@@ -264,12 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     s.set_defaults(func=cmd_synth)
 
+
+def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="compile the bundled digits MLP to every target and verify it")
     d.add_argument("-o", "--output", default="nnforge_demo", help="output folder (default ./nnforge_demo)")
     d.add_argument("--json", action="store_true", help="print the verification as JSON")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     d.set_defaults(func=cmd_demo)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

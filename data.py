@@ -147,3 +147,19 @@ def check_labels(labels, n_samples: int, output_shape: tuple[int, ...], what: st
         raise DataError(f"{what}: {int(bad.sum())} label(s) outside the model's {classes} classes [0, {classes - 1}], "
                         f"the first at index {i} ({int(y[i])})")
     return y.astype(np.int64)
+
+
+def as_batch(x, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` as a float32 batch ``(N, *shape)``; one sample of ``shape`` becomes N = 1."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"input data must be numeric, got dtype {x.dtype}")
+    if x.ndim == len(shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != tuple(shape):
+        want = ", ".join(["N", *map(str, shape)])
+        raise DataError(f"input data has shape {tuple(x.shape)}, the model needs ({want})")
+    if len(x) == 0:
+        raise DataError(f"input data holds no samples (shape {tuple(x.shape)})")
+    check_values(x)
+    return x.astype(np.float32)

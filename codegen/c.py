@@ -1,7 +1,8 @@
 """The C backend: C99 for microcontrollers, no malloc, static buffers, const weights.
 
-It renders a :class:`.program.Program` (any DAG of :data:`.program.C_OPS`), the MLP
-included: one C path. Each step kind has its template, ``hls_templates/c/<kind>.j2``.
+It renders a :class:`.program.Program` (any DAG of the ops in its lowering table,
+:data:`.program.LOWERINGS`), the MLP included: one C path. Each step kind has its
+template, ``hls_templates/c/<kind>.j2``.
 """
 
 from __future__ import annotations
@@ -9,17 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from .lower import c_int_type
-from .program import C_OPS, Program
+from .program import LOWERINGS, Program
 from .render import render_to
 
 TARGET = "c"
-SUPPORTED_OPS = C_OPS
+SUPPORTED_OPS = LOWERINGS.ops()
 FILES = ("nnforge_model.h", "nnforge_model.c")
 _REQUANT_KINDS = frozenset({"dense", "conv", "relu", "batchnorm", "add", "leakyrelu", "concat", "mul"})
 _DIV_KINDS = frozenset({"avgpool", "gap"})
 
 
-def _join(values) -> str:
+def join(values) -> str:
+    """Integers as one comma-separated line."""
     return ", ".join(str(int(v)) for v in values)
 
 

@@ -52,7 +52,7 @@ def _buf(name: str) -> str:
 def dynamic_program(q: Graph) -> Program:
     """Check ``q`` for dynamic quantization and lower it (raises before anything is written)."""
     check_dynamic(q)
-    prog = lower_program(q, "c")
+    prog = lower_program(q)
     for s in prog.steps:
         if s.kind not in _KINDS:  # check_dynamic covers this; defensive
             raise BackendError(f"dynamic C: no dynamic lowering for step {s.name!r} (kind {s.kind})")

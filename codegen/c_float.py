@@ -33,7 +33,7 @@ from ..ir.floats import FLOAT_OPS, FloatType, is_float
 from .hls import write_project
 from .lower import BackendError, ModelIO, check_ops, interface
 from .naming import sanitize
-from .program import _rows, _window
+from .program import rows, window
 from .render import TEMPLATES, render
 
 WEIGHT_FORMATS = ("plain", "neuzip", "lossy")
@@ -121,7 +121,7 @@ def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits:
         macs = 0
         if node.op in ("Dense", "Conv"):
             w, b = (np.asarray(q.consts[c], dtype=np.int64) for c in node.inputs[1:])
-            params.update(w_rows=_rows(w), b_rows=_rows(b), n_w=int(w.size), m=int(w.shape[0]),
+            params.update(w_rows=rows(w), b_rows=rows(b), n_w=int(w.size), m=int(w.shape[0]),
                           relu=bool(node.attrs.get("relu")), weight_bytes=2 * int(w.size + b.size),
                           weights=w, bias=b)
             macs = int(np.prod(q.shape(out))) * int(np.prod(w.shape[1:]))
@@ -130,11 +130,11 @@ def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits:
                 kind = "dense"
             else:
                 groups = int(node.attrs.get("groups", 1))
-                params.update(_window(node.attrs, q.shape(x), w.shape[2:]), groups=groups,
+                params.update(window(node.attrs, q.shape(x), w.shape[2:]), groups=groups,
                               cg=int(w.shape[1]), mg=int(w.shape[0]) // groups)
                 kind = "conv"
         elif node.op == "MaxPool":
-            params.update(_window(node.attrs, q.shape(x), tuple(node.attr("kernel_shape")),
+            params.update(window(node.attrs, q.shape(x), tuple(node.attr("kernel_shape")),
                                   bool(node.attr("ceil_mode"))))
             kind = "maxpool"
         elif node.op == "GlobalAveragePool":
@@ -178,7 +178,7 @@ def _neuzip(steps: list[FloatStep], fmt, lossy_bits: int) -> None:
             blob = encode_lossy(vals, lossy_bits, LOSSY_BLOCK)
         else:
             blob = encode_lossless(w, fmt.exp_bits)
-        s.params.update(blob_rows=_rows(np.frombuffer(blob, dtype=np.uint8)), blob_bytes=len(blob),
+        s.params.update(blob_rows=rows(np.frombuffer(blob, dtype=np.uint8)), blob_bytes=len(blob),
                         weight_bytes=len(blob) + 2 * s.params["m"])
 
 

@@ -2,9 +2,9 @@
 partial-unroll pragmas, a C-simulation testbench and a Vitis HLS Tcl script. The same
 source compiles with plain g++ (no vendor headers) for bit-exact C simulation.
 
-It renders the same :class:`.program.Program` as the C backend (every op in
-:data:`.program.C_OPS`), lowered with one buffer per step; the per-step forms (sliding
-window over a line buffer for Conv and the window pools) are described in
+It renders the same :class:`.program.Program` as the C backend (every op in its lowering
+table, :data:`.hls_program.LOWERINGS`), lowered with one buffer per step; the per-step
+forms (sliding window over a line buffer for Conv and the window pools) are described in
 :mod:`.hls_program`."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .c import _join
-from .hls_program import HLS_OPS, model_context, unroll_factor
+from .c import join
+from .hls_program import LOWERINGS, model_context, unroll_factor
 from .program import Program
 from .render import render
 
 TARGET = "hls"
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 10.0
-SUPPORTED_OPS = HLS_OPS
+SUPPORTED_OPS = LOWERINGS.ops()
 
 __all__ = ["DEFAULT_CLOCK_NS", "DEFAULT_PART", "SUPPORTED_OPS", "TARGET", "unroll_factor", "write", "write_project"]
 
@@ -40,7 +40,7 @@ def write_project(outdir: Path, header: str, source: str, tb_x: np.ndarray, tb_y
     """The HLS folder around a rendered top function (``header``, ``source``): the
     C-simulation testbench with ``tb_x`` / ``tb_y`` and the Vitis HLS script."""
     outdir.mkdir(parents=True, exist_ok=True)
-    samples = [{"x": _join(np.ravel(x)), "y": _join(np.ravel(y))} for x, y in zip(tb_x, tb_y, strict=True)]
+    samples = [{"x": join(np.ravel(x)), "y": join(np.ravel(y))} for x, y in zip(tb_x, tb_y, strict=True)]
     files = {
         "nnforge_hls.h": header,
         "nnforge_hls.cpp": source,

@@ -30,15 +30,28 @@ from dataclasses import replace
 
 from ..ir import Graph
 from .lower import c_int_type
-from .program import C_OPS, Buffer, Program, Step, lower_program
+from .program import LOWERINGS as C_LOWERINGS, Buffer, Program, Step, lower_program
+from .registry import Lowerings
 
-HLS_OPS = C_OPS
 _DIV_KINDS = frozenset({"avgpool", "gap"})
 _WINDOW_KINDS = frozenset({"conv", "maxpool", "avgpool"})
 
 
-def lower_hls(q: Graph, target: str = "hls") -> Program:
-    return single_readers(lower_program(q, target, reuse=False))
+def _shared_with_c() -> Lowerings:
+    """The HLS target's lowering table: the C target's functions (the same steps and
+    parameters; only the templates differ), registered under its own name."""
+    table = Lowerings("hls")
+    for op in sorted(C_LOWERINGS.ops()):
+        table.lowers_all((op,), C_LOWERINGS[op])
+    return table
+
+
+LOWERINGS = _shared_with_c()
+HLS_OPS = LOWERINGS.ops()  # derived, kept for existing importers
+
+
+def lower_hls(q: Graph) -> Program:
+    return single_readers(lower_program(q, LOWERINGS, reuse=False))
 
 
 def single_readers(prog: Program) -> Program:

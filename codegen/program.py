@@ -1,10 +1,11 @@
 """Lowering a quantized graph to a :class:`Program`: the general form for the C backend.
 
 Where :func:`.lower.lower` accepts only a chain of Dense layers (the HLS and Verilog
-engines), a Program is any DAG of the ops in :data:`C_OPS`, as a topologically ordered
-list of :class:`Step` s. Every step names its kind, its input and output buffers, shapes,
-fixed-point types and every integer parameter; Python computes all of them here and the
-templates (``hls_templates/c/<kind>.j2``) only lay text out.
+engines), a Program is any DAG of the ops the target's lowering table :data:`LOWERINGS`
+implements (one function per op, registered with ``@LOWERINGS.lowers(op)``), as a
+topologically ordered list of :class:`Step` s. Every step names its kind, its input and
+output buffers, shapes, fixed-point types and every integer parameter; Python computes
+all of them here and the templates (``hls_templates/c/<kind>.j2``) only lay text out.
 
 Layout: every tensor is stored flat, row-major, exactly as its per-sample IR shape. A 1-D
 window op on ``(C, L)`` is the 2-D op on ``(C, 1, L)`` (kernel, stride, dilation 1 and no
@@ -24,22 +25,19 @@ requantized to the output type.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
-from ..ir.ops._window import out_sizes, spatial_attrs
+from ..ir.ops import ops_with
+from ..ir.ops.window import out_sizes, spatial_attrs
+from ..ir.ops.add import add_params
 from ..ir.ops.dense import requant_params
-from .lower import BackendError, ModelIO, c_int_type, check_ops, interface
+from .lower import BackendError, ModelIO, c_int_type, interface
 from .naming import sanitize
-
-# IR ops the C backend implements (backends are data: see codegen.targets.TARGET_OPS).
-C_OPS = frozenset({"Add", "AveragePool", "BatchNormalization", "Conv", "Dense", "GlobalAveragePool",
-                   "GlobalMaxPool", "MaxPool", "Relu", "Reshape",
-                   "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Resize",
-                   "Concat", "Mul", "Transpose"})
-TABLE_OPS = frozenset({"Sigmoid", "Tanh", "HardSigmoid", "HardSwish"})
+from .registry import Lowerings
 
 
 @dataclass(frozen=True)
@@ -101,7 +99,8 @@ def _geometry2d(in_shape, kernel, strides, pads, dil, outs) -> dict:
             "oh": outs[0], "ow": outs[1]}
 
 
-def _window(attrs, in_shape, kernel, ceil_mode=False):
+def window(attrs, in_shape, kernel, ceil_mode=False) -> dict:
+    """A window op's geometry (:func:`_geometry2d`) from its attributes and input shape."""
     strides, pads, dil = spatial_attrs(attrs, len(in_shape) - 1, kernel)
     outs = out_sizes(in_shape[1:], kernel, strides, pads, dil, ceil_mode)
     return _geometry2d(in_shape, tuple(kernel), strides, pads, dil, outs)
@@ -136,7 +135,7 @@ class Rows:
                 yield ", ".join(flat[i:i + per])
 
 
-def _rows(values, per_line: int = 16) -> Rows:
+def rows(values, per_line: int = 16) -> Rows:
     return Rows(values, per_line)
 
 
@@ -175,13 +174,13 @@ def _sparse(weights: np.ndarray, where, w_ctype: str, *taps: np.ndarray) -> dict
     nz = weights.reshape(weights.shape[0], -1) != 0
     ptr = np.concatenate([[0], np.cumsum(nz.sum(axis=1))])
     pad = (lambda a: a) if nnz else (lambda a: np.zeros(1, dtype=np.int64))  # no zero-size C arrays
-    out.update(sv_rows=_rows(pad(weights.reshape(weights.shape[0], -1)[nz])),
-               si_rows=_rows(pad(index)), si_ctype=c_int_type(max(1, int(index.max(initial=0)).bit_length()), False),
-               sr_rows=_rows(ptr), sr_ctype=c_int_type(max(1, int(ptr[-1]).bit_length()), False),
+    out.update(sv_rows=rows(pad(weights.reshape(weights.shape[0], -1)[nz])),
+               si_rows=rows(pad(index)), si_ctype=c_int_type(max(1, int(index.max(initial=0)).bit_length()), False),
+               sr_rows=rows(ptr), sr_ctype=c_int_type(max(1, int(ptr[-1]).bit_length()), False),
                s_size=max(nnz, 1))
     if taps:
         th, tw = taps
-        out.update(sh_rows=_rows(pad(th)), sw_rows=_rows(pad(tw)),
+        out.update(sh_rows=rows(pad(th)), sw_rows=rows(pad(tw)),
                    st_ctype=c_int_type(max(1, int(max(th.max(initial=0), tw.max(initial=0))).bit_length()), False))
     out["weight_bytes"] = (nnz * (wb + _BYTES[out["si_ctype"]] + (2 * _BYTES[out["st_ctype"]] if taps else 0))
                            + len(ptr) * _BYTES[out["sr_ctype"]])
@@ -211,8 +210,8 @@ def _shared(weights: np.ndarray, p: dict) -> dict:
         byte = packed[start // per:start // per + len(idx)]
         for j in range(per):
             byte |= idx[:, j] << np.uint8(j * bits)
-    return {"shared": True, "tab_rows": _rows(vals), "tab_size": len(vals), "idx_bits": bits, "idx_per": per,
-            "idx_mask": (1 << bits) - 1, "idx_rows": _rows(packed), "idx_size": len(packed),
+    return {"shared": True, "tab_rows": rows(vals), "tab_size": len(vals), "idx_bits": bits, "idx_per": per,
+            "idx_mask": (1 << bits) - 1, "idx_rows": rows(packed), "idx_size": len(packed),
             "weight_bytes": len(packed) + len(vals) * wb}
 
 
@@ -240,7 +239,7 @@ def _channel_requant(node, q: Graph, acc_width: int) -> dict:
     p = {"shift": shift, "mult_rows": None, "mult_size": int(mult.size)}
     if np.any(mult != 1):
         prod_width = acc_width + int(mult.max()).bit_length()
-        p.update(mult_rows=_rows(mult), mult_ctype=c_int_type(int(mult.max()).bit_length() + 1, True),
+        p.update(mult_rows=rows(mult), mult_ctype=c_int_type(int(mult.max()).bit_length() + 1, True),
                  prod_width=prod_width, prod_ctype=_acc_ctype(prod_width))
     return p
 
@@ -283,186 +282,298 @@ def _loop_nest(out_shape, operand_strides) -> tuple[list[int], list[list[tuple[i
     return dims, [[(k, st) for k, st in enumerate(ms) if st] for ms in strides]
 
 
-def _step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
-    """(kind, params, macs, activation inputs) of one node."""
-    op = node.op
-    x = node.inputs[0]
-    x_t, out_t = q.qtype(x), q.qtype(node.outputs[0])
-    in_shape, out_shape = q.shape(x), q.shape(node.outputs[0])
-    size = int(np.prod(out_shape))
-    if op in ("Dense", "Conv"):
-        _, w, b = node.inputs
-        weights = np.asarray(q.consts[w], dtype=np.int64)
-        bias = np.asarray(q.consts[b], dtype=np.int64)
-        acc_width = int(node.attr("acc_width"))
-        p = {"w_t": str(q.qtype(w)), "acc_width": acc_width, "acc_ctype": _acc_ctype(acc_width),
-             "w_ctype": c_int_type(q.qtype(w).width, True),
-             "b_ctype": c_int_type(_values_width(bias), True),
-             "w_rows": _rows(weights), "w_size": weights.size, "b_rows": _rows(bias), "b_size": bias.size,
-             **_requant(x_t.frac + q.qtype(w).frac, out_t, bool(node.attr("relu"))),
-             **_channel_requant(node, q, acc_width)}
-        if op == "Dense":  # one row of weights per output, as the (n_out, n_in) array
-            p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=_rows(weights, weights.shape[1]),
-                     b_list=_line(bias))
-            p.update(_sparse(weights, lambda: (weights.reshape(weights.shape[0], -1).nonzero()[1],), p["w_ctype"]))
-            p.update(_shared(weights, p))
-            return "dense", p, weights.size, [x]
-        groups = int(node.attr("groups", 1))
-        p.update(_window(node.attrs, in_shape, weights.shape[2:]))
-        p.update(m=weights.shape[0], groups=groups, cg=weights.shape[1], mg=weights.shape[0] // groups)
+class NodeIO(NamedTuple):
+    """What most lowerings read of a node: its first input, the types and shapes around it."""
 
-        def taps():  # a nonzero tap's offset from the window's corner: (c * H + kh * dh) * W + kw * dw
-            _, c_i, kh_i, kw_i = np.nonzero(weights.reshape(weights.shape[0], weights.shape[1], p["kh"], p["kw"]))
-            return (c_i * p["h"] + kh_i * p["dh"]) * p["w"] + kw_i * p["dw"], kh_i * p["dh"], kw_i * p["dw"]
-
-        p.update(_sparse(weights, taps, p["w_ctype"]))
-        p.update(kh_span=(p["kh"] - 1) * p["dh"] + 1, kw_span=(p["kw"] - 1) * p["dw"] + 1)
-        p.update(_shared(weights, p))
-        return "conv", p, size * int(np.prod(weights.shape[1:])), [x]
-    if op in ("MaxPool", "AveragePool"):
-        geo = _window(node.attrs, in_shape, tuple(node.attr("kernel_shape")), bool(node.attr("ceil_mode")))
-        p = {**geo, "lo": out_t.lo, "hi": out_t.hi}
-        if op == "MaxPool":
-            p["init"] = x_t.lo  # padding never wins: start from the smallest input value
-            return "maxpool", p, 0, [x]
-        if node.attr("count_include_pad"):  # cells counted: input plus explicit pads
-            p.update(cnt_h0=-geo["pt"], cnt_h1=geo["h"] + geo["pb"], cnt_w0=-geo["pl"], cnt_w1=geo["w"] + geo["pr"])
-        else:  # cells counted: the input only
-            p.update(cnt_h0=0, cnt_h1=geo["h"], cnt_w0=0, cnt_w1=geo["w"])
-        return "avgpool", p, 0, [x]
-    if op in ("GlobalAveragePool", "GlobalMaxPool"):
-        p = {"c": in_shape[0], "n": int(np.prod(in_shape[1:])), "lo": out_t.lo, "hi": out_t.hi}
-        return ("gap" if op == "GlobalAveragePool" else "gmp"), p, 0, [x]
-    if op == "Relu":
-        return "relu", {"size": size, **_requant(x_t.frac, out_t)}, 0, [x]
-    if op == "LeakyRelu":
-        mf = int(node.attr("mult_frac"))
-        return "leakyrelu", {"size": size, "mult": int(node.attr("mult")), "mult_frac": mf,
-                             **_requant(x_t.frac + mf, out_t)}, 0, [x]
-    if op == "Clip":
-        # y = min(max(x, lo_q), hi_q), then the output type's range (as the golden model)
-        return "clip", {"size": size, "lo": int(node.attr("lo_q")), "hi": int(node.attr("hi_q")),
-                        "out_lo": out_t.lo, "out_hi": out_t.hi}, 0, [x]
-    if op in TABLE_OPS:
-        table = np.asarray(q.consts[node.inputs[1]], dtype=np.int64)
-        if table.shape != (x_t.hi - x_t.lo + 1,):
-            raise BackendError(f"target 'c': node {sanitize(node.name)!r} has no table for its input type")
-        return "table", {"size": size, "n": table.size, "lo": x_t.lo, "rows": _rows(table)}, 0, [x]
-    if op == "Resize":
-        scales = tuple(int(v) for v in node.attr("scales"))
-        if len(in_shape) not in (2, 3) or scales[0] != 1:
-            raise BackendError(f"target 'c': node {sanitize(node.name)!r} (Resize) needs a (C, L) or (C, H, W) "
-                               f"input resized on its spatial axes")
-        shp, sc = (in_shape, scales) if len(in_shape) == 3 else ((in_shape[0], 1, in_shape[1]), (1, 1, scales[1]))
-        return "resize", {"c": shp[0], "h": shp[1], "w": shp[2], "fh": sc[1], "fw": sc[2],
-                          "oh": shp[1] * sc[1], "ow": shp[2] * sc[2]}, 0, [x]
-    if op == "BatchNormalization":
-        _, m, a = node.inputs
-        mul = np.asarray(q.consts[m], dtype=np.int64)
-        add = np.asarray(q.consts[a], dtype=np.int64)
-        acc_width = int(node.attr("acc_width"))
-        p = {"c": in_shape[0], "n": int(np.prod(in_shape[1:])), "acc_ctype": _acc_ctype(acc_width),
-             "acc_width": acc_width, "m_ctype": c_int_type(q.qtype(m).width, True),
-             "a_ctype": c_int_type(_values_width(add), True), "m_rows": _rows(mul), "a_rows": _rows(add),
-             **_requant(x_t.frac + q.qtype(m).frac, out_t)}
-        return "batchnorm", p, size, [x]
-    if op == "Add":
-        f = max(q.qtype(t).frac for t in node.inputs)
-        operands, acts = [], []
-        for i, t in enumerate(node.inputs):
-            tt = q.qtype(t)
-            o = {"up": f - tt.frac, "const": q.is_const(t)}
-            if q.is_const(t):  # a constant operand: broadcast here, stored whole
-                full = np.broadcast_to(np.asarray(q.consts[t], dtype=np.int64), out_shape)
-                o.update(rows=_rows(full), ctype=c_int_type(_values_width(full), True),
-                         var=f"{name}_k{i}")
-            else:
-                o.update(ctype=_ctype(tt), var="ab"[i])
-                if tuple(q.shape(t)) != tuple(out_shape):
-                    raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Add) broadcasts an "
-                                       f"activation {q.shape(t)} to {out_shape}; not supported")
-                acts.append(t)
-            operands.append(o)
-        params = {"size": size, "frac": f, "a": operands[0], "b": operands[1], **_requant(f, out_t), "rq": False}
-        if node.attrs.get("rq_mult") is not None:
-            # real scales: each operand times its own integer, one rescale of the sum
-            from ..ir.ops.add import add_params
-            ma, mb, shift = add_params(node, q)
-            operands[0]["mult"], operands[1]["mult"] = ma, mb
-            params.update(rq=True, shift=shift)
-        return "add", params, 0, acts
-    if op == "Mul":
-        # y = requant(a * b, frac(a) + frac(b) -> out): every operand read with its
-        # broadcast strides over the output (a constant is stored in its own shape)
-        if all(q.is_const(t) for t in node.inputs):
-            raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Mul) has no activation input")
-        operands, acts = [], []
-        for i, t in enumerate(node.inputs):
-            tt = q.qtype(t)
-            o = {"const": q.is_const(t), "shape": tuple(q.shape(t))}
-            if q.is_const(t):
-                k = np.asarray(q.consts[t], dtype=np.int64)
-                o.update(rows=_rows(k), size=max(k.size, 1), ctype=c_int_type(_values_width(k), True),
-                         var=f"{name}_k{i}", shape=k.shape)
-            else:
-                o.update(ctype=_ctype(tt), var="ab"[i])
-                acts.append(t)
-            operands.append(o)
-        dims, terms = _loop_nest(out_shape, [_row_major(out_shape)] + [
-            _broadcast_strides(o["shape"], out_shape) for o in operands])
-        for o, tm in zip(operands, terms[1:]):
-            o["terms"] = tm
-        frac = sum(q.qtype(t).frac for t in node.inputs)
-        return "mul", {"size": size, "frac": frac, "dims": dims, "y_terms": terms[0], "a": operands[0],
-                       "b": operands[1], **_requant(frac, out_t)}, size, acts
-    if op == "Transpose":
-        perm = tuple(int(v) for v in node.attr("perm"))
-        if out_t != x_t:
-            raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Transpose) changes the type")
-        x_strides = _row_major(in_shape)
-        dims, terms = _loop_nest(out_shape, [_row_major(out_shape), [x_strides[k] for k in perm]])
-        return "transpose", {"size": size, "perm": perm, "in_shape": tuple(in_shape), "out_shape": tuple(out_shape),
-                             "dims": dims, "y_terms": terms[0], "x_terms": terms[1]}, 0, [x]
-    if op == "Concat":
-        # y[outer, off_k + j] = requant(x_k[outer, j], frac(x_k) -> out) per input k, where
-        # a row of x_k holds its axis extent times the inner size
-        axis = int(node.attr("axis"))
-        outer = int(np.prod(out_shape[:axis]))
-        inner = int(np.prod(out_shape[axis + 1:]))
-        parts, off = [], 0
-        for t in node.inputs:
-            if q.is_const(t):
-                raise BackendError(f"target 'c': node {sanitize(node.name)!r} (op Concat) has a constant input")
-            block = int(q.shape(t)[axis]) * inner
-            parts.append({"ctype": _ctype(q.qtype(t)), "block": block, "off": off, "size": outer * block,
-                          "shift": q.qtype(t).frac - out_t.frac})
-            off += block
-        return "concat", {"size": size, "axis": axis, "outer": outer, "row": off, "parts": parts,
-                          "lo": out_t.lo, "hi": out_t.hi}, 0, list(node.inputs)
-    raise BackendError(f"target 'c': no lowering for op {op}")  # unreachable: checked before
+    x: str
+    x_t: FixedType
+    out_t: FixedType
+    in_shape: tuple
+    out_shape: tuple
+    size: int
 
 
-def lower_program(q: Graph, target: str = "c", reuse: bool = True) -> Program:
-    """The quantized graph as a Program (topological steps plus static buffers).
+def node_io(q: Graph, node) -> NodeIO:
+    x, y = node.inputs[0], node.outputs[0]
+    out_shape = q.shape(y)
+    return NodeIO(x, q.qtype(x), q.qtype(y), q.shape(x), out_shape, int(np.prod(out_shape)))
+
+
+def _refuse(node, why: str) -> BackendError:
+    return BackendError(f"target 'c': node {sanitize(node.name)!r} {why}")
+
+
+# The C target's lowering of each IR op: (kind, params, macs, activation inputs) of one node,
+# ``kind`` naming the template. The HLS target registers the same functions
+# (codegen.hls_program); the ops either supports are its table's keys.
+LOWERINGS = Lowerings("c")
+ALIAS = "alias"  # the kind of a step that emits no code: its output is its input's buffer
+
+
+def step_params(q: Graph, node, name: str) -> tuple[str, dict, int, list[str]]:
+    """(kind, params, macs, activation inputs) of one node: the C lowering of its op."""
+    return LOWERINGS[node.op](q, node, name)
+
+
+@LOWERINGS.lowers("Reshape")
+def lower_reshape(q: Graph, node, name: str):
+    """No code: a tensor is stored flat, row-major, so the output is the input's buffer."""
+    return ALIAS, {}, 0, [node.inputs[0]]
+
+
+def _linear_params(q: Graph, node, io: NodeIO, weights: np.ndarray, bias: np.ndarray) -> dict:
+    w = node.inputs[1]
+    acc_width = int(node.attr("acc_width"))
+    return {"w_t": str(q.qtype(w)), "acc_width": acc_width, "acc_ctype": _acc_ctype(acc_width),
+            "w_ctype": c_int_type(q.qtype(w).width, True),
+            "b_ctype": c_int_type(_values_width(bias), True),
+            "w_rows": rows(weights), "w_size": weights.size, "b_rows": rows(bias), "b_size": bias.size,
+            **_requant(io.x_t.frac + q.qtype(w).frac, io.out_t, bool(node.attr("relu"))),
+            **_channel_requant(node, q, acc_width)}
+
+
+def _weights_bias(q: Graph, node) -> tuple[np.ndarray, np.ndarray]:
+    _, w, b = node.inputs
+    return np.asarray(q.consts[w], dtype=np.int64), np.asarray(q.consts[b], dtype=np.int64)
+
+
+@LOWERINGS.lowers("Dense")
+def lower_dense(q: Graph, node, name: str):
+    io = node_io(q, node)
+    weights, bias = _weights_bias(q, node)
+    p = _linear_params(q, node, io, weights, bias)
+    # one row of weights per output, as the (n_out, n_in) array
+    p.update(n_in=weights.shape[1], n_out=weights.shape[0], w_rows=rows(weights, weights.shape[1]),
+             b_list=_line(bias))
+    p.update(_sparse(weights, lambda: (weights.reshape(weights.shape[0], -1).nonzero()[1],), p["w_ctype"]))
+    p.update(_shared(weights, p))
+    return "dense", p, weights.size, [io.x]
+
+
+@LOWERINGS.lowers("Conv")
+def lower_conv(q: Graph, node, name: str):
+    io = node_io(q, node)
+    weights, bias = _weights_bias(q, node)
+    p = _linear_params(q, node, io, weights, bias)
+    groups = int(node.attr("groups", 1))
+    p.update(window(node.attrs, io.in_shape, weights.shape[2:]))
+    p.update(m=weights.shape[0], groups=groups, cg=weights.shape[1], mg=weights.shape[0] // groups)
+
+    def taps():  # a nonzero tap's offset from the window's corner: (c * H + kh * dh) * W + kw * dw
+        _, c_i, kh_i, kw_i = np.nonzero(weights.reshape(weights.shape[0], weights.shape[1], p["kh"], p["kw"]))
+        return (c_i * p["h"] + kh_i * p["dh"]) * p["w"] + kw_i * p["dw"], kh_i * p["dh"], kw_i * p["dw"]
+
+    p.update(_sparse(weights, taps, p["w_ctype"]))
+    p.update(kh_span=(p["kh"] - 1) * p["dh"] + 1, kw_span=(p["kw"] - 1) * p["dw"] + 1)
+    p.update(_shared(weights, p))
+    return "conv", p, io.size * int(np.prod(weights.shape[1:])), [io.x]
+
+
+def _pool_window(node, io: NodeIO) -> dict:
+    geo = window(node.attrs, io.in_shape, tuple(node.attr("kernel_shape")), bool(node.attr("ceil_mode")))
+    return {**geo, "lo": io.out_t.lo, "hi": io.out_t.hi}
+
+
+@LOWERINGS.lowers("MaxPool")
+def lower_maxpool(q: Graph, node, name: str):
+    io = node_io(q, node)
+    p = _pool_window(node, io)
+    p["init"] = io.x_t.lo  # padding never wins: start from the smallest input value
+    return "maxpool", p, 0, [io.x]
+
+
+@LOWERINGS.lowers("AveragePool")
+def lower_avgpool(q: Graph, node, name: str):
+    io = node_io(q, node)
+    p = _pool_window(node, io)
+    if node.attr("count_include_pad"):  # cells counted: input plus explicit pads
+        p.update(cnt_h0=-p["pt"], cnt_h1=p["h"] + p["pb"], cnt_w0=-p["pl"], cnt_w1=p["w"] + p["pr"])
+    else:  # cells counted: the input only
+        p.update(cnt_h0=0, cnt_h1=p["h"], cnt_w0=0, cnt_w1=p["w"])
+    return "avgpool", p, 0, [io.x]
+
+
+@LOWERINGS.lowers("GlobalAveragePool", "GlobalMaxPool")
+def lower_global_pool(q: Graph, node, name: str):
+    io = node_io(q, node)
+    p = {"c": io.in_shape[0], "n": int(np.prod(io.in_shape[1:])), "lo": io.out_t.lo, "hi": io.out_t.hi}
+    return ("gap" if node.op == "GlobalAveragePool" else "gmp"), p, 0, [io.x]
+
+
+@LOWERINGS.lowers("Relu")
+def lower_relu(q: Graph, node, name: str):
+    io = node_io(q, node)
+    return "relu", {"size": io.size, **_requant(io.x_t.frac, io.out_t)}, 0, [io.x]
+
+
+@LOWERINGS.lowers("LeakyRelu")
+def lower_leakyrelu(q: Graph, node, name: str):
+    io = node_io(q, node)
+    mf = int(node.attr("mult_frac"))
+    return "leakyrelu", {"size": io.size, "mult": int(node.attr("mult")), "mult_frac": mf,
+                         **_requant(io.x_t.frac + mf, io.out_t)}, 0, [io.x]
+
+
+@LOWERINGS.lowers("Clip")
+def lower_clip(q: Graph, node, name: str):
+    # y = min(max(x, lo_q), hi_q), then the output type's range (as the golden model)
+    io = node_io(q, node)
+    return "clip", {"size": io.size, "lo": int(node.attr("lo_q")), "hi": int(node.attr("hi_q")),
+                    "out_lo": io.out_t.lo, "out_hi": io.out_t.hi}, 0, [io.x]
+
+
+def lower_table(q: Graph, node, name: str):
+    """Every table op: ``y = table[x - lo]`` over the input type's whole range."""
+    io = node_io(q, node)
+    table = np.asarray(q.consts[node.inputs[1]], dtype=np.int64)
+    if table.shape != (io.x_t.hi - io.x_t.lo + 1,):
+        raise _refuse(node, "has no table for its input type")
+    return "table", {"size": io.size, "n": table.size, "lo": io.x_t.lo, "rows": rows(table)}, 0, [io.x]
+
+
+LOWERINGS.lowers_all(ops_with(table=True), lower_table)
+
+
+@LOWERINGS.lowers("Resize")
+def lower_resize(q: Graph, node, name: str):
+    io = node_io(q, node)
+    in_shape = io.in_shape
+    scales = tuple(int(v) for v in node.attr("scales"))
+    if len(in_shape) not in (2, 3) or scales[0] != 1:
+        raise _refuse(node, "(Resize) needs a (C, L) or (C, H, W) input resized on its spatial axes")
+    shp, sc = (in_shape, scales) if len(in_shape) == 3 else ((in_shape[0], 1, in_shape[1]), (1, 1, scales[1]))
+    return "resize", {"c": shp[0], "h": shp[1], "w": shp[2], "fh": sc[1], "fw": sc[2],
+                      "oh": shp[1] * sc[1], "ow": shp[2] * sc[2]}, 0, [io.x]
+
+
+@LOWERINGS.lowers("BatchNormalization")
+def lower_batchnorm(q: Graph, node, name: str):
+    io = node_io(q, node)
+    _, m, a = node.inputs
+    mul = np.asarray(q.consts[m], dtype=np.int64)
+    add = np.asarray(q.consts[a], dtype=np.int64)
+    acc_width = int(node.attr("acc_width"))
+    p = {"c": io.in_shape[0], "n": int(np.prod(io.in_shape[1:])), "acc_ctype": _acc_ctype(acc_width),
+         "acc_width": acc_width, "m_ctype": c_int_type(q.qtype(m).width, True),
+         "a_ctype": c_int_type(_values_width(add), True), "m_rows": rows(mul), "a_rows": rows(add),
+         **_requant(io.x_t.frac + q.qtype(m).frac, io.out_t)}
+    return "batchnorm", p, io.size, [io.x]
+
+
+@LOWERINGS.lowers("Add")
+def lower_add(q: Graph, node, name: str):
+    io = node_io(q, node)
+    f = max(q.qtype(t).frac for t in node.inputs)
+    operands, acts = [], []
+    for i, t in enumerate(node.inputs):
+        tt = q.qtype(t)
+        o = {"up": f - tt.frac, "const": q.is_const(t)}
+        if q.is_const(t):  # a constant operand: broadcast here, stored whole
+            full = np.broadcast_to(np.asarray(q.consts[t], dtype=np.int64), io.out_shape)
+            o.update(rows=rows(full), ctype=c_int_type(_values_width(full), True), var=f"{name}_k{i}")
+        else:
+            o.update(ctype=_ctype(tt), var="ab"[i])
+            if tuple(q.shape(t)) != tuple(io.out_shape):
+                raise _refuse(node, f"(op Add) broadcasts an activation {q.shape(t)} to {io.out_shape}; "
+                                    f"not supported")
+            acts.append(t)
+        operands.append(o)
+    params = {"size": io.size, "frac": f, "a": operands[0], "b": operands[1], **_requant(f, io.out_t), "rq": False}
+    if node.attrs.get("rq_mult") is not None:
+        # real scales: each operand times its own integer, one rescale of the sum
+        ma, mb, shift = add_params(node, q)
+        operands[0]["mult"], operands[1]["mult"] = ma, mb
+        params.update(rq=True, shift=shift)
+    return "add", params, 0, acts
+
+
+@LOWERINGS.lowers("Mul")
+def lower_mul(q: Graph, node, name: str):
+    # y = requant(a * b, frac(a) + frac(b) -> out): every operand read with its
+    # broadcast strides over the output (a constant is stored in its own shape)
+    io = node_io(q, node)
+    if all(q.is_const(t) for t in node.inputs):
+        raise _refuse(node, "(op Mul) has no activation input")
+    operands, acts = [], []
+    for i, t in enumerate(node.inputs):
+        o = {"const": q.is_const(t), "shape": tuple(q.shape(t))}
+        if q.is_const(t):
+            k = np.asarray(q.consts[t], dtype=np.int64)
+            o.update(rows=rows(k), size=max(k.size, 1), ctype=c_int_type(_values_width(k), True),
+                     var=f"{name}_k{i}", shape=k.shape)
+        else:
+            o.update(ctype=_ctype(q.qtype(t)), var="ab"[i])
+            acts.append(t)
+        operands.append(o)
+    dims, terms = _loop_nest(io.out_shape, [_row_major(io.out_shape)] + [
+        _broadcast_strides(o["shape"], io.out_shape) for o in operands])
+    for o, tm in zip(operands, terms[1:]):
+        o["terms"] = tm
+    frac = sum(q.qtype(t).frac for t in node.inputs)
+    return "mul", {"size": io.size, "frac": frac, "dims": dims, "y_terms": terms[0], "a": operands[0],
+                   "b": operands[1], **_requant(frac, io.out_t)}, io.size, acts
+
+
+@LOWERINGS.lowers("Transpose")
+def lower_transpose(q: Graph, node, name: str):
+    io = node_io(q, node)
+    perm = tuple(int(v) for v in node.attr("perm"))
+    if io.out_t != io.x_t:
+        raise _refuse(node, "(op Transpose) changes the type")
+    x_strides = _row_major(io.in_shape)
+    dims, terms = _loop_nest(io.out_shape, [_row_major(io.out_shape), [x_strides[k] for k in perm]])
+    return "transpose", {"size": io.size, "perm": perm, "in_shape": tuple(io.in_shape),
+                         "out_shape": tuple(io.out_shape), "dims": dims, "y_terms": terms[0],
+                         "x_terms": terms[1]}, 0, [io.x]
+
+
+@LOWERINGS.lowers("Concat")
+def lower_concat(q: Graph, node, name: str):
+    # y[outer, off_k + j] = requant(x_k[outer, j], frac(x_k) -> out) per input k, where
+    # a row of x_k holds its axis extent times the inner size
+    io = node_io(q, node)
+    axis = int(node.attr("axis"))
+    outer = int(np.prod(io.out_shape[:axis]))
+    inner = int(np.prod(io.out_shape[axis + 1:]))
+    parts, off = [], 0
+    for t in node.inputs:
+        if q.is_const(t):
+            raise _refuse(node, "(op Concat) has a constant input")
+        block = int(q.shape(t)[axis]) * inner
+        parts.append({"ctype": _ctype(q.qtype(t)), "block": block, "off": off, "size": outer * block,
+                      "shift": q.qtype(t).frac - io.out_t.frac})
+        off += block
+    return "concat", {"size": io.size, "axis": axis, "outer": outer, "row": off, "parts": parts,
+                      "lo": io.out_t.lo, "hi": io.out_t.hi}, 0, list(node.inputs)
+
+
+C_OPS = LOWERINGS.ops()  # derived, kept for existing importers
+
+
+def lower_program(q: Graph, lowerings: Lowerings = LOWERINGS, reuse: bool = True) -> Program:
+    """The quantized graph as a Program (topological steps plus static buffers), every node
+    lowered by its op's function in ``lowerings`` (the C target's table by default); a
+    graph with an op outside the table is refused, naming the node, before anything else.
 
     ``reuse=False`` gives every step its own buffer (one producer per buffer, as an HLS
     DATAFLOW region wants) instead of reusing dead ones."""
-    check_ops(q, target, C_OPS)
+    lowerings.check(q)
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     inp, outp = q.inputs[0], q.outputs[0]
     nodes = q.topo()
-    # Reshape is an alias: every tensor resolves to the root tensor whose buffer holds it
+    # an alias (Reshape) emits no step: every tensor resolves to the root tensor whose buffer holds it
+    alias = {n.name for n in nodes if lowerings[n.op] is lower_reshape}
     root: dict[str, str] = {inp: inp}
     for n in nodes:
         for t in n.outputs:
-            root[t] = root[n.inputs[0]] if n.op == "Reshape" else t
+            root[t] = root[n.inputs[0]] if n.name in alias else t
     if root[outp] == inp:
         raise BackendError("the model has no layer to implement")
-    compute = [n for n in nodes if n.op != "Reshape"]
+    compute = [n for n in nodes if n.name not in alias]
     used: set[str] = set()
     names = {n.name: sanitize(n.name, used, prefix="layer") for n in compute}
-    acts = {n.name: _step_params(q, n, names[n.name]) for n in compute}
+    acts = {n.name: lowerings[n.op](q, n, names[n.name]) for n in compute}
     last_use: dict[str, int] = {}
     for i, n in enumerate(compute):
         for t in acts[n.name][3]:

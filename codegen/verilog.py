@@ -35,19 +35,18 @@ with per-channel multipliers)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..ir import FixedType
 from .folding import Option, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
 from .estimate import annotate as annotate_estimate, place_memories
+from .rtl import (AXIS_TOP, TOP, axis_wrapper, bits, channel_mult, check_accumulator, fits, hexlit, lut_product,
+                  product, repl, shex, type_info, ulit, write_files)
 
-TOP = "nnforge_top"
 MODES = ("sequential", "balanced", "parallel")
 # "balanced": SIMD is the largest divisor of n_in up to this (a larger one up to
 # _SIMD_WIDE when that would leave fewer than _SIMD_MIN lanes) ...
@@ -116,7 +115,7 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
     units = {}
     for ly in hw.layers:
         cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
-        lut = _lut_mul(ly)
+        lut = lut_product(ly.in_t.width, ly.in_t.signed, ly.w_t.width, ly.w_t.signed)
         # among foldings with as many lanes, SIMD nearest the balanced one: a wider adder
         # tree and input word cost more logic than more PE lanes
         units[ly.name] = [Option(_layer_ii(ly, pe, s), (n, abs(s.bit_length() - _SIMD_TARGET.bit_length()), pe, s),
@@ -149,105 +148,6 @@ def _resolve(hw: HwModel, parallelism) -> tuple[str, list[tuple[int, int]], dict
                 f"layer {ly.name}: PE={pe} must divide n_out={ly.n_out} and SIMD={simd} must divide n_in={ly.n_in}"
             )
     return "custom", par, {"mode": "custom"}
-
-
-# ----------------------------------------------------------------------------- numbers
-
-def _bits(n: int) -> int:
-    """Width of a counter/address holding 0..n-1 (at least 1)."""
-    return max(1, (n - 1).bit_length())
-
-
-def _ulit(width: int, value: int) -> str:
-    """An unsigned sized literal."""
-    if not 0 <= value < (1 << width):
-        raise BackendError(f"internal: {value} does not fit {width} unsigned bits")
-    return f"{width}'d{value}"
-
-
-def _hex(width: int, value: int) -> str:
-    """The two's-complement bit pattern of ``value`` as an unsigned hex literal."""
-    return f"{width}'h{value & ((1 << width) - 1):0{(width + 3) // 4}x}"
-
-
-def _shex(width: int, value: int) -> str:
-    """A signed sized literal (two's-complement hex)."""
-    if not -(1 << (width - 1)) <= value < (1 << (width - 1)):
-        raise BackendError(f"internal: {value} does not fit {width} signed bits")
-    return f"{width}'sh{value & ((1 << width) - 1):0{(width + 3) // 4}x}"
-
-
-def _fits(values: np.ndarray, t: FixedType) -> bool:
-    return values.size == 0 or (int(values.min()) >= t.lo and int(values.max()) <= t.hi)
-
-
-def _repl(n: int, bit: str | None) -> str:
-    """Verilog text of ``n`` copies of ``bit`` (a sign extension), or ``n`` zero bits."""
-    if n <= 0:
-        return ""
-    return f"{{{n}{{{bit}}}}}" if bit else _ulit(n, 0)
-
-
-# a product whose narrower operand has at most this many bits is built from LUTs (shift and
-# add) instead of a DSP multiplier block
-NARROW_BITS = 4
-
-
-def product(name: str, xe: str, x: str, xk: int, x_signed: bool, we: str, w: str, wk: int, w_signed: bool,
-            pw: int) -> tuple[list[str], str | None]:
-    """Verilog declarations of ``name``, the exact ``pw``-bit product of an input and a
-    weight, and which operand ("x" or "w") is narrow enough for LUTs (None: a multiplier
-    block). ``xe`` / ``we`` name the operands extended to the product width, ``x`` / ``w``
-    their own ``xk`` / ``wk`` bits.
-
-    When the narrower operand has at most :data:`NARROW_BITS` bits the product is the sum
-    over its bits b_i of ``b_i ? other << i : 0`` (the sign bit of a signed operand
-    subtracted), added in pairs whose sums are kept (``(* keep *)``): each pair is then one
-    carry chain, about a LUT per bit (Yosys otherwise merges the sum into one multi-operand
-    adder of full adders, three times the LUTs); an 8 x 4 product is ~35 LUT4s instead of a
-    DSP block, which Yosys would give even a 2 x 8 product. Else ``xe * we``. Both are exact
-    modulo 2^pw, which holds the product."""
-    if min(xk, wk) > NARROW_BITS:
-        return [f"wire signed [{pw - 1}:0] {name} = {xe} * {we};"], None
-    a, b, k, signed, which = (xe, w, wk, w_signed, "w") if wk <= xk else (we, x, xk, x_signed, "x")
-    # (sign, partial product) per bit; the sign bit of a signed operand weighs -2^(k-1)
-    terms = [("-" if signed and i == k - 1 else "+", f"({{{pw}{{{b}[{i}]}}}} & ({a} <<< {i}))") for i in range(k)]
-    lines, sums = [], []
-    for j in range(0, k, 2):
-        pair = terms[j:j + 2]
-        if len(pair) == 1:
-            sums.append(pair[0])
-            continue
-        (s0, t0), (s1, t1) = pair  # only the last term can be negative
-        lines.append(f"(* keep *) wire [{pw - 1}:0] {name}_s{j // 2} = {t0} {s1} {t1};")
-        sums.append(("+", f"{name}_s{j // 2}"))
-    text = f"{pw}'d0 - {sums[0][1]}" if sums[0][0] == "-" else sums[0][1]
-    for sign, t in sums[1:]:
-        text += f" {sign} {t}"
-    return lines + [f"wire signed [{pw - 1}:0] {name} = {text};"], which
-
-
-def channel_mult(mult, aw: int, n: int, name: str) -> dict:
-    """How an engine applies the per-output-channel multipliers ``mult`` (None or all 1:
-    ``mode`` "none", nothing changes) to its ``aw``-bit signed accumulator before the
-    round/shift/saturate: "pow2" (every multiplier a power of two) stores the exponents
-    and shifts left, "mult" stores the multipliers (``mw`` bits, a leading 0 makes them
-    signed) and multiplies. ``vals``: what the ROM stores per channel; ``qa``: the exact
-    width of the product (``acc * mult`` fits it for any ``aw``-bit ``acc``)."""
-    if mult is None:
-        return {"mode": "none", "qa": aw}
-    m = np.asarray(mult, dtype=np.int64).reshape(-1)
-    if m.size != n:
-        raise BackendError(f"layer {name}: {m.size} requantization multipliers for {n} output channels")
-    if np.all(m == 1):
-        return {"mode": "none", "qa": aw}
-    if np.any(m < 0):
-        raise BackendError(f"layer {name}: a requantization multiplier is negative")
-    if np.all(m > 0) and np.all((m & (m - 1)) == 0):
-        e = [int(v).bit_length() - 1 for v in m]
-        return {"mode": "pow2", "vals": e, "mw": max(1, max(e).bit_length()), "qa": aw + max(e)}
-    mw = max(1, int(m.max()).bit_length())
-    return {"mode": "mult", "vals": [int(v) for v in m], "mw": mw, "qa": aw + mw}
 
 
 @dataclass(frozen=True)
@@ -293,35 +193,23 @@ def _layer_timing(ly: DenseLayer, pe: int, simd: int, cm: str = "none") -> _Timi
     )
 
 
-def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
-    """Every number the dense template needs, computed here."""
+def _check_layer(ly: DenseLayer) -> None:
+    """Refuse a layer whose numbers the engine cannot hold as they are."""
     if ly.weights.shape != (ly.n_out, ly.n_in) or ly.bias.shape != (ly.n_out,):
         raise BackendError(f"layer {ly.name}: weight/bias shapes do not match {ly.n_out}x{ly.n_in}")
-    if not _fits(ly.weights, ly.w_t):
+    if not fits(ly.weights, ly.w_t):
         raise BackendError(f"layer {ly.name}: a weight does not fit {ly.w_t}")
     aw = ly.acc_width
-    # the hardware trusts acc_width: re-check the quantizer's bound, which covers every
-    # partial sum in any order, before laying out an accumulator that could wrap
-    x_mag = max(abs(ly.in_t.lo), abs(ly.in_t.hi))
-    bound = int(np.max(np.abs(ly.bias) + np.abs(ly.weights).sum(axis=1) * x_mag))
-    if bound > (1 << (aw - 1)) - 1:
-        raise BackendError(
-            f"layer {ly.name}: acc_width {aw} cannot hold the bound {bound} of its partial sums"
-        )
+    check_accumulator(ly.name, aw, ly.bias, ly.weights, ly.in_t)  # the hardware trusts acc_width
     if not (ly.out_t.lo <= ly.lo <= ly.hi <= ly.out_t.hi):
         raise BackendError(f"layer {ly.name}: output range [{ly.lo}, {ly.hi}] outside {ly.out_t}")
-    # per-channel multipliers: acc * mult (or acc << exponent) in QA bits, then the same
-    # requantization on that product
-    cm = channel_mult(ly.mult, aw, ly.n_out, ly.name)
-    t = _layer_timing(ly, pe, simd, cm["mode"])
-    xw, ww, ow = ly.in_t.width, ly.w_t.width, ly.out_t.width
-    xe = xw + (0 if ly.in_t.signed else 1)
-    we = ww + (0 if ly.w_t.signed else 1)
-    pw = xe + we  # exact signed product width
-    prod, lut_mul = product("prod", "xe", "x", xw, ly.in_t.signed, "we", "w", ww, ly.w_t.signed, pw)
 
-    # weight ROM: word g*S+s holds w[g*PE+p, s*SIMD+j] at bit offset (p*SIMD+j)*WW
-    ab = _bits(t.groups * t.steps)
+
+def _weight_rom(ly: DenseLayer, t: _Timing, pe: int, simd: int) -> tuple[list[int], np.ndarray]:
+    """Weight ROM words (padded to a power of two): word g*S+s holds w[g*PE+p, s*SIMD+j]
+    at bit offset (p*SIMD+j)*WW; and the weights as (G, PE, S, SIMD)."""
+    ab = bits(t.groups * t.steps)
+    ww = ly.w_t.width
     wmask = (1 << ww) - 1
     wq = ly.weights.astype(np.int64).reshape(t.groups, pe, t.steps, simd)
     wrom = []
@@ -332,45 +220,95 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
                 for j in range(simd):
                     word |= (int(wq[g, p, s, j]) & wmask) << ((p * simd + j) * ww)
             wrom.append(word)
-    wrom += [0] * ((1 << ab) - len(wrom))
-    wrom_width = pe * simd * ww
+    return wrom + [0] * ((1 << ab) - len(wrom)), wq
 
-    unrolled = t.groups == 1 and t.steps == 1
-    nnz = int(np.count_nonzero(ly.weights))
-    gb = _bits(t.groups)
-    amask = (1 << aw) - 1
-    brom = []
-    for g in range(t.groups):
+
+def _group_rom(values, groups: int, pe: int, width: int) -> list[int]:
+    """A ROM of one word per group (padded to a power of two): channel g*PE+p at bits
+    p*width of word g."""
+    mask = (1 << width) - 1
+    rom = []
+    for g in range(groups):
         word = 0
         for p in range(pe):
-            word |= (int(ly.bias[g * pe + p]) & amask) << (p * aw)
-        brom.append(word)
-    brom += [0] * ((1 << gb) - len(brom))
-    brom_width = pe * aw
+            word |= (int(values[g * pe + p]) & mask) << (p * width)
+        rom.append(word)
+    return rom + [0] * ((1 << bits(groups)) - len(rom))
 
-    qa = cm["qa"]
+
+def _requant_ctx(ly: DenseLayer, cm: dict) -> dict:
+    """The round / shift / clamp widths: rounding add needs max(QA, shift) + 1 bits, a left
+    shift QA - shift; the registered rounded value drops the shifted-out bits; the clamp
+    compares with two bits of headroom over the output width."""
+    qa, ow = cm["qa"], ly.out_t.width
     src = "acc" if cm["mode"] == "none" else "accm"
-    # requantization widths: rounding add needs max(QA, shift) + 1 bits; a left shift
-    # QA - shift; the clamp compares with two bits of headroom over the output width.
-    if ly.shift > 0:
-        rw = max(qa, ly.shift) + 1
-    else:
-        rw = qa - ly.shift
-    # the registered rounded value drops the shifted-out bits
+    rw = max(qa, ly.shift) + 1 if ly.shift > 0 else qa - ly.shift
     qw = rw - max(ly.shift, 0)
     cw = max(qw, ow + 2)
-    # pipeline stages (see dense.v.j2): products at 4, tree levels 5.., the sum at t_sum
+    return {"shift": ly.shift, "rw": rw, "cw": cw,
+            "rnd": shex(rw, 1 << (ly.shift - 1)) if ly.shift > 0 else "",
+            "rw_ext": repl(rw - qa, f"{src}[{qa - 1}]"), "rq_src": src, "cm": cm["mode"],
+            "lshift_zero": ulit(-ly.shift, 0) if ly.shift < 0 else "",
+            "qw": qw, "cw_ext_n": cw - qw, "cw_ext": repl(cw - qw, f"q[{qw - 1}]"),
+            "lo_c": shex(cw, ly.lo), "hi_c": shex(cw, ly.hi), "lo_o": hexlit(ow, ly.lo), "hi_o": hexlit(ow, ly.hi),
+            "lo": ly.lo, "hi": ly.hi, "relu": ly.relu}
+
+
+def _pipeline_ctx(simd: int, cm: dict, groups: int) -> dict:
+    """Pipeline stages (see dense.v.j2): products at 4, tree levels 5.., the sum at t_sum;
+    the group number travels with the steps: the bias is read into stage t_sum, the
+    per-channel multipliers (a ROM with more than one group) into t_acc."""
     levels = _tree_levels(simd)
     t_sum = 4 + len(levels)
     t_acc = t_sum + 1
     t_q = t_acc + (cm["mode"] != "none") + 1
     assert t_q == _pipe_depth(simd, cm["mode"])  # the timing model's depth
-    # the group number travels with the steps: the bias is read into stage t_sum, the
-    # per-channel multipliers (a ROM with more than one group) into t_acc
-    need_m = cm["mode"] != "none" and t.groups > 1
+    need_m = cm["mode"] != "none" and groups > 1
     g_depth = t_sum if need_m else t_sum - 1
+    gb = bits(groups)
     prev = [simd] + levels
-    sb, jb, rb = _bits(t.steps), _bits(simd), max(1, pe.bit_length())
+    return {"levels": [{"n": n, "n_prev": pn, "pairs": pn // 2, "odd": pn % 2, "stage": 5 + i}
+                       for i, (pn, n) in enumerate(zip(prev, levels))],
+            "t_sum": t_sum, "t_acc": t_acc, "t_q": t_q, "pipe_depth": t_q, "v_zero": ulit(t_sum, 0),
+            "g_depth": g_depth, "gpk": g_depth * gb, "g_bias_lo": (t_sum - 2) * gb, "g_mult_lo": (t_sum - 1) * gb}
+
+
+def _mult_rom_ctx(cm: dict, aw: int, pe: int, groups: int) -> dict:
+    """The multiplier (or exponent) ROM: word g holds channel g*PE+p at bits p*MW; with one
+    group the PE values are constants."""
+    if cm["mode"] == "none":
+        return {}
+    mw, qa = cm["mw"], cm["qa"]
+    mrom = _group_rom(cm["vals"], groups, pe, mw)
+    mrom_width = pe * mw
+    return {"mw": mw, "qa": qa, "mrom_width": mrom_width, "mrom_depth": len(mrom),
+            "mrom": [hexlit(mrom_width, v) for v in mrom],
+            "m_const": hexlit(mrom_width, mrom[0]) if groups == 1 else "",
+            "acc_ext": repl(qa - aw, f"acc[{aw - 1}]"), "m_ext": ulit(qa - mw, 0),
+            "m_rule": ("a power of two 2^e[n], applied as acc << e[n]" if cm["mode"] == "pow2"
+                       else f"{mw} bits, a product acc * m[n]")}
+
+
+def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
+    """Every number the dense template needs, computed here."""
+    _check_layer(ly)
+    aw = ly.acc_width
+    # per-channel multipliers: acc * mult (or acc << exponent) in QA bits, then the same
+    # requantization on that product
+    cm = channel_mult(ly.mult, aw, ly.n_out, ly.name)
+    t = _layer_timing(ly, pe, simd, cm["mode"])
+    xw, ww, ow = ly.in_t.width, ly.w_t.width, ly.out_t.width
+    xe = xw + (0 if ly.in_t.signed else 1)
+    we = ww + (0 if ly.w_t.signed else 1)
+    pw = xe + we  # exact signed product width
+    prod, lut_mul = product("prod", "xe", "x", xw, ly.in_t.signed, "we", "w", ww, ly.w_t.signed, pw)
+    wrom, wq = _weight_rom(ly, t, pe, simd)
+    wrom_width = pe * simd * ww
+    unrolled = t.groups == 1 and t.steps == 1
+    brom = _group_rom(ly.bias, t.groups, pe, aw)
+    brom_width = pe * aw
+    ab, gb = bits(t.groups * t.steps), bits(t.groups)
+    sb, jb, rb = bits(t.steps), bits(simd), max(1, pe.bit_length())
     ctx = {
         "index": index, "next": index + 1,
         "name": ly.name,
@@ -383,68 +321,35 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         # operand extensions to the exact product width
         "prod": prod, "lut_mul": lut_mul,
         # every product at once (one group, one step): constant weights, none for a zero
-        "unrolled": unrolled, "nnz": nnz, "products": _products(ly, pe, simd),
-        "w_const": _hex(wrom_width, wrom[0]) if unrolled else "",
-        "w_nz": _hex(pe * simd, sum(1 << (p * simd + j) for p in range(pe) for j in range(simd)
-                                   if wq[0, p, 0, j] != 0)) if unrolled else "",
-        "x_ext": _repl(pw - xw, f"x[{xw - 1}]" if ly.in_t.signed else None),
-        "w_ext": _repl(pw - ww, f"w[{ww - 1}]" if ly.w_t.signed else None),
+        "unrolled": unrolled, "nnz": int(np.count_nonzero(ly.weights)), "products": _products(ly, pe, simd),
+        "w_const": hexlit(wrom_width, wrom[0]) if unrolled else "",
+        "w_nz": hexlit(pe * simd, sum(1 << (p * simd + j) for p in range(pe) for j in range(simd)
+                                    if wq[0, p, 0, j] != 0)) if unrolled else "",
+        "x_ext": repl(pw - xw, f"x[{xw - 1}]" if ly.in_t.signed else None),
+        "w_ext": repl(pw - ww, f"w[{ww - 1}]" if ly.w_t.signed else None),
         # product -> accumulator width (the acc_width bound makes truncation exact)
         "prod_mode": "extend" if aw > pw else ("same" if aw == pw else "truncate"),
-        "prod_ext": _repl(aw - pw, f"prod[{pw - 1}]"),
+        "prod_ext": repl(aw - pw, f"prod[{pw - 1}]"),
         # packed widths
         "xword": simd * xw, "xsh": (simd - 1) * xw, "res": pe * ow,
         "pa": simd * aw,
         # counters and literals
         "sb": sb, "jb": jb, "gb": gb, "ab": ab, "rb": rb,
         "xdepth": 1 << (sb + 1),
-        "s_zero": _ulit(sb, 0), "s_one": _ulit(sb, 1), "s_last": _ulit(sb, t.steps - 1),
-        "j_zero": _ulit(jb, 0), "j_one": _ulit(jb, 1), "j_last": _ulit(jb, simd - 1),
-        "g_zero": _ulit(gb, 0), "g_one": _ulit(gb, 1), "g_last": _ulit(gb, t.groups - 1),
-        "a_zero": _ulit(ab, 0), "a_one": _ulit(ab, 1),
-        "r_zero": _ulit(rb, 0), "r_one": _ulit(rb, 1), "r_pe": _ulit(rb, pe),
-        "ow_zero": _ulit(ow, 0),
+        "s_zero": ulit(sb, 0), "s_one": ulit(sb, 1), "s_last": ulit(sb, t.steps - 1),
+        "j_zero": ulit(jb, 0), "j_one": ulit(jb, 1), "j_last": ulit(jb, simd - 1),
+        "g_zero": ulit(gb, 0), "g_one": ulit(gb, 1), "g_last": ulit(gb, t.groups - 1),
+        "a_zero": ulit(ab, 0), "a_one": ulit(ab, 1),
+        "r_zero": ulit(rb, 0), "r_one": ulit(rb, 1), "r_pe": ulit(rb, pe),
+        "ow_zero": ulit(ow, 0),
         # ROMs
         "wrom_width": wrom_width, "wrom_depth": len(wrom),
-        "wrom": [_hex(wrom_width, v) for v in wrom],
+        "wrom": [hexlit(wrom_width, v) for v in wrom],
         "brom_width": brom_width, "brom_depth": len(brom),
-        "brom": [_hex(brom_width, v) for v in brom],
-        # requantization
-        "shift": ly.shift, "rw": rw, "cw": cw,
-        "rnd": _shex(rw, 1 << (ly.shift - 1)) if ly.shift > 0 else "",
-        "rw_ext": _repl(rw - qa, f"{src}[{qa - 1}]"), "rq_src": src, "cm": cm["mode"],
-        "lshift_zero": _ulit(-ly.shift, 0) if ly.shift < 0 else "",
-        "qw": qw, "cw_ext_n": cw - qw, "cw_ext": _repl(cw - qw, f"q[{qw - 1}]"),
-        # pipeline
-        "levels": [{"n": n, "n_prev": pn, "pairs": pn // 2, "odd": pn % 2, "stage": 5 + i}
-                   for i, (pn, n) in enumerate(zip(prev, levels))],
-        "t_sum": t_sum, "t_acc": t_acc, "t_q": t_q, "pipe_depth": t_q, "v_zero": _ulit(t_sum, 0),
-        "g_depth": g_depth, "gpk": g_depth * gb,
-        "g_bias_lo": (t_sum - 2) * gb, "g_mult_lo": (t_sum - 1) * gb,
-        "lo_c": _shex(cw, ly.lo), "hi_c": _shex(cw, ly.hi),
-        "lo_o": _hex(ow, ly.lo), "hi_o": _hex(ow, ly.hi),
-        "lo": ly.lo, "hi": ly.hi, "relu": ly.relu,
+        "brom": [hexlit(brom_width, v) for v in brom],
+        **_requant_ctx(ly, cm), **_pipeline_ctx(simd, cm, t.groups), **_mult_rom_ctx(cm, aw, pe, t.groups),
         "timing": asdict(t),
     }
-    if cm["mode"] != "none":
-        # multiplier (or exponent) ROM: word g holds channel g*PE+p at bits p*MW; with one
-        # group the PE values are constants
-        mw = cm["mw"]
-        mrom = []
-        for g in range(t.groups):
-            word = 0
-            for p in range(pe):
-                word |= cm["vals"][g * pe + p] << (p * mw)
-            mrom.append(word)
-        mrom_width = pe * mw
-        mrom += [0] * ((1 << gb) - len(mrom))
-        ctx.update(
-            mw=mw, qa=qa, mrom_width=mrom_width, mrom_depth=len(mrom), mrom=[_hex(mrom_width, v) for v in mrom],
-            m_const=_hex(mrom_width, mrom[0]) if t.groups == 1 else "",
-            acc_ext=_repl(qa - aw, f"acc[{aw - 1}]"), m_ext=_ulit(qa - mw, 0),
-            m_rule=("a power of two 2^e[n], applied as acc << e[n]" if cm["mode"] == "pow2"
-                  else f"{mw} bits, a product acc * m[n]"),
-        )
     for k in ("xw", "ww", "ow", "aw", "pw", "xword", "xsh", "res", "pa", "sb", "jb", "gb", "ab",
               "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw", "qw",
               "t_sum", "gpk",
@@ -452,15 +357,6 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         if k in ctx:
             ctx[k + "_m1"] = ctx[k] - 1
     return ctx
-
-
-def _type_info(t: FixedType) -> dict:
-    return {"width": t.width, "frac": t.frac, "signed": t.signed, "type": str(t)}
-
-
-def _lut_mul(ly: DenseLayer) -> bool:
-    """Whether a layer's products are built from LUTs (see :func:`product`)."""
-    return product("p", "x", "x", ly.in_t.width, ly.in_t.signed, "w", "w", ly.w_t.width, ly.w_t.signed, 2)[1] is not None
 
 
 def _products(ly: DenseLayer, pe: int, simd: int) -> int:
@@ -515,12 +411,12 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
     files: dict[str, str] = {}
     for c in ctxs:
         files[f"{c['module']}.v"] = place_memories(render("verilog", "dense.v.j2", L=c))
-    ob = _bits(hw.n_out)
+    ob = bits(hw.n_out)
     top_ctx = {
         "top": TOP, "layers": ctxs, "n_layers": len(ctxs), "xw": hw.in_t.width, "ow": hw.out_t.width,
         "n_in": hw.n_in, "n_out": hw.n_out,
         "xw_m1": hw.in_t.width - 1, "ow_m1": hw.out_t.width - 1, "ob_m1": ob - 1,
-        "ob": ob, "o_zero": _ulit(ob, 0), "o_one": _ulit(ob, 1), "o_last": _ulit(ob, hw.n_out - 1),
+        "ob": ob, "o_zero": ulit(ob, 0), "o_one": ulit(ob, 1), "o_last": ulit(ob, hw.n_out - 1),
         "in_type": str(hw.in_t), "out_type": str(hw.out_t),
     }
     files[f"{TOP}.v"] = render("verilog", "top.v.j2", **top_ctx)
@@ -554,7 +450,7 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
         "parallelism": mode,
         "folding": decision,
         "n_in": hw.n_in, "n_out": hw.n_out,
-        "in_type": _type_info(hw.in_t), "out_type": _type_info(hw.out_t),
+        "in_type": type_info(hw.in_t), "out_type": type_info(hw.out_t),
         "layers": layers_info,
         "totals": {
             "latency_cycles": latency,
@@ -577,33 +473,3 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
     annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
     return files, info
-
-
-AXIS_TOP = "nnforge_axis"
-
-
-def axis_wrapper(info: dict, in_t, out_t) -> tuple[str, dict]:
-    """The AXI4-Stream wrapper of the top (``hls_templates/verilog/axis.v.j2``): TDATA
-    widths rounded up to whole bytes, the output sign- or zero-extended. Returns the text
-    and its ``verilog_info.json`` entry."""
-    in_bits, out_bits = -(-in_t.width // 8) * 8, -(-out_t.width // 8) * 8
-    text = render("verilog", "axis.v.j2", module=AXIS_TOP, top=info["top"], xw=in_t.width, ow=out_t.width,
-                  in_bits=in_bits, out_bits=out_bits, out_signed=out_t.signed, in_type=str(in_t),
-                  out_type=str(out_t), n_in=info["n_in"], n_out=info["n_out"])
-    return text, {"module": AXIS_TOP, "file": f"{AXIS_TOP}.v", "s_axis_tdata_bits": in_bits,
-                  "m_axis_tdata_bits": out_bits}
-
-
-def write_files(outdir: Path, files: dict[str, str], info: dict) -> dict:
-    """Write the rendered sources and ``verilog_info.json`` into ``outdir``; return ``info``."""
-    outdir.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (outdir / name).write_text(text)
-    (outdir / "verilog_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return info
-
-
-def sources(outdir: Path) -> list[Path]:
-    """The Verilog files of a design written by :func:`write`, top last."""
-    info = json.loads((Path(outdir) / "verilog_info.json").read_text())
-    return [Path(outdir) / ly["file"] for ly in info["layers"]] + [Path(outdir) / f"{info['top']}.v"]

@@ -12,7 +12,8 @@ the importer turns into it) is free when the stream's order is the IR's order (e
 stream in the IR's order with whole-frame window engines instead.
 
 Engines (one module per node; built by the function registered for its op in
-:data:`ENGINES`, which checks the node against what the engine implements and refuses,
+:data:`LOWERINGS`, the Verilog target's lowering table, whose keys are every op it
+supports; the builder checks the node against what the engine implements and refuses,
 naming the node, before any file is written):
 
 * window engines (:mod:`.verilog_window`): Conv, Dense, pools; line buffers
@@ -22,7 +23,8 @@ naming the node, before any file is written):
   buffers each input whole;
 * gather engines (:mod:`.verilog_join`): Transpose, Resize (nearest) and reorders, a frame
   memory read in another order;
-* map engines (:mod:`.verilog_map`): elementwise ops, no frame memory.
+* map engines (:mod:`.verilog_map`): elementwise ops (every table op among them, and Add /
+  Mul with a constant operand), no frame memory.
 
 Engine contract: a builder ``f(q, node, name, ...) -> dict`` returns at least ``template``
 (a file in ``hls_templates/verilog``), ``ports`` (input port names, one per activation
@@ -70,16 +72,48 @@ from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
 from .estimate import annotate as annotate_estimate, place_memories
-from .verilog import AXIS_TOP, TOP, _bits, _type_info, _ulit, axis_wrapper, write_files
-from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, refuse, reorder_engine, same_order
-from .verilog_map import MAP_OPS, map_engine
 from .folding import choose
+from .registry import Lowerings
+from .rtl import AXIS_TOP, TOP, axis_wrapper, bits, type_info, ulit, write_files
+from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, reorder_engine
+from .verilog_map import TABLE_OPS, VALUES, map_engine
+from .verilog_streams import channels_last, refuse, same_order
 from .verilog_window import WINDOW_OPS, window_engine
 
-ENGINES = {**{op: window_engine for op in WINDOW_OPS}, **{op: join_engine for op in JOIN_OPS},
-           **{op: gather_engine for op in GATHER_OPS}}
-ENGINES.update({op: map_engine for op in MAP_OPS})
-CNN_OPS = frozenset(ENGINES) | {"Reshape"}
+
+def elementwise_or_join(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
+    """Add / Mul: with a constant operand an elementwise map engine, of two activations a
+    streaming join."""
+    if sum(not q.is_const(t) for t in node.inputs) < 2:
+        return map_engine(q, node, name, layouts)
+    return join_engine(q, node, name, layouts)
+
+
+def free_view(q: Graph, node, name: str, layouts: dict | None = None) -> None:
+    """Reshape: no engine; the planner passes the stream on (reordered first when its
+    order is not the IR's)."""
+    return None
+
+
+# what the Verilog target implements: one engine builder per op (the table's keys are
+# every op it supports; a new table op is a map engine with no edit here)
+LOWERINGS = Lowerings("verilog")
+LOWERINGS.lowers_all(WINDOW_OPS, window_engine)
+LOWERINGS.lowers_all(TABLE_OPS, map_engine)
+LOWERINGS.lowers_all(set(VALUES) - JOIN_OPS, map_engine)
+LOWERINGS.lowers_all(JOIN_OPS & set(VALUES), elementwise_or_join)
+LOWERINGS.lowers_all(JOIN_OPS - set(VALUES), join_engine)
+LOWERINGS.lowers_all(GATHER_OPS, gather_engine)
+LOWERINGS.lowers("Reshape")(free_view)
+
+
+def ops_built_by(*builders) -> frozenset[str]:
+    """The ops whose lowering is one of ``builders``."""
+    return frozenset(op for op in LOWERINGS.ops() if LOWERINGS[op] in builders)
+
+
+MAP_OPS = ops_built_by(map_engine)  # Add / Mul with a constant too: see elementwise_or_join
+CNN_OPS = LOWERINGS.ops()
 
 
 @dataclass(frozen=True)
@@ -99,11 +133,6 @@ class _Plan:
     out_stream: int
     in_perm: tuple  # the top input's layout
     folding: dict = field(default_factory=dict)  # how the MAC engines were folded (folding.choose)
-
-
-def channels_last(rank: int) -> tuple[int, ...]:
-    """The stream layout of a (C, ...) tensor with the channels innermost."""
-    return tuple(range(1, rank)) + (0,) if rank >= 2 else tuple(range(rank))
 
 
 class _Planner:
@@ -159,12 +188,12 @@ class _Planner:
         acts = [t for t in n.inputs if not q.is_const(t)]
         out = n.outputs[0]
         rank_out = len(q.shape(out))
-        if n.op == "Reshape":
+        if LOWERINGS[n.op] is free_view:
             ident = tuple(range(len(q.shape(acts[0]))))
             self.view[out] = (self.want(acts[0], ident), tuple(range(rank_out)))
             return
         name = sanitize(n.name, self.used, prefix="layer")
-        build = ENGINES[n.op]
+        build = LOWERINGS[n.op]
         if build is window_engine:
             perm_in = self.preferred(len(q.shape(acts[0])))
             ins = [self.want(acts[0], perm_in)]
@@ -173,7 +202,7 @@ class _Planner:
         else:
             # an elementwise op (a map engine, or Add / Mul with a constant) keeps its
             # input's layout; a gather reads any layout; a join reads one for every input
-            elementwise = build is map_engine or (n.op in ("Add", "Mul") and len(acts) < 2)
+            elementwise = build is map_engine or (build is elementwise_or_join and len(acts) < 2)
             if elementwise or build is gather_engine:
                 perms_in = [self.view[acts[0]][1]]
             else:
@@ -217,11 +246,11 @@ def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _
         raise BackendError("hardware targets need exactly one input and one output tensor")
     nodes = q.topo()
     for n in nodes:
-        if n.op not in CNN_OPS:
+        if n.op not in LOWERINGS:
             refuse(n, f"the Verilog backend implements {', '.join(sorted(CNN_OPS))}")
         if len(n.outputs) != 1:
             refuse(n, "has more than one output")
-    if all(n.op == "Reshape" for n in nodes):
+    if all(LOWERINGS[n.op] is free_view for n in nodes):
         raise BackendError("the model has no layer to implement")
     inp, outp = q.inputs[0], q.outputs[0]
     pl = _Planner(q, parallelism, layout, folds)
@@ -270,12 +299,12 @@ def _top_context(q: Graph, plan: _Plan, fifos: list[dict] | None = None) -> dict
         conns[key] = f"{conns[key]}_q"
     instances = [{"module": e["module"], "name": e["name"], "out": f"s{e['out_stream']}",
                   "ports": [(p, conns[(e["index"], p)]) for p in e["ports"]]} for e in plan.engines]
-    ob = _bits(n_out)
+    ob = bits(n_out)
     return {"top": TOP, "streams": plan.streams, "forks": forks, "fifos": fifo_insts, "instances": instances,
             "in_wire": "s0", "out_wire": conns[(-1, "out")], "n_engines": len(plan.engines),
             "xw_m1": in_t.width - 1, "ow_m1": out_t.width - 1, "n_in": int(np.prod(q.shape(q.inputs[0]))),
-            "n_out": n_out, "ob_m1": ob - 1, "o_zero": _ulit(ob, 0), "o_one": _ulit(ob, 1),
-            "o_last": _ulit(ob, n_out - 1), "in_type": str(in_t), "out_type": str(out_t)}
+            "n_out": n_out, "ob_m1": ob - 1, "o_zero": ulit(ob, 0), "o_one": ulit(ob, 1),
+            "o_last": ulit(ob, n_out - 1), "in_type": str(in_t), "out_type": str(out_t)}
 
 
 # the skip side of a streaming join holds, besides its FIFO, the join's input buffer (2)
@@ -521,7 +550,7 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
     info = {
         "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": plan.folding["mode"],
         "folding": plan.folding,
-        "n_in": n_in, "n_out": n_out, "in_type": _type_info(in_t), "out_type": _type_info(out_t),
+        "n_in": n_in, "n_out": n_out, "in_type": type_info(in_t), "out_type": type_info(out_t),
         "input_shape": list(q.shape(q.inputs[0])), "input_order": list(plan.in_perm),
         "stream_order": ("input: x.transpose(input_order).reshape(-1) per sample"
                          + (" (channels-last)" if list(plan.in_perm) != sorted(plan.in_perm) else "")

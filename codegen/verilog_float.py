@@ -20,7 +20,7 @@ import numpy as np
 from ..ir.floats import FORMATS
 from .c_float import FloatProgram, FloatStep
 from .render import TEMPLATES, render
-from .verilog import AXIS_TOP, TOP, _bits, _type_info, axis_wrapper
+from .rtl import AXIS_TOP, TOP, axis_wrapper, bits, type_info
 
 UNITS = "nnf_fp_units.v"
 DRAIN = 3  # idle cycles after a step's last tap (with the 2 of the switch: the pipeline's depth)
@@ -122,10 +122,10 @@ def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
             w_all += np.asarray(s.params["weights"]).reshape(-1).tolist()
             b_all += np.asarray(s.params["bias"]).reshape(-1).tolist()
     w_all, b_all = w_all or [0], b_all or [0]
-    aw, wwa, bw = _bits(act_words), _bits(len(w_all)), _bits(len(b_all))  # address widths
+    aw, wwa, bw = bits(act_words), bits(len(w_all)), bits(len(b_all))  # address widths
     sparse = {s.name: _sparse_taps(s) for s in prog.steps}
     all_taps = [t for ts in sparse.values() if ts for m in ts for t in (m or [(0, 0, 0)])]
-    b1, b2, b3 = (max([_bits(max(t[i] for t in all_taps) + 1)] if all_taps else [1]) for i in range(3))
+    b1, b2, b3 = (max([bits(max(t[i] for t in all_taps) + 1)] if all_taps else [1]) for i in range(3))
     tap_words = []
     for ts in sparse.values():
         for m in ts or []:
@@ -139,20 +139,20 @@ def write_float_verilog(prog: FloatProgram, outdir: Path) -> dict:
         lines, what, n = _lines(s, base, wb.get(s.name, 0), bb.get(s.name, 0), aw, wwa, bw, sparse[s.name])
         steps.append({"name": s.name, "what": what, "lines": lines, "cycles": n + DRAIN + 1})
         cycles += n + DRAIN + 1
-    sw = max(1, _bits(len(steps)))
+    sw = max(1, bits(len(steps)))
     ctx = {"top": TOP, "model": prog.name, "fmt": prog.fmt, "sat": fmt.sat, "neg_sat": fmt.sat | 0x8000, "exp": fmt.exp_bits,
            "man": fmt.man_bits, "n_in": prog.n_in, "n_out": prog.n_out, "act_words": act_words,
            "w_words": len(w_all), "b_words": len(b_all), "w_words_list": w_all, "b_words_list": b_all,
            "drain": DRAIN, "steps": steps, "sw": sw, "aw": aw, "ww": wwa, "bw": bw,
            "in_base": 0, "out_base": base["out"], "taps": tap_words, "tw": b1 + b2 + b3 + 3,
-           "pw": _bits(len(tap_words)), "b1": b1, "b2": b2, "b3": b3}
+           "pw": bits(len(tap_words)), "b1": b1, "b2": b2, "b3": b3}
     files = {f"{TOP}.v": render("verilog", "float_top.v.j2", **ctx),
              UNITS: (TEMPLATES / "verilog" / "nnf_fp.v").read_text()}
     ii = prog.n_in + cycles + 3 * prog.n_out
     macs = prog.macs
     info = {
         "top": TOP, "model": prog.name, "parallelism": "float processor", "float_format": prog.fmt,
-        "n_in": prog.n_in, "n_out": prog.n_out, "in_type": _type_info(prog.in_t), "out_type": _type_info(prog.out_t),
+        "n_in": prog.n_in, "n_out": prog.n_out, "in_type": type_info(prog.in_t), "out_type": type_info(prog.out_t),
         "input_shape": list(prog.input_shape), "input_order": list(range(len(prog.input_shape))),
         "stream_order": f"{prog.fmt} patterns in the model's flat order, one per beat, both ways",
         # the steps run one after another on the one unit: each takes its taps + the drain

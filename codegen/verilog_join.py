@@ -60,11 +60,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import FixedType, Graph
-from ..ir.fixed import signed_width_for
+from ..ir import Graph
 from .lower import BackendError
 from .naming import sanitize
-from .verilog import _bits, _hex, _shex, _ulit
+from .rtl import bits, requant_numbers, sext, shex, ulit
+from .verilog_streams import check_perm, layout_note, node_layouts, refuse, same_order, stream_shape, stream_strides
 
 JOIN_OPS = frozenset({"Add", "Mul", "Concat"})
 # a streaming join's input buffers (2) plus its operand and output registers (2): the
@@ -74,112 +74,16 @@ STREAM_JOIN_LATENCY = 3
 GATHER_OPS = frozenset({"Transpose", "Resize"})
 
 
-def refuse(node, why: str):
-    """Refuse ``node`` for the Verilog target, naming it (every engine module uses this)."""
-    raise BackendError(f"target 'verilog' cannot implement node {sanitize(node.name)!r} (op {node.op}): {why}")
-
-
-def _perm(perm, rank: int, what: str) -> tuple[int, ...]:
-    """``perm`` checked to be a layout of a rank-``rank`` tensor (``None``: the identity)."""
-    if perm is None:
-        return tuple(range(rank))
-    try:
-        p = tuple(int(a) for a in perm)
-    except TypeError:
-        raise BackendError(f"target 'verilog': layout {perm!r} of {what} is not a sequence of axes") from None
-    if sorted(p) != list(range(rank)):
-        raise BackendError(f"target 'verilog': layout {p} of {what} is not a permutation of the axes of a "
-                           f"rank-{rank} tensor")
-    return p
-
-
-def node_layouts(q: Graph, node, layouts: dict | None) -> tuple[list[tuple[int, ...]], tuple[int, ...]]:
-    """``(in perms, out perm)`` of ``node``'s activation inputs (node order) and its output,
-    from ``layouts = {"in": [...], "out": perm}`` (``None`` anywhere: the identity), each
-    checked against its tensor's rank."""
-    acts = [t for t in node.inputs if not q.is_const(t)]
-    y = node.outputs[0]
-    layouts = layouts or {}
-    ins = layouts.get("in")
-    if ins is None:
-        ins = [None] * len(acts)
-    ins = list(ins)
-    if len(ins) != len(acts):
-        refuse(node, f"got {len(ins)} input layouts for {len(acts)} activation inputs")
-    name = sanitize(node.name)
-    in_p = [_perm(p, len(q.shape(t)), f"input {k} of {name}") for k, (p, t) in enumerate(zip(ins, acts))]
-    return in_p, _perm(layouts.get("out"), len(q.shape(y)), f"the output of {name}")
-
-
-def stream_shape(shape, perm) -> tuple[int, ...]:
-    """The shape whose row-major order is the stream of a ``shape`` tensor in layout ``perm``."""
-    return tuple(int(shape[a]) for a in perm)
-
-
-def stream_strides(shape, perm) -> list[int]:
-    """Per IR axis of ``shape``: its stride in the stream of layout ``perm``."""
-    ps = stream_shape(shape, perm)
-    strides = [0] * len(ps)
-    for j, a in enumerate(perm):
-        strides[a] = int(np.prod(ps[j + 1:]))
-    return strides
-
-
-def same_order(shape, perm_a, perm_b) -> bool:
-    """Whether layouts ``perm_a`` and ``perm_b`` of a ``shape`` tensor stream its elements in
-    the same order (they may differ in where the axes of size 1 go)."""
-    if tuple(perm_a) == tuple(perm_b):
-        return True
-    idx = np.arange(int(np.prod(shape))).reshape(tuple(shape))
-    return np.array_equal(idx.transpose(perm_a).reshape(-1), idx.transpose(perm_b).reshape(-1))
-
-
-def _layout_note(perm: tuple[int, ...]) -> str:
-    return "" if perm == tuple(range(len(perm))) else f"; streams in layout {perm}"
-
-
-def sext(expr: str, t: FixedType, to: int) -> str:
-    """``expr`` (a ``t.width``-bit vector holding a ``t`` integer) as a ``to``-bit signed value."""
-    pad = to - t.width
-    if pad < 0:
-        raise BackendError("internal: sign extension to a narrower width")
-    if pad == 0:
-        return f"$signed({expr})" if t.signed else expr  # unsigned never reaches width `to` unpadded
-    fill = f"{{{pad}{{{expr}[{t.width - 1}]}}}}" if t.signed else f"{pad}'d0"
-    return f"$signed({{{fill}, {expr}}})"
-
-
-def requant_numbers(v_lo: int, v_hi: int, shift: int, out_t: FixedType, lo: int | None = None,
-                    hi: int | None = None) -> dict:
-    """Numbers of one ``sat(round_shift(v, shift))`` for ``v`` in [v_lo, v_hi]: the working
-    width ``cw`` (holds ``v``, the rounding add, a left shift and the clamp bounds), the
-    rounding constant and the bounds as ``cw``-bit literals (templates: ``requant`` macro)."""
-    lo = out_t.lo if lo is None else lo
-    hi = out_t.hi if hi is None else hi
-    up = max(0, -shift)
-    rnd = (1 << (shift - 1)) if shift > 0 else 0
-    cw = max(signed_width_for(v_lo << up, (v_hi + rnd) << up), signed_width_for(lo, hi)) + 1
-    return {"cw": cw, "cw_m1": cw - 1, "shift": shift, "rnd_c": _shex(cw, rnd), "lo_c": _shex(cw, lo),
-            "hi_c": _shex(cw, hi), "lo_o": _hex(out_t.width, lo), "hi_o": _hex(out_t.width, hi),
-            "ow_m1": out_t.width - 1}
-
-
 def _port(q: Graph, t: str, name: str) -> dict:
     tt = q.qtype(t)
     n = int(np.prod(q.shape(t)))
-    b = _bits(n)
+    b = bits(n)
     return {"name": name, "n": n, "t": tt, "w": tt.width, "w_m1": tt.width - 1, "n_m1": n - 1,
-            "ib_m1": b - 1, "i_zero": _ulit(b, 0), "i_one": _ulit(b, 1), "i_last": _ulit(b, n - 1)}
+            "ib_m1": b - 1, "i_zero": ulit(b, 0), "i_one": ulit(b, 1), "i_last": ulit(b, n - 1)}
 
 
 def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     acts = [t for t in node.inputs if not q.is_const(t)]
-    if node.op in ("Add", "Mul") and len(acts) < 2:
-        if node.op == "Add" and node.attrs.get("rq_mult") is not None:
-            refuse(node, "has real-scale multipliers (rq_mult) and a constant operand; the map engine "
-                         "implements only the power-of-two Add")
-        from .verilog_map import map_engine  # an elementwise op with a constant operand
-        return map_engine(q, node, name, layouts)
     in_p, out_p = node_layouts(q, node, layouts)
     if not all(same_order(q.shape(t), p, out_p) for t, p in zip(acts, in_p)):
         refuse(node, f"has inputs in layouts {in_p} and its output in layout {out_p}: the join engine "
@@ -205,8 +109,8 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
             v_lo, v_hi = pa[0] + pb[0], pa[1] + pb[1]
             # the working width also holds each operand and each product on its own
             r = requant_numbers(min(v_lo, *pa, *pb, ta.lo, tb.lo), max(v_hi, *pa, *pb, ta.hi, tb.hi), shift, out_t)
-            e.update(rule=f"y = sat(round_half_up((a * {ma} + b * {mb}) >> {shift}))" + _layout_note(out_p),
-                     mode="add_mult", R=r, mults=[_shex(r["cw"], ma), _shex(r["cw"], mb)], multipliers=2,
+            e.update(rule=f"y = sat(round_half_up((a * {ma} + b * {mb}) >> {shift}))" + layout_note(out_p),
+                     mode="add_mult", R=r, mults=[shex(r["cw"], ma), shex(r["cw"], mb)], multipliers=2,
                      ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
         elif node.op == "Add":
             f = max(ta.frac, tb.frac)
@@ -220,7 +124,7 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
             shift = ta.frac + tb.frac - out_t.frac
             e.update(rule=f"y = sat(round_half_up((a * b) >> {shift}))")
         if e.get("mode") != "add_mult":
-            e["rule"] += _layout_note(out_p)
+            e["rule"] += layout_note(out_p)
             r = requant_numbers(v_lo, v_hi, shift, out_t)
             e.update(mode=node.op.lower(), R=r,
                      ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
@@ -237,19 +141,19 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
             r = requant_numbers(p["t"].lo, p["t"].hi, p["t"].frac - out_t.frac, out_t)
             r["x"] = sext(f"d{k}", p["t"], r["cw"])
             rs.append(r)
-        kb = _bits(len(ports))
-        bw = _bits(max(blocks))
+        kb = bits(len(ports))
+        bw = bits(max(blocks))
         e.update(mode="concat", RS=rs, kb_m1=kb - 1, bw_m1=bw - 1, blocks=blocks, outer=outer,
-                 k_zero=_ulit(kb, 0), k_one=_ulit(kb, 1), k_last=_ulit(kb, len(ports) - 1),
-                 b_zero=_ulit(bw, 0), b_one=_ulit(bw, 1),
-                 block_last=[_ulit(bw, b - 1) for b in blocks], ks=[_ulit(kb, k) for k in range(len(ports))],
+                 k_zero=ulit(kb, 0), k_one=ulit(kb, 1), k_last=ulit(kb, len(ports) - 1),
+                 b_zero=ulit(bw, 0), b_one=ulit(bw, 1),
+                 block_last=[ulit(bw, b - 1) for b in blocks], ks=[ulit(kb, k) for k in range(len(ports))],
                  rule=f"concatenation on axis {ir_axis}: per output row, blocks of {blocks} values, "
                       f"each requantized to {out_t}"
                       + ("" if axis == ir_axis and out_p == tuple(range(len(out_p)))
                          else f"; streams in layout {out_p}, stream axis {axis}"))
         cnt_n = n_out
-    ob = _bits(cnt_n)
-    e.update(ob_m1=ob - 1, o_zero=_ulit(ob, 0), o_one=_ulit(ob, 1), o_last=_ulit(ob, cnt_n - 1),
+    ob = bits(cnt_n)
+    e.update(ob_m1=ob - 1, o_zero=ulit(ob, 0), o_one=ulit(ob, 1), o_last=ulit(ob, cnt_n - 1),
              ow_m1=out_t.width - 1, load_words=max(p["n"] for p in ports))
     if e["mode"] in ("add", "add_mult", "mul"):
         # streaming: both ports in one order, one element of each per output; the ports
@@ -286,8 +190,8 @@ def reorder_engine(q: Graph, tensor: str, name: str, in_perm, out_perm) -> dict:
     """A gather engine (no IR node, op ``Reorder``) converting the stream of ``tensor``
     (type and values unchanged) from layout ``in_perm`` to layout ``out_perm``."""
     shape = tuple(q.shape(tensor))
-    in_p = _perm(in_perm, len(shape), f"the input of reorder {name}")
-    out_p = _perm(out_perm, len(shape), f"the output of reorder {name}")
+    in_p = check_perm(in_perm, len(shape), f"the input of reorder {name}")
+    out_p = check_perm(out_perm, len(shape), f"the output of reorder {name}")
     rule = f"reorder of {sanitize(tensor)} {shape} from layout {in_p} to layout {out_p}"
     e = _gather(q, tensor, tensor, name, [(k, 1) for k in range(len(shape))], in_p, out_p, rule)
     return {**e, "name": name, "op": "Reorder", "module": f"nnf_{name}"}
@@ -311,17 +215,17 @@ def _gather(q: Graph, x: str, y: str, name: str, src: list[tuple[int, int]], in_
     n_out = int(np.prod(q.shape(y)))
     if int(np.prod([d * r for d, r, _ in dims])) != n_out:
         raise BackendError(f"internal: gather {name} sizes")
-    ib = _bits(n_in)
+    ib = bits(n_in)
     aw = max(ib, max((d - 1) * s for d, _, s in dims).bit_length()) + 1
     D = []
     for d, r, s in dims:
-        db, rb = _bits(d), _bits(r)
-        D.append({"d_last": _ulit(db, d - 1), "d_zero": _ulit(db, 0), "d_one": _ulit(db, 1), "db_m1": db - 1,
-                  "r_last": _ulit(rb, r - 1), "r_zero": _ulit(rb, 0), "r_one": _ulit(rb, 1), "rb_m1": rb - 1,
-                  "rep": r > 1, "stride": _ulit(aw, s), "ext": f"{aw - db}'d0" if aw > db else None})
+        db, rb = bits(d), bits(r)
+        D.append({"d_last": ulit(db, d - 1), "d_zero": ulit(db, 0), "d_one": ulit(db, 1), "db_m1": db - 1,
+                  "r_last": ulit(rb, r - 1), "r_zero": ulit(rb, 0), "r_one": ulit(rb, 1), "rb_m1": rb - 1,
+                  "rep": r > 1, "stride": ulit(aw, s), "ext": f"{aw - db}'d0" if aw > db else None})
     return {"template": "gather.v.j2", "ports": ["in"], "n_in": n_in, "n_out": n_out, "D": D,
             "dims": [{"D": d, "R": r, "S": s} for d, r, s in dims],
             "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
-            "ib": ib, "ib_m1": ib - 1, "i_zero": _ulit(ib, 0), "i_one": _ulit(ib, 1), "i_last": _ulit(ib, n_in - 1),
+            "ib": ib, "ib_m1": ib - 1, "i_zero": ulit(ib, 0), "i_one": ulit(ib, 1), "i_last": ulit(ib, n_in - 1),
             "aw_m1": aw - 1, "rule": rule, "multipliers": 0, "frame_memory_words": n_in, "macs": 0,
             "timing": {"compute_cycles": n_out, "frame_cycles": n_in + n_out + 3, "in_to_out": n_out + 3}}

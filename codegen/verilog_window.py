@@ -18,19 +18,20 @@ part (streams, forks, the top) is in :mod:`.verilog_cnn`.
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 
 from ..ir import Graph
 from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
 from .lower import BackendError
-from .program import _step_params
-from .verilog import _bits, _hex, _shex, _ulit, channel_mult, product
+from .program import step_params
 from .folding import Fold, options
-from .verilog_join import refuse
+from .rtl import bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
+from .verilog_streams import refuse
 
 
-WINDOW_OPS = frozenset({"Conv", "Dense", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
 
 
 
@@ -68,6 +69,56 @@ def choose_simd(cg: int, parallelism: str) -> int:
     raise ValueError(f"unknown parallelism {parallelism!r}")
 
 
+def _dense_geometry(q: Graph, node, p: dict, name: str) -> tuple[dict, np.ndarray]:
+    """Dense as a 1x1 conv of a (C, 1, 1) frame."""
+    w = np.asarray(q.consts[node.inputs[1]], np.int64)
+    p = {**p, "c": w.shape[1], "h": 1, "w": 1, "kh": 1, "kw": 1, "sh": 1, "sw": 1, "dh": 1, "dw": 1,
+         "pt": 0, "pl": 0, "pb": 0, "pr": 0, "oh": 1, "ow": 1, "m": w.shape[0], "cg": w.shape[1], "mg": w.shape[0]}
+    return p, w.reshape(w.shape[0], w.shape[1], 1, 1)
+
+
+def _conv_geometry(q: Graph, node, p: dict, name: str) -> tuple[dict, np.ndarray]:
+    """Any stride, dilation, pads (bottom/right pads only set the output size) and groups:
+    the address generator walks output channel m of group m // mg over input channels
+    [c0, c0 + cg)."""
+    w = np.asarray(q.consts[node.inputs[1]], np.int64)
+    if len(w.shape) == 3:
+        w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
+    if p["c"] != p["groups"] * p["cg"] or p["m"] != p["groups"] * p["mg"]:
+        raise BackendError(f"internal: layer {name} group geometry")
+    return p, w
+
+
+def _pool_geometry(q: Graph, node, p: dict, name: str) -> tuple[dict, None]:
+    return {**p, "m": p["c"], "cg": 1, "mg": 1}, None
+
+
+def _whole_frame_geometry(q: Graph, node, p: dict, name: str) -> tuple[dict, None]:
+    return _global_geometry(q, node, p), None
+
+
+class Window(NamedTuple):
+    """How :func:`window_engine` implements an op: its ``kind`` ("mac", "max" or "avg"),
+    ``geometry(q, node, step parameters, name) -> (geometry, weights as (m, cg, kh, kw)
+    or None)``, and whether it slides over a (C, L) or (C, H, W) input (else it reads its
+    input as one frame: Dense, global pools)."""
+
+    kind: str
+    geometry: Callable
+    sliding: bool
+
+
+# every op the window engine implements
+WINDOWS: dict[str, Window] = {
+    "Dense": Window("mac", _dense_geometry, False), "Conv": Window("mac", _conv_geometry, True),
+    "MaxPool": Window("max", _pool_geometry, True), "GlobalMaxPool": Window("max", _whole_frame_geometry, False),
+    "AveragePool": Window("avg", _pool_geometry, True),
+    "GlobalAveragePool": Window("avg", _whole_frame_geometry, False),
+}
+WINDOW_OPS = frozenset(WINDOWS)
+_GEOMETRY_KEYS = ("c", "h", "w", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr", "oh", "ow", "m", "cg", "mg")
+
+
 def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", layout: str = "chw",
                   fold: Fold | None = None) -> dict:
     """One window engine. ``layout`` "chw": the input and output streams are in the IR's
@@ -76,73 +127,82 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     (a MAC engine): its PE x SIMD lanes (:mod:`.folding`), else SIMD from ``parallelism``."""
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
-    if node.op in ("Conv", "MaxPool", "AveragePool") and len(q.shape(x)) not in (2, 3):
+    if node.op not in WINDOWS:
+        refuse(node, f"the window engine implements {', '.join(sorted(WINDOWS))}")
+    win = WINDOWS[node.op]
+    kind = win.kind
+    if win.sliding and len(q.shape(x)) not in (2, 3):
         refuse(node, "needs a (C, L) or (C, H, W) input")
-    if node.op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool") and o_t.frac != x_t.frac:
+    if kind != "mac" and o_t.frac != x_t.frac:
         refuse(node, "changes the fixed-point format (a pool engine keeps it)")
-    _, p, macs, _ = _step_params(q, node, name)
-    e: dict = {"template": "window.v.j2", "in_type": str(x_t), "out_type": str(o_t), "macs": macs}
-    if node.op == "Dense":
-        w = np.asarray(q.consts[node.inputs[1]], np.int64)
-        p = {**p, "c": w.shape[1], "h": 1, "w": 1, "kh": 1, "kw": 1, "sh": 1, "sw": 1, "dh": 1, "dw": 1,
-             "pt": 0, "pl": 0, "pb": 0, "pr": 0, "oh": 1, "ow": 1, "m": w.shape[0], "cg": w.shape[1], "mg": w.shape[0]}
-        w = w.reshape(w.shape[0], w.shape[1], 1, 1)
-        kind = "mac"
-    elif node.op == "Conv":
-        # any stride, dilation, pads (bottom/right pads only set the output size) and groups:
-        # the address generator walks output channel m of group m // mg over input
-        # channels [c0, c0 + cg)
-        w = np.asarray(q.consts[node.inputs[1]], np.int64)
-        if len(w.shape) == 3:
-            w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
-        if p["c"] != p["groups"] * p["cg"] or p["m"] != p["groups"] * p["mg"]:
-            raise BackendError(f"internal: layer {name} group geometry")
-        kind = "mac"
-    elif node.op == "MaxPool":
-        p = {**p, "m": p["c"], "cg": 1, "mg": 1}
-        kind = "max"
-    elif node.op == "GlobalMaxPool":
-        p = _global_geometry(q, node, p)
-        kind = "max"
-    elif node.op == "AveragePool":
-        p = {**p, "m": p["c"], "cg": 1, "mg": 1}
-        kind = "avg"
-    else:  # GlobalAveragePool
-        p = _global_geometry(q, node, p)
-        kind = "avg"
-    for k in ("c", "h", "w", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr", "oh", "ow", "m", "cg", "mg"):
-        e[k] = int(p[k])
+    _, p, macs, _ = step_params(q, node, name)
+    p, w = win.geometry(q, node, p, name)
+    e: dict = {"template": "window.v.j2", "in_type": str(x_t), "out_type": str(o_t), "macs": macs,
+               **{k: int(p[k]) for k in _GEOMETRY_KEYS}}
     n_in, n_out = e["c"] * e["h"] * e["w"], e["m"] * e["oh"] * e["ow"]
     if n_in != int(np.prod(q.shape(x))) or n_out != int(np.prod(q.shape(y))):
         raise BackendError(f"internal: engine {name} sizes do not match the graph")
-    # SIMD lanes (MAC engines): input channel c lives in memory bank c % S at word
-    # (c // S) * H * W + y * W + x, so one read per bank gives S channels of one pixel; the
-    # channel counters then count blocks of S channels
     if kind != "mac" or fold is None:
         fold = Fold(1, choose_simd(e["cg"], parallelism) if kind == "mac" else 1)
     if fold not in options({**e, "kind": kind}, layout == "hwc"):
         raise BackendError(f"internal: layer {name} cannot be folded as {fold}")
-    # PE output lanes: output channels mo*PE + p of a pixel are computed together (they read
-    # the same input channels; depthwise: lane p reads input channel mo*PE + p, bank p); the
-    # output channel counters count blocks of PE
+    e.update(kind=kind, n_in=n_in, n_out=n_out)
+    rows, wspan_h = _counters(e, fold, x_t, o_t)
+    if layout == "hwc":
+        _line_numbers(e, fold.simd, rows, wspan_h)
+    elif layout != "chw":
+        raise ValueError(f"unknown layout {layout!r}")
+    lo, hi = int(p["lo"]), int(p["hi"])
+    e.update(lo=lo, hi=hi, lo_o=hexlit(o_t.width, lo), hi_o=hexlit(o_t.width, hi))
+    if kind == "mac":
+        _mac(e, q, node, name, p, w, fold)
+    elif kind == "max":
+        _max(e, x_t, lo, hi)
+    else:
+        _avg(e, p, x_t, x_t.width, _signed_width(x_t), o_t.width, lo, hi)
+    # pipeline stages between the issue of a tap and the output register, beyond the read and
+    # the accumulate: the registered memory outputs, the operand, product and adder stages and the
+    # registered per-channel multiply of a MAC engine, the two address stages of a line engine
+    e["pipe"] = (1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0)
+                 + (2 if e.get("overlap") else 0))
+    e.update(timing=_timing(e), ports=["in"],
+             multipliers=(0 if e["lut_mul"] else fold.multipliers) + fold.pe * e["rq_multipliers"] if kind == "mac" else 0,
+             lut_multipliers=fold.multipliers if kind == "mac" and e["lut_mul"] else 0,
+             frame_memory_words=e.get("line_words", n_in))
+    return e
+
+
+def _signed_width(t) -> int:
+    """Bits of a ``t`` value read as a signed number."""
+    return t.width + (0 if t.signed else 1)
+
+
+def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
+    """The lanes, counters, addresses and window coordinates of an engine (one signed width
+    ``q`` for every counter, address and coordinate); returns the row buffer's rows (a
+    power of two >= the rows a window spans + the stride) and the rows a window spans."""
+    # SIMD lanes (MAC engines): input channel c lives in memory bank c % S at word
+    # (c // S) * H * W + y * W + x, so one read per bank gives S channels of one pixel; the
+    # channel counters then count blocks of S channels. PE output lanes: output channels
+    # mo*PE + p of a pixel are computed together (they read the same input channels;
+    # depthwise: lane p reads input channel mo*PE + p, bank p); the output channel counters
+    # count blocks of PE
     simd, pe, dw = fold.simd, fold.pe, fold.depthwise
+    n_in, n_out = e["n_in"], e["n_out"]
     cgb = 1 if dw else e["cg"] // simd
     blocks = e["m"] // pe
     mgb = 1 if dw else e["mg"] // pe
     bank = n_in // simd
-    e.update(kind=kind, n_in=n_in, n_out=n_out, taps=cgb * e["kh"] * e["kw"], S=simd, lanes=list(range(simd)),
-             PE=pe, depthwise=dw, blocks=blocks,
-             cgb=cgb, bank_m1=bank - 1, ab=_bits(bank), ab_m1=_bits(bank) - 1, hw=e["h"] * e["w"])
+    e.update(taps=cgb * e["kh"] * e["kw"], S=simd, lanes=list(range(simd)), PE=pe, depthwise=dw, blocks=blocks,
+             cgb=cgb, bank_m1=bank - 1, ab=bits(bank), ab_m1=bits(bank) - 1, hw=e["h"] * e["w"])
     if simd > 1:
-        hwb, lb = _bits(e["hw"]), _bits(simd)
-        e.update(hwb_m1=hwb - 1, p_zero_l=_ulit(hwb, 0), p_one_l=_ulit(hwb, 1), p_last_l=_ulit(hwb, e["hw"] - 1),
-                 lb_m1=lb - 1, j_zero=_ulit(lb, 0), j_one=_ulit(lb, 1), j_last=_ulit(lb, simd - 1),
-                 a_zero=_ulit(_bits(bank), 0), a_one=_ulit(_bits(bank), 1),
-                 a_hw=_ulit(_bits(bank), e["hw"] % (1 << _bits(bank))), lane_lit=[_ulit(lb, j) for j in range(simd)])
-    xw, ow = x_t.width, o_t.width
-    xe = xw + (0 if x_t.signed else 1)  # the input as a signed value
-    # one signed width for every counter, address and window coordinate: iy, ix reach from
-    # -pt / -pl up to (o-1)*s + (k-1)*d - p (past the end pads in ceil mode)
+        hwb, lb = bits(e["hw"]), bits(simd)
+        e.update(hwb_m1=hwb - 1, p_zero_l=ulit(hwb, 0), p_one_l=ulit(hwb, 1), p_last_l=ulit(hwb, e["hw"] - 1),
+                 lb_m1=lb - 1, j_zero=ulit(lb, 0), j_one=ulit(lb, 1), j_last=ulit(lb, simd - 1),
+                 a_zero=ulit(bits(bank), 0), a_one=ulit(bits(bank), 1),
+                 a_hw=ulit(bits(bank), e["hw"] % (1 << bits(bank))), lane_lit=[ulit(lb, j) for j in range(simd)])
+    xw = x_t.width
+    # iy, ix reach from -pt / -pl up to (o-1)*s + (k-1)*d - p (past the end pads in ceil mode)
     span_h = (e["oh"] - 1) * e["sh"] + (e["kh"] - 1) * e["dh"] + 1
     span_w = (e["ow"] - 1) * e["sw"] + (e["kw"] - 1) * e["dw"] + 1
     wspan_h = (e["kh"] - 1) * e["dh"] + 1  # rows one window spans
@@ -151,138 +211,136 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
               e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"],
               e["h"] + rows + wspan_h, e["w"] * e["c"] + e["c"])
     qw = big.bit_length() + 2
-    e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=ow - 1, ib=_bits(n_in), ib_m1=_bits(n_in) - 1,
-             n_in_m1=n_in - 1, i_zero=_ulit(_bits(n_in), 0), i_one=_ulit(_bits(n_in), 1),
-             i_last=_ulit(_bits(n_in), n_in - 1), zero_q=_shex(qw, 0), one_q=_shex(qw, 1))
+    e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=o_t.width - 1, ib=bits(n_in), ib_m1=bits(n_in) - 1,
+             n_in_m1=n_in - 1, i_zero=ulit(bits(n_in), 0), i_one=ulit(bits(n_in), 1),
+             i_last=ulit(bits(n_in), n_in - 1), zero_q=shex(qw, 0), one_q=shex(qw, 1))
     for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
                  ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", blocks - 1),
                  ("mg_last", mgb - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
                  ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
                  ("cg_q", cgb), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
-        e[k] = _shex(qw, v)
+        e[k] = shex(qw, v)
     e["x_ext"] = None
-    if layout == "hwc":
-        _line_numbers(e, simd, rows, wspan_h)
-    elif layout != "chw":
-        raise ValueError(f"unknown layout {layout!r}")
-    lo, hi = int(p["lo"]), int(p["hi"])
-    e.update(lo=lo, hi=hi, lo_o=_hex(ow, lo), hi_o=_hex(ow, hi))
-    if kind == "mac":
-        b = np.asarray(q.consts[node.inputs[2]], np.int64)
-        aw = int(p["acc_width"])
-        x_mag = max(abs(x_t.lo), abs(x_t.hi))
-        bound = int(np.max(np.abs(b) + np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * x_mag))
-        if bound > (1 << (aw - 1)) - 1:
-            raise BackendError(f"layer {name}: acc_width {aw} cannot hold the bound {bound} of its partial sums")
-        wwid = signed_width_for(int(w.min()), int(w.max())) if w.size else 2
-        pw = xe + wwid
-        mult, shift = requant_params(node, q)
-        shift = int(shift)
-        if shift != int(p["shift"]):
-            raise BackendError(f"internal: layer {name} requantization shift")
-        cm = channel_mult(mult, aw, e["m"], name)
-        qa = cm["qa"]
-        # ROM word (mo*cgb + cb)*kh*kw + ky*kw + kx holds, in lane p*S + j (bits [l*ww, (l+1)*ww)),
-        # the weight of output channel mo*PE + p and input channel cb*S + j (depthwise: lane p,
-        # its own channel); bias / multiplier word mo: output channel mo*PE + p in lane p
-        kh, kw = w.shape[2], w.shape[3]
-        if dw:
-            wl = w.reshape(blocks, pe, kh, kw).transpose(0, 2, 3, 1).reshape(-1, pe)
-        else:
-            wl = w.reshape(blocks, pe, cgb, simd, kh, kw).transpose(0, 2, 4, 5, 1, 3).reshape(-1, pe * simd)
-        nl = wl.shape[1]
-        words = _pack(wl, wwid)
-        lanes_in = [[p_] if dw else list(range(simd)) for p_ in range(pe)]
-        outs = []
-        for p_ in range(pe):
-            prods = []
-            for j in lanes_in[p_]:
-                i = f"{p_}_{j}"
-                ln = p_ if dw else p_ * simd + j
-                prods.append({"id": i, "j": j, "xp_ext": _ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
-                              "wp_ext": _ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
-                              "prod_ext": _ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
-                              "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
-                              "prod": product(f"prod_{i}", f"xr_{i}", f"xr_{i}", xw, x_t.signed, f"wr_{i}", f"wr_{i}", wwid, True,
-                                              pw)[0]})
-            outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
-        e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
-                 m_m1=blocks - 1, wb=_bits(len(words)), wb_m1=_bits(len(words)) - 1, mb=_bits(blocks),
-                 mb_m1=_bits(blocks) - 1, wa_zero=_ulit(_bits(len(words)), 0), wa_one=_ulit(_bits(len(words)), 1),
-                 wrom=[_hex(nl * wwid, v) for v in words], brw_m1=pe * aw - 1,
-                 brom=[_hex(pe * aw, v) for v in _pack(b.reshape(blocks, pe), aw)], O=outs,
-                 pw_m1=pw - 1, p_zero=_shex(pw, 0), shift=shift,
-                 prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
-                 rule=(f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
-                       f"padded taps add 0" if cm["mode"] == "none" else
-                       f"y = sat(round_half_up(((b + sum x*w) * m[c]) >> {shift})), accumulator s{aw}, "
-                       f"m[c] the output channel's multiplier ("
-                       + ("a power of two: a left shift" if cm["mode"] == "pow2" else f"{cm['mw']} bits")
-                       + f"), product s{qa}; padded taps add 0"),
-                 cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"),
-                 lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw)[1], x_zero=_ulit(xw, 0))
-        if aw < xw + 1:
-            raise BackendError(f"internal: layer {name} accumulator narrower than its input")
-        # the registered products t0_j, then adder stages of up to 4 terms each until at most
-        # two terms are left for the accumulator
-        tree = []
-        for o in outs:
-            names = [f"t0_{pr['id']}" for pr in o["prods"]]
-            k = 0
-            while len(names) > 2:
-                k += 1
-                groups = [{"name": f"t{k}_{o['p']}_{g}", "src": names[i:i + 4]}
-                          for g, i in enumerate(range(0, len(names), 4))]
-                if len(tree) < k:
-                    tree.append({"k": k, "groups": []})
-                tree[k - 1]["groups"] += groups
-                names = [g["name"] for g in groups]
-            o["final"] = names
-        e.update(tree=tree, tree_ks=list(range(len(tree) + 1)), tk=len(tree))
-        src = "acc" if cm["mode"] == "none" else "accm"
-        if cm["mode"] != "none":
-            # the multiplier (or exponent) of each output channel, read with its bias
-            mw = cm["mw"]
-            e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=_ulit(qa - mw, 0),
-                     mrom=[_hex(pe * mw, v) for v in _pack(np.asarray(cm["vals"], np.int64).reshape(blocks, pe), mw)])
-        cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
-        for o in outs:
-            o.update(acc_ext=_ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
-                     cw_ext=_ext(cw - qa, True, f"{src}{o['p']}[{qa - 1}]"))
-            if cm["mode"] != "none":
-                o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
-        lcw = _bits(pe + 1)
-        e.update(cw_m1=cw - 1, rnd_c=_shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=_shex(cw, lo),
-                 hi_c=_shex(cw, hi), lc_m1=lcw - 1, lc_zero=_ulit(lcw, 0), lc_one=_ulit(lcw, 1),
-                 lc_pe=_ulit(lcw, pe))
-    elif kind == "max":
-        # the golden maximum starts below every input (int64 min) and saturates: starting
-        # from min(input lo, output lo) gives the same result, also for a window made of
-        # padding alone; padded taps are skipped (never read, never compared)
-        init = min(x_t.lo, lo)
-        aw = max(xe + 1, signed_width_for(init, max(x_t.hi, 0)))
-        e.update(aw=aw, aw_m1=aw - 1, x_ext=_ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"), init_a=_shex(aw, init),
-                 rule=f"y = max over the window's input taps, starting from {init}")
-        cw = max(aw, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
-        e.update(cw_m1=cw - 1, cw_ext=_ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=_shex(cw, lo), hi_c=_shex(cw, hi))
+    return rows, wspan_h
+
+
+def _max(e: dict, x_t, lo: int, hi: int) -> None:
+    """Numbers of the maximum. The golden maximum starts below every input (int64 min) and
+    saturates: starting from min(input lo, output lo) gives the same result, also for a
+    window made of padding alone; padded taps are skipped (never read, never compared)."""
+    xw = x_t.width
+    init = min(x_t.lo, lo)
+    aw = max(_signed_width(x_t) + 1, signed_width_for(init, max(x_t.hi, 0)))
+    e.update(aw=aw, aw_m1=aw - 1, x_ext=ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"), init_a=shex(aw, init),
+             rule=f"y = max over the window's input taps, starting from {init}")
+    cw = max(aw, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
+    e.update(cw_m1=cw - 1, cw_ext=ext(cw - aw, True, f"acc[{aw - 1}]"), lo_c=shex(cw, lo), hi_c=shex(cw, hi))
+
+
+def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold) -> None:
+    """Numbers of a MAC engine: y = requant(b + sum x*w), with the per-channel multipliers."""
+    x_t, o_t = q.qtype(node.inputs[0]), q.qtype(node.outputs[0])
+    xw = x_t.width
+    b = np.asarray(q.consts[node.inputs[2]], np.int64)
+    aw = int(p["acc_width"])
+    check_accumulator(name, aw, b, w, x_t)
+    if aw < xw + 1:
+        raise BackendError(f"internal: layer {name} accumulator narrower than its input")
+    wwid = signed_width_for(int(w.min()), int(w.max())) if w.size else 2
+    pw = _signed_width(x_t) + wwid
+    mult, shift = requant_params(node, q)
+    shift = int(shift)
+    if shift != int(p["shift"]):
+        raise BackendError(f"internal: layer {name} requantization shift")
+    cm = channel_mult(mult, aw, e["m"], name)
+    qa = cm["qa"]
+    _weights(e, w, b, fold, x_t, wwid, aw, pw)
+    e.update(pw_m1=pw - 1, p_zero=shex(pw, 0), shift=shift,
+             prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
+             rule=(f"y = sat(round_half_up((b + sum x*w) >> {shift})), accumulator s{aw}; "
+                   f"padded taps add 0" if cm["mode"] == "none" else
+                   f"y = sat(round_half_up(((b + sum x*w) * m[c]) >> {shift})), accumulator s{aw}, "
+                   f"m[c] the output channel's multiplier ("
+                   + ("a power of two: a left shift" if cm["mode"] == "pow2" else f"{cm['mw']} bits")
+                   + f"), product s{qa}; padded taps add 0"),
+             cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"),
+             lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw)[1], x_zero=ulit(xw, 0))
+    _adder_tree(e)
+    _mac_requant(e, cm, aw, shift, o_t.width)
+
+
+def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, aw: int, pw: int) -> None:
+    """The weight and bias ROMs and each lane's product. ROM word (mo*cgb + cb)*kh*kw +
+    ky*kw + kx holds, in lane p*S + j (bits [l*ww, (l+1)*ww)), the weight of output channel
+    mo*PE + p and input channel cb*S + j (depthwise: lane p, its own channel); bias word mo:
+    output channel mo*PE + p in lane p."""
+    simd, pe, dw = fold.simd, fold.pe, fold.depthwise
+    blocks, cgb, xw = e["blocks"], e["cgb"], x_t.width
+    kh, kw = w.shape[2], w.shape[3]
+    if dw:
+        wl = w.reshape(blocks, pe, kh, kw).transpose(0, 2, 3, 1).reshape(-1, pe)
     else:
-        _avg(e, p, x_t, xw, xe, ow, lo, hi)
-    # pipeline stages between the issue of a tap and the output register, beyond the read and
-    # the accumulate: the registered memory outputs, the operand, product and adder stages and the
-    # registered per-channel multiply of a MAC engine, the two address stages of a line engine
-    e["pipe"] = (1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0)
-                 + (2 if e.get("overlap") else 0))
-    e.update(timing=_timing(e), ports=["in"],
-             multipliers=(0 if e["lut_mul"] else fold.multipliers) + pe * e["rq_multipliers"] if kind == "mac" else 0,
-             lut_multipliers=fold.multipliers if kind == "mac" and e["lut_mul"] else 0,
-             frame_memory_words=e.get("line_words", n_in))
-    return e
+        wl = w.reshape(blocks, pe, cgb, simd, kh, kw).transpose(0, 2, 4, 5, 1, 3).reshape(-1, pe * simd)
+    nl = wl.shape[1]
+    words = pack(wl, wwid)
+    outs = []
+    for p_ in range(pe):
+        prods = []
+        for j in ([p_] if dw else range(simd)):
+            i = f"{p_}_{j}"
+            ln = p_ if dw else p_ * simd + j
+            prods.append({"id": i, "j": j, "xp_ext": ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
+                          "wp_ext": ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
+                          "prod_ext": ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
+                          "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
+                          "prod": product(f"prod_{i}", f"xr_{i}", f"xr_{i}", xw, x_t.signed, f"wr_{i}", f"wr_{i}",
+                                          wwid, True, pw)[0]})
+        outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
+    wb = bits(len(words))
+    e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
+             m_m1=blocks - 1, wb=wb, wb_m1=wb - 1, mb=bits(blocks), mb_m1=bits(blocks) - 1,
+             wa_zero=ulit(wb, 0), wa_one=ulit(wb, 1), wrom=[hexlit(nl * wwid, v) for v in words],
+             brw_m1=pe * aw - 1, brom=[hexlit(pe * aw, v) for v in pack(b.reshape(blocks, pe), aw)], O=outs)
 
 
-def _pack(rows: np.ndarray, width: int) -> list[int]:
-    """Each row of integers as one word, element l at bits [l*width, (l+1)*width)."""
-    mask = (1 << width) - 1
-    return [sum((int(v) & mask) << (i * width) for i, v in enumerate(row)) for row in np.asarray(rows).tolist()]
+def _adder_tree(e: dict) -> None:
+    """The registered products t0_j, then adder stages of up to 4 terms each until at most
+    two terms are left for the accumulator."""
+    tree = []
+    for o in e["O"]:
+        names = [f"t0_{pr['id']}" for pr in o["prods"]]
+        k = 0
+        while len(names) > 2:
+            k += 1
+            groups = [{"name": f"t{k}_{o['p']}_{g}", "src": names[i:i + 4]}
+                      for g, i in enumerate(range(0, len(names), 4))]
+            if len(tree) < k:
+                tree.append({"k": k, "groups": []})
+            tree[k - 1]["groups"] += groups
+            names = [g["name"] for g in groups]
+        o["final"] = names
+    e.update(tree=tree, tree_ks=list(range(len(tree) + 1)), tk=len(tree))
+
+
+def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
+    """The per-channel multiply (the multiplier or exponent of each output channel, read
+    with its bias) and the round / shift / saturate of each PE lane."""
+    pe, qa, lo, hi = e["PE"], cm["qa"], e["lo"], e["hi"]
+    src = "acc" if cm["mode"] == "none" else "accm"
+    if cm["mode"] != "none":
+        mw = cm["mw"]
+        e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=ulit(qa - mw, 0),
+                 mrom=[hexlit(pe * mw, v) for v in pack(np.asarray(cm["vals"], np.int64).reshape(e["blocks"], pe), mw)])
+    cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
+    for o in e["O"]:
+        o.update(acc_ext=ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
+                 cw_ext=ext(cw - qa, True, f"{src}{o['p']}[{qa - 1}]"))
+        if cm["mode"] != "none":
+            o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
+    lcw = bits(pe + 1)
+    e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=shex(cw, lo),
+             hi_c=shex(cw, hi), lc_m1=lcw - 1, lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1),
+             lc_pe=ulit(lcw, pe))
 
 
 def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> None:
@@ -303,25 +361,25 @@ def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> 
     cb = max(1, cmax.bit_length())
     rw = max((2 * div_max - 1).bit_length(), cb + 2)  # the remainder, < 2 * divisor while shifting
     yw = max(nw + 2, off.bit_length() + 2, abs(lo).bit_length() + 2, abs(hi).bit_length() + 2)
-    db = _bits(nw)
+    db = bits(nw)
     # counted cells: the input (count_include_pad 0) or the input plus its explicit pads
     # (rows [-pt, h + pb), columns [-pl, w + pr)); a tap never lies above or left of the pads
     incl = (p["cnt_h0"], p["cnt_w0"]) != (0, 0) or (p["cnt_h1"], p["cnt_w1"]) != (e["h"], e["w"])
     if incl and (p["cnt_h0"], p["cnt_w0"]) != (-e["pt"], -e["pl"]):
         raise BackendError(f"internal: layer {e.get('name')} counted region")
     sw = max(aw + 2, nw + 1) + 1
-    e.update(aw=aw, aw_m1=aw - 1, x_ext=_ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"), acc_zero=_shex(aw, 0),
-             off_a=_shex(aw, off), off=off, nw=nw, nw_m1=nw - 1, nw_m2=nw - 2, sw_m1=sw - 1,
-             num_ext=_ext(sw - aw, True, f"acc[{aw - 1}]"), two_s=_shex(sw, 2),
-             rw_m1=rw - 1, rw_m2=rw - 2, yw_m1=yw - 1, off_y=_shex(yw, off),
-             y_zero=_shex(yw, 0), lo_y=_shex(yw, lo), hi_y=_shex(yw, hi),
-             db_m1=db - 1, d_zero=_ulit(db, 0), d_one=_ulit(db, 1),
-             d_last=_ulit(db, nw - 1), q_zero_n=_ulit(nw, 0), r_zero=_ulit(rw, 0),
+    e.update(aw=aw, aw_m1=aw - 1, x_ext=ext(aw - xw, x_t.signed, f"x_q[{xw - 1}]"), acc_zero=shex(aw, 0),
+             off_a=shex(aw, off), off=off, nw=nw, nw_m1=nw - 1, nw_m2=nw - 2, sw_m1=sw - 1,
+             num_ext=ext(sw - aw, True, f"acc[{aw - 1}]"), two_s=shex(sw, 2),
+             rw_m1=rw - 1, rw_m2=rw - 2, yw_m1=yw - 1, off_y=shex(yw, off),
+             y_zero=shex(yw, 0), lo_y=shex(yw, lo), hi_y=shex(yw, hi),
+             db_m1=db - 1, d_zero=ulit(db, 0), d_one=ulit(db, 1),
+             d_last=ulit(db, nw - 1), q_zero_n=ulit(nw, 0), r_zero=ulit(rw, 0),
              cnt_const=const, cnt_incl=incl, cnt_zero=cmin == 0, cmax=cmax, cmin=cmin,
-             ch1_q=_shex(e["q"], int(p["cnt_h1"])), cw1_q=_shex(e["q"], int(p["cnt_w1"])),
-             cb_m1=cb - 1, c_zero=_ulit(cb, 0), c_one=_ulit(cb, 1),
-             cnt_s=_shex(sw, cmax), div_r=_ulit(rw, 2 * cmax), dv_pad=_ulit(rw - cb - 1, 0),
-             num_cext=_ulit(sw - cb, 0),
+             ch1_q=shex(e["q"], int(p["cnt_h1"])), cw1_q=shex(e["q"], int(p["cnt_w1"])),
+             cb_m1=cb - 1, c_zero=ulit(cb, 0), c_one=ulit(cb, 1),
+             cnt_s=shex(sw, cmax), div_r=ulit(rw, 2 * cmax), dv_pad=ulit(rw - cb - 1, 0),
+             num_cext=ulit(sw - cb, 0),
              rule=(f"y = floor((2*sum + cnt) / (2*cnt)), cnt = {cmax} counted taps" if const else
                    f"y = floor((2*sum + cnt) / (2*cnt)), cnt = {cmin}..{cmax} counted taps "
                    f"({'input and pads' if incl else 'input only'}) counted per output")
@@ -330,35 +388,29 @@ def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> 
         raise BackendError(f"internal: layer {e.get('name')} divisor width")
 
 
-def _ext(n: int, signed: bool, bit: str) -> str:
-    if n <= 0:  # not used by the template in that case
-        return ""
-    return f"{{{n}{{{bit}}}}}" if signed else f"{n}'d0"
-
-
 def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
     """The row buffer of a line engine: ``rows`` slots of W * C words ({simd} banks)."""
     qw = e["q"]
     cb = e["c"] // simd
     wcb = e["w"] * cb
     bank = rows * wcb
-    ab = _bits(bank)
+    ab = bits(bank)
     rb = rows.bit_length() - 1
     lrw = max(1, e["h"].bit_length())
-    offb = _bits(wcb)
+    offb = bits(wcb)
     need_after = [oy for oy in range(e["oh"]) if oy * e["sh"] - e["pt"] + span - 1 >= e["h"] - 1]
     e.update(template="line.v.j2", overlap=True, rows=rows, span_h=span, rb=rb, rb_m1=rb - 1,
              bank_m1=bank - 1, ab=ab, ab_m1=ab - 1, line_words=simd * bank, rows_after=len(need_after),
-             lrw_m1=lrw - 1, lrow_ext=f"{qw - lrw}'d0", lrow_zero=_ulit(lrw, 0), lrow_one=_ulit(lrw, 1),
-             h_l=_ulit(lrw, e["h"]), h_last_l=_ulit(lrw, e["h"] - 1),
-             offb_m1=offb - 1, off_last=_ulit(offb, wcb - 1), off_zero=_ulit(offb, 0), off_one=_ulit(offb, 1),
-             loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff", wcb_a=_ulit(ab, wcb),
-             slot_zero=_ulit(rb, 0), slot_one=_ulit(rb, 1), h_slot=_ulit(rb, e["h"] % rows),
-             h_q=_shex(qw, e["h"]), h_last_q=_shex(qw, e["h"] - 1), rows_q=_shex(qw, rows),
-             span_m1_q=_shex(qw, span - 1), cb_q=_shex(qw, cb),
-             raw1_q=_shex(qw, e["sh"] + span - 1 - e["pt"]),
-             need0_q=_shex(qw, min(span - 1 - e["pt"], e["h"] - 1)),
-             need1_q=_shex(qw, min(e["sh"] + span - 1 - e["pt"], e["h"] - 1)))
+             lrw_m1=lrw - 1, lrow_ext=f"{qw - lrw}'d0", lrow_zero=ulit(lrw, 0), lrow_one=ulit(lrw, 1),
+             h_l=ulit(lrw, e["h"]), h_last_l=ulit(lrw, e["h"] - 1),
+             offb_m1=offb - 1, off_last=ulit(offb, wcb - 1), off_zero=ulit(offb, 0), off_one=ulit(offb, 1),
+             loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff", wcb_a=ulit(ab, wcb),
+             slot_zero=ulit(rb, 0), slot_one=ulit(rb, 1), h_slot=ulit(rb, e["h"] % rows),
+             h_q=shex(qw, e["h"]), h_last_q=shex(qw, e["h"] - 1), rows_q=shex(qw, rows),
+             span_m1_q=shex(qw, span - 1), cb_q=shex(qw, cb),
+             raw1_q=shex(qw, e["sh"] + span - 1 - e["pt"]),
+             need0_q=shex(qw, min(span - 1 - e["pt"], e["h"] - 1)),
+             need1_q=shex(qw, min(e["sh"] + span - 1 - e["pt"], e["h"] - 1)))
 
 
 def _timing(e: dict) -> dict:

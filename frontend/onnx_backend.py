@@ -10,9 +10,12 @@ report lists.
 
 nnforge compiles models whose weights are fixed. Where a case passes weights, biases or
 shapes as graph inputs, the backend binds them as constants with the values given at
-run time (and imports the model then): every input after the first, except float
+run time (and imports the model then): every input after the first, except numeric
 inputs of exactly the first input's shape (those stay batched data, as in an Add of two
 activations).
+
+Integer and narrow float inputs are accepted where float32 computes the case exactly
+(:mod:`.exact`); a run in which integer arithmetic would wrap around is refused.
 
 An output is returned in the shape the model declares when that shape is static and
 differs from nnforge's only by where the batch axis is folded in (Flatten with
@@ -29,6 +32,7 @@ import onnx
 from onnx.backend.base import Backend, BackendRep
 
 from ..ir import Graph, run_float
+from .exact import check_ranges
 from .onnx_import import import_onnx
 
 
@@ -62,14 +66,18 @@ def _data_inputs(model: onnx.ModelProto) -> list[str]:
 
 
 def _is_batched_like(x: np.ndarray, first: np.ndarray) -> bool:
-    return x.dtype.kind == "f" and x.ndim >= 2 and x.shape == first.shape
+    return x.dtype.kind in "fiuV" and x.ndim >= 2 and x.shape == first.shape
+
+
+def _import(model: onnx.ModelProto) -> Graph:
+    return import_onnx(with_symbolic_batch(model), float_interpreter=True)
 
 
 class NnforgeRep(BackendRep):
     def __init__(self, model: onnx.ModelProto) -> None:
         self.model = model
         self.names = _data_inputs(model)
-        self.graph: Graph | None = None if len(self.names) > 1 else import_onnx(with_symbolic_batch(model))
+        self.graph: Graph | None = None if len(self.names) > 1 else _import(model)
         self.out_dtypes = [onnx.helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type)
                            for o in model.graph.output]
         self.out_shapes = []
@@ -88,8 +96,10 @@ class NnforgeRep(BackendRep):
         data = [0] + [i for i in range(1, len(inputs)) if _is_batched_like(inputs[i], inputs[0])]
         if graph is None:  # bind the weights given now, then import
             consts = {self.names[i]: inputs[i] for i in range(len(inputs)) if i not in data}
-            graph = import_onnx(with_symbolic_batch(bind_inputs(self.model, consts)))
-        outs = run_float(graph, *[inputs[i] for i in data])
+            graph = _import(bind_inputs(self.model, consts))
+        env = run_float(graph, *[inputs[i] for i in data], keep=True)
+        check_ranges(graph, env)
+        outs = [env[t] for t in graph.outputs]
         results = []
         for y, dt, shape in zip(outs, self.out_dtypes, self.out_shapes, strict=True):
             y = np.asarray(y).astype(dt)

@@ -8,32 +8,8 @@ import os
 import stat
 from pathlib import Path
 
-from ..ir.text import name as _name, printable
 from . import limits
-
-_MESSAGE_LIMIT = 400  # characters kept of a message from onnx
-
-
-class ModelImportError(Exception):
-    """The model cannot be imported; the message says why and what would work."""
-
-
-def q(s) -> str:
-    """A model's name for a message: quoted, printable, cut."""
-    return f"'{_name(s)}'"
-
-
-def node_label(node) -> str:
-    return f"node {q(node.name or '(unnamed)')} ({_name(node.op_type)})"
-
-
-def one_line(e: BaseException) -> str:
-    """An error from onnx (checker, shape inference, protobuf) as one printable line: its
-    lines joined, the C++ context markers dropped, cut to a few hundred characters."""
-    text = str(e) or type(e).__name__
-    parts = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    joined = " ".join(p.removeprefix("==> Context:").strip() for p in parts)
-    return printable(joined, _MESSAGE_LIMIT)
+from .errors import ModelImportError, node_label, one_line, q
 
 
 def _onnx():

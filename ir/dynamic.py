@@ -22,20 +22,22 @@ point, one exponent per tensor). Integer-only, with the rules of :mod:`.fixed`:
 * Add of two activations: both aligned exactly to ``max(f_a, f_b)``, added, then the
   same run-time shift as a linear layer.
 
-Any other op is refused. :func:`run_dynamic` is the golden model the generated C
-(``nnforge_run_dynamic``) matches bit for bit: the output integers and their ``f``.
+Any other op is refused. Each op's part is its ``dynamic_ref`` (:mod:`nnforge.ir.ops`): the
+exact accumulator at its per-sample frac, or values that keep their scale; the run-time
+shift of an accumulator (:func:`dynamic_shift`) is applied here, once for every op.
+:func:`run_dynamic` is the golden model the generated C (``nnforge_run_dynamic``) matches
+bit for bit: the output integers and their ``f``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .fixed import FixedType, frac_for_range, quantize_float, round_shift, saturate
+from .fixed import FixedType, frac_for_range, quantize_float, round_shift, round_shift_rows, saturate
 from .graph import Graph
-from .ops import int_ref, op_module
+from .ops import op_def, ops_defining
 
-DYNAMIC_OPS = ("Dense", "Conv", "Relu", "MaxPool", "GlobalMaxPool", "Reshape", "GlobalAveragePool",
-               "AveragePool", "Add")
+DYNAMIC_OPS = ops_defining("dynamic_ref")
 MAX_SHIFT = 62
 DYN_RANGE = 16  # bits a run-time frac may move from the tensor's static one, either way
 
@@ -47,20 +49,21 @@ class DynamicError(ValueError):
 def check_dynamic(q: Graph) -> None:
     """Refuse a graph dynamic quantization does not cover, naming the node."""
     for n in q.topo():
-        if n.op not in DYNAMIC_OPS:
+        d = op_def(n.op)
+        if d.dynamic_ref is None:
             raise DynamicError(f"node {n.name!r}: op {n.op} is not supported with dynamic quantization "
-                               f"(supported: {', '.join(DYNAMIC_OPS)})")
-        if n.op in ("Dense", "Conv") and n.attr("rq_mult") is not None:
+                               f"(supported: {', '.join(sorted(DYNAMIC_OPS))})")
+        if d.has(linear=True) and n.attr("rq_mult") is not None:
             raise DynamicError(f"node {n.name!r}: dynamic quantization uses one power-of-two scale per tensor "
                                f"(no per-channel or real scales)")
-        if n.op == "Add" and (n.attr("rq_mult") is not None or any(q.is_const(t) for t in n.inputs)):
-            raise DynamicError(f"node {n.name!r}: dynamic quantization supports an Add of two activations only")
-        # the bias enters shifted left by up to DYN_RANGE bits; an Add aligns its operands
+        if d.has(join=True) and (n.attr("rq_mult") is not None or any(q.is_const(t) for t in n.inputs)):
+            raise DynamicError(f"node {n.name!r}: dynamic quantization supports {n.op} of two activations only")
+        # the bias enters shifted left by up to DYN_RANGE bits; a join aligns its operands
         # by up to |F_a - F_b| + 2 DYN_RANGE bits: both must stay inside int64
-        if n.op in ("Dense", "Conv") and int(n.attr("acc_width")) + DYN_RANGE > 61:
+        if d.has(linear=True) and int(n.attr("acc_width")) + DYN_RANGE > 61:
             raise DynamicError(f"node {n.name!r}: a {n.attr('acc_width')}-bit accumulator leaves no room for "
                                f"{DYN_RANGE} bits of run-time range")
-        if n.op == "Add":
+        if d.has(join=True):
             ta, tb = (q.qtype(t) for t in n.inputs)
             if max(ta.width, tb.width) + abs(ta.frac - tb.frac) + 2 * DYN_RANGE > 61:
                 raise DynamicError(f"node {n.name!r}: its operands' scales are too far apart for run-time scales")
@@ -91,11 +94,6 @@ def _per_sample(v: np.ndarray, ndim: int) -> np.ndarray:
     return np.asarray(v, dtype=np.int64).reshape((-1,) + (1,) * (ndim - 1))
 
 
-def _shift_each(a: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """``round_shift`` with a shift per sample."""
-    return np.stack([round_shift(a[i], int(shifts[i])) for i in range(len(a))]) if len(a) else a
-
-
 def run_dynamic(q: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Run float samples ``x`` (batch first) through ``q`` with run-time scales: the
     output integers and, per sample, their fractional bits."""
@@ -111,32 +109,11 @@ def run_dynamic(q: Graph, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ins = [env.get(a) if a in env else np.asarray(q.consts[a], dtype=np.int64) for a in node.inputs]
         out = node.outputs[0]
         out_t = q.qtype(out)
-        a0 = node.inputs[0]
-        if node.op in ("Dense", "Conv"):
-            w_t, b_t = q.qtype(node.inputs[1]), q.qtype(node.inputs[2])
-            acc_frac = frac[a0] + w_t.frac
-            # the exact sum of products, then the bias at each sample's accumulator scale
-            acc = op_module(node.op).accumulate(node.attrs, ins[0], ins[1], np.zeros_like(ins[2]))
-            per_channel = (-1,) + (1,) * (acc.ndim - 2)
-            acc = acc + np.stack([round_shift(ins[2], int(b_t.frac - f)).reshape(per_channel) for f in acc_frac])
-            if node.attr("relu"):
-                acc = np.maximum(acc, 0)
-            s = dynamic_shift(acc, out_t.lo, out_t.hi, acc_frac, out_t.frac)
-            env[out] = saturate(_shift_each(acc, s), out_t)
-            frac[out] = acc_frac - s
-        elif node.op == "Add":
-            fa, fb = frac[node.inputs[0]], frac[node.inputs[1]]
-            f = np.maximum(fa, fb)
-            acc = _shift_each(ins[0], fa - f) + _shift_each(ins[1], fb - f)
-            s = dynamic_shift(acc, out_t.lo, out_t.hi, f, out_t.frac)
-            env[out] = saturate(_shift_each(acc, s), out_t)
-            frac[out] = f - s
-        elif node.op == "Relu":
-            env[out] = saturate(np.maximum(ins[0], 0), out_t)
-            frac[out] = frac[a0]
-        else:  # values keep their scale: pools and Reshape by their integer references
-            env[out] = int_ref(node, q, ins)[0]
-            frac[out] = frac[a0]
+        y, f, shifted = op_def(node.op).dynamic_ref(node, q, ins, [frac.get(a) for a in node.inputs])
+        if shifted:  # an exact accumulator at frac f: the run-time shift into the output type
+            s = dynamic_shift(y, out_t.lo, out_t.hi, f, out_t.frac)
+            y, f = saturate(round_shift_rows(y, s), out_t), f - s
+        env[out], frac[out] = y, f
     o = q.outputs[0]
     return env[o], frac[o]
 

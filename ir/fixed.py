@@ -40,6 +40,9 @@ class FixedType:
     bounds: tuple[int, int] | None = None  # a narrower [lo, hi] inside the width's range
     zero: int = 0  # zero point: the model's integer is the stored one plus this
     real_scale: float = 0.0  # one LSB's value when it is not 2**-frac (0: power of two)
+    # a float16 / bfloat16 type (nnforge.ir.floats.FloatType) holds bit patterns instead
+    # and converts from and to floats with its own from_float / to_float
+    is_float = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.width <= 62:
@@ -93,6 +96,12 @@ def round_shift(a: np.ndarray, shift: int) -> np.ndarray:
     return a.copy()
 
 
+def round_shift_rows(a: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """:func:`round_shift` with one shift per sample (axis 0 of ``a``)."""
+    a = np.asarray(a, dtype=np.int64)
+    return np.stack([round_shift(a[i], int(shifts[i])) for i in range(len(a))]) if len(a) else a
+
+
 def saturate(a: np.ndarray, t: FixedType) -> np.ndarray:
     """Clamp int64 ``a`` to the range of ``t``."""
     return np.clip(np.asarray(a, dtype=np.int64), t.lo, t.hi)
@@ -134,15 +143,13 @@ def real_multiplier(ratio, max_bits: int = 31) -> tuple[np.ndarray, int]:
 def quantize_float(x: np.ndarray, t: FixedType, nonfinite: str = "raise") -> np.ndarray:
     """Float to ``t``: ``saturate(floor(x * 2**frac + 0.5))``, computed in float64 (with a
     real scale: ``saturate(floor(x / scale + 0.5))``). A float16 / bfloat16 type gets the
-    bit patterns of :func:`nnforge.ir.floats.quantize`.
+    bit patterns (its ``from_float``: :func:`nnforge.ir.floats.quantize`).
 
     ``nonfinite``: ``"raise"`` refuses NaN and infinities (ValueError); ``"saturate"`` is
     the rule of the generated C float wrapper (``nnforge_run_float``): NaN becomes 0
     (saturated into the type's range), +inf / -inf the type's largest / smallest value."""
-    from .floats import is_float, quantize
-
-    if is_float(t):
-        return quantize(x, t)
+    if t.is_float:
+        return t.from_float(x)
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise ValueError(f"cannot quantize values of dtype {x.dtype}")
@@ -199,10 +206,8 @@ def round_half_up_frac(x: np.ndarray, frac) -> np.ndarray:
 
 
 def dequantize(q: np.ndarray, t: FixedType) -> np.ndarray:
-    from . import floats
-
-    if floats.is_float(t):
-        return floats.dequantize(q, t)
+    if t.is_float:
+        return t.to_float(q)
     if t.real_scale:
         return np.asarray(q, dtype=np.float64) * t.real_scale
     return np.ldexp(np.asarray(q, dtype=np.float64), -t.frac)

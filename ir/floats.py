@@ -27,6 +27,10 @@ multiply-add, subnormals kept (no flush to zero):
   (no rounding; padding never wins). **GlobalAveragePool**: ``acc = +0``, ``acc = acc + x``
   over the positions in row-major order, then ``narrow(acc * r)`` with the fp32 constant
   ``r = fp32(1 / count)``.
+
+Each op's part of this contract is its ``float16_ref`` (:mod:`nnforge.ir.ops`), written with
+:meth:`FloatFormat.widen` and :meth:`FloatFormat.narrow`; :data:`FLOAT_OPS` names the ops
+that have one.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import FixedType
+from .ops import ops_defining
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,25 @@ class FloatFormat:
     def sat_value(self) -> float:
         return float(to_f32(np.array([self.sat]), self)[0])
 
+    def widen(self, p: np.ndarray) -> np.ndarray:
+        """Patterns to their exact float32 values (:func:`to_f32`)."""
+        return to_f32(p, self)
+
+    def finite(self, acc: np.ndarray, what: str) -> np.ndarray:
+        """``acc`` itself, after checking that the accumulation ``what`` did not overflow."""
+        if not np.all(np.isfinite(acc)):
+            raise ArithmeticError(f"{what}: float32 overflow (cannot happen for a checked graph)")
+        return acc
+
+    def narrow(self, x: np.ndarray, relu: bool = False, what: str = "") -> np.ndarray:
+        """float32 results to stored patterns (:func:`from_f32`): checked for overflow first
+        when ``what`` names the accumulation, then a fused Relu (``x > 0 ? x : +0``)."""
+        if what:
+            x = self.finite(x, what)
+        if relu:
+            x = np.where(x > 0, x, np.float32(0)).astype(np.float32)
+        return from_f32(x, self)
+
 
 FORMATS = {
     "fp16": FloatFormat("fp16", 5, 10, 0x7BFF),  # 65504, the largest finite binary16
@@ -66,6 +90,7 @@ class FloatType(FixedType):
     integer type it is unsigned 16-bit (the patterns), which is how backends move it."""
 
     fmt: str = "fp16"
+    is_float = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -80,6 +105,14 @@ class FloatType(FixedType):
 
     def __str__(self) -> str:
         return self.fmt
+
+    def from_float(self, x: np.ndarray) -> np.ndarray:
+        """Float values to patterns (:func:`quantize`)."""
+        return quantize(x, self)
+
+    def to_float(self, p: np.ndarray) -> np.ndarray:
+        """Patterns to float64 values (:func:`dequantize`)."""
+        return dequantize(p, self)
 
 
 def float_type(fmt: str) -> FloatType:
@@ -153,96 +186,4 @@ def check_range(w: np.ndarray, b: np.ndarray, fmt: FloatFormat, what: str) -> No
         raise ValueError(f"{what}: its float32 accumulator could overflow (bound {bound:.3g})")
 
 
-def _finite(acc: np.ndarray, what: str) -> np.ndarray:
-    if not np.all(np.isfinite(acc)):
-        raise ArithmeticError(f"{what}: float32 overflow (cannot happen for a checked graph)")
-    return acc
-
-
-def _relu(acc: np.ndarray) -> np.ndarray:
-    return np.where(acc > 0, acc, np.float32(0)).astype(np.float32)
-
-
-def dense(x, w, b, relu: bool, fmt: FloatFormat) -> np.ndarray:
-    xf, wf = to_f32(x, fmt), to_f32(w, fmt)
-    acc = np.broadcast_to(to_f32(b, fmt), (xf.shape[0], wf.shape[0])).copy()
-    for k in range(wf.shape[1]):
-        acc = acc + xf[:, k:k + 1] * wf[None, :, k]
-    acc = _finite(acc, "Dense")
-    return from_f32(_relu(acc) if relu else acc, fmt)
-
-
-def conv(attrs, x, w, b, fmt: FloatFormat) -> np.ndarray:
-    from .ops._window import out_sizes, spatial_attrs
-
-    x, w = np.asarray(x), np.asarray(w)
-    one_d = x.ndim == 3
-    kernel = w.shape[2:]
-    strides, pads, dil = spatial_attrs(attrs, len(kernel), kernel)
-    outs = out_sizes(x.shape[2:], kernel, strides, pads, dil)
-    if one_d:  # (N, C, L) as (N, C, 1, L)
-        x, w = x[:, :, None, :], w[:, :, None, :]
-        strides, dil, outs = (1, *strides), (1, *dil), (1, *outs)
-        pads = (0, pads[0], 0, pads[1])
-    xf = np.pad(to_f32(x, fmt), [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
-    wf = to_f32(w, fmt)
-    n, m = x.shape[0], w.shape[0]
-    groups = int(attrs.get("groups", 1))
-    cg, mg = w.shape[1], m // groups
-    kh, kw = w.shape[2:]
-    (oh, ow), (sh, sw), (dh, dw) = outs, strides, dil
-    acc = np.broadcast_to(to_f32(b, fmt)[None, :, None, None], (n, m, oh, ow)).copy()
-    for g in range(groups):
-        sl = slice(g * mg, (g + 1) * mg)
-        for ci in range(cg):
-            for ky in range(kh):
-                for kx in range(kw):
-                    xs = xf[:, g * cg + ci, ky * dh:ky * dh + sh * (oh - 1) + 1:sh,
-                            kx * dw:kx * dw + sw * (ow - 1) + 1:sw]
-                    acc[:, sl] = acc[:, sl] + xs[:, None] * wf[sl, ci, ky, kx][None, :, None, None]
-    acc = _finite(acc, "Conv")
-    y = from_f32(_relu(acc) if attrs.get("relu") else acc, fmt)
-    return y[:, :, 0, :] if one_d else y
-
-
-def maxpool(attrs, x, fmt: FloatFormat) -> np.ndarray:
-    from .ops._window import patches, pool_geometry
-
-    xf = to_f32(x, fmt)
-    y = patches(xf, *pool_geometry(attrs, xf.shape[2:]), fill=-np.inf).max(axis=2)
-    return from_f32(y, fmt)
-
-
-def gap(x, fmt: FloatFormat) -> np.ndarray:
-    xf = to_f32(x, fmt)
-    flat = xf.reshape(xf.shape[0], xf.shape[1], -1)
-    acc = np.zeros(flat.shape[:2], dtype=np.float32)
-    for p in range(flat.shape[2]):
-        acc = acc + flat[:, :, p]
-    y = _finite(acc, "GlobalAveragePool") * np.float32(1.0 / flat.shape[2])
-    return from_f32(y, fmt).reshape(xf.shape[:2] + (1,) * (xf.ndim - 2))
-
-
-def int_ref(node, g, inputs) -> list[np.ndarray]:
-    """The golden semantics of a node whose output is a float type (module doc)."""
-    fmt = g.qtype(node.outputs[0]).format
-    op = node.op
-    if op == "Dense":
-        x, w, b = inputs
-        return [dense(x, w, b, bool(node.attrs.get("relu")), fmt)]
-    if op == "Conv":
-        return [conv(node.attrs, *inputs, fmt)]
-    if op == "MaxPool":
-        return [maxpool(node.attrs, inputs[0], fmt)]
-    if op == "GlobalAveragePool":
-        return [gap(inputs[0], fmt)]
-    if op == "Add":
-        return [from_f32(to_f32(inputs[0], fmt) + to_f32(inputs[1], fmt), fmt)]
-    if op == "Relu":
-        return [from_f32(_relu(to_f32(inputs[0], fmt)), fmt)]
-    if op == "Reshape":
-        return [np.asarray(inputs[0]).reshape((len(inputs[0]),) + g.shape(node.outputs[0]))]
-    raise NotImplementedError(f"op {op} has no float16 / bfloat16 semantics")
-
-
-FLOAT_OPS = frozenset({"Dense", "Conv", "MaxPool", "GlobalAveragePool", "Add", "Relu", "Reshape"})
+FLOAT_OPS = ops_defining("float16_ref")

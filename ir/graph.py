@@ -18,6 +18,7 @@ import networkx as nx
 import numpy as np
 
 from .fixed import FixedType
+from .ops import infer_shapes, op_def
 
 
 class GraphError(Exception):
@@ -91,8 +92,6 @@ class Graph:
             if t not in self.tensors:
                 raise GraphError(f"node {node.name!r} reads unknown tensor {t!r}")
         if out_shapes is None:
-            from .ops import infer_shapes
-
             out_shapes = infer_shapes(self, node)
         for t, shape in zip(node.outputs, out_shapes, strict=True):
             if t in self._producer or t in self.consts or t in self.inputs:
@@ -200,10 +199,10 @@ class Graph:
         for t in self.outputs:
             if t not in self.tensors:
                 raise GraphError(f"graph output {t!r} does not exist")
-        from .ops import check_attrs, infer_shapes
-
         for n in self._nodes.values():
-            check_attrs(n)
+            unknown = set(n.attrs) - set(op_def(n.op).attrs)
+            if unknown:
+                raise GraphError(f"node {n.name!r} ({n.op}): unknown attributes {sorted(unknown)}")
             want = infer_shapes(self, n)
             have = [self.tensors[t].shape for t in n.outputs]
             if [tuple(s) for s in want] != have:

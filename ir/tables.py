@@ -1,5 +1,5 @@
-"""Compile-time lookup tables for nonlinear activations (Sigmoid, Tanh, HardSigmoid,
-HardSwish), shared by the golden model and every backend.
+"""Compile-time lookup tables for nonlinear activations (the table ops: Sigmoid, Tanh,
+HardSwish, ...), shared by the golden model and every backend.
 
 A table maps every integer of the input type ``in_t`` to an integer of the output type
 ``out_t``::

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph
-from ..ir.floats import FLOAT_OPS, FORMATS, check_range, float_type, from_f32
+from ..ir.floats import FLOAT_OPS, FORMATS, check_range, float_type, from_f32, to_f32
+from ..ir.ops import op_def
 
 
 class FloatFormatError(ValueError):
@@ -29,7 +30,7 @@ def to_float(f: Graph, fmt: str) -> Graph:
     g = f.copy()
     t = float_type(fmt)
     for node in g.topo():
-        if node.op in ("Dense", "Conv"):
+        if op_def(node.op).has(linear=True):
             w, b = node.inputs[1], node.inputs[2]
             for c in (w, b):
                 g.consts[c] = from_f32(np.asarray(f.consts[c], dtype=np.float32), ff)
@@ -67,13 +68,12 @@ def lossy_weights(q: Graph, k: int) -> Graph:
     """Every Dense / Conv weight as NeuZip lossy storage keeps it: ``K`` mantissa bits
     under one power-of-two scale per block of :data:`LOSSY_BLOCK` (row-major), then
     narrowed to the graph's float format (exact when K + 1 fits its significand)."""
-    from ..ir.floats import to_f32
     from .neuzip import lossy_values
 
     fmt = q.qtype(q.inputs[0]).format
     g = q.copy()
     for node in g.topo():
-        if node.op in ("Dense", "Conv"):
+        if op_def(node.op).has(linear=True):
             w = node.inputs[1]
             vals = lossy_values(to_f32(g.consts[w], fmt).reshape(-1), k, LOSSY_BLOCK)
             g.consts[w] = from_f32(vals, fmt).reshape(g.consts[w].shape)

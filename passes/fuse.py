@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from ..ir import Graph
+from ..ir.ops import op_def
 
 
 def sole_linear_producer(g: Graph, tensor: str):
     """The Dense or Conv (without a fused Relu) that produces ``tensor``, when ``tensor`` has
     one reader and is not a graph output, so the reader can be folded into it; else None."""
     src = g.producer(tensor)
-    if src is None or src.op not in ("Dense", "Conv") or src.attr("relu"):
+    if src is None or not op_def(src.op).has(linear=True) or src.attr("relu"):
         return None
     if len(g.consumers(tensor)) != 1 or tensor in g.outputs:
         return None

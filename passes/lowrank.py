@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph, Node
+from ..ir.ops import op_def
+from .refit import Reference
 
 
 @dataclass
@@ -54,20 +56,19 @@ def low_rank(g: Graph, energy: float, x=None) -> LowRankReport:
     ``energy`` saves weights; returns what was done. With calibration samples ``x``, the
     second layer of each split is then refitted by least squares (in graph order) to give
     the unsplit layer's outputs on the unchanged network's inputs
-    (:class:`~.prune._Reference`), which corrects what the dropped directions lose on the
+    (:class:`~.refit.Reference`), which corrects what the dropped directions lose on the
     data."""
-    from .prune import _Reference
-
-    ref = _Reference(g, x) if x is not None else None
+    ref = Reference(g, x) if x is not None else None
     split = []
     if not 0.0 < float(energy) <= 1.0:
         raise ValueError(f"energy {energy} must be in (0, 1]: the share of each layer's squared singular values kept")
     report = LowRankReport(float(energy))
     for n in g.topo():
-        if n.op not in ("Dense", "Conv") or not g.is_const(n.inputs[1]):
+        d = op_def(n.op)
+        if not d.has(linear=True) or not g.is_const(n.inputs[1]):
             continue
         w = np.asarray(g.consts[n.inputs[1]], np.float64)
-        if n.op == "Conv" and (w.ndim < 3 or any(k != 1 for k in w.shape[2:]) or int(n.attr("groups", 1)) != 1):
+        if d.has(window=True) and (w.ndim < 3 or any(k != 1 for k in w.shape[2:]) or int(n.attr("groups", 1)) != 1):
             continue
         n_out, k = w.shape[0], w.shape[1]
         u, s, vt = np.linalg.svd(w.reshape(n_out, k), full_matrices=False)
@@ -84,7 +85,7 @@ def low_rank(g: Graph, energy: float, x=None) -> LowRankReport:
         b_w = g.add_const(g.fresh_name(f"{n.name}_B"), b.astype(np.float32))
         first_attrs = {k_: v for k_, v in n.attrs.items() if k_ != "relu"}
         second_attrs = dict(n.attrs)
-        if n.op == "Conv":  # the second 1x1 conv: no stride, no pad
+        if d.has(window=True):  # the second 1x1 conv: no stride, no pad
             second_attrs.update(strides=(1,) * (w.ndim - 2), pads=(0,) * (2 * (w.ndim - 2)),
                                 dilations=(1,) * (w.ndim - 2))
         first = Node(g.fresh_name(f"{n.name}_A"), n.op, [n.inputs[0], a_w, a_b], [mid], first_attrs)

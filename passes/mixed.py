@@ -23,13 +23,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ir import Graph, quantize_float, run_float, run_int
+from ..ir.ops import op_def, ops_with
 from ..ir.text import name as _pname
 from .calibrate import Range
 from .prequant import quantize_graph
 from .quantize import QuantConfig
 
 WIDTHS = (8, 6, 5, 4, 3, 2)
-_WEIGHTED = ("Dense", "Conv", "BatchNormalization", "Mul")
+_WEIGHTED = ops_with(weights=True)  # ops whose constant operands have the weight width
 
 
 @dataclass
@@ -77,16 +78,14 @@ def weighted_layers(g: Graph) -> list:
 
 
 def _weight_count(g: Graph, node) -> int:
-    # the multiplying constant: Dense/Conv weights, BN's scale, Mul's constant
-    t = node.inputs[1] if node.op != "Mul" else next(t for t in node.inputs if g.is_const(t))
+    # the multiplying constant, the first one read: Dense/Conv weights, BN's scale, Mul's constant
+    t = next(t for t in node.inputs if g.is_const(t))
     return int(np.asarray(g.consts[t]).size)
 
 
 def _macs(q: Graph, node) -> int:
     out = int(np.prod(q.shape(node.outputs[0])))
-    if node.op == "Dense":
-        return int(np.asarray(q.consts[node.inputs[1]]).size)
-    if node.op == "Conv":
+    if op_def(node.op).has(linear=True):  # every output reads one row of W
         return out * int(np.prod(np.asarray(q.consts[node.inputs[1]]).shape[1:]))
     return out
 

@@ -32,12 +32,17 @@ import numpy as np
 
 from ..ir import FixedType, Graph, Node
 from ..ir.fixed import real_multiplier, saturate, signed_width_for
+from ..ir.ops import op_def, ops_quantized_by, ops_with
 from .calibrate import Range
 from .rounding import search_rounding
-from .quantize import QuantConfig, QuantizeError, _store_linear, _weight_error_on_mean, quantize, quantize_weights
+from .quantize import QuantConfig, QuantizeError, quantize, quantize_weights, store_linear, weight_error_on_mean
 
 # ops whose output holds values of their input (the type passes through)
-KEEP_TYPE = ("MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Resize")
+KEEP_TYPE = ops_quantized_by("keep")
+# the ops taken here, by their quantization rule; a mean only over the whole map (it becomes
+# a Conv of ones). Gemm and MatMul are taken as the Dense they become first.
+REAL_OPS = (ops_quantized_by("weights", "sum", "keep", "unsigned")
+            | (ops_quantized_by("mean") - ops_with(window=True)))
 
 
 def is_prequantized(g: Graph) -> bool:
@@ -85,8 +90,9 @@ def _drop_quant(g: Graph, node: Node) -> None:
     g.replace_uses(node.outputs[0], node.inputs[0])
 
 
-# ops after which a calibrated real-scale design marks its output (QuantConfig.scale == "real")
-MARKED_OPS = ("Dense", "Conv", "GlobalAveragePool", "Add")
+# ops after which a calibrated real-scale design marks its output (QuantConfig.scale == "real"):
+# those whose real-scale type is the one the model's Quant of their output states
+MARKED_OPS = frozenset(op for op in REAL_OPS if op_def(op).quant in ("weights", "sum", "mean"))
 
 
 def quant_attrs(r: Range, bits: int, asymmetric: bool) -> dict:
@@ -144,7 +150,7 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
         rounding = node.attr("rounding", "half_even")
         producer = q.producer(node.inputs[0])
         # (after a fused Relu a sign is the constant +1: refused as a modelling error)
-        bipolar_after_linear = (rounding == "sign" and producer is not None and producer.op in ("Dense", "Conv")
+        bipolar_after_linear = (rounding == "sign" and producer is not None and op_def(producer.op).has(linear=True)
                                 and not producer.attr("relu") and len(q.consumers(node.inputs[0])) == 1)
         if rounding != "half_even" and not bipolar_after_linear:
             # the integer path rounds half up (ties aside, round to nearest); a floor or ceil
@@ -170,14 +176,17 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
         if x_t is None:
             raise QuantizeError(f"node {node.name!r} ({node.op}): its input {node.inputs[0]!r} has no quantization "
                                 f"from the model")
-        if node.op in ("Dense", "Conv"):
+        rule = op_def(node.op).quant if node.op in REAL_OPS else None
+        if rule == "weights":
             _linear(q, node, cfg, means, inputs)
-        elif node.op == "GlobalAveragePool":
+        elif rule == "mean":
             _global_average(q, node, cfg)
-        elif node.op == "Add":
+        elif rule == "sum":
             _add(q, node)
-        elif node.op in KEEP_TYPE or node.op == "Relu":
-            q.set_qtype(out, replace(x_t, bounds=(max(x_t.lo, 0), x_t.hi)) if node.op == "Relu" else x_t)
+        elif rule == "keep":
+            q.set_qtype(out, x_t)
+        elif rule == "unsigned":  # the clamp at 0 is the type's range
+            q.set_qtype(out, replace(x_t, bounds=(max(x_t.lo, 0), x_t.hi)))
         elif node.op == "Quant":
             stated = quant_type(node)
             if not _same_grid(x_t, stated):
@@ -188,8 +197,8 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
             _drop_quant(q, node)
         else:
             raise QuantizeError(f"node {node.name!r}: op {node.op} is not supported yet in a model quantized "
-                                f"elsewhere (QDQ / QONNX) or with real scales; supported: Dense/Gemm/MatMul, Conv, "
-                                f"GlobalAveragePool, Add, Relu, {', '.join(KEEP_TYPE)}")
+                                f"elsewhere (QDQ / QONNX) or with real scales; supported: Gemm, MatMul, "
+                                f"{', '.join(sorted(REAL_OPS))}")
     for t in q.outputs:
         if q.qtype(t) is None:
             raise QuantizeError(f"model output {t!r} has no quantization from the model")
@@ -245,14 +254,14 @@ def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> 
         b = b + b_shift
     elif means is not None and given is None:  # bias correction of the weights quantized here
         w_deq = w_q * sw.reshape((-1,) + (1,) * (w.ndim - 1))
-        b = b - _weight_error_on_mean(node, w_deq - w, means[x])
+        b = b - weight_error_on_mean(node, w_deq - w, means[x])
     b_q = np.floor(b / acc_scale + 0.5).astype(np.int64)
     if sign:
         # a sign (BipolarQuant: +1 from 0 up, else -1) of the accumulator is the saturation of
         # 2 * acc + 1 to [-1, 1] (never 0): weights doubled, bias 2 b + 1, rescale 1
         w_q, b_q = 2 * w_q, 2 * b_q + 1
         w_t = FixedType(w_t.width + 1, w_t.frac + 1, real_scale=w_t.real_scale / 2)
-    _store_linear(q, node, w_name, w_q, w_t, b_name, b, b_q=b_q)
+    store_linear(q, node, w_name, w_q, w_t, b_name, b, b_q=b_q)
     node = q.node(node.name)
     acc_width = int(node.attr("acc_width"))
     if sign:
@@ -306,8 +315,8 @@ def _global_average(q: Graph, node: Node, cfg: QuantConfig) -> None:
                 {"strides": (1,) * nd, "pads": (0,) * (2 * nd), "dilations": (1,) * nd, "groups": c})
     q.replace_node(node.name, conv)
     w_t = FixedType(2, 0)
-    _store_linear(q, conv, w_name, np.ones((c, 1, *spatial), dtype=np.int64), w_t, b_name, np.zeros(c),
-                  b_q=np.zeros(c, dtype=np.int64))
+    store_linear(q, conv, w_name, np.ones((c, 1, *spatial), dtype=np.int64), w_t, b_name, np.zeros(c),
+                 b_q=np.zeros(c, dtype=np.int64))
     conv = q.node(node.name)
     acc_width = int(conv.attr("acc_width"))
     mult, shift = real_multiplier(np.full(c, x_t.scale / (out_t.scale * count)), max_bits=min(31, 62 - acc_width))

@@ -9,8 +9,8 @@
   the channels of a depthwise Conv in between. Channels are tied across a residual Add
   (both operands, the sum and whatever reads it lose the same channels), so the pass
   works on *channel groups*: the tensors that share one channel index, joined by
-  channel-wise ops (activations, pools, depthwise Convs, Add, a Reshape of ``(C, 1, 1)``
-  to ``(C,)``). A group is pruned when it is made by Dense / Conv layers and read by
+  channel-wise ops (activations, pools, depthwise Convs, an Add or Mul of two activations
+  of one shape, a Reshape of ``(C, 1, 1)`` to ``(C,)``). A group is pruned when it is made by Dense / Conv layers and read by
   Dense / Conv layers only (not a graph input or output, not read by any other op); its
   ``sparsity`` fraction of channels with the smallest importance (the sum, over the
   layers that make it, of the channel's L1 weight norm over the layer's mean) go, at least
@@ -29,12 +29,14 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.graph import TensorInfo
+from ..ir.ops import infer_shapes, op_def, ops_with
 from ..ir.text import name as _pname
+from .refit import Reference
 
-LINEAR = ("Dense", "Conv")
-# ops whose output channel c depends on input channel c only (axis 0 per sample)
-CHANNELWISE = frozenset({"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
-                         "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"})
+LINEAR = ops_with(linear=True)
+# ops whose output channel c depends on input channel c only (axis 0 per sample) and that
+# read no constant (a constant per channel would have to lose the pruned channels too)
+CHANNELWISE = ops_with(channelwise=True, weights=False)
 
 
 @dataclass
@@ -90,7 +92,7 @@ def prune_magnitude(g: Graph, sparsity: float, x=None) -> PruneReport:
     pruned layer is corrected by the layers after it."""
     s = _check_sparsity(sparsity)
     report = PruneReport("magnitude", s)
-    ref = _Reference(g, x) if x is not None else None
+    ref = Reference(g, x) if x is not None else None
     for n in g.topo():
         if n.op not in LINEAR or not g.is_const(n.inputs[1]):
             continue
@@ -109,121 +111,14 @@ def prune_magnitude(g: Graph, sparsity: float, x=None) -> PruneReport:
     return report
 
 
-# ----------------------------------------------------------------------------- refitting
-
-_MAX_ROWS = 16384  # least-squares rows sampled per layer
-_RIDGE = 1e-4      # relative ridge on the weights (not the bias)
-
-
-def _design_matrix(g: Graph, n, x: np.ndarray) -> list[np.ndarray]:
-    """Per group of layer ``n``, the matrix whose rows are the inputs each output value
-    sees (a Dense: the samples; a Conv: every window of every sample, im2col), columns in
-    the order of ``W.reshape(M, -1)`` within the group."""
-    if n.op == "Dense":
-        return [np.asarray(x, np.float64).reshape(len(x), -1)]
-    from ..ir.ops._window import out_sizes, patches, spatial_attrs
-
-    w = g.consts[n.inputs[1]]
-    kernel = w.shape[2:]
-    groups = int(n.attr("groups", 1))
-    strides, pads, dil = spatial_attrs(n.attrs, len(kernel), kernel)
-    outs = out_sizes(x.shape[2:], kernel, strides, pads, dil)
-    p = patches(np.asarray(x, np.float64), kernel, strides, pads, dil, outs, fill=0)
-    nb, c = x.shape[:2]
-    p = p.reshape(nb, groups, (c // groups) * int(np.prod(kernel)), -1)
-    return [p[:, gi].transpose(0, 2, 1).reshape(-1, p.shape[2]) for gi in range(groups)]
-
-
-def _refit(x_new: np.ndarray, target: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weights (zero outside ``mask``, rows x features) and biases whose ``x_new @ w.T + b``
-    best matches ``target`` (samples x rows) in least squares, a small ridge on the
-    weights."""
-    rows, feats = mask.shape
-    w = np.zeros((rows, feats))
-    b = np.zeros(rows)
-    for o in range(rows):
-        sup = np.flatnonzero(mask[o])
-        a = np.concatenate([x_new[:, sup], np.ones((len(x_new), 1))], axis=1)
-        ata = a.T @ a
-        lam = _RIDGE * (np.trace(ata[:-1, :-1]) / max(len(sup), 1) + 1e-12)
-        ata[np.arange(len(sup)), np.arange(len(sup))] += lam
-        z = np.linalg.solve(ata, a.T @ target[:, o])
-        w[o, sup], b[o] = z[:-1], z[-1]
-    return w, b
-
-
-class _Reference:
-    """The unpruned graph's layer inputs on ``x``, and the pruned graph's as it changes."""
-
-    def __init__(self, g: Graph, x) -> None:
-        from ..ir.interp import run_float
-
-        self.g, self.x = g, np.asarray(x, np.float32)
-        self.orig = g.copy()  # constants are replaced, never changed in place
-        self.orig_env = run_float(self.orig, self.x, keep=True)
-        self.rng = np.random.default_rng(0)
-
-    def _inputs(self, n) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        from ..ir.interp import run_float
-
-        cur = run_float(self.g, self.x, keep=True)[n.inputs[0]]
-        old = self.orig_env[self.orig.node(n.name).inputs[0]]  # the same layer's input before any change
-        xs_new, xs_old = _design_matrix(self.g, n, cur), _design_matrix(self.orig, self.orig.node(n.name), old)
-        rows = len(xs_new[0])
-        pick = self.rng.choice(rows, _MAX_ROWS, replace=False) if rows > _MAX_ROWS else slice(None)
-        return [a[pick] for a in xs_new], [a[pick] for a in xs_old]
-
-    def refit_layer(self, n, mask: np.ndarray, out_rows=None) -> tuple[np.ndarray, np.ndarray]:
-        """New weights (shaped as the layer's, zero outside ``mask``) and bias of layer ``n``
-        whose outputs on the current inputs match the unpruned layer's (its output channels
-        ``out_rows``, all by default) on the unpruned inputs."""
-        o = self.orig.node(n.name)
-        w0 = np.asarray(self.orig.consts[o.inputs[1]], np.float64)
-        b0 = np.asarray(self.orig.consts[o.inputs[2]], np.float64) if len(o.inputs) > 2 else np.zeros(w0.shape[0])
-        if out_rows is not None:
-            w0, b0 = w0[out_rows], b0[out_rows]
-        xs_new, xs_old = self._inputs(n)
-        groups = len(xs_new)
-        mg = w0.shape[0] // groups
-        w_new = np.zeros(mask.shape)
-        b_new = np.zeros(w0.shape[0])
-        m2 = mask.reshape(w0.shape[0], -1)
-        for gi in range(groups):
-            rs = slice(gi * mg, (gi + 1) * mg)
-            target = xs_old[gi] @ w0.reshape(w0.shape[0], -1)[rs].T + b0[rs]
-            w_g, b_new[rs] = _refit(xs_new[gi], target, m2[rs])
-            w_new.reshape(w0.shape[0], -1)[rs] = w_g
-        return w_new, b_new
-
-    def prune_layer(self, n, s: float) -> np.ndarray:
-        """Layer ``n``'s weights with ``s`` of each output channel's zeroed (the smallest
-        ``|w| * ||x||``), the rest and the bias refitted; the bias is set in the graph."""
-        w = np.asarray(self.g.consts[n.inputs[1]], np.float64)
-        xs_new, _ = self._inputs(n)
-        groups = len(xs_new)
-        mg = w.shape[0] // groups
-        w2 = w.reshape(w.shape[0], -1)
-        norms = np.concatenate([np.repeat(np.linalg.norm(xs_new[gi], axis=0)[None], mg, axis=0)
-                                for gi in range(groups)])
-        score = np.abs(w2) * norms
-        k = int(np.floor(s * w2.shape[1]))
-        mask = np.ones(w2.shape, dtype=bool)
-        if k:
-            order = np.argsort(score, axis=1, kind="stable")[:, :k]
-            np.put_along_axis(mask, order, False, axis=1)
-        w_new, b_new = self.refit_layer(n, mask.reshape(w.shape))
-        if len(n.inputs) > 2:
-            self.g.consts[n.inputs[2]] = b_new.astype(self.g.consts[n.inputs[2]].dtype)
-        return w_new
-
-
 # ----------------------------------------------------------------------------- structured
 
 def _depthwise(g: Graph, n) -> bool:
     """A Conv whose every group is one input and one output channel."""
     w = g.consts.get(n.inputs[1])
     c = g.shape(n.inputs[0])[0]
-    return (n.op == "Conv" and w is not None and int(n.attr("groups", 1)) == c == w.shape[0] and w.shape[1] == 1)
+    return (op_def(n.op).has(linear=True, window=True) and w is not None and int(n.attr("groups", 1)) == c == w.shape[0]
+            and w.shape[1] == 1)
 
 
 class _Groups:
@@ -261,7 +156,8 @@ def channel_groups(g: Graph) -> list[dict]:
             continue  # a boundary: output and input channels are separate groups
         elif n.op in CHANNELWISE:
             uf.union(ins[0], n.outputs[0])
-        elif n.op == "Add" and len(ins) == 2 and g.shape(ins[0]) == g.shape(ins[1]) == g.shape(n.outputs[0]):
+        elif (op_def(n.op).has(elementwise=True, join=True) and len(ins) == 2
+              and g.shape(ins[0]) == g.shape(ins[1]) == g.shape(n.outputs[0])):  # a residual Add, say
             uf.union(ins[0], n.outputs[0])
             uf.union(ins[1], n.outputs[0])
         elif n.op == "Reshape" and len(g.shape(n.outputs[0])) == 1 and \
@@ -286,7 +182,7 @@ def channel_groups(g: Graph) -> list[dict]:
         if n.op in LINEAR and not _depthwise(g, n):
             groups[uf.find(n.outputs[0])]["producers"].append(n.name)
             groups[uf.find(n.inputs[0])]["consumers"].append(n.name)
-            if n.op == "Conv" and int(n.attr("groups", 1)) != 1:
+            if int(n.attr("groups", 1)) != 1:
                 for t in (n.inputs[0], n.outputs[0]):
                     groups[uf.find(t)]["why"] = groups[uf.find(t)]["why"] or f"grouped Conv {n.name}"
         elif n.op in LINEAR:
@@ -314,7 +210,7 @@ def prune_structured(g: Graph, sparsity: float, x=None) -> PruneReport:
     outputs on the unpruned inputs."""
     s = _check_sparsity(sparsity)
     report = PruneReport("structured", s)
-    ref = _Reference(g, x) if x is not None else None
+    ref = Reference(g, x) if x is not None else None
     rows_of: dict[str, np.ndarray] = {}  # layer -> output channels kept
     refit: set[str] = set()
     orig = {n.name: int(np.asarray(g.consts[n.inputs[1]]).shape[0]) for n in g.topo() if n.op in LINEAR}
@@ -368,8 +264,6 @@ def prune_structured(g: Graph, sparsity: float, x=None) -> PruneReport:
 
 def _reinfer(g: Graph) -> None:
     """Every activation's shape again, in topological order (after constants changed)."""
-    from ..ir.ops import infer_shapes
-
     for n in g.topo():
         for t, shape in zip(n.outputs, infer_shapes(g, n), strict=True):
             g.tensors[t] = TensorInfo(tuple(shape), g.tensors[t].qtype)

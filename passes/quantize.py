@@ -22,11 +22,12 @@ the smallest), its bias is stored at ``frac(x) + frac[n]``, and the node's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..ir import FixedType, Graph, quantize_float
-from ..ir.ops import op_module
+from ..ir.ops import op_def
 from ..ir.tables import MAX_TABLE_BITS, build_table
 from ..ir.fixed import frac_for_range, quantize_frac, signed_width_for
 from .calibrate import Range, parse_method
@@ -39,9 +40,6 @@ class QuantizeError(Exception):
 
 # per-channel weight fracs lie within this many bits of each other (rq_mult <= 2**spread)
 MAX_CHANNEL_SPREAD = 16
-
-# activations computed by a compile-time table (nnforge.ir.tables)
-TABLE_OPS = ("Sigmoid", "Tanh", "HardSigmoid", "HardSwish")
 
 
 @dataclass(frozen=True)
@@ -135,11 +133,27 @@ def drop_output_softmax(g: Graph) -> bool:
     return changed
 
 
+@dataclass(frozen=True)
+class QuantContext:
+    """What a quantization rule may read besides the graph: the calibrated ranges, the
+    configuration, and (for bias correction and rounding search) the calibration data."""
+
+    ranges: dict[str, Range]
+    cfg: QuantConfig
+    means: dict[str, np.ndarray] | None = None
+    inputs: dict | None = None
+
+    def out_type(self, node) -> FixedType:
+        """An activation type for the node's output from its calibrated range."""
+        return _act_type(self.ranges[node.outputs[0]], self.cfg.act_bits)
+
+
 def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
              means: dict[str, np.ndarray] | None = None, inputs: dict | None = None) -> Graph:
     """Return a quantized copy of ``g``: every tensor typed, constants as int64. ``means``
     (per-channel input means, :func:`.calibrate.channel_means`) is needed for
-    ``cfg.bias_correction``."""
+    ``cfg.bias_correction``. Each node is quantized by its op's rule (``OpDef.quant``,
+    implemented in :data:`TYPE_RULES`)."""
     if cfg.bias_correction and means is None:
         raise QuantizeError("bias correction needs the per-channel means of the calibration data")
     if cfg.rounding == "search" and inputs is None:
@@ -150,48 +164,44 @@ def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
     q = g.copy()
     for name in q.inputs:
         q.set_qtype(name, _act_type(ranges[name], cfg.act_bits))
+    ctx = QuantContext(ranges, cfg, means, inputs)
     for node in q.topo():
-        out = node.outputs[0]
-        if node.op in ("Dense", "Conv"):
-            _quantize_dense(q, node, ranges[out], cfg, means, inputs)
-        elif node.op in ("Reshape", "Transpose", "MaxPool", "GlobalMaxPool", "AveragePool", "GlobalAveragePool"):
-            # pooling computes in the input's type (an unsigned input stays unsigned)
-            q.set_qtype(out, q.qtype(node.inputs[0]))
-        elif node.op == "BatchNormalization":
-            _quantize_scale_shift(q, node, ranges[out], cfg)
-        elif node.op == "Relu":
-            t = q.qtype(node.inputs[0])
-            q.set_qtype(out, FixedType(t.width, t.frac, signed=False))
-        elif node.op in ("Add", "Mul"):
-            # a constant operand: activation width for Add, weight width for Mul (a scale)
-            bits = cfg.act_bits if node.op == "Add" else cfg.wbits(node.name)
-            for t in node.inputs:
-                if q.is_const(t):
-                    ct = _weight_type(q.consts[t], bits)
-                    q.consts[t] = quantize_float(q.consts[t], ct)
-                    q.set_qtype(t, ct)
-            q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
-        elif node.op == "Concat":
-            q.set_qtype(out, _act_type(ranges[out], cfg.act_bits))
-        elif node.op == "Resize":
-            q.set_qtype(out, q.qtype(node.inputs[0]))  # a copy: the type is unchanged
-        elif node.op == "LeakyRelu":
-            _quantize_leakyrelu(q, node, ranges[out], cfg)
-        elif node.op == "Clip":
-            _quantize_clip(q, node)
-        elif node.op in TABLE_OPS:
-            _quantize_table(q, node, ranges[out], cfg)
-        elif node.op == "Pad":
-            raise QuantizeError(
-                f"node {node.name!r}: this Pad could not be folded into a following Conv (folding needs "
-                f"value 0, padding of spatial axes only, and Convs as its only readers), and a standalone "
-                f"Pad has no integer implementation")
-        elif node.op in ("Gemm", "MatMul"):
-            raise QuantizeError(f"node {node.name!r}: {node.op} should have become Dense (a canonicalization pass is missing)")
-        else:
-            raise QuantizeError(f"node {node.name!r}: op {node.op} has no integer implementation yet, so the "
-                                f"model runs in the float interpreter only")
+        d = op_def(node.op)
+        rule = d.quantize or TYPE_RULES.get(d.quant)
+        if rule is None:
+            why = d.refusal or (f"op {node.op} has no integer implementation yet, so the model runs in the float "
+                                f"interpreter only")
+            raise QuantizeError(f"node {node.name!r}: {why}")
+        rule(q, node, ctx)
     return q
+
+
+def _keep(q: Graph, node, ctx: QuantContext) -> None:
+    """Rules "keep" and "mean": the input's type (an unsigned input stays unsigned)."""
+    q.set_qtype(node.outputs[0], q.qtype(node.inputs[0]))
+
+
+def _unsigned(q: Graph, node, ctx: QuantContext) -> None:
+    t = q.qtype(node.inputs[0])
+    q.set_qtype(node.outputs[0], FixedType(t.width, t.frac, signed=False))
+
+
+def _calibrated(q: Graph, node, ctx: QuantContext) -> None:
+    q.set_qtype(node.outputs[0], ctx.out_type(node))
+
+
+def _with_constants(bits: Callable[[QuantContext, object], int]) -> Callable:
+    """A calibrated output whose constant operands get a signed ``bits(ctx, node)``-bit type."""
+
+    def rule(q: Graph, node, ctx: QuantContext) -> None:
+        for t in node.inputs:
+            if q.is_const(t):
+                ct = _weight_type(q.consts[t], bits(ctx, node))
+                q.consts[t] = quantize_float(q.consts[t], ct)
+                q.set_qtype(t, ct)
+        _calibrated(q, node, ctx)
+
+    return rule
 
 
 def _weight_type(w: np.ndarray, bits: int) -> FixedType:
@@ -199,8 +209,8 @@ def _weight_type(w: np.ndarray, bits: int) -> FixedType:
     return FixedType(bits, frac_for_range(float(np.abs(w).max()), bits, True))
 
 
-def _store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, b_name: str, b: np.ndarray,
-                  row_frac: np.ndarray | int = 0, b_q: np.ndarray | None = None) -> None:
+def store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, b_name: str, b: np.ndarray,
+                 row_frac: np.ndarray | int = 0, b_q: np.ndarray | None = None) -> None:
     """Store the quantized multiplier ``w_q`` (type ``w_t``, output channel first) and the
     float addend ``b`` at the accumulator scale ``frac(x) + frac(w) + row_frac[n]``, rounded
     half up (or the integers ``b_q`` given), and give the node the accumulator width of
@@ -221,7 +231,9 @@ def _store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, 
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
 
 
-def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=None, inputs=None) -> None:
+def _quantize_dense(q: Graph, node, ctx: QuantContext) -> None:
+    """Rule "weights" (:mod:`nnforge.ir.ops.dense`)."""
+    cfg, means, inputs, out_range = ctx.cfg, ctx.means, ctx.inputs, ctx.ranges[node.outputs[0]]
     x, w_name, b_name = node.inputs
     w = q.consts[w_name].astype(np.float64)
     w_q, w_t, fracs = quantize_weights(w, cfg.wbits(node.name), cfg.per_channel)
@@ -232,10 +244,10 @@ def _quantize_dense(q: Graph, node, out_range: Range, cfg: QuantConfig, means=No
         b = b + shift
     elif cfg.bias_correction:
         w_deq = np.ldexp(w_q.astype(np.float64), -fracs.reshape(row_shape))
-        b = b - _weight_error_on_mean(node, w_deq - w, means[x])
+        b = b - weight_error_on_mean(node, w_deq - w, means[x])
     relu = bool(node.attr("relu"))
     out_t = _act_type(Range(0.0, out_range.hi) if relu else out_range, cfg.act_bits)
-    _store_linear(q, node, w_name, w_q, w_t, b_name, b, fracs - w_t.frac)
+    store_linear(q, node, w_name, w_q, w_t, b_name, b, fracs - w_t.frac)
     if cfg.per_channel:
         node = q.node(node.name)
         mult = np.ldexp(1.0, w_t.frac - fracs).astype(np.int64)
@@ -263,10 +275,10 @@ def quantize_weights(w: np.ndarray, bits: int, per_channel: bool) -> tuple[np.nd
     return quantize_frac(w, f, w_t), w_t, fracs
 
 
-def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
+def weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
     """E[(W_q - W) x] per output, from the input's per-channel mean (border padding of a
     Conv is ignored: every tap sees the channel mean)."""
-    if node.op == "Dense":  # W (N, K), x (K,)
+    if not op_def(node.op).has(window=True):  # Dense: W (N, K), x (K,)
         return dw @ mean_x.reshape(-1)
     groups = int(node.attr("groups", 1))
     m, cg = dw.shape[0], dw.shape[1]
@@ -275,30 +287,31 @@ def _weight_error_on_mean(node, dw: np.ndarray, mean_x: np.ndarray) -> np.ndarra
     return (per_in * mean_g).sum(axis=1)
 
 
-def _quantize_scale_shift(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+def _quantize_scale_shift(q: Graph, node, ctx: QuantContext) -> None:
     """An unfolded BatchNormalization ``y = x * mul[c] + add[c]``: ``mul`` gets a signed
     ``weight_bits`` type with one power-of-two scale, ``add`` is stored at the product scale
-    like a bias (:func:`_store_linear`, each channel's "row" is its one ``mul``)."""
+    like a bias (:func:`store_linear`, each channel's "row" is its one ``mul``)."""
     _, m_name, a_name = node.inputs
     m = q.consts[m_name].astype(np.float64)
-    m_t = _weight_type(m, cfg.wbits(node.name))
-    _store_linear(q, node, m_name, quantize_float(m, m_t), m_t, a_name, q.consts[a_name].astype(np.float64))
-    q.set_qtype(node.outputs[0], _act_type(out_range, cfg.act_bits))
+    m_t = _weight_type(m, ctx.cfg.wbits(node.name))
+    store_linear(q, node, m_name, quantize_float(m, m_t), m_t, a_name, q.consts[a_name].astype(np.float64))
+    q.set_qtype(node.outputs[0], ctx.out_type(node))
 
 
-def _quantize_leakyrelu(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
+def _quantize_leakyrelu(q: Graph, node, ctx: QuantContext) -> None:
     """``alpha`` becomes ``mult`` in a signed ``weight_bits`` type of scale ``2**-mult_frac``
     (the largest frac that keeps it unsaturated, at least 0); see :mod:`nnforge.ir.ops.leakyrelu`."""
+    cfg = ctx.cfg
     alpha = float(node.attr("alpha", 0.01))
     mf = frac_for_range(abs(alpha), cfg.weight_bits, True)
     if mf < 0:
         raise QuantizeError(f"node {node.name!r}: LeakyRelu alpha {alpha} does not fit {cfg.weight_bits} bits")
     mult = int(quantize_float(alpha, FixedType(cfg.weight_bits, mf)))
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "mult": mult, "mult_frac": mf}))
-    q.set_qtype(node.outputs[0], _act_type(out_range, cfg.act_bits))
+    q.set_qtype(node.outputs[0], ctx.out_type(node))
 
 
-def _quantize_clip(q: Graph, node) -> None:
+def _quantize_clip(q: Graph, node, ctx: QuantContext) -> None:
     """Bounds rounded to the input type (an absent one is the type's end); the output keeps
     the input's width and frac, unsigned when the lower bound is >= 0."""
     t = q.qtype(node.inputs[0])
@@ -309,26 +322,38 @@ def _quantize_clip(q: Graph, node) -> None:
     q.set_qtype(node.outputs[0], out_t)
 
 
-def _quantize_table(q: Graph, node, out_range: Range, cfg: QuantConfig) -> None:
-    """Build the node's lookup table (:func:`nnforge.ir.tables.build_table`) and add it as a
-    constant second input. Output types: Sigmoid and HardSigmoid unsigned, Tanh signed, each
-    ``act_bits`` wide with the largest frac that holds 1.0; HardSwish from calibration."""
+def _quantize_table(q: Graph, node, ctx: QuantContext) -> None:
+    """Build the node's lookup table (:func:`nnforge.ir.tables.build_table`) from its op's
+    ``function`` and add it as a constant second input. The output type is ``act_bits``
+    wide: with the op's ``value_range`` (Sigmoid's ``(0, 1)``, say) the largest frac that
+    holds it, signed when it reaches below 0; otherwise from calibration."""
     x_t = q.qtype(node.inputs[0])
     if x_t.width > MAX_TABLE_BITS:
         raise QuantizeError(
             f"node {node.name!r}: {node.op} is computed by a lookup table indexed by its input, which is "
             f"{x_t} ({x_t.width} bits); tables are limited to {MAX_TABLE_BITS}-bit inputs. Quantize with "
             f"bits <= {MAX_TABLE_BITS}")
-    bits = cfg.act_bits
-    if node.op in ("Sigmoid", "HardSigmoid"):
-        out_t = FixedType(bits, frac_for_range(1.0, bits, False), False)
-    elif node.op == "Tanh":
-        out_t = FixedType(bits, frac_for_range(1.0, bits, True), True)
-    else:
-        out_t = _act_type(out_range, bits)
-    fn = op_module(node.op).function
+    d = op_def(node.op)
+    out_t = _act_type(Range(*d.value_range), ctx.cfg.act_bits) if d.value_range else ctx.out_type(node)
+    fn = d.function
     table = build_table(lambda v: fn(node.attrs, v), x_t, out_t)
     name = q.add_const(q.fresh_name(f"{node.name}_table"), table)
     q.set_qtype(name, out_t)
     q.replace_node(node.name, node.with_(inputs=(node.inputs[0], name)))
     q.set_qtype(node.outputs[0], out_t)
+
+
+# the implementation of every quantization rule an op may name (nnforge.ir.ops.base.QUANT_RULES)
+TYPE_RULES: dict[str, Callable] = {
+    "keep": _keep,
+    "mean": _keep,
+    "unsigned": _unsigned,
+    "calibrated": _calibrated,
+    "sum": _with_constants(lambda ctx, node: ctx.cfg.act_bits),
+    "product": _with_constants(lambda ctx, node: ctx.cfg.wbits(node.name)),
+    "weights": _quantize_dense,
+    "scale_shift": _quantize_scale_shift,
+    "multiplier": _quantize_leakyrelu,
+    "bounds": _quantize_clip,
+    "table": _quantize_table,
+}

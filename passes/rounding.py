@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, run_float
-from ..ir.ops._window import out_sizes, patches, spatial_attrs
+from ..ir.ops import op_def
+from ..ir.ops.window import out_sizes, patches, spatial_attrs
 
 MAX_ROWS = 4096
 SWEEPS = 2
@@ -33,11 +34,12 @@ def layer_inputs(g: Graph, x: np.ndarray, seed: int = 0) -> dict[str, list[np.nd
     rng = np.random.default_rng(seed)
     out: dict[str, list[np.ndarray]] = {}
     for node in g.topo():
-        if node.op not in ("Dense", "Conv"):
+        d = op_def(node.op)
+        if not d.has(linear=True):
             continue
         v = np.asarray(env[node.inputs[0]], dtype=np.float64)
         w_shape = g.shape(node.inputs[1])
-        if node.op == "Dense":
+        if not d.has(window=True):  # Dense
             mats = [v.reshape(len(v), -1)]
         else:
             kernel = tuple(w_shape[2:])

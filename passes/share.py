@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ir import Graph
-from .prune import LINEAR, _Reference
+from ..ir.ops import ops_with
+from .refit import Reference
+
+LINEAR = ops_with(linear=True)
 
 _ITERATIONS = 50
 
@@ -70,7 +73,7 @@ def share_weights(g: Graph, bits: int, x=None) -> ShareReport:
     if not 1 <= bits <= 8:
         raise ValueError(f"weight sharing takes 1 to 8 index bits (2 to 256 values), not {bits}")
     report = ShareReport(bits)
-    ref = _Reference(g, x) if x is not None else None
+    ref = Reference(g, x) if x is not None else None
     for n in g.topo():
         if n.op not in LINEAR or not g.is_const(n.inputs[1]):
             continue
@@ -89,7 +92,7 @@ def share_weights(g: Graph, bits: int, x=None) -> ShareReport:
     return report
 
 
-def _refit_values(ref: _Reference, n, shape, nz: np.ndarray, idx: np.ndarray,
+def _refit_values(ref: Reference, n, shape, nz: np.ndarray, idx: np.ndarray,
                   c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The shared values and biases that best reproduce the unshared layer ``n`` (least
     squares over the calibration inputs, the assignment ``idx`` of the nonzero weights
@@ -97,7 +100,7 @@ def _refit_values(ref: _Reference, n, shape, nz: np.ndarray, idx: np.ndarray,
     o = ref.orig.node(n.name)
     w0 = np.asarray(ref.orig.consts[o.inputs[1]], np.float64)
     b0 = np.asarray(ref.orig.consts[o.inputs[2]], np.float64) if len(o.inputs) > 2 else np.zeros(w0.shape[0])
-    xs_new, xs_old = ref._inputs(n)
+    xs_new, xs_old = ref.layer_inputs(n)
     groups = len(xs_new)
     m = shape[0]
     mg = m // groups

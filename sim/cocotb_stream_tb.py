@@ -72,26 +72,9 @@ async def stream_vectors(dut) -> None:
               for s in job.get("trace", [])]
     beats: dict[str, list[int]] = {s: [] for s, *_ in traced}
     names = job.get("ports") or {}
-
-    def port(name):
-        return getattr(dut, names.get(name, name))
-
-    clk, in_valid, in_ready, in_data = port("clk"), port("in_valid"), port("in_ready"), port("in_data")
-    out_valid, out_ready, out_data, out_lastsig = port("out_valid"), port("out_ready"), port("out_data"), port("out_last")
-    rst, rst_on = port("rst"), int(names.get("rst_active", 1))
-    in_last = port("in_last") if "in_last" in names else None  # driven as an AXI master does
-    if in_last is not None:
-        in_last.value = 0
-
-    cocotb.start_soon(Clock(clk, PERIOD_NS, unit="ns").start())
-    in_valid.value = 0
-    in_data.value = 0
-    out_ready.value = 0
-    rst.value = rst_on
-    for _ in range(int(job.get("reset_cycles", 4))):
-        await FallingEdge(clk)
-    rst.value = 1 - rst_on
-    out_ready.value = 1
+    clk, in_valid, in_ready, in_data, in_last, out_valid, out_ready, out_data, out_lastsig = _ports(dut, names)
+    await _reset(clk, in_valid, in_data, out_ready, _port(dut, names, "rst"), int(names.get("rst_active", 1)),
+                 int(job.get("reset_cycles", 4)))
     fall = FallingEdge(clk)
     await fall
     t0 = get_sim_time("ns")
@@ -154,21 +137,41 @@ async def stream_vectors(dut) -> None:
             await fall
 
     wall = time.monotonic() - wall0
-    y = np.array(out_vals, dtype=np.uint64).reshape(n_vec, n_out)
-    np.save(base / job["outputs"], y)
-    result = {
-        "status": status,
-        "vectors_in": min(n_fed, total_in) // n_in,
-        "vectors_out": n_got // n_out,
-        "elements_out": n_got,
-        "cycles": cyc,
-        "first_in_cycles": in_cycles,
-        "last_out_cycles": last_cycles,
-        "out_last_ok": all(
-            bool(out_last[i]) == ((i % n_out) == n_out - 1) for i in range(n_got)
-        ),
-        "wall_seconds": wall,
-        "trace": beats,
-    }
-    (base / job["result"]).write_text(json.dumps(result))
+    np.save(base / job["outputs"], np.array(out_vals, dtype=np.uint64).reshape(n_vec, n_out))
+    _write_result(base / job["result"], status=status, vectors_in=min(n_fed, total_in) // n_in,
+                  vectors_out=n_got // n_out, elements_out=n_got, cycles=cyc, first_in_cycles=in_cycles,
+                  last_out_cycles=last_cycles, wall_seconds=wall, trace=beats,
+                  out_last_ok=all(bool(out_last[i]) == ((i % n_out) == n_out - 1) for i in range(n_got)))
     assert status == "ok", f"simulation did not finish within {max_cycles} cycles"
+
+
+def _write_result(path: Path, **result) -> None:
+    """``result.json``: status and cycle measurements, read by :mod:`nnforge.sim.verilog`."""
+    path.write_text(json.dumps(result))
+
+
+def _port(dut, names: dict, name: str):
+    return getattr(dut, names.get(name, name))
+
+
+def _ports(dut, names: dict) -> tuple:
+    """The stream ports by their names in the job (``in_last`` only for a wrapper that has
+    it, driven low as an AXI master does; None otherwise)."""
+    in_last = _port(dut, names, "in_last") if "in_last" in names else None
+    if in_last is not None:
+        in_last.value = 0
+    return (*(_port(dut, names, n) for n in ("clk", "in_valid", "in_ready", "in_data")), in_last,
+            *(_port(dut, names, n) for n in ("out_valid", "out_ready", "out_data", "out_last")))
+
+
+async def _reset(clk, in_valid, in_data, out_ready, rst, rst_on: int, cycles: int) -> None:
+    """Start the clock and hold reset for ``cycles`` falling edges, the inputs idle."""
+    cocotb.start_soon(Clock(clk, PERIOD_NS, unit="ns").start())
+    in_valid.value = 0
+    in_data.value = 0
+    out_ready.value = 0
+    rst.value = rst_on
+    for _ in range(cycles):
+        await FallingEdge(clk)
+    rst.value = 1 - rst_on
+    out_ready.value = 1

@@ -436,51 +436,9 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     work = temp_dir(synth_root)
     t_start = time.monotonic()
     try:
-        # yowasp tools see only their working directory: copies under relative names; a
-        # family without LUT RAM places the memories the writers put there itself
-        for p in srcs:
-            if fam.lutram:
-                shutil.copy(p, work / p.name)
-            else:
-                (work / p.name).write_text(_LUTRAM_ATTR.sub("", p.read_text()))
-        names = " ".join(p.name for p in srcs)
-        script = (f"read_verilog {names}; hierarchy -check -top {top}; {fam.synth} -top {top} -json netlist.json; "
-                  f"tee -q -o yosys_stat.json stat -json")
-        progress(f"synth: yosys {fam.synth} on {len(srcs)} files (top {top})")
-        yosys_s = _run([tools["yosys"], "-q", "-l", "yosys.log", "-p", script], work, "yosys", progress,
-                       log=work / "yosys.log")
-        counts = _stat_counts(json.loads((work / "yosys_stat.json").read_text()), top)
-        need = estimate(counts, fam)
-        progress(f"synth: yosys done in {yosys_s:.1f} s: " + ", ".join(
-            f"{need[r]} {fam.labels[r]}" for r in RESOURCES if r in fam.labels and (need[r] or r != "SPRAM")))
-
-        tried, chosen, report, pnr_s, last_err = [], None, None, 0.0, None
-        for cand in candidates:
-            err = check_fit(need, cand)
-            if err is None:
-                try:
-                    report, pnr_s = _place_and_route(work, cand, top, clock_mhz, seed, progress)
-                except FitError as e:
-                    err = e
-            if err is not None:
-                tried.append({"part": cand.name, "fits": False, "reason": str(err)})
-                if auto:
-                    progress(f"synth: {err}")
-                last_err = err
-                continue
-            tried.append({"part": cand.name, "fits": True})
-            chosen = cand
-            break
-        if chosen is None:
-            raise last_err
-
-        fmax = {}
-        for net, row in report.get("fmax", {}).items():
-            fmax[_clock_name(net, {clock_port})] = round(float(row.get("achieved", 0.0)), 2)
-        met = bool(fmax) and all(v >= clock_mhz for v in fmax.values())
-        worst = min(fmax.values()) if fmax else 0.0
-        progress(f"synth: placed and routed in {pnr_s:.1f} s; Fmax {worst:.2f} MHz "
-                 f"({'meets' if met else 'misses'} the {clock_mhz:g} MHz target)")
+        yosys_s, need = _synthesize(work, srcs, fam, top, tools["yosys"], progress)
+        chosen, report, pnr_s, tried = _first_fit(work, candidates, need, top, clock_mhz, seed, progress, auto)
+        fmax, met = _fmax(report, clock_port, clock_mhz, pnr_s, progress)
 
         bitfile = f"{top}{fam.bitstream}"
         progress(f"synth: {fam.packer} -> {bitfile}")
@@ -526,6 +484,63 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
         return result
     finally:
         _discard(work, synth_root)
+
+
+def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progress: Progress) -> tuple[float, dict]:
+    """Yosys synthesis for the family in ``work``: its seconds and the resources it needs."""
+    # yowasp tools see only their working directory: copies under relative names; a
+    # family without LUT RAM places the memories the writers put there itself
+    for p in srcs:
+        if fam.lutram:
+            shutil.copy(p, work / p.name)
+        else:
+            (work / p.name).write_text(_LUTRAM_ATTR.sub("", p.read_text()))
+    names = " ".join(p.name for p in srcs)
+    script = (f"read_verilog {names}; hierarchy -check -top {top}; {fam.synth} -top {top} -json netlist.json; "
+              f"tee -q -o yosys_stat.json stat -json")
+    progress(f"synth: yosys {fam.synth} on {len(srcs)} files (top {top})")
+    yosys_s = _run([yosys, "-q", "-l", "yosys.log", "-p", script], work, "yosys", progress,
+                   log=work / "yosys.log")
+    counts = _stat_counts(json.loads((work / "yosys_stat.json").read_text()), top)
+    need = estimate(counts, fam)
+    progress(f"synth: yosys done in {yosys_s:.1f} s: " + ", ".join(
+        f"{need[r]} {fam.labels[r]}" for r in RESOURCES if r in fam.labels and (need[r] or r != "SPRAM")))
+    return yosys_s, need
+
+
+def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: float, seed: int,
+               progress: Progress, auto: bool):
+    """Place and route on the first candidate part the design fits: the part, nextpnr's
+    report, its seconds and what was tried; the last part's error when none fits."""
+    tried, last_err = [], None
+    for cand in candidates:
+        err = check_fit(need, cand)
+        if err is None:
+            try:
+                report, pnr_s = _place_and_route(work, cand, top, clock_mhz, seed, progress)
+            except FitError as e:
+                err = e
+        if err is not None:
+            tried.append({"part": cand.name, "fits": False, "reason": str(err)})
+            if auto:
+                progress(f"synth: {err}")
+            last_err = err
+            continue
+        tried.append({"part": cand.name, "fits": True})
+        return cand, report, pnr_s, tried
+    raise last_err
+
+
+def _fmax(report: dict, clock_port: str, clock_mhz: float, pnr_s: float, progress: Progress) -> tuple[dict, bool]:
+    """The achieved frequency of each clock (MHz) and whether all meet ``clock_mhz``."""
+    fmax = {}
+    for net, row in report.get("fmax", {}).items():
+        fmax[_clock_name(net, {clock_port})] = round(float(row.get("achieved", 0.0)), 2)
+    met = bool(fmax) and all(v >= clock_mhz for v in fmax.values())
+    worst = min(fmax.values()) if fmax else 0.0
+    progress(f"synth: placed and routed in {pnr_s:.1f} s; Fmax {worst:.2f} MHz "
+             f"({'meets' if met else 'misses'} the {clock_mhz:g} MHz target)")
+    return fmax, met
 
 
 def _discard(work: Path, synth_root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -68,17 +69,30 @@ def run_harness(exe: Path, x_int: np.ndarray, n_out: int, build_dir: Path) -> np
     return y.reshape(n, n_out)
 
 
-def trace(backend: str, src_dir: Path, build_dir: Path, x_int: np.ndarray, n_out: int,
+@dataclass(frozen=True)
+class Native:
+    """How one generated source is compiled into the harness: its file in the target's
+    folder, the compiler, its flags and libraries. Named once here; the targets use these."""
+
+    source: str
+    compiler: str
+    flags: tuple[str, ...]
+    libs: tuple[str, ...] = ()
+
+    def build(self, src_dir: Path, build_dir: Path, progress: Progress, extra: tuple[str, ...] = ()) -> Path:
+        sources = [Path(src_dir) / self.source, HARNESS / "harness.c"]
+        return build(self.compiler, sources, Path(src_dir), build_dir, [*self.flags, *extra], progress, libs=self.libs)
+
+
+C = Native("nnforge_model.c", "gcc", tuple(C_FLAGS), ("-lm",))
+HLS = Native("nnforge_hls.cpp", "g++", (*CXX_FLAGS, "-DNNFORGE_HARNESS_HLS", "-x", "c++"))
+
+
+def trace(native: Native, src_dir: Path, build_dir: Path, x_int: np.ndarray, n_out: int,
           progress: Progress) -> dict[int, np.ndarray]:
-    """Run one sample through the C or HLS C++ sources built with -DNNFORGE_TRACING: every
-    step's output values, by step index."""
-    if backend == "c":
-        sources, flags, compiler = [src_dir / "nnforge_model.c", HARNESS / "harness.c"], C_FLAGS, "gcc"
-    else:
-        sources = [src_dir / "nnforge_hls.cpp", HARNESS / "harness.c"]
-        flags, compiler = [*CXX_FLAGS, "-DNNFORGE_HARNESS_HLS", "-x", "c++"], "g++"
-    exe = build(compiler, sources, src_dir, build_dir, [*flags, "-DNNFORGE_TRACING"], progress,
-                libs=("-lm",) if backend == "c" else ())
+    """Run one sample through the C or HLS C++ sources (``native``: :data:`C` or
+    :data:`HLS`) built with -DNNFORGE_TRACING: every step's output values, by step index."""
+    exe = native.build(src_dir, build_dir, progress, ("-DNNFORGE_TRACING",))
     build_dir = _workdir(build_dir)
     fin, fout, ftrace = build_dir / "in.bin", build_dir / "out.bin", build_dir / "trace.bin"
     np.asarray(x_int, dtype=np.int64).reshape(1, -1).astype("<i4").tofile(fin)
@@ -89,12 +103,18 @@ def trace(backend: str, src_dir: Path, build_dir: Path, x_int: np.ndarray, n_out
     return {int(s): rec["value"][rec["step"] == s].astype(np.int64) for s in np.unique(rec["step"])}
 
 
+def run(native: Native, label: str, hw, src_dir: Path, build_dir: Path, x_int: np.ndarray,
+        progress: Progress) -> SimRun:
+    """Build the sources with ``native`` and run them on ``x_int`` (``label`` names the
+    backend in progress lines)."""
+    exe = native.build(src_dir, build_dir, progress)
+    progress(f"{label}: running {len(x_int)} samples")
+    return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))
+
+
 def run_c(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """Compile the C backend with gcc -std=c99 -Wall -Wextra -Werror and run it."""
-    sources = [src_dir / "nnforge_model.c", HARNESS / "harness.c"]
-    exe = build("gcc", sources, src_dir, build_dir, C_FLAGS, progress, libs=("-lm",))
-    progress(f"c: running {len(x_int)} samples")
-    return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))
+    return run(C, "c", hw, src_dir, build_dir, x_int, progress)
 
 
 def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
@@ -103,7 +123,7 @@ def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
     passes over the samples ``x_int`` (``sim/harness/bench.c``)."""
     from .progress import QUIET
 
-    sources = [Path(src_dir) / "nnforge_model.c", HARNESS / "bench.c"]
+    sources = [Path(src_dir) / C.source, HARNESS / "bench.c"]
     exe = build("gcc", sources, Path(src_dir), Path(build_dir), C_FLAGS, progress or QUIET, libs=("-lm",))
     fin = _workdir(build_dir) / "bench_in.bin"
     np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1).astype("<i4").tofile(fin)
@@ -115,8 +135,4 @@ def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
 
 def run_hls(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """C simulation of the HLS C++ backend with plain g++ (no vendor headers)."""
-    sources = [src_dir / "nnforge_hls.cpp", HARNESS / "harness.c"]
-    flags = [*CXX_FLAGS, "-DNNFORGE_HARNESS_HLS", "-x", "c++"]
-    exe = build("g++", sources, src_dir, build_dir, flags, progress)
-    progress(f"hls: running {len(x_int)} samples")
-    return SimRun(y=run_harness(exe, x_int, hw.n_out, build_dir))
+    return run(HLS, "hls", hw, src_dir, build_dir, x_int, progress)

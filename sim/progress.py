@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 
 
 class Progress:
@@ -32,3 +33,15 @@ class Progress:
 
 
 QUIET = Progress(quiet=True)
+
+
+def warn(progress: Progress, msg: str, category: type[Warning] = UserWarning, stacklevel: int = 2) -> None:
+    """A warning that changes what a result means: one line on the command line (even
+    quiet), a ``category`` warning through :mod:`warnings` for the API (``progress`` is
+    :data:`QUIET` or has no ``warn``). ``stacklevel`` counts from the caller of this
+    function, as :func:`warnings.warn` counts from its own caller."""
+    show = getattr(progress, "warn", None)
+    if progress is QUIET or show is None:
+        warnings.warn(msg, category, stacklevel=stacklevel + 1)
+    else:
+        show(msg)

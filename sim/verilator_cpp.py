@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cache
-from . import verilog as _v
+from . import rtl
 from .files import log_tail
 from .progress import Progress
 from .result import SimRun
@@ -55,7 +55,7 @@ def supports(src_dir: Path) -> bool:
     """Whether the C++ harness can drive the design in ``src_dir`` (a readable design whose
     stream ports are at most 64 bits wide); errors are left to the caller's own checks."""
     try:
-        info, _ = _v.design_sources(src_dir)
+        info, _ = rtl.design_sources(src_dir)
         return max(port_widths(info)) <= MAX_PORT_BITS
     except (ToolError, OSError, KeyError, ValueError):
         return False
@@ -63,14 +63,14 @@ def supports(src_dir: Path) -> bool:
 
 def _env() -> dict[str, str]:
     env = verilator_env()
-    env.update(_v.make_overrides())
+    env.update(rtl.make_overrides())
     return env
 
 
 def _runtime_dir() -> Path:
     """Verilator's runtime objects compiled for this harness (no VPI, no tracing): shared
     like :func:`nnforge.sim.verilog.build`'s (:func:`nnforge.sim.verilog.runtime_root`)."""
-    return _v.runtime_root() / f"cpp_{cache.key('cpp runtime', _v.toolchain(), *BUILD_ARGS)[:32]}"
+    return rtl.runtime_root() / f"cpp_{cache.key('cpp runtime', rtl.toolchain(), *BUILD_ARGS)[:32]}"
 
 
 def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
@@ -79,12 +79,12 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
     entry keyed by their content, the Verilator arguments and the tools; an entry is
     reused only by that key. ``build_dir`` is not used (the caller runs there). Returns
     build facts (``reused``, ``seconds``, ``dir``, ``exe``)."""
-    info, srcs = _v.design_sources(src_dir)
+    info, srcs = rtl.design_sources(src_dir)
     w_in, w_out = port_widths(info)
     if max(w_in, w_out) > MAX_PORT_BITS:
         raise ToolError(f"the C++ Verilator harness drives ports of up to {MAX_PORT_BITS} bits; "
                         f"in_data has {w_in}, out_data {w_out} (use engine='cocotb')")
-    digest = cache.key("verilator cpp", _v.toolchain(), info["top"], *BUILD_ARGS, files=[*srcs, HARNESS])
+    digest = cache.key("verilator cpp", rtl.toolchain(), info["top"], *BUILD_ARGS, files=[*srcs, HARNESS])
     t0 = time.monotonic()
 
     def populate(obj: Path) -> None:
@@ -113,7 +113,7 @@ def build(src_dir: Path, build_dir: Path | None, progress: Progress) -> dict:
         if not (obj / EXE).exists():
             raise ToolError(f"Verilator build produced no {EXE}; last lines of its log:\n{log_tail(log)}")
         files = list(obj.glob("verilated*.o"))
-        _v.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
+        rtl.stash_runtime(files + [f.with_suffix(".d") for f in files if f.with_suffix(".d").exists()], runtime)
 
     obj, reused = cache.entry("verilator-cpp", digest, populate)
     secs = 0.0 if reused else time.monotonic() - t0
@@ -161,7 +161,7 @@ def run_cpp(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Pro
     ``trace`` and ``axis``); ``extra['engine']`` is ``'cpp'``. A build failure, a hung
     design (no result within ``max_cycles``, by default twice the analytic figures) or a
     crash raises :class:`~nnforge.sim.tools.ToolError` with the end of the log."""
-    info, x = _v.stream_inputs(hw, src_dir, x_int, backpressure)
+    info, x = rtl.stream_inputs(hw, src_dir, x_int, backpressure)
     n_vec = x.shape[0]
     build_dir = Path(build_dir).resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def run_cpp(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Pro
     for p in (out, res):
         p.unlink(missing_ok=True)
     if max_cycles is None:
-        max_cycles = _v.cycle_budget(info, n_vec, backpressure)
+        max_cycles = rtl.cycle_budget(info, n_vec, backpressure)
     every = max(1, n_vec // 10)
     write_job(job, x, hw.n_out, port_widths(info), max_cycles=max_cycles, stall=backpressure, seed=seed,
               progress_every=every)
@@ -219,5 +219,5 @@ def run_cpp(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Pro
     if reported < n_vec:
         tick(n_vec)
     raw = np.fromfile(out, dtype="<u8").reshape(n_vec, hw.n_out)
-    return _v.sim_run(hw, info, raw, result, built, wall, progress, expected,
+    return rtl.sim_run(hw, info, raw, result, built, wall, progress, expected,
                       backpressure=backpressure, log=log, engine="cpp")

@@ -13,7 +13,7 @@ import nnforge
 from conftest import ROOT
 from nnforge.codegen import verilog
 from nnforge.codegen.lower import lower
-from nnforge.codegen.verilog import NARROW_BITS, product
+from nnforge.codegen.rtl import NARROW_BITS, product
 from nnforge.codegen.verilog_cnn import write_cnn
 from nnforge.sim import verilog as sim_verilog
 from nnforge.sim.tools import find_tool, verilator_env

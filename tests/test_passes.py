@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -344,8 +346,10 @@ def test_float_pipeline_verifies_and_keeps_the_function():
             z = Add(m, b1)
             y = Softmax(z)
         }""", W0=(5, 8), b0=(5,), W1=(5, 3), b1=(3,))
-    assert FLOAT_PIPELINE == (gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm,
-                              fold_affine_into_linear, fuse_dense_relu, drop_output_softmax)
+    from nnforge.passes.rules import RULES
+
+    assert FLOAT_PIPELINE == (*RULES, gemm_to_dense, matmul_add_to_dense, fold_pad_into_conv, fold_batchnorm,
+                                     fold_affine_into_linear, fuse_dense_relu, drop_output_softmax)
     f = run_float_pipeline(g)
     f.verify()
     assert ops(f) == ["Reshape", "Dense", "Dense"] and dense_nodes(f)[0].attr("relu")
@@ -515,7 +519,7 @@ def test_the_error_bound_catches_wrong_integer_semantics(digits, monkeypatch, mu
     _, f, cal, x, _ = digits
     q = quantize(f, calibrate_minmax(f, cal), QuantConfig())
     assert error_bound_violations(f, q, x)[0] == 0
-    monkeypatch.setattr(dense, "int_ref", wrong_int_ref)
+    monkeypatch.setattr(dense, "DEF", dataclasses.replace(dense.DEF, int_ref=wrong_int_ref))
     assert error_bound_violations(f, q, x)[0] > 0
 
 
@@ -571,3 +575,79 @@ def test_calibration_ranges(digits):
     assert set(r) == set(f.tensors) - set(f.consts)
     with pytest.raises(ValueError, match="no samples"):
         calibrate_minmax(f, cal[:0])
+
+
+# ---- ops as data: the quantizer follows each op's definition, never its name
+
+def _cube_def(value_range=None):
+    """A table op the package does not have: ``x**3 / 8`` (or squashed into (0, 1))."""
+    from nnforge.ir.ops import table
+    from nnforge.ir.ops.base import OpDef, Traits
+
+    if value_range is None:
+        def fn(attrs, x):
+            return np.asarray(x, dtype=np.float64) ** 3 / 8
+    else:
+        def fn(attrs, x):
+            return 1 / (1 + np.exp(-np.asarray(x, dtype=np.float64) ** 3))
+    return OpDef(name="Cube", shape=table.shape, int_ref=table.int_ref, function=fn,
+                 float_ref=lambda attrs, inputs: [fn(attrs, inputs[0]).astype(np.float32)],
+                 traits=Traits(table=True, elementwise=True, channelwise=True), value_range=value_range)
+
+
+@pytest.mark.parametrize("value_range", [None, (0.0, 1.0)])
+def test_a_new_table_op_quantizes_and_runs_with_no_other_change(monkeypatch, value_range):
+    """Registering a table op is all it takes: the generic table rule quantizes it (its
+    output type from calibration, or from the range it states) and the golden model runs it."""
+    from nnforge.ir import ops
+
+    d = _cube_def(value_range)
+    monkeypatch.setitem(ops.OPS, "Cube", SimpleNamespace(DEF=d))
+    g = Graph("cube")
+    g.add_input("x", (3, 5))
+    g.add_node(Node("cube", "Cube", ("x",), ("y",)))
+    g.outputs = ["y"]
+    g.verify()
+    xs = 2 * sample(g, 64)
+    q = quantize(g, calibrate_minmax(g, xs), QuantConfig(act_bits=8))
+    q.verify()
+    out_t = q.qtype("y")
+    if value_range is None:  # calibrated: signed, the largest frac that holds the extremes
+        assert out_t.signed and out_t.width == 8
+    else:
+        assert out_t == FixedType(8, 7, False)  # the largest unsigned frac that holds 1.0 (255 / 128)
+    xq = quantize_float(xs, q.qtype("x"))
+    y = run_int(q, xq)[0]
+    # each integer is the table's: the function of the dequantized input, rounded once
+    want = quantize_float(d.function({}, dequantize(xq, q.qtype("x"))), out_t)
+    np.testing.assert_array_equal(y, want)
+    assert len(np.unique(y)) > 20  # not a constant table
+
+
+def test_every_quantization_rule_an_op_names_is_implemented():
+    from nnforge.ir.ops import OPS, op_def
+    from nnforge.ir.ops.base import QUANT_RULES
+    from nnforge.passes.quantize import TYPE_RULES
+
+    assert set(TYPE_RULES) == set(QUANT_RULES)
+    for name in OPS:
+        d = op_def(name)
+        assert d.name == name
+        assert d.has(float_only=True) or d.quant in TYPE_RULES or d.quantize, name
+        assert d.has(float_only=True) or d.int_ref is not None, name
+
+
+def test_op_name_sets_are_derived_from_the_definitions():
+    from nnforge.ir import dynamic, floats
+    from nnforge.ir.ops import ops_defining, ops_with
+    from nnforge.passes import mixed, prequant, prune
+
+    tables = ops_with(table=True)
+    assert {"Sigmoid", "Tanh", "HardSigmoid", "HardSwish"} <= tables
+    assert tables <= prune.CHANNELWISE  # every table op is a per-channel map
+    assert prune.LINEAR == {"Dense", "Conv"}
+    assert mixed._WEIGHTED == {"Dense", "Conv", "BatchNormalization", "Mul"}
+    assert prequant.KEEP_TYPE == {"MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Resize"}
+    assert prequant.MARKED_OPS == {"Dense", "Conv", "GlobalAveragePool", "Add"}
+    assert floats.FLOAT_OPS == ops_defining("float16_ref") >= {"Dense", "Conv", "Add", "Relu"}
+    assert dynamic.DYNAMIC_OPS == ops_defining("dynamic_ref") >= {"Dense", "Conv", "Add", "AveragePool"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnforge.codegen import verilog
+from nnforge.codegen import rtl, verilog
 from nnforge.codegen.lower import BackendError, DenseLayer, HwModel
 from nnforge.ir import FixedType
 from nnforge.ir.fixed import round_shift, signed_width_for
@@ -156,7 +156,7 @@ def test_write_files_info_and_timing(tmp_path):
     assert info["totals"]["ii_cycles"] == max(ly["ii_cycles"] for ly in info["layers"])
     for ly, hl in zip(info["layers"], hw.layers):
         s, g = hl.n_in // ly["simd"], hl.n_out // ly["pe"]
-        narrow = min(hl.in_t.width, hl.w_t.width) <= verilog.NARROW_BITS  # products in LUTs
+        narrow = min(hl.in_t.width, hl.w_t.width) <= rtl.NARROW_BITS  # products in LUTs
         lanes = ly["pe"] * ly["simd"]
         assert (ly["multipliers"], ly["lut_multipliers"]) == ((0, lanes) if narrow else (lanes, 0))
         assert ly["ii_cycles"] == max(hl.n_in, g * max(s, ly["pe"]), hl.n_out)

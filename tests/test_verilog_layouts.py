@@ -23,7 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 import nnforge
 from nnforge.codegen.lower import BackendError
 from nnforge.codegen.render import render
-from nnforge.codegen.verilog_join import gather_engine, join_engine, reorder_engine, same_order, stream_strides
+from nnforge.codegen.verilog_join import gather_engine, join_engine, reorder_engine
+from nnforge.codegen.verilog_streams import same_order, stream_strides
+from nnforge.codegen.verilog_cnn import elementwise_or_join
 from nnforge.codegen.verilog_map import map_engine
 from nnforge.ir import FixedType, ops, run_int
 from nnforge.sim import verilog as sim_verilog
@@ -368,7 +370,7 @@ def test_refusals():
     cl, ident = _cl(3), (0, 1, 2)
     for op in ("BatchNormalization", "Relu", "Add", "Mul"):  # Add/Mul with a constant: through the join dispatch too
         node = _node(d, op)
-        for f in (map_engine, join_engine) if op in ("Add", "Mul") else (map_engine,):
+        for f in (map_engine, elementwise_or_join) if op in ("Add", "Mul") else (map_engine,):
             with pytest.raises(BackendError, match="keeps the layout"):
                 f(q, node, "m", {"in": [cl], "out": ident})
     add2 = _node(d, "Add", 1)

@@ -14,9 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 import nnforge
 from conftest import verilog_exact
 from nnforge.codegen.lower import BackendError
-from nnforge.codegen.verilog_cnn import ENGINES, write_cnn
-from nnforge.codegen.verilog_join import join_engine
-from nnforge.codegen.verilog_map import MAP_OPS, _pattern, map_engine
+from nnforge.codegen.registry import UnsupportedOp
+from nnforge.codegen.verilog_cnn import LOWERINGS, MAP_OPS, elementwise_or_join, write_cnn
+from nnforge.codegen.verilog_map import _pattern, map_engine
+from nnforge.ir.ops import ops_with
 from nnforge.ir import FixedType
 from nnforge.ir.fixed import requantize, saturate
 from nnforge.sim import verilog as sim_verilog
@@ -112,8 +113,12 @@ def _inputs(design, rng, n):
 
 def test_add_mul_stay_with_the_join_dispatch():
     assert not {"Add", "Mul"} & MAP_OPS
-    assert ENGINES["Add"] is join_engine and ENGINES["Mul"] is join_engine
-    assert all(ENGINES[op] is map_engine for op in MAP_OPS)
+    assert LOWERINGS["Add"] is elementwise_or_join and LOWERINGS["Mul"] is elementwise_or_join
+    assert all(LOWERINGS[op] is map_engine for op in MAP_OPS)
+    # every table op is a map engine, with no list of them kept here
+    assert ops_with(table=True) and ops_with(table=True) <= MAP_OPS
+    with pytest.raises(UnsupportedOp, match="cannot implement op Softmax"):
+        LOWERINGS["Softmax"]
 
 
 @pytest.mark.parametrize("build,bits,ops", [

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import nnforge
 from conftest import verilog_exact
 from nnforge.codegen.lower import BackendError
-from nnforge.codegen.program import _window
+from nnforge.codegen.program import window
 from nnforge.codegen.verilog_cnn import lower_cnn, write_cnn
 from nnforge.codegen.verilog_window import _counts
 from nnforge.ir.ops._window import window_counts
@@ -126,7 +126,7 @@ def test_counts_match_golden(seed):
                  "pads": tuple(int(rng.integers(0, k[i % nd])) for i in range(2 * nd))}
         ceil, incl = bool(rng.integers(2)), bool(rng.integers(2))
         try:
-            geo = _window(attrs, (2, *sp), k, ceil)
+            geo = window(attrs, (2, *sp), k, ceil)
         except ValueError:  # the window does not fit
             continue
         p = {**geo, "cnt_h0": -geo["pt"] if incl else 0, "cnt_h1": geo["h"] + (geo["pb"] if incl else 0),

@@ -1,8 +1,10 @@
-"""One op, one file: each module holds the attribute schema, the shape rule, the float
-reference and (where the op runs in the integer domain) the integer reference.
+"""One op, one file: each module exports its definition ``DEF`` (:class:`.base.OpDef`):
+attribute schema, shape rule, float / integer / float16 / dynamic references, how its
+output type is derived when quantizing, and its traits.
 
-These functions are the only semantics of an op: the interpreters, constant folding and
-the test oracles all call them. The table below lists the modules by reference.
+These are the only semantics of an op: the interpreters, constant folding, the quantizer
+and the test oracles all read them through :func:`op_def`; every set of op names is
+derived here (:func:`ops_with`, :func:`ops_defining`). The table below lists the modules.
 """
 
 from __future__ import annotations
@@ -11,21 +13,22 @@ from types import ModuleType
 
 import numpy as np
 
-from .base import OpDef, Traits
+from .base import OpDef
 
 from . import add, dense, gemm, matmul, relu, reshape, softmax
 from . import avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool
 from . import concat, lrn, mul, quant, transpose
 from . import clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh
+from . import abs, celu, elu, erf, exp, gelu, log, mish, neg, reciprocal, selu, silu, softplus, softsign, sqrt
 
 _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
 _MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
 _MODULES += (concat, lrn, mul, quant, transpose)
 _MODULES += (clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh)
 # ops added in the definition form (``DEF = OpDef(...)``); one line per module
-_MODULES += ()
+_MODULES += (abs, celu, elu, erf, exp, gelu, log, mish, neg, reciprocal, selu, silu, softplus, softsign, sqrt)
 
-OPS: dict[str, ModuleType] = {(m.DEF.name if hasattr(m, "DEF") else m.OP): m for m in _MODULES}
+OPS: dict[str, ModuleType] = {m.DEF.name: m for m in _MODULES}
 
 
 def op_module(op: str) -> ModuleType:
@@ -36,13 +39,8 @@ def op_module(op: str) -> ModuleType:
 
 
 def op_def(op: str) -> OpDef:
-    """The op's :class:`.base.OpDef` (modules not yet in the definition form are wrapped)."""
-    m = op_module(op)
-    if hasattr(m, "DEF"):
-        return m.DEF
-    return OpDef(name=m.OP, shape=m.shape, float_ref=m.float_ref, attrs=m.ATTRS,
-                 traits=Traits(table=hasattr(m, "function")), int_ref=getattr(m, "int_ref", None),
-                 function=getattr(m, "function", None))
+    """The op's :class:`.base.OpDef` (read from its module at each call)."""
+    return op_module(op).DEF
 
 
 def ops_with(**traits: bool) -> frozenset[str]:
@@ -50,14 +48,15 @@ def ops_with(**traits: bool) -> frozenset[str]:
     return frozenset(name for name in OPS if op_def(name).has(**traits))
 
 
-def check_attrs(node) -> None:
-    """Reject attributes an op's schema does not declare."""
-    schema = op_def(node.op).attrs
-    unknown = set(node.attrs) - set(schema)
-    if unknown:
-        from ..graph import GraphError
+def ops_defining(*fields: str) -> frozenset[str]:
+    """Names of the IR ops whose definitions have every one of the given functions or
+    values (``ops_defining("dynamic_ref")``)."""
+    return frozenset(name for name in OPS if all(getattr(op_def(name), f) for f in fields))
 
-        raise GraphError(f"node {node.name!r} ({node.op}): unknown attributes {sorted(unknown)}")
+
+def ops_quantized_by(*rules: str) -> frozenset[str]:
+    """Names of the IR ops whose quantization rule (``OpDef.quant``) is one of ``rules``."""
+    return frozenset(name for name in OPS if op_def(name).quant in rules)
 
 
 def infer_shapes(g, node) -> list[tuple[int, ...]]:
@@ -69,10 +68,14 @@ def float_ref(node, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def int_ref(node, g, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    from ..floats import int_ref as float_int_ref, is_float
-
-    if is_float(g.qtype(node.outputs[0])):  # float16 / bfloat16 patterns (ir/floats.py)
-        return float_int_ref(node, g, inputs)
+    """The golden semantics of a node: its op's integer reference, or its float16 /
+    bfloat16 reference when the output holds float patterns (ir/floats.py)."""
+    t = g.qtype(node.outputs[0])
+    if t is not None and t.is_float:
+        fn = op_def(node.op).float16_ref
+        if fn is None:
+            raise NotImplementedError(f"op {node.op} has no float16 / bfloat16 semantics")
+        return fn(node, g, inputs)
     fn = op_def(node.op).int_ref
     if fn is None:
         raise NotImplementedError(f"op {node.op} has no integer semantics; a pass must lower it")

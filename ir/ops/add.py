@@ -14,9 +14,9 @@ and the sum rescaled once::
 
 import numpy as np
 
-from ..fixed import requantize, requantize_mult, round_shift
+from ..fixed import requantize, requantize_mult, round_shift, round_shift_rows
+from .base import OpDef, Traits
 
-OP = "Add"
 ATTRS: dict = {"rq_mult": None, "rq_shift": None}
 
 
@@ -47,3 +47,22 @@ def int_ref(node, g, inputs):
     f = max(ta.frac, tb.frac)
     acc = round_shift(inputs[0], ta.frac - f) + round_shift(inputs[1], tb.frac - f)
     return [requantize(acc, f, g.qtype(node.outputs[0]))]
+
+
+def float16_ref(node, g, inputs):
+    """float16 / bfloat16: ``narrow(a + b)`` in fp32."""
+    fmt = g.qtype(node.outputs[0]).format
+    return [fmt.narrow(fmt.widen(inputs[0]) + fmt.widen(inputs[1]))]
+
+
+def dynamic_ref(node, g, inputs, fracs):
+    """Run-time scales: both operands aligned exactly to ``max(f_a, f_b)`` and added; the
+    run-time shift into the output type follows."""
+    fa, fb = fracs
+    f = np.maximum(fa, fb)
+    return round_shift_rows(inputs[0], fa - f) + round_shift_rows(inputs[1], fb - f), f, True
+
+
+DEF = OpDef(name="Add", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="sum",
+            float16_ref=float16_ref, dynamic_ref=dynamic_ref, attrs=ATTRS,
+            traits=Traits(elementwise=True, join=True), doc="elementwise sum")

@@ -18,15 +18,15 @@ rounds half up, in integers (``//`` is floor division, as Python and numpy defin
 import numpy as np
 
 from ..fixed import saturate
-from ._window import patches, pool_geometry, pool_shape, window_counts
+from .base import OpDef, Traits, keeps_scale
+from .window import patches, pool_geometry, pool_shape, window_counts
 
-OP = "AveragePool"
 ATTRS = {"kernel_shape": (), "strides": (), "pads": (), "dilations": (), "ceil_mode": False,
          "count_include_pad": False}
 
 
 def shape(attrs, in_shapes):
-    return pool_shape(OP, attrs, in_shapes)
+    return pool_shape("AveragePool", attrs, in_shapes)
 
 
 def _sum_count(attrs, x):
@@ -51,3 +51,8 @@ def float_ref(attrs, inputs):
 def int_ref(node, g, inputs):
     s, count = _sum_count(node.attrs, np.asarray(inputs[0], dtype=np.int64))
     return [saturate(div_round_half_up(s, count), g.qtype(node.outputs[0]))]
+
+
+DEF = OpDef(name="AveragePool", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="mean",
+            dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
+            traits=Traits(channelwise=True, keeps_type=True, window=True), doc="average over windows")

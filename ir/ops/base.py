@@ -11,12 +11,25 @@ Function signatures (all optional except ``shape`` and ``float_ref``)::
     float_ref(attrs, inputs) -> list[np.ndarray]      float32 reference
     int_ref(node, g, inputs) -> list[np.ndarray]      the golden integer semantics
     float16_ref(node, g, inputs) -> list[np.ndarray]  float16 / bfloat16 storage patterns
-    dynamic_ref(node, g, inputs) -> list[np.ndarray]  dynamic (runtime-scaled) int8
-    quantize(q, node, ctx) -> None                    sets the output type (and any
-                                                      integer attributes) when quantizing
+                                                      (the contract of :mod:`..floats`)
+    dynamic_ref(node, g, inputs, fracs)               run-time scales (:mod:`..dynamic`):
+        -> (values, frac, shifted)                    ``fracs`` the per-sample frac of each
+                                                      input (None for a constant); the
+                                                      output values at per-sample ``frac``;
+                                                      ``shifted`` true when they are an exact
+                                                      accumulator that the run-time shift
+                                                      still brings into the output type
+    quantize(q, node, ctx) -> None                    an op-specific quantization rule where
+                                                      no named one (``quant``) fits; ``ctx``
+                                                      is the quantizer's (output range, config)
     function(attrs, x) -> np.ndarray                  table ops: the float64 function of
                                                       one value, from which the
                                                       quantizer builds the table
+
+How the quantizer derives an op's output type is the rule named by ``quant`` (one of
+:data:`QUANT_RULES`; a table op's default is ``"table"``); the rules are implemented once,
+by name, in ``nnforge.passes.quantize`` and ``nnforge.passes.prequant``. An op without a
+rule (``float_only``) is refused by the quantizer with its ``refusal``.
 """
 
 from __future__ import annotations
@@ -31,13 +44,35 @@ class Traits:
 
     elementwise: bool = False  # output[i] depends on input[i] only (per operand, broadcast)
     channelwise: bool = False  # a per-channel map: channel c of the output reads channel c only
-    keeps_type: bool = False  # the integer output has the input's type (no rounding: pools, moves)
+    keeps_type: bool = False  # the integer output has the input's type (pools, moves; rule keep or mean)
     table: bool = False  # integer form: a compile-time lookup table built from ``function``
-    weights: bool = False  # reads constant weight operands (Dense, Conv, ...)
+    weights: bool = False  # may read constant operands quantized at the weight width (Dense, Conv, Mul, ...)
     window: bool = False  # sliding-window geometry (kernel_shape / strides / pads / dilations)
     join: bool = False  # combines two or more activations (Add, Mul, Concat)
     moves_data: bool = False  # only rearranges values (Reshape, Transpose, Resize nearest)
     float_only: bool = False  # no integer semantics: a pass must remove or lower it
+    # y = W x + b with an exact accumulator; inputs x, W (output channel first), b (Dense, Conv)
+    linear: bool = False
+
+
+# how an op's output type is derived when quantizing (``OpDef.quant``)
+QUANT_RULES = {
+    "keep": "the input's type: the values are moved or selected, never rounded",
+    "mean": "the input's type: a rounded mean of input values",
+    "unsigned": "the input's width and frac, unsigned (negative values clamp to 0)",
+    "calibrated": "from the calibrated range of the output",
+    "sum": "from calibration; a constant operand at the activation width; with real scales "
+           "each operand is rescaled by its own integer multiplier",
+    "product": "from calibration; a constant operand at the weight width (a scale)",
+    "weights": "from calibration; the weights and the accumulator's bias are quantized, a fused "
+               "Relu makes the output unsigned",
+    "scale_shift": "from calibration; the per-channel multiplier at the weight width, the shift at "
+                   "the product's scale",
+    "multiplier": "from calibration; ``alpha`` becomes an integer multiplier and a power-of-two scale",
+    "bounds": "the input's width and frac; the constant bounds rounded to it",
+    "table": "a compile-time lookup table from ``function``; the output type holds ``value_range`` "
+             "when it is given, else the calibrated range",
+}
 
 
 @dataclass(frozen=True)
@@ -53,12 +88,24 @@ class OpDef:
     quantize: Optional[Callable] = None
     function: Optional[Callable] = None
     doc: str = ""
+    quant: str = ""  # the quantization rule (a key of QUANT_RULES); "" for float-only ops
+    value_range: Optional[tuple] = None  # table ops: (lo, hi) bounds of ``function``, if it has them
+    refusal: str = ""  # float-only ops: why the quantizer cannot keep one (said to the user)
 
     def __post_init__(self):
         if self.attrs is None:
             object.__setattr__(self, "attrs", {})
         if self.traits.table and self.function is None:
             raise TypeError(f"op {self.name}: a table op needs its float function")
+        if self.traits.table and not self.quant:
+            object.__setattr__(self, "quant", "table")
+        if self.quant and self.quant not in QUANT_RULES:
+            raise TypeError(f"op {self.name}: unknown quantization rule {self.quant!r}; "
+                            f"rules are {sorted(QUANT_RULES)}")
+        if self.traits.keeps_type != (self.quant in ("keep", "mean")):
+            raise TypeError(f"op {self.name}: the keeps_type trait and the rule {self.quant!r} disagree")
+        if self.traits.float_only and (self.quant or self.quantize):
+            raise TypeError(f"op {self.name}: a float-only op has no quantization rule")
 
     def has(self, **traits: bool) -> bool:
         """True when every named trait has the given value (``has(table=True)``)."""
@@ -67,3 +114,13 @@ class OpDef:
         if unknown:
             raise TypeError(f"unknown op traits {sorted(unknown)}; traits are {sorted(names)}")
         return all(getattr(self.traits, k) == v for k, v in traits.items())
+
+
+def keeps_scale(int_ref: Callable) -> Callable:
+    """The dynamic reference of an op whose values keep their scale (pools, moves): its
+    integer reference at the first input's run-time frac."""
+
+    def dynamic_ref(node, g, inputs, fracs):
+        return int_ref(node, g, inputs)[0], fracs[0], False
+
+    return dynamic_ref

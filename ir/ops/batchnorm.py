@@ -21,8 +21,8 @@ type ``frac(mul)`` (per tensor, like weights) and ``add`` at the product scale
 import numpy as np
 
 from ..fixed import requantize
+from .base import OpDef, Traits
 
-OP = "BatchNormalization"
 ATTRS = {"acc_width": 0}
 
 
@@ -47,3 +47,8 @@ def int_ref(node, g, inputs):
     acc_frac = g.qtype(node.inputs[0]).frac + g.qtype(node.inputs[1]).frac
     acc = x * _bcast(m, x) + _bcast(a, x)
     return [requantize(acc, acc_frac, g.qtype(node.outputs[0]))]
+
+
+DEF = OpDef(name="BatchNormalization", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="scale_shift",
+            attrs=ATTRS, traits=Traits(elementwise=True, channelwise=True, weights=True),
+            doc="per-channel scale and shift")

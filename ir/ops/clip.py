@@ -11,8 +11,8 @@ monotonic and ``x`` is on the grid, this equals quantizing the float result exac
 import numpy as np
 
 from ..fixed import saturate
+from .base import OpDef, Traits
 
-OP = "Clip"
 ATTRS = {"min": None, "max": None, "lo_q": None, "hi_q": None}
 
 
@@ -36,3 +36,7 @@ def int_ref(node, g, inputs):
         raise ValueError(f"node {node.name!r} (Clip) was not quantized")
     y = np.minimum(np.maximum(np.asarray(inputs[0], dtype=np.int64), int(lo)), int(hi))
     return [saturate(y, g.qtype(node.outputs[0]))]
+
+
+DEF = OpDef(name="Clip", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="bounds", attrs=ATTRS,
+            traits=Traits(elementwise=True, channelwise=True), doc="clamp to constant bounds")

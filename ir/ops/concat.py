@@ -7,8 +7,8 @@ its own type to the output type, then the integers are concatenated.
 import numpy as np
 
 from ..fixed import requantize
+from .base import OpDef, Traits
 
-OP = "Concat"
 ATTRS = {"axis": 0}
 
 
@@ -29,3 +29,7 @@ def int_ref(node, g, inputs):
     out_t = g.qtype(node.outputs[0])
     parts = [requantize(x, g.qtype(t).frac, out_t) for x, t in zip(inputs, node.inputs)]
     return [np.concatenate(parts, axis=node.attrs["axis"] + 1)]
+
+
+DEF = OpDef(name="Concat", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="calibrated", attrs=ATTRS,
+            traits=Traits(join=True), doc="concatenation along one axis")

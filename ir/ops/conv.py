@@ -24,10 +24,10 @@ Per-channel ``rq_mult`` / ``rq_shift`` as in :mod:`.dense`.
 
 import numpy as np
 
-from ._window import out_sizes, patches, spatial_attrs
-from .dense import exact_dtype, linear_output
+from .base import OpDef, Traits
+from .dense import dynamic_accumulator, exact_dtype, linear_output
+from .window import out_sizes, patches, spatial_attrs
 
-OP = "Conv"
 ATTRS = {"strides": (), "pads": (), "dilations": (), "groups": 1, "relu": False, "acc_width": 0,
          "rq_mult": None, "rq_shift": None}
 
@@ -84,3 +84,48 @@ def accumulate(attrs, x, w, b) -> np.ndarray:
 
 def int_ref(node, g, inputs):
     return [linear_output(node, g, accumulate(node.attrs, *inputs), axis=1)]
+
+
+def float16_ref(node, g, inputs):
+    """float16 / bfloat16 (:mod:`nnforge.ir.floats`): ``acc = b``, then for every input channel,
+    kernel row and kernel column ascending ``acc = acc + x * w`` (fp32 steps); the fused
+    Relu; narrowed. A 1-D convolution runs as a 2-D one of height 1."""
+    x, w, b = (np.asarray(v) for v in inputs)
+    fmt = g.qtype(node.outputs[0]).format
+    attrs = node.attrs
+    one_d = x.ndim == 3
+    kernel = w.shape[2:]
+    strides, pads, dil = spatial_attrs(attrs, len(kernel), kernel)
+    outs = out_sizes(x.shape[2:], kernel, strides, pads, dil)
+    if one_d:  # (N, C, L) as (N, C, 1, L)
+        x, w = x[:, :, None, :], w[:, :, None, :]
+        strides, dil, outs = (1, *strides), (1, *dil), (1, *outs)
+        pads = (0, pads[0], 0, pads[1])
+    xf = np.pad(fmt.widen(x), [(0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])])
+    wf = fmt.widen(w)
+    n, m = x.shape[0], w.shape[0]
+    groups = int(attrs.get("groups", 1))
+    cg, mg = w.shape[1], m // groups
+    kh, kw = w.shape[2:]
+    (oh, ow), (sh, sw), (dh, dw) = outs, strides, dil
+    acc = np.broadcast_to(fmt.widen(b)[None, :, None, None], (n, m, oh, ow)).copy()
+    for gi in range(groups):
+        sl = slice(gi * mg, (gi + 1) * mg)
+        for ci in range(cg):
+            for ky in range(kh):
+                for kx in range(kw):
+                    xs = xf[:, gi * cg + ci, ky * dh:ky * dh + sh * (oh - 1) + 1:sh,
+                            kx * dw:kx * dw + sw * (ow - 1) + 1:sw]
+                    acc[:, sl] = acc[:, sl] + xs[:, None] * wf[sl, ci, ky, kx][None, :, None, None]
+    y = fmt.narrow(acc, relu=bool(attrs.get("relu")), what="Conv")
+    return [y[:, :, 0, :] if one_d else y]
+
+
+def dynamic_ref(node, g, inputs, fracs):
+    x, w, b = inputs
+    return dynamic_accumulator(node, g, accumulate(node.attrs, x, w, np.zeros_like(b)), b, fracs)
+
+
+DEF = OpDef(name="Conv", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="weights",
+            float16_ref=float16_ref, dynamic_ref=dynamic_ref, attrs=ATTRS,
+            traits=Traits(weights=True, window=True, linear=True), doc="1-D or 2-D convolution")

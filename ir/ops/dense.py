@@ -25,9 +25,9 @@ when the attributes are absent.)
 
 import numpy as np
 
-from ..fixed import requantize_mult
+from ..fixed import requantize_mult, round_shift
+from .base import OpDef, Traits
 
-OP = "Dense"
 ATTRS = {"relu": False, "acc_width": 0, "rq_mult": None, "rq_shift": None}
 
 
@@ -89,3 +89,39 @@ def linear_output(node, g, acc: np.ndarray, axis: int) -> np.ndarray:
         acc = np.maximum(acc, 0)
     mult, shift = requant_params(node, g)
     return requantize_mult(acc, mult, shift, out_t, axis)
+
+
+def float16_ref(node, g, inputs):
+    """float16 / bfloat16 (:mod:`nnforge.ir.floats`): ``acc = b``, then ``acc = acc + x[k] * W[:, k]``
+    for ``k`` ascending, each step rounded to fp32; the fused Relu; narrowed."""
+    x, w, b = inputs
+    fmt = g.qtype(node.outputs[0]).format
+    xf, wf = fmt.widen(x), fmt.widen(w)
+    acc = np.broadcast_to(fmt.widen(b), (xf.shape[0], wf.shape[0])).copy()
+    for k in range(wf.shape[1]):
+        acc = acc + xf[:, k:k + 1] * wf[None, :, k]
+    return [fmt.narrow(acc, relu=bool(node.attrs.get("relu")), what="Dense")]
+
+
+def dynamic_accumulator(node, g, acc: np.ndarray, b: np.ndarray, fracs) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Run-time scales (:mod:`nnforge.ir.dynamic`) of a linear layer from its exact sum of
+    products ``acc`` (channels on axis 1): ``acc_frac = f_x + frac(W)`` per sample, the bias
+    (stored at ``frac(b)``) enters as ``round_shift(b, frac(b) - acc_frac)``, the fused Relu
+    clamps at 0; the run-time shift into the output type follows."""
+    acc_frac = fracs[0] + g.qtype(node.inputs[1]).frac
+    b_frac = g.qtype(node.inputs[2]).frac
+    per_channel = (-1,) + (1,) * (acc.ndim - 2)
+    acc = acc + np.stack([round_shift(b, int(b_frac - f)).reshape(per_channel) for f in acc_frac])
+    if node.attrs.get("relu"):
+        acc = np.maximum(acc, 0)
+    return acc, acc_frac, True
+
+
+def dynamic_ref(node, g, inputs, fracs):
+    x, w, b = inputs
+    return dynamic_accumulator(node, g, accumulate(node.attrs, x, w, np.zeros_like(b)), b, fracs)
+
+
+DEF = OpDef(name="Dense", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="weights",
+            float16_ref=float16_ref, dynamic_ref=dynamic_ref, attrs=ATTRS,
+            traits=Traits(weights=True, linear=True), doc="fully connected layer")

@@ -7,7 +7,8 @@ A is the activation (per-sample shape ``(K,)``, so transA is not allowed), B is
 
 import numpy as np
 
-OP = "Gemm"
+from .base import OpDef, Traits
+
 ATTRS = {"alpha": 1.0, "beta": 1.0, "transB": 0}
 
 
@@ -27,3 +28,8 @@ def float_ref(attrs, inputs):
     if len(inputs) > 2:
         y = y + attrs.get("beta", 1.0) * inputs[2]
     return [y.astype(np.float32)]
+
+
+DEF = OpDef(name="Gemm", shape=shape, float_ref=float_ref,
+            refusal="Gemm should have become Dense (a canonicalization pass is missing)", attrs=ATTRS,
+            traits=Traits(float_only=True), doc="general matrix multiply (becomes Dense)")

@@ -6,9 +6,9 @@ output type is unsigned ``act_bits`` wide with the largest frac that still holds
 
 import numpy as np
 
-from ._table import int_ref, shape  # noqa: F401
+from .base import OpDef, Traits
+from .table import int_ref, shape
 
-OP = "HardSigmoid"
 ATTRS = {"alpha": 0.2, "beta": 0.5}
 
 
@@ -21,3 +21,8 @@ def function(attrs, x):
 
 def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="HardSigmoid", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function,
+            value_range=(0.0, 1.0), attrs=ATTRS, traits=Traits(table=True, elementwise=True, channelwise=True),
+            doc="piecewise-linear sigmoid")

@@ -6,9 +6,9 @@ output type comes from calibration like any activation.
 
 import numpy as np
 
-from ._table import int_ref, shape  # noqa: F401
+from .base import OpDef, Traits
+from .table import int_ref, shape
 
-OP = "HardSwish"
 ATTRS: dict = {}
 
 
@@ -19,3 +19,8 @@ def function(attrs, x):
 
 def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="HardSwish", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function,
+            attrs=ATTRS, traits=Traits(table=True, elementwise=True, channelwise=True),
+            doc="x times a hard sigmoid")

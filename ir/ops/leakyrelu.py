@@ -13,8 +13,8 @@ scale ``acc_frac = frac(x) + mult_frac`` exactly and requantized with the contra
 import numpy as np
 
 from ..fixed import requantize
+from .base import OpDef, Traits
 
-OP = "LeakyRelu"
 ATTRS = {"alpha": 0.01, "mult": None, "mult_frac": None}
 
 
@@ -34,3 +34,7 @@ def int_ref(node, g, inputs):
     x = np.asarray(inputs[0], dtype=np.int64)
     acc = np.where(x >= 0, x << np.int64(mf), x * np.int64(mult))
     return [requantize(acc, g.qtype(node.inputs[0]).frac + int(mf), g.qtype(node.outputs[0]))]
+
+
+DEF = OpDef(name="LeakyRelu", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="multiplier",
+            attrs=ATTRS, traits=Traits(elementwise=True, channelwise=True), doc="x, or alpha * x below 0")

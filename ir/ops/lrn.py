@@ -10,7 +10,8 @@ interpreter but is refused by the quantizer.
 
 import numpy as np
 
-OP = "LRN"
+from .base import OpDef, Traits
+
 ATTRS = {"size": 1, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}
 
 
@@ -29,3 +30,7 @@ def float_ref(attrs, inputs):
     square_sum = csum[:, size:size + c] - csum[:, :c]
     y = x / (attrs["bias"] + attrs["alpha"] / size * square_sum) ** attrs["beta"]
     return [y.astype(np.float32)]
+
+
+DEF = OpDef(name="LRN", shape=shape, float_ref=float_ref, attrs=ATTRS, traits=Traits(float_only=True),
+            doc="local response normalization")

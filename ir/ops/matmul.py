@@ -5,7 +5,8 @@ Canonicalized into ``Dense`` before quantization, so it has no integer reference
 
 import numpy as np
 
-OP = "MatMul"
+from .base import OpDef, Traits
+
 ATTRS: dict = {}
 
 
@@ -18,3 +19,8 @@ def shape(attrs, in_shapes):
 
 def float_ref(attrs, inputs):
     return [np.matmul(inputs[0], inputs[1]).astype(np.float32)]
+
+
+DEF = OpDef(name="MatMul", shape=shape, float_ref=float_ref,
+            refusal="MatMul should have become Dense (a canonicalization pass is missing)", attrs=ATTRS,
+            traits=Traits(float_only=True), doc="matrix product by a constant (becomes Dense)")

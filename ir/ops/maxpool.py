@@ -14,14 +14,14 @@ final saturate only matters for a window made of padding alone).
 import numpy as np
 
 from ..fixed import saturate
-from ._window import patches, pool_geometry, pool_shape
+from .base import OpDef, Traits, keeps_scale
+from .window import patches, pool_geometry, pool_shape
 
-OP = "MaxPool"
 ATTRS = {"kernel_shape": (), "strides": (), "pads": (), "dilations": (), "ceil_mode": False}
 
 
 def shape(attrs, in_shapes):
-    return pool_shape(OP, attrs, in_shapes)
+    return pool_shape("MaxPool", attrs, in_shapes)
 
 
 def _pool(attrs, x, fill):
@@ -35,3 +35,14 @@ def float_ref(attrs, inputs):
 def int_ref(node, g, inputs):
     y = _pool(node.attrs, np.asarray(inputs[0], dtype=np.int64), np.iinfo(np.int64).min)
     return [saturate(y, g.qtype(node.outputs[0]))]
+
+
+def float16_ref(node, g, inputs):
+    """float16 / bfloat16: the maximum of the widened values (exact; padding never wins)."""
+    fmt = g.qtype(node.outputs[0]).format
+    return [fmt.narrow(_pool(node.attrs, fmt.widen(inputs[0]), -np.inf))]
+
+
+DEF = OpDef(name="MaxPool", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep",
+            float16_ref=float16_ref, dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
+            traits=Traits(channelwise=True, keeps_type=True, window=True), doc="maximum over windows")

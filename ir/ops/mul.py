@@ -7,8 +7,8 @@ requantized to the output type with the contract's rule.
 import numpy as np
 
 from ..fixed import requantize
+from .base import OpDef, Traits
 
-OP = "Mul"
 ATTRS: dict = {}
 
 
@@ -24,3 +24,7 @@ def int_ref(node, g, inputs):
     frac = g.qtype(node.inputs[0]).frac + g.qtype(node.inputs[1]).frac
     prod = np.asarray(inputs[0], dtype=np.int64) * np.asarray(inputs[1], dtype=np.int64)
     return [requantize(prod, frac, g.qtype(node.outputs[0]))]
+
+
+DEF = OpDef(name="Mul", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="product", attrs=ATTRS,
+            traits=Traits(elementwise=True, join=True, weights=True), doc="elementwise product")

@@ -8,7 +8,8 @@ semantics and quantization refuses it.
 
 import numpy as np
 
-OP = "Pad"
+from .base import OpDef, Traits
+
 ATTRS = {"pads": (), "value": 0.0}
 
 
@@ -26,3 +27,10 @@ def float_ref(attrs, inputs):
     p = attrs["pads"]
     width = [(0, 0)] + [(int(p[i]), int(p[r + i])) for i in range(r)]
     return [np.pad(x, width, mode="constant", constant_values=np.float32(attrs.get("value", 0.0)))]
+
+
+REFUSAL = ("this Pad could not be folded into a following Conv (folding needs value 0, padding of spatial axes "
+           "only, and Convs as its only readers), and a standalone Pad has no integer implementation")
+
+DEF = OpDef(name="Pad", shape=shape, float_ref=float_ref, attrs=ATTRS, refusal=REFUSAL,
+            traits=Traits(float_only=True), doc="constant padding")

@@ -17,7 +17,8 @@ rescale moves into the requantization of the op that produces the tensor.
 
 import numpy as np
 
-OP = "Quant"
+from .base import OpDef, Traits
+
 ATTRS = {"scale": 1.0, "zero": 0, "qmin": -128, "qmax": 127, "rounding": "half_even"}
 ROUNDING = ("half_even", "floor", "ceil", "sign")
 
@@ -47,3 +48,7 @@ def integers(attrs, x: np.ndarray) -> np.ndarray:
 def float_ref(attrs, inputs):
     q = integers(attrs, inputs[0])
     return [((q - int(attrs.get("zero", 0))) * float(attrs.get("scale", 1.0))).astype(np.float32)]
+
+
+DEF = OpDef(name="Quant", shape=shape, float_ref=float_ref, attrs=ATTRS, traits=Traits(float_only=True),
+            doc="fake-quantization point (passes/prequant.py takes it)")

@@ -5,7 +5,8 @@ Data is unchanged in both domains: every backend stores tensors flat, row-major.
 
 import numpy as np
 
-OP = "Reshape"
+from .base import OpDef, Traits, keeps_scale
+
 ATTRS = {"shape": ()}
 
 
@@ -26,3 +27,8 @@ def int_ref(node, g, inputs):
     if t_in != t_out:
         raise ValueError(f"Reshape {node.name!r} must keep its fixed-point type")
     return float_ref(node.attrs, inputs)
+
+
+DEF = OpDef(name="Reshape", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep",
+            float16_ref=int_ref, dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
+            traits=Traits(keeps_type=True, moves_data=True), doc="reshape (and flatten)")

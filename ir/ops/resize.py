@@ -10,7 +10,8 @@ Integer: the same copy; the type is unchanged.
 
 import numpy as np
 
-OP = "Resize"
+from .base import OpDef, Traits
+
 ATTRS = {"scales": ()}
 
 
@@ -35,3 +36,7 @@ def float_ref(attrs, inputs):
 
 def int_ref(node, g, inputs):
     return [_repeat(np.asarray(inputs[0], dtype=np.int64), node.attr("scales"))]
+
+
+DEF = OpDef(name="Resize", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep", attrs=ATTRS,
+            traits=Traits(keeps_type=True, moves_data=True), doc="nearest upsampling by integer factors")

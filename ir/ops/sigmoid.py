@@ -7,9 +7,9 @@ Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]
 
 import numpy as np
 
-from ._table import int_ref, shape  # noqa: F401
+from .base import OpDef, Traits
+from .table import int_ref, shape
 
-OP = "Sigmoid"
 ATTRS: dict = {}
 
 
@@ -20,3 +20,8 @@ def function(attrs, x):
 
 def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="Sigmoid", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function,
+            value_range=(0.0, 1.0), attrs=ATTRS, traits=Traits(table=True, elementwise=True, channelwise=True),
+            doc="logistic sigmoid")

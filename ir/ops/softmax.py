@@ -7,7 +7,8 @@ It has no integer reference of its own.
 
 import numpy as np
 
-OP = "Softmax"
+from .base import OpDef, Traits
+
 ATTRS = {"axis": -1}
 
 
@@ -21,3 +22,7 @@ def float_ref(attrs, inputs):
     axis = axis + 1 if axis >= 0 else axis  # per-sample axis -> batched axis
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return [(e / e.sum(axis=axis, keepdims=True)).astype(np.float32)]
+
+
+DEF = OpDef(name="Softmax", shape=shape, float_ref=float_ref, attrs=ATTRS,
+            traits=Traits(float_only=True), doc="softmax over one axis")

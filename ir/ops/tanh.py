@@ -4,9 +4,9 @@ with ``table[i] = quantize_float(tanh(dequantize(i)))``; the output type is sign
 
 import numpy as np
 
-from ._table import int_ref, shape  # noqa: F401
+from .base import OpDef, Traits
+from .table import int_ref, shape
 
-OP = "Tanh"
 ATTRS: dict = {}
 
 
@@ -16,3 +16,8 @@ def function(attrs, x):
 
 def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="Tanh", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function,
+            value_range=(-1.0, 1.0), attrs=ATTRS,
+            traits=Traits(table=True, elementwise=True, channelwise=True), doc="hyperbolic tangent")

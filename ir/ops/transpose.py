@@ -3,7 +3,8 @@ moved, not changed: the output type is the input type."""
 
 import numpy as np
 
-OP = "Transpose"
+from .base import OpDef, Traits
+
 ATTRS = {"perm": ()}
 
 
@@ -22,3 +23,7 @@ def int_ref(node, g, inputs):
     if g.qtype(node.inputs[0]) != g.qtype(node.outputs[0]):
         raise ValueError(f"Transpose {node.name!r} must keep its fixed-point type")
     return float_ref(node.attrs, inputs)
+
+
+DEF = OpDef(name="Transpose", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep", attrs=ATTRS,
+            traits=Traits(keeps_type=True, moves_data=True), doc="permutation of the axes")

@@ -3,11 +3,16 @@ address-space limit and a 60 s timeout, and asserts the exact outcome (exit stat
 one line on stderr, what is on disk afterwards, that nothing planted ran).
 
 Helpers here, not in the tests: :func:`nnforge` runs the command line, :func:`python`
-runs a snippet of Python (for the API), both in a fresh interpreter with the limits set
-before it starts."""
+runs a snippet of Python (for the API), both in a process of their own with the limits set
+before it starts: a fork of one interpreter per test worker that has imported numpy, onnx
+and nnforge under those limits and runs nothing else (:data:`FORK_SERVER`), so that the
+suite pays those imports once, not once per case. ``NNFORGE_HOSTILE_FRESH=1`` runs every
+case in a fresh interpreter instead."""
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import resource
 import subprocess
@@ -83,12 +88,145 @@ def run(argv: list, cwd=None, env: dict | None = None, timeout: float = TIMEOUT,
 
 def nnforge(*args, cwd=None, env: dict | None = None, timeout: float = TIMEOUT) -> Outcome:
     """``python -m nnforge ARGS`` under the limits."""
-    return run([sys.executable, "-m", "nnforge", *args], cwd=cwd, env=env, timeout=timeout)
+    if os.environ.get("NNFORGE_HOSTILE_FRESH") == "1":
+        return run([sys.executable, "-m", "nnforge", *args], cwd=cwd, env=env, timeout=timeout)
+    return _forked({"module": "nnforge", "argv": [str(a) for a in args]}, cwd, env, timeout)
 
 
 def python(code: str, cwd=None, env: dict | None = None, timeout: float = TIMEOUT) -> Outcome:
     """A snippet of Python (the API) under the limits."""
-    return run([sys.executable, "-c", code], cwd=cwd, env=env, timeout=timeout)
+    if os.environ.get("NNFORGE_HOSTILE_FRESH") == "1":
+        return run([sys.executable, "-c", code], cwd=cwd, env=env, timeout=timeout)
+    return _forked({"code": code, "argv": []}, cwd, env, timeout)
+
+
+# The fork server: reads one job a line (JSON) on stdin, forks, and in the fork sets the
+# job's folder and environment, points fds 0 / 1 / 2 at /dev/null and the job's two capture
+# files, runs ``python -m MODULE ARGV`` / ``python -c CODE`` as the interpreter would
+# (SystemExit, an uncaught exception's traceback and exit 1, atexit handlers), and exits;
+# the server answers with the fork's exit status (negative: the signal that ended it), or
+# kills it at the job's timeout.
+FORK_SERVER = r"""
+import atexit, builtins, json, os, runpy, signal, sys, time, traceback, types
+import numpy, onnx
+import nnforge, nnforge.cli, nnforge.frontend
+
+def job(spec):
+    os.chdir(spec["cwd"])
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd, path in ((1, spec["out"]), (2, spec["err"])):
+        f = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(f, fd)
+        os.close(f)
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
+    rc = 0
+    try:
+        if "module" in spec:
+            sys.argv = ["-m", *spec["argv"]]
+            runpy.run_module(spec["module"], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = ["-c"]
+            main = types.ModuleType("__main__")
+            main.__builtins__ = builtins
+            sys.modules["__main__"] = main
+            exec(compile(spec["code"], "<string>", "exec"), main.__dict__)
+    except SystemExit as e:
+        if e.code is None:
+            rc = 0
+        elif isinstance(e.code, int):
+            rc = e.code
+        else:
+            print(e.code, file=sys.stderr)
+            rc = 1
+    except BaseException as e:
+        traceback.print_exception(type(e), e, e.__traceback__.tb_next)  # from the job's own frame
+        rc = 1
+    atexit._run_exitfuncs()
+    for f in (sys.stdout, sys.stderr):
+        try:
+            f.flush()
+        except Exception:
+            pass
+    os._exit(rc & 0xFF)
+
+for line in sys.stdin:
+    spec = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            job(spec)
+        finally:
+            os._exit(70)
+    deadline, status = time.monotonic() + spec["timeout"], None
+    while status is None:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(st)
+        elif time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            break
+        else:
+            time.sleep(0.005)
+    sys.stdout.write(json.dumps({"rc": status}) + "\n")
+    sys.stdout.flush()
+"""
+
+_server: dict = {}
+
+
+def _stop_server() -> None:
+    p = _server.pop("p", None)
+    if p is not None and p.poll() is None:
+        p.stdin.close()  # the server ends at the end of its input
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _fork_server() -> subprocess.Popen:
+    p = _server.get("p")
+    if p is None or p.poll() is not None:
+        p = subprocess.Popen([sys.executable, "-c", FORK_SERVER], cwd=ROOT / "tests", env=child_env(None),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=limits)
+        _server["p"] = p
+        if not _server.get("registered"):
+            atexit.register(_stop_server)
+            _server["registered"] = True
+    return p
+
+
+def _forked(spec: dict, cwd, env: dict | None, timeout: float) -> Outcome:
+    """Run ``spec`` in a fork of the server (see :data:`FORK_SERVER`), with what :func:`run`
+    gives a fresh interpreter: ``cwd`` (default: this process's folder), the environment
+    of :func:`child_env`, the limits, the timeout."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hostile_case_") as tmp:
+        out, err = Path(tmp) / "out", Path(tmp) / "err"
+        spec = {**spec, "cwd": str(cwd or os.getcwd()), "env": child_env(env), "timeout": timeout,
+                "out": str(out), "err": str(err)}
+        t0 = time.monotonic()
+        server = _fork_server()
+        server.stdin.write(json.dumps(spec) + "\n")
+        server.stdin.flush()
+        answer = server.stdout.readline()
+        seconds = time.monotonic() - t0
+        if not answer:
+            pytest.fail(f"the hostile suite's fork server ended (exit {server.wait()})")
+        rc = json.loads(answer)["rc"]
+        if rc is None:
+            what = spec["argv"] if "module" in spec else spec["code"][:200]
+            pytest.fail(f"{what} did not end within {timeout:.0f} s")
+        read = lambda p: p.read_bytes().decode("utf-8", "replace") if p.exists() else ""  # noqa: E731
+        return Outcome(rc, read(out), read(err), seconds)
 
 
 def tree(folder: Path) -> dict[str, bytes]:

@@ -1,0 +1,30 @@
+"""Celu: ``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``.
+
+ONNX Celu; default ``alpha = 1.0``.
+
+Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
+``table[i] = quantize_float(f(dequantize(i)))``; the output type comes from calibration
+like any activation.
+"""
+
+import numpy as np
+
+from .base import OpDef, Traits
+from .table import int_ref, shape
+
+ATTRS = {"alpha": 1.0}
+
+
+def function(attrs, x):
+    x = np.asarray(x, dtype=np.float64)
+    alpha = float(attrs.get("alpha", 1.0))
+    return np.maximum(x, 0.0) + np.minimum(0.0, alpha * np.expm1(np.minimum(x, 0.0) / alpha))
+
+
+def float_ref(attrs, inputs):
+    return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="Celu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+            traits=Traits(table=True, elementwise=True, channelwise=True),
+            doc="continuously differentiable exponential linear unit")

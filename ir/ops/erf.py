@@ -1,0 +1,39 @@
+"""Erf: the error function ``erf(x) = 2 / sqrt(pi) * integral_0^x exp(-t^2) dt``.
+
+ONNX Erf (no attributes). Exporters write GELU as ``0.5 * x * (1 + erf(x / sqrt(2)))``,
+which becomes one :mod:`.gelu` node (:mod:`nnforge.passes.rules`); a lone Erf stays.
+
+Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
+``table[i] = quantize_float(erf(dequantize(i)))``; the output type is signed
+``act_bits`` wide with the largest frac that still holds 1.0 (``value_range``).
+"""
+
+import math
+
+import numpy as np
+
+from .base import OpDef, Traits
+from .table import int_ref, shape
+
+ATTRS: dict = {}
+
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf(x) -> np.ndarray:
+    """``erf`` of every value, in float64 (the C library's, through :func:`math.erf`)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.asarray(_ERF(x), dtype=np.float64).reshape(x.shape)
+
+
+def function(attrs, x):
+    return erf(x)
+
+
+def float_ref(attrs, inputs):
+    return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="Erf", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+            value_range=(-1.0, 1.0),
+            traits=Traits(table=True, elementwise=True, channelwise=True), doc="error function")

@@ -1,0 +1,31 @@
+"""Selu: ``gamma * x`` for ``x > 0``, ``gamma * (alpha * exp(x) - alpha)`` otherwise.
+
+ONNX Selu; defaults ``alpha = 1.67326319217681884765625``, ``gamma = 1.05070102214050292968750``.
+
+Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
+``table[i] = quantize_float(f(dequantize(i)))``; the output type comes from calibration
+like any activation.
+"""
+
+import numpy as np
+
+from .base import OpDef, Traits
+from .table import int_ref, shape
+
+ALPHA = 1.67326319217681884765625
+GAMMA = 1.05070102214050292968750
+ATTRS = {"alpha": ALPHA, "gamma": GAMMA}
+
+
+def function(attrs, x):
+    x = np.asarray(x, dtype=np.float64)
+    alpha, gamma = float(attrs.get("alpha", ALPHA)), float(attrs.get("gamma", GAMMA))
+    return gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
+
+
+def float_ref(attrs, inputs):
+    return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="Selu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+            traits=Traits(table=True, elementwise=True, channelwise=True), doc="scaled exponential linear unit")

@@ -1,0 +1,28 @@
+"""Silu (SiLU, Swish): ``x * sigmoid(x) = x / (1 + exp(-x))``.
+
+No ONNX op: exporters write ``Mul(x, Sigmoid(x))``, which becomes one Silu (:mod:`nnforge.passes.rules`).
+
+Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
+``table[i] = quantize_float(f(dequantize(i)))``; the output type comes from calibration
+like any activation.
+"""
+
+import numpy as np
+
+from .base import OpDef, Traits
+from .table import int_ref, shape
+
+ATTRS: dict = {}
+
+
+def function(attrs, x):
+    x = np.asarray(x, dtype=np.float64)
+    return x * np.exp(-np.logaddexp(0.0, -x))  # x / (1 + e^-x) without overflow
+
+
+def float_ref(attrs, inputs):
+    return [function(attrs, inputs[0]).astype(np.float32)]
+
+
+DEF = OpDef(name="Silu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+            traits=Traits(table=True, elementwise=True, channelwise=True), doc="x * sigmoid(x)")

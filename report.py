@@ -1,0 +1,186 @@
+"""What a design reports: its layers, the precision of each against the float model, the
+``report.json`` / ``report.txt`` of an output folder, and the text of a layer trace.
+
+These read a :class:`nnforge.design.Design` (or its graphs); nothing here writes files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ir import Graph, dequantize, run_float, run_int
+from .ir.floats import is_float
+from .ir.text import name as pname
+from .passes.prune import compression_text
+from .persist import report_quantization
+from .targets import TARGETS
+
+
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Text columns as wide as their widest cell (real-scale types are long); the first
+    two left-aligned, the rest right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in rows]
+
+
+def layer_rows(q: Graph) -> list[dict]:
+    """Per node of the quantized graph: its formats, and for Dense / Conv its weights,
+    accumulator width and MACs."""
+    rows = []
+    for n in q.topo():
+        row = {"name": n.name, "op": n.op, "input": str(q.qtype(n.inputs[0])),
+               "output": str(q.qtype(n.outputs[0])), "shape": list(q.shape(n.outputs[0]))}
+        if n.op in ("Dense", "Conv"):
+            # every output value takes one MAC per weight of its output channel
+            w_shape = q.shape(n.inputs[1])
+            per_output = int(np.prod(w_shape[1:]))
+            row.update(weights=str(q.qtype(n.inputs[1])),
+                       acc_width="fp32" if is_float(q.qtype(n.outputs[0])) else n.attr("acc_width"),
+                       relu=bool(n.attr("relu")),
+                       macs=int(np.prod(q.shape(n.outputs[0]))) * per_output)
+        rows.append(row)
+    return rows
+
+
+def summary_text(q: Graph) -> str:
+    """The model's input and output and one line per layer."""
+    i, o = q.inputs[0], q.outputs[0]
+    lines = [f"model {pname(q.name)}: input {q.shape(i)} {q.qtype(i)}, output {q.shape(o)} {q.qtype(o)}"]
+    lines += table([("layer", "op", "in", "weights", "acc", "out", "MACs")] + [
+        (pname(r["name"])[:15], (r["op"] + ("+relu" if r.get("relu") else ""))[:11], r["input"],
+         str(r.get("weights", "-")), str(r.get("acc_width", "-")), r["output"], str(r.get("macs", "-")))
+        for r in layer_rows(q)])
+    return "\n".join(lines)
+
+
+def quant_references(f: Graph) -> dict[str, str]:
+    """For a model carrying its own quantization: the float tensor each quantized tensor
+    stands for, the output of the Quant that marks it (through a Relu the quantizer fused),
+    so the precision report compares with the model's own fake-quantized values."""
+    refs: dict[str, str] = {}
+    for node in f.topo():
+        if node.op != "Quant":
+            continue
+        t = node.inputs[0]
+        refs[t] = node.outputs[0]
+        producer = f.producer(t)
+        if producer is not None and producer.op == "Relu":
+            refs[producer.inputs[0]] = node.outputs[0]
+    return refs
+
+
+def precision(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray) -> dict:
+    """Per layer of ``q``: formats, accumulator width and the SQNR of its output (golden
+    integers scaled back against ``float_passes``, the float graph after the float passes,
+    in dB) on the float samples ``x`` (``x_int`` quantized); ``worst_layer`` is the layer
+    whose output SQNR falls furthest below its input's."""
+    with np.errstate(over="ignore", invalid="ignore"):  # float32 overflow shows as an SQNR of nan
+        fenv = run_float(float_passes, x, keep=True)
+    qenv = run_int(q, x_int, keep=True)
+    refs = quant_references(float_passes)
+
+    def sqnr(t: str) -> float | None:
+        f = refs.get(t, t)
+        if f not in fenv or t not in qenv:
+            return None
+        ref = np.asarray(fenv[f], np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            err = dequantize(qenv[t], q.qtype(t)) - ref
+            sig, noise = float(np.sum(ref ** 2)), float(np.sum(err ** 2))
+        if noise == 0.0:
+            return float("inf")
+        return float(10.0 * np.log10(sig / noise)) if sig > 0 else float("-inf")
+
+    rows, worst, worst_drop = [], None, -np.inf
+    for r in layer_rows(q):
+        node = q.node(r["name"])
+        s_in, s_out = sqnr(node.inputs[0]), sqnr(node.outputs[0])
+        rows.append({**r, "sqnr_in_db": s_in, "sqnr_db": s_out})
+        if s_out is None or not np.isfinite(s_out):
+            continue
+        drop = (s_in - s_out) if s_in is not None and np.isfinite(s_in) else -s_out
+        if drop > worst_drop:
+            worst, worst_drop = r["name"], drop
+    return {"samples": int(len(x)), "layers": rows, "output_sqnr_db": sqnr(q.outputs[0]),
+            "worst_layer": worst, "worst_drop_db": None if worst is None else float(worst_drop)}
+
+
+def precision_text(p: dict) -> str:
+    def db(v):
+        return "-" if v is None else ("inf" if v == float("inf") else f"{v:.1f}")
+    lines = [f"precision on {p['samples']} samples (SQNR of each layer's output against the float model, dB)"]
+    lines += table([("layer", "op", "in", "weights", "acc", "out", "SQNR")] + [
+        (pname(r["name"])[:15], pname(r["op"])[:11], r["input"], str(r.get("weights", "-")),
+         str(r.get("acc_width", "-")),
+         r["output"], db(r["sqnr_db"])) for r in p["layers"]])
+    lines.append(f"model output SQNR {db(p['output_sqnr_db'])} dB")
+    if p["worst_layer"]:
+        lines.append(f"largest loss: {pname(p['worst_layer'])} ({p['worst_drop_db']:.1f} dB below its input)")
+    return "\n".join(lines) + "\n"
+
+
+def report_info(design, targets) -> dict:
+    """``report.json`` of an output folder, before the targets add their sections."""
+    q = design.qgraph
+    layers = layer_rows(q)
+    softmax = bool(q.meta.get("output_softmax"))
+    return {"model": q.name, "source": design.source, "targets": list(targets),
+            "quantization": report_quantization(design.config, design.mixed),
+            "compression": design.compression,
+            "input": {"shape": list(design.input_shape), "type": str(design.input_type)},
+            "output": {"shape": list(design.output_shape), "type": str(design.output_type),
+                       "softmax_on_host": softmax},
+            "layers": layers, "macs": sum(r.get("macs", 0) for r in layers),
+            "precision": design.calibration_precision}
+
+
+def report_text(design, info: dict) -> str:
+    """``report.txt``: the summary, compression, precision and the Verilog figures."""
+    lines = [summary_text(design.qgraph), "", f"MACs per inference: {info['macs']}"]
+    if design.mixed:
+        lines.append(design.mixed.text().rstrip())
+    for c in design.compression:
+        lines.append(compression_text(c).rstrip())
+    if design.calibration_precision:
+        lines += ["", "On the calibration data:", precision_text(design.calibration_precision).rstrip()]
+    for name, target in TARGETS.items():  # the sections the targets added to report.json
+        if info.get(name):
+            lines += target.report_lines(info[name])
+    if info["output"]["softmax_on_host"]:
+        lines.append("The model ends in Softmax: the hardware outputs the logits; the float "
+                     "wrapper applies softmax.")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class LayerTrace:
+    """One layer of a backend's trace against golden."""
+
+    step: str
+    op: str
+    tensor: str
+    values: int
+    mismatches: int  # output values that differ from golden
+    first_index: int | None = None  # the first differing value (row-major in the IR shape)
+
+    def as_dict(self) -> dict:
+        return {"step": self.step, "op": self.op, "tensor": self.tensor, "values": self.values,
+                "mismatches": self.mismatches, "first_index": self.first_index}
+
+
+def trace_text(traces: dict[str, list[LayerTrace]], sample: int) -> str:
+    """The per-layer comparison of :meth:`Design.trace`, naming each backend's first
+    layer that differs from golden."""
+    lines = [f"Trace of sample {sample}, every layer against golden:"]
+    for b, layers in traces.items():
+        first = next((t for t in layers if t.mismatches), None)
+        lines.append(f"  {b}: " + (f"first layer that differs: {first.step} ({first.op}, tensor {first.tensor}), "
+                                   f"{first.mismatches} of {first.values} values, first at index {first.first_index}"
+                                   if first else f"all {len(layers)} layers equal golden"))
+        for t in layers:
+            lines.append(f"    {t.step:<24} {t.op:<20} {t.values:>7} values  "
+                         + ("ok" if not t.mismatches else f"{t.mismatches} differ"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,316 @@
+"""The targets nnforge writes, as one table: :data:`TARGETS`.
+
+Each entry implements :class:`Target`: what it is called (``name``, also the folder of the
+output it writes), how it lowers a quantized graph (:meth:`Target.lower`, where the
+numeric mode is decided from the graph: fixed point, or float16 / bfloat16), how it
+writes its sources, how its sources are built and run on vectors and traced layer by
+layer, and any second program it writes beside the main one (:meth:`Target.variants`:
+C's run-time-scaled ``nnforge_run_dynamic``). :class:`nnforge.design.Design` loops over
+this table; nothing else names a target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+import numpy as np
+
+from .codegen import c as c_backend
+from .codegen import hls as hls_backend
+from .codegen.c_float import FloatProgram, is_float_graph, lower_float_for
+from .codegen.c_float import write_c as write_float_c
+from .codegen.c_float import write_hls as write_float_hls
+from .codegen.targets import lower_for
+from .ir import Graph, run_int
+from .ir.floats import is_float, random_patterns
+from .ir.serialize import DesignFileError
+from .ir.text import name as pname
+from .passes import QuantConfig
+from .sim import native
+from .sim.progress import Progress
+from .sim.result import SimRun
+
+HLS_TB_SAMPLES = 16  # vectors of the HLS C-simulation testbench
+PARALLELISM = ("sequential", "balanced", "parallel")
+
+
+@dataclass(frozen=True)
+class WriteJob:
+    """What a target's writer reads besides its lowered model."""
+
+    graph: Graph  # the quantized graph
+    config: QuantConfig
+    parallelism: object  # the Verilog folding goal (:func:`folding_goal`)
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    """A layer a trace reports: its name, op and the IR tensor it computes."""
+
+    name: str
+    op: str
+    tensor: str
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """A second program of a target, run on the float inputs: its outputs, and for each
+    sample whether it differs from its own golden reference."""
+
+    outputs: np.ndarray
+    differs: np.ndarray  # bool, one per sample
+
+
+class Target(Protocol):
+    name: str  # as the API and the command line spell it; the folder its sources go to
+
+    def lower(self, graph: Graph, config: QuantConfig):
+        """What the target renders, or :class:`BackendError` naming what it cannot implement."""
+
+    def write(self, model, folder: Path, job: WriteJob) -> dict | None:
+        """Write the sources into ``folder``; a section for ``report.json`` or None."""
+
+    def run(self, model, src: Path, build: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
+        """Build the sources in ``src`` and run them on the integer rows of ``x_int``."""
+
+    def trace(self, model, graph: Graph, src: Path, build: Path, x_int: np.ndarray, progress: Progress,
+              shown: Path) -> tuple[list[TraceStep], dict[int, np.ndarray]]:
+        """Run one sample recording every layer: the layers, and their values by index
+        (in the IR's order)."""
+
+    def variants(self, graph: Graph, config: QuantConfig, x: np.ndarray, src: Path, work, progress: Progress
+                 ) -> dict[str, VariantRun]:
+        """Second programs written beside the main one, each run on the float samples ``x``
+        (``work(name)`` is a fresh folder)."""
+
+    def check_sources(self, src: Path, shown: Path) -> None:
+        """Refuse sources copied from the folder ``shown`` that cannot be run, before any
+        warning about them."""
+
+    def report_lines(self, section: dict) -> list[str]:
+        """``report.txt``'s lines for the section :meth:`write` returned."""
+
+
+def lower_graph(graph: Graph, config: QuantConfig, target: str):
+    """The numeric mode is the graph's: a float16 / bfloat16 graph lowers to a float
+    program (with the NeuZip weight storage of ``config``), any other to fixed point."""
+    if is_float_graph(graph):
+        return lower_float_for(graph, target, config.neuzip)
+    return lower_for(graph, target)
+
+
+def tb_vectors(graph: Graph) -> np.ndarray:
+    """Deterministic vectors spanning the input type, for the HLS C-sim testbench."""
+    rng = np.random.default_rng(0)
+    t = graph.qtype(graph.inputs[0])
+    shape = graph.shape(graph.inputs[0])
+    if is_float(t):
+        x = random_patterns(rng, (HLS_TB_SAMPLES, *shape), t.format)
+        x[0], x[1] = 0, t.format.sat
+        return x
+    x = rng.integers(t.lo, t.hi + 1, size=(HLS_TB_SAMPLES, *shape))
+    x[0], x[1] = t.lo, t.hi
+    return x
+
+
+class _Native:
+    """C and HLS C++: a :class:`~nnforge.codegen.program.Program` (or a float program),
+    compiled with gcc / g++ around the native harness (:mod:`nnforge.sim.native`)."""
+
+    name = ""
+    build: native.Native
+
+    def lower(self, graph: Graph, config: QuantConfig):
+        return lower_graph(graph, config, self.name)
+
+    def run(self, model, src: Path, build: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
+        return native.run(self.build, self.name, model, src, build, x_int.reshape(len(x_int), -1), progress)
+
+    def trace(self, model, graph: Graph, src: Path, build: Path, x_int: np.ndarray, progress: Progress,
+              shown: Path) -> tuple[list[TraceStep], dict[int, np.ndarray]]:
+        got = native.trace(self.build, src, build, x_int.reshape(1, -1), model.n_out, progress)
+        return [TraceStep(s.name, s.op, s.tensor) for s in model.steps], got
+
+    def variants(self, graph, config, x, src, work, progress) -> dict[str, VariantRun]:
+        return {}
+
+    def check_sources(self, src: Path, shown: Path) -> None:
+        return None
+
+    def report_lines(self, section: dict) -> list[str]:
+        return []
+
+
+class C(_Native):
+    name = "c"
+    build = native.C
+
+    def write(self, model, folder: Path, job: WriteJob) -> None:
+        if isinstance(model, FloatProgram):
+            job.progress(f"writing C ({model.fmt}, {model.weight_format} weights)")
+            write_float_c(model, folder)
+            return None
+        job.progress("writing C")
+        c_backend.write(model, folder, softmax=bool(job.graph.meta.get("output_softmax")))
+        if job.config.dynamic:
+            from .codegen.c_dynamic import write_dynamic
+
+            write_dynamic(job.graph, folder)
+        return None
+
+    def variants(self, graph, config, x, src, work, progress) -> dict[str, VariantRun]:
+        """With dynamic quantization: the generated ``nnforge_run_dynamic`` against
+        :func:`nnforge.ir.dynamic.run_dynamic`, every output integer and its run-time
+        fractional bits."""
+        if not config.dynamic:
+            return {}
+        from .codegen.c_dynamic import run_dynamic_c
+        from .ir.dynamic import run_dynamic
+
+        xf = np.asarray(x, dtype=np.float32)
+        want, want_f = run_dynamic(graph, xf.astype(np.float64))
+        n_out = int(np.prod(graph.shape(graph.outputs[0])))
+        got, got_f = run_dynamic_c(src, work("c-dynamic"), xf.reshape(len(xf), -1), n_out)
+        differs = np.any(got.reshape(len(x), -1) != want.reshape(len(x), -1), axis=1) | (got_f != want_f)
+        return {"c-dynamic": VariantRun(got, differs)}
+
+
+class HLS(_Native):
+    name = "hls"
+    build = native.HLS
+
+    def write(self, model, folder: Path, job: WriteJob) -> None:
+        tb_x = tb_vectors(job.graph)
+        tb_y = run_int(job.graph, np.asarray(tb_x))[0]
+        if isinstance(model, FloatProgram):
+            job.progress(f"writing HLS C++ ({model.fmt})")
+            write_float_hls(model, folder, tb_x, tb_y, hls_backend.DEFAULT_PART, hls_backend.DEFAULT_CLOCK_NS)
+        else:
+            job.progress("writing HLS C++")
+            hls_backend.write(model, folder, tb_x, tb_y)
+        return None
+
+
+class Verilog:
+    """Verilog: the Dense chain (:class:`~nnforge.codegen.lower.HwModel`), the CNN engine
+    graph (:class:`~nnforge.codegen.verilog_cnn.CnnModel`) or the float processor, run in
+    Verilator (:mod:`nnforge.sim.verilog`)."""
+
+    name = "verilog"
+
+    def lower(self, graph: Graph, config: QuantConfig):
+        return lower_graph(graph, config, self.name)
+
+    def write(self, model, folder: Path, job: WriteJob) -> dict:
+        from .codegen import verilog as verilog_backend
+        from .codegen.verilog_cnn import CnnModel, write_cnn
+
+        job.progress(f"writing Verilog ({job.parallelism})")
+        if isinstance(model, FloatProgram):
+            from .codegen.verilog_float import write_float_verilog
+
+            return write_float_verilog(model, folder)
+        if isinstance(model, CnnModel):  # CNN chains: sequential frame engines
+            return write_cnn(model, folder, parallelism=job.parallelism)
+        return verilog_backend.write(model, folder, parallelism=job.parallelism)
+
+    def run(self, model, src: Path, build: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
+        from .sim import verilog
+
+        return verilog.run(model, src, build, x_int.reshape(len(x_int), -1), progress)
+
+    def trace(self, model, graph: Graph, src: Path, build: Path, x_int: np.ndarray, progress: Progress,
+              shown: Path) -> tuple[list[TraceStep], dict[int, np.ndarray]]:
+        """Every engine's output stream on one sample, in the IR's flat order, by engine
+        (``verilog_info.json`` of the copy ``src`` of ``shown`` checked, its layers'
+        tensors among the design's)."""
+        from .sim import verilog
+
+        info = verilog.verilog_info(src, shown=shown)
+        layers = [ly for ly in info["layers"] if ly.get("tensor")]
+        for ly in layers:
+            if ly["tensor"] not in graph.tensors or graph.qtype(ly["tensor"]) is None:
+                raise DesignFileError(f"{pname(shown / 'verilog_info.json')}: layer {pname(ly['name'])} names "
+                                      f"tensor {pname(ly['tensor'])}, which is not an integer tensor of the design")
+        run = verilog.run(model, src, build, x_int.reshape(1, -1), progress, trace=[ly["output"] for ly in layers])
+        streams = run.extra["trace"]
+        got = {}
+        for i, ly in enumerate(layers):
+            t = graph.qtype(ly["tensor"])
+            raw = np.asarray(streams.get(ly["output"], []), dtype=np.uint64)
+            vals = verilog.to_signed(raw, t.width, t.signed)
+            shape = tuple(graph.shape(ly["tensor"]))
+            perm = [int(p) for p in ly["layout"]] if len(ly["layout"]) == len(shape) else list(range(len(shape)))
+            if vals.size == int(np.prod(shape)):  # the stream's layout back to the IR's order
+                vals = vals.reshape([shape[p] for p in perm]).transpose(np.argsort(perm)).reshape(-1)
+            got[i] = vals
+        return [TraceStep(ly["name"], ly.get("op", "Dense"), ly["tensor"]) for ly in layers], got
+
+    def check_sources(self, src: Path, shown: Path) -> None:
+        """Refuse a malformed ``verilog_info.json`` before anything runs."""
+        from .sim.verilog import verilog_info
+
+        verilog_info(src, shown=shown)
+
+    def variants(self, graph, config, x, src, work, progress) -> dict[str, VariantRun]:
+        return {}
+
+    def report_lines(self, v: dict) -> list[str]:
+        """``report.txt``'s Verilog lines: latency, II, multipliers, and per layer."""
+        t = v["totals"]
+        eff = f", efficiency {t['efficiency']:.2f}" if t.get("efficiency") is not None else ""
+        lines = [f"Verilog ({v['parallelism']}): latency {t['latency_cycles']} cycles, initiation "
+                 f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers"
+                 + (f" + {t['lut_multipliers']} in LUTs" if t.get("lut_multipliers") else "")
+                 + f"{eff} (MACs per inference / (multipliers x II))"]
+        for layer in v["layers"]:
+            lines.append(f"  {pname(layer['name']):<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
+                         f"latency {layer['latency_cycles']:>6} II {layer['ii_cycles']:>6}")
+        return lines
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (C(), HLS(), Verilog())}
+
+
+def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_mhz: float = 100.0,
+                 max_multipliers: int | None = None, max_luts: int | None = None,
+                 max_ffs: int | None = None, max_bram: int | None = None):
+    """The Verilog folding goal: a mode of ``PARALLELISM``, ``{"target_cycles": T}`` for
+    ``target_fps`` at ``clock_mhz``, or a budget: any of ``{"max_multipliers": N,
+    "max_luts": L, "max_ffs": F, "max_bram": B}`` (multiplier blocks, LUT4s, flip-flops,
+    block RAMs, the last three checked on the resource estimate)."""
+    if isinstance(parallelism, dict):
+        return parallelism
+    if parallelism not in PARALLELISM:
+        raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
+    budget = {k: v for k, v in (("max_multipliers", max_multipliers), ("max_luts", max_luts),
+                                ("max_ffs", max_ffs), ("max_bram", max_bram)) if v is not None}
+    if target_fps is not None and budget:
+        raise ValueError("give a target frame rate or a resource budget, not both")
+    if target_fps is not None:
+        if not target_fps > 0 or not clock_mhz > 0:
+            raise ValueError("the target frame rate and the clock must be positive")
+        cycles = int(clock_mhz * 1e6 // target_fps)
+        if cycles < 1:
+            raise ValueError(f"{target_fps} inferences per second at {clock_mhz} MHz leaves less than a cycle each")
+        return {"target_cycles": cycles}
+    if budget:
+        if "max_multipliers" in budget and int(budget["max_multipliers"]) < 0:
+            raise ValueError("the multiplier budget must be at least 0")
+        for k in ("max_luts", "max_ffs", "max_bram"):
+            if k in budget and int(budget[k]) < 1:
+                raise ValueError(f"{k} must be at least 1")
+        return {k: int(v) for k, v in budget.items()}
+    return parallelism
+
+
+def check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
+    """``names`` stripped, each among ``allowed``, without repeats (in the order given)."""
+    names = [n.strip() for n in names]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
