@@ -35,6 +35,7 @@ from ..ir.ops import ops_with
 from ..ir.ops.window import out_sizes, spatial_attrs
 from ..ir.ops.add import add_params
 from ..ir.ops.dense import requant_params
+from ..ir.ops.prelu import channel_slopes
 from .lower import BackendError, ModelIO, c_int_type, interface
 from .naming import sanitize
 from .registry import Lowerings
@@ -411,6 +412,19 @@ def lower_leakyrelu(q: Graph, node, name: str):
     io = node_io(q, node)
     mf = int(node.attr("mult_frac"))
     return "leakyrelu", {"size": io.size, "mult": int(node.attr("mult")), "mult_frac": mf,
+                         **_requant(io.x_t.frac + mf, io.out_t)}, 0, [io.x]
+
+
+@LOWERINGS.lowers("PRelu")
+def lower_prelu(q: Graph, node, name: str):
+    """LeakyRelu's step with a multiplier per channel (``mult_rows``; the template's
+    per-channel form): ``c`` channels of ``n`` values each."""
+    io = node_io(q, node)
+    s = node.inputs[1]
+    mult = channel_slopes(np.asarray(q.consts[s], dtype=np.int64), io.in_shape)
+    mf = q.qtype(s).frac
+    return "leakyrelu", {"size": io.size, "mult_frac": mf, "c": int(mult.size), "n": io.size // int(mult.size),
+                         "mult_rows": rows(mult), "m_ctype": c_int_type(q.qtype(s).width, True),
                          **_requant(io.x_t.frac + mf, io.out_t)}, 0, [io.x]
 
 

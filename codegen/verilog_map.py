@@ -18,6 +18,7 @@ template:
     (also right when ``lo_q > hi_q``: then both bounds are ``sat(hi_q)``), so ``v = x``,
     shift 0, those bounds;
   - LeakyRelu: ``v = x < 0 ? x * mult : x << mult_frac``;
+  - PRelu: ``v = x < 0 ? x * mult[c] : x << mult_frac``;
   - BatchNormalization: ``v = x * mul[c] + add[c]``;
   - Add with one constant operand ``k``: ``v = (x << ux) + (k << uk)`` (``k << uk`` is
     stored shifted);
@@ -26,7 +27,7 @@ template:
 * table ops (every op with the ``table`` trait: Sigmoid, Tanh, ...): ``y = table[x - lo(x)]``,
   a ROM of ``2**width(x)`` words read at ``(x - lo(x)) mod 2**width(x)``.
 
-Per-position constants (BN's ``mul``/``add``, the constant of Add/Mul broadcast to the
+Per-position constants (BN's ``mul``/``add``, PRelu's ``mult``, the constant of Add/Mul broadcast to the
 output shape) are stored as small ROMs read at ``(i // R) % D`` for the flat index ``i``
 (CHW order), with a repeat counter ``r`` (0..R-1) and an index counter ``d`` (0..D-1)
 that advance with every element leaving the input register. ``(R, D)`` is the smallest
@@ -55,6 +56,7 @@ import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.ops import ops_with
+from ..ir.ops.prelu import channel_slopes
 from ..ir.fixed import signed_width_for
 from .lower import BackendError
 from .program import step_params
@@ -171,20 +173,46 @@ def _leaky_relu(q, node, p, x_t, o_t, view) -> _Value:
                   lambda roms: cand + [mult], literals={"mult": mult})
 
 
+@_value("PRelu")
+def _prelu(q, node, p, x_t, o_t, view) -> _Value:
+    """LeakyRelu's ``v`` with a multiplier per channel: ``x < 0 ? x * mult[c] : x << mult_frac``."""
+    shift, mf = int(p["shift"]), int(p["mult_frac"])
+    mult = channel_slopes(np.asarray(q.consts[node.inputs[1]], dtype=np.int64), view.shape)
+    cand = [max(x_t.lo, 0) << mf, max(x_t.hi, 0) << mf]
+    if x_t.lo < 0:
+        consts, where = _per_channel([mult], view)
+        expr = f"x1[{x_t.width - 1}] ? ({{x}} * {{k0}}) : ({{x}} <<< {mf})"
+    else:  # never negative: no multiplier
+        consts, where, expr = [], "", f"{{x}} <<< {mf}"
+
+    def extent(roms):
+        if not roms:
+            return cand
+        return cand + [xv * mv for xv in (x_t.lo, min(x_t.hi, -1)) for mv in (roms[0]["lo"], roms[0]["hi"])]
+
+    return _Value(shift, o_t.lo, o_t.hi, expr,
+                  f"y = sat(round_half_up((x < 0 ? x * mult[c] : x << {mf}) >> {shift}))" + (where and f", {where}"),
+                  extent, consts, product=bool(consts))
+
+
+def _per_channel(vectors: list[np.ndarray], view: _View) -> tuple[list[np.ndarray], str]:
+    """Per-channel constants (``(C,)`` each) as per-element arrays in stream order, and how
+    the channel ``c`` of element ``i`` is found."""
+    shape = view.shape
+    chan = int(np.prod(shape)) // shape[0]
+    if view.identity:
+        return [np.repeat(v, chan) for v in vectors], f"c = i // {chan}"
+    # the channel (IR axis 0) of every element, in stream order
+    c_idx = view.stream(np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1)))
+    return [v[c_idx] for v in vectors], f"c = the channel of element i in layout {view.perm}"
+
+
 @_value("BatchNormalization")
 def _batchnorm(q, node, p, x_t, o_t, view) -> _Value:
     shift = int(p["shift"])
     mul = np.asarray(q.consts[node.inputs[1]], dtype=np.int64).reshape(-1)
     add = np.asarray(q.consts[node.inputs[2]], dtype=np.int64).reshape(-1)
-    shape = view.shape
-    chan = int(np.prod(shape)) // shape[0]
-    if view.identity:
-        consts = [np.repeat(mul, chan), np.repeat(add, chan)]
-        where = f"c = i // {chan}"
-    else:  # the channel (IR axis 0) of every element, in stream order
-        c_idx = view.stream(np.arange(shape[0]).reshape((-1,) + (1,) * (len(shape) - 1)))
-        consts = [mul[c_idx], add[c_idx]]
-        where = f"c = the channel of element i in layout {view.perm}"
+    consts, where = _per_channel([mul, add], view)
 
     def extent(roms):
         m, a = roms

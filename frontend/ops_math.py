@@ -144,8 +144,9 @@ def min_max(imp, onode) -> None:
 
 @translates("PRelu")
 def prelu(imp, onode) -> None:
-    """One slope: ``LeakyRelu``. A slope per channel or per value (a constant, or an
-    activation of the input's shape): ``Relu(x) + slope * min(x, 0)``."""
+    """One slope: ``LeakyRelu``. A constant slope per channel (one that the IR op's shape
+    rule takes): ``PRelu``. A slope per value (a constant, or an activation of the input's
+    shape): ``Relu(x) + slope * min(x, 0)``."""
     x = imp.activation_input(onode, 0)
     slope = imp.const(onode.input[1])
     if slope is not None and np.size(slope) == 1:
@@ -167,6 +168,14 @@ def prelu(imp, onode) -> None:
     if not fits or (slope is None and len(s_shape) != len(shape)):  # else it broadcasts over the batch
         raise _refuse(onode, f"the slope of per-sample shape {tuple(s_shape)} does not broadcast to the input's "
                              f"{tuple(shape)}")
+    if slope is not None:
+        try:
+            op_def("PRelu").shape({}, [s_shape, shape])
+        except ValueError:
+            pass  # a slope per value
+        else:
+            imp.emit(onode, "PRelu", [x, s])
+            return
     pos = _inner(imp, onode, "Relu", [x], "pos")  # PRelu(x) = Relu(x) + slope * min(x, 0)
     neg = _inner(imp, onode, "Clip", [x], "neg", {"min": None, "max": 0.0})
     scaled = _inner(imp, onode, "Mul", [neg, s], "scaled")

@@ -84,9 +84,11 @@ def reshape(imp, onode) -> None:
     if not imp.attrs(onode).get("allowzero", 0):
         target = [full[i] if s == 0 else s for i, s in enumerate(target)]
     out = reshaped(full, target)
-    if (out is None or out[0] != 1) and target and target[0] > 1:
+    if (out is None or out[0] != 1) and target and target[0] > 1 and -1 not in target:
         # the batch size written as a number (an export at batch N): the batch axis stays
-        # first when the rest holds one sample (then N is the batch the model was made for)
+        # first when the rest holds one sample, for then N is the batch the model was made
+        # for and any other batch size fails in ONNX too (with a -1 it would not fail, but
+        # move values across the batch axis: refused)
         per_sample = reshaped(full[1:], target[1:])
         out = (1, *per_sample) if per_sample is not None else out
         if per_sample is not None:

@@ -298,16 +298,27 @@ def _quantize_scale_shift(q: Graph, node, ctx: QuantContext) -> None:
     q.set_qtype(node.outputs[0], ctx.out_type(node))
 
 
-def _quantize_leakyrelu(q: Graph, node, ctx: QuantContext) -> None:
-    """``alpha`` becomes ``mult`` in a signed ``weight_bits`` type of scale ``2**-mult_frac``
-    (the largest frac that keeps it unsaturated, at least 0); see :mod:`nnforge.ir.ops.leakyrelu`."""
-    cfg = ctx.cfg
-    alpha = float(node.attr("alpha", 0.01))
-    mf = frac_for_range(abs(alpha), cfg.weight_bits, True)
+def _quantize_multiplier(q: Graph, node, ctx: QuantContext) -> None:
+    """Rule "multiplier": the slope below 0 (LeakyRelu's ``alpha``, or PRelu's constant
+    second operand, one slope per channel) becomes ``mult`` in a signed weight-width type
+    of scale ``2**-mult_frac``, one ``mult_frac`` for every slope: the largest frac that
+    keeps them unsaturated, at least 0, and at most what keeps ``x << mult_frac`` within
+    62 bits. LeakyRelu keeps ``mult`` and ``mult_frac`` as attributes, PRelu as its
+    constant and that constant's type (:mod:`nnforge.ir.ops.leakyrelu`, :mod:`nnforge.ir.ops.prelu`)."""
+    bits = ctx.cfg.wbits(node.name)
+    slope = node.inputs[1] if len(node.inputs) > 1 else None
+    values = np.asarray(q.consts[slope] if slope else node.attr("alpha", 0.01), dtype=np.float64)
+    mf = min(frac_for_range(float(np.abs(values).max(initial=0.0)), bits, True), 62 - q.qtype(node.inputs[0]).width)
     if mf < 0:
-        raise QuantizeError(f"node {node.name!r}: LeakyRelu alpha {alpha} does not fit {cfg.weight_bits} bits")
-    mult = int(quantize_float(alpha, FixedType(cfg.weight_bits, mf)))
-    q.replace_node(node.name, node.with_(attrs={**node.attrs, "mult": mult, "mult_frac": mf}))
+        raise QuantizeError(f"node {node.name!r}: {node.op} slope {float(np.abs(values).max())} does not fit "
+                            f"{bits} bits")
+    m_t = FixedType(bits, mf)
+    if slope:
+        q.consts[slope] = quantize_float(values, m_t)
+        q.set_qtype(slope, m_t)
+    else:
+        q.replace_node(node.name, node.with_(attrs={**node.attrs, "mult": int(quantize_float(float(values), m_t)),
+                                                    "mult_frac": mf}))
     q.set_qtype(node.outputs[0], ctx.out_type(node))
 
 
@@ -353,7 +364,7 @@ TYPE_RULES: dict[str, Callable] = {
     "product": _with_constants(lambda ctx, node: ctx.cfg.wbits(node.name)),
     "weights": _quantize_dense,
     "scale_shift": _quantize_scale_shift,
-    "multiplier": _quantize_leakyrelu,
+    "multiplier": _quantize_multiplier,
     "bounds": _quantize_clip,
     "table": _quantize_table,
 }

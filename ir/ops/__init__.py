@@ -20,13 +20,14 @@ from . import avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool
 from . import concat, lrn, mul, quant, transpose
 from . import clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh
 from . import abs, celu, elu, erf, exp, gelu, log, mish, neg, reciprocal, selu, silu, softplus, softsign, sqrt
+from . import prelu
 
 _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
 _MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
 _MODULES += (concat, lrn, mul, quant, transpose)
 _MODULES += (clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh)
 # ops added in the definition form (``DEF = OpDef(...)``); one line per module
-_MODULES += (abs, celu, elu, erf, exp, gelu, log, mish, neg, reciprocal, selu, silu, softplus, softsign, sqrt)
+_MODULES += (abs, celu, elu, erf, exp, gelu, log, mish, neg, prelu, reciprocal, selu, silu, softplus, softsign, sqrt)
 
 OPS: dict[str, ModuleType] = {m.DEF.name: m for m in _MODULES}
 

@@ -112,6 +112,11 @@ import numpy, onnx
 import nnforge, nnforge.cli, nnforge.frontend
 
 def job(spec):
+    try:  # the job ends with the server (killed when a case is interrupted)
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
     os.chdir(spec["cwd"])
     os.environ.clear()
     os.environ.update(spec["env"])
@@ -173,7 +178,7 @@ for line in sys.stdin:
             break
         else:
             time.sleep(0.005)
-    sys.stdout.write(json.dumps({"rc": status}) + "\n")
+    sys.stdout.write(json.dumps({"id": spec["out"], "rc": status}) + "\n")
     sys.stdout.flush()
 """
 
@@ -215,13 +220,21 @@ def _forked(spec: dict, cwd, env: dict | None, timeout: float) -> Outcome:
                 "out": str(out), "err": str(err)}
         t0 = time.monotonic()
         server = _fork_server()
-        server.stdin.write(json.dumps(spec) + "\n")
-        server.stdin.flush()
-        answer = server.stdout.readline()
+        try:
+            server.stdin.write(json.dumps(spec) + "\n")
+            server.stdin.flush()
+            answer = server.stdout.readline()
+        except BaseException:  # e.g. the case's own alarm: the answer is never read, start afresh
+            server.kill()
+            _stop_server()
+            raise
         seconds = time.monotonic() - t0
         if not answer:
+            _stop_server()
             pytest.fail(f"the hostile suite's fork server ended (exit {server.wait()})")
-        rc = json.loads(answer)["rc"]
+        answer = json.loads(answer)
+        assert answer["id"] == spec["out"], "the fork server answered another job"
+        rc = answer["rc"]
         if rc is None:
             what = spec["argv"] if "module" in spec else spec["code"][:200]
             pytest.fail(f"{what} did not end within {timeout:.0f} s")
