@@ -167,7 +167,7 @@ class C(_Native):
         fractional bits."""
         if not config.dynamic:
             return {}
-        from .codegen.c_dynamic import run_dynamic_c
+        from .sim.native import run_dynamic_c
         from .ir.dynamic import run_dynamic
 
         xf = np.asarray(x, dtype=np.float32)

@@ -19,10 +19,8 @@ integer helpers still avoid undefined behaviour (shifts of negative numbers, shi
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.dynamic import DYN_RANGE, MAX_SHIFT, check_dynamic
@@ -118,40 +116,4 @@ def write_dynamic(q: Graph, outdir: Path) -> list[Path]:
     return paths
 
 
-def run_dynamic_c(src_dir: Path, build_dir: Path, x: np.ndarray, n_out: int, float_out: bool = False):
-    """Compile ``nnforge_dynamic.c`` with the harness (gcc -std=c99 -pedantic -Werror; in the
-    private build cache, see :func:`nnforge.sim.native.build`) and run
-    the float samples ``x`` (batch first) through ``nnforge_run_dynamic``. Returns
-    ``(y, frac)``: ``(N, n_out)`` int64 and ``(N,)`` int64; with ``float_out`` also the
-    ``(N, n_out)`` float32 results of ``nnforge_run_dynamic_float``. ``build_dir`` holds
-    the run's input and output files."""
-    from ..sim.native import C_FLAGS, HARNESS, build
-    from ..sim.progress import QUIET
-    from ..sim.tools import ToolError
-
-    src_dir, build_dir = Path(src_dir), Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    exe = build("gcc", [src_dir / "nnforge_dynamic.c", HARNESS / "dynamic_harness.c"], src_dir, build_dir,
-                C_FLAGS, QUIET, libs=("-lm",))
-    x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
-    n = len(x32)
-    fin, fout, ffrac, ffloat = (build_dir / f for f in ("dyn_in.bin", "dyn_out.bin", "dyn_frac.bin",
-                                                         "dyn_float.bin"))
-    x32.astype("<f4").tofile(fin)
-    cmd = [str(exe), str(fin), str(fout), str(ffrac), str(n)] + ([str(ffloat)] if float_out else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ToolError(f"{exe.name} failed (exit {proc.returncode}): {proc.stderr.strip()}")
-    y = np.fromfile(fout, dtype="<i8").astype(np.int64)
-    frac = np.fromfile(ffrac, dtype="<i4").astype(np.int64)
-    if y.size != n * n_out or frac.size != n:
-        raise ToolError(f"{exe.name} wrote {y.size} values and {frac.size} fracs, expected {n * n_out} and {n}")
-    if not float_out:
-        return y.reshape(n, n_out), frac
-    yf = np.fromfile(ffloat, dtype="<f4")
-    if yf.size != n * n_out:
-        raise ToolError(f"{exe.name} wrote {yf.size} float values, expected {n * n_out}")
-    return y.reshape(n, n_out), frac, yf.reshape(n, n_out)
-
-
-__all__ = ["FILES", "dynamic_context", "dynamic_program", "run_dynamic_c", "write_dynamic"]
+__all__ = ["FILES", "dynamic_context", "dynamic_program", "write_dynamic"]

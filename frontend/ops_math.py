@@ -170,7 +170,7 @@ def prelu(imp, onode) -> None:
                              f"{tuple(shape)}")
     if slope is not None:
         try:
-            op_def("PRelu").shape({}, [s_shape, shape])
+            op_def("PRelu").shape({}, [shape, s_shape])
         except ValueError:
             pass  # a slope per value
         else:

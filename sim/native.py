@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cache
-from .progress import Progress
+from .progress import QUIET, Progress
 from .result import SimRun
 from .tools import ToolError, find_tool, run_tool
 
@@ -121,7 +121,6 @@ def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
            progress: Progress | None = None) -> float:
     """Nanoseconds per inference of the C backend (gcc -O2), the fastest of ``repeats``
     passes over the samples ``x_int`` (``sim/harness/bench.c``)."""
-    from .progress import QUIET
 
     sources = [Path(src_dir) / C.source, HARNESS / "bench.c"]
     exe = build("gcc", sources, Path(src_dir), Path(build_dir), C_FLAGS, progress or QUIET, libs=("-lm",))
@@ -136,3 +135,35 @@ def time_c(src_dir: Path, build_dir: Path, x_int: np.ndarray, repeats: int = 20,
 def run_hls(hw, src_dir: Path, build_dir: Path, x_int: np.ndarray, progress: Progress) -> SimRun:
     """C simulation of the HLS C++ backend with plain g++ (no vendor headers)."""
     return run(HLS, "hls", hw, src_dir, build_dir, x_int, progress)
+
+
+def run_dynamic_c(src_dir: Path, build_dir: Path, x: np.ndarray, n_out: int, float_out: bool = False):
+    """Compile ``nnforge_dynamic.c`` with the harness (gcc -std=c99 -pedantic -Werror; in the
+    private build cache, see :func:`build`) and run
+    the float samples ``x`` (batch first) through ``nnforge_run_dynamic``. Returns
+    ``(y, frac)``: ``(N, n_out)`` int64 and ``(N,)`` int64; with ``float_out`` also the
+    ``(N, n_out)`` float32 results of ``nnforge_run_dynamic_float``. ``build_dir`` holds
+    the run's input and output files."""
+    src_dir, build_dir = Path(src_dir), Path(build_dir)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    exe = build("gcc", [src_dir / "nnforge_dynamic.c", HARNESS / "dynamic_harness.c"], src_dir, build_dir,
+                C_FLAGS, QUIET, libs=("-lm",))
+    x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+    n = len(x32)
+    fin, fout, ffrac, ffloat = (build_dir / f for f in ("dyn_in.bin", "dyn_out.bin", "dyn_frac.bin",
+                                                         "dyn_float.bin"))
+    x32.astype("<f4").tofile(fin)
+    cmd = [str(exe), str(fin), str(fout), str(ffrac), str(n)] + ([str(ffloat)] if float_out else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolError(f"{exe.name} failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    y = np.fromfile(fout, dtype="<i8").astype(np.int64)
+    frac = np.fromfile(ffrac, dtype="<i4").astype(np.int64)
+    if y.size != n * n_out or frac.size != n:
+        raise ToolError(f"{exe.name} wrote {y.size} values and {frac.size} fracs, expected {n * n_out} and {n}")
+    if not float_out:
+        return y.reshape(n, n_out), frac
+    yf = np.fromfile(ffloat, dtype="<f4")
+    if yf.size != n * n_out:
+        raise ToolError(f"{exe.name} wrote {yf.size} float values, expected {n * n_out}")
+    return y.reshape(n, n_out), frac, yf.reshape(n, n_out)

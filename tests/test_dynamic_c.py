@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
 from conftest import ROOT
-from nnforge.codegen.c_dynamic import run_dynamic_c, write_dynamic
+from nnforge.codegen.c_dynamic import write_dynamic
+from nnforge.sim.native import run_dynamic_c
 from nnforge.ir.dynamic import DynamicError, run_dynamic
 from nnforge.sim.tools import find_tool
 

@@ -65,10 +65,10 @@ def exported(digits, tmp_path_factory):
     torch.set_num_threads(1)  # two threads spinning on a busy 2-core machine are far slower
     try:
         torch.manual_seed(0)
-        model = train_classifier(Net(), torch.from_numpy(x_train), torch.from_numpy(y_train), steps=150, lr=1e-2)
-        with torch.no_grad():
-            slopes = model.features[1].weight
-            slopes.copy_(torch.linspace(-0.4, 0.6, len(slopes)))  # distinct slopes, one negative
+        model = Net()
+        with torch.no_grad():  # distinct slopes from the start, some negative
+            model.features[1].weight.copy_(torch.linspace(-0.4, 0.6, 8))
+        train_classifier(model, torch.from_numpy(x_train), torch.from_numpy(y_train), steps=150, lr=1e-2)
         path = tmp_path_factory.mktemp("torch_ops") / "model.onnx"
         example = (torch.zeros(2, 1, 8, 8),)
         with warnings.catch_warnings():
@@ -121,11 +121,10 @@ def test_torch_ops_model_on_every_target(digits, exported):
 # ---- the PRelu op -------------------------------------------------------------------------
 
 def prelu_model(slope: np.ndarray, shape=(3, 2, 2)) -> onnx.ModelProto:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])
-    graph = helper.make_graph([helper.make_node("PRelu", ["x", "s"], ["y"])], "g", [x],
-                              [helper.make_empty_tensor_value_info("y")],
+    x, y = (helper.make_tensor_value_info(t, TensorProto.FLOAT, ["N", *shape]) for t in "xy")
+    graph = helper.make_graph([helper.make_node("PRelu", ["x", "s"], ["y"])], "g", [x], [y],
                               [numpy_helper.from_array(np.asarray(slope, np.float32), "s")])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)], ir_version=8)
 
 
 @pytest.mark.parametrize("slope, op", [
