@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Graph
-from ..ir.floats import FLOAT_OPS, FloatType, is_float
+from ..ir.floats import FloatType, is_float
 from .hls import write_project
 from .lower import BackendError, ModelIO, check_ops, interface
 from .naming import sanitize
 from .program import rows, window
+from .registry import Lowerings
 from .render import TEMPLATES, render
 
 WEIGHT_FORMATS = ("plain", "neuzip", "lossy")
@@ -90,11 +91,75 @@ def lower_float_for(q: Graph, target: str, neuzip: str = "") -> FloatProgram:
     return lower_float(q, target, fmt, k)
 
 
+# The float C / HLS lowering of each IR op: (kind, params, macs) of one node, ``kind``
+# naming the template's step (the float processor of :mod:`.verilog_float` runs the same
+# kinds). The ops the float backends implement are this table's keys.
+LOWERINGS = Lowerings("c-float")
+
+
+@LOWERINGS.lowers("Reshape")
+def lower_reshape(q: Graph, node, name: str):
+    """No step: a tensor is stored flat, row-major, so the output is the input's buffer."""
+    return "alias", {}, 0
+
+
+def _weights(q: Graph, node) -> tuple[dict, int]:
+    """The common params of a Dense / Conv (weights, bias, fused Relu) and its MACs."""
+    w, b = (np.asarray(q.consts[c], dtype=np.int64) for c in node.inputs[1:])
+    params = dict(w_rows=rows(w), b_rows=rows(b), n_w=int(w.size), m=int(w.shape[0]),
+                  relu=bool(node.attrs.get("relu")), weight_bytes=2 * int(w.size + b.size), weights=w, bias=b)
+    return params, int(np.prod(q.shape(node.outputs[0]))) * int(np.prod(w.shape[1:]))
+
+
+@LOWERINGS.lowers("Dense")
+def lower_dense(q: Graph, node, name: str):
+    params, macs = _weights(q, node)
+    params.update(k=int(params["weights"].shape[1]))
+    return "dense", params, macs
+
+
+@LOWERINGS.lowers("Conv")
+def lower_conv(q: Graph, node, name: str):
+    params, macs = _weights(q, node)
+    w = params["weights"]
+    groups = int(node.attrs.get("groups", 1))
+    params.update(window(node.attrs, q.shape(node.inputs[0]), w.shape[2:]), groups=groups,
+                  cg=int(w.shape[1]), mg=int(w.shape[0]) // groups)
+    return "conv", params, macs
+
+
+@LOWERINGS.lowers("MaxPool")
+def lower_maxpool(q: Graph, node, name: str):
+    return "maxpool", window(node.attrs, q.shape(node.inputs[0]), tuple(node.attr("kernel_shape")),
+                             bool(node.attr("ceil_mode"))), 0
+
+
+@LOWERINGS.lowers("GlobalAveragePool")
+def lower_gap(q: Graph, node, name: str):
+    shp = q.shape(node.inputs[0])
+    count = int(np.prod(shp[1:]))
+    return "gap", dict(c=int(shp[0]), count=count, recip=_f32_literal(1.0 / count)), 0
+
+
+@LOWERINGS.lowers("Add")
+def lower_add(q: Graph, node, name: str):
+    if q.shape(node.inputs[0]) != q.shape(node.inputs[1]):
+        raise BackendError(f"node {name!r}: the float backends add tensors of one shape only "
+                           f"({q.shape(node.inputs[0])} + {q.shape(node.inputs[1])})")
+    return "add", {}, 0
+
+
+@LOWERINGS.lowers("Relu")
+def lower_relu(q: Graph, node, name: str):
+    return "relu", {}, 0
+
+
 def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits: int = 0) -> FloatProgram:
-    """The float program of a float16 / bfloat16 graph; refuses ops outside the contract."""
+    """The float program of a float16 / bfloat16 graph, every node lowered by its op's
+    function in :data:`LOWERINGS`; refuses an op outside the table, naming the node."""
     if weight_format not in WEIGHT_FORMATS:
         raise BackendError(f"weight format must be one of {', '.join(WEIGHT_FORMATS)}, got {weight_format!r}")
-    check_ops(q, target, FLOAT_OPS)
+    check_ops(q, target, LOWERINGS.ops())
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("the float backends need exactly one input and one output tensor")
     t = q.qtype(q.inputs[0])
@@ -105,7 +170,8 @@ def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits:
     steps: list[FloatStep] = []
     for node in q.topo():
         out = node.outputs[0]
-        if node.op == "Reshape":
+        lowering = LOWERINGS[node.op]
+        if lowering is lower_reshape:
             where[out] = where[node.inputs[0]]
             continue
         name = sanitize(node.name, used, prefix="step")
@@ -116,41 +182,7 @@ def lower_float(q: Graph, target: str, weight_format: str = "plain", lossy_bits:
             buf = f"nnf_buf{len(buffers)}"
             buffers.append((buf, size))
         where[out] = buf
-        x = node.inputs[0]
-        params: dict = {}
-        macs = 0
-        if node.op in ("Dense", "Conv"):
-            w, b = (np.asarray(q.consts[c], dtype=np.int64) for c in node.inputs[1:])
-            params.update(w_rows=rows(w), b_rows=rows(b), n_w=int(w.size), m=int(w.shape[0]),
-                          relu=bool(node.attrs.get("relu")), weight_bytes=2 * int(w.size + b.size),
-                          weights=w, bias=b)
-            macs = int(np.prod(q.shape(out))) * int(np.prod(w.shape[1:]))
-            if node.op == "Dense":
-                params.update(k=int(w.shape[1]))
-                kind = "dense"
-            else:
-                groups = int(node.attrs.get("groups", 1))
-                params.update(window(node.attrs, q.shape(x), w.shape[2:]), groups=groups,
-                              cg=int(w.shape[1]), mg=int(w.shape[0]) // groups)
-                kind = "conv"
-        elif node.op == "MaxPool":
-            params.update(window(node.attrs, q.shape(x), tuple(node.attr("kernel_shape")),
-                                  bool(node.attr("ceil_mode"))))
-            kind = "maxpool"
-        elif node.op == "GlobalAveragePool":
-            shp = q.shape(x)
-            count = int(np.prod(shp[1:]))
-            params.update(c=int(shp[0]), count=count, recip=_f32_literal(1.0 / count))
-            kind = "gap"
-        elif node.op == "Add":
-            if q.shape(node.inputs[0]) != q.shape(node.inputs[1]):
-                raise BackendError(f"node {name!r}: the float backends add tensors of one shape only "
-                                   f"({q.shape(node.inputs[0])} + {q.shape(node.inputs[1])})")
-            kind = "add"
-        elif node.op == "Relu":
-            kind = "relu"
-        else:  # pragma: no cover - check_ops refused it
-            raise BackendError(node.op)
+        kind, params, macs = lowering(q, node, name)
         params["n"] = size
         steps.append(FloatStep(kind, name, tuple(where[i] for i in node.inputs if not q.is_const(i)), buf,
                                params, macs, out, size))

@@ -16,9 +16,10 @@ arguments). Every other value lives in a static buffer; a buffer whose value is 
 reused by a later step of the same C type (greedy, in step order). A Reshape emits no code:
 its output is its input's buffer.
 
-Mul and Transpose read their operands through :func:`_loop_nest`: loops over the output
-(row-major), each operand at its own strides (broadcast: stride 0; Transpose: the input's
-strides permuted). Concat copies each input into its columns of every output row,
+Mul, Max / Min and Transpose read their operands through :func:`_loop_nest`: loops over
+the output (row-major), each operand at its own strides (broadcast: stride 0; Transpose:
+the input's strides permuted). A reduction (and ArgMax) is loops over the kept axes around
+loops over the reduced ones. Concat copies each input into its columns of every output row,
 requantized to the output type.
 """
 
@@ -36,6 +37,7 @@ from ..ir.ops.window import out_sizes, spatial_attrs
 from ..ir.ops.add import add_params
 from ..ir.ops.dense import requant_params
 from ..ir.ops.prelu import channel_slopes
+from ..ir.ops.reduce import axes_of, count, sum_params
 from .lower import BackendError, ModelIO, c_int_type, interface
 from .naming import sanitize
 from .registry import Lowerings
@@ -501,13 +503,12 @@ def lower_add(q: Graph, node, name: str):
     return "add", params, 0, acts
 
 
-@LOWERINGS.lowers("Mul")
-def lower_mul(q: Graph, node, name: str):
-    # y = requant(a * b, frac(a) + frac(b) -> out): every operand read with its
-    # broadcast strides over the output (a constant is stored in its own shape)
-    io = node_io(q, node)
+def _strided_operands(q: Graph, node, name: str, out_shape) -> tuple[list[dict], list[str], dict]:
+    """The operands of a two-operand op read in a loop nest over the output, each at its
+    broadcast strides (a constant stored in its own shape): the operands, the activation
+    inputs, and the nest (``dims`` and the output's index ``y_terms``)."""
     if all(q.is_const(t) for t in node.inputs):
-        raise _refuse(node, "(op Mul) has no activation input")
+        raise _refuse(node, f"(op {node.op}) has no activation input")
     operands, acts = [], []
     for i, t in enumerate(node.inputs):
         o = {"const": q.is_const(t), "shape": tuple(q.shape(t))}
@@ -519,13 +520,68 @@ def lower_mul(q: Graph, node, name: str):
             o.update(ctype=_ctype(q.qtype(t)), var="ab"[i])
             acts.append(t)
         operands.append(o)
-    dims, terms = _loop_nest(io.out_shape, [_row_major(io.out_shape)] + [
-        _broadcast_strides(o["shape"], io.out_shape) for o in operands])
+    dims, terms = _loop_nest(out_shape, [_row_major(out_shape)] + [
+        _broadcast_strides(o["shape"], out_shape) for o in operands])
     for o, tm in zip(operands, terms[1:]):
         o["terms"] = tm
+    return operands, acts, {"dims": dims, "y_terms": terms[0]}
+
+
+@LOWERINGS.lowers("Mul")
+def lower_mul(q: Graph, node, name: str):
+    # y = requant(a * b, frac(a) + frac(b) -> out): every operand read with its
+    # broadcast strides over the output (a constant is stored in its own shape)
+    io = node_io(q, node)
+    operands, acts, nest = _strided_operands(q, node, name, io.out_shape)
     frac = sum(q.qtype(t).frac for t in node.inputs)
-    return "mul", {"size": io.size, "frac": frac, "dims": dims, "y_terms": terms[0], "a": operands[0],
+    return "mul", {"size": io.size, "frac": frac, **nest, "a": operands[0],
                    "b": operands[1], **_requant(frac, io.out_t)}, io.size, acts
+
+
+@LOWERINGS.lowers("Max", "Min")
+def lower_minmax(q: Graph, node, name: str):
+    """``y = requant(max(a * m_a, b * m_b), shift)`` (min for Min; :mod:`nnforge.ir.ops.minmax`),
+    each operand read at its broadcast strides as Mul reads them."""
+    io = node_io(q, node)
+    operands, acts, nest = _strided_operands(q, node, name, io.out_shape)
+    ma, mb, shift = add_params(node, q)
+    operands[0]["mult"], operands[1]["mult"] = ma, mb
+    return "minmax", {"size": io.size, **nest, "a": operands[0], "b": operands[1], "pick": ">" if node.op == "Max"
+                      else "<", **_requant(0, io.out_t), "shift": shift}, 0, acts
+
+
+def _reduce_loops(in_shape, axes) -> dict:
+    """Loops over the kept axes (the output, row-major) around loops over the reduced ones,
+    each with the input's index terms (:func:`_loop_nest`)."""
+    st = _row_major(in_shape)
+    kept = [i for i in range(len(in_shape)) if i not in axes]
+    shape = [in_shape[i] for i in kept]
+    dims, (y_terms, x_terms) = _loop_nest(shape, [_row_major(shape), [st[i] for i in kept]])
+    rdims, (r_terms,) = _loop_nest([in_shape[i] for i in axes], [[st[i] for i in axes]])
+    return {"dims": dims, "y_terms": y_terms, "x_terms": x_terms, "rdims": rdims, "r_terms": r_terms}
+
+
+@LOWERINGS.lowers("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin")
+def lower_reduce(q: Graph, node, name: str):
+    """A maximum / minimum from the input type's end; a sum exact in int64, then
+    ``floor((2 * S * 2**up + div) / (2 * div))`` (:mod:`nnforge.ir.ops.reduce`)."""
+    io = node_io(q, node)
+    p = {**_reduce_loops(io.in_shape, axes_of(node.attrs, len(io.in_shape))), "mode": node.op[6:].lower(),
+         "lo": io.out_t.lo, "hi": io.out_t.hi, "count": count(node, io.in_shape)}
+    if node.op in ("ReduceSum", "ReduceMean"):
+        p["up"], p["div"] = sum_params(node, q)
+    else:
+        p["init"] = io.x_t.lo if node.op == "ReduceMax" else io.x_t.hi
+    return "reduce", p, 0, [io.x]
+
+
+@LOWERINGS.lowers("ArgMax")
+def lower_argmax(q: Graph, node, name: str):
+    """The index of the first (or with ``select_last_index`` the last) largest value."""
+    io = node_io(q, node)
+    last = bool(node.attr("select_last_index"))
+    return "argmax", {**_reduce_loops(io.in_shape, (int(node.attr("axis")),)), "last": last,
+                      "init": io.x_t.lo if last else io.x_t.lo - 1}, 0, [io.x]
 
 
 @LOWERINGS.lowers("Transpose")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
-from . import exact, limits, ops_act, ops_arith, ops_math, ops_nn, ops_shape
+from . import exact, limits, ops_act, ops_arith, ops_math, ops_nn, ops_reduce, ops_shape
 from . import quant_dynamic, quant_qdq, quant_qonnx, quant_qoperator
 from .errors import ImportError_, ModelImportError, UnsupportedOpError, node_label, one_line, q as qn
 from .fold import FoldBudget, fold_node
@@ -30,7 +30,7 @@ __all__ = ["MIN_OPSET", "SUPPORTED_OPS", "ImportError_", "Importer", "ModelImpor
            "import_onnx", "load_model_proto"]
 
 # the modules whose translators the importer uses (importing one registers them)
-TRANSLATOR_MODULES = (ops_act, ops_arith, ops_math, ops_nn, ops_shape,
+TRANSLATOR_MODULES = (ops_act, ops_arith, ops_math, ops_nn, ops_reduce, ops_shape,
                       quant_dynamic, quant_qdq, quant_qonnx, quant_qoperator)
 
 # ONNX ops of the default domain that become IR ops; anything else must be

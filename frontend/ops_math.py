@@ -8,10 +8,11 @@
       x / c = x * (1 / c)       c / x = Reciprocal(x) * c     a / b = a * Reciprocal(b)
 
 - ``Min`` / ``Max`` of one activation and constant scalars are a ``Clip`` at the
-  smallest / largest of them.
-- ``PRelu`` with one slope is a ``LeakyRelu``; with a slope per channel or per value (a
-  constant or an activation) ``PRelu(x) = Relu(x) + slope * min(x, 0)``, exact in float too.
-- ``Min`` / ``Max`` of two activations are refused for now.
+  smallest / largest of them; of several activations or constant tensors, a chain of the
+  two-operand IR ``Min`` / ``Max`` (broadcast per sample, as Add).
+- ``PRelu`` with one slope is a ``LeakyRelu``, with a constant slope per channel the IR
+  ``PRelu``; with a slope per value (a constant or an activation)
+  ``PRelu(x) = Relu(x) + slope * min(x, 0)``, exact in float too.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Node
-from ..ir.ops import op_def
+from ..ir.ops import onnx_unary, op_def
 from ..ir.ops.gelu import APPROXIMATIONS
 from .errors import ImportError_, node_label
 from .translate import translates
 
-# ONNX ops that are one IR table op each; their attributes are the IR op's, same names and defaults
-UNARY = ("Neg", "Abs", "Elu", "Selu", "Celu", "Softplus", "Softsign", "Erf", "Gelu", "Mish", "Exp", "Log",
-         "Reciprocal", "Sqrt")
+# ONNX ops that are one IR op each (the op definitions say which: ``OpDef.onnx``); their attributes
+# are the IR op's, same names and defaults
+UNARY = onnx_unary()
 
 
 def _refuse(onode, why: str) -> ImportError_:
@@ -68,15 +69,16 @@ def _two_activations(imp, onode) -> tuple[str, str]:
 
 @translates(*UNARY)
 def unary(imp, onode) -> None:
-    """``y = op(x)``, the IR op of the same name."""
+    """``y = op(x)``, the IR op whose definition names this ONNX op."""
+    op = UNARY[onode.op_type]
     given = imp.attrs(onode)
     attrs = {}
-    for key, default in op_def(onode.op_type).attrs.items():
+    for key, default in op_def(op).attrs.items():
         v = given.get(key, default)
         attrs[key] = v.decode() if isinstance(v, bytes) else (float(v) if isinstance(v, (int, float)) else v)
     if onode.op_type == "Gelu" and attrs["approximate"] not in APPROXIMATIONS:
         raise _refuse(onode, f"approximate must be one of {', '.join(APPROXIMATIONS)}, got {attrs['approximate']!r}")
-    imp.emit(onode, onode.op_type, [imp.activation_input(onode)], attrs)
+    imp.emit(onode, op, [imp.activation_input(onode)], attrs)
 
 
 @translates("Sub")
@@ -122,23 +124,37 @@ def div(imp, onode) -> None:
 
 @translates("Min", "Max")
 def min_max(imp, onode) -> None:
-    """``Min(x, c1, ...) = Clip(x, max=min(c))``, ``Max(x, c1, ...) = Clip(x, min=max(c))``."""
+    """Constant scalars: ``Min(x, c1, ...) = Clip(x, max=min(c))``, ``Max(x, c1, ...) =
+    Clip(x, min=max(c))``. Several activations, or constant tensors (broadcast per
+    sample): a chain of the two-operand IR ``Min`` / ``Max`` (then that Clip for scalars)."""
     ins = [i for i, t in enumerate(onode.input) if t]
     acts = [i for i in ins if imp.const(onode.input[i]) is None]
-    if len(acts) != 1:
-        raise _refuse(onode, f"{onode.op_type} of {len(acts)} activations is not supported yet (only of one "
-                             f"activation and constant scalars)")
-    x = imp.activation_input(onode, acts[0])
-    consts = [np.asarray(imp.const(onode.input[i])) for i in ins if i != acts[0]]
-    for c in consts:
-        if c.size != 1 or c.ndim > len(imp.g.shape(x)) + 1:
-            raise _refuse(onode, f"{onode.op_type} with a constant of shape {c.shape} is not supported yet (only "
-                                 f"with scalars, which make a Clip)")
-    values = [float(c.reshape(())) for c in consts]
+    if not acts:
+        raise _refuse(onode, f"{onode.op_type} has no input computed from the model input")
+    xs = [imp.activation_input(onode, i) for i in acts]
+    rank = len(imp.g.shape(xs[0]))
+    values, operands = [], list(xs)
+    for i in (i for i in ins if i not in acts):
+        c = np.asarray(imp.const(onode.input[i]))
+        if c.ndim > rank + 1:
+            raise _refuse(onode, f"a constant of shape {c.shape} would broadcast over the batch axis")
+        if c.size == 1:
+            values.append(float(c.reshape(())))
+        else:
+            operands.append(_const(imp, onode, _operand(imp, onode, c, xs[0]), f"c{i}"))
     if onode.op_type == "Min":
         attrs = {"min": None, "max": min(values) if values else None}
     else:
         attrs = {"min": max(values) if values else None, "max": None}
+    x = xs[0]
+    for k, other in enumerate(operands[1:], start=1):
+        if len(imp.g.shape(x)) != len(imp.g.shape(other)) and not imp.g.is_const(other):
+            raise _refuse(onode, f"{onode.op_type} of activations with per-sample shapes {imp.g.shape(x)} and "
+                                 f"{imp.g.shape(other)} would broadcast over the batch axis")
+        if k == len(operands) - 1 and not values:
+            imp.emit(onode, onode.op_type, [x, other])
+            return
+        x = _inner(imp, onode, onode.op_type, [x, other], f"part{k}")
     imp.emit(onode, "Clip", [x], attrs)
 
 

@@ -1,11 +1,10 @@
 """Translators of the layers with weights or windows: Gemm, MatMul, Conv,
-BatchNormalization, the pools, ReduceMean (as a global average pool) and LRN."""
+BatchNormalization, the pools and LRN."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Node
 from .errors import ImportError_, q as qn
 from .translate import VALUES, translates
 
@@ -175,37 +174,6 @@ def global_pool(imp, onode) -> None:
     if len(imp.g.shape(x)) < 2:
         raise ImportError_(f"node {qn(onode.name)}: {op} needs an input with a channel and a spatial axis")
     imp.emit(onode, op, [x])
-    imp.check_inferred(onode)
-
-
-@translates("ReduceMean")
-def reduce_mean(imp, onode) -> None:
-    """Only the mean over every spatial axis (what PyTorch exports for a global average
-    pool): it becomes GlobalAveragePool, plus a Reshape when ``keepdims`` is 0."""
-    x = imp.activation_input(onode)
-    a = imp.attrs(onode)
-    rank = len(imp.g.shape(x)) + 1
-    if imp.opset >= 18:
-        axes = imp.const(onode.input[1]) if len(onode.input) > 1 and onode.input[1] else None
-        if len(onode.input) > 1 and onode.input[1] and axes is None:
-            raise ImportError_(f"node {qn(onode.name)}: ReduceMean needs constant axes")
-    else:
-        axes = a.get("axes")
-    axes = sorted(int(i) % rank for i in axes) if axes is not None and len(axes) else None
-    if rank < 3 or axes != list(range(2, rank)):
-        raise ImportError_(
-            f"node {qn(onode.name)}: ReduceMean is supported only over all spatial axes "
-            f"(a global average pool); here axes={axes} of a rank-{rank} tensor"
-        )
-    if a.get("keepdims", 1):
-        imp.emit(onode, "GlobalAveragePool", [x])
-    else:
-        g = imp.g
-        mid = g.fresh_name(f"{onode.output[0]}_keep")
-        name = g.fresh_name(onode.name or "ReduceMean")
-        g.add_node(Node(name, "GlobalAveragePool", [x], [mid]))
-        g.add_node(Node(g.fresh_name(f"{name}_squeeze"), "Reshape", [mid], [onode.output[0]],
-                        {"shape": (g.shape(x)[0],)}))
     imp.check_inferred(onode)
 
 

@@ -147,6 +147,10 @@ class QuantContext:
         """An activation type for the node's output from its calibrated range."""
         return _act_type(self.ranges[node.outputs[0]], self.cfg.act_bits)
 
+    def refuse(self, node, why: str) -> QuantizeError:
+        """The error an op's own rule (``OpDef.quantize``) raises when it cannot quantize ``node``."""
+        return QuantizeError(f"node {node.name!r}: {why}")
+
 
 def quantize(g: Graph, ranges: dict[str, Range], cfg: QuantConfig,
              means: dict[str, np.ndarray] | None = None, inputs: dict | None = None) -> Graph:

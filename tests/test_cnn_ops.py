@@ -270,12 +270,6 @@ def test_reducemean_spatial_is_global_average_pool(keepdims, opset):
     check(model, randn(rng, BATCH, 3, 4, 5), ["GlobalAveragePool"] + ([] if keepdims else ["Reshape"]))
 
 
-def test_reducemean_over_channels_is_refused():
-    model = make_model([helper.make_node("ReduceMean", ["x"], ["y"], axes=[1])], [("x", (3, 4, 5))], ["y"])
-    with pytest.raises(ModelImportError, match="only over all spatial axes"):
-        import_onnx(model)
-
-
 # ---- frontend refusals -------------------------------------------------------------------------
 
 def test_conv_3d_is_refused():

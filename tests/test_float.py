@@ -203,6 +203,25 @@ def test_float_refusals(tmp_path):
     assert str(float_type("bf16")) == "bf16"
 
 
+def test_float_backends_implement_the_contract_ops_and_refuse_others(tmp_path):
+    """The float C / HLS lowering table covers every op with a float16 contract, and a
+    node outside it is refused by name before anything is written."""
+    from nnforge.codegen.c_float import LOWERINGS
+    from nnforge.codegen.lower import BackendError
+    from nnforge.ir.floats import FLOAT_OPS
+
+    assert LOWERINGS.ops() == FLOAT_OPS
+    q = _conv_graph("fp16", np.random.default_rng(5))
+    q.add_node(Node("odd/sig", "Sigmoid", ("z",), ("s",), {}))
+    q.set_qtype("s", q.qtype("z"))
+    q.outputs = ["s"]
+    with pytest.raises(BackendError, match=r"target 'c' cannot implement node 'odd_sig' \(op Sigmoid\); "
+                                           r"supported ops: Add, Conv, Dense, GlobalAveragePool, MaxPool, Relu, "
+                                           r"Reshape$"):
+        write_c(lower_float(q, "c"), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize("model,fmt", [("digits_cnn", "fp16"), ("digits_cnn", "bf16"), ("digits_resnet", "fp16"),
                                        ("digits_resnet", "bf16"), ("digits_mlp", "bf16")])
 def test_verilog_float_processor_bit_exact(tmp_path, model, fmt):

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 import nnforge
 from nnforge.frontend import ModelImportError, import_onnx
 from nnforge.ir import FixedType, dequantize, run_float, run_int
-from nnforge.ir.ops import op_def
+from nnforge.ir.ops import onnx_unary, op_def
 from nnforge.ir.tables import build_table
 from nnforge.passes import run_float_pipeline
 
@@ -90,6 +90,9 @@ FLOAT_CASES = {
     "prelu_channel": (make([node("PRelu", "x", "s")], inits=[("s", PER_CHANNEL)]), 1),
     "prelu_activation": (make([node("PRelu", "x", "z")], TWO), 2),
 }
+# every op whose definition names the ONNX op it comes from, with that op's defaults
+FLOAT_CASES.update({f"{op.lower()}_default": (make([node(op)]), 1) for op in sorted(onnx_unary())
+                    if f"{op.lower()}_default" not in FLOAT_CASES})
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # 0 / 0 is NaN, as in ONNX
@@ -104,11 +107,9 @@ def test_float_matches_onnxruntime(name):
 
 
 @pytest.mark.parametrize("model, why", [
-    (make([node("Max", "x", "z")], TWO), r"Max of 2 activations is not supported yet"),
-    (make([node("Min", "x", "c")], inits=[("c", PER_CHANNEL)]), r"Min with a constant of shape \(3, 1\) is not"),
     (make([node("Div", "x", "c")], inits=[("c", [1.0, 0.0, 2.0, 3.0])]), r"division by a constant that holds 0"),
     (make([node("PRelu", "x", "s")], inits=[("s", [[1.0, 2.0, 3.0]])]), r"slope of per-sample shape \(1, 3\) does not"),
-], ids=["max_two", "min_channel", "div_zero", "prelu_slope_shape"])
+], ids=["div_zero", "prelu_slope_shape"])
 def test_refused_with_reason(model, why):
     with pytest.raises(ModelImportError, match=why):
         import_onnx(model)
@@ -277,6 +278,9 @@ def all_ops_model() -> tuple[onnx.ModelProto, np.ndarray]:
              c("Sub", ["o_elu", "o_selu"], "o_sub"), c("Div", ["h", "three"], "o_div"),
              c("Min", ["h", "half"], "o_min"), c("Max", ["h", "half"], "o_max"),
              c("PRelu", ["h", "slopes"], "o_prelu")]
+    # any other op defined from an ONNX op (a new table op is checked on every target here)
+    seen = {n.op_type for n in nodes}
+    nodes += [c(op, ["h"], f"o_{op.lower()}") for op in sorted(set(onnx_unary()) - seen)]
     outs = [n.output[0] for n in nodes if n.output[0].startswith("o_")]
     nodes.append(c("Concat", outs, "y", axis=1))
     inits = [("W", rng.normal(0, 0.5, (4, 6))), ("b", rng.normal(0, 0.2, 4)), ("three", np.float32(3.0)),
@@ -289,6 +293,6 @@ def test_all_new_ops_bit_exact_on_every_target(tmp_path):
     m, x = all_ops_model()
     design = nnforge.compile(m, calibration=x, bits=8)
     ops = {n.op for n in design.qgraph.topo()}
-    assert set(TABLES) <= ops
+    assert set(TABLES) <= ops and set(onnx_unary().values()) <= ops
     res = design.verify(x[:16], backends=["golden", "c", "hls", "verilog"])
     assert {k: b.mismatches for k, b in res.backends.items()} == {"golden": 0, "c": 0, "hls": 0, "verilog": 0}

@@ -363,13 +363,22 @@ def test_backend_equals_golden(name, backend, tmp_path):
 
 
 def test_grid_covers_the_ops():
-    """The grid reaches every op the C and HLS backends implement (Reshape stands for
-    Flatten, Squeeze and Unsqueeze; Softmax is dropped at the output)."""
-    from nnforge.codegen.hls_program import HLS_OPS
-    from nnforge.codegen.program import C_OPS
+    """The grid, with the all-ops model of test_new_ops (every table op, PRelu, Min / Max,
+    checked bit-exact on every target there) and the models of test_reduce_ops (the
+    reductions, ArgMax, Max / Min of two activations: C and HLS bit-exact there), reaches
+    every op the C and HLS backends
+    implement: their lowering tables' keys (Reshape stands for Flatten, Squeeze and
+    Unsqueeze; Softmax is dropped at the output)."""
+    from nnforge.codegen import hls_program, program
+    from test_new_ops import all_ops_model
+    from test_reduce_ops import MODELS
 
     seen = {n.op for name in CASES for n in case(name)[0].qgraph.topo()}
-    assert C_OPS <= seen and HLS_OPS <= seen, sorted(C_OPS - seen)
+    for make in (all_ops_model, *MODELS.values()):
+        m, x = make()
+        seen |= {n.op for n in nnforge.compile(m, calibration=x, bits=8).qgraph.topo()}
+    for table in (program.LOWERINGS, hls_program.LOWERINGS):
+        assert table.ops() <= seen, f"target {table.target!r}: no case reaches {', '.join(sorted(table.ops() - seen))}"
     assert case("softmax-output")[0].qgraph.meta.get("output_softmax")
     folded = [n.op for n in case("bn-folded-2d")[0].qgraph.topo()]
     assert "BatchNormalization" not in folded and "BatchNormalization" in {

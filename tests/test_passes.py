@@ -646,8 +646,9 @@ def test_op_name_sets_are_derived_from_the_definitions():
     assert {"Sigmoid", "Tanh", "HardSigmoid", "HardSwish"} <= tables
     assert tables <= prune.CHANNELWISE  # every table op is a per-channel map
     assert prune.LINEAR == {"Dense", "Conv"}
-    assert mixed._WEIGHTED == {"Dense", "Conv", "BatchNormalization", "Mul"}
-    assert prequant.KEEP_TYPE == {"MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Resize"}
-    assert prequant.MARKED_OPS == {"Dense", "Conv", "GlobalAveragePool", "Add"}
+    assert mixed._WEIGHTED == {"Dense", "Conv", "BatchNormalization", "Mul", "PRelu"}
+    assert prequant.KEEP_TYPE == {"MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Resize", "ReduceMax",
+                                  "ReduceMin"}
+    assert prequant.MARKED_OPS == {"Dense", "Conv", "GlobalAveragePool", "Add", "Max", "Min"}
     assert floats.FLOAT_OPS == ops_defining("float16_ref") >= {"Dense", "Conv", "Add", "Relu"}
     assert dynamic.DYNAMIC_OPS == ops_defining("dynamic_ref") >= {"Dense", "Conv", "Add", "AveragePool"}

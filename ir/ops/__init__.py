@@ -21,6 +21,7 @@ from . import concat, lrn, mul, quant, transpose
 from . import clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh
 from . import abs, celu, elu, erf, exp, gelu, log, mish, neg, reciprocal, selu, silu, softplus, softsign, sqrt
 from . import prelu
+from . import argmax, maximum, minimum, reducemax, reducemean, reducemin, reducesum
 
 _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
 _MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
@@ -28,6 +29,7 @@ _MODULES += (concat, lrn, mul, quant, transpose)
 _MODULES += (clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh)
 # ops added in the definition form (``DEF = OpDef(...)``); one line per module
 _MODULES += (abs, celu, elu, erf, exp, gelu, log, mish, neg, prelu, reciprocal, selu, silu, softplus, softsign, sqrt)
+_MODULES += (argmax, maximum, minimum, reducemax, reducemean, reducemin, reducesum)
 
 OPS: dict[str, ModuleType] = {m.DEF.name: m for m in _MODULES}
 
@@ -42,6 +44,11 @@ def op_module(op: str) -> ModuleType:
 def op_def(op: str) -> OpDef:
     """The op's :class:`.base.OpDef` (read from its module at each call)."""
     return op_module(op).DEF
+
+
+def onnx_unary() -> dict[str, str]:
+    """ONNX op type -> IR op, for the ops whose definition names the ONNX op it comes from."""
+    return {op_def(name).onnx: name for name in OPS if op_def(name).onnx}
 
 
 def ops_with(**traits: bool) -> frozenset[str]:

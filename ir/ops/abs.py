@@ -23,5 +23,5 @@ def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
 
 
-DEF = OpDef(name="Abs", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Abs", onnx="Abs", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="absolute value")

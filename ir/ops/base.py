@@ -68,7 +68,8 @@ QUANT_RULES = {
                "Relu makes the output unsigned",
     "scale_shift": "from calibration; the per-channel multiplier at the weight width, the shift at "
                    "the product's scale",
-    "multiplier": "from calibration; ``alpha`` becomes an integer multiplier and a power-of-two scale",
+    "multiplier": "from calibration; the slope (``alpha``, or a constant slope per channel) becomes integer "
+                  "multipliers with one power-of-two scale",
     "bounds": "the input's width and frac; the constant bounds rounded to it",
     "table": "a compile-time lookup table from ``function``; the output type holds ``value_range`` "
              "when it is given, else the calibrated range",
@@ -91,6 +92,8 @@ class OpDef:
     quant: str = ""  # the quantization rule (a key of QUANT_RULES); "" for float-only ops
     value_range: Optional[tuple] = None  # table ops: (lo, hi) bounds of ``function``, if it has them
     refusal: str = ""  # float-only ops: why the quantizer cannot keep one (said to the user)
+    onnx: str = ""  # the ONNX op that becomes this one node (one activation input, attributes
+    #                 by name with this schema's defaults); "" when the frontend translates it itself
 
     def __post_init__(self):
         if self.attrs is None:

@@ -25,6 +25,6 @@ def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
 
 
-DEF = OpDef(name="Celu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Celu", onnx="Celu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True),
             doc="continuously differentiable exponential linear unit")

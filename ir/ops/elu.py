@@ -25,5 +25,5 @@ def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
 
 
-DEF = OpDef(name="Elu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Elu", onnx="Elu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="exponential linear unit")

@@ -34,6 +34,6 @@ def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
 
 
-DEF = OpDef(name="Erf", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Erf", onnx="Erf", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             value_range=(-1.0, 1.0),
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="error function")

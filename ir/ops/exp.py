@@ -27,5 +27,5 @@ def float_ref(attrs, inputs):
         return [np.exp(np.asarray(inputs[0], dtype=np.float64)).astype(np.float32)]
 
 
-DEF = OpDef(name="Exp", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Exp", onnx="Exp", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="exponential")

@@ -37,5 +37,5 @@ def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
 
 
-DEF = OpDef(name="Gelu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Gelu", onnx="Gelu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="Gaussian error linear unit")

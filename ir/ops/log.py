@@ -31,5 +31,5 @@ def float_ref(attrs, inputs):
         return [np.log(np.asarray(inputs[0], dtype=np.float64)).astype(np.float32)]
 
 
-DEF = OpDef(name="Log", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Log", onnx="Log", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="natural logarithm")

@@ -29,5 +29,5 @@ def float_ref(attrs, inputs):
         return [(np.float32(1.0) / np.asarray(inputs[0], dtype=np.float32)).astype(np.float32)]
 
 
-DEF = OpDef(name="Reciprocal", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Reciprocal", onnx="Reciprocal", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="reciprocal")

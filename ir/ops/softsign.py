@@ -24,6 +24,6 @@ def float_ref(attrs, inputs):
     return [function(attrs, inputs[0]).astype(np.float32)]
 
 
-DEF = OpDef(name="Softsign", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Softsign", onnx="Softsign", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             value_range=(-1.0, 1.0),
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="softsign")

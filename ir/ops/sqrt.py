@@ -26,5 +26,5 @@ def float_ref(attrs, inputs):
         return [np.sqrt(np.asarray(inputs[0], dtype=np.float32))]
 
 
-DEF = OpDef(name="Sqrt", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
+DEF = OpDef(name="Sqrt", onnx="Sqrt", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
             traits=Traits(table=True, elementwise=True, channelwise=True), doc="square root")
