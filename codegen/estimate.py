@@ -3,7 +3,10 @@
 
 The estimate is structural: it walks each engine's rendered module (the text the writer
 built from its numbers, so it follows any change of a template) and counts its
-registers and memories; the writer's own ``multipliers`` give the DSPs. Per module:
+registers and memories; the writer's own ``multipliers`` give the DSPs. It runs once per
+written design. The folding search compares candidate designs without rendering them,
+with :func:`engine_estimate` (an engine's operators and memories as data, the same
+memory placement rule). Per module:
 
 * **registers**: every ``reg`` assigned in an ``always @(posedge clk)`` block, its width
   times the trip count of the ``generate`` loops around it. A register loaded from a ROM
@@ -331,6 +334,46 @@ def fifo_estimate(depth: int, w: int) -> dict:
 
 
 _KEYS = ("multipliers", "dsp", "bram", "bram_bits", "lutram", "ffs", "luts")
+
+
+def memory_estimate(mems, out: dict) -> tuple[float, dict[str, int | None]]:
+    """Place the memories ``mems`` (:class:`~.engines.Memory`) as the writers do
+    (:func:`map_memory`; a ROM by its live bit columns) into ``out``; returns their LUTs
+    and, per ROM, the flip-flop bits of a register loaded from it (its live columns in
+    logic; the full width out of a block RAM, whose own read register is in the RAM: None)."""
+    luts, fed = 0.0, {}
+    for m in mems:
+        live = _live_columns(dict(enumerate(m.values)), m.width, m.words) if m.rom else m.width
+        kind, n = map_memory(m.width, m.words, m.rom, live * m.words if m.rom else None)
+        if kind == "logic" and m.rom:
+            luts += ROM_LUT_PER_BIT * live * m.words * m.copies
+            out["ffs"] += live * m.copies  # its read register
+            fed[m.name] = live
+        else:
+            luts += _place_memory(out, kind, n, m.width, m.words, m.copies)
+            fed[m.name] = None
+    return luts, fed
+
+
+def engine_estimate(e) -> dict:
+    """The estimate of one engine from its data alone, without its Verilog: DSPs its
+    multiplier blocks, block / LUT RAM and ROM logic from :meth:`~.engines.Engine.memories`
+    (placed by :func:`map_memory`), flip-flops its :meth:`~.engines.Engine.registers`, LUT4s
+    ``LUT_PER_OP`` per bit of each adder and per two bits of each comparison of
+    :meth:`~.engines.Engine.operators`, plus a LUT per bit of each partial sum of a LUT
+    multiplier (kept carry chains). The folding search compares designs with it; the
+    control logic the templates add (counters, handshakes) is not in it, so the search
+    anchors it on one rendered design (:func:`module_estimate`)."""
+    out = {"multipliers": e.multipliers, "dsp": e.multipliers, "bram_bits": 0, "bram": 0, "lutram": 0,
+           "ffs": 0, "luts": 0}
+    luts, fed = memory_estimate(e.memories(), out)
+    ops = e.operators()
+    luts += LUT_PER_OP * (sum(ops.adders) + sum(ops.comparators) / 2.0 + sum(ops.muxes))
+    luts += sum((min(a, b) - 1) * (a + b) for a, b in ops.lut_multipliers)
+    for width, copies, rom in ops.registers:
+        out["ffs"] += (fed[rom] if rom and fed.get(rom) is not None else width) * copies
+    out["luts"] = int(round(luts))
+    return out
 
 
 def annotate(info: dict, files: dict[str, str]) -> dict:

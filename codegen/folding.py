@@ -51,44 +51,71 @@ class Fold:
         return self.pe if self.depthwise else self.pe * self.simd
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """A window engine's geometry: input (c, h, w), output (m, oh, ow), kernel, strides,
+    dilations, pads and channels per group (cg in, mg out)."""
+
+    c: int = 1
+    h: int = 1
+    w: int = 1
+    kh: int = 1
+    kw: int = 1
+    sh: int = 1
+    sw: int = 1
+    dh: int = 1
+    dw: int = 1
+    pt: int = 0
+    pl: int = 0
+    pb: int = 0
+    pr: int = 0
+    oh: int = 1
+    ow: int = 1
+    m: int = 1
+    cg: int = 1
+    mg: int = 1
+
+    @property
+    def n_in(self) -> int:
+        return self.c * self.h * self.w
+
+    @property
+    def n_out(self) -> int:
+        return self.m * self.oh * self.ow
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def options(g: dict, line: bool) -> list[Fold]:
+def options(g: Geometry, line: bool) -> list[Fold]:
     """Every folding a MAC engine of geometry ``g`` implements (``line``: a line-buffer
     engine; a frame engine has PE = 1)."""
-    if g["kind"] != "mac":
-        return [Fold()]
-    pes = _divisors(g["mg"]) if line else [1]
-    opts = [Fold(p, s) for s in _divisors(g["cg"]) for p in pes]
-    if line and g["cg"] == 1 and g["mg"] == 1 and g["c"] > 1:
-        opts += [Fold(p, p, True) for p in _divisors(g["c"]) if p > 1]
+    pes = _divisors(g.mg) if line else [1]
+    opts = [Fold(p, s) for s in _divisors(g.cg) for p in pes]
+    if line and g.cg == 1 and g.mg == 1 and g.c > 1:
+        opts += [Fold(p, p, True) for p in _divisors(g.c) if p > 1]
     return opts
 
 
-def compute_cycles(g: dict, f: Fold) -> int:
-    taps = (1 if f.depthwise else g["cg"] // f.simd) * g["kh"] * g["kw"]
-    return (g["m"] // f.pe) * g["oh"] * g["ow"] * max(taps, f.pe)
+def compute_cycles(g: Geometry, f: Fold) -> int:
+    taps = (1 if f.depthwise else g.cg // f.simd) * g.kh * g.kw
+    return (g.m // f.pe) * g.oh * g.ow * max(taps, f.pe)
 
 
-def _frame(g: dict, f: Fold, line: bool) -> int:
+def _frame(g: Geometry, f: Fold, line: bool) -> int:
     c = compute_cycles(g, f)
-    return (max(g["n_in"], c) if line else g["n_in"] + c) + 3
+    return (max(g.n_in, c) if line else g.n_in + c) + 3
 
 
-def _load(e: dict) -> int:
-    return e.get("load_words", e["n_in"])
-
-
-def _own_frame(e: dict) -> int:
+def _own_frame(e) -> int:
     """An engine's frame when its inputs arrive at one element per cycle: a line engine or a
     streaming join loads while it computes, a frame engine loads, then computes."""
-    own = e["timing"]["compute_cycles"]
-    return (max(_load(e), own) if e.get("overlap") or e.get("streaming") else _load(e) + own) + 3
+    own = e.timing().compute_cycles
+    return (max(e.load_words, own) if e.overlap or e.streaming else e.load_words + own) + 3
 
 
-def cheapest(g: dict, line: bool, period: int) -> Fold | None:
+def cheapest(g: Geometry, line: bool, period: int) -> Fold | None:
     """The fewest multipliers (then the fewest PE lanes) whose frame fits in ``period``."""
     o = pick(_options(g, line), period)
     return o.fold if o else None
@@ -196,26 +223,27 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
     return candidates[lo][1], decision
 
 
-def _options(e: dict, line: bool) -> list[Option]:
-    lut = e.get("lut_mul", False)  # products in LUTs cost no multiplier block
-    return [Option(_frame(e, f, line), (f.multipliers, f.pe, f.depthwise),
-                   (0 if lut else f.multipliers) + f.pe * e.get("rq_multipliers", 0), f,
-                   f.multipliers + f.pe * e.get("rq_multipliers", 0)) for f in options(e, line)]
+def _options(g: Geometry, line: bool, lut: bool = False, rq: int = 0) -> list[Option]:
+    """The options of a MAC engine (``lut``: its products are in LUTs, no multiplier block;
+    ``rq``: multipliers per PE lane of its requantization)."""
+    return [Option(_frame(g, f, line), (f.multipliers, f.pe, f.depthwise),
+                   (0 if lut else f.multipliers) + f.pe * rq, f, f.multipliers + f.pe * rq)
+            for f in options(g, line)]
 
 
-def choose(engines: list[dict], goal, estimate=None) -> tuple[dict[str, Fold], dict]:
+def choose(engines: list, goal, estimate=None) -> tuple[dict[str, Fold], dict]:
     """Folds for the MAC engines of a plan built sequentially (``engines``: the builders'
-    dicts, with their geometry and ``timing``), and what was decided (mode, period).
-    ``estimate(folds)``: the resource estimate of the design with those folds (for LUT /
-    flip-flop / block RAM budgets)."""
-    macs = [e for e in engines if e.get("kind") == "mac"]
-    units = {e["name"]: _options(e, bool(e.get("overlap"))) for e in macs}
-    fixed = [_own_frame(e) for e in engines if e.get("kind") != "mac"]
+    :class:`~.engines.Engine` values, with their geometry and ``timing()``), and what was
+    decided (mode, period). ``estimate(folds)``: the resource estimate of the design with
+    those folds (for LUT / flip-flop / block RAM budgets)."""
+    macs = [e for e in engines if e.kind == "mac"]
+    units = {e.name: _options(e.geometry, e.overlap, bool(e.lut_mul), e.rq_multipliers) for e in macs}
+    fixed = [_own_frame(e) for e in engines if e.kind != "mac"]
     # no engine beats loading its input (a join: each port, in parallel) or emitting its
     # output at one element per cycle
-    floor = max([_load(e) + 3 for e in engines] + [e["n_out"] + 3 for e in engines] + fixed)
-    other = sum(e.get("multipliers", 0) for e in engines if e.get("kind") != "mac")
-    other_lanes = other + sum(e.get("lut_multipliers", 0) for e in engines if e.get("kind") != "mac")
+    floor = max([e.load_words + 3 for e in engines] + [e.n_out + 3 for e in engines] + fixed)
+    other = sum(e.multipliers for e in engines if e.kind != "mac")
+    other_lanes = other + sum(e.lut_multipliers for e in engines if e.kind != "mac")
 
     def folds(picks: dict[str, Option]) -> dict[str, Fold]:
         return {name: o.fold for name, o in picks.items()}
@@ -225,15 +253,15 @@ def choose(engines: list[dict], goal, estimate=None) -> tuple[dict[str, Fold], d
                                     estimate=(lambda p: estimate(folds(p))) if estimate else None)
         return folds(picks), decision
     if goal == "sequential":
-        return {e["name"]: Fold() for e in macs}, {"mode": goal}
+        return {e.name: Fold() for e in macs}, {"mode": goal}
     if goal == "parallel":
-        return {e["name"]: Fold(1, e["cg"]) for e in macs}, {"mode": goal}
+        return {e.name: Fold(1, e.geometry.cg) for e in macs}, {"mode": goal}
     if goal != "balanced":
         raise ValueError(f"unknown parallelism {goal!r}; choose from {', '.join(MODES)}")
     shortest = max([floor] + [min(o.frame for o in unit) for unit in units.values()])
     # the lanes come in divisors, so a slightly longer period can need far fewer
     # multipliers: take the best-used period up to BALANCED_SLACK longer than the shortest
-    total = sum(e.get("macs", 0) for e in engines)
+    total = sum(e.macs for e in engines)
     scored = []
     for period in sorted({o.frame for unit in units.values() for o in unit} | {shortest}):
         if shortest <= period <= shortest * BALANCED_SLACK:

@@ -26,12 +26,13 @@ naming the node, before any file is written):
 * map engines (:mod:`.verilog_map`): elementwise ops (every table op among them, and Add /
   Mul with a constant operand), no frame memory.
 
-Engine contract: a builder ``f(q, node, name, ...) -> dict`` returns at least ``template``
-(a file in ``hls_templates/verilog``), ``ports`` (input port names, one per activation
-input, in the node's input order), ``n_in`` (words loaded per frame, all ports),
-``n_out``, ``timing`` (``compute_cycles``, ``frame_cycles``, ``in_to_out``),
-``multipliers`` and ``frame_memory_words``. The template gets the dict as ``E`` (plus
-``name``, ``module`` and ``op``) and declares module ``E.module`` with ports ``clk``,
+Engine contract: a builder ``f(q, node, name, ...) -> Engine`` returns a frozen
+:class:`~.engines.Engine`: ``template`` (a file in ``hls_templates/verilog``), ``ports``
+(input port names, one per activation input, in the node's input order), ``n_in`` (words
+loaded per frame, all ports), ``n_out``, ``timing()``, ``capacity()``, ``memories()``,
+``operators()``, ``multipliers`` and ``frame_memory_words``. The template gets
+``Engine.context()`` as ``E`` (with ``name``, ``module`` and ``op`` once the planner placed
+it) and declares module ``E.module`` with ports ``clk``,
 ``rst``, ``<port>_valid/_ready/_data`` per input port and ``out_valid/_ready/_data``.
 Handshakes are registered: no ready depends on a valid in the same cycle and no valid on
 a ready, so engines and forks compose without combinational loops.
@@ -71,8 +72,9 @@ from ..ir import Graph
 from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
-from .estimate import annotate as annotate_estimate, place_memories
-from .folding import choose
+from .engines import Engine, Stream, Timing
+from .estimate import annotate as annotate_estimate, engine_estimate, fifo_estimate, place_memories
+from .folding import BUDGETS, choose
 from .registry import Lowerings
 from .rtl import AXIS_TOP, TOP, axis_wrapper, bits, type_info, ulit, write_files
 from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, reorder_engine
@@ -81,7 +83,7 @@ from .verilog_streams import channels_last, refuse, same_order
 from .verilog_window import WINDOW_OPS, window_engine
 
 
-def elementwise_or_join(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
+def elementwise_or_join(q: Graph, node, name: str, layouts: dict | None = None) -> Engine:
     """Add / Mul: with a constant operand an elementwise map engine, of two activations a
     streaming join."""
     if sum(not q.is_const(t) for t in node.inputs) < 2:
@@ -128,11 +130,12 @@ class CnnModel(ModelIO):
 
 @dataclass
 class _Plan:
-    engines: list[dict]
-    streams: list[dict]  # index = stream id; 0 = top input, i + 1 = engine i's output
+    engines: list[Engine]
+    streams: list[Stream]  # index = stream id; 0 = top input, i + 1 = engine i's output
     out_stream: int
     in_perm: tuple  # the top input's layout
     folding: dict = field(default_factory=dict)  # how the MAC engines were folded (folding.choose)
+    design: tuple | None = None  # (files, info) once rendered with the analysis's FIFOs
 
 
 class _Planner:
@@ -144,8 +147,8 @@ class _Planner:
 
     def __init__(self, q: Graph, parallelism: str, layout: str, folds: dict | None = None):
         self.q, self.parallelism, self.layout, self.folds = q, parallelism, layout, folds or {}
-        self.engines: list[dict] = []
-        self.streams: list[dict] = []
+        self.engines: list[Engine] = []
+        self.streams: list[dict] = []  # id, width, readers; frozen into Streams by _plan_with
         self.view: dict[str, tuple[int, tuple]] = {}
         self.converted: dict[tuple[str, tuple], int] = {}
         self.used: set[str] = set()
@@ -168,20 +171,19 @@ class _Planner:
         if key not in self.converted:
             name = sanitize(f"reorder_{tensor}", self.used, prefix="layer")
             e = reorder_engine(self.q, tensor, name, have, tuple(perm))
-            self.add(e, name, "Reorder", [sid], tensor)
-            self.engines[-1].update(tensor=tensor, layout=tuple(perm))
-            self.converted[key] = self.engines[-1]["out_stream"]
+            self.converted[key] = self.add(e, name, "Reorder", [sid], tensor, tuple(perm)).out_stream
         return self.converted[key]
 
-    def add(self, e: dict, name: str, op: str, in_streams: list[int], out_tensor: str) -> None:
-        if len(in_streams) != len(e["ports"]):
-            raise BackendError(f"internal: engine {name} has {len(e['ports'])} ports for {len(in_streams)} inputs")
+    def add(self, e: Engine, name: str, op: str, in_streams: list[int], out_tensor: str, layout: tuple) -> Engine:
+        if len(in_streams) != len(e.ports):
+            raise BackendError(f"internal: engine {name} has {len(e.ports)} ports for {len(in_streams)} inputs")
         i = len(self.engines)
-        e.update(name=name, op=op, module=f"nnf_{name}", index=i, in_streams=in_streams,
-                 out_stream=self.new_stream(out_tensor))
-        for port, sid in zip(e["ports"], in_streams):
+        e = e.placed(name=name, op=op, module=f"nnf_{name}", index=i, in_streams=tuple(in_streams),
+                     out_stream=self.new_stream(out_tensor), tensor=out_tensor, layout=tuple(layout))
+        for port, sid in zip(e.ports, in_streams):
             self.streams[sid]["readers"].append((i, port))
         self.engines.append(e)
+        return e
 
     def node(self, n) -> None:
         q = self.q
@@ -210,33 +212,69 @@ class _Planner:
             ins = [self.want(t, p) for t, p in zip(acts, perms_in)]
             perm_out = perms_in[0] if elementwise else self.preferred(rank_out)
             e = build(q, n, name, layouts={"in": perms_in, "out": perm_out})
-        self.add(e, name, n.op, ins, out)
-        e.update(tensor=out, layout=tuple(perm_out))
-        self.view[out] = (e["out_stream"], perm_out)
+        self.view[out] = (self.add(e, name, n.op, ins, out, perm_out).out_stream, perm_out)
 
 
 def _plan(q: Graph, parallelism="sequential", layout: str = "hwc") -> _Plan:
     """The engines and streams. ``parallelism``: a mode or goal of :mod:`.folding`; with
     line engines ("hwc") "balanced" and the goals are met by folding each MAC engine, from
-    a first, sequential plan's geometry and element counts (a LUT / flip-flop / block RAM
-    budget from the resource estimate of the whole design at each fold tried)."""
+    a first, sequential plan's geometry and element counts; a LUT / flip-flop / block RAM
+    budget from :func:`_budget_estimate` of each fold tried, the chosen design rendered
+    once and its estimate checked (a design over the budget is ruled out, the search runs
+    again))."""
     if layout == "hwc" and parallelism not in ("sequential", "parallel"):
         first = _plan_with(q, "sequential", layout, None)
+        anchor: list = []  # the first plan's rendered estimate, when a budget needs it
+        known: dict[tuple, dict] = {}  # rendered estimates of designs found over the budget
 
         def estimate(folds: dict) -> dict:
-            plan = _plan_with(q, "sequential", layout, folds)
-            plan.folding = {"mode": "budget"}
-            return _design_files(q, plan, _skip_fifos(plan))[1]["totals"]["estimate"]
+            key = tuple(sorted(folds.items()))
+            if key in known:
+                return known[key]
+            if not anchor:
+                first.folding = {"mode": "budget"}
+                anchor.append(_design_files(q, first, _skip_fifos(first))[1])
+            return _budget_estimate(anchor[0], first, _plan_with(q, "sequential", layout, folds))
 
-        folds, decision = choose(first.engines, parallelism, estimate)
-        plan = _plan_with(q, "sequential", layout, folds)
-        plan.folding = decision
-        return plan
+        for _ in range(8):
+            folds, decision = choose(first.engines, parallelism, estimate)
+            plan = _plan_with(q, "sequential", layout, folds)
+            plan.folding = decision
+            if "estimate" not in decision:
+                return plan
+            plan.design = _design_files(q, plan, _skip_fifos(plan))
+            real = plan.design[1]["totals"]["estimate"]
+            if all(real[BUDGETS[k]] <= v for k, v in parallelism.items() if k != "max_multipliers"):
+                # the rendered estimate (info["folding"] is this dict; the README does not print it)
+                decision["estimate"] = {BUDGETS[k]: real[BUDGETS[k]] for k in parallelism}
+                return plan
+            known[tuple(sorted(folds.items()))] = real
+        raise BackendError("no folding fits the budget: the estimates of the designs tried exceed it")
     if not isinstance(parallelism, str):
         raise ValueError(f"a folding goal ({parallelism!r}) needs the line-buffer layout (hwc)")
     plan = _plan_with(q, parallelism, layout, None)
     plan.folding = {"mode": parallelism}
     return plan
+
+
+def _budget_estimate(anchor: dict, first: _Plan, plan: _Plan) -> dict:
+    """The resource estimate of ``plan`` without its Verilog: the rendered estimate of the
+    ``first`` plan (``anchor``: its info) with each MAC engine's and skip FIFO's
+    difference, from the engines' data (:func:`.estimate.engine_estimate`) and the FIFOs'
+    depths (:func:`.estimate.fifo_estimate`); nothing else changes with the folds."""
+    total = dict(anchor["totals"]["estimate"])
+    keys = [k for k, v in total.items() if isinstance(v, int)]
+    for e0, e in zip(first.engines, plan.engines):
+        if e.kind == "mac" and e.fold != e0.fold:
+            new, old = engine_estimate(e), engine_estimate(e0)
+            for k in keys:
+                total[k] += new[k] - old[k]
+    for sign, p in ((-1, first), (1, plan)):
+        for f in _skip_fifos(p):
+            est = fifo_estimate(f["depth"], f["width"])
+            for k in keys:
+                total[k] += sign * est[k]
+    return total
 
 
 def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _Plan:
@@ -265,14 +303,15 @@ def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _
     for s in pl.streams:
         if not s["readers"]:
             raise BackendError(f"target 'verilog': stream {s['id']} has no reader (a dead value; run the passes)")
-    return _Plan(pl.engines, pl.streams, out_stream, in_perm)
+    streams = [Stream(s["id"], s["width"], tuple(s["readers"])) for s in pl.streams]
+    return _Plan(pl.engines, streams, out_stream, in_perm)
 
 
 def lower_cnn(q: Graph, layout: str = "hwc") -> CnnModel:
     """Check the whole graph against the scope (every engine's numbers are computed, so
     every refusal happens here, before any file is written)."""
     plan = _plan(q, layout=layout)
-    return CnnModel(**interface(q), graph=q, macs=sum(e.get("macs", 0) for e in plan.engines))
+    return CnnModel(**interface(q), graph=q, macs=sum(e.macs for e in plan.engines))
 
 
 def _top_context(q: Graph, plan: _Plan, fifos: list[dict] | None = None) -> dict:
@@ -283,22 +322,22 @@ def _top_context(q: Graph, plan: _Plan, fifos: list[dict] | None = None) -> dict
     conns: dict[tuple[int, str], str] = {}
     forks = []
     for s in plan.streams:
-        if len(s["readers"]) == 1:
-            conns[s["readers"][0]] = f"s{s['id']}"
+        if len(s.readers) == 1:
+            conns[s.readers[0]] = f"s{s.id}"
         else:
             outs = []
-            for j, r in enumerate(s["readers"]):
-                conns[r] = f"s{s['id']}_{j}"
-                outs.append(f"s{s['id']}_{j}")
-            forks.append({"stream": f"s{s['id']}", "outs": outs, "n": len(outs), "w": s["width"]})
+            for j, r in enumerate(s.readers):
+                conns[r] = f"s{s.id}_{j}"
+                outs.append(f"s{s.id}_{j}")
+            forks.append({"stream": f"s{s.id}", "outs": outs, "n": len(outs), "w": s.width})
     fifo_insts = []
     for f in fifos or []:
         key = (f["engine"], f["port"])
-        fifo_insts.append({"name": f"{plan.engines[f['engine']]['name']}_{f['port']}", "in": conns[key],
+        fifo_insts.append({"name": f"{plan.engines[f['engine']].name}_{f['port']}", "in": conns[key],
                            "out": f"{conns[key]}_q", "depth": f["depth"], "w": f["width"]})
         conns[key] = f"{conns[key]}_q"
-    instances = [{"module": e["module"], "name": e["name"], "out": f"s{e['out_stream']}",
-                  "ports": [(p, conns[(e["index"], p)]) for p in e["ports"]]} for e in plan.engines]
+    instances = [{"module": e.module, "name": e.name, "out": f"s{e.out_stream}",
+                  "ports": [(p, conns[(e.index, p)]) for p in e.ports]} for e in plan.engines]
     ob = bits(n_out)
     return {"top": TOP, "streams": plan.streams, "forks": forks, "fifos": fifo_insts, "instances": instances,
             "in_wire": "s0", "out_wire": conns[(-1, "out")], "n_engines": len(plan.engines),
@@ -314,28 +353,20 @@ FIFO_LATENCY = 2
 FIFO_MARGIN = 2
 
 
-def _capacity(e: dict, k: int, depths: dict) -> float:
+def _capacity(e: Engine, k: int, depths: dict) -> float:
     """Elements of engine ``e``'s input port ``k`` that it can hold (taken, with no output
-    yet emitted for them): the FIFO in front of the port, then a streaming join's buffers
-    and registers (``capacity``); another engine's memory words (a line engine's row
-    buffer, a frame engine's or a join port's frame, none for a map engine) plus its
-    pipeline and output registers (``pipe + PE + 2`` outputs, converted to input
-    elements by n_in / n_out)."""
-    fifo = depths.get((e["index"], e["ports"][k]), 0)
-    if e.get("streaming"):
-        return fifo + e["capacity"]
-    n_port = e["P"][k]["n"] if "P" in e else e["n_in"]
-    words = n_port if "P" in e else e["frame_memory_words"]
-    regs = e.get("pipe", 2) + e.get("PE", 1) + 2
-    return fifo + words + regs * n_port / max(1, e["n_out"])
+    yet emitted for them): the FIFO in front of the port plus the engine's own
+    :meth:`~.engines.Engine.capacity` (a streaming join's buffers and registers; another
+    engine's memory words plus its pipeline and output registers)."""
+    return depths.get((e.index, e.ports[k]), 0) + e.capacity(k)
 
 
 def _sizes(plan: _Plan) -> dict[int, int]:
     """Elements per frame of every stream."""
-    sizes = {e["out_stream"]: e["n_out"] for e in plan.engines}
+    sizes = {e.out_stream: e.n_out for e in plan.engines}
     for e in plan.engines:  # the top input: what its readers load from it
-        for k, s in enumerate(e["in_streams"]):
-            sizes.setdefault(s, e["P"][k]["n"] if "P" in e else e["n_in"])
+        for k, s in enumerate(e.in_streams):
+            sizes.setdefault(s, e.port_words(k))
     return sizes
 
 
@@ -345,8 +376,8 @@ def _split_later(plan: _Plan, s: int, targets: set[int]) -> bool:
     for u in range(s + 1, max(targets) + 1):
         seen = {s}  # reached from s without going through u
         for e in plan.engines:
-            if e["out_stream"] != u and any(v in seen for v in e["in_streams"]):
-                seen.add(e["out_stream"])
+            if e.out_stream != u and any(v in seen for v in e.in_streams):
+                seen.add(e.out_stream)
         if not targets & seen:
             return True
     return False
@@ -374,18 +405,18 @@ def _skip_fifos(plan: _Plan, override: dict | None = None) -> list[dict]:
     n = _sizes(plan)
     depths: dict[tuple[int, str], int] = {}
     fifos: dict[tuple[int, str], dict] = {}
-    forks = [s["id"] for s in plan.streams if len(s["readers"]) > 1]
+    forks = [s.id for s in plan.streams if len(s.readers) > 1]
     for j in plan.engines:
-        if not j.get("streaming"):
+        if not j.streaming:
             continue
         for s in forks:
             cap = {s: 0.0}  # the most elements of s a path from s to a stream can hold
-            for e in plan.engines[:j["index"]]:
+            for e in plan.engines[:j.index]:
                 reach = [cap[u] + _capacity(e, k, depths) * n[s] / n[u]
-                         for k, u in enumerate(e["in_streams"]) if u in cap]
+                         for k, u in enumerate(e.in_streams) if u in cap]
                 if reach:
-                    cap[e["out_stream"]] = max(reach)
-            ports = [(k, t) for k, t in enumerate(j["in_streams"]) if t in cap]
+                    cap[e.out_stream] = max(reach)
+            ports = [(k, t) for k, t in enumerate(j.in_streams) if t in cap]
             if len(ports) < 2 or _split_later(plan, s, {t for _, t in ports}):
                 continue
             c_long = max(cap[t] for _, t in ports)
@@ -395,13 +426,13 @@ def _skip_fifos(plan: _Plan, override: dict | None = None) -> list[dict]:
                     continue
                 need = int(np.ceil(c_long * n[t] / n[s] - 1e-9)) + FIFO_MARGIN
                 depth = min(need, n[t])
-                key = (j["index"], j["ports"][k])
+                key = (j.index, j.ports[k])
                 if key in fifos and fifos[key]["depth"] >= depth:
                     continue
-                fifos[key] = {"engine": j["index"], "join": j["name"], "port": j["ports"][k], "stream": t,
+                fifos[key] = {"engine": j.index, "join": j.name, "port": j.ports[k], "stream": t,
                               "fork": s, "long": t_long, "need": need, "depth": depth, "capped": need > n[t],
-                              "width": plan.streams[t]["width"], "frame": n[t],
-                              "why": (f"skip of s{s} into {j['name']}.{j['ports'][k]}: the long path to "
+                              "width": plan.streams[t].width, "frame": n[t],
+                              "why": (f"skip of s{s} into {j.name}.{j.ports[k]}: the long path to "
                                       f"s{t_long} holds up to {c_long:.0f} elements of s{s}"
                                       + (f", {c_long * n[t] / n[s]:.0f} of s{t}" if n[t] != n[s] else "")
                                       + f"; + {FIFO_MARGIN} margin"
@@ -417,46 +448,47 @@ def _skip_fifos(plan: _Plan, override: dict | None = None) -> list[dict]:
     return sorted(fifos.values(), key=lambda f: (f["engine"], f["port"]))
 
 
-def _timing(plan: _Plan, n_in: int, fifos: list[dict] | None = None) -> tuple[int, int]:
-    """(ii, latency) estimates: an engine loads no faster than its slowest producer
-    streams (a frame engine's output lasts its compute, a map engine's or a streaming
-    join's its producer's; a join's ports load in parallel); the latency is the longest
-    path of the engines' ``in_to_out`` (plus ``FIFO_LATENCY`` through a skip FIFO).
-    ``fifos``: :func:`_skip_fifos` (computed when not given)."""
+def _timing(plan: _Plan, n_in: int, fifos: list[dict] | None = None) -> tuple[int, int, dict[int, Timing]]:
+    """(ii, latency, each engine's timing in the graph) estimates: an engine loads no
+    faster than its slowest producer streams (a frame engine's output lasts its compute, a
+    map engine's or a streaming join's its producer's; a join's ports load in parallel);
+    the latency is the longest path of the engines' ``in_to_out`` (plus ``FIFO_LATENCY``
+    through a skip FIFO). ``fifos``: :func:`_skip_fifos` (computed when not given)."""
     if fifos is None:
         fifos = _skip_fifos(plan)
     via_fifo = {(f["engine"], f["port"]) for f in fifos}
     compute = {0: n_in}
     done = {0: n_in - 1}
-    lag = {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}  # at the engine's own pace
-    ii = 0
+    lag = {e.out_stream: e.timing().in_to_out for e in plan.engines}  # at the engine's own pace
+    graph: dict[int, Timing] = {}
     for e in plan.engines:
-        load = max([e.get("load_words", e["n_in"])] + [compute[s] for s in e["in_streams"]])
-        own = e["timing"]["compute_cycles"]
-        if e.get("streaming"):  # a streaming join: the pace of its slower input
-            e["timing"]["frame_cycles"] = max(load, own) + 3
-            compute[e["out_stream"]] = max(load, own)
-            ii = max(ii, e["timing"]["frame_cycles"])
-            done[e["out_stream"]] = max(done[s] + (FIFO_LATENCY if (e["index"], p) in via_fifo else 0)
-                                        for s, p in zip(e["in_streams"], e["ports"])) + e["timing"]["in_to_out"]
+        t = e.timing()
+        load = max([e.load_words] + [compute[s] for s in e.in_streams])
+        own = t.compute_cycles
+        if e.streaming:  # a streaming join: the pace of its slower input
+            graph[e.index] = Timing(own, max(load, own) + 3, t.in_to_out)
+            compute[e.out_stream] = max(load, own)
+            done[e.out_stream] = max(done[s] + (FIFO_LATENCY if (e.index, p) in via_fifo else 0)
+                                     for s, p in zip(e.in_streams, e.ports)) + t.in_to_out
             continue
-        # a line engine loads while it computes; a frame engine loads, then computes
-        e["timing"]["frame_cycles"] = (max(load, own) if e.get("overlap") else load + own) + 3
-        if e.get("overlap"):  # input faster than the compute: the outputs lag behind the input
-            e["timing"]["in_to_out"] = max(e["timing"]["in_to_out"], own - load + 3)
-        ii = max(ii, e["timing"]["frame_cycles"])
+        # a line engine loads while it computes; a frame engine loads, then computes; input
+        # faster than a line engine's compute: the outputs lag behind the input
+        graph[e.index] = Timing(own, (max(load, own) if e.overlap else load + own) + 3,
+                                max(t.in_to_out, own - load + 3) if e.overlap else t.in_to_out)
         # a frame engine spreads its outputs over its compute, a line engine over its
         # frame; a streaming (map) engine passes its producer's rate on
-        if e.get("overlap") or not e["frame_memory_words"]:
-            compute[e["out_stream"]] = max(own, load) if e.get("overlap") else max([own] + [compute[s] for s in e["in_streams"]])
+        if e.overlap or not e.frame_memory_words:
+            compute[e.out_stream] = max(own, load) if e.overlap else max([own] + [compute[s] for s in e.in_streams])
         else:
-            compute[e["out_stream"]] = own
-        done[e["out_stream"]] = max(done[s] for s in e["in_streams"]) + e["timing"]["in_to_out"]
-    return max(ii, _fork_join_period(plan, compute, fifos, lag)), done[plan.out_stream]
+            compute[e.out_stream] = own
+        done[e.out_stream] = max(done[s] for s in e.in_streams) + graph[e.index].in_to_out
+    ii = max([0] + [t.frame_cycles for t in graph.values()])
+    lat = {e.out_stream: graph[e.index].in_to_out for e in plan.engines}
+    return max(ii, _fork_join_period(plan, compute, fifos, lag, lat)), done[plan.out_stream], graph
 
 
 def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[dict] | None = None,
-                      lags: dict[int, int] | None = None) -> int:
+                      lags: dict[int, int] | None = None, lat: dict[int, int] | None = None) -> int:
     """The period bound of forks joined again.
 
     * A frame-buffered join (Concat) holds one frame of its skip input until its other
@@ -475,18 +507,20 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[di
       of the full need never throttles the fork: the long path cannot hold more. (An
       approximation: a frame engine downstream of the join, stalling it once a frame,
       adds a little; the residual test measures within 6% of the estimate.)
+
+    ``lat``: each engine's in-to-out in the graph (by its out stream; its own by default).
     """
-    lags = lags or {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}
-    lat = {e["out_stream"]: e["timing"]["in_to_out"] for e in plan.engines}
+    lags = lags or {e.out_stream: e.timing().in_to_out for e in plan.engines}
+    lat = lat or lags
     # longest[s][t]: the largest sum of in_to_out over a path from stream s down to the
     # producer of stream t (s's producer excluded, t's included); streams are in topological order
     longest: dict[int, dict[int, int]] = {}
     for src in range(len(plan.streams)):
         best = {src: 0}
         for e in plan.engines:
-            reach = [best[s] for s in e["in_streams"] if s in best]
+            reach = [best[s] for s in e.in_streams if s in best]
             if reach:
-                best[e["out_stream"]] = max(reach) + lat[e["out_stream"]]
+                best[e.out_stream] = max(reach) + lat[e.out_stream]
         longest[src] = best
     period = 0
     sizes = _sizes(plan) if fifos else {}
@@ -498,21 +532,21 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[di
         d_s = (f["depth"] + SKIP_EXTRA) * n_s / f["frame"]
         steady = {s: 0}
         for e in plan.engines:
-            reach = [steady[u] for u in e["in_streams"] if u in steady]
+            reach = [steady[u] for u in e.in_streams if u in steady]
             if reach:
-                steady[e["out_stream"]] = max(reach) + lags[e["out_stream"]]
-        delay = steady[f["long"]] + plan.engines[f["engine"]]["timing"]["in_to_out"]
+                steady[e.out_stream] = max(reach) + lags[e.out_stream]
+        delay = steady[f["long"]] + plan.engines[f["engine"]].timing().in_to_out
         period = max(period, int(np.ceil(delay * n_s / d_s)))
     for e in plan.engines:
-        if e.get("streaming"):
+        if e.streaming:
             continue
-        ins = e["in_streams"]
+        ins = e.in_streams
         for s in ins:
-            if len(plan.streams[s]["readers"]) < 2:
+            if len(plan.streams[s].readers) < 2:
                 continue
             for t in ins:
                 if t != s and t in longest[s]:
-                    period = max(period, stream_cycles[s] + longest[s][t] + e["timing"]["compute_cycles"] + 3)
+                    period = max(period, stream_cycles[s] + longest[s][t] + e.timing().compute_cycles + 3)
     return period
 
 
@@ -526,7 +560,8 @@ def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", lay
     analysis's skip FIFO depths."""
     q = model.graph if isinstance(model, CnnModel) else model
     plan = _plan(q, parallelism, layout)
-    files, info = _design_files(q, plan, _skip_fifos(plan, _fifo_depths))
+    files, info = plan.design if plan.design and not _fifo_depths else _design_files(
+        q, plan, _skip_fifos(plan, _fifo_depths))
     return write_files(Path(outdir), files, info)
 
 
@@ -536,17 +571,17 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
     n_in, n_out = int(np.prod(q.shape(q.inputs[0]))), int(np.prod(q.shape(q.outputs[0])))
     # each memory's placement (block RAM, LUT RAM, logic) made explicit, as estimated
-    files = {f"{e['module']}.v": place_memories(render("verilog", e["template"], E=e)) for e in engines}
+    files = {f"{e.module}.v": place_memories(render("verilog", e.template, E=e.context())) for e in engines}
     top = _top_context(q, plan, fifos)
     if top["forks"]:
         files["nnf_fork.v"] = render("verilog", "fork.v.j2")
     if fifos:
         files["nnf_fifo.v"] = render("verilog", "fifo.v.j2")
     files[f"{TOP}.v"] = render("verilog", "graph_top.v.j2", **top)
-    ii, latency = _timing(plan, n_in, fifos)
-    macs = sum(e.get("macs", 0) for e in engines)
-    mults = sum(e["multipliers"] for e in engines)
-    lut_mults = sum(e.get("lut_multipliers", 0) for e in engines)
+    ii, latency, graph = _timing(plan, n_in, fifos)
+    macs = sum(e.macs for e in engines)
+    mults = sum(e.multipliers for e in engines)
+    lut_mults = sum(e.lut_multipliers for e in engines)
     info = {
         "top": TOP, "model": sanitize(q.name, prefix="model"), "parallelism": plan.folding["mode"],
         "folding": plan.folding,
@@ -555,15 +590,7 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
         "stream_order": ("input: x.transpose(input_order).reshape(-1) per sample"
                          + (" (channels-last)" if list(plan.in_perm) != sorted(plan.in_perm) else "")
                          + "; output in the model's flat order; one element per beat"),
-        "layers": [{"name": e["name"], "op": e["op"], "module": e["module"], "file": f"{e['module']}.v",
-                    "inputs": [f"s{s}" for s in e["in_streams"]], "output": f"s{e['out_stream']}",
-                    "tensor": e["tensor"], "layout": list(e["layout"]),
-                    "n_in": e["n_in"], "n_out": e["n_out"], "taps": e.get("taps", 1), "pe": e.get("PE", 1), "simd": e.get("S", 1),
-                    "depthwise_lanes": bool(e.get("depthwise")),
-                    "latency_cycles": e["timing"]["in_to_out"], "ii_cycles": e["timing"]["frame_cycles"],
-                    "multipliers": e["multipliers"], "lut_multipliers": e.get("lut_multipliers", 0),
-                    "acc_width": e.get("aw"), "pipeline_stages": e.get("pipe", 0),
-                    "frame_memory_words": e["frame_memory_words"], **e["timing"]} for e in engines],
+        "layers": [_layer_info(e, graph[e.index]) for e in engines],
         "forks": [{"stream": f["stream"], "readers": f["n"]} for f in top["forks"]],
         "fifos": [{"stream": u["in"], "join": f["join"], "port": f["port"], "depth": f["depth"],
                    "width": f["width"], "need": f["need"], "frame": f["frame"], "why": f["why"]}
@@ -575,7 +602,7 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
                    # alike) spent on one: 1.0 when every multiplier works every cycle at the
                    # design's rate
                    "efficiency": round(macs / (ii * (mults + lut_mults)), 4) if mults + lut_mults else None,
-                   "frame_memory_words": sum(e["frame_memory_words"] for e in engines),
+                   "frame_memory_words": sum(e.frame_memory_words for e in engines),
                    "fifo_words": sum(f["depth"] for f in fifos)},
         "timing_notes": "estimates: ii_cycles = the slowest engine's frame: a line engine max(load, "
                         "compute) + 3 (it loads while it computes), a frame engine load + compute + 3, where "
@@ -589,3 +616,16 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
     annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)
     return files, info
+
+
+def _layer_info(e: Engine, t: Timing) -> dict:
+    """An engine's entry in ``verilog_info.json`` (``t``: its timing in the graph)."""
+    return {"name": e.name, "op": e.op, "module": e.module, "file": f"{e.module}.v",
+            "inputs": [f"s{s}" for s in e.in_streams], "output": f"s{e.out_stream}",
+            "tensor": e.tensor, "layout": list(e.layout),
+            "n_in": e.n_in, "n_out": e.n_out, "taps": e.get("taps", 1), "pe": e.get("PE", 1), "simd": e.get("S", 1),
+            "depthwise_lanes": bool(e.get("depthwise")),
+            "latency_cycles": t.in_to_out, "ii_cycles": t.frame_cycles,
+            "multipliers": e.multipliers, "lut_multipliers": e.lut_multipliers,
+            "acc_width": e.get("aw"), "pipeline_stages": e.get("pipe", 0),
+            "frame_memory_words": e.frame_memory_words, **t.as_dict()}

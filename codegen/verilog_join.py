@@ -61,6 +61,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph
+from .engines import GatherEngine, JoinEngine, Timing
 from .lower import BackendError
 from .naming import sanitize
 from .rtl import bits, requant_numbers, sext, shex, ulit
@@ -82,7 +83,7 @@ def _port(q: Graph, t: str, name: str) -> dict:
             "ib_m1": b - 1, "i_zero": ulit(b, 0), "i_one": ulit(b, 1), "i_last": ulit(b, n - 1)}
 
 
-def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
+def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> JoinEngine:
     acts = [t for t in node.inputs if not q.is_const(t)]
     in_p, out_p = node_layouts(q, node, layouts)
     if not all(same_order(q.shape(t), p, out_p) for t, p in zip(acts, in_p)):
@@ -155,19 +156,22 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     ob = bits(cnt_n)
     e.update(ob_m1=ob - 1, o_zero=ulit(ob, 0), o_one=ulit(ob, 1), o_last=ulit(ob, cnt_n - 1),
              ow_m1=out_t.width - 1, load_words=max(p["n"] for p in ports))
-    if e["mode"] in ("add", "add_mult", "mul"):
+    streaming = e["mode"] in ("add", "add_mult", "mul")
+    if streaming:
         # streaming: both ports in one order, one element of each per output; the ports
         # load in parallel, so a frame lasts its slowest input (at least n_out cycles)
-        e.update(streaming=True, frame_memory_words=0, capacity=STREAM_JOIN_CAPACITY,
-                 timing={"compute_cycles": n_out, "frame_cycles": n_out + 3, "in_to_out": STREAM_JOIN_LATENCY})
+        e.update(frame_memory_words=0, capacity=STREAM_JOIN_CAPACITY)
+        timing = Timing(n_out, n_out + 3, STREAM_JOIN_LATENCY)
     else:
-        e.update(streaming=False,
-                 timing={"compute_cycles": n_out, "frame_cycles": max(p["n"] for p in ports) + n_out + 3,
-                         "in_to_out": n_out + 3})
-    return e
+        timing = Timing(n_out, max(p["n"] for p in ports) + n_out + 3, n_out + 3)
+    typed = ("template", "ports", "n_in", "n_out", "multipliers", "frame_memory_words", "macs", "load_words")
+    return JoinEngine(e["template"], tuple(e["ports"]), e["n_in"], n_out, timing,
+                      {**{k: v for k, v in e.items() if k not in typed}, "streaming": streaming},
+                      multipliers=e["multipliers"], frame_memory_words=e["frame_memory_words"], streaming=streaming,
+                      buffered=STREAM_JOIN_CAPACITY if streaming else 0, port_sizes=tuple(p["n"] for p in ports))
 
 
-def gather_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
+def gather_engine(q: Graph, node, name: str, layouts: dict | None = None) -> GatherEngine:
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if x_t != o_t:
@@ -186,7 +190,7 @@ def gather_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dic
     return _gather(q, x, y, name, src, in_p, out_p, rule)
 
 
-def reorder_engine(q: Graph, tensor: str, name: str, in_perm, out_perm) -> dict:
+def reorder_engine(q: Graph, tensor: str, name: str, in_perm, out_perm) -> GatherEngine:
     """A gather engine (no IR node, op ``Reorder``) converting the stream of ``tensor``
     (type and values unchanged) from layout ``in_perm`` to layout ``out_perm``."""
     shape = tuple(q.shape(tensor))
@@ -194,11 +198,11 @@ def reorder_engine(q: Graph, tensor: str, name: str, in_perm, out_perm) -> dict:
     out_p = check_perm(out_perm, len(shape), f"the output of reorder {name}")
     rule = f"reorder of {sanitize(tensor)} {shape} from layout {in_p} to layout {out_p}"
     e = _gather(q, tensor, tensor, name, [(k, 1) for k in range(len(shape))], in_p, out_p, rule)
-    return {**e, "name": name, "op": "Reorder", "module": f"nnf_{name}"}
+    return e.placed(name=name, op="Reorder", module=f"nnf_{name}")
 
 
 def _gather(q: Graph, x: str, y: str, name: str, src: list[tuple[int, int]], in_p: tuple[int, ...],
-            out_p: tuple[int, ...], rule: str) -> dict:
+            out_p: tuple[int, ...], rule: str) -> GatherEngine:
     """The gather engine reading ``x`` (stream layout ``in_p``) as ``y`` (layout ``out_p``):
     IR output axis ``k`` reads input axis ``src[k][0]``, each position repeated
     ``src[k][1]`` times."""
@@ -223,9 +227,9 @@ def _gather(q: Graph, x: str, y: str, name: str, src: list[tuple[int, int]], in_
         D.append({"d_last": ulit(db, d - 1), "d_zero": ulit(db, 0), "d_one": ulit(db, 1), "db_m1": db - 1,
                   "r_last": ulit(rb, r - 1), "r_zero": ulit(rb, 0), "r_one": ulit(rb, 1), "rb_m1": rb - 1,
                   "rep": r > 1, "stride": ulit(aw, s), "ext": f"{aw - db}'d0" if aw > db else None})
-    return {"template": "gather.v.j2", "ports": ["in"], "n_in": n_in, "n_out": n_out, "D": D,
-            "dims": [{"D": d, "R": r, "S": s} for d, r, s in dims],
-            "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
-            "ib": ib, "ib_m1": ib - 1, "i_zero": ulit(ib, 0), "i_one": ulit(ib, 1), "i_last": ulit(ib, n_in - 1),
-            "aw_m1": aw - 1, "rule": rule, "multipliers": 0, "frame_memory_words": n_in, "macs": 0,
-            "timing": {"compute_cycles": n_out, "frame_cycles": n_in + n_out + 3, "in_to_out": n_out + 3}}
+    numbers = {"D": D, "dims": [{"D": d, "R": r, "S": s} for d, r, s in dims],
+               "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
+               "ib": ib, "ib_m1": ib - 1, "i_zero": ulit(ib, 0), "i_one": ulit(ib, 1), "i_last": ulit(ib, n_in - 1),
+               "aw_m1": aw - 1, "rule": rule}
+    return GatherEngine("gather.v.j2", ("in",), n_in, n_out, Timing(n_out, n_in + n_out + 3, n_out + 3), numbers,
+                        frame_memory_words=n_in)

@@ -58,6 +58,7 @@ from ..ir import FixedType, Graph
 from ..ir.ops import ops_with
 from ..ir.ops.prelu import channel_slopes
 from ..ir.fixed import signed_width_for
+from .engines import MapEngine, Timing
 from .lower import BackendError
 from .program import step_params
 from .rtl import bits, hexlit, requant_numbers, sext, shex, ulit
@@ -272,7 +273,7 @@ def _check(q: Graph, node, layouts: dict | None) -> tuple[str, str, _View]:
     return x, y, _View(shape, perm)
 
 
-def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
+def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> MapEngine:
     """The map engine of an elementwise node: a table op, or ``sat(round_shift(v, shift))``
     of a ``v`` from :data:`VALUES`."""
     x, y, view = _check(q, node, layouts)
@@ -282,7 +283,7 @@ def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
                "out_type": str(o_t), "xw_m1": x_t.width - 1, "ow_m1": o_t.width - 1, "frame_memory_words": 0,
                "macs": 0, "multipliers": 0, "roms": [], "R": 1, "D": 1, "rom_on": False, "timing": _timing(n)}
     if node.op in TABLE_OPS:
-        return {**e, **_table(node, q, x_t, o_t), **_counters(1, 1, n)}
+        return _engine({**e, **_table(node, q, x_t, o_t), **_counters(1, 1, n)})
     if node.op not in VALUES:
         refuse(node, f"the map engine implements {', '.join(sorted(TABLE_OPS | set(VALUES)))}")
     _, p, macs, _ = step_params(q, node, name)
@@ -307,7 +308,14 @@ def map_engine(q: Graph, node, name: str, layouts: dict | None = None) -> dict:
     for rom in e["roms"]:
         del rom["t"], rom["values"]
     e.update(mode="requant", RQ=r, v=val.expr.format(x=sext("x1", x_t, cw), **ks), rule=rule, rom_on=e["D"] > 1)
-    return {**e, **_counters(e["R"], e["D"], n)}
+    return _engine({**e, **_counters(e["R"], e["D"], n)})
+
+
+def _engine(e: dict) -> MapEngine:
+    """The typed engine of a map engine's numbers."""
+    typed = ("template", "ports", "n_in", "n_out", "timing", "multipliers", "macs", "frame_memory_words")
+    return MapEngine(e["template"], tuple(e["ports"]), e["n_in"], e["n_out"], Timing(**e["timing"]),
+                     {k: v for k, v in e.items() if k not in typed}, multipliers=e["multipliers"], macs=e["macs"])
 
 
 def _table(node, q: Graph, x_t, o_t) -> dict:

@@ -27,7 +27,8 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
-from .folding import Fold, options
+from .engines import Timing, WindowEngine
+from .folding import Fold, Geometry, options
 from .rtl import bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
 from .verilog_streams import refuse
 
@@ -120,7 +121,7 @@ _GEOMETRY_KEYS = ("c", "h", "w", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl",
 
 
 def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", layout: str = "chw",
-                  fold: Fold | None = None) -> dict:
+                  fold: Fold | None = None) -> WindowEngine:
     """One window engine. ``layout`` "chw": the input and output streams are in the IR's
     flat order and the engine buffers the whole input frame (``window.v.j2``); "hwc":
     channels-last streams and a circular buffer of input rows (``line.v.j2``). ``fold``
@@ -144,7 +145,8 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
         raise BackendError(f"internal: engine {name} sizes do not match the graph")
     if kind != "mac" or fold is None:
         fold = Fold(1, choose_simd(e["cg"], parallelism) if kind == "mac" else 1)
-    if fold not in options({**e, "kind": kind}, layout == "hwc"):
+    geometry = Geometry(**{k: e[k] for k in _GEOMETRY_KEYS})
+    if kind == "mac" and fold not in options(geometry, layout == "hwc"):
         raise BackendError(f"internal: layer {name} cannot be folded as {fold}")
     e.update(kind=kind, n_in=n_in, n_out=n_out)
     rows, wspan_h = _counters(e, fold, x_t, o_t)
@@ -165,11 +167,14 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     # registered per-channel multiply of a MAC engine, the two address stages of a line engine
     e["pipe"] = (1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0)
                  + (2 if e.get("overlap") else 0))
-    e.update(timing=_timing(e), ports=["in"],
-             multipliers=(0 if e["lut_mul"] else fold.multipliers) + fold.pe * e["rq_multipliers"] if kind == "mac" else 0,
-             lut_multipliers=fold.multipliers if kind == "mac" and e["lut_mul"] else 0,
-             frame_memory_words=e.get("line_words", n_in))
-    return e
+    mac = kind == "mac"
+    numbers = {k: v for k, v in e.items() if k not in ("template", "n_in", "n_out", "macs")}
+    return WindowEngine(e["template"], ("in",), n_in, n_out, Timing(**_timing(e)), numbers,
+                        multipliers=(0 if e["lut_mul"] else fold.multipliers) + fold.pe * e["rq_multipliers"] if mac else 0,
+                        lut_multipliers=fold.multipliers if mac and e["lut_mul"] else 0, macs=macs,
+                        frame_memory_words=e.get("line_words", n_in), kind=kind, geometry=geometry, fold=fold,
+                        line=layout == "hwc", lut_mul=e.get("lut_mul", False),
+                        rq_multipliers=e.get("rq_multipliers", 0), pipe=e["pipe"])
 
 
 def _signed_width(t) -> int:

@@ -143,3 +143,27 @@ endmodule"""
     assert '(* rom_style = "logic" *) reg [7:0] rom [0:3];' in placed
     forced = estimate.module_estimate(rom.format(attr='(* rom_style = "block" *) '))
     assert forced["bram"] == 1 and forced["memories"]["rom"]["placement"] == "bram"
+
+
+def test_engine_estimate_tracks_the_rendered_one():
+    """The folding search's estimate (the engines' operators and memories, anchored on the
+    sequential design's rendered estimate) against the rendered estimate of the design:
+    multipliers, block RAMs and LUT RAMs exact, flip-flops and LUT4s within 10%."""
+    from nnforge.codegen import verilog_cnn as vc
+    from nnforge.codegen.folding import Fold
+
+    ex = ROOT / "examples" / "digits_cnn"
+    q = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"][:64], bits=8).qgraph
+    first = vc._plan_with(q, "sequential", "hwc", None)
+    first.folding = {"mode": "sequential"}
+    anchor = vc._design_files(q, first, vc._skip_fifos(first))[1]
+    macs = [e for e in first.engines if e.kind == "mac"]
+    assert macs and all(estimate.engine_estimate(e)["dsp"] == e.multipliers for e in macs)
+    for folds in (vc.choose(first.engines, "balanced")[0], {e.name: Fold(1, e.geometry.cg) for e in macs}):
+        plan = vc._plan_with(q, "sequential", "hwc", folds)
+        plan.folding = {"mode": "budget"}
+        real = vc._design_files(q, plan, vc._skip_fifos(plan))[1]["totals"]["estimate"]
+        est = vc._budget_estimate(anchor, first, plan)
+        assert real["dsp"] > anchor["totals"]["estimate"]["dsp"]  # the folds changed the design
+        assert all(est[k] == real[k] for k in ("multipliers", "dsp", "bram", "lutram")), (est, real)
+        assert all(abs(est[k] - real[k]) <= 0.10 * real[k] for k in ("ffs", "luts")), (est, real)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import nnforge
-from nnforge.codegen.folding import Fold, cheapest, choose, compute_cycles, options
+from nnforge.codegen.engines import Timing, WindowEngine
+from nnforge.codegen.folding import Fold, Geometry, cheapest, choose, compute_cycles, options
 from nnforge.codegen.lower import BackendError
 from nnforge.design import folding_goal
 from nnforge.sim.fpga import FIT_SHARE
@@ -30,8 +31,15 @@ def _test_split(name, n=None):
     return (t["x"], t["y"]) if n is None else (t["x"][:n], t["y"][:n])
 
 
-def _geometry(c=8, cg=8, m=16, mg=16, k=3, o=4, n_in=128):
-    return {"kind": "mac", "c": c, "cg": cg, "m": m, "mg": mg, "kh": k, "kw": k, "oh": o, "ow": o, "n_in": n_in}
+def _geometry(c=8, cg=8, m=16, mg=16, k=3, o=4, hw=4):
+    return Geometry(c=c, h=hw, w=hw, kh=k, kw=k, oh=o, ow=o, m=m, cg=cg, mg=mg)
+
+
+def _engine():
+    """A line MAC engine "a": 128 input, 256 output elements."""
+    g = _geometry()
+    return WindowEngine("line.v.j2", ("in",), g.n_in, g.n_out, Timing(0, 0, 0), kind="mac", geometry=g, line=True,
+                        name="a")
 
 
 # ----------------------------------------------------------------------------- fast checks
@@ -54,8 +62,8 @@ def test_cheapest_meets_the_period_with_the_fewest_multipliers():
     g = _geometry()
     for period in (300, 600, 1200, 5000, 20000):
         f = cheapest(g, True, period)
-        assert max(g["n_in"], compute_cycles(g, f)) + 3 <= period
-        assert not any(max(g["n_in"], compute_cycles(g, h)) + 3 <= period and h.multipliers < f.multipliers
+        assert max(g.n_in, compute_cycles(g, f)) + 3 <= period
+        assert not any(max(g.n_in, compute_cycles(g, h)) + 3 <= period and h.multipliers < f.multipliers
                        for h in options(g, True))
     assert cheapest(g, True, 100) is None  # faster than the 128-element input stream
 
@@ -68,9 +76,9 @@ def test_goals():
         folding_goal("fast")
     with pytest.raises(ValueError):
         folding_goal("balanced", target_fps=10, max_multipliers=3)
-    eng = [{**_geometry(), "name": "a", "overlap": True, "n_out": 256, "timing": {"compute_cycles": 0}}]
+    eng = [_engine()]
     folds, d = choose(eng, {"target_cycles": 1200})
-    assert d["period_cycles"] == 1200 and max(128, compute_cycles(eng[0], folds["a"])) + 3 <= 1200
+    assert d["period_cycles"] == 1200 and max(128, compute_cycles(eng[0].geometry, folds["a"])) + 3 <= 1200
     with pytest.raises(BackendError, match="out of reach"):
         choose(eng, {"target_cycles": 200})  # the 256 outputs alone take longer
     folds, _ = choose(eng, {"max_multipliers": 5})
@@ -88,7 +96,7 @@ def test_goals():
 def test_resource_budget_search():
     """A LUT / flip-flop / block RAM budget takes the shortest period whose design's
     estimate fits, checked by bisection over the periods; the answer always fits."""
-    eng = [{**_geometry(), "name": "a", "overlap": True, "n_out": 256, "timing": {"compute_cycles": 0}}]
+    eng = [_engine()]
     calls = []
 
     def estimate(folds):  # LUTs grow with the multipliers
@@ -102,8 +110,8 @@ def test_resource_budget_search():
         m = folds["a"].multipliers
         assert 100 + 50 * m <= limit and d["estimate"] == {"luts": 100 + 50 * m}
         # the fastest that fits: any shorter period needs more than the limit
-        shorter = [o for o in options(eng[0], True)
-                   if max(eng[0]["n_in"], compute_cycles(eng[0], o)) + 3 < d["period_cycles"]]
+        shorter = [o for o in options(eng[0].geometry, True)
+                   if max(eng[0].n_in, compute_cycles(eng[0].geometry, o)) + 3 < d["period_cycles"]]
         assert all(100 + 50 * o.multipliers > limit for o in shorter)
         assert len(calls) <= 8  # bisection, not a scan of every period
     assert choose(eng, {"max_luts": 10_000}, estimate)[0] == fast  # no limit: the balanced folding

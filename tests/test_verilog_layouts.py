@@ -170,6 +170,7 @@ def _wrapper(e, in_w, sizes, out_w, n_out):
 def _simulate(e, ins, in_types, out_t, tmp_path, backpressure=0.0):
     """Render ``e`` alone (lint-clean), wrap it, stream the per-port streams ``ins``
     ((N, n_k) each, concatenated per sample) and return the (N, n_out) outputs."""
+    e = e.context()
     src = tmp_path / "v"
     src.mkdir()
     text = render("verilog", e["template"], E=e)
@@ -197,8 +198,7 @@ def _simulate(e, ins, in_types, out_t, tmp_path, backpressure=0.0):
 
 
 def _named(e, node, name):
-    e.update(name=name, op=node.op, module=f"nnf_{name}")
-    return e
+    return e.placed(name=name, op=node.op, module=f"nnf_{name}")
 
 
 def _check_node(design, node, in_perms, out_perm, build, tmp_path, backpressure=0.0, seed=0):
@@ -238,18 +238,18 @@ def test_map_constants_follow_the_layout(op, nth):
     node = _node(d, op, nth)
     shape = tuple(q.shape(node.outputs[0]))
     n = int(np.prod(shape))
-    ident = map_engine(q, node, "m")
-    assert map_engine(q, node, "m", {"in": [(0, 1, 2)], "out": (0, 1, 2)}) == ident
-    assert map_engine(q, node, "m", {"in": [None], "out": None}) == ident
+    ident = map_engine(q, node, "m").context()
+    assert map_engine(q, node, "m", {"in": [(0, 1, 2)], "out": (0, 1, 2)}).context() == ident
+    assert map_engine(q, node, "m", {"in": [None], "out": None}).context() == ident
     seq_id = _rom_sequence(ident, n)
     for perm in PERMS3:
-        e = map_engine(q, node, "m", {"in": [perm], "out": perm})
+        e = map_engine(q, node, "m", {"in": [perm], "out": perm}).context()
         for a, b in zip(seq_id, _rom_sequence(e, n)):
             assert np.array_equal(a.reshape(shape).transpose(perm).reshape(-1), b), perm
         assert _same_numbers(e) == _same_numbers(ident)
     if op in ("BatchNormalization", "Add", "Mul"):  # per-channel: every channel in turn, channels last
         assert (ident["R"], ident["D"]) == (shape[1] * shape[2], shape[0])
-        e = map_engine(q, node, "m", {"in": [_cl(3)], "out": _cl(3)})
+        e = map_engine(q, node, "m", {"in": [_cl(3)], "out": _cl(3)}).context()
         assert (e["R"], e["D"]) == (1, shape[0])
         assert "layout (1, 2, 0)" in e["rule"]
 
@@ -272,11 +272,11 @@ def test_map_position_constant_patterns():
             if kshape == (1, 1, 1):
                 k[...] = 3
             q.consts[kname] = k.astype(saved.dtype)
-            e = map_engine(q, node, "m", {"in": [perm], "out": perm})
+            e = map_engine(q, node, "m", {"in": [perm], "out": perm}).context()
             assert (e["R"], e["D"]) == rd, (kshape, perm)
             if e["D"] > 1:
                 words = _rom_sequence(e, 60)[0]
-                ref = map_engine(q, node, "m")
+                ref = map_engine(q, node, "m").context()
                 want = _rom_sequence(ref, 60)[0].reshape(3, 4, 5).transpose(perm).reshape(-1)
                 assert np.array_equal(words, want)
     finally:
@@ -292,7 +292,7 @@ def test_concat_blocks_follow_the_layout():
     parts = [rng.integers(0, 100, (2, *q.shape(a))) for a in acts]
     cat = np.concatenate(parts, axis=1)
     for perm in PERMS3:
-        e = join_engine(q, node, "c", {"in": [perm, perm], "out": perm})
+        e = join_engine(q, node, "c", {"in": [perm, perm], "out": perm}).context()
         streams = [_stream(p, perm) for p in parts]
         out, rp = [], [0] * len(parts)
         for _ in range(e["outer"]):
@@ -301,9 +301,9 @@ def test_concat_blocks_follow_the_layout():
                 rp[k] += b
         assert np.array_equal(np.concatenate(out, axis=1), _stream(cat, perm)), perm
         assert e["n_in"] == sum(s.shape[1] for s in streams)
-    e = join_engine(q, node, "c", {"in": [_cl(3)] * 2, "out": _cl(3)})
+    e = join_engine(q, node, "c", {"in": [_cl(3)] * 2, "out": _cl(3)}).context()
     assert e["blocks"] == [3, 4] and e["outer"] == 20  # one block per input per pixel
-    assert join_engine(q, node, "c") == join_engine(q, node, "c", {"in": [(0, 1, 2)] * 2, "out": (0, 1, 2)})
+    assert join_engine(q, node, "c").context() == join_engine(q, node, "c", {"in": [(0, 1, 2)] * 2, "out": (0, 1, 2)}).context()
 
 
 def _gather_addresses(e):
@@ -329,13 +329,13 @@ def test_gather_addresses_all_layouts(op):
         t = node.inputs[0]
         x = rng.integers(0, 1000, (2, *q.shape(t)))
         y = ops.int_ref(node, q, [x])[0]
-        assert gather_engine(q, node, "g") == gather_engine(
-            q, node, "g", {"in": [(0, 1, 2)], "out": (0, 1, 2)})
+        assert gather_engine(q, node, "g").context() == gather_engine(
+            q, node, "g", {"in": [(0, 1, 2)], "out": (0, 1, 2)}).context()
     for pin, pout in itertools.product(PERMS3, PERMS3):
         if op == "Reorder":
-            e = reorder_engine(q, t, "g", pin, pout)
+            e = reorder_engine(q, t, "g", pin, pout).context()
         else:
-            e = gather_engine(q, node, "g", {"in": [pin], "out": pout})
+            e = gather_engine(q, node, "g", {"in": [pin], "out": pout}).context()
         a = _gather_addresses(e)
         assert len(a) == e["n_out"] and a.max() < e["n_in"]
         assert np.array_equal(_stream(x, pin)[:, a], _stream(y, pout)), (pin, pout)
@@ -352,7 +352,7 @@ def test_stream_strides():
 def test_reorder_engine_contract():
     d = _design1d()
     q = d.qgraph
-    e = reorder_engine(q, "cv", "ro", (0, 1), (1, 0))
+    e = reorder_engine(q, "cv", "ro", (0, 1), (1, 0)).context()
     n = 3 * 6
     assert e["template"] == "gather.v.j2" and e["ports"] == ["in"] and e["op"] == "Reorder"
     assert e["n_in"] == e["n_out"] == n and e["frame_memory_words"] == n
@@ -361,7 +361,7 @@ def test_reorder_engine_contract():
     assert e["in_type"] == e["out_type"] == str(q.qtype("cv"))
     assert "Reorder" in render("verilog", e["template"], E=e).splitlines()[0]
     with pytest.raises(BackendError, match="not a permutation"):
-        reorder_engine(q, "cv", "ro", (0, 1, 2), (1, 0))
+        reorder_engine(q, "cv", "ro", (0, 1, 2), (1, 0)).context()
 
 
 def test_refusals():
@@ -376,18 +376,18 @@ def test_refusals():
     add2 = _node(d, "Add", 1)
     assert len(_acts(q, add2)) == 2
     with pytest.raises(BackendError, match="one layout"):
-        join_engine(q, add2, "j", {"in": [cl, ident], "out": cl})
-    e = join_engine(q, add2, "j", {"in": [cl, cl], "out": cl})
+        join_engine(q, add2, "j", {"in": [cl, ident], "out": cl}).context()
+    e = join_engine(q, add2, "j", {"in": [cl, cl], "out": cl}).context()
     assert e["n_in"] == 120 and "layout (1, 2, 0)" in e["rule"]
     cat = _node(d, "Concat")
     with pytest.raises(BackendError, match="one layout"):
-        join_engine(q, cat, "j", {"in": [cl, cl], "out": ident})
+        join_engine(q, cat, "j", {"in": [cl, cl], "out": ident}).context()
     with pytest.raises(BackendError, match="2 activation inputs"):
-        join_engine(q, cat, "j", {"in": [cl], "out": cl})
+        join_engine(q, cat, "j", {"in": [cl], "out": cl}).context()
     with pytest.raises(BackendError, match="not a permutation"):
-        gather_engine(q, _node(d, "Transpose"), "g", {"in": [(0, 1)], "out": cl})
+        gather_engine(q, _node(d, "Transpose"), "g", {"in": [(0, 1)], "out": cl}).context()
     with pytest.raises(BackendError, match="not a permutation"):
-        map_engine(q, _node(d, "Relu"), "m", {"in": [(0, 0, 1)], "out": (0, 0, 1)})
+        map_engine(q, _node(d, "Relu"), "m", {"in": [(0, 0, 1)], "out": (0, 0, 1)}).context()
 
 
 # ----------------------------------------------------------------------------- Verilator: single engines
