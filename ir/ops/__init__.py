@@ -22,6 +22,7 @@ from . import clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tan
 from . import abs, celu, elu, erf, exp, gelu, log, mish, neg, reciprocal, selu, silu, softplus, softsign, sqrt
 from . import prelu
 from . import argmax, maximum, minimum, reducemax, reducemean, reducemin, reducesum
+from . import thresholdedrelu
 
 _MODULES: tuple[ModuleType, ...] = (add, dense, gemm, matmul, relu, reshape, softmax)
 _MODULES += (avgpool, batchnorm, conv, globalavgpool, globalmaxpool, maxpool)
@@ -30,6 +31,7 @@ _MODULES += (clip, hardsigmoid, hardswish, leakyrelu, pad, resize, sigmoid, tanh
 # ops added in the definition form (``DEF = OpDef(...)``); one line per module
 _MODULES += (abs, celu, elu, erf, exp, gelu, log, mish, neg, prelu, reciprocal, selu, silu, softplus, softsign, sqrt)
 _MODULES += (argmax, maximum, minimum, reducemax, reducemean, reducemin, reducesum)
+_MODULES += (thresholdedrelu,)
 
 OPS: dict[str, ModuleType] = {m.DEF.name: m for m in _MODULES}
 
