@@ -17,7 +17,7 @@ from nnforge.codegen.lower import BackendError
 from nnforge.codegen.program import window
 from nnforge.codegen.verilog_cnn import lower_cnn, write_cnn
 from nnforge.codegen.verilog_window import _counts
-from nnforge.ir.ops._window import window_counts
+from nnforge.ir.ops.window import window_counts
 
 
 def _model(nodes, shape, out_shape, inits, rng):

@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS = {"alpha": 1.0}
 
@@ -21,10 +20,4 @@ def function(attrs, x):
     return np.maximum(x, 0.0) + np.minimum(0.0, alpha * np.expm1(np.minimum(x, 0.0) / alpha))
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Celu", onnx="Celu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True),
-            doc="continuously differentiable exponential linear unit")
+DEF = table_op("Celu", function, ATTRS, onnx="Celu", doc="continuously differentiable exponential linear unit")

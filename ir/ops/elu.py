@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS = {"alpha": 1.0}
 
@@ -21,9 +20,4 @@ def function(attrs, x):
     return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Elu", onnx="Elu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="exponential linear unit")
+DEF = table_op("Elu", function, ATTRS, onnx="Elu", doc="exponential linear unit")

@@ -12,8 +12,7 @@ import math
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 
@@ -30,10 +29,4 @@ def function(attrs, x):
     return erf(x)
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Erf", onnx="Erf", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            value_range=(-1.0, 1.0),
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="error function")
+DEF = table_op("Erf", function, ATTRS, onnx="Erf", value_range=(-1.0, 1.0), doc="error function")

@@ -10,8 +10,7 @@ like any activation, and inputs above the calibrated range saturate at its large
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 BIG = float(np.finfo(np.float64).max)  # stands for +inf in a table: it saturates
@@ -27,5 +26,4 @@ def float_ref(attrs, inputs):
         return [np.exp(np.asarray(inputs[0], dtype=np.float64)).astype(np.float32)]
 
 
-DEF = OpDef(name="Exp", onnx="Exp", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="exponential")
+DEF = table_op("Exp", function, ATTRS, onnx="Exp", doc="exponential", float_ref=float_ref)

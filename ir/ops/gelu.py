@@ -12,9 +12,8 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
 from .erf import erf
-from .table import int_ref, shape as _table_shape
+from .table import shape as _table_shape, table_op
 
 ATTRS = {"approximate": "none"}
 APPROXIMATIONS = ("none", "tanh")
@@ -33,9 +32,4 @@ def function(attrs, x):
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Gelu", onnx="Gelu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="Gaussian error linear unit")
+DEF = table_op("Gelu", function, ATTRS, onnx="Gelu", doc="Gaussian error linear unit", shape=shape)

@@ -13,8 +13,7 @@ integer.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 BIG = float(np.finfo(np.float64).max)  # stands for -inf in a table: it saturates
@@ -31,5 +30,4 @@ def float_ref(attrs, inputs):
         return [np.log(np.asarray(inputs[0], dtype=np.float64)).astype(np.float32)]
 
 
-DEF = OpDef(name="Log", onnx="Log", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="natural logarithm")
+DEF = table_op("Log", function, ATTRS, onnx="Log", doc="natural logarithm", float_ref=float_ref)

@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 
@@ -20,9 +19,4 @@ def function(attrs, x):
     return x * np.tanh(np.logaddexp(0.0, x))
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Mish", onnx="Mish", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="x * tanh(softplus(x))")
+DEF = table_op("Mish", function, ATTRS, onnx="Mish", doc="x * tanh(softplus(x))")

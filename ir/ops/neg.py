@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 
@@ -19,9 +18,4 @@ def function(attrs, x):
     return -np.asarray(x, dtype=np.float64)
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Neg", onnx="Neg", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="negation")
+DEF = table_op("Neg", function, ATTRS, onnx="Neg", doc="negation")

@@ -12,8 +12,7 @@ values of ``1 / x`` beyond the calibrated range saturate too.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 BIG = float(np.finfo(np.float64).max)  # stands for +inf in a table: it saturates
@@ -29,5 +28,4 @@ def float_ref(attrs, inputs):
         return [(np.float32(1.0) / np.asarray(inputs[0], dtype=np.float32)).astype(np.float32)]
 
 
-DEF = OpDef(name="Reciprocal", onnx="Reciprocal", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="reciprocal")
+DEF = table_op("Reciprocal", function, ATTRS, onnx="Reciprocal", doc="reciprocal", float_ref=float_ref)

@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ALPHA = 1.67326319217681884765625
 GAMMA = 1.05070102214050292968750
@@ -23,9 +22,4 @@ def function(attrs, x):
     return gamma * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0)))
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Selu", onnx="Selu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="scaled exponential linear unit")
+DEF = table_op("Selu", function, ATTRS, onnx="Selu", doc="scaled exponential linear unit")

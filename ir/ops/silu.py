@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 
@@ -20,9 +19,4 @@ def function(attrs, x):
     return x * np.exp(-np.logaddexp(0.0, -x))  # x / (1 + e^-x) without overflow
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Silu", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="x * sigmoid(x)")
+DEF = table_op("Silu", function, ATTRS, doc="x * sigmoid(x)")

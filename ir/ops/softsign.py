@@ -9,8 +9,7 @@ Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 
@@ -20,10 +19,4 @@ def function(attrs, x):
     return x / (1.0 + np.abs(x))
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="Softsign", onnx="Softsign", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            value_range=(-1.0, 1.0),
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="softsign")
+DEF = table_op("Softsign", function, ATTRS, onnx="Softsign", value_range=(-1.0, 1.0), doc="softsign")

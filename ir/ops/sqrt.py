@@ -11,8 +11,7 @@ any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS: dict = {}
 
@@ -26,5 +25,4 @@ def float_ref(attrs, inputs):
         return [np.sqrt(np.asarray(inputs[0], dtype=np.float32))]
 
 
-DEF = OpDef(name="Sqrt", onnx="Sqrt", shape=shape, float_ref=float_ref, int_ref=int_ref, function=function, attrs=ATTRS,
-            traits=Traits(table=True, elementwise=True, channelwise=True), doc="square root")
+DEF = table_op("Sqrt", function, ATTRS, onnx="Sqrt", doc="square root", float_ref=float_ref)

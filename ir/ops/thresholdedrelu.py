@@ -9,8 +9,7 @@ like any activation.
 
 import numpy as np
 
-from .base import OpDef, Traits
-from .table import int_ref, shape
+from .table import table_op
 
 ATTRS = {"alpha": 1.0}
 
@@ -20,10 +19,4 @@ def function(attrs, x):
     return np.where(x > float(attrs.get("alpha", 1.0)), x, 0.0)
 
 
-def float_ref(attrs, inputs):
-    return [function(attrs, inputs[0]).astype(np.float32)]
-
-
-DEF = OpDef(name="ThresholdedRelu", onnx="ThresholdedRelu", shape=shape, float_ref=float_ref, int_ref=int_ref,
-            function=function, attrs=ATTRS, traits=Traits(table=True, elementwise=True, channelwise=True),
-            doc="x above alpha, else 0")
+DEF = table_op("ThresholdedRelu", function, ATTRS, onnx="ThresholdedRelu", doc="x above alpha, else 0")
