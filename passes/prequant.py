@@ -279,8 +279,8 @@ def _add(q: Graph, node: Node) -> None:
     Add and its Quant stays (the type's range does its clamp)."""
     a, b = node.inputs
     if q.is_const(a) or q.is_const(b):
-        raise QuantizeError(f"node {node.name!r}: an Add of a constant is not supported yet in a model quantized "
-                            f"elsewhere")
+        raise QuantizeError(f"node {node.name!r}: {node.op} with a constant is not supported yet in a model "
+                            f"quantized elsewhere")
     ta, tb = q.qtype(a), q.qtype(b)
     if tb is None:
         raise QuantizeError(f"node {node.name!r} (Add): its input {b!r} has no quantization from the model")

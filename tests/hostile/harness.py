@@ -6,8 +6,10 @@ Helpers here, not in the tests: :func:`nnforge` runs the command line, :func:`py
 runs a snippet of Python (for the API), both in a process of their own with the limits set
 before it starts: a fork of one interpreter per test worker that has imported numpy, onnx
 and nnforge under those limits and runs nothing else (:data:`FORK_SERVER`), so that the
-suite pays those imports once, not once per case. ``NNFORGE_HOSTILE_FRESH=1`` runs every
-case in a fresh interpreter instead."""
+suite pays those imports once, not once per case. What happens while an interpreter starts
+(import-time reads of the environment, modules shadowed by the case's folder) is therefore
+not exercised by a forked case: ``NNFORGE_HOSTILE_FRESH=1`` runs every case in a fresh
+interpreter instead, and a case that sets ``PYTHON*`` variables always gets one."""
 
 from __future__ import annotations
 
@@ -86,16 +88,22 @@ def run(argv: list, cwd=None, env: dict | None = None, timeout: float = TIMEOUT,
     return Outcome(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
 
 
+def _fresh(env: dict | None) -> bool:
+    """A fresh interpreter: asked for, or a case setting ``PYTHON*`` variables (they act only
+    when an interpreter starts, so a fork of the server would ignore them)."""
+    return os.environ.get("NNFORGE_HOSTILE_FRESH") == "1" or any(k.startswith("PYTHON") for k in env or {})
+
+
 def nnforge(*args, cwd=None, env: dict | None = None, timeout: float = TIMEOUT) -> Outcome:
     """``python -m nnforge ARGS`` under the limits."""
-    if os.environ.get("NNFORGE_HOSTILE_FRESH") == "1":
+    if _fresh(env):
         return run([sys.executable, "-m", "nnforge", *args], cwd=cwd, env=env, timeout=timeout)
     return _forked({"module": "nnforge", "argv": [str(a) for a in args]}, cwd, env, timeout)
 
 
 def python(code: str, cwd=None, env: dict | None = None, timeout: float = TIMEOUT) -> Outcome:
     """A snippet of Python (the API) under the limits."""
-    if os.environ.get("NNFORGE_HOSTILE_FRESH") == "1":
+    if _fresh(env):
         return run([sys.executable, "-c", code], cwd=cwd, env=env, timeout=timeout)
     return _forked({"code": code, "argv": []}, cwd, env, timeout)
 
