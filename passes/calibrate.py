@@ -101,7 +101,8 @@ def observe(g: Graph, x: np.ndarray, batch: int = 512, sample_size: int = SAMPLE
                 bad = int(np.count_nonzero(~np.isfinite(v)))
                 raise CalibrationError(f"tensor '{_name(name)}' is not finite on the calibration data ({bad} "
                                        f"NaN or infinite values in samples {start}..{start + len(v) - 1}): the "
-                                       f"float model overflows float32 on them")
+                                       f"float model overflows float32 on them, or computes a function where it is not defined "
+                                       f"(Log or Reciprocal of 0, Log or Sqrt of a negative value)")
             lo[name] = min(lo.get(name, np.inf), float(v.min()))
             hi[name] = max(hi.get(name, -np.inf), float(v.max()))
             if sample_size == 0:
