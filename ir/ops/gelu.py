@@ -5,9 +5,7 @@ ONNX Gelu (opset 20); default ``approximate = "none"``. The erf form that export
 for older opsets (``Div``, ``Erf``, ``Add``, ``Mul``, ``Mul``) becomes one Gelu
 (:mod:`nnforge.passes.rules`).
 
-Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
-``table[i] = quantize_float(gelu(dequantize(i)))``; the output type comes from calibration
-like any activation.
+Integer: a table op (:func:`.table.table_op`).
 """
 
 import numpy as np

@@ -2,9 +2,7 @@
 
 ONNX Mish (opset 18, no attributes); also what ``Mul(x, Tanh(Softplus(x)))`` becomes (:mod:`nnforge.passes.rules`).
 
-Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
-``table[i] = quantize_float(f(dequantize(i)))``; the output type comes from calibration
-like any activation.
+Integer: a table op (:func:`.table.table_op`).
 """
 
 import numpy as np

@@ -2,9 +2,7 @@
 
 No ONNX op: exporters write ``Mul(x, Sigmoid(x))``, which becomes one Silu (:mod:`nnforge.passes.rules`).
 
-Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
-``table[i] = quantize_float(f(dequantize(i)))``; the output type comes from calibration
-like any activation.
+Integer: a table op (:func:`.table.table_op`).
 """
 
 import numpy as np

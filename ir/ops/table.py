@@ -25,8 +25,11 @@ def int_ref(node, g, inputs):
 def table_op(name: str, function, attrs=None, *, doc: str = "", onnx: str = "", value_range=None,
              float_ref=None, shape=shape) -> OpDef:
     """The definition of an elementwise op computed by a table: ``function(attrs, x)`` (float64)
-    is its only semantics; the float reference is ``function`` in float32 unless given, the
-    shape rule the table ops' one unless given (to check attributes)."""
+    is its only semantics. Its integer form is ``y = table[x - lo(x)]`` with ``table[i] =
+    quantize_float(function(dequantize(i)))`` over the input type's whole range; the output
+    type holds ``value_range`` when given, else comes from calibration like any activation.
+    The float reference is ``function`` in float32 unless given, the shape rule the table
+    ops' one unless given (to check attributes)."""
     def function_f32(attrs, inputs):
         return [function(attrs, inputs[0]).astype(np.float32)]
 

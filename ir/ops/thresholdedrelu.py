@@ -2,9 +2,7 @@
 
 ONNX ThresholdedRelu (opset 10); default ``alpha = 1.0``.
 
-Integer: a compile-time table (:mod:`nnforge.ir.tables`), ``y = table[x - lo(x)]`` with
-``table[i] = quantize_float(f(dequantize(i)))``; the output type comes from calibration
-like any activation.
+Integer: a table op (:func:`.table.table_op`).
 """
 
 import numpy as np
