@@ -313,9 +313,10 @@ def source_name(model) -> str:
     return str(model) if isinstance(model, (str, os.PathLike)) else ""
 
 
-def compile_model(model, options: Options, progress: Progress) -> Compiled:
+def compile_model(model, options: Options, progress: Progress, instead: dict[Step, Step] | None = None) -> Compiled:
     """Import ``model`` (path or ModelProto), run the float passes and the steps of its
-    route (:func:`route`)."""
+    route (:func:`route`); ``instead`` maps a step to one run in its place (a script that
+    reuses a step's result across compilations)."""
     from .frontend import import_onnx
 
     cfg = options.config()
@@ -324,5 +325,5 @@ def compile_model(model, options: Options, progress: Progress) -> Compiled:
     progress(f"imported {len(g)} nodes in {time.monotonic() - t0:.2f}s")
     s = State(options, progress, g, run_float_pipeline(g), cfg)
     for step in route(s):
-        step(s)
+        (instead or {}).get(step, step)(s)
     return Compiled(s.float_graph, s.f, s.q, s.cfg, s.mixed, s.compression, s.calibration_precision)

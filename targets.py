@@ -213,7 +213,7 @@ class Verilog:
             from .codegen.verilog_float import write_float_verilog
 
             return write_float_verilog(model, folder)
-        if isinstance(model, CnnModel):  # CNN chains: sequential frame engines
+        if isinstance(model, CnnModel):  # the engine graph (codegen/verilog_cnn.py)
             return write_cnn(model, folder, parallelism=job.parallelism)
         return verilog_backend.write(model, folder, parallelism=job.parallelism)
 

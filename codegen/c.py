@@ -7,17 +7,42 @@ template, ``hls_templates/c/<kind>.j2``.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from pathlib import Path
+
+from jinja2 import meta
 
 from .lower import c_int_type
 from .program import LOWERINGS, Program
-from .render import render_to
+from .render import environment, render_to
 
 TARGET = "c"
 SUPPORTED_OPS = LOWERINGS.ops()
 FILES = ("nnforge_model.h", "nnforge_model.c")
-_REQUANT_KINDS = frozenset({"dense", "conv", "relu", "batchnorm", "add", "leakyrelu", "concat", "mul"})
-_DIV_KINDS = frozenset({"avgpool", "gap"})
+# the runtime helpers nnforge_model.c.j2 defines: the flag that emits each -> the function
+# a step's template calls
+HELPERS = {"need_requant": "nnf_requant", "need_div": "nnf_floor_div"}
+
+
+@lru_cache(maxsize=None)
+def helpers_called(kind: str) -> frozenset[str]:
+    """The flags of :data:`HELPERS` a step of ``kind`` needs: the helpers its template
+    (``hls_templates/c/<kind>.j2``, with the templates it imports or includes) calls. A
+    template calls each helper it names on every path through it (a test checks it), so
+    the model's file defines exactly the helpers its steps call: none unused, none missing."""
+    env = environment(TARGET)
+    flags: set[str] = set()
+    todo, seen = [kind + ".j2"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        source = env.loader.get_source(env, name)[0]
+        flags |= {flag for flag, fn in HELPERS.items() if re.search(rf"\b{fn}\s*\(", source)}
+        todo += [t for t in meta.find_referenced_templates(env.parse(source)) if t]
+    return frozenset(flags)
 
 
 def join(values) -> str:
@@ -26,7 +51,7 @@ def join(values) -> str:
 
 
 def model_context(prog: Program, softmax: bool) -> dict:
-    kinds = {s.kind for s in prog.steps}
+    needs = set().union(*(helpers_called(kind) for kind in {s.kind for s in prog.steps}))
     return {
         "model": prog.name, "n_in": prog.n_in, "n_out": prog.n_out,
         "in_t": str(prog.in_t), "out_t": str(prog.out_t),
@@ -39,7 +64,7 @@ def model_context(prog: Program, softmax: bool) -> dict:
         "in_ctype": c_int_type(prog.in_t.width, prog.in_t.signed),
         "out_ctype": c_int_type(prog.out_t.width, prog.out_t.signed),
         "softmax": softmax, "steps": prog.steps, "buffers": prog.buffers,
-        "need_requant": bool(kinds & _REQUANT_KINDS), "need_div": bool(kinds & _DIV_KINDS),
+        **{flag: flag in needs for flag in HELPERS},
     }
 
 

@@ -4,8 +4,9 @@ Every engine builder (:mod:`.verilog_window`, :mod:`.verilog_map`, :mod:`.verilo
 returns one frozen :class:`Engine`: what the graph, the folding (:mod:`.folding`) and the
 resource estimate (:mod:`.estimate`) read as typed fields and methods (sizes, ports,
 :meth:`~Engine.timing`, :meth:`~Engine.capacity`, :meth:`~Engine.memories`,
-:meth:`~Engine.operators`), and ``numbers``: the literals its template prints, which only
-:meth:`~Engine.context` (the dict a template gets as ``E``, at render time) reads. The
+:meth:`~Engine.operators`, :meth:`~Engine.control`), and ``numbers``: the literals its
+template prints, which only :meth:`~Engine.context` (the dict a template gets as ``E``, at
+render time) and those methods read. The
 planner (:mod:`.verilog_cnn`) places an engine in the graph with :meth:`~Engine.placed`
 (name, module, index, streams), a new value; nothing is changed in place.
 
@@ -13,12 +14,21 @@ Kinds: :class:`WindowEngine` (Conv, Dense, pools: a MAC, maximum or average over
 with line buffers or a frame memory), :class:`MapEngine` (elementwise), :class:`JoinEngine`
 (Add / Mul of two activations streaming, Concat frame-buffered), :class:`GatherEngine`
 (Transpose, Resize, reorders); the top adds :class:`Fork` and :class:`Fifo`, and streams
-are :class:`Stream`.
+are :class:`Stream`; :class:`DenseEngine` is a layer of the dense chain (:mod:`.verilog`).
+
+The resource estimate (:func:`.estimate.engine_estimate`) is priced from three methods,
+which a new engine kind (a subclass) overrides from the numbers its template prints:
+:meth:`~Engine.memories` (every memory, ROM words included: placement and live columns),
+:meth:`~Engine.operators` (its data path: multipliers, adders, comparisons, multiplexers
+and data registers) and :meth:`~Engine.control` (the counters, handshake, valid and state
+registers its template adds). The base class has no memory and no operator, and as
+control only the least a streaming engine has (an input and an output counter and a
+valid bit), so an engine that overrides none of them is estimated low.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .folding import Fold, Geometry
@@ -41,7 +51,8 @@ class Timing:
 
 @dataclass(frozen=True)
 class Memory:
-    """A memory of ``words`` x ``width`` bits (``copies`` of it); a ROM holds ``values``."""
+    """A memory of ``words`` x ``width`` bits (``copies`` of it); a ROM holds ``values``;
+    ``registered``: read into a register (else read as a wire, no read register)."""
 
     name: str
     words: int
@@ -49,6 +60,7 @@ class Memory:
     rom: bool
     copies: int = 1
     values: tuple[int, ...] = field(default=(), repr=False)
+    registered: bool = True
 
     @property
     def bits(self) -> int:
@@ -69,6 +81,39 @@ class Operators:
     comparators: tuple[int, ...] = ()
     muxes: tuple[int, ...] = ()
     registers: tuple[tuple[int, int, str], ...] = ()
+
+    def __add__(self, other: Operators) -> Operators:
+        return Operators(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+def _regs(*widths: int, copies: int = 1) -> Operators:
+    """Plain registers (a pipeline's copies, a word loaded as it is): flip-flops only."""
+    return Operators(registers=tuple((w, copies, "") for w in widths if w > 0))
+
+
+def _flags(n: int, reset: int = 0) -> Operators:
+    """``n`` one-bit registers (valid, first / last tags), ``reset`` of them with a reset or
+    a second next value (a multiplexer each)."""
+    return Operators(muxes=(1,) * reset, registers=((1, n, ""),) if n else ())
+
+
+def _counters(*widths: int) -> Operators:
+    """Counters that step and wrap (or load): per counter of ``w`` bits a register, its
+    adder, the compare with its last value, the wrap multiplexer and the next-state one
+    (reset or hold against the step)."""
+    return Operators(adders=widths, comparators=widths, muxes=widths * 2,
+                     registers=tuple((w, 1, "") for w in widths))
+
+
+def _ops(adders=(), comparators=(), muxes=()) -> Operators:
+    """Combinational operators (address arithmetic, tests, selects) with no register."""
+    return Operators(adders=tuple(adders), comparators=tuple(comparators), muxes=tuple(muxes))
+
+
+def _out_register(w: int) -> Operators:
+    """The output register of the valid / ready handshake: ``w`` data bits, the valid bit
+    (set, cleared or held: two multiplexers) and the ready test."""
+    return _regs(w) + _flags(1, reset=2) + _ops(muxes=(1,))
 
 
 @dataclass(frozen=True)
@@ -137,7 +182,17 @@ class Engine:
         return ()
 
     def operators(self) -> Operators:
+        """The data path (products, sums, tests, data registers); see :class:`Operators`."""
         return Operators()
+
+    def control(self) -> Operators:
+        """The control logic its template adds around :meth:`operators`, as data: counters,
+        handshake and valid registers, state registers and their multiplexers, sized from
+        the numbers the template prints. This default is the least a streaming engine has
+        (an input and an output element counter and the output valid bit); an engine whose
+        template has more (address counters, a pipeline's valid bits, a state machine)
+        overrides it, else its estimate is low by that much."""
+        return _counters(_bits(self.n_in), _bits(self.n_out)) + _flags(1, reset=2)
 
     def get(self, key: str, default=None):
         """A template number (``numbers[key]``), else ``default``."""
@@ -153,9 +208,71 @@ class Engine:
                 "out_stream": self.out_stream, "tensor": self.tensor, "layout": tuple(self.layout)}
 
 
-def _rom(name: str, words: list[str], width: int) -> Memory:
+def _bits(n: int) -> int:
+    """Bits of a counter over ``n`` values."""
+    return max(1, (n - 1).bit_length())
+
+
+def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
+    """``line.v.j2``'s loader (row, slot, offset and lane counters, the free-slot test), tap
+    counters, row bookkeeping (need, oldest) and address stages (a1, rd)."""
+    q, rb, ab = n["q"], n["rb"], n["ab"]
+    offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
+    lane = [n["lb_m1"] + 1] if simd > 1 else []
+    loader = (_counters(lrw, rb, offb, *lane) + _flags(2, reset=2) + _ops(muxes=(lrw,))
+              + _ops(adders=(ab, q, q, q), comparators=(lrw, q, q), muxes=(q,)))  # la, lrow_rel, room, free_*
+    taps = (_counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
+    rows = (_regs(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
+            + _flags(2, reset=2) + _regs(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
+    a1 = _flags(3, reset=1) + _regs(q, q, q, rb) + _regs(q, q) + _ops(adders=(q,), muxes=(q, q))  # oldest1/2
+    rd = _flags(4, reset=1) + _regs(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
+    out = loader + taps + rows + a1 + rd
+    if kind == "mac":
+        wb, mb = n["wb_m1"] + 1, n["mb_m1"] + 1
+        out += Operators(adders=(wb,), muxes=(wb,)) + _regs(wb, wb, mb, wb, mb)  # wcnt, a1_*, rd_*
+    if kind == "avg":
+        out += _flags(1) + _ops(comparators=(q, q) if n.get("cnt_incl") else ())
+    return out
+
+
+def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
+    """``_window_back.v.j2`` / ``_window_mac.v.j2`` control: the read and buffer stages'
+    valid and tag bits, a MAC pipeline's (valid, first, last per stage), the output
+    handshake (a MAC engine's count of outputs left to send), an average's divider."""
+    out = _flags(8, reset=2)  # v, in, first, last: read and buffer stages
+    if kind == "mac":
+        stages = n["tk"] + 2
+        lc = n["lc_m1"] + 1
+        out += _flags(3 * stages, reset=stages) + _flags(1 + (n["cm"] != "none"), reset=2)  # v2, vf
+        out += Operators(adders=(lc,), comparators=(lc, lc, lc), muxes=(lc, lc), registers=((lc, 1, ""),))
+        return out + _ops(muxes=(1, 1))
+    out += _flags(1, reset=1)  # v2
+    if kind == "max":
+        return out + _flags(1, reset=2) + _ops(muxes=(1,))
+    nw, rw, db, yw = n["nw_m1"] + 1, n["rw_m1"] + 1, n["db_m1"] + 1, n["yw_m1"] + 1
+    out += _flags(2 + 2, reset=4) + _ops(muxes=(1, 1))  # counted tags; busy, ovalid
+    out += Operators(adders=(db, rw, yw, n["sw_m1"] + 1), comparators=(db, db, rw, yw, yw),
+                     muxes=(db, nw, nw, rw, rw, n["ow_m1"] + 1),
+                     registers=((db, 1, ""), (nw, 2, ""), (rw, 1, "")))  # dcnt, dnum, quo, rem
+    if not n["cnt_const"]:
+        cb = n["cb_m1"] + 1
+        out += Operators(adders=(cb,), muxes=(cb,), registers=((cb, 1, ""), (rw, 1, "")))  # cnt, dv
+        if n["cnt_zero"]:
+            out += _flags(1) + _ops(comparators=(cb,), muxes=(yw,))
+    return out
+
+
+def _requant(r: Mapping[str, Any]) -> Operators:
+    """One ``sat(round_shift(v, shift))`` (``_requant.v.j2``): the rounding adder (a right
+    shift), the two bound tests and the clamp's two selects."""
+    ow = r["ow_m1"] + 1
+    return _ops(adders=(r["cw"],) if r["shift"] > 0 else (), comparators=(r["cw"], r["cw"]), muxes=(ow, ow))
+
+
+def _rom(name: str, words: list[str], width: int, registered: bool = True) -> Memory:
     """A ROM of the printed ``words`` (Verilog literals ``W'hXX``)."""
-    return Memory(name, len(words), width, True, values=tuple(int(w.split("'h")[1], 16) for w in words))
+    return Memory(name, len(words), width, True, values=tuple(int(w.split("'h")[1], 16) for w in words),
+                  registered=registered)
 
 
 @dataclass(frozen=True)
@@ -176,10 +293,13 @@ class WindowEngine(Engine):
     def overlap(self) -> bool:  # type: ignore[override]
         return self.line
 
+    def control(self) -> Operators:
+        return _line_front(self.numbers, self.kind, self.fold.simd) + _window_back(self.numbers, self.kind)
+
     def memories(self) -> tuple[Memory, ...]:
         n = self.numbers
         xw = n["xw"]
-        mems = [Memory("buf", self.frame_memory_words // self.fold.simd, xw, False, self.fold.simd)]
+        mems = [Memory("xmem", self.frame_memory_words // self.fold.simd, xw, False, self.fold.simd)]
         if self.kind == "mac":
             mems.append(_rom("wrom", n["wrom"], n["wrw_m1"] + 1))
             mems.append(_rom("brom", n["brom"], n["brw_m1"] + 1))
@@ -191,22 +311,27 @@ class WindowEngine(Engine):
         n, f = self.numbers, self.fold
         xw, aw, ow = n["xw"], n["aw"], n["ow_m1"] + 1
         banks = ((xw, 2 * f.simd, ""),)  # the read and buffer registers of each bank
-        if self.kind != "mac":
+        if self.kind == "max":  # the running maximum, the clamp into the output register
             cw = n["cw_m1"] + 1
-            return Operators(adders=(aw,) if self.kind == "avg" else (), comparators=(aw, cw, cw), muxes=(ow,),
+            return Operators(comparators=(aw, cw, cw), muxes=(aw, aw, ow, ow),
                              registers=banks + ((aw, 1, ""), (ow, 1, "")))
+        if self.kind == "avg":  # the running sum of the counted taps (the divider: control)
+            return Operators(adders=(aw, aw), muxes=(aw, aw, aw), registers=banks + ((aw, 1, ""), (ow, 1, "")))
         ww, cw, tk = n["ww_m1"] + 1, n["cw_m1"] + 1, n["tk"]
         lanes = [(xw, ww)] * f.multipliers
-        groups = [aw for lv in n["tree"] for _ in lv["groups"]]
+        groups = [len(g["src"]) - 1 for lv in n["tree"] for g in lv["groups"]]  # adders per group
+        final = [aw for o in n["O"] for _ in o["final"]]  # each lane's accumulate
         rq = [(n["qa_m1"] + 1, n["mw_m1"] + 1)] * (f.pe * self.rq_multipliers) if self.rq_multipliers else []
-        regs = [*banks, (xw + ww + aw, f.multipliers, ""), (aw, len(groups), ""), (aw + ow, f.pe, ""),
+        # per lane: the operands and the product term (a sign-extended product keeps its own bits)
+        regs = [*banks, (xw + ww + min(aw, n["pw_m1"] + 1), f.multipliers, ""), (aw, len(groups), ""), (aw + ow, f.pe, ""),
                 (n["wrw_m1"] + 1, 1, "wrom"), (n["brw_m1"] + 1, 3 + tk, "brom")]
         if n["cm"] != "none":
             regs += [(n["qa_m1"] + 1, f.pe, ""), (n["mrw_m1"] + 1, 4 + tk, "mrom")]
         return Operators(multipliers=tuple(rq + ([] if self.lut_mul else lanes)),
                          lut_multipliers=tuple(lanes if self.lut_mul else []),
-                         adders=tuple(groups + [aw, cw] * f.pe),  # the tree, each lane's accumulate and rounding
-                         comparators=(cw, cw) * f.pe, muxes=(xw,) * f.multipliers + (ow,) * (3 * f.pe),
+                         adders=(aw,) * sum(groups) + tuple(final + [cw] * f.pe),  # tree, accumulate, rounding
+                         comparators=(cw, cw) * f.pe,
+                         muxes=(xw if self.lut_mul else n["pw_m1"] + 1,) * f.multipliers + (ow,) * (3 * f.pe),
                          registers=tuple(regs))
 
 
@@ -217,18 +342,27 @@ class MapEngine(Engine):
 
     def memories(self) -> tuple[Memory, ...]:
         n = self.numbers
-        if n.get("mode") == "table":
-            return (_rom("tab", n["tab"], n["ow_m1"] + 1),)
+        if n.get("mode") == "table":  # read into the output register
+            return (_rom("tab", n["tab"], n["ow_m1"] + 1, registered=False),)
         if not n["rom_on"]:
             return ()
-        return tuple(_rom(r["name"], r["words"], r["w"]) for r in n["roms"])
+        return tuple(_rom(f"{r['name']}_rom", r["words"], r["w"], registered=False) for r in n["roms"])  # read as wires
 
     def operators(self) -> Operators:
         n = self.numbers
-        if n.get("mode") == "table":
-            return Operators()
-        cw = n["RQ"]["cw"]
-        return Operators(multipliers=((n["xw_m1"] + 1, cw),) * self.multipliers, adders=(cw,), comparators=(cw, cw))
+        if n.get("mode") == "table":  # the table address x - lo; the output register holds a table word
+            return _ops(adders=(n["xw_m1"] + 1,)) + Operators(registers=((n["ow_m1"] + 1, 1, "tab"),))
+        return _regs(n["ow_m1"] + 1) + Operators(multipliers=((n["xw_m1"] + 1, n["RQ"]["cw"]),) * self.multipliers) + _requant(n["RQ"])
+
+    def control(self) -> Operators:
+        """``map.v.j2``: the input stage and its skid slot (valid bits, words, the select),
+        the output register, the ROM word and repeat counters."""
+        n = self.numbers
+        xw = n["xw_m1"] + 1
+        out = _flags(2, reset=3) + _regs(xw, xw) + _ops(muxes=(xw,)) + _out_register(0)  # res: operators()
+        if n.get("rom_on"):
+            out += _counters(n["db_m1"] + 1, *([n["rb_m1"] + 1] if n.get("r_on") else []))
+        return out
 
 
 @dataclass(frozen=True)
@@ -256,14 +390,36 @@ class JoinEngine(Engine):
     def memories(self) -> tuple[Memory, ...]:
         if self.streaming:
             return ()
-        return tuple(Memory(f"mem{k}", p["n"], p["w"], False) for k, p in enumerate(self.numbers["P"]))
+        return tuple(Memory(f"{p['name']}_mem", p["n"], p["w"], False) for p in self.numbers["P"])
 
     def operators(self) -> Operators:
         n = self.numbers
         rs = [n["R"]] if "R" in n else list(n.get("RS", []))
         cw = [r["cw"] for r in rs]
-        return Operators(multipliers=((cw[0], cw[0]),) * self.multipliers if cw else (),
-                         adders=tuple(cw), comparators=tuple(c for c in cw for _ in (0, 1)))
+        out = Operators(multipliers=((cw[0], cw[0]),) * self.multipliers if cw else (),
+                        adders=(cw[0],) * (len(self.ports) - 1) if n.get("mode") in ("add", "add_mult") and cw else ())
+        for r in rs:
+            out += _requant(r)
+        return out
+
+    def control(self) -> Operators:
+        """``join.v.j2``: a streaming join's two-element buffer per port (head, tail, count),
+        a frame join's per-port frame count and full bit, its output count (Concat: block,
+        position and per-port read counters); the operand stage and the output register."""
+        n = self.numbers
+        ws = [p["w_m1"] + 1 for p in n["P"]]
+        out = _flags(1, reset=1) + _regs(*ws) + _out_register(n["ow_m1"] + 1)
+        if self.streaming:
+            for w in ws:
+                out += _regs(w, w) + _ops(muxes=(w,)) + Operators(adders=(2, 2), comparators=(2,), muxes=(2, 2),
+                                                                  registers=((2, 1, ""),))
+            return out
+        ibs = [p["ib_m1"] + 1 for p in n["P"]]
+        out += _counters(*ibs, n["ob_m1"] + 1) + _flags(len(ibs), reset=2 * len(ibs))
+        if n.get("mode") == "concat":
+            kb = n["kb_m1"] + 1
+            out += _counters(kb, n["bw_m1"] + 1, *ibs) + _regs(kb) + _flags(1) + _ops(comparators=(kb,) * len(ibs))
+        return out
 
 
 @dataclass(frozen=True)
@@ -271,11 +427,21 @@ class GatherEngine(Engine):
     """Transpose, nearest Resize or a reorder: a frame memory read in another order."""
 
     def memories(self) -> tuple[Memory, ...]:
-        return (Memory("mem", self.n_in, self.numbers["xw_m1"] + 1, False),)
+        return (Memory("xmem", self.n_in, self.numbers["xw_m1"] + 1, False),)
 
     def operators(self) -> Operators:
         aw = self.numbers["aw_m1"] + 1
         return Operators(adders=(aw,) * len(self.numbers["D"]))
+
+    def control(self) -> Operators:
+        """``gather.v.j2``: the load count and flag, per axis an index and a repeat counter
+        (with the wrap tests), the read stage and the output register."""
+        n = self.numbers
+        xw = n["xw_m1"] + 1
+        out = _counters(n["ib_m1"] + 1) + _flags(1, reset=2) + _flags(1, reset=1) + _regs(xw) + _out_register(xw)
+        for d in n["D"]:
+            out += _counters(d["db_m1"] + 1, d["rb_m1"] + 1) + _ops(comparators=(d["rb_m1"] + 1,))
+        return out
 
 
 @dataclass(frozen=True)
@@ -300,3 +466,58 @@ class Fifo:
 
     def memories(self) -> tuple[Memory, ...]:
         return (Memory("mem", self.depth - 1, self.width, False),)
+
+
+@dataclass(frozen=True)
+class DenseEngine(Engine):
+    """A layer of the dense chain (:mod:`.verilog`, ``dense.v.j2``): ``PE`` neurons at once,
+    ``SIMD`` inputs per cycle, a ping-pong input memory, weight and bias ROMs (constants when
+    every product is at once: ``unrolled``), a pipeline that stalls as a whole, the
+    requantization and a ``PE``-word output register; ``numbers`` are its template's."""
+
+    def memories(self) -> tuple[Memory, ...]:
+        n = self.numbers
+        mems = [Memory("xmem", n["xdepth"], n["xword"], False)]
+        if not n["unrolled"]:
+            mems.append(_rom("wrom", n["wrom"], n["wrom_width"]))
+        mems.append(_rom("brom", n["brom"], n["brom_width"]))
+        if n["cm"] != "none" and n["groups"] > 1:
+            mems.append(_rom("mrom", n["mrom"], n["mrom_width"]))
+        return tuple(mems)
+
+    def operators(self) -> Operators:
+        n = self.numbers
+        pe, simd, aw, ow = n["pe"], n["simd"], n["aw"], n["ow"]
+        lanes = n["nnz"] if n["unrolled"] else pe * simd  # a zero constant weight has no product
+        pair = (n["xw"], n["ww"])
+        ext = (n["xw"] + (not n["x_signed"]), n["ww"] + (not n["w_signed"]))  # a LUT product's signed operands
+        out = Operators(multipliers=() if n["lut_mul"] else (pair,) * n["products"],
+                        lut_multipliers=(ext,) * n["products"] if n["lut_mul"] else ())
+        out += _regs(n["xw"], aw, copies=lanes)  # each product's input operand register, the products
+        for lv in n["levels"]:  # one registered level of the adder tree per stage
+            out += _regs(aw, copies=lv["n"] * pe) + _ops(adders=(aw,) * (lv["pairs"] * pe))
+        out += _regs(aw, copies=pe) + _ops(adders=(aw,) * pe, muxes=(aw,) * pe)  # accumulators, bias
+        if n["cm"] != "none":
+            out += _regs(n["qa"], copies=pe) + _ops(muxes=(n["qa"],) * pe if n["cm"] == "pow2" else ())
+        out += _regs(n["qw"], copies=pe) + _ops(adders=(n["rw"],) * pe if n["shift"] > 0 else ())
+        out += _ops(comparators=(n["cw"],) * (2 * pe), muxes=(ow,) * (2 * pe))  # the clamp
+        out += _regs(n["xword"], n["xword"]) + _regs(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
+        if not n["unrolled"]:
+            out += Operators(registers=((n["wrom_width"], 2, "wrom"),))  # copies of the ROM word
+        return out
+
+    def control(self) -> Operators:
+        """``dense.v.j2``: the loader (full bits, write select, word and lane counters, the
+        shift register packing a word), the step / group / weight address counters, the
+        pipeline's valid, first and last bits and group numbers, the output count."""
+        n = self.numbers
+        sb, rb = n["sb"], n["rb"]
+        out = _flags(2, reset=4) + _flags(2, reset=2) + _counters(sb, sb, n["gb"]) + _ops(comparators=(sb,))
+        if n["simd"] > 1:
+            out += _counters(n["jb"]) + _regs(n["xsh"])
+        if not n["unrolled"]:
+            out += _counters(n["ab"])
+        out += _flags(3 * n["t_sum"], reset=n["t_sum"]) + _regs(n["gpk"])
+        out += _flags(2 + (n["cm"] != "none"), reset=2 + (n["cm"] != "none"))
+        out += Operators(adders=(rb,), comparators=(rb, rb, rb), muxes=(rb, rb), registers=((rb, 1, ""),))
+        return out + _ops(muxes=(2, 2, 2, 2))  # the full bits' set and clear

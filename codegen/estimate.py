@@ -1,12 +1,21 @@
 """Analytic resource estimate of the generated Verilog on a Lattice ECP5 (what Yosys
 ``synth_ecp5`` maps it to), before any synthesis.
 
-The estimate is structural: it walks each engine's rendered module (the text the writer
-built from its numbers, so it follows any change of a template) and counts its
-registers and memories; the writer's own ``multipliers`` give the DSPs. It runs once per
-written design. The folding search compares candidate designs without rendering them,
-with :func:`engine_estimate` (an engine's operators and memories as data, the same
-memory placement rule). Per module:
+The reported estimate (``verilog_info.json`` ``estimate``, ``README.txt``) and the folding
+search's are one: :func:`engine_estimate` of each engine's data (:mod:`.engines`: its
+:meth:`~.engines.Engine.memories`, the :meth:`~.engines.Engine.operators` of its data path
+and the :meth:`~.engines.Engine.control` its template adds: counters, handshake, valid
+and state registers, multiplexers, all sized from the numbers the template prints), plus
+the forks, skip FIFOs and top (:func:`design_estimate`); nothing is rendered for it. An
+engine prices each memory with :func:`map_memory`, each register by its bits (a register
+loaded from a ROM in logic: the ROM's live columns) and its operators at ``LUT_PER_OP``
+LUT4s per bit of an adder or multiplexer and per two bits of a comparison
+(:func:`operator_luts`).
+
+:func:`module_estimate` counts the same things in a rendered module's text: the writers
+use its memory rule to place every memory (:func:`place_memories`), and the tests use it
+as an oracle for the data (they agree within the tolerances of ``tests/test_estimate.py``)
+and compare both with Yosys. It scans, per module:
 
 * **registers**: every ``reg`` assigned in an ``always @(posedge clk)`` block, its width
   times the trip count of the ``generate`` loops around it. A register loaded from a ROM
@@ -46,7 +55,7 @@ memory placement rule). Per module:
   kept ones are carry chains nothing simplifies, one LUT per result bit.
 
 Forks and skip FIFOs (parameterised modules) are counted from ``verilog_info.json``'s
-``forks`` / ``fifos``. Measured against Yosys 0.70 ``synth_ecp5`` on the bundled examples
+``forks`` / ``fifos`` (:func:`fork_estimate`, :func:`fifo_estimate`). Measured against Yosys 0.70 ``synth_ecp5`` on the bundled examples
 (see README): multipliers and block RAMs exact, flip-flops and LUTs within the tolerances
 of ``tests/test_estimate.py``.
 """
@@ -92,8 +101,9 @@ def _scan(text: str) -> dict:
     for line in _COMMENT.sub("", text).splitlines():
         s = line.strip()
         loop = _FOR.search(s)
-        if s.startswith("always"):
-            in_always = ("comb" if "*" in s.split("begin")[0] else "clk", depth)
+        bare = re.sub(r"^\(\*[^*]*\*\)\s*", "", s)  # an attribute such as (* keep *) before it
+        if bare.startswith("always"):
+            in_always = ("comb" if "*" in bare.split("begin")[0] else "clk", depth)
         d = _DECL.match(line)
         if d:
             w = abs(int(d.group(2)) - int(d.group(3))) + 1 if d.group(2) else 1
@@ -338,16 +348,20 @@ _KEYS = ("multipliers", "dsp", "bram", "bram_bits", "lutram", "ffs", "luts")
 
 def memory_estimate(mems, out: dict) -> tuple[float, dict[str, int | None]]:
     """Place the memories ``mems`` (:class:`~.engines.Memory`) as the writers do
-    (:func:`map_memory`; a ROM by its live bit columns) into ``out``; returns their LUTs
-    and, per ROM, the flip-flop bits of a register loaded from it (its live columns in
-    logic; the full width out of a block RAM, whose own read register is in the RAM: None)."""
+    (:func:`map_memory`; a ROM by its live bit columns) into ``out`` (and its
+    ``memories``, when it has that key); returns their LUTs and, per ROM, the flip-flop bits
+    of a register loaded from it (its live columns in logic; the full width out of a block
+    RAM, whose own read register is in the RAM: None)."""
     luts, fed = 0.0, {}
     for m in mems:
         live = _live_columns(dict(enumerate(m.values)), m.width, m.words) if m.rom else m.width
         kind, n = map_memory(m.width, m.words, m.rom, live * m.words if m.rom else None)
+        if "memories" in out:
+            out["memories"][m.name] = {"width": m.width, "depth": m.words, "copies": m.copies, "rom": m.rom,
+                                       "placement": kind}
         if kind == "logic" and m.rom:
             luts += ROM_LUT_PER_BIT * live * m.words * m.copies
-            out["ffs"] += live * m.copies  # its read register
+            out["ffs"] += live * m.copies if m.registered else 0  # its read register
             fed[m.name] = live
         else:
             luts += _place_memory(out, kind, n, m.width, m.words, m.copies)
@@ -355,43 +369,60 @@ def memory_estimate(mems, out: dict) -> tuple[float, dict[str, int | None]]:
     return luts, fed
 
 
+def operator_luts(ops) -> float:
+    """LUT4 equivalents of :class:`~.engines.Operators`: ``LUT_PER_OP`` per bit of each
+    adder and multiplexer and per two bits of each comparison, plus a LUT per bit of each
+    partial sum of a LUT multiplier (kept carry chains)."""
+    luts = LUT_PER_OP * (sum(ops.adders) + sum(ops.comparators) / 2.0 + sum(ops.muxes))
+    return luts + sum((min(a, b) - 1) * (a + b) for a, b in ops.lut_multipliers)
+
+
 def engine_estimate(e) -> dict:
-    """The estimate of one engine from its data alone, without its Verilog: DSPs its
+    """The estimate of one engine (:class:`~.engines.Engine`) from its data alone: DSPs its
     multiplier blocks, block / LUT RAM and ROM logic from :meth:`~.engines.Engine.memories`
-    (placed by :func:`map_memory`), flip-flops its :meth:`~.engines.Engine.registers`, LUT4s
-    ``LUT_PER_OP`` per bit of each adder and per two bits of each comparison of
-    :meth:`~.engines.Engine.operators`, plus a LUT per bit of each partial sum of a LUT
-    multiplier (kept carry chains). The folding search compares designs with it; the
-    control logic the templates add (counters, handshakes) is not in it, so the search
-    anchors it on one rendered design (:func:`module_estimate`)."""
+    (placed by :func:`map_memory`), flip-flops the registers and LUT4s the operators
+    (:func:`operator_luts`) of its data path (:meth:`~.engines.Engine.operators`) and of its
+    control logic (:meth:`~.engines.Engine.control`: counters, handshakes, valid and state
+    registers). The reported estimate and the folding search's."""
     out = {"multipliers": e.multipliers, "dsp": e.multipliers, "bram_bits": 0, "bram": 0, "lutram": 0,
-           "ffs": 0, "luts": 0}
+           "ffs": 0, "luts": 0, "memories": {}}
     luts, fed = memory_estimate(e.memories(), out)
-    ops = e.operators()
-    luts += LUT_PER_OP * (sum(ops.adders) + sum(ops.comparators) / 2.0 + sum(ops.muxes))
-    luts += sum((min(a, b) - 1) * (a + b) for a, b in ops.lut_multipliers)
+    ops = e.operators() + e.control()
+    luts += operator_luts(ops)
     for width, copies, rom in ops.registers:
         out["ffs"] += (fed[rom] if rom and fed.get(rom) is not None else width) * copies
     out["luts"] = int(round(luts))
     return out
 
 
-def annotate(info: dict, files: dict[str, str]) -> dict:
-    """Add ``estimate`` to every layer of ``info`` (a writer's ``verilog_info.json``) and
-    ``totals.estimate``, from the rendered sources ``files``; returns ``info``."""
+def top_estimate(n_out: int) -> dict:
+    """The top (``graph_top.v.j2`` / ``top.v.j2``): wires, and with more than one output
+    element the count of output beats that gives ``out_last`` (a counter and two compares)."""
+    ob = max(1, (n_out - 1).bit_length()) if n_out > 1 else 0
+    return {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0, "ffs": ob,
+            "luts": int(round(LUT_PER_OP * (3 * ob + ob)))}
+
+
+def design_estimate(engines, forks=(), fifos=(), n_out: int = 1) -> tuple[list[dict], dict]:
+    """Each engine's estimate and the design's total: the engines, the forks (``readers``
+    each) and skip FIFOs (``depth``, ``width``) of ``verilog_info.json`` and the top."""
+    layers = [engine_estimate(e) for e in engines]
+    extra = [fork_estimate(f["readers"], 0) for f in forks]
+    extra += [fifo_estimate(f["depth"], f["width"]) for f in fifos]
     total = {k: 0 for k in _KEYS}
-    for ly in info["layers"]:
-        est = module_estimate(files.get(ly["file"], ""), ly.get("multipliers", 0))
-        ly["estimate"] = est
-        for k in _KEYS:
-            total[k] += est[k]
-    extra = [fork_estimate(f["readers"], 0) for f in info.get("forks", [])]
-    extra += [fifo_estimate(f["depth"], f["width"]) for f in info.get("fifos", [])]
-    top = files.get(f"{info['top']}.v", "")
-    extra.append(module_estimate(top) if top else {})
-    for est in extra:
+    for est in layers + extra + [top_estimate(n_out)]:
         for k in _KEYS:
             total[k] += est.get(k, 0)
+    return layers, total
+
+
+def annotate(info: dict, engines) -> dict:
+    """Add ``estimate`` to every layer of ``info`` (a writer's ``verilog_info.json``; its
+    layers are ``engines``, in order) and ``totals.estimate``, from the engines' data
+    (:func:`design_estimate`); returns ``info``."""
+    layers, total = design_estimate(engines, info.get("forks", []), info.get("fifos", []), info["n_out"])
+    for ly, est in zip(info["layers"], layers):
+        ly["estimate"] = est
     total["target"] = "ECP5 (Yosys synth_ecp5): dsp = MULT18X18D, bram = DP16KD, lutram = TRELLIS_DPR16X4, " \
                       "ffs = TRELLIS_FF, luts = LUT4 + 2 CCU2C + 4 DPR16X4"
     info.setdefault("totals", {})["estimate"] = total

@@ -11,7 +11,9 @@ Forms (named in each generated function's comment):
   and 1-D (H = 1, no line buffer) all use it: the window covers the dilated span and the
   taps are read at multiples of the dilation, so there is no direct-loop fallback.
 - Dense: as the Dense-chain engine (pipelined inner loop, partial unroll).
-- Elementwise, BatchNormalization, Resize, global pools: one pipelined loop per value.
+- Elementwise, BatchNormalization, nearest Resize, global pools: one pipelined loop per value.
+- Resize by tap tables (linear, cubic, general nearest): a pipelined loop over the output
+  values, the taps of every resized axis unrolled in it.
 - Mul and Transpose: a loop nest over the output (size-1 axes dropped, neighbouring axes
   merged), every operand read at its own (broadcast or permuted) strides, PIPELINE II=1 on
   the innermost loop. Concat: one pipelined copy loop per input.
@@ -119,6 +121,8 @@ def step_extras(prog: Program) -> list[dict]:
         elif s.kind in ("mul", "transpose"):
             e["form"] = (f"{len(p['dims'])} nested loop(s) over the output, PIPELINE II=1 on the innermost, "
                          f"one value per cycle")
+        elif s.kind == "interp":
+            e["form"] = "pipelined loop over the output values, the tap loops unrolled in it"
         elif s.kind == "dup":
             e["form"] = f"one pipelined loop writing {len(p['outs'])} copies, one value per cycle"
         elif s.kind == "concat":

@@ -2,7 +2,8 @@
 out. Python computes every number here; templates only lay text out.
 
 Backends are data: each declares the IR ops it supports; :func:`lower` refuses a graph
-with any other op before a file is written.
+with any other op before a file is written (the Dense chain's are the keys of
+:data:`DENSE_CHAIN`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import numpy as np
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
+from .errors import BackendError
 from .naming import sanitize
+from .registry import Lowerings
 
-
-class BackendError(Exception):
-    """The design cannot be generated for a target; nothing has been written."""
-
-
-# IR ops a lowered model may contain, and what each becomes.
-LOWERABLE_OPS = frozenset({"Dense", "Reshape"})
+# The Dense chain's lowering table: the IR ops a chain may hold (its keys) and what each
+# becomes (a :class:`DenseLayer`, or None: a Reshape is a free view of the flat vector).
+DENSE_CHAIN = Lowerings("dense chain")
 
 
 @dataclass(frozen=True)
@@ -92,9 +91,34 @@ def check_ops(q: Graph, target: str, supported) -> None:
                                f"supported ops: {', '.join(sorted(supported))}")
 
 
+@DENSE_CHAIN.lowers("Reshape")
+def _flat_view(node, q: Graph, used: set[str]) -> None:
+    return None
+
+
+@DENSE_CHAIN.lowers("Dense")
+def _dense_layer(node, q: Graph, used: set[str]) -> DenseLayer:
+    x, w, b = node.inputs
+    out_t = q.qtype(node.outputs[0])
+    mult, shift = requant_params(node, q)
+    relu = bool(node.attr("relu"))
+    return DenseLayer(
+        name=sanitize(node.name, used, prefix="layer"),
+        n_in=q.shape(w)[1], n_out=q.shape(w)[0],
+        in_t=q.qtype(x), w_t=q.qtype(w), out_t=out_t,
+        weights=np.asarray(q.consts[w], dtype=np.int64),
+        bias=np.asarray(q.consts[b], dtype=np.int64),
+        acc_width=int(node.attr("acc_width")), tensor=node.outputs[0],
+        shift=int(shift),
+        lo=max(out_t.lo, 0) if relu else out_t.lo, hi=out_t.hi, relu=relu,
+        mult=None if np.all(mult == 1) else np.asarray(mult, dtype=np.int64),
+    )
+
+
 def lower(q: Graph, target: str = "any") -> HwModel:
-    """The Dense chain the HLS and Verilog engines implement."""
-    check_ops(q, target, LOWERABLE_OPS)
+    """The Dense chain the HLS and Verilog engines implement (each node lowered by its
+    entry in :data:`DENSE_CHAIN`)."""
+    check_ops(q, target, DENSE_CHAIN.ops())
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     used: set[str] = set()
@@ -104,23 +128,9 @@ def lower(q: Graph, target: str = "any") -> HwModel:
         if node.inputs[0] != cur:
             raise BackendError(f"node {sanitize(node.name)!r} is not on a single chain; branches are not supported yet")
         cur = node.outputs[0]
-        if node.op == "Reshape":
-            continue
-        x, w, b = node.inputs
-        out_t = q.qtype(cur)
-        mult, shift = requant_params(node, q)
-        relu = bool(node.attr("relu"))
-        layers.append(DenseLayer(
-            name=sanitize(node.name, used, prefix="layer"),
-            n_in=q.shape(w)[1], n_out=q.shape(w)[0],
-            in_t=q.qtype(x), w_t=q.qtype(w), out_t=out_t,
-            weights=np.asarray(q.consts[w], dtype=np.int64),
-            bias=np.asarray(q.consts[b], dtype=np.int64),
-            acc_width=int(node.attr("acc_width")), tensor=cur,
-            shift=int(shift),
-            lo=max(out_t.lo, 0) if relu else out_t.lo, hi=out_t.hi, relu=relu,
-            mult=None if np.all(mult == 1) else np.asarray(mult, dtype=np.int64),
-        ))
+        layer = DENSE_CHAIN[node.op](node, q, used)
+        if layer is not None:
+            layers.append(layer)
     if cur != q.outputs[0]:
         raise BackendError("the graph output is not at the end of the layer chain")
     if not layers:

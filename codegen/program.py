@@ -40,6 +40,7 @@ from ..ir.ops.prelu import channel_slopes
 from ..ir.ops.reduce import axes_of, count, sum_params
 from .lower import BackendError, ModelIO, c_int_type, interface
 from .naming import sanitize
+from .resize_tables import interp_params
 from .registry import Lowerings
 
 
@@ -453,6 +454,13 @@ LOWERINGS.lowers_all(ops_with(table=True), lower_table)
 @LOWERINGS.lowers("Resize")
 def lower_resize(q: Graph, node, name: str):
     io = node_io(q, node)
+    if node.attr("taps"):
+        try:
+            p, macs = interp_params(node.attr("taps"), node.attr("mode", "nearest"), io.x_t, io.out_t,
+                                    io.in_shape, io.out_shape)
+        except ValueError as e:
+            raise _refuse(node, f"(Resize) {e}") from None
+        return "interp", p, macs, [io.x]
     in_shape = io.in_shape
     scales = tuple(int(v) for v in node.attr("scales"))
     if len(in_shape) not in (2, 3) or scales[0] != 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from .lower import BackendError
+from .errors import BackendError
 from .naming import sanitize
 
 

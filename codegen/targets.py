@@ -3,9 +3,10 @@ lowering it renders from.
 
 ``c`` and ``hls`` render a :class:`.program.Program` (any DAG of the ops in their tables,
 :data:`.program.LOWERINGS` and :data:`.hls_program.LOWERINGS`; HLS with one buffer per
-step for its DATAFLOW region); ``verilog`` (table :data:`.verilog_cnn.LOWERINGS`) renders the Dense-chain :class:`.lower.HwModel`
-(the PE/SIMD dense engines) when every op is Dense/Reshape, and otherwise a simple CNN
-chain (:class:`.verilog_cnn.CnnModel`, frame engines). :func:`lower_for` refuses a graph
+step for its DATAFLOW region); ``verilog`` (table :data:`.verilog_cnn.LOWERINGS`) renders
+the Dense-chain :class:`.lower.HwModel` (the PE/SIMD dense engines) when every op is in
+that chain's table, :data:`.lower.DENSE_CHAIN`, and otherwise the engine graph
+(:class:`.verilog_cnn.CnnModel`, line-buffer window engines). :func:`lower_for` refuses a graph
 the target cannot implement, naming the node, before any file is written.
 """
 
@@ -15,13 +16,13 @@ from typing import Callable
 
 from ..ir import Graph
 from .hls_program import LOWERINGS as HLS_LOWERINGS, lower_hls
-from .lower import LOWERABLE_OPS, HwModel, lower
+from .lower import DENSE_CHAIN, HwModel, lower
 from .program import LOWERINGS as C_LOWERINGS, Program, lower_program
 from .verilog_cnn import LOWERINGS as VERILOG_LOWERINGS, CnnModel, lower_cnn
 
 
 def _lower_verilog(q: Graph) -> HwModel | CnnModel:
-    if all(n.op in LOWERABLE_OPS for n in q.topo()):
+    if all(n.op in DENSE_CHAIN for n in q.topo()):
         return lower(q, "verilog")
     return lower_cnn(q)
 

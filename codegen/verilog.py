@@ -40,10 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .engines import DenseEngine, Timing
 from .folding import Option, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
-from .estimate import annotate as annotate_estimate, place_memories
+from .estimate import annotate as annotate_estimate, design_estimate, place_memories
 from .rtl import (AXIS_TOP, TOP, axis_wrapper, bits, channel_mult, check_accumulator, fits, hexlit, lut_product,
                   product, repl, shex, type_info, ulit, write_files)
 
@@ -125,9 +126,9 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
                           for m in ((0 if lut else n) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
     floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
 
-    def estimate(picks: dict) -> dict:
-        par = [picks[ly.name].fold for ly in hw.layers]
-        return _design_files(hw, par, "budget", {"mode": "budget"})[1]["totals"]["estimate"]
+    def estimate(picks: dict) -> dict:  # the design's estimate from its layers' data, nothing rendered
+        ctxs = [_layer_ctx(i, ly, *picks[ly.name].fold) for i, ly in enumerate(hw.layers)]
+        return design_estimate([_engine(c) for c in ctxs], n_out=hw.n_out)[1]
 
     picks, decision = meet_goal(units, goal, floor, estimate=estimate)
     return [picks[ly.name].fold for ly in hw.layers], decision
@@ -359,6 +360,16 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
     return ctx
 
 
+def _engine(c: dict) -> DenseEngine:
+    """A layer as an engine of :mod:`.engines` (its numbers the template's): what the
+    resource estimate reads."""
+    t = c["timing"]
+    return DenseEngine(template="dense.v.j2", ports=("in",), n_in=c["n_in"], n_out=c["n_out"],
+                       own=Timing(t["compute_cycles"], t["ii"], t["in_to_out"]), numbers=c,
+                       multipliers=_dsp_multipliers(c), lut_multipliers=c["products"] if c["lut_mul"] else 0,
+                       name=c["name"], module=c["module"], index=c["index"])
+
+
 def _products(ly: DenseLayer, pe: int, simd: int) -> int:
     """The multipliers a layer's products need at folding (PE, SIMD): PE x SIMD, but with
     every product at once (unrolled: constant weights) one per weight that is neither 0
@@ -407,6 +418,7 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
     """Every source of the design at folding ``par``, ``README.txt`` and the info (with the
     resource estimate); nothing written."""
     ctxs = [_layer_ctx(i, ly, pe, simd) for i, (ly, (pe, simd)) in enumerate(zip(hw.layers, par))]
+    engines = [_engine(c) for c in ctxs]
     # render everything before writing anything
     files: dict[str, str] = {}
     for c in ctxs:
@@ -470,6 +482,6 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, hw.in_t, hw.out_t)
-    annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
+    annotate_estimate(info, engines)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
     return files, info

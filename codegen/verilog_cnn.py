@@ -2,14 +2,13 @@
 
 Streams carry one element per beat. Layouts (the layout pass, :class:`_Planner`): a
 stream of a tensor of per-sample shape ``s`` in layout ``perm`` carries
-``x.transpose(perm).reshape(-1)`` per sample. By default (``layout="hwc"``) the top
-input and every (C, ...) tensor a window engine reads or writes are channels-last, so
-convolutions and pools run on line buffers; elementwise engines keep their input's
-layout; a consumer that needs another layout gets a reorder engine in front; the top
-output is always in the IR's flat order. Reshape (and the Flatten / Squeeze / Unsqueeze
-the importer turns into it) is free when the stream's order is the IR's order (e.g. a
-(C, 1, 1) global-pool output), else a reorder comes first. ``layout="chw"`` keeps every
-stream in the IR's order with whole-frame window engines instead.
+``x.transpose(perm).reshape(-1)`` per sample. The top input and every (C, ...) tensor a
+window engine or a join reads or writes are channels-last, so convolutions and pools run
+on line buffers; elementwise engines keep their input's layout; a consumer that needs
+another layout gets a reorder engine in front; the top output is always in the IR's flat
+order. Reshape (and the Flatten / Squeeze / Unsqueeze the importer turns into it) is free
+when the stream's order is the IR's order (e.g. a (C, 1, 1) global-pool output), else a
+reorder comes first.
 
 Engines (one module per node; built by the function registered for its op in
 :data:`LOWERINGS`, the Verilog target's lowering table, whose keys are every op it
@@ -17,12 +16,16 @@ supports; the builder checks the node against what the engine implements and ref
 naming the node, before any file is written):
 
 * window engines (:mod:`.verilog_window`): Conv, Dense, pools; line buffers
-  (``line.v.j2``) or a frame memory (``window.v.j2``), SIMD input channels per cycle;
-* join engines (:mod:`.verilog_join`): residual Add of two activations and Mul of two
-  activations stream (one element of each input per output, no frame memory); Concat
-  buffers each input whole;
-* gather engines (:mod:`.verilog_join`): Transpose, Resize (nearest) and reorders, a frame
-  memory read in another order;
+  (``line.v.j2``), PE output and SIMD input channels per cycle;
+* join engines (:mod:`.verilog_join`): residual Add, Mul, Max and Min of two activations
+  stream (one element of each input per output, no frame memory); Concat buffers each
+  input whole;
+* gather engines (:mod:`.verilog_join`): Transpose, Resize (nearest, integer factors) and
+  reorders, a frame memory read in another order;
+* interpolation engines (:mod:`.verilog_interp`): Resize with tap tables (linear, cubic,
+  nearest of any scale), a frame memory and one tap product per cycle;
+* reduce engines (:mod:`.verilog_reduce`): ReduceSum / Mean / Max / Min over any axes and
+  ArgMax at the output, a frame memory walked per output value;
 * map engines (:mod:`.verilog_map`): elementwise ops (every table op among them, and Add /
   Mul with a constant operand), no frame memory.
 
@@ -42,7 +45,7 @@ eager fork (``nnf_fork.v``) that holds each beat until every reader took it. A
 frame-buffered join (Concat) accepts each port independently into its own memory, and
 every engine completes a frame's outputs from that frame's input alone, so its skip
 cannot deadlock the fork (it serializes the block, see :func:`_fork_join_period`). A
-streaming join (Add, Mul) takes one element of each port at a time, so the fork passes
+streaming join (Add, Mul, Max, Min) takes one element of each port at a time, so the fork passes
 an element only when both paths accept it: the skip path gets a FIFO (``nnf_fifo.v``)
 in front of the join, sized by :func:`_skip_fifos`:
 
@@ -50,7 +53,7 @@ in front of the join, sized by :func:`_skip_fifos`:
             sum over the path's engines of capacity(engine) * n(s) / n(engine input)
     depth = min(ceil(C * n(t) / n(s)) + FIFO_MARGIN, n(t))   (t: the skip port's stream)
 
-``capacity``: a line engine's row-buffer words, a frame engine's (or a Concat port's)
+``capacity``: a line engine's row-buffer words, a gather engine's (or a Concat port's)
 frame, none for a map engine, plus pipeline and output registers (converted by
 n_in / n_out); a streaming join's input buffer and registers plus the FIFO on that port.
 Every element the long path can absorb before it emits the join's matching element
@@ -73,12 +76,14 @@ from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
 from .engines import Engine, Stream, Timing
-from .estimate import annotate as annotate_estimate, engine_estimate, fifo_estimate, place_memories
-from .folding import BUDGETS, choose
+from .estimate import annotate as annotate_estimate, design_estimate, place_memories
+from .folding import choose
 from .registry import Lowerings
 from .rtl import AXIS_TOP, TOP, axis_wrapper, bits, type_info, ulit, write_files
+from .verilog_interp import resize_engine
 from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, reorder_engine
 from .verilog_map import TABLE_OPS, VALUES, map_engine
+from .verilog_reduce import REDUCE_OPS, reduce_engine
 from .verilog_streams import channels_last, refuse, same_order
 from .verilog_window import WINDOW_OPS, window_engine
 
@@ -105,7 +110,9 @@ LOWERINGS.lowers_all(TABLE_OPS, map_engine)
 LOWERINGS.lowers_all(set(VALUES) - JOIN_OPS, map_engine)
 LOWERINGS.lowers_all(JOIN_OPS & set(VALUES), elementwise_or_join)
 LOWERINGS.lowers_all(JOIN_OPS - set(VALUES), join_engine)
-LOWERINGS.lowers_all(GATHER_OPS, gather_engine)
+LOWERINGS.lowers_all(GATHER_OPS - {"Resize"}, gather_engine)
+LOWERINGS.lowers("Resize")(resize_engine)  # integer scales: the gather engine; taps: interpolation
+LOWERINGS.lowers_all(REDUCE_OPS, reduce_engine)
 LOWERINGS.lowers("Reshape")(free_view)
 
 
@@ -135,7 +142,6 @@ class _Plan:
     out_stream: int
     in_perm: tuple  # the top input's layout
     folding: dict = field(default_factory=dict)  # how the MAC engines were folded (folding.choose)
-    design: tuple | None = None  # (files, info) once rendered with the analysis's FIFOs
 
 
 class _Planner:
@@ -145,8 +151,8 @@ class _Planner:
     input's layout; joins take one layout for all inputs; a view in the wrong layout goes
     through a reorder engine first. Reshape is free when the view's order is the IR's."""
 
-    def __init__(self, q: Graph, parallelism: str, layout: str, folds: dict | None = None):
-        self.q, self.parallelism, self.layout, self.folds = q, parallelism, layout, folds or {}
+    def __init__(self, q: Graph, parallelism: str, folds: dict | None = None):
+        self.q, self.parallelism, self.folds = q, parallelism, folds or {}
         self.engines: list[Engine] = []
         self.streams: list[dict] = []  # id, width, readers; frozen into Streams by _plan_with
         self.view: dict[str, tuple[int, tuple]] = {}
@@ -154,8 +160,8 @@ class _Planner:
         self.used: set[str] = set()
 
     def preferred(self, rank: int) -> tuple[int, ...]:
-        """The layout window engines and joins use: channels-last, or the IR's order."""
-        return channels_last(rank) if self.layout == "hwc" else tuple(range(rank))
+        """The layout window engines and joins use: channels-last."""
+        return channels_last(rank)
 
     def new_stream(self, tensor: str) -> int:
         self.streams.append({"id": len(self.streams), "width": self.q.qtype(tensor).width, "readers": []})
@@ -199,13 +205,13 @@ class _Planner:
         if build is window_engine:
             perm_in = self.preferred(len(q.shape(acts[0])))
             ins = [self.want(acts[0], perm_in)]
-            e = window_engine(q, n, name, self.parallelism, self.layout, fold=self.folds.get(name))
+            e = window_engine(q, n, name, self.parallelism, fold=self.folds.get(name))
             perm_out = self.preferred(rank_out)
         else:
             # an elementwise op (a map engine, or Add / Mul with a constant) keeps its
-            # input's layout; a gather reads any layout; a join reads one for every input
+            # input's layout; a gather, a resize or a reduction reads any layout; a join reads one for every input
             elementwise = build is map_engine or (build is elementwise_or_join and len(acts) < 2)
-            if elementwise or build is gather_engine:
+            if elementwise or build in (gather_engine, resize_engine, reduce_engine):
                 perms_in = [self.view[acts[0]][1]]
             else:
                 perms_in = [self.preferred(len(q.shape(acts[0])))] * len(acts)
@@ -215,71 +221,36 @@ class _Planner:
         self.view[out] = (self.add(e, name, n.op, ins, out, perm_out).out_stream, perm_out)
 
 
-def _plan(q: Graph, parallelism="sequential", layout: str = "hwc") -> _Plan:
-    """The engines and streams. ``parallelism``: a mode or goal of :mod:`.folding`; with
-    line engines ("hwc") "balanced" and the goals are met by folding each MAC engine, from
+def _plan(q: Graph, parallelism="sequential") -> _Plan:
+    """The engines and streams. ``parallelism``: a mode or goal of :mod:`.folding`;
+    "balanced" and the goals are met by folding each MAC engine, from
     a first, sequential plan's geometry and element counts; a LUT / flip-flop / block RAM
-    budget from :func:`_budget_estimate` of each fold tried, the chosen design rendered
-    once and its estimate checked (a design over the budget is ruled out, the search runs
-    again))."""
-    if layout == "hwc" and parallelism not in ("sequential", "parallel"):
-        first = _plan_with(q, "sequential", layout, None)
-        anchor: list = []  # the first plan's rendered estimate, when a budget needs it
-        known: dict[tuple, dict] = {}  # rendered estimates of designs found over the budget
+    budget from :func:`_budget_estimate` of each fold tried (the estimate the design
+    reports, from the engines' data: nothing is rendered))."""
+    if parallelism not in ("sequential", "parallel"):
+        first = _plan_with(q, "sequential", None)
 
         def estimate(folds: dict) -> dict:
-            key = tuple(sorted(folds.items()))
-            if key in known:
-                return known[key]
-            if not anchor:
-                first.folding = {"mode": "budget"}
-                anchor.append(_design_files(q, first, _skip_fifos(first))[1])
-            return _budget_estimate(anchor[0], first, _plan_with(q, "sequential", layout, folds))
+            return _budget_estimate(q, _plan_with(q, "sequential", folds))
 
-        for _ in range(8):
-            folds, decision = choose(first.engines, parallelism, estimate)
-            plan = _plan_with(q, "sequential", layout, folds)
-            plan.folding = decision
-            if "estimate" not in decision:
-                return plan
-            plan.design = _design_files(q, plan, _skip_fifos(plan))
-            real = plan.design[1]["totals"]["estimate"]
-            if all(real[BUDGETS[k]] <= v for k, v in parallelism.items() if k != "max_multipliers"):
-                # the rendered estimate (info["folding"] is this dict; the README does not print it)
-                decision["estimate"] = {BUDGETS[k]: real[BUDGETS[k]] for k in parallelism}
-                return plan
-            known[tuple(sorted(folds.items()))] = real
-        raise BackendError("no folding fits the budget: the estimates of the designs tried exceed it")
-    if not isinstance(parallelism, str):
-        raise ValueError(f"a folding goal ({parallelism!r}) needs the line-buffer layout (hwc)")
-    plan = _plan_with(q, parallelism, layout, None)
+        folds, decision = choose(first.engines, parallelism, estimate)
+        plan = _plan_with(q, "sequential", folds)
+        plan.folding = decision
+        return plan
+    plan = _plan_with(q, parallelism, None)
     plan.folding = {"mode": parallelism}
     return plan
 
 
-def _budget_estimate(anchor: dict, first: _Plan, plan: _Plan) -> dict:
-    """The resource estimate of ``plan`` without its Verilog: the rendered estimate of the
-    ``first`` plan (``anchor``: its info) with each MAC engine's and skip FIFO's
-    difference, from the engines' data (:func:`.estimate.engine_estimate`) and the FIFOs'
-    depths (:func:`.estimate.fifo_estimate`); nothing else changes with the folds."""
-    total = dict(anchor["totals"]["estimate"])
-    keys = [k for k, v in total.items() if isinstance(v, int)]
-    for e0, e in zip(first.engines, plan.engines):
-        if e.kind == "mac" and e.fold != e0.fold:
-            new, old = engine_estimate(e), engine_estimate(e0)
-            for k in keys:
-                total[k] += new[k] - old[k]
-    for sign, p in ((-1, first), (1, plan)):
-        for f in _skip_fifos(p):
-            est = fifo_estimate(f["depth"], f["width"])
-            for k in keys:
-                total[k] += sign * est[k]
-    return total
+def _budget_estimate(q: Graph, plan: _Plan) -> dict:
+    """The resource estimate of ``plan`` without its Verilog (:func:`.estimate.design_estimate`
+    of its engines, forks and skip FIFOs: the total its ``verilog_info.json`` reports)."""
+    forks = [{"readers": len(s.readers)} for s in plan.streams if len(s.readers) > 1]
+    n_out = int(np.prod(q.shape(q.outputs[0])))
+    return design_estimate(plan.engines, forks, _skip_fifos(plan), n_out)[1]
 
 
-def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _Plan:
-    if layout not in ("hwc", "chw"):
-        raise ValueError(f"unknown layout {layout!r}; choose hwc or chw")
+def _plan_with(q: Graph, parallelism: str, folds: dict | None) -> _Plan:
     if len(q.inputs) != 1 or len(q.outputs) != 1:
         raise BackendError("hardware targets need exactly one input and one output tensor")
     nodes = q.topo()
@@ -291,7 +262,7 @@ def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _
     if all(LOWERINGS[n.op] is free_view for n in nodes):
         raise BackendError("the model has no layer to implement")
     inp, outp = q.inputs[0], q.outputs[0]
-    pl = _Planner(q, parallelism, layout, folds)
+    pl = _Planner(q, parallelism, folds)
     in_perm = pl.preferred(len(q.shape(inp)))
     pl.view[inp] = (pl.new_stream(inp), in_perm)
     for n in nodes:
@@ -307,10 +278,10 @@ def _plan_with(q: Graph, parallelism: str, layout: str, folds: dict | None) -> _
     return _Plan(pl.engines, streams, out_stream, in_perm)
 
 
-def lower_cnn(q: Graph, layout: str = "hwc") -> CnnModel:
+def lower_cnn(q: Graph) -> CnnModel:
     """Check the whole graph against the scope (every engine's numbers are computed, so
     every refusal happens here, before any file is written)."""
-    plan = _plan(q, layout=layout)
+    plan = _plan(q)
     return CnnModel(**interface(q), graph=q, macs=sum(e.macs for e in plan.engines))
 
 
@@ -450,10 +421,10 @@ def _skip_fifos(plan: _Plan, override: dict | None = None) -> list[dict]:
 
 def _timing(plan: _Plan, n_in: int, fifos: list[dict] | None = None) -> tuple[int, int, dict[int, Timing]]:
     """(ii, latency, each engine's timing in the graph) estimates: an engine loads no
-    faster than its slowest producer streams (a frame engine's output lasts its compute, a
-    map engine's or a streaming join's its producer's; a join's ports load in parallel);
-    the latency is the longest path of the engines' ``in_to_out`` (plus ``FIFO_LATENCY``
-    through a skip FIFO). ``fifos``: :func:`_skip_fifos` (computed when not given)."""
+    faster than its slowest producer streams (a frame-buffered engine's output lasts its
+    compute, a map engine's or a streaming join's its producer's; a join's ports load in
+    parallel); the latency is the longest path of the engines' ``in_to_out`` (plus
+    ``FIFO_LATENCY`` through a skip FIFO). ``fifos``: :func:`_skip_fifos` (computed when not given)."""
     if fifos is None:
         fifos = _skip_fifos(plan)
     via_fifo = {(f["engine"], f["port"]) for f in fifos}
@@ -471,11 +442,12 @@ def _timing(plan: _Plan, n_in: int, fifos: list[dict] | None = None) -> tuple[in
             done[e.out_stream] = max(done[s] + (FIFO_LATENCY if (e.index, p) in via_fifo else 0)
                                      for s, p in zip(e.in_streams, e.ports)) + t.in_to_out
             continue
-        # a line engine loads while it computes; a frame engine loads, then computes; input
-        # faster than a line engine's compute: the outputs lag behind the input
+        # a line engine loads while it computes; a frame-buffered engine (gather, Concat)
+        # loads, then computes; input faster than a line engine's compute: the outputs lag
+        # behind the input
         graph[e.index] = Timing(own, (max(load, own) if e.overlap else load + own) + 3,
                                 max(t.in_to_out, own - load + 3) if e.overlap else t.in_to_out)
-        # a frame engine spreads its outputs over its compute, a line engine over its
+        # a frame-buffered engine spreads its outputs over its compute, a line engine over its
         # frame; a streaming (map) engine passes its producer's rate on
         if e.overlap or not e.frame_memory_words:
             compute[e.out_stream] = max(own, load) if e.overlap else max([own] + [compute[s] for s in e.in_streams])
@@ -495,7 +467,7 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[di
       inputs arrive, and the fork feeding the skip cannot pass the next frame before
       that. So a period holds: the forked stream (``stream_cycles``: how long one frame
       of it lasts), the latency of the longest path from it to the join (each engine's
-      ``in_to_out``: a frame engine's whole compute, a line engine's last rows), and the
+      ``in_to_out``: a gather engine's whole compute, a line engine's last rows), and the
       join's own compute.
     * A streaming join whose skip FIFO is smaller than the analysis's need (capped at a
       frame, or overridden) lets the fork run at most ``D`` elements of the forked
@@ -505,7 +477,7 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[di
       in-to-out at its own pace, not the burst lag of a fast input), so a period holds
       at least ``delay * n(s) / D`` cycles (one frame: the long path's latency). A FIFO
       of the full need never throttles the fork: the long path cannot hold more. (An
-      approximation: a frame engine downstream of the join, stalling it once a frame,
+      approximation: a frame-buffered engine downstream of the join, stalling it once a frame,
       adds a little; the residual test measures within 6% of the estimate.)
 
     ``lat``: each engine's in-to-out in the graph (by its out stream; its own by default).
@@ -550,18 +522,16 @@ def _fork_join_period(plan: _Plan, stream_cycles: dict[int, int], fifos: list[di
     return period
 
 
-def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced", layout: str = "hwc",
+def write_cnn(model: Graph | CnnModel, outdir: Path, parallelism="balanced",
               _fifo_depths: dict | None = None) -> dict:
     """Render every engine, the forks and the top, then write them with ``verilog_info.json``
     and ``README.txt``. ``parallelism`` folds the MAC engines: a mode or a goal
-    (``{"target_cycles": T}``, ``{"max_multipliers": N}``) of :mod:`.folding`; ``layout`` "hwc" streams (C, ...) tensors
-    channels-last through line-buffer engines, "chw" in the IR's order through frame
-    engines. ``_fifo_depths`` (private, for tests): {"<join>.<port>": depth} replaces the
+    (``{"target_cycles": T}``, ``{"max_multipliers": N}``) of :mod:`.folding`.
+    ``_fifo_depths`` (private, for tests): {"<join>.<port>": depth} replaces the
     analysis's skip FIFO depths."""
     q = model.graph if isinstance(model, CnnModel) else model
-    plan = _plan(q, parallelism, layout)
-    files, info = plan.design if plan.design and not _fifo_depths else _design_files(
-        q, plan, _skip_fifos(plan, _fifo_depths))
+    plan = _plan(q, parallelism)
+    files, info = _design_files(q, plan, _skip_fifos(plan, _fifo_depths))
     return write_files(Path(outdir), files, info)
 
 
@@ -605,15 +575,16 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
                    "frame_memory_words": sum(e.frame_memory_words for e in engines),
                    "fifo_words": sum(f["depth"] for f in fifos)},
         "timing_notes": "estimates: ii_cycles = the slowest engine's frame: a line engine max(load, "
-                        "compute) + 3 (it loads while it computes), a frame engine load + compute + 3, where "
-                        "an engine loads no faster than its slowest producer streams, a streaming join "
-                        "max(load, n_out) + 3; at least the fork-join bound of a frame-buffered join "
-                        "(Concat) or of a skip FIFO smaller than its need; latency_cycles = the longest "
-                        "path of the engines' in-to-out cycles (+2 through a skip FIFO)",
+                        "compute) + 3 (it loads while it computes), a frame-buffered engine (gather, "
+                        "Concat) load + compute + 3, where an engine loads no faster than its slowest "
+                        "producer streams, a streaming join max(load, n_out) + 3; at least the fork-join "
+                        "bound of a frame-buffered join (Concat) or of a skip FIFO smaller than its need; "
+                        "latency_cycles = the longest path of the engines' in-to-out cycles (+2 through a "
+                        "skip FIFO)",
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, in_t, out_t)
-    annotate_estimate(info, files)  # resource estimate (codegen/estimate.py)
+    annotate_estimate(info, engines)  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)
     return files, info
 

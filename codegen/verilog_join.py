@@ -3,10 +3,11 @@
 * Join (``hls_templates/verilog/join.v.j2``): an op of several activations, in one of
   two forms:
 
-  - streaming (Add and Mul of two activations): both ports stream the same order; each
-    has a two-element input buffer (ready = "not full", a register, so no ready depends
-    on a valid); when both buffers hold an element and the pipeline moves, one of each
-    is taken, the operands registered and the result registered in the output register
+  - streaming (Add, Mul, Max and Min of two activations, the ops of
+    :data:`STREAM_JOINS`): both ports stream the same order; each has a two-element
+    input buffer (ready = "not full", a register, so no ready depends on a valid); when
+    both buffers hold an element and the pipeline moves, one of each is taken, the
+    operands registered and the result registered in the output register
     (``STREAM_JOIN_LATENCY`` cycles from the later input beat to the output beat). No
     frame memory: a fork feeding both ports needs a FIFO on the short (skip) path,
     which :mod:`.verilog_cnn` sizes and inserts (``capacity``: the elements one port
@@ -22,12 +23,19 @@
     requantized (round half up, saturate), as ``ir/ops/add.py``; with real scales
     (``rq_mult``) each operand is multiplied by its own constant before the sum;
   - Mul: the exact product requantized, as ``ir/ops/mul.py``;
+  - Max / Min: both operands brought to one scale as for Add (a left shift; with real
+    scales each times its own ``rq_mult``, a left shift when that is a power of two),
+    compared (``a > b``, ``a < b`` for Min: one comparator), the winner passed on (one
+    multiplexer) and requantized once, as ``ir/ops/minmax.py``: rescaling by multipliers
+    >= 0 keeps the order, so the winner is the larger (smaller) of the two values;
   - Concat on any per-sample axis: the output in flat order is, for each index of the
     axes before ``axis``, a block of every input in turn; each input reads its memory in
     its own flat order, so a read pointer per port suffices; each value requantized from
     its input type to the output type, as ``ir/ops/concat.py``.
 
-  Add and Mul with a constant operand are elementwise and go to the map engine.
+  Add and Mul with a constant operand are elementwise and go to the map engine; Max and
+  Min with a constant operand, and every broadcast between two activations, are refused
+  (naming the node).
 * Gather (``hls_templates/verilog/gather.v.j2``): Transpose and nearest Resize with
   integer factors. The frame memory is read in output order: output axis ``j`` has
   ``D_j`` source positions each repeated ``R_j`` times, at input stride ``S_j``; the
@@ -41,7 +49,7 @@ sample ``x``; the identity is the IR's flat order (CHW), ``(1, ..., r - 1, 0)`` 
 last. The builders take ``layouts = {"in": [perm per activation input], "out": perm}``
 (``None``, or a ``None`` perm, is the identity):
 
-* Add / Mul of two activations: every input and the output in one layout (refused
+* Add / Mul / Max / Min of two activations: every input and the output in one layout (refused
   otherwise; layouts that differ only in where axes of size 1 go count as one, as they
   stream the same order); the elementwise loop is the same in any layout.
 * Concat on IR axis ``a``: every input and the output in one layout ``perm`` (as for
@@ -58,21 +66,117 @@ last. The builders take ``layouts = {"in": [perm per activation input], "out": p
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from typing import Callable
+
 import numpy as np
 
 from ..ir import Graph
-from .engines import GatherEngine, JoinEngine, Timing
+from ..ir.ops.add import add_params
+from .engines import GatherEngine, JoinEngine, Operators, Timing
 from .lower import BackendError
 from .naming import sanitize
 from .rtl import bits, requant_numbers, sext, shex, ulit
 from .verilog_streams import check_perm, layout_note, node_layouts, refuse, same_order, stream_shape, stream_strides
 
-JOIN_OPS = frozenset({"Add", "Mul", "Concat"})
 # a streaming join's input buffers (2) plus its operand and output registers (2): the
 # elements one port can hold; and its cycles from an input beat to the output beat
 STREAM_JOIN_CAPACITY = 4
 STREAM_JOIN_LATENCY = 3
 GATHER_OPS = frozenset({"Transpose", "Resize"})
+
+# op -> the arithmetic of its streaming join: (node, q, type of a, type of b, output type)
+# -> the numbers its template branch prints (``rule``, ``mode``, ``R``, ...); every op
+# here is implemented by :func:`join_engine` with two activations of one shape
+STREAM_JOINS: dict[str, Callable] = {}
+
+
+def _stream_join(*ops: str):
+    def register(fn):
+        for op in ops:
+            STREAM_JOINS[op] = fn
+        return fn
+    return register
+
+
+@_stream_join("Add")
+def _add(node, q, ta, tb, out_t) -> dict:
+    """Both operands aligned to the finer scale exactly and added (with real scales each
+    times its own multiplier), requantized once, as ``ir/ops/add.py``."""
+    if node.attrs.get("rq_mult") is not None:
+        # real scales: y = sat(round_half_up((a * m_a + b * m_b) >> shift)), m_a, m_b >= 0
+        ma, mb, shift = add_params(node, q)
+        pa, pb = (ta.lo * ma, ta.hi * ma), (tb.lo * mb, tb.hi * mb)
+        v_lo, v_hi = pa[0] + pb[0], pa[1] + pb[1]
+        # the working width also holds each operand and each product on its own
+        r = requant_numbers(min(v_lo, *pa, *pb, ta.lo, tb.lo), max(v_hi, *pa, *pb, ta.hi, tb.hi), shift, out_t)
+        return {"rule": f"y = sat(round_half_up((a * {ma} + b * {mb}) >> {shift}))", "mode": "add_mult", "R": r,
+                "mults": [shex(r["cw"], ma), shex(r["cw"], mb)], "multipliers": 2}
+    f = max(ta.frac, tb.frac)
+    ua, ub = f - ta.frac, f - tb.frac
+    v_lo, v_hi = (ta.lo << ua) + (tb.lo << ub), (ta.hi << ua) + (tb.hi << ub)
+    shift = f - out_t.frac
+    return {"rule": f"y = sat(round_half_up(((a << {ua}) + (b << {ub})) >> {shift}))", "ups": [ua, ub],
+            "mode": "add", "R": requant_numbers(v_lo, v_hi, shift, out_t)}
+
+
+@_stream_join("Mul")
+def _mul(node, q, ta, tb, out_t) -> dict:
+    """The exact product requantized, as ``ir/ops/mul.py``."""
+    prods = [ta.lo * tb.lo, ta.lo * tb.hi, ta.hi * tb.lo, ta.hi * tb.hi]
+    shift = ta.frac + tb.frac - out_t.frac
+    return {"rule": f"y = sat(round_half_up((a * b) >> {shift}))", "mode": "mul", "multipliers": 1,
+            "R": requant_numbers(min(prods), max(prods), shift, out_t)}
+
+
+# the comparison of the aligned operands that makes operand a the winner (on a tie
+# either is the value)
+PICK_CMP = {"Max": ">", "Min": "<"}
+
+
+@_stream_join("Max", "Min")
+def _pick(node, q, ta, tb, out_t) -> dict:
+    """``y = sat(round_half_up(max(a * m_a, b * m_b) >> shift))`` (min for Min), as
+    ``ir/ops/minmax.py``; a multiplier that is a power of two (every one with pow2
+    scales) is a left shift."""
+    ma, mb, shift = add_params(node, q)
+    pa, pb = (ta.lo * ma, ta.hi * ma), (tb.lo * mb, tb.hi * mb)
+    # the working width holds each operand and each aligned operand (the winner is one of them)
+    r = requant_numbers(min(*pa, *pb, ta.lo, tb.lo), max(*pa, *pb, ta.hi, tb.hi), shift, out_t)
+    fn = node.op.lower()
+    if node.attrs.get("rq_mult") is not None:
+        rule = f"y = sat(round_half_up({fn}(a * {ma}, b * {mb}) >> {shift}))"
+    else:
+        rule = f"y = sat(round_half_up({fn}(a << {ma.bit_length() - 1}, b << {mb.bit_length() - 1}) >> {shift}))"
+    return {"rule": rule, "mode": fn, "R": r, "aligned": [_scaled(m, r["cw"]) for m in (ma, mb)],
+            "cmp": PICK_CMP[node.op], "multipliers": sum(not _power_of_two(m) for m in (ma, mb))}
+
+
+def _power_of_two(m: int) -> bool:
+    return m > 0 and m & (m - 1) == 0
+
+
+def _scaled(m: int, cw: int) -> str:
+    """What multiplies a ``cw``-bit operand by ``m >= 0`` (appended to the operand): a
+    left shift for a power of two (nothing for 1), else a product by the constant."""
+    if _power_of_two(m):
+        return f" <<< {m.bit_length() - 1}" if m > 1 else ""
+    return f" * {shex(cw, m)}"
+
+
+JOIN_OPS = frozenset(STREAM_JOINS) | {"Concat"}
+
+
+@dataclass(frozen=True)
+class PickJoinEngine(JoinEngine):
+    """Max / Min of two activations: a streaming join whose data path is, besides the
+    requantization, one comparator of the two aligned operands and the multiplexer that
+    passes the winner."""
+
+    def operators(self) -> Operators:
+        o = super().operators()
+        cw = self.numbers["R"]["cw"]
+        return replace(o, comparators=o.comparators + (cw,), muxes=o.muxes + (cw,))
 
 
 def _port(q: Graph, t: str, name: str) -> dict:
@@ -96,67 +200,22 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> JoinE
     n_out = int(np.prod(out_shape))
     e: dict = {"template": "join.v.j2", "ports": [p["name"] for p in ports], "P": ports,
                "n_in": sum(p["n"] for p in ports), "n_out": n_out, "out_type": str(out_t),
-               "in_types": [str(p["t"]) for p in ports], "multipliers": int(node.op == "Mul"),
+               "in_types": [str(p["t"]) for p in ports], "multipliers": 0,
                "frame_memory_words": sum(p["n"] for p in ports), "macs": 0}
-    if node.op in ("Add", "Mul"):
-        if len(acts) != 2 or any(tuple(q.shape(t)) != out_shape for t in acts):
+    if node.op in STREAM_JOINS:
+        if len(acts) != 2:
+            refuse(node, "has a constant operand: the join engine takes two activations")
+        if any(tuple(q.shape(t)) != out_shape for t in acts):
             refuse(node, "needs two activations of the output's shape (no broadcasting between activations)")
-        ta, tb = (q.qtype(t) for t in acts)
-        if node.op == "Add" and node.attrs.get("rq_mult") is not None:
-            # real scales: y = sat(round_half_up((a * m_a + b * m_b) >> shift)), m_a, m_b >= 0
-            from ..ir.ops.add import add_params
-            ma, mb, shift = add_params(node, q)
-            pa, pb = (ta.lo * ma, ta.hi * ma), (tb.lo * mb, tb.hi * mb)
-            v_lo, v_hi = pa[0] + pb[0], pa[1] + pb[1]
-            # the working width also holds each operand and each product on its own
-            r = requant_numbers(min(v_lo, *pa, *pb, ta.lo, tb.lo), max(v_hi, *pa, *pb, ta.hi, tb.hi), shift, out_t)
-            e.update(rule=f"y = sat(round_half_up((a * {ma} + b * {mb}) >> {shift}))" + layout_note(out_p),
-                     mode="add_mult", R=r, mults=[shex(r["cw"], ma), shex(r["cw"], mb)], multipliers=2,
-                     ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
-        elif node.op == "Add":
-            f = max(ta.frac, tb.frac)
-            ua, ub = f - ta.frac, f - tb.frac
-            v_lo, v_hi = (ta.lo << ua) + (tb.lo << ub), (ta.hi << ua) + (tb.hi << ub)
-            shift = f - out_t.frac
-            e.update(rule=f"y = sat(round_half_up(((a << {ua}) + (b << {ub})) >> {shift}))", ups=[ua, ub])
-        else:
-            prods = [ta.lo * tb.lo, ta.lo * tb.hi, ta.hi * tb.lo, ta.hi * tb.hi]
-            v_lo, v_hi = min(prods), max(prods)
-            shift = ta.frac + tb.frac - out_t.frac
-            e.update(rule=f"y = sat(round_half_up((a * b) >> {shift}))")
-        if e.get("mode") != "add_mult":
-            e["rule"] += layout_note(out_p)
-            r = requant_numbers(v_lo, v_hi, shift, out_t)
-            e.update(mode=node.op.lower(), R=r,
-                     ops=[sext(f"d{k}", p["t"], r["cw"]) for k, p in enumerate(ports)])
-        cnt_n = n_out
+        e.update(STREAM_JOINS[node.op](node, q, *(q.qtype(t) for t in acts), out_t))
+        e["rule"] += layout_note(out_p)
+        e["ops"] = [sext(f"d{k}", p["t"], e["R"]["cw"]) for k, p in enumerate(ports)]
     else:  # Concat
-        ir_axis = int(node.attr("axis"))
-        axis = out_p.index(ir_axis)  # the concatenation axis of the stream
-        blocks = [int(np.prod(stream_shape(q.shape(t), out_p)[axis:])) for t in acts]
-        outer = int(np.prod(stream_shape(out_shape, out_p)[:axis]))
-        if sum(blocks) * outer != n_out:
-            raise BackendError(f"internal: concat {name} sizes")
-        rs = []
-        for k, (t, p) in enumerate(zip(acts, ports)):
-            r = requant_numbers(p["t"].lo, p["t"].hi, p["t"].frac - out_t.frac, out_t)
-            r["x"] = sext(f"d{k}", p["t"], r["cw"])
-            rs.append(r)
-        kb = bits(len(ports))
-        bw = bits(max(blocks))
-        e.update(mode="concat", RS=rs, kb_m1=kb - 1, bw_m1=bw - 1, blocks=blocks, outer=outer,
-                 k_zero=ulit(kb, 0), k_one=ulit(kb, 1), k_last=ulit(kb, len(ports) - 1),
-                 b_zero=ulit(bw, 0), b_one=ulit(bw, 1),
-                 block_last=[ulit(bw, b - 1) for b in blocks], ks=[ulit(kb, k) for k in range(len(ports))],
-                 rule=f"concatenation on axis {ir_axis}: per output row, blocks of {blocks} values, "
-                      f"each requantized to {out_t}"
-                      + ("" if axis == ir_axis and out_p == tuple(range(len(out_p)))
-                         else f"; streams in layout {out_p}, stream axis {axis}"))
-        cnt_n = n_out
-    ob = bits(cnt_n)
-    e.update(ob_m1=ob - 1, o_zero=ulit(ob, 0), o_one=ulit(ob, 1), o_last=ulit(ob, cnt_n - 1),
+        e.update(_concat(q, node, name, acts, ports, out_p, out_shape))
+    ob = bits(n_out)
+    e.update(ob_m1=ob - 1, o_zero=ulit(ob, 0), o_one=ulit(ob, 1), o_last=ulit(ob, n_out - 1),
              ow_m1=out_t.width - 1, load_words=max(p["n"] for p in ports))
-    streaming = e["mode"] in ("add", "add_mult", "mul")
+    streaming = node.op in STREAM_JOINS
     if streaming:
         # streaming: both ports in one order, one element of each per output; the ports
         # load in parallel, so a frame lasts its slowest input (at least n_out cycles)
@@ -165,10 +224,38 @@ def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> JoinE
     else:
         timing = Timing(n_out, max(p["n"] for p in ports) + n_out + 3, n_out + 3)
     typed = ("template", "ports", "n_in", "n_out", "multipliers", "frame_memory_words", "macs", "load_words")
-    return JoinEngine(e["template"], tuple(e["ports"]), e["n_in"], n_out, timing,
-                      {**{k: v for k, v in e.items() if k not in typed}, "streaming": streaming},
-                      multipliers=e["multipliers"], frame_memory_words=e["frame_memory_words"], streaming=streaming,
-                      buffered=STREAM_JOIN_CAPACITY if streaming else 0, port_sizes=tuple(p["n"] for p in ports))
+    cls = PickJoinEngine if node.op in PICK_CMP else JoinEngine
+    return cls(e["template"], tuple(e["ports"]), e["n_in"], n_out, timing,
+               {**{k: v for k, v in e.items() if k not in typed}, "streaming": streaming},
+               multipliers=e["multipliers"], frame_memory_words=e["frame_memory_words"], streaming=streaming,
+               buffered=STREAM_JOIN_CAPACITY if streaming else 0, port_sizes=tuple(p["n"] for p in ports))
+
+
+def _concat(q: Graph, node, name: str, acts: list, ports: list, out_p: tuple, out_shape: tuple) -> dict:
+    """The numbers of a Concat's frame-buffered join."""
+    out_t = q.qtype(node.outputs[0])
+    n_out = int(np.prod(out_shape))
+    ir_axis = int(node.attr("axis"))
+    axis = out_p.index(ir_axis)  # the concatenation axis of the stream
+    blocks = [int(np.prod(stream_shape(q.shape(t), out_p)[axis:])) for t in acts]
+    outer = int(np.prod(stream_shape(out_shape, out_p)[:axis]))
+    if sum(blocks) * outer != n_out:
+        raise BackendError(f"internal: concat {name} sizes")
+    rs = []
+    for k, (t, p) in enumerate(zip(acts, ports)):
+        r = requant_numbers(p["t"].lo, p["t"].hi, p["t"].frac - out_t.frac, out_t)
+        r["x"] = sext(f"d{k}", p["t"], r["cw"])
+        rs.append(r)
+    kb = bits(len(ports))
+    bw = bits(max(blocks))
+    return dict(mode="concat", RS=rs, kb_m1=kb - 1, bw_m1=bw - 1, blocks=blocks, outer=outer,
+                k_zero=ulit(kb, 0), k_one=ulit(kb, 1), k_last=ulit(kb, len(ports) - 1),
+                b_zero=ulit(bw, 0), b_one=ulit(bw, 1),
+                block_last=[ulit(bw, b - 1) for b in blocks], ks=[ulit(kb, k) for k in range(len(ports))],
+                rule=f"concatenation on axis {ir_axis}: per output row, blocks of {blocks} values, "
+                     f"each requantized to {out_t}"
+                     + ("" if axis == ir_axis and out_p == tuple(range(len(out_p)))
+                        else f"; streams in layout {out_p}, stream axis {axis}"))
 
 
 def gather_engine(q: Graph, node, name: str, layouts: dict | None = None) -> GatherEngine:

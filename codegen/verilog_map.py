@@ -44,7 +44,7 @@ channels last, a per-channel constant is ``R = 1, D = C``.
 
 Timing: the engine computes while it loads, so ``compute_cycles`` is 0 (the frame time
 is the load time + 3, the graph top's rule) and ``in_to_out`` is 3 (last input beat ->
-last output beat, counted as the frame engines count theirs).
+last output beat, counted as the window engines count theirs).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.ops import ops_with
+from ..ir.ops.add import add_params
 from ..ir.ops.prelu import channel_slopes
 from ..ir.fixed import signed_width_for
 from .engines import MapEngine, Timing
@@ -65,6 +66,7 @@ from .rtl import bits, hexlit, requant_numbers, sext, shex, ulit
 from .verilog_streams import node_layouts, refuse, same_order, stream_shape
 
 TABLE_OPS = ops_with(table=True)  # y = table[x - lo(x)]; every other op: VALUES below
+JOINED = ops_with(join=True)  # two operands: here one of them a constant
 
 
 
@@ -254,6 +256,24 @@ def _mul_const(q, node, p, x_t, o_t, view) -> _Value:
                   [k], product=True)
 
 
+@_value("Max", "Min")
+def _pick_const(q, node, p, x_t, o_t, view) -> _Value:
+    """Max / Min with a constant operand (``ir/ops/minmax.py``): the activation and the
+    constant each times its own multiplier (a shift when a power of two), compared, the
+    winner requantized once."""
+    ki, k = _const_operand(q, node, view)
+    mults = add_params(node, q)
+    mx, mk, shift = mults[1 - ki], mults[ki], mults[2]
+    if mx & (mx - 1) == 0:
+        xs = f"({{x}} <<< {mx.bit_length() - 1})"
+    else:  # a product by one constant: shifts and adds
+        xs = "({x} * {mx})"
+    cmp = ">" if node.op == "Max" else "<"
+    return _Value(shift, o_t.lo, o_t.hi, f"(({xs} {cmp} {{k0}}) ? {xs} : {{k0}})",
+                  f"y = sat(round_half_up({node.op.lower()}(x * {mx}, k * {mk}) >> {shift})), k constant",
+                  lambda roms: [x_t.lo * mx, x_t.hi * mx, mx], [k * mk], literals={"mx": mx})
+
+
 def _check(q: Graph, node, layouts: dict | None) -> tuple[str, str, _View]:
     """The node's activation input, its output and the stream view, refused when the map
     engine cannot stream it (one activation of the output's shape, one layout)."""
@@ -268,7 +288,7 @@ def _check(q: Graph, node, layouts: dict | None) -> tuple[str, str, _View]:
     if not same_order(shape, in_p, perm):
         refuse(node, f"has its input in layout {in_p} and its output in layout {perm}: an elementwise "
                       f"engine keeps the layout")
-    if node.op in ("Add", "Mul") and len(node.inputs) != 2:
+    if node.op in JOINED and len(node.inputs) != 2:
         refuse(node, "needs two operands")
     return x, y, _View(shape, perm)
 

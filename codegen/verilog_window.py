@@ -1,8 +1,10 @@
 """Window engines for the Verilog backend: Conv, Dense (a 1x1 conv), MaxPool, AveragePool,
-GlobalMaxPool and GlobalAveragePool over a frame memory (``hls_templates/verilog/window.v.j2``).
+GlobalMaxPool and GlobalAveragePool over a circular buffer of input rows
+(``hls_templates/verilog/line.v.j2``), reading and writing channels-last streams.
 
-One template, three kinds, on 1-D ``(C, L)`` (as ``(C, 1, L)``) and 2-D ``(C, H, W)`` frames,
-with any kernel, stride, dilation, pads (asymmetric too) and, for pools, ceil mode:
+One template, three kinds, on 1-D ``(C, L)`` (as ``(C, 1, L)``) and 2-D ``(C, H, W)`` frames
+(Dense and the global pools read their input as one row), with any kernel, stride,
+dilation, pads (asymmetric too) and, for pools, ceil mode:
 
 * ``mac`` (Conv with any groups, depthwise included, and Dense): y = requant(b + sum x*w);
 * ``max`` (MaxPool, GlobalMaxPool): the maximum over the window's input taps;
@@ -33,10 +35,6 @@ from .rtl import bits, channel_mult, check_accumulator, ext, hexlit, pack, produ
 from .verilog_streams import refuse
 
 
-
-
-
-
 def _global_geometry(q: Graph, node, p: dict) -> dict:
     """A global pool as one window covering the whole frame, read as (C, 1, prod(spatial))."""
     shp = q.shape(node.inputs[0])
@@ -57,17 +55,14 @@ def _counts(p: dict) -> np.ndarray:
 
 
 def choose_simd(cg: int, parallelism: str) -> int:
-    """Input channels a MAC engine multiplies per cycle (a divisor of its channels per
-    group) when no fold is given (the frame engines of the "chw" layout; line engines are
-    folded by :mod:`.folding`): ``sequential`` 1, ``balanced`` the largest divisor up to 8,
-    ``parallel`` all."""
+    """Input channels a MAC engine multiplies per cycle when no fold is given (the
+    ``sequential`` and ``parallel`` modes; ``balanced`` and the goals are folded by
+    :mod:`.folding`): ``sequential`` 1, ``parallel`` all its channels per group."""
     if parallelism == "sequential":
         return 1
     if parallelism == "parallel":
         return cg
-    if parallelism == "balanced":
-        return max(d for d in range(1, min(cg, 8) + 1) if cg % d == 0)
-    raise ValueError(f"unknown parallelism {parallelism!r}")
+    raise ValueError(f"unknown parallelism {parallelism!r}: a MAC engine without a fold is sequential or parallel")
 
 
 def _dense_geometry(q: Graph, node, p: dict, name: str) -> tuple[dict, np.ndarray]:
@@ -120,12 +115,11 @@ WINDOW_OPS = frozenset(WINDOWS)
 _GEOMETRY_KEYS = ("c", "h", "w", "kh", "kw", "sh", "sw", "dh", "dw", "pt", "pl", "pb", "pr", "oh", "ow", "m", "cg", "mg")
 
 
-def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", layout: str = "chw",
+def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
                   fold: Fold | None = None) -> WindowEngine:
-    """One window engine. ``layout`` "chw": the input and output streams are in the IR's
-    flat order and the engine buffers the whole input frame (``window.v.j2``); "hwc":
-    channels-last streams and a circular buffer of input rows (``line.v.j2``). ``fold``
-    (a MAC engine): its PE x SIMD lanes (:mod:`.folding`), else SIMD from ``parallelism``."""
+    """One window engine: channels-last input and output streams and a circular buffer of
+    input rows (``line.v.j2``). ``fold`` (a MAC engine): its PE x SIMD lanes
+    (:mod:`.folding`), else SIMD from ``parallelism``."""
     x, y = node.inputs[0], node.outputs[0]
     x_t, o_t = q.qtype(x), q.qtype(y)
     if node.op not in WINDOWS:
@@ -138,7 +132,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
         refuse(node, "changes the fixed-point format (a pool engine keeps it)")
     _, p, macs, _ = step_params(q, node, name)
     p, w = win.geometry(q, node, p, name)
-    e: dict = {"template": "window.v.j2", "in_type": str(x_t), "out_type": str(o_t), "macs": macs,
+    e: dict = {"template": "line.v.j2", "in_type": str(x_t), "out_type": str(o_t), "macs": macs,
                **{k: int(p[k]) for k in _GEOMETRY_KEYS}}
     n_in, n_out = e["c"] * e["h"] * e["w"], e["m"] * e["oh"] * e["ow"]
     if n_in != int(np.prod(q.shape(x))) or n_out != int(np.prod(q.shape(y))):
@@ -146,14 +140,11 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
     if kind != "mac" or fold is None:
         fold = Fold(1, choose_simd(e["cg"], parallelism) if kind == "mac" else 1)
     geometry = Geometry(**{k: e[k] for k in _GEOMETRY_KEYS})
-    if kind == "mac" and fold not in options(geometry, layout == "hwc"):
+    if kind == "mac" and fold not in options(geometry, True):
         raise BackendError(f"internal: layer {name} cannot be folded as {fold}")
     e.update(kind=kind, n_in=n_in, n_out=n_out)
     rows, wspan_h = _counters(e, fold, x_t, o_t)
-    if layout == "hwc":
-        _line_numbers(e, fold.simd, rows, wspan_h)
-    elif layout != "chw":
-        raise ValueError(f"unknown layout {layout!r}")
+    _line_numbers(e, fold.simd, rows, wspan_h)
     lo, hi = int(p["lo"]), int(p["hi"])
     e.update(lo=lo, hi=hi, lo_o=hexlit(o_t.width, lo), hi_o=hexlit(o_t.width, hi))
     if kind == "mac":
@@ -164,16 +155,15 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential", la
         _avg(e, p, x_t, x_t.width, _signed_width(x_t), o_t.width, lo, hi)
     # pipeline stages between the issue of a tap and the output register, beyond the read and
     # the accumulate: the registered memory outputs, the operand, product and adder stages and the
-    # registered per-channel multiply of a MAC engine, the two address stages of a line engine
-    e["pipe"] = (1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0)
-                 + (2 if e.get("overlap") else 0))
+    # registered per-channel multiply of a MAC engine, the two address stages
+    e["pipe"] = 1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
     mac = kind == "mac"
     numbers = {k: v for k, v in e.items() if k not in ("template", "n_in", "n_out", "macs")}
     return WindowEngine(e["template"], ("in",), n_in, n_out, Timing(**_timing(e)), numbers,
                         multipliers=(0 if e["lut_mul"] else fold.multipliers) + fold.pe * e["rq_multipliers"] if mac else 0,
                         lut_multipliers=fold.multipliers if mac and e["lut_mul"] else 0, macs=macs,
-                        frame_memory_words=e.get("line_words", n_in), kind=kind, geometry=geometry, fold=fold,
-                        line=layout == "hwc", lut_mul=e.get("lut_mul", False),
+                        frame_memory_words=e["line_words"], kind=kind, geometry=geometry, fold=fold,
+                        line=True, lut_mul=e.get("lut_mul", False),
                         rq_multipliers=e.get("rq_multipliers", 0), pipe=e["pipe"])
 
 
@@ -186,8 +176,8 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
     """The lanes, counters, addresses and window coordinates of an engine (one signed width
     ``q`` for every counter, address and coordinate); returns the row buffer's rows (a
     power of two >= the rows a window spans + the stride) and the rows a window spans."""
-    # SIMD lanes (MAC engines): input channel c lives in memory bank c % S at word
-    # (c // S) * H * W + y * W + x, so one read per bank gives S channels of one pixel; the
+    # SIMD lanes (MAC engines): input channel c lives in memory bank c % S (the row buffer's
+    # words: :func:`_line_numbers`), so one read per bank gives S channels of one pixel; the
     # channel counters then count blocks of S channels. PE output lanes: output channels
     # mo*PE + p of a pixel are computed together (they read the same input channels;
     # depthwise: lane p reads input channel mo*PE + p, bank p); the output channel counters
@@ -197,15 +187,12 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
     cgb = 1 if dw else e["cg"] // simd
     blocks = e["m"] // pe
     mgb = 1 if dw else e["mg"] // pe
-    bank = n_in // simd
     e.update(taps=cgb * e["kh"] * e["kw"], S=simd, lanes=list(range(simd)), PE=pe, depthwise=dw, blocks=blocks,
-             cgb=cgb, bank_m1=bank - 1, ab=bits(bank), ab_m1=bits(bank) - 1, hw=e["h"] * e["w"])
+             cgb=cgb)
     if simd > 1:
-        hwb, lb = bits(e["hw"]), bits(simd)
-        e.update(hwb_m1=hwb - 1, p_zero_l=ulit(hwb, 0), p_one_l=ulit(hwb, 1), p_last_l=ulit(hwb, e["hw"] - 1),
-                 lb_m1=lb - 1, j_zero=ulit(lb, 0), j_one=ulit(lb, 1), j_last=ulit(lb, simd - 1),
-                 a_zero=ulit(bits(bank), 0), a_one=ulit(bits(bank), 1),
-                 a_hw=ulit(bits(bank), e["hw"] % (1 << bits(bank))), lane_lit=[ulit(lb, j) for j in range(simd)])
+        lb = bits(simd)
+        e.update(lb_m1=lb - 1, j_zero=ulit(lb, 0), j_one=ulit(lb, 1), j_last=ulit(lb, simd - 1),
+                 lane_lit=[ulit(lb, j) for j in range(simd)])
     xw = x_t.width
     # iy, ix reach from -pt / -pl up to (o-1)*s + (k-1)*d - p (past the end pads in ceil mode)
     span_h = (e["oh"] - 1) * e["sh"] + (e["kh"] - 1) * e["dh"] + 1
@@ -216,14 +203,12 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
               e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"],
               e["h"] + rows + wspan_h, e["w"] * e["c"] + e["c"])
     qw = big.bit_length() + 2
-    e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=o_t.width - 1, ib=bits(n_in), ib_m1=bits(n_in) - 1,
-             n_in_m1=n_in - 1, i_zero=ulit(bits(n_in), 0), i_one=ulit(bits(n_in), 1),
-             i_last=ulit(bits(n_in), n_in - 1), zero_q=shex(qw, 0), one_q=shex(qw, 1))
+    e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=o_t.width - 1, zero_q=shex(qw, 0), one_q=shex(qw, 1))
     for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
                  ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", blocks - 1),
                  ("mg_last", mgb - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
                  ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
-                 ("cg_q", cgb), ("khkw_q", e["kh"] * e["kw"]), ("kw_q", e["kw"])):
+                 ("cg_q", cgb)):
         e[k] = shex(qw, v)
     e["x_ext"] = None
     return rows, wspan_h
@@ -404,7 +389,7 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
     lrw = max(1, e["h"].bit_length())
     offb = bits(wcb)
     need_after = [oy for oy in range(e["oh"]) if oy * e["sh"] - e["pt"] + span - 1 >= e["h"] - 1]
-    e.update(template="line.v.j2", overlap=True, rows=rows, span_h=span, rb=rb, rb_m1=rb - 1,
+    e.update(rows=rows, span_h=span, rb=rb, rb_m1=rb - 1,
              bank_m1=bank - 1, ab=ab, ab_m1=ab - 1, line_words=simd * bank, rows_after=len(need_after),
              lrw_m1=lrw - 1, lrow_ext=f"{qw - lrw}'d0", lrow_zero=ulit(lrw, 0), lrow_one=ulit(lrw, 1),
              h_l=ulit(lrw, e["h"]), h_last_l=ulit(lrw, e["h"] - 1),
@@ -421,10 +406,11 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
 def _timing(e: dict) -> dict:
     """Cycles of one frame (downstream always ready).
 
-    ``compute_cycles``: load end to the last tap issued (the engine loads the next frame
-    from then on). A mac/max engine issues one tap per cycle: n_out * taps. An average
-    engine also runs a divider of nw + 2 cycles per output, overlapped with the next
-    output's taps, so outputs leave max(taps, nw + 2) apart."""
+    ``compute_cycles``: the first tap issued to the last. A mac/max engine issues one tap
+    per cycle: n_out * taps. An average engine also runs a divider of nw + 2 cycles per
+    output, overlapped with the next output's taps, so outputs leave max(taps, nw + 2)
+    apart. The engine loads while it computes: a frame takes the longer of the two, and
+    the last input row is followed by the output rows that read it."""
     t, n = e["taps"], e["n_out"]
     if e["kind"] == "avg":
         d = e["nw"] + 2
@@ -433,11 +419,6 @@ def _timing(e: dict) -> dict:
     else:
         pe = e.get("PE", 1)  # PE outputs per block of taps, leaving one per cycle
         compute, tail = (n // pe) * max(t, pe), 3 + e["pipe"] + pe - 1
-    if e.get("overlap"):  # a line engine loads while it computes
-        per_row = compute / e["oh"]
-        return {"compute_cycles": compute, "frame_cycles": max(e["n_in"], compute) + 3,
-                "in_to_out": int(round(per_row * e["rows_after"])) + tail}
-    # last input beat -> last output beat: first issue one cycle after the load ends, the
-    # last tap leaves stage 2 two cycles after its issue, the output register one later
-    return {"compute_cycles": compute, "frame_cycles": e["n_in"] + compute + 3,
-            "in_to_out": compute + tail}
+    per_row = compute / e["oh"]
+    return {"compute_cycles": compute, "frame_cycles": max(e["n_in"], compute) + 3,
+            "in_to_out": int(round(per_row * e["rows_after"])) + tail}

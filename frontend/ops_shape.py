@@ -9,6 +9,7 @@ import numpy as np
 from . import limits
 from .errors import ImportError_, q as qn
 from .exact import holds_every_value
+from .resize_taps import COORDINATE_MODES, NEAREST_MODES, axis_rows
 from .translate import VALUES, translates
 
 
@@ -176,71 +177,121 @@ def text_attr(a: dict, key: str, default: str) -> str:
 
 @translates("Resize", "Upsample", exact=VALUES)
 def resize(imp, onode) -> None:
-    """Nearest-neighbour Resize with constant integer factors on spatial axes: output
-    index ``x`` reads input index ``floor(x / s)``. That is the asymmetric / floor
-    coordinate rule (PyTorch's nearest export), and also the half-pixel rules with
-    rounding to the nearest (either way at ties): for ``x = k s + r`` (``0 <= r < s``) the
-    half-pixel source ``(x + 0.5) / s - 0.5 = k + (r + 0.5) / s - 0.5`` lies strictly
-    within ``(k - 0.5, k + 0.5)``. Anything else is refused here."""
+    """Resize / Upsample with constant scales or sizes, on per-sample axes.
+
+    Nearest with integer factors on spatial axes, where output index ``x`` reads input
+    index ``floor(x / s)``, keeps the copy form (attribute ``scales``). That is the
+    asymmetric / floor coordinate rule (PyTorch's nearest export), and also the
+    half-pixel rules with rounding to the nearest (either way at ties): for ``x = k s + r``
+    (``0 <= r < s``) the half-pixel source ``(x + 0.5) / s - 0.5 = k + (r + 0.5) / s - 0.5``
+    lies strictly within ``(k - 0.5, k + 0.5)``. Every other resize (linear, cubic, other
+    nearest rules, non-integer scales) becomes the tap form (:mod:`.resize_taps`)."""
     x = imp.activation_input(onode)
-    a = imp.attrs(onode)
     what = f"node {qn(onode.name)} ({onode.op_type})"
-    mode = text_attr(a, "mode", "nearest")
-    if mode != "nearest":
-        raise ImportError_(f"{what}: only mode 'nearest' is supported, not {qn(mode)}")
-    if onode.op_type == "Resize" and imp.source_opset >= 11:
-        ctm = text_attr(a, "coordinate_transformation_mode", "half_pixel")
-        nmode = text_attr(a, "nearest_mode", "round_prefer_floor")
-        if (ctm, nmode) not in FLOOR_RULES:
-            raise ImportError_(
-                f"{what}: only coordinate_transformation_mode 'asymmetric' with nearest_mode 'floor' "
-                f"(what PyTorch exports for nearest upsampling) or a half-pixel mode with round_prefer_floor / "
-                f"round_prefer_ceil is supported, not {qn(ctm)} / {qn(nmode)}")
-        if int(a.get("antialias", 0)):
-            raise ImportError_(f"{what}: the antialias attribute is not supported")
+    rule = resize_rule(imp, onode, what)
     full = (1, *imp.g.shape(x))
-    scales = resize_scales(imp, onode, what, full)
-    if np.any(scales != np.round(scales)) or np.any(scales < 1):
-        raise ImportError_(f"{what}: only integer upsampling factors are supported, got {scales.tolist()}")
-    if scales[0] != 1 or (len(full) > 2 and scales[1] != 1):
-        raise ImportError_(f"{what}: only spatial axes may be resized, got scales {scales.tolist()}")
-    imp.emit(onode, "Resize", [x], {"scales": tuple(int(s) for s in scales[1:])})
+    scales, sizes = resize_geometry(imp, onode, what, full)
+    if scales[0] != 1 or sizes[0] != 1:
+        raise ImportError_(f"{what}: resizing the batch axis is not supported")
+    if min(sizes) < 1:
+        raise ImportError_(f"{what}: an output extent of {min(sizes)}")
+    if limits.count(sizes) > imp.max_elements:
+        raise ImportError_(f"{what}: its output of {limits.count(sizes)} elements exceeds the limit of "
+                           f"{imp.max_elements} ({limits.OPTION})")
+    if rule["mode"] != "nearest" and onode.input[0] in imp.exact_types:
+        raise ImportError_(f"{what}: {rule['mode']} interpolation of integer values is not supported")
+    if rule.get("legacy") and rule["mode"] == "nearest" and np.any(scales < 1):
+        raise ImportError_(f"{what}: nearest downsampling by {onode.op_type} before opset 11 is not supported")
+    rule.pop("legacy", None)
+    if rule["ctm"] == "align_corners" and not np.allclose(scales * np.array(full), sizes, rtol=1e-6, atol=0):
+        raise ImportError_(f"{what}: align_corners with scales {scales.tolist()} that give no whole output length "
+                           f"is not supported (the ONNX definition and onnxruntime differ there); give sizes instead")
+    if copy_form(rule, scales, sizes, full):
+        imp.emit(onode, "Resize", [x], {"scales": tuple(int(s) for s in scales[1:])})
+    else:
+        taps = tuple(axis_rows(int(n), int(m), float(s), **rule) for n, m, s in zip(full[1:], sizes[1:], scales[1:]))
+        if all(t is None for t in taps):
+            imp.alias[onode.output[0]] = x
+            return
+        imp.emit(onode, "Resize", [x], {"mode": rule["mode"], "taps": taps})
     imp.check_inferred(onode)
 
 
-def resize_scales(imp, onode, what: str, full: tuple) -> np.ndarray:
-    """A Resize's scale per axis of an input of shape ``full``, from its constant scales or
-    (integer multiples) sizes, given for every axis or for its ``axes``."""
+def resize_rule(imp, onode, what: str) -> dict:
+    """The interpolation of a Resize / Upsample: keyword arguments of :func:`axis_rows`."""
+    a = imp.attrs(onode)
+    mode = text_attr(a, "mode", "nearest")
+    mode = "linear" if mode in ("bilinear", "trilinear") and onode.op_type == "Upsample" else mode
+    if mode not in ("nearest", "linear", "cubic"):
+        raise ImportError_(f"{what}: mode {qn(mode)} is not one of 'nearest', 'linear', 'cubic'")
+    if onode.op_type != "Resize" or imp.source_opset < 11:
+        # Upsample and Resize-10: asymmetric coordinates, nearest rounds down when enlarging
+        return {"mode": mode, "ctm": "asymmetric", "nearest_mode": "floor", "legacy": True}
+    ctm = text_attr(a, "coordinate_transformation_mode", "half_pixel")
+    nmode = text_attr(a, "nearest_mode", "round_prefer_floor")
+    if ctm == "tf_crop_and_resize":
+        raise ImportError_(f"{what}: coordinate_transformation_mode 'tf_crop_and_resize' is not supported")
+    if ctm not in COORDINATE_MODES or (ctm == "tf_half_pixel_for_nn" and mode != "nearest"):
+        raise ImportError_(f"{what}: coordinate_transformation_mode {qn(ctm)} is not supported with mode {qn(mode)}")
+    if nmode not in NEAREST_MODES:
+        raise ImportError_(f"{what}: nearest_mode {qn(nmode)} is not one of {', '.join(NEAREST_MODES)}")
+    if int(a.get("antialias", 0)):
+        raise ImportError_(f"{what}: the antialias attribute is not supported")
+    return {"mode": mode, "ctm": ctm, "nearest_mode": nmode, "cubic_a": float(a.get("cubic_coeff_a", -0.75)),
+            "exclude_outside": bool(int(a.get("exclude_outside", 0)))}
+
+
+def copy_form(rule: dict, scales: np.ndarray, sizes: np.ndarray, full: tuple) -> bool:
+    """True when the resize is nearest by integer factors on spatial axes reading
+    ``floor(x / s)`` (the copy form, see :func:`resize`)."""
+    return (rule["mode"] == "nearest" and (rule["ctm"], rule["nearest_mode"]) in FLOOR_RULES
+            and bool(np.all(scales == np.round(scales))) and bool(np.all(scales >= 1))
+            and np.array_equal(sizes, np.array(full) * scales) and not (len(full) > 2 and scales[1] != 1))
+
+
+def resize_geometry(imp, onode, what: str, full: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """A Resize's scale and output extent per axis of an input of shape ``full``, from its
+    constant scales (extent ``floor(n * scale)``) or sizes (scale ``size / n``, or one
+    scale by ``keep_aspect_ratio_policy``), given for every axis or for its ``axes``."""
     # Resize-11 and newer read X, roi, scales, sizes; Resize-10 / Upsample read X, scales
     scales_in, sizes_in = (2, 3) if onode.op_type == "Resize" and imp.opset >= 11 else (1, None)
-    axes = imp.attrs(onode).get("axes") if onode.op_type == "Resize" else None
+    a = imp.attrs(onode)
+    axes = a.get("axes") if onode.op_type == "Resize" else None
     if axes is not None:
         axes = [int(i) % len(full) for i in axes]
         if len(set(axes)) != len(axes):
             raise ImportError_(f"{what}: axes {list(axes)} repeat an axis")
-    scales = None
-    if len(onode.input) > scales_in and onode.input[scales_in]:
-        scales = imp.const(onode.input[scales_in])
-        if scales is None:
-            raise ImportError_(f"{what}: the scales must be constant")
-        scales = np.asarray(scales, dtype=np.float64).reshape(-1)
-        if scales.size == 0:
-            scales = None
-        elif axes is not None and scales.size == len(axes):
-            scales = on_axes(scales, axes, np.ones(len(full)))
-    if scales is None and sizes_in is not None and len(onode.input) > sizes_in and onode.input[sizes_in]:
-        sizes = imp.const(onode.input[sizes_in])
-        if sizes is None:
-            raise ImportError_(f"{what}: the sizes must be constant")
-        sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
-        if axes is not None and sizes.size == len(axes):
-            sizes = on_axes(sizes, axes, np.array(full, dtype=np.int64))
-        if sizes.size != len(full) or np.any(sizes % np.array(full)):
-            raise ImportError_(f"{what}: sizes {sizes.tolist()} are not integer multiples of {list(full)}")
-        scales = (sizes // np.array(full)).astype(np.float64)
-    if scales is None or scales.size != len(full):
+    n = np.array(full, dtype=np.int64)
+    scales = resize_input(imp, onode, scales_in, what, "scales", np.float64)
+    if scales is not None:
+        scales = on_axes(scales, axes, np.ones(len(full))) if axes is not None and scales.size == len(axes) else scales
+        if scales.size == len(full):
+            return scales, (n * scales).astype(np.int64)
+    sizes = resize_input(imp, onode, sizes_in, what, "sizes", np.int64) if scales is None else None
+    if sizes is None or sizes.size != (len(axes) if axes is not None else len(full)):
         raise ImportError_(f"{what}: needs constant scales or sizes, one per axis of the rank-{len(full)} input")
-    return scales
+    chosen = axes if axes is not None else list(range(len(full)))
+    sizes = on_axes(sizes, chosen, n)
+    scales = sizes / n
+    policy = text_attr(a, "keep_aspect_ratio_policy", "stretch")
+    if policy in ("not_larger", "not_smaller"):
+        s = (min if policy == "not_larger" else max)(scales[chosen])
+        scales = np.where(np.isin(np.arange(len(full)), chosen), s, 1.0)
+        sizes = np.where(scales != 1.0, (s * n + 0.5).astype(np.int64), n)
+    elif policy != "stretch":
+        raise ImportError_(f"{what}: keep_aspect_ratio_policy {qn(policy)} is not supported")
+    return scales, sizes
+
+
+def resize_input(imp, onode, index, what: str, name: str, dtype) -> np.ndarray | None:
+    """The constant ``scales`` / ``sizes`` input (None when absent or empty)."""
+    if index is None or len(onode.input) <= index or not onode.input[index]:
+        return None
+    v = imp.const(onode.input[index])
+    if v is None:
+        raise ImportError_(f"{what}: the {name} must be constant")
+    v = np.asarray(v).reshape(-1).astype(dtype)
+    return v if v.size else None
 
 
 def on_axes(values: np.ndarray, axes: list[int], default: np.ndarray) -> np.ndarray:

@@ -33,29 +33,25 @@ SCHEMES = (("pow2 tensor", {}), ("pow2 channel", {"per_channel": True}),
 
 
 def compile_with_ranges(path: Path, cal: np.ndarray, ranges: dict, **kw):
-    """``nnforge.compile(path, calibration=cal, **kw)``, run as its pipeline's steps
-    (:mod:`nnforge.pipeline`) with the calibration step done once per (method, activation
-    bits): its ranges are kept in ``ranges`` (one dict per example) and reused (the compile
-    API takes no precomputed ranges)."""
+    """``nnforge.compile(path, calibration=cal, **kw)``: the compile pipeline
+    (:func:`nnforge.pipeline.compile_model`) with its calibration step done once per
+    (method, activation bits): its ranges are kept in ``ranges`` (one dict per example)
+    and reused (the compile API takes no precomputed ranges)."""
     from nnforge.design import Design
-    from nnforge.frontend import import_onnx
-    from nnforge.passes import run_float_pipeline
-    from nnforge.pipeline import Compiled, Options, State, calibrate_ranges, route
+    from nnforge.pipeline import Options, calibrate_ranges, compile_model
     from nnforge.sim.progress import QUIET
 
     options = Options(calibration=cal, **kw)
-    g = import_onnx(path)
-    s = State(options, QUIET, g, run_float_pipeline(g), options.config())
     key = (options.calibration_method, options.act_bits)
-    for step in route(s):
-        if step is calibrate_ranges and key in ranges:
-            s.ranges = copy.deepcopy(ranges[key])
-            continue
-        step(s)
-        if step is calibrate_ranges:
+
+    def calibrate_once(s) -> None:
+        if key not in ranges:
+            calibrate_ranges(s)
             ranges[key] = copy.deepcopy(s.ranges)
-    return Design.from_compiled(Compiled(s.float_graph, s.f, s.q, s.cfg, s.mixed, s.compression,
-                                         s.calibration_precision), str(path))
+        s.ranges = copy.deepcopy(ranges[key])
+
+    compiled = compile_model(path, options, QUIET, instead={calibrate_ranges: calibrate_once})
+    return Design.from_compiled(compiled, str(path))
 
 
 def table() -> str:

@@ -63,7 +63,7 @@ class _VerilogPorts:
         self.in_t, self.out_t = design.input_type, design.output_type
 
 
-def verilog_exact(design, tmp_path, x_int, backpressure=0.0, parallelism="balanced", layout="hwc"):
+def verilog_exact(design, tmp_path, x_int, backpressure=0.0, parallelism="balanced"):
     """Write ``design``'s engine-graph Verilog into ``tmp_path/v`` (lint-clean), simulate
     ``x_int`` in Verilator/cocotb and require every output integer of every sample to equal
     the golden model's. Returns (verilog_info, SimRun)."""
@@ -72,7 +72,7 @@ def verilog_exact(design, tmp_path, x_int, backpressure=0.0, parallelism="balanc
     from nnforge.sim.progress import QUIET
 
     out = tmp_path / "v"
-    info = write_cnn(design.qgraph, out, parallelism=parallelism, layout=layout)
+    info = write_cnn(design.qgraph, out, parallelism=parallelism)
     sim_verilog.lint(out)
     n = len(x_int)
     gold = design.predict_int(x_int).reshape(n, -1)

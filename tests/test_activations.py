@@ -226,19 +226,6 @@ def test_resize_float_and_c(name, tmp_path):
     assert np.array_equal(c_y, design.predict_int(x_int).reshape(5, -1))
 
 
-@pytest.mark.parametrize("kwargs, msg", [
-    (dict(coordinate_transformation_mode="half_pixel"), "only coordinate_transformation_mode 'asymmetric'"),
-    (dict(nearest_mode="round_prefer_floor"), "nearest_mode 'floor'"),
-    (dict(mode="linear"), "only mode 'nearest'"),
-    (dict(scales=(1, 1, 1.5, 2)), "only integer upsampling factors"),
-    (dict(scales=(1, 2, 1, 1)), "only spatial axes"),
-])
-def test_resize_refusals(kwargs, msg):
-    scales = kwargs.pop("scales", (1, 1, 2, 2))
-    with pytest.raises(ImportError_, match=msg):
-        nnforge.frontend.import_onnx(resize_model(13, scales, **kwargs))
-
-
 # ---- Pad folded into Conv ----------------------------------------------------------------
 
 def pad_conv_model(pads, opset=13, value=None, conv_pads=(1, 0, 0, 1), mode=None, then="Conv"):

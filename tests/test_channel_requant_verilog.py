@@ -1,5 +1,5 @@
 """Per-output-channel requantization in the Verilog backend: every linear layer (the Dense
-chain engine and the Conv / Dense window engines, both stream layouts) computes
+chain engine and the Conv / Dense window engines, folded or not) computes
 ``sat(round_half_up((acc * rq_mult[n]) >> rq_shift))`` exactly as the golden model, for
 per-channel power-of-two weights (exponents, shifted in) and for arbitrary multipliers
 (a multiplier ROM), with shifts <= 0, relu layers and narrowed output bounds; designs
@@ -107,19 +107,19 @@ def _modes(design: Design) -> set[str]:
 
 def test_unit_multipliers_keep_the_text(tmp_path):
     """Explicit multipliers that are all 1 generate exactly the text of a design without
-    them, in the Dense chain engine and in both window engine layouts."""
+    them, in the Dense chain engine and in the window engines (folded, and one lane each)."""
     ex = EXAMPLES / "digits_cnn"
     d = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
     ones = _with_mults(d, 0, 1, 2, 0)
     assert all(n.attrs.get("rq_mult") for n in _linear(ones.qgraph))
-    for layout in ("hwc", "chw"):
-        write_cnn(d.qgraph, tmp_path / f"a_{layout}", parallelism="balanced", layout=layout)
-        write_cnn(ones.qgraph, tmp_path / f"b_{layout}", parallelism="balanced", layout=layout)
+    for mode in ("balanced", "sequential"):
+        write_cnn(d.qgraph, tmp_path / f"a_{mode}", parallelism=mode)
+        write_cnn(ones.qgraph, tmp_path / f"b_{mode}", parallelism=mode)
     m = nnforge.compile(EXAMPLES / "digits_mlp" / "model.onnx",
                         calibration=np.load(EXAMPLES / "digits_mlp" / "calibration.npz")["x"], bits=8)
     verilog.write(lower(m.qgraph), tmp_path / "a_dense", "balanced")
     verilog.write(lower(_with_mults(m, 0, 1, 2, 0).qgraph), tmp_path / "b_dense", "balanced")
-    for kind in ("hwc", "chw", "dense"):
+    for kind in ("balanced", "sequential", "dense"):
         a, b = tmp_path / f"a_{kind}", tmp_path / f"b_{kind}"
         names = sorted(p.name for p in a.iterdir())
         assert names == sorted(p.name for p in b.iterdir())
@@ -130,24 +130,29 @@ def test_unit_multipliers_keep_the_text(tmp_path):
 def test_engines_choose_shift_or_multiplier(tmp_path):
     """Per-channel power-of-two weights shift (no extra multiplier); arbitrary multipliers
     add one multiplier per engine (per PE lane in the Dense chain, none when its one group
-    makes them constants)."""
+    makes them constants; per PE lane in the window engines)."""
     d = _per_channel("digits_cnn")
     assert _modes(d) >= {"pow2"}
-    pt = write_cnn(d.qgraph, tmp_path / "pc", parallelism="balanced", layout="hwc")
+    pt = write_cnn(d.qgraph, tmp_path / "pc", parallelism="balanced")
     texts = [(tmp_path / "pc" / ly["file"]).read_text() for ly in pt["layers"] if ly["op"] == "Conv"]
     assert all("accx0 <<< m2_0" in t and " * $signed" not in t for t in texts)
     ex = EXAMPLES / "digits_cnn"
     per_tensor = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"], bits=8)
-    per_tensor = write_cnn(per_tensor.qgraph, tmp_path / "pt", parallelism="balanced", layout="hwc")
+    per_tensor = write_cnn(per_tensor.qgraph, tmp_path / "pt", parallelism="balanced")
     # shifts cost no multiplier; the 4-bit weights' products are LUT multipliers, as many as
     # the 8-bit design's multiplier blocks
     assert pt["totals"]["multipliers"] == 0
     assert pt["totals"]["lut_multipliers"] == per_tensor["totals"]["multipliers"] > 0
     assert per_tensor["totals"]["lut_multipliers"] == 0
     r = _with_mults(d, 1, 1 << 13, 1 << 15, 14)
-    rt = write_cnn(r.qgraph, tmp_path / "r", parallelism="balanced", layout="chw")
-    # the wide per-channel products take a multiplier block each, the 4-bit ones LUTs
-    assert rt["totals"]["multipliers"] == len(_linear(r.qgraph)) and rt["totals"]["lut_multipliers"] == 17
+    rt = write_cnn(r.qgraph, tmp_path / "r", parallelism="balanced")
+    # the wide per-channel products take a multiplier block per PE lane, the 4-bit ones
+    # stay LUTs (the same folds as without the multipliers)
+    linear = [ly for ly in rt["layers"] if ly["op"] in ("Conv", "Dense")]
+    assert len(linear) == len(_linear(r.qgraph)) and all(ly["multipliers"] == ly["pe"] for ly in linear)
+    assert [(ly["pe"], ly["simd"]) for ly in rt["layers"]] == [(ly["pe"], ly["simd"]) for ly in pt["layers"]]
+    assert rt["totals"]["multipliers"] == sum(ly["pe"] for ly in linear) > len(linear)
+    assert rt["totals"]["lut_multipliers"] == pt["totals"]["lut_multipliers"]
     m = _with_mults(_per_channel("digits_mlp"), 2, 1 << 13, 1 << 15, 14)
     hw = lower(m.qgraph)
     par = verilog.write(hw, tmp_path / "mp", "parallel")
@@ -204,21 +209,22 @@ def _dense_chain_exact(d: Design, tmp_path: Path, x: np.ndarray, mode: str) -> N
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout,mode", [("hwc", "balanced"), ("chw", "sequential")])
-def test_cnn_per_channel(tmp_path, layout, mode):
-    """Digits CNN with per-channel 4-bit weights: exponent ROMs in both window engines."""
+@pytest.mark.parametrize("mode", ["balanced", "sequential"])
+def test_cnn_per_channel(tmp_path, mode):
+    """Digits CNN with per-channel 4-bit weights: exponent ROMs in the window engines,
+    folded (PE lanes) and with one lane."""
     d = _per_channel("digits_cnn")
     x = _batch(d, "digits_cnn", 4, 3)
     _check_meaningful(d, x)
-    verilog_exact(d, tmp_path, x, 0.0, mode, layout)
+    verilog_exact(d, tmp_path, x, 0.0, mode)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout,mode,last", [("chw", "balanced", None),
-                                              ("hwc", "sequential", None),
-                                              ("hwc", "parallel", (0, 16, 0, 20, -300000, 200000)),
-                                              ("chw", "sequential", (1, 40, -3, 24, -2000000, 3000000))])
-def test_cnn_real_multipliers(tmp_path, layout, mode, last):
+@pytest.mark.parametrize("mode,last", [("balanced", None),
+                                       ("sequential", None),
+                                       ("parallel", (0, 16, 0, 20, -300000, 200000)),
+                                       ("sequential", (1, 40, -3, 24, -2000000, 3000000))])
+def test_cnn_real_multipliers(tmp_path, mode, last):
     """Random multipliers in every Conv and the Dense (window engines), relu Convs, a
     narrowed hidden relu range and output range; shifts <= 0 in the last layer."""
     base = _per_channel("digits_cnn")
@@ -229,4 +235,4 @@ def test_cnn_real_multipliers(tmp_path, layout, mode, last):
     assert all(n.attr("relu") for n in convs) and _modes(d) == {"mult"}
     x = _batch(d, "digits_cnn", 4, 5)
     _check_meaningful(d, x)
-    verilog_exact(d, tmp_path, x, 0.2 if mode == "sequential" else 0.0, mode, layout)
+    verilog_exact(d, tmp_path, x, 0.2 if mode == "sequential" else 0.0, mode)

@@ -466,7 +466,7 @@ def test_torch_cnn_compiles_to_a_golden_model(torch_cnn, tmp_path):
     agree = np.mean(design.predict(test).argmax(1) == design.predict_float(test).argmax(1))
     assert agree >= 0.9, agree
     out = tmp_path / "out"
-    # a simple CNN chain: Verilog frame engines (simulated in tests/test_verilog_cnn.py)
+    # a simple CNN chain: Verilog line engines (simulated in tests/test_verilog_cnn.py)
     design.write(out, targets=["verilog"])
     info = json.loads((out / "verilog" / "verilog_info.json").read_text())
     assert [ly["op"] for ly in info["layers"]].count("Conv") == 2

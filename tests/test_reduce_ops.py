@@ -1,10 +1,13 @@
 """Reductions (ReduceMean / ReduceSum / ReduceMax / ReduceMin over axes of a sample), ArgMax
 at the model output and Max / Min of activations: the float reference against onnxruntime,
-the refusals with their reasons, the integer rules against independent oracles, and C and
-HLS bit-exact with golden (one build per target for the values, one for ArgMax)."""
+the refusals with their reasons, the integer rules against independent oracles, C and
+HLS bit-exact with golden (one build per target for the values, one for ArgMax), and
+Verilog (one Verilator build per model) for the reductions and ArgMax."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -217,8 +220,168 @@ def test_c_and_hls_bit_exact(case):
     assert {k: b.mismatches for k, b in res.backends.items()} == {"golden": 0, "c": 0, "hls": 0}
 
 
-def test_verilog_refuses_the_new_ops(tmp_path):
-    m, x = argmax_model(0)
+# ---- Verilog: reduce engines ------------------------------------------------------------------
+
+def reduce_node(op, src, out, ax, keep, inits):
+    """A reduction in opset 13 (ReduceSum's axes an input, appended to ``inits``)."""
+    if op != "ReduceSum":
+        return node(op, src, out=out, axes=ax, keepdims=keep)
+    inits.append((f"{out}_axes", axes(*ax)))
+    return node(op, src, f"{out}_axes", out=out, keepdims=keep)
+
+
+def reductions_model(shape, reds) -> tuple[onnx.ModelProto, np.ndarray]:
+    """Each ``(op, axes, keepdims)`` of ``reds`` on the input, flattened, all concatenated."""
+    nodes, outs, inits = [], [], []
+    for k, (op, ax, keep) in enumerate(reds):
+        nodes.append(reduce_node(op, "x", f"r{k}", ax, keep, inits))
+        nodes.append(node("Flatten", f"r{k}", out=f"f{k}", axis=1))
+        outs.append(f"f{k}")
+    return make(nodes + [node("Concat", *outs, axis=1)], (("x", shape),), inits), samples(14, shape, 64)
+
+
+def chain_model(shape, first, second, conv: bool = False) -> tuple[onnx.ModelProto, np.ndarray]:
+    """Two reductions ``(op, axes, keepdims)`` one after the other (the model's output: no
+    requantization after them), optionally after a Conv1d (a line engine, channels-last)."""
+    nodes, inits = [], []
+    if conv:
+        nodes.append(node("Conv", "x", "W", out="h"))
+        inits.append(("W", np.random.default_rng(15).normal(0, 0.7, (3, shape[0], 2)).astype(np.float32)))
+    src = "h" if conv else "x"
+    for k, (op, ax, keep) in enumerate([first, second][:2 if second else 1]):
+        nodes.append(reduce_node(op, src, f"r{k}", ax, keep, inits))
+        src = f"r{k}"
+    nodes[-1].output[0] = "y"
+    return make(nodes, (("x", shape),), inits), samples(15, shape, 64)
+
+
+# channels, spatial axes and both; keepdims 0 and 1; 1-D and 2-D samples; Max / Min
+# concatenated (their type is the input's: the Concat moves them unchanged), Sum / Mean
+# as the output (every bit of their rounding seen)
+VERILOG_MODELS = {
+    "extremes_2d": lambda: reductions_model(SHAPE, [("ReduceMax", [1], 1), ("ReduceMin", [2, 3], 0),
+                                                    ("ReduceMax", [1, 3], 0), ("ReduceMin", [3], 1)]),
+    "sum_mean_2d": lambda: chain_model(SHAPE, ("ReduceSum", [3], 0), ("ReduceMean", [1], 1)),
+    "mean_1d": lambda: chain_model((2, 6), ("ReduceMean", [1, 2], 1), None, conv=True),
+    "argmax_first": lambda: argmax_model(0), "argmax_last": lambda: argmax_model(1),
+}
+
+
+@pytest.mark.parametrize("case", list(VERILOG_MODELS))
+def test_reductions_verilog_bit_exact(case, tmp_path):
+    from nnforge.codegen import estimate
+    from nnforge.sim import verilog as sim_verilog
+
+    m, x = VERILOG_MODELS[case]()
     design = nnforge.compile(m, calibration=x, bits=8)
-    with pytest.raises(Exception, match=r"target 'verilog' cannot implement node .* \(op ArgMax\)"):
+    q = design.qgraph
+    reds = [nd for nd in q.topo() if nd.op.startswith("Reduce") or nd.op == "ArgMax"]
+    assert len(reds) == {"extremes_2d": 4, "sum_mean_2d": 2}.get(case, 1)
+    design.write(tmp_path / "out", targets=["verilog"])
+    sim_verilog.lint(tmp_path / "out" / "verilog")
+    info = json.loads((tmp_path / "out" / "verilog" / "verilog_info.json").read_text())
+    layers = {ly["name"]: ly for ly in info["layers"]}
+    assert all(layers[nd.name]["op"] == nd.op for nd in reds)
+    if case == "extremes_2d":  # the Concat moves the values unchanged
+        assert len({str(q.qtype(t)) for nd in q.topo() if nd.op == "Concat" for t in (*nd.inputs, *nd.outputs)}) == 1
+    else:  # a mean over 3 or 15 values: a multiplication by the reciprocal
+        assert [layers[nd.name]["multipliers"] for nd in reds if nd.op == "ReduceMean"] in ([], [1])
+    for nd in reds:  # the engine's data (reported estimate) against the scanner of its module's text
+        ly = layers[nd.name]
+        data = ly["estimate"]
+        text = (tmp_path / "out" / "verilog" / ly["file"]).read_text()
+        scanned = estimate.module_estimate(text, ly["multipliers"])
+        assert all(data[k] == scanned[k] for k in ("multipliers", "dsp", "bram", "lutram")), (data, scanned)
+        assert abs(data["ffs"] - scanned["ffs"]) <= 0.1 * scanned["ffs"]
+        assert abs(data["luts"] - scanned["luts"]) <= max(0.15 * scanned["luts"], 12)
+    res = design.verify(x[:24], backends=["golden", "verilog"], outdir=tmp_path / "out")
+    assert {k: b.mismatches for k, b in res.backends.items()} == {"golden": 0, "verilog": 0}
+    # the engines' timing: the simulated frame period, and the estimate a little above it
+    assert 0 <= info["totals"]["ii_cycles"] - res.backends["verilog"].cycles_per_inference <= 6
+    if case.startswith("argmax"):  # ties between channels 0 and 2 reached the output
+        y = design.predict_int(design.quantize_input(x[:24]))
+        assert set(np.unique(y)) == ({1, 2} if case == "argmax_last" else {0, 1})
+
+
+def test_reciprocal_is_exact():
+    """``floor(v * M / 2**s) == floor(v / d)`` over ranges too wide for the build's
+    value-by-value check (the bound alone) and narrow ones; a power of two is a shift."""
+    from nnforge.codegen.verilog_reduce import reciprocal
+
+    rng = np.random.default_rng(16)
+    for d, top in [(30, 120000), (6, 5000), (2 * 48, (1 << 20) + 7), (2 * 7 * 16, 1 << 40), (1 << 5, 999)]:
+        m, s = reciprocal(top, d)
+        v = np.concatenate([np.arange(min(top, 1 << 16) + 1), rng.integers(0, top + 1, 4096), top - np.arange(4096)])
+        assert [int(a) * m >> s for a in v] == [int(a) // d for a in v]
+        assert (m == 1) == (d & (d - 1) == 0)  # a power of two: a shift, no multiplier
+
+
+# ---- Verilog: Max / Min of two activations (streaming joins) ---------------------------------
+
+def minmax_join_model() -> tuple[onnx.ModelProto, np.ndarray]:
+    """``(2, 4, 4)``: ``h = Conv(x)``, ``m = Max(h, Relu(Conv(h)))``, ``y = Min(Conv1x1(m), m)``:
+    two forks joined again (a skip FIFO in front of each join), operands of different
+    types, Max's output unsigned."""
+    rng = np.random.default_rng(11)
+    k3 = {"kernel_shape": [3, 3], "pads": [1] * 4}
+    nodes = [node("Conv", "x", "W", "b", out="h", **k3), node("Conv", "h", "V", out="c", **k3),
+             node("Relu", "c", out="r"), node("Max", "h", "r", out="m"),
+             node("Conv", "m", "U", out="u", kernel_shape=[1, 1]), node("Min", "u", "m", out="o"),
+             node("Flatten", "o")]
+    inits = [("W", rng.normal(0, 0.5, (3, 2, 3, 3))), ("b", rng.normal(0, 0.1, 3)),
+             ("V", rng.normal(0, 0.8, (3, 3, 3, 3))), ("U", rng.normal(0, 1.5, (3, 3, 1, 1)))]
+    return make(nodes, (("x", (2, 4, 4)),), [(k, np.float32(v)) for k, v in inits]), samples(12, (2, 4, 4), 64)
+
+
+@pytest.mark.parametrize("scale", ["pow2", "real"])
+def test_max_min_of_activations_verilog_bit_exact(scale, tmp_path):
+    from nnforge.codegen.engines import JoinEngine
+    from nnforge.codegen.verilog_join import join_engine
+
+    m, x = minmax_join_model()
+    design = nnforge.compile(m, calibration=x, bits=8, scale=scale)
+    q = design.qgraph
+    picks = [nd for nd in q.topo() if nd.op in ("Max", "Min")]
+    assert [nd.op for nd in picks] == ["Max", "Min"]
+    for nd in picks:
+        a, b = (q.qtype(t) for t in nd.inputs)
+        assert a != b  # the operands are aligned, not copied
+        if scale == "real":
+            assert len(set(nd.attr("rq_mult"))) == 2
+        else:
+            assert nd.attrs.get("rq_mult") is None
+        e = join_engine(q, nd, nd.name)  # a join's operators, and the comparator and the winner's multiplexer
+        join, cw = JoinEngine.operators(e), e.numbers["R"]["cw"]
+        assert e.operators() == replace(join, comparators=join.comparators + (cw,), muxes=join.muxes + (cw,))
+    design.write(tmp_path / "out", targets=["c", "hls", "verilog"])
+    res = design.verify(x[:16], backends=["golden", "c", "hls", "verilog"], outdir=tmp_path / "out")
+    assert {k: b.mismatches for k, b in res.backends.items()} == {"golden": 0, "c": 0, "hls": 0, "verilog": 0}
+    info = json.loads((tmp_path / "out" / "verilog" / "verilog_info.json").read_text())
+    assert sorted(f["join"] for f in info["fifos"]) == sorted(nd.name for nd in picks)  # fork-joins
+    # the skip FIFOs keep both blocks at full rate: the simulated period within the estimate
+    assert 0 < res.backends["verilog"].cycles_per_inference <= info["totals"]["ii_cycles"]
+
+
+@pytest.mark.parametrize("model, why", [
+    (make([node("MaxPool", out="p", kernel_shape=[1, 5]), node("Min", "x", "p")]),
+     "needs two activations of the output's shape"),
+], ids=["broadcast"])
+def test_verilog_refuses_max_min_it_does_not_stream(model, why, tmp_path):
+    design = nnforge.compile(model, calibration=samples(13), bits=8)
+    with pytest.raises(Exception, match=rf"target 'verilog' cannot implement node .* \(op Min\): {why}"):
         design.write(tmp_path / "out", targets=["verilog"])
+
+
+def test_max_min_with_a_constant_verilog_bit_exact():
+    """Max / Min of an activation and a constant tensor (per channel, per position; the
+    constant first or second) are map engines, bit-exact with golden."""
+    per_pos = np.random.default_rng(5).normal(0, 1, SHAPE).astype(np.float32)
+    m = make([node("Min", "x", "c", out="m"), node("Max", "k", "m")],
+             inits=[("c", np.float32([[[0.5]], [[-1]], [[2]]])), ("k", per_pos)])
+    x = samples(14)
+    design = nnforge.compile(m, calibration=x, bits=8)
+    assert [nd.op for nd in design.qgraph.topo()] == ["Min", "Max"]
+    res = design.verify(x[:16], backends=["golden", "verilog"])
+    assert {k: b.mismatches for k, b in res.backends.items()} == {"golden": 0, "verilog": 0}
+    y = design.predict_int(design.quantize_input(x[:16]))
+    assert len(np.unique(y)) > 20  # both the constants and the activation win somewhere

@@ -24,19 +24,20 @@ def _resnet():
 
 
 def _frame_residual(rng):
-    """x -> c1 -> r1; y = r1 + c2(r1), in the IR's layout: c2 is a frame engine, so the
-    long path holds a whole frame of r1 before the join's first element."""
-    w1, w2 = rng.normal(0, 0.4, (3, 2, 3, 3)), rng.normal(0, 0.3, (3, 3, 3, 3))
-    inits = {"w1": w1, "b1": rng.normal(0, 0.1, 3), "w2": w2, "b2": rng.normal(0, 0.1, 3)}
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1] * 4),
-             helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], pads=[1] * 4),
-             helper.make_node("Add", ["r1", "c2"], ["a"]),
-             helper.make_node("Flatten", ["a"], ["y"])]
-    g = helper.make_graph(nodes, "fr", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 48])],
+    """x -> d1 -> r1; y = r1 + d2(r1) on (48,) vectors: d2 (a Dense window engine) reads
+    every element of its input before its first output, so the long path holds a whole
+    frame of r1 before the join's first element."""
+    n = 48
+    inits = {"w1": rng.normal(0, 0.2, (n, n)), "b1": rng.normal(0, 0.1, n),
+             "w2": rng.normal(0, 0.15, (n, n)), "b2": rng.normal(0, 0.1, n)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["d1"], transB=1),
+             helper.make_node("Relu", ["d1"], ["r1"]),
+             helper.make_node("Gemm", ["r1", "w2", "b2"], ["d2"], transB=1),
+             helper.make_node("Add", ["r1", "d2"], ["y"])]
+    g = helper.make_graph(nodes, "fr", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])],
                           [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), (2, 4, 4)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), (n,)
 
 
 def _compile(make, seed, bits=8):
@@ -137,7 +138,7 @@ def test_residual_period_estimate(tmp_path):
 
 @pytest.mark.slow
 def test_fifo_one_below_need_deadlocks(tmp_path):
-    """A frame engine on the long path holds a whole frame (n elements of the skip) before
+    """A window engine on the long path holds a whole frame (n elements of the skip) before
     the join's first element; the skip side holds the FIFO plus SKIP_EXTRA (the join's
     input buffer, the fork's beat): FIFO n - 3 is the least that runs (exact), n - 4 hangs.
     The analysis gives n (its need, more than a frame, capped)."""
@@ -146,16 +147,16 @@ def test_fifo_one_below_need_deadlocks(tmp_path):
 
     design, x = _compile(_frame_residual, 4)
     x = x[:3]
-    info, _ = _run(design, x, tmp_path / "ok", layout="chw")
+    info, _ = _run(design, x, tmp_path / "ok")
     (f,) = info["fifos"]
     n = f["frame"]
     assert f["depth"] == n == 48 and f["need"] > n
     key = f"{f['join']}.{f['port']}"
     least = n - SKIP_EXTRA
-    info, _ = _run(design, x, tmp_path / "least", layout="chw", _fifo_depths={key: least})
+    info, _ = _run(design, x, tmp_path / "least", _fifo_depths={key: least})
     assert info["fifos"][0]["depth"] == least
     with pytest.raises(ToolError, match="hung"):
-        _run(design, x, tmp_path / "small", layout="chw", _fifo_depths={key: least - 1})
+        _run(design, x, tmp_path / "small", _fifo_depths={key: least - 1})
 
 
 @pytest.mark.slow

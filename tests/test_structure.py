@@ -87,11 +87,16 @@ def test_structure_checks_find_each_kind(tmp_path):
                     + "\n\nclass K:\n    def long(self):\n" + "        x = 1\n" * 100),
         "big.py": "x = 1\n" * (cs.MAX_FILE + 1),
         "tests/test_x.py": "from nnforge.a import _x\n" + "x = 1\n" * 800,  # not the package
+        "e.py": ("LAYERS = frozenset({'Dense', 'Conv'})\nONE = ('Dense',)\nMIXED = ['Dense', 'x', 'Relu']\n"
+                 "WORDS = ('Dense', 'Unknown')\nKEYS = {'Dense': 1, 'Conv': 2}\n"),
+        "ir/__init__.py": "",
+        "ir/ops/__init__.py": "OPS = {'Dense', 'Conv'}  # the registry: fine\n",
+        "frontend/__init__.py": "ONNX = ('Conv', 'Gemm')  # ONNX names: fine\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(textwrap.dedent(text))
-    found = cs.violations(tmp_path)
+    found = cs.violations(tmp_path, frozenset({"Dense", "Conv", "Relu", "Gemm"}))
     assert {v.entry for v in found} == {
         "cycle: nnforge.a -> nnforge.b -> nnforge.a",
         "private: nnforge.c imports nnforge.a._x",
@@ -99,10 +104,14 @@ def test_structure_checks_find_each_kind(tmp_path):
         "private: nnforge.d imports module nnforge.pkg._inner",
         "function: long.py:K.long",
         "file: big.py",
+        "opset: e.py: Conv, Dense",
+        "opset: e.py: Dense, Relu",
     }
     where = {v.entry: v.where for v in found}
     assert where["cycle: nnforge.a -> nnforge.b -> nnforge.a"] == "a.py:2"
     assert where["private: nnforge.c reads nnforge.a._x"] == "c.py:4"
+    assert where["opset: e.py: Dense, Relu"] == "e.py:3"
+    assert {"Dense", "Conv"} <= cs.ir_op_names()  # the default: the installed registry's names
     new, stale = cs.check(found, frozenset({"file: big.py", "function: gone.py:f"}))
     assert {v.entry for v in new} == {v.entry for v in found} - {"file: big.py"}
     assert stale == ["function: gone.py:f"]

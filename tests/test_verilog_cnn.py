@@ -1,5 +1,5 @@
-"""Verilog on CNN chains (codegen/verilog_cnn.py): frame engines for Conv, MaxPool,
-GlobalAveragePool and Dense, CHW streams; Verilator/cocotb == golden in every integer,
+"""Verilog on CNN chains (codegen/verilog_cnn.py): line engines for Conv, MaxPool,
+GlobalAveragePool and Dense, channels-last streams; Verilator/cocotb == golden in every integer,
 lint-clean, Yosys-clean."""
 
 import json

@@ -1,9 +1,10 @@
 """Map engines of the Verilog backend (codegen/verilog_map.py): Relu, LeakyRelu, Clip, the
 table ops, BatchNormalization and Add / Mul with a constant operand, one element per
-cycle with no frame memory (here in the IR's CHW stream layout, with frame engines; the
-channels-last layouts are in test_verilog_layouts.py). Chains of them run in
-Verilator/cocotb against the golden integer model, exactly, on inputs that include the
-input type's extremes, with and without back-pressure."""
+cycle with no frame memory, in the channels-last streams of the engine graph (a reorder
+engine puts the top output in the IR's order; every layout of a single engine is in
+test_verilog_layouts.py). Chains of them run in Verilator/cocotb against the golden
+integer model, exactly, on inputs that include the input type's extremes, with and
+without back-pressure."""
 
 import itertools
 
@@ -56,7 +57,7 @@ def _chain_signed(rng):
 
 def _chain_conv(rng):
     """Conv -> Tanh -> Mul(scalar) -> MaxPool -> Add(whole-tensor k) -> HardSigmoid ->
-    HardSwish: map engines between frame engines."""
+    HardSwish: map engines between line engines."""
     c = 3
     inits = {"w": rng.normal(0, .5, (c, 2, 3, 3)), "b": rng.normal(0, .1, c), "ks": np.array(0.75),
              "kf": rng.normal(0, .5, (c, 3, 3))}
@@ -122,26 +123,34 @@ def test_add_mul_stay_with_the_join_dispatch():
 
 
 @pytest.mark.parametrize("build,bits,ops", [
-    (_chain_signed, 6, ["BatchNormalization", "LeakyRelu", "Add", "Mul", "Clip", "Relu", "Sigmoid"]),
-    (_chain_1d, 5, ["Relu", "BatchNormalization", "HardSwish", "Add", "Mul", "Tanh"])])
+    (_chain_signed, 6, ["BatchNormalization", "LeakyRelu", "Add", "Mul", "Clip", "Relu", "Sigmoid", "Reorder"]),
+    (_chain_1d, 5, ["Relu", "BatchNormalization", "HardSwish", "Reorder", "Add", "Mul", "Tanh"])])
 def test_engine_numbers(build, bits, ops, tmp_path):
+    """Map engines stream (no memory, one element per cycle, 3 cycles in to out) in the
+    channels-last order; the one reorder (to the IR's order, before Flatten or at the top
+    output) buffers a frame and sets the design's rate."""
     design, _ = _compile(build, 3, bits)
-    info = write_cnn(design.qgraph, tmp_path / "v", layout="chw")
+    info = write_cnn(design.qgraph, tmp_path / "v")
     layers = info["layers"]
     assert [ly["op"] for ly in layers] == ops
     n = info["n_in"]
     for ly in layers:
-        assert ly["frame_memory_words"] == 0 and ly["n_in"] == ly["n_out"] == n
+        assert ly["n_in"] == ly["n_out"] == n
+        if ly["op"] == "Reorder":
+            assert ly["frame_memory_words"] == n and ly["layout"] == list(range(len(ly["layout"])))
+            continue
+        assert ly["frame_memory_words"] == 0
         assert ly["ii_cycles"] == n + 3 and ly["latency_cycles"] == 3
         # a ROM operand is a multiplier; LeakyRelu's slope is a constant product
         assert ly["multipliers"] == int(ly["op"] in ("BatchNormalization", "Mul"))
-    assert info["totals"]["ii_cycles"] == n + 3
+    assert info["totals"]["ii_cycles"] == max(ly["ii_cycles"] for ly in layers) > n + 3
     text = {ly["op"]: (tmp_path / "v" / ly["file"]).read_text() for ly in layers}
-    if build is _chain_signed:  # per-channel and per-position constants: ROMs of C and H*W words
-        assert "word (i / 20) % 3" in text["BatchNormalization"] and "word (i / 20) % 3" in text["Add"]
-        assert "word (i / 1) % 20" in text["Mul"]
-    else:  # a whole-tensor constant: a ROM of every element
-        assert "word (i / 6) % 4" in text["BatchNormalization"] and "word (i / 1) % 24" in text["Add"]
+    if build is _chain_signed:  # channels-last: per-channel constants a ROM of C words read every
+        # element, per-position ones a ROM of H*W words read every C elements
+        assert "word (i / 1) % 3" in text["BatchNormalization"] and "word (i / 1) % 3" in text["Add"]
+        assert "word (i / 3) % 20" in text["Mul"]
+    else:  # after the reorder (IR order), a whole-tensor constant: a ROM of every element
+        assert "word (i / 1) % 4" in text["BatchNormalization"] and "word (i / 1) % 24" in text["Add"]
 
 
 def test_pattern():
@@ -197,37 +206,37 @@ def test_broadcast_activation_refused(tmp_path):
 @pytest.mark.slow
 def test_chain_signed_exact(tmp_path):
     design, rng = _compile(_chain_signed, 1, 6)
-    info, res = verilog_exact(design, tmp_path, _inputs(design, rng, 40), layout="chw")
-    assert len(info["layers"]) == 7
-    gap = res.extra["output_gaps"][-1]  # a pure stream: one element per cycle
+    info, res = verilog_exact(design, tmp_path, _inputs(design, rng, 40))
+    assert len(info["layers"]) == 8  # the map engines and the reorder to the IR's order
+    gap = res.extra["output_gaps"][-1]  # the analytic frame time (the reorder's) is the measured one
     assert abs(gap - info["totals"]["ii_cycles"]) <= 0.1 * gap
 
 
 @pytest.mark.slow
 def test_chain_conv_backpressure_exact(tmp_path):
     design, rng = _compile(_chain_conv, 2, 8)
-    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 24), backpressure=0.3, layout="chw")
+    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 24), backpressure=0.3)
     assert [ly["op"] for ly in info["layers"]] == ["Conv", "Tanh", "Mul", "MaxPool", "Add", "HardSigmoid",
-                                                   "HardSwish"]
+                                                   "HardSwish", "Reorder"]
 
 
 @pytest.mark.slow
 def test_fork_join_backpressure_exact(tmp_path):
     design, rng = _compile(_fork_join, 6, 8)
-    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 16), backpressure=0.3, layout="chw")
-    assert [ly["op"] for ly in info["layers"]] == ["Conv", "LeakyRelu", "Add"] and len(info["forks"]) == 1
+    info, _ = verilog_exact(design, tmp_path, _inputs(design, rng, 16), backpressure=0.3)
+    assert [ly["op"] for ly in info["layers"]] == ["Conv", "LeakyRelu", "Add", "Reorder"] and len(info["forks"]) == 1
 
 
 @pytest.mark.slow
 def test_chain_1d_exact(tmp_path):
     design, rng = _compile(_chain_1d, 4, 5)
-    verilog_exact(design, tmp_path, _inputs(design, rng, 40), layout="chw")
+    verilog_exact(design, tmp_path, _inputs(design, rng, 40))
 
 
 @pytest.mark.slow
 def test_chain_synthesizes(tmp_path):
     """Yosys takes every map engine; its multipliers are the ones the report counts."""
     design, _ = _compile(_chain_signed, 1, 6)
-    info = write_cnn(design.qgraph, tmp_path / "v", layout="chw")
+    info = write_cnn(design.qgraph, tmp_path / "v")
     stats = sim_verilog.synth_check(tmp_path / "v")
     assert stats["multipliers"] == info["totals"]["multipliers"] == 2

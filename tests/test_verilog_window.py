@@ -1,4 +1,4 @@
-"""Verilog window engines (codegen/verilog_window.py, hls_templates/verilog/window.v.j2) on the
+"""Verilog window engines (codegen/verilog_window.py, hls_templates/verilog/line.v.j2) on the
 general window geometry: Conv with stride, dilation, asymmetric pads and any groups; MaxPool
 and AveragePool (count_include_pad 0/1) with any kernel, stride, pads, dilation and ceil
 mode; GlobalMaxPool / GlobalAveragePool; 1-D (C, L) and 2-D (C, H, W). Each chain of

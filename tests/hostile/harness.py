@@ -17,6 +17,7 @@ import atexit
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -80,12 +81,27 @@ def child_env(extra: dict | None) -> dict:
 def run(argv: list, cwd=None, env: dict | None = None, timeout: float = TIMEOUT, **popen) -> Outcome:
     """Run ``argv`` under the suite's limits; a run that outlives ``timeout`` fails the case."""
     t0 = time.monotonic()
+    # a session (process group) of its own: a timeout ends what it started too (a compiler, a simulator)
+    with subprocess.Popen([str(a) for a in argv], cwd=cwd, env=child_env(env), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, errors="replace", preexec_fn=limits,
+                          start_new_session=True, **popen) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except BaseException as e:
+            kill_group(p.pid)
+            p.communicate()
+            if isinstance(e, subprocess.TimeoutExpired):
+                pytest.fail(f"{argv[2:] if len(argv) > 2 else argv} did not end within {timeout:.0f} s")
+            raise
+    return Outcome(p.returncode, out, err, time.monotonic() - t0)
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL every process of the group ``pgid`` (a case's child and what it started)."""
     try:
-        p = subprocess.run([str(a) for a in argv], cwd=cwd, env=child_env(env), capture_output=True, text=True,
-                           errors="replace", timeout=timeout, preexec_fn=limits, **popen)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{argv[2:] if len(argv) > 2 else argv} did not end within {timeout:.0f} s")
-    return Outcome(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _fresh(env: dict | None) -> bool:
@@ -113,13 +129,14 @@ def python(code: str, cwd=None, env: dict | None = None, timeout: float = TIMEOU
 # files, runs ``python -m MODULE ARGV`` / ``python -c CODE`` as the interpreter would
 # (SystemExit, an uncaught exception's traceback and exit 1, atexit handlers), and exits;
 # the server answers with the fork's exit status (negative: the signal that ended it), or
-# kills it at the job's timeout.
+# kills it at the job's timeout with its process group (what it started goes too).
 FORK_SERVER = r"""
 import atexit, builtins, json, os, runpy, signal, sys, time, traceback, types
 import numpy, onnx
 import nnforge, nnforge.cli, nnforge.frontend
 
 def job(spec):
+    os.setpgid(0, 0)  # a group of its own (the server sets it too), killed whole at the timeout
     try:  # the job ends with the server (killed when a case is interrupted)
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -175,13 +192,20 @@ for line in sys.stdin:
             job(spec)
         finally:
             os._exit(70)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:  # the fork set it first, or has already ended
+        pass
     deadline, status = time.monotonic() + spec["timeout"], None
     while status is None:
         done, st = os.waitpid(pid, os.WNOHANG)
         if done:
             status = os.waitstatus_to_exitcode(st)
         elif time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            try:  # the fork and every process it started (a compiler, a simulator)
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:  # already ended
+                pass
             os.waitpid(pid, 0)
             break
         else:

@@ -1,0 +1,44 @@
+"""The numbers of a Resize by tap tables (the ``interp`` step of the C and HLS targets).
+
+Every integer comes from :func:`nnforge.ir.ops.resize.int_taps`: per output value, the sum
+over the taps of every resized axis of ``prod w * x``, then the contract's rounding by
+``n * FRAC`` bits (round half up) and saturation to the output type. Per resized axis:
+``starts`` (the first input index read by each output index) and ``weights`` (``T`` per
+output index, row-major); an axis not resized is read at the output index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import FixedType
+from ..ir.fixed import signed_width_for
+from ..ir.ops.resize import ACC_BITS, FRAC, accumulator_bound, int_taps, resized_axes
+from .lower import c_int_type
+
+
+def _ctype(values) -> str:
+    return c_int_type(signed_width_for(min(values), max(values)), True)
+
+
+def interp_params(taps, mode: str, x_t: FixedType, out_t: FixedType, in_shape, out_shape) -> tuple[dict, int]:
+    """(template parameters, multiply-accumulates per sample); ValueError when the
+    accumulator does not fit :data:`~nnforge.ir.ops.resize.ACC_BITS` bits."""
+    bound = accumulator_bound(taps, max(abs(x_t.lo), abs(x_t.hi)))
+    if bound >= 1 << ACC_BITS:
+        raise ValueError(f"has an accumulator beyond {ACC_BITS} bits")
+    strides = [int(np.prod(in_shape[k + 1:], dtype=np.int64)) for k in range(len(in_shape))]
+    axes, taps_total = [], 1
+    for k, (axis, n_out) in enumerate(zip(int_taps(taps), out_shape)):
+        a = {"k": k, "n": int(n_out), "stride": strides[k], "resized": axis is not None}
+        if axis is not None:
+            starts, weights, t = axis
+            flat = [w for row in weights for w in row]
+            a.update(t=t, starts=list(starts), weights=flat, w_ctype=_ctype(flat), s_ctype=_ctype(starts))
+            taps_total *= t
+        axes.append(a)
+    shift = resized_axes(taps) * FRAC
+    p = {"mode": mode, "in_shape": tuple(in_shape), "out_shape": tuple(out_shape), "axes": axes,
+         "acc_ctype": "int32_t" if bound + (1 << shift) < 1 << 31 else "int64_t", "shift": shift,
+         "lo": out_t.lo, "hi": out_t.hi}
+    return p, int(np.prod(out_shape, dtype=np.int64)) * taps_total
