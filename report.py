@@ -12,6 +12,7 @@ import numpy as np
 
 from .ir import Graph, dequantize, run_float, run_int
 from .ir.floats import is_float
+from .ir.ops import ops_with
 from .ir.text import name as pname
 from .passes.prune import compression_text
 from .persist import report_quantization
@@ -27,13 +28,14 @@ def table(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def layer_rows(q: Graph) -> list[dict]:
-    """Per node of the quantized graph: its formats, and for Dense / Conv its weights,
-    accumulator width and MACs."""
+    """Per node of the quantized graph: its formats, and for a layer with weights (the
+    ``linear`` trait: Dense, Conv) its weights, accumulator width and MACs."""
+    layers = ops_with(linear=True)
     rows = []
     for n in q.topo():
         row = {"name": n.name, "op": n.op, "input": str(q.qtype(n.inputs[0])),
                "output": str(q.qtype(n.outputs[0])), "shape": list(q.shape(n.outputs[0]))}
-        if n.op in ("Dense", "Conv"):
+        if n.op in layers:
             # every output value takes one MAC per weight of its output channel
             w_shape = q.shape(n.inputs[1])
             per_output = int(np.prod(w_shape[1:]))

@@ -7,15 +7,12 @@ template, ``hls_templates/c/<kind>.j2``.
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
-from jinja2 import meta
-
 from .lower import c_int_type
 from .program import LOWERINGS, Program
-from .render import environment, render_to
+from .render import calls, render_to
 
 TARGET = "c"
 SUPPORTED_OPS = LOWERINGS.ops()
@@ -31,18 +28,7 @@ def helpers_called(kind: str) -> frozenset[str]:
     (``hls_templates/c/<kind>.j2``, with the templates it imports or includes) calls. A
     template calls each helper it names on every path through it (a test checks it), so
     the model's file defines exactly the helpers its steps call: none unused, none missing."""
-    env = environment(TARGET)
-    flags: set[str] = set()
-    todo, seen = [kind + ".j2"], set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        source = env.loader.get_source(env, name)[0]
-        flags |= {flag for flag, fn in HELPERS.items() if re.search(rf"\b{fn}\s*\(", source)}
-        todo += [t for t in meta.find_referenced_templates(env.parse(source)) if t]
-    return frozenset(flags)
+    return frozenset(flag for flag, fn in HELPERS.items() if calls(TARGET, kind + ".j2", fn))
 
 
 def join(values) -> str:

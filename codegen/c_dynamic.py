@@ -26,7 +26,7 @@ from ..ir import FixedType, Graph
 from ..ir.dynamic import DYN_RANGE, MAX_SHIFT, check_dynamic
 from .lower import BackendError, c_int_type
 from .program import Program, lower_program
-from .render import render
+from .render import branches_calling, render
 
 FILES = ("nnforge_dynamic.h", "nnforge_dynamic.c")
 PREFIX = "nnf_dyn_"
@@ -96,7 +96,9 @@ def dynamic_context(q: Graph, prog: Program | None = None) -> dict:
         "in_f_lo": prog.in_t.frac - DYN_RANGE, "in_f_hi": prog.in_t.frac + DYN_RANGE, "dyn_range": DYN_RANGE,
         "in_buf": _buf("in"), "out_buf": _buf("out"),
         "steps": steps, "buffers": buffers,
-        "need_div": any(st["kind"] in ("avgpool", "gap") for st in steps), "scratch": scratch, "max_shift": MAX_SHIFT,
+        # the division helper, when the template's branch of a step's kind calls it
+        "need_div": any(st["kind"] in branches_calling("c", "nnforge_dynamic.c.j2", "floor_div") for st in steps),
+        "scratch": scratch, "max_shift": MAX_SHIFT,
         "prefix": PREFIX,
     }
 

@@ -1,29 +1,35 @@
 """The engines of the Verilog engine graph as typed data.
 
-Every engine builder (:mod:`.verilog_window`, :mod:`.verilog_map`, :mod:`.verilog_join`)
-returns one frozen :class:`Engine`: what the graph, the folding (:mod:`.folding`) and the
-resource estimate (:mod:`.estimate`) read as typed fields and methods (sizes, ports,
-:meth:`~Engine.timing`, :meth:`~Engine.capacity`, :meth:`~Engine.memories`,
-:meth:`~Engine.operators`, :meth:`~Engine.control`), and ``numbers``: the literals its
-template prints, which only :meth:`~Engine.context` (the dict a template gets as ``E``, at
-render time) and those methods read. The
-planner (:mod:`.verilog_cnn`) places an engine in the graph with :meth:`~Engine.placed`
-(name, module, index, streams), a new value; nothing is changed in place.
+Every engine builder (:mod:`.verilog_window`, :mod:`.verilog_map`, :mod:`.verilog_join`,
+:mod:`.verilog_reduce`, :mod:`.verilog_interp`) returns one frozen :class:`Engine`: what the
+graph, the folding (:mod:`.folding`) and the resource estimate (:mod:`.estimate`) read as
+typed fields and methods (sizes, ports, :meth:`~Engine.timing`, :meth:`~Engine.capacity`,
+:meth:`~Engine.memories`, :meth:`~Engine.operators`, :meth:`~Engine.control`), and
+``numbers``: the literals its template prints, which only :meth:`~Engine.context` (the dict
+a template gets as ``E``, at render time) and those methods read. The planner
+(:mod:`.verilog_cnn`) places an engine in the graph with :meth:`~Engine.placed` (name,
+module, index, streams), a new value; nothing is changed in place.
 
 Kinds: :class:`WindowEngine` (Conv, Dense, pools: a MAC, maximum or average over a window,
-with line buffers or a frame memory), :class:`MapEngine` (elementwise), :class:`JoinEngine`
-(Add / Mul of two activations streaming, Concat frame-buffered), :class:`GatherEngine`
-(Transpose, Resize, reorders); the top adds :class:`Fork` and :class:`Fifo`, and streams
-are :class:`Stream`; :class:`DenseEngine` is a layer of the dense chain (:mod:`.verilog`).
+with line buffers), :class:`MapEngine` (elementwise), :class:`JoinEngine` (Add / Mul of two
+activations streaming, Concat frame-buffered; :class:`.verilog_join.PickJoinEngine`, its
+Max / Min of two activations, adds a comparator and a select), :class:`GatherEngine` (Transpose,
+nearest Resize with integer scales, reorders), :class:`.verilog_reduce.ReduceEngine` (the
+reductions and ArgMax over a frame memory) and :class:`.verilog_interp.InterpEngine` (Resize
+with tap tables: linear, cubic, any nearest); the top adds :class:`Fork` and :class:`Fifo`,
+and streams are :class:`Stream`; :class:`DenseEngine` is a layer of the dense chain
+(:mod:`.verilog`).
 
 The resource estimate (:func:`.estimate.engine_estimate`) is priced from three methods,
 which a new engine kind (a subclass) overrides from the numbers its template prints:
 :meth:`~Engine.memories` (every memory, ROM words included: placement and live columns),
-:meth:`~Engine.operators` (its data path: multipliers, adders, comparisons, multiplexers
-and data registers) and :meth:`~Engine.control` (the counters, handshake, valid and state
-registers its template adds). The base class has no memory and no operator, and as
-control only the least a streaming engine has (an input and an output counter and a
-valid bit), so an engine that overrides none of them is estimated low.
+:meth:`~Engine.operators` (its data path: multipliers, adders, comparisons, multiplexers and
+data registers) and :meth:`~Engine.control` (the counters, handshake, valid and state
+registers its template adds), written with :func:`registers`, :func:`flags` and
+:func:`counters` so that one register, valid bit or counter is priced the same in every
+kind. The base class has no memory and no operator, and as control only the least a
+streaming engine has (an input and an output counter and a valid bit), so an engine that
+overrides none of them is estimated low.
 """
 
 from __future__ import annotations
@@ -86,18 +92,22 @@ class Operators:
         return Operators(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
-def _regs(*widths: int, copies: int = 1) -> Operators:
-    """Plain registers (a pipeline's copies, a word loaded as it is): flip-flops only."""
+# The building blocks an engine's operators() and control() are written in (a new engine
+# kind's module uses them too, so that one counter or valid bit is priced the same everywhere).
+
+def registers(*widths: int, copies: int = 1) -> Operators:
+    """Plain registers of the given widths (a pipeline's ``copies``, a word loaded as it
+    is): flip-flops only; a width of 0 is no register."""
     return Operators(registers=tuple((w, copies, "") for w in widths if w > 0))
 
 
-def _flags(n: int, reset: int = 0) -> Operators:
+def flags(n: int, reset: int = 0) -> Operators:
     """``n`` one-bit registers (valid, first / last tags), ``reset`` of them with a reset or
     a second next value (a multiplexer each)."""
     return Operators(muxes=(1,) * reset, registers=((1, n, ""),) if n else ())
 
 
-def _counters(*widths: int) -> Operators:
+def counters(*widths: int) -> Operators:
     """Counters that step and wrap (or load): per counter of ``w`` bits a register, its
     adder, the compare with its last value, the wrap multiplexer and the next-state one
     (reset or hold against the step)."""
@@ -113,7 +123,7 @@ def _ops(adders=(), comparators=(), muxes=()) -> Operators:
 def _out_register(w: int) -> Operators:
     """The output register of the valid / ready handshake: ``w`` data bits, the valid bit
     (set, cleared or held: two multiplexers) and the ready test."""
-    return _regs(w) + _flags(1, reset=2) + _ops(muxes=(1,))
+    return registers(w) + flags(1, reset=2) + _ops(muxes=(1,))
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,7 @@ class Engine:
     layout: tuple[int, ...] = ()
 
     kind = ""  # "mac", "max" or "avg" for a window engine
-    overlap = False  # loads while it computes (a line engine)
+    overlap = False  # loads while it computes (a window engine's line buffer)
     streaming = False  # takes one element of each port at a time (a streaming join)
 
     def placed(self, **where) -> Engine:
@@ -172,8 +182,8 @@ class Engine:
 
     def capacity(self, k: int = 0) -> float:
         """Elements of port ``k`` the engine can hold with no output emitted for them yet:
-        its memory words (a line engine's row buffer, a frame engine's or a join port's
-        frame, none for a map engine) plus its pipeline and output registers (``pipe + PE
+        its memory words (a window engine's row buffer, a frame join port's or a gather
+        engine's frame, none for a map engine) plus its pipeline and output registers (``pipe + PE
         + 2`` outputs, converted to input elements by n_in / n_out)."""
         regs = self.numbers.get("pipe", 2) + self.numbers.get("PE", 1) + 2
         return self.frame_memory_words + regs * self.port_words(k) / max(1, self.n_out)
@@ -192,7 +202,7 @@ class Engine:
         (an input and an output element counter and the output valid bit); an engine whose
         template has more (address counters, a pipeline's valid bits, a state machine)
         overrides it, else its estimate is low by that much."""
-        return _counters(_bits(self.n_in), _bits(self.n_out)) + _flags(1, reset=2)
+        return counters(_bits(self.n_in), _bits(self.n_out)) + flags(1, reset=2)
 
     def get(self, key: str, default=None):
         """A template number (``numbers[key]``), else ``default``."""
@@ -219,19 +229,19 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     q, rb, ab = n["q"], n["rb"], n["ab"]
     offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
     lane = [n["lb_m1"] + 1] if simd > 1 else []
-    loader = (_counters(lrw, rb, offb, *lane) + _flags(2, reset=2) + _ops(muxes=(lrw,))
+    loader = (counters(lrw, rb, offb, *lane) + flags(2, reset=2) + _ops(muxes=(lrw,))
               + _ops(adders=(ab, q, q, q), comparators=(lrw, q, q), muxes=(q,)))  # la, lrow_rel, room, free_*
-    taps = (_counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
-    rows = (_regs(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
-            + _flags(2, reset=2) + _regs(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
-    a1 = _flags(3, reset=1) + _regs(q, q, q, rb) + _regs(q, q) + _ops(adders=(q,), muxes=(q, q))  # oldest1/2
-    rd = _flags(4, reset=1) + _regs(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
+    taps = (counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
+    rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
+            + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
+    a1 = flags(3, reset=1) + registers(q, q, q, rb) + registers(q, q) + _ops(adders=(q,), muxes=(q, q))  # oldest1/2
+    rd = flags(4, reset=1) + registers(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
     out = loader + taps + rows + a1 + rd
     if kind == "mac":
         wb, mb = n["wb_m1"] + 1, n["mb_m1"] + 1
-        out += Operators(adders=(wb,), muxes=(wb,)) + _regs(wb, wb, mb, wb, mb)  # wcnt, a1_*, rd_*
+        out += Operators(adders=(wb,), muxes=(wb,)) + registers(wb, wb, mb, wb, mb)  # wcnt, a1_*, rd_*
     if kind == "avg":
-        out += _flags(1) + _ops(comparators=(q, q) if n.get("cnt_incl") else ())
+        out += flags(1) + _ops(comparators=(q, q) if n.get("cnt_incl") else ())
     return out
 
 
@@ -239,18 +249,18 @@ def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
     """``_window_back.v.j2`` / ``_window_mac.v.j2`` control: the read and buffer stages'
     valid and tag bits, a MAC pipeline's (valid, first, last per stage), the output
     handshake (a MAC engine's count of outputs left to send), an average's divider."""
-    out = _flags(8, reset=2)  # v, in, first, last: read and buffer stages
+    out = flags(8, reset=2)  # v, in, first, last: read and buffer stages
     if kind == "mac":
         stages = n["tk"] + 2
         lc = n["lc_m1"] + 1
-        out += _flags(3 * stages, reset=stages) + _flags(1 + (n["cm"] != "none"), reset=2)  # v2, vf
+        out += flags(3 * stages, reset=stages) + flags(1 + (n["cm"] != "none"), reset=2)  # v2, vf
         out += Operators(adders=(lc,), comparators=(lc, lc, lc), muxes=(lc, lc), registers=((lc, 1, ""),))
         return out + _ops(muxes=(1, 1))
-    out += _flags(1, reset=1)  # v2
+    out += flags(1, reset=1)  # v2
     if kind == "max":
-        return out + _flags(1, reset=2) + _ops(muxes=(1,))
+        return out + flags(1, reset=2) + _ops(muxes=(1,))
     nw, rw, db, yw = n["nw_m1"] + 1, n["rw_m1"] + 1, n["db_m1"] + 1, n["yw_m1"] + 1
-    out += _flags(2 + 2, reset=4) + _ops(muxes=(1, 1))  # counted tags; busy, ovalid
+    out += flags(2 + 2, reset=4) + _ops(muxes=(1, 1))  # counted tags; busy, ovalid
     out += Operators(adders=(db, rw, yw, n["sw_m1"] + 1), comparators=(db, db, rw, yw, yw),
                      muxes=(db, nw, nw, rw, rw, n["ow_m1"] + 1),
                      registers=((db, 1, ""), (nw, 2, ""), (rw, 1, "")))  # dcnt, dnum, quo, rem
@@ -258,7 +268,7 @@ def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
         cb = n["cb_m1"] + 1
         out += Operators(adders=(cb,), muxes=(cb,), registers=((cb, 1, ""), (rw, 1, "")))  # cnt, dv
         if n["cnt_zero"]:
-            out += _flags(1) + _ops(comparators=(cb,), muxes=(yw,))
+            out += flags(1) + _ops(comparators=(cb,), muxes=(yw,))
     return out
 
 
@@ -278,20 +288,17 @@ def _rom(name: str, words: list[str], width: int, registered: bool = True) -> Me
 @dataclass(frozen=True)
 class WindowEngine(Engine):
     """Conv, Dense and pools: ``kind`` "mac", "max" or "avg" over a window of ``geometry``,
-    folded as ``fold`` (PE x SIMD lanes); ``line``: a circular buffer of input rows that
-    loads while it computes, else a frame memory."""
+    folded as ``fold`` (PE x SIMD lanes), over a circular buffer of input rows that loads
+    while it computes (``overlap``)."""
 
     kind: str = "mac"  # type: ignore[assignment]
     geometry: Geometry = field(default_factory=Geometry)
     fold: Fold = field(default_factory=Fold)
-    line: bool = False
     lut_mul: str | bool = False
     rq_multipliers: int = 0
     pipe: int = 0
 
-    @property
-    def overlap(self) -> bool:  # type: ignore[override]
-        return self.line
+    overlap = True
 
     def control(self) -> Operators:
         return _line_front(self.numbers, self.kind, self.fold.simd) + _window_back(self.numbers, self.kind)
@@ -352,16 +359,17 @@ class MapEngine(Engine):
         n = self.numbers
         if n.get("mode") == "table":  # the table address x - lo; the output register holds a table word
             return _ops(adders=(n["xw_m1"] + 1,)) + Operators(registers=((n["ow_m1"] + 1, 1, "tab"),))
-        return _regs(n["ow_m1"] + 1) + Operators(multipliers=((n["xw_m1"] + 1, n["RQ"]["cw"]),) * self.multipliers) + _requant(n["RQ"])
+        return (registers(n["ow_m1"] + 1) + _requant(n["RQ"])
+                + Operators(multipliers=((n["xw_m1"] + 1, n["RQ"]["cw"]),) * self.multipliers))
 
     def control(self) -> Operators:
         """``map.v.j2``: the input stage and its skid slot (valid bits, words, the select),
         the output register, the ROM word and repeat counters."""
         n = self.numbers
         xw = n["xw_m1"] + 1
-        out = _flags(2, reset=3) + _regs(xw, xw) + _ops(muxes=(xw,)) + _out_register(0)  # res: operators()
+        out = flags(2, reset=3) + registers(xw, xw) + _ops(muxes=(xw,)) + _out_register(0)  # res: operators()
         if n.get("rom_on"):
-            out += _counters(n["db_m1"] + 1, *([n["rb_m1"] + 1] if n.get("r_on") else []))
+            out += counters(n["db_m1"] + 1, *([n["rb_m1"] + 1] if n.get("r_on") else []))
         return out
 
 
@@ -408,17 +416,17 @@ class JoinEngine(Engine):
         position and per-port read counters); the operand stage and the output register."""
         n = self.numbers
         ws = [p["w_m1"] + 1 for p in n["P"]]
-        out = _flags(1, reset=1) + _regs(*ws) + _out_register(n["ow_m1"] + 1)
+        out = flags(1, reset=1) + registers(*ws) + _out_register(n["ow_m1"] + 1)
         if self.streaming:
             for w in ws:
-                out += _regs(w, w) + _ops(muxes=(w,)) + Operators(adders=(2, 2), comparators=(2,), muxes=(2, 2),
+                out += registers(w, w) + _ops(muxes=(w,)) + Operators(adders=(2, 2), comparators=(2,), muxes=(2, 2),
                                                                   registers=((2, 1, ""),))
             return out
         ibs = [p["ib_m1"] + 1 for p in n["P"]]
-        out += _counters(*ibs, n["ob_m1"] + 1) + _flags(len(ibs), reset=2 * len(ibs))
+        out += counters(*ibs, n["ob_m1"] + 1) + flags(len(ibs), reset=2 * len(ibs))
         if n.get("mode") == "concat":
             kb = n["kb_m1"] + 1
-            out += _counters(kb, n["bw_m1"] + 1, *ibs) + _regs(kb) + _flags(1) + _ops(comparators=(kb,) * len(ibs))
+            out += counters(kb, n["bw_m1"] + 1, *ibs) + registers(kb) + flags(1) + _ops(comparators=(kb,) * len(ibs))
         return out
 
 
@@ -438,9 +446,9 @@ class GatherEngine(Engine):
         (with the wrap tests), the read stage and the output register."""
         n = self.numbers
         xw = n["xw_m1"] + 1
-        out = _counters(n["ib_m1"] + 1) + _flags(1, reset=2) + _flags(1, reset=1) + _regs(xw) + _out_register(xw)
+        out = counters(n["ib_m1"] + 1) + flags(1, reset=2) + flags(1, reset=1) + registers(xw) + _out_register(xw)
         for d in n["D"]:
-            out += _counters(d["db_m1"] + 1, d["rb_m1"] + 1) + _ops(comparators=(d["rb_m1"] + 1,))
+            out += counters(d["db_m1"] + 1, d["rb_m1"] + 1) + _ops(comparators=(d["rb_m1"] + 1,))
         return out
 
 
@@ -493,15 +501,15 @@ class DenseEngine(Engine):
         ext = (n["xw"] + (not n["x_signed"]), n["ww"] + (not n["w_signed"]))  # a LUT product's signed operands
         out = Operators(multipliers=() if n["lut_mul"] else (pair,) * n["products"],
                         lut_multipliers=(ext,) * n["products"] if n["lut_mul"] else ())
-        out += _regs(n["xw"], aw, copies=lanes)  # each product's input operand register, the products
+        out += registers(n["xw"], aw, copies=lanes)  # each product's input operand register, the products
         for lv in n["levels"]:  # one registered level of the adder tree per stage
-            out += _regs(aw, copies=lv["n"] * pe) + _ops(adders=(aw,) * (lv["pairs"] * pe))
-        out += _regs(aw, copies=pe) + _ops(adders=(aw,) * pe, muxes=(aw,) * pe)  # accumulators, bias
+            out += registers(aw, copies=lv["n"] * pe) + _ops(adders=(aw,) * (lv["pairs"] * pe))
+        out += registers(aw, copies=pe) + _ops(adders=(aw,) * pe, muxes=(aw,) * pe)  # accumulators, bias
         if n["cm"] != "none":
-            out += _regs(n["qa"], copies=pe) + _ops(muxes=(n["qa"],) * pe if n["cm"] == "pow2" else ())
-        out += _regs(n["qw"], copies=pe) + _ops(adders=(n["rw"],) * pe if n["shift"] > 0 else ())
+            out += registers(n["qa"], copies=pe) + _ops(muxes=(n["qa"],) * pe if n["cm"] == "pow2" else ())
+        out += registers(n["qw"], copies=pe) + _ops(adders=(n["rw"],) * pe if n["shift"] > 0 else ())
         out += _ops(comparators=(n["cw"],) * (2 * pe), muxes=(ow,) * (2 * pe))  # the clamp
-        out += _regs(n["xword"], n["xword"]) + _regs(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
+        out += registers(n["xword"], n["xword"]) + registers(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
         if not n["unrolled"]:
             out += Operators(registers=((n["wrom_width"], 2, "wrom"),))  # copies of the ROM word
         return out
@@ -512,12 +520,12 @@ class DenseEngine(Engine):
         pipeline's valid, first and last bits and group numbers, the output count."""
         n = self.numbers
         sb, rb = n["sb"], n["rb"]
-        out = _flags(2, reset=4) + _flags(2, reset=2) + _counters(sb, sb, n["gb"]) + _ops(comparators=(sb,))
+        out = flags(2, reset=4) + flags(2, reset=2) + counters(sb, sb, n["gb"]) + _ops(comparators=(sb,))
         if n["simd"] > 1:
-            out += _counters(n["jb"]) + _regs(n["xsh"])
+            out += counters(n["jb"]) + registers(n["xsh"])
         if not n["unrolled"]:
-            out += _counters(n["ab"])
-        out += _flags(3 * n["t_sum"], reset=n["t_sum"]) + _regs(n["gpk"])
-        out += _flags(2 + (n["cm"] != "none"), reset=2 + (n["cm"] != "none"))
+            out += counters(n["ab"])
+        out += flags(3 * n["t_sum"], reset=n["t_sum"]) + registers(n["gpk"])
+        out += flags(2 + (n["cm"] != "none"), reset=2 + (n["cm"] != "none"))
         out += Operators(adders=(rb,), comparators=(rb, rb, rb), muxes=(rb, rb), registers=((rb, 1, ""),))
         return out + _ops(muxes=(2, 2, 2, 2))  # the full bits' set and clear

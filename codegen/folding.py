@@ -9,11 +9,10 @@ frame takes::
 
     compute = (m / PE) * oh * ow * max(taps, PE)            (taps = kh * kw when depthwise)
 
-and a line engine's frame is ``max(load, compute) + 3`` (it loads while it computes), a
-frame engine's ``load + compute + 3``. The whole design runs at the rate of its slowest
-engine, so the multipliers of a faster engine are wasted: a goal is turned into one period
-``T`` (cycles per inference) and every MAC engine gets the fewest multipliers whose frame
-fits in ``T``.
+and its frame ``max(load, compute) + 3`` (its line buffer loads while it computes). The
+whole design runs at the rate of its slowest engine, so the multipliers of a faster engine
+are wasted: a goal is turned into one period ``T`` (cycles per inference) and every MAC
+engine gets the fewest multipliers whose frame fits in ``T``.
 
 Goals (``parallelism`` of :func:`~.verilog_cnn.write_cnn`):
 
@@ -88,12 +87,10 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def options(g: Geometry, line: bool) -> list[Fold]:
-    """Every folding a MAC engine of geometry ``g`` implements (``line``: a line-buffer
-    engine; a frame engine has PE = 1)."""
-    pes = _divisors(g.mg) if line else [1]
-    opts = [Fold(p, s) for s in _divisors(g.cg) for p in pes]
-    if line and g.cg == 1 and g.mg == 1 and g.c > 1:
+def options(g: Geometry) -> list[Fold]:
+    """Every folding a MAC engine of geometry ``g`` implements."""
+    opts = [Fold(p, s) for s in _divisors(g.cg) for p in _divisors(g.mg)]
+    if g.cg == 1 and g.mg == 1 and g.c > 1:
         opts += [Fold(p, p, True) for p in _divisors(g.c) if p > 1]
     return opts
 
@@ -103,22 +100,17 @@ def compute_cycles(g: Geometry, f: Fold) -> int:
     return (g.m // f.pe) * g.oh * g.ow * max(taps, f.pe)
 
 
-def _frame(g: Geometry, f: Fold, line: bool) -> int:
-    c = compute_cycles(g, f)
-    return (max(g.n_in, c) if line else g.n_in + c) + 3
+def _frame(g: Geometry, f: Fold) -> int:
+    """A MAC engine's frame: its line buffer loads while it computes."""
+    return max(g.n_in, compute_cycles(g, f)) + 3
 
 
 def _own_frame(e) -> int:
-    """An engine's frame when its inputs arrive at one element per cycle: a line engine or a
-    streaming join loads while it computes, a frame engine loads, then computes."""
+    """An engine's frame when its inputs arrive at one element per cycle: a window engine or
+    a streaming join loads while it computes, an engine with a frame memory loads, then
+    computes."""
     own = e.timing().compute_cycles
     return (max(e.load_words, own) if e.overlap or e.streaming else e.load_words + own) + 3
-
-
-def cheapest(g: Geometry, line: bool, period: int) -> Fold | None:
-    """The fewest multipliers (then the fewest PE lanes) whose frame fits in ``period``."""
-    o = pick(_options(g, line), period)
-    return o.fold if o else None
 
 
 # ----------------------------------------------------------------------------- goals
@@ -223,12 +215,12 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
     return candidates[lo][1], decision
 
 
-def _options(g: Geometry, line: bool, lut: bool = False, rq: int = 0) -> list[Option]:
+def _options(g: Geometry, lut: bool = False, rq: int = 0) -> list[Option]:
     """The options of a MAC engine (``lut``: its products are in LUTs, no multiplier block;
     ``rq``: multipliers per PE lane of its requantization)."""
-    return [Option(_frame(g, f, line), (f.multipliers, f.pe, f.depthwise),
+    return [Option(_frame(g, f), (f.multipliers, f.pe, f.depthwise),
                    (0 if lut else f.multipliers) + f.pe * rq, f, f.multipliers + f.pe * rq)
-            for f in options(g, line)]
+            for f in options(g)]
 
 
 def choose(engines: list, goal, estimate=None) -> tuple[dict[str, Fold], dict]:
@@ -237,7 +229,7 @@ def choose(engines: list, goal, estimate=None) -> tuple[dict[str, Fold], dict]:
     decided (mode, period). ``estimate(folds)``: the resource estimate of the design with
     those folds (for LUT / flip-flop / block RAM budgets)."""
     macs = [e for e in engines if e.kind == "mac"]
-    units = {e.name: _options(e.geometry, e.overlap, bool(e.lut_mul), e.rq_multipliers) for e in macs}
+    units = {e.name: _options(e.geometry, bool(e.lut_mul), e.rq_multipliers) for e in macs}
     fixed = [_own_frame(e) for e in engines if e.kind != "mac"]
     # no engine beats loading its input (a join: each port, in parallel) or emitting its
     # output at one element per cycle

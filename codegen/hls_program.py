@@ -34,8 +34,9 @@ from ..ir import Graph
 from .lower import c_int_type
 from .program import LOWERINGS as C_LOWERINGS, Buffer, Program, Step, lower_program
 from .registry import Lowerings
+from .render import calls
 
-_DIV_KINDS = frozenset({"avgpool", "gap"})
+DIVIDE = "nnf_floor_div"  # the helper nnforge_hls_program.cpp.j2 defines under need_div
 _WINDOW_KINDS = frozenset({"conv", "maxpool", "avgpool"})
 
 
@@ -141,5 +142,6 @@ def model_context(prog: Program) -> dict:
         "in_ctype": c_int_type(prog.in_t.width, prog.in_t.signed),
         "out_ctype": c_int_type(prog.out_t.width, prog.out_t.signed),
         "steps": prog.steps, "buffers": prog.buffers, "extras": step_extras(prog),
-        "need_div": any(s.kind in _DIV_KINDS for s in prog.steps),
+        # the division helper, when a step's template (step_<kind>.j2) calls it
+        "need_div": any(calls("hls", f"step_{kind}.j2", DIVIDE) for kind in {s.kind for s in prog.steps}),
     }

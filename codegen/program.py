@@ -32,12 +32,12 @@ import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
-from ..ir.ops import ops_with
+from ..ir.ops import op_def, ops_with
 from ..ir.ops.window import out_sizes, spatial_attrs
 from ..ir.ops.add import add_params
 from ..ir.ops.dense import requant_params
 from ..ir.ops.prelu import channel_slopes
-from ..ir.ops.reduce import axes_of, count, sum_params
+from ..ir.ops.reduce import axes_of, count, sum_params, sum_ref
 from .lower import BackendError, ModelIO, c_int_type, interface
 from .naming import sanitize
 from .resize_tables import interp_params
@@ -576,7 +576,7 @@ def lower_reduce(q: Graph, node, name: str):
     io = node_io(q, node)
     p = {**_reduce_loops(io.in_shape, axes_of(node.attrs, len(io.in_shape))), "mode": node.op[6:].lower(),
          "lo": io.out_t.lo, "hi": io.out_t.hi, "count": count(node, io.in_shape)}
-    if node.op in ("ReduceSum", "ReduceMean"):
+    if op_def(node.op).int_ref is sum_ref:  # ReduceSum, ReduceMean
         p["up"], p["div"] = sum_params(node, q)
     else:
         p["init"] = io.x_t.lo if node.op == "ReduceMax" else io.x_t.hi

@@ -72,6 +72,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Graph
+from ..ir.ops import ops_with
 from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
@@ -81,7 +82,7 @@ from .folding import choose
 from .registry import Lowerings
 from .rtl import AXIS_TOP, TOP, axis_wrapper, bits, type_info, ulit, write_files
 from .verilog_interp import resize_engine
-from .verilog_join import GATHER_OPS, JOIN_OPS, gather_engine, join_engine, reorder_engine
+from .verilog_join import JOIN_OPS, gather_engine, join_engine, reorder_engine
 from .verilog_map import TABLE_OPS, VALUES, map_engine
 from .verilog_reduce import REDUCE_OPS, reduce_engine
 from .verilog_streams import channels_last, refuse, same_order
@@ -110,10 +111,11 @@ LOWERINGS.lowers_all(TABLE_OPS, map_engine)
 LOWERINGS.lowers_all(set(VALUES) - JOIN_OPS, map_engine)
 LOWERINGS.lowers_all(JOIN_OPS & set(VALUES), elementwise_or_join)
 LOWERINGS.lowers_all(JOIN_OPS - set(VALUES), join_engine)
-LOWERINGS.lowers_all(GATHER_OPS - {"Resize"}, gather_engine)
 LOWERINGS.lowers("Resize")(resize_engine)  # integer scales: the gather engine; taps: interpolation
-LOWERINGS.lowers_all(REDUCE_OPS, reduce_engine)
 LOWERINGS.lowers("Reshape")(free_view)
+# every other op that only moves values (Transpose): a frame memory read in another order
+LOWERINGS.lowers_all(ops_with(moves_data=True) - LOWERINGS.ops(), gather_engine)
+LOWERINGS.lowers_all(REDUCE_OPS, reduce_engine)
 
 
 def ops_built_by(*builders) -> frozenset[str]:
@@ -442,9 +444,9 @@ def _timing(plan: _Plan, n_in: int, fifos: list[dict] | None = None) -> tuple[in
             done[e.out_stream] = max(done[s] + (FIFO_LATENCY if (e.index, p) in via_fifo else 0)
                                      for s, p in zip(e.in_streams, e.ports)) + t.in_to_out
             continue
-        # a line engine loads while it computes; a frame-buffered engine (gather, Concat)
-        # loads, then computes; input faster than a line engine's compute: the outputs lag
-        # behind the input
+        # a line engine loads while it computes; a frame-buffered engine (gather, Concat,
+        # reduce, interpolation) loads, then computes; input faster than a line engine's
+        # compute: the outputs lag behind the input
         graph[e.index] = Timing(own, (max(load, own) if e.overlap else load + own) + 3,
                                 max(t.in_to_out, own - load + 3) if e.overlap else t.in_to_out)
         # a frame-buffered engine spreads its outputs over its compute, a line engine over its
@@ -576,8 +578,8 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
                    "fifo_words": sum(f["depth"] for f in fifos)},
         "timing_notes": "estimates: ii_cycles = the slowest engine's frame: a line engine max(load, "
                         "compute) + 3 (it loads while it computes), a frame-buffered engine (gather, "
-                        "Concat) load + compute + 3, where an engine loads no faster than its slowest "
-                        "producer streams, a streaming join max(load, n_out) + 3; at least the fork-join "
+                        "Concat, reduce, interpolation) load + compute + 3, where an engine loads no "
+                        "faster than its slowest producer streams, a streaming join max(load, n_out) + 3; at least the fork-join "
                         "bound of a frame-buffered join (Concat) or of a skip FIFO smaller than its need; "
                         "latency_cycles = the longest path of the engines' in-to-out cycles (+2 through a "
                         "skip FIFO)",

@@ -40,7 +40,7 @@ import numpy as np
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
 from ..ir.ops.resize import ACC_BITS, FRAC, accumulator_bound, int_taps
-from .engines import Engine, Memory, Operators, Timing
+from .engines import Engine, Memory, Operators, Timing, counters, flags, registers
 from .lower import BackendError
 from .rtl import bits, hexlit, requant_numbers, sext, ulit
 from .verilog_join import gather_engine
@@ -89,14 +89,13 @@ class InterpEngine(Engine):
         ww = [a["ww"] for a in var]
         mults = ([(ww[0], ww[1])] if len(ww) > 1 else []) + [(pw, w) for w in ww[2:]] + ([(pw, xw)] if ww else [])
         # each weight register is its ROM's read register (counted with the ROM: registered)
-        regs = [(xw, 2, ""), (pw, int(bool(var)), ""), (cw, 2, ""), (ow, 1, "")]
-        return Operators(
+        regs = registers(xw, cw, copies=2) + registers(pw if var else 0, ow)
+        return regs + Operators(
             multipliers=tuple(mults),
             # start + tap per resized axis, each address term (a constant product) and its
             # sum, the accumulator, the rounding
             adders=tuple(a["sw"] for a in n["A"] if a["t"]) + (aw,) * n["terms"] + (cw,) * (1 + (n["shift"] > 0)),
-            comparators=(cw, cw), muxes=(cw, ow, ow),  # the first term's select; the clamp
-            registers=tuple(r for r in regs if r[1]))
+            comparators=(cw, cw), muxes=(cw, ow, ow))  # the first term's select; the clamp
 
     def control(self) -> Operators:
         """``interp.v.j2``: the load counter and flag, the output and tap counters (each a
@@ -105,9 +104,9 @@ class InterpEngine(Engine):
         n = self.numbers
         cnt = [n["ib"]] + [c["b"] for c in n["C"]]
         taps = [a["tb"] for a in n["A"] if a["t"]]
-        return Operators(adders=tuple(cnt), comparators=tuple(cnt) + tuple(taps), muxes=tuple(cnt) * 2
-                         + (1, 1) + (1,) * INTERP_STAGES + (1, 1, 1),  # loading; v1..v3; ovalid, ready
-                         registers=tuple((w, 1, "") for w in cnt) + ((1, 2 + 3 * INTERP_STAGES, ""),))
+        # loading (set, cleared), v1..v3, the output valid (set, cleared) and the ready test
+        return (counters(*cnt) + Operators(comparators=tuple(taps))
+                + flags(2 + 3 * INTERP_STAGES, reset=2 + INTERP_STAGES + 3))
 
 
 def _axis(k: int, table, in_len: int, out_len: int, node) -> dict:

@@ -83,7 +83,6 @@ from .verilog_streams import check_perm, layout_note, node_layouts, refuse, same
 # elements one port can hold; and its cycles from an input beat to the output beat
 STREAM_JOIN_CAPACITY = 4
 STREAM_JOIN_LATENCY = 3
-GATHER_OPS = frozenset({"Transpose", "Resize"})
 
 # op -> the arithmetic of its streaming join: (node, q, type of a, type of b, output type)
 # -> the numbers its template branch prints (``rule``, ``mode``, ``R``, ...); every op

@@ -38,7 +38,7 @@ from ..ir.ops import OPS, op_def
 from ..ir.ops import argmax as argmax_op, reduce as reduce_op
 from ..ir.ops.argmax import index_type
 from ..ir.ops.reduce import axes_of, count, sum_params
-from .engines import Engine, Memory, Operators, Timing
+from .engines import Engine, Memory, Operators, Timing, counters, flags, registers
 from .lower import BackendError
 from .rtl import bits, hexlit, sext, shex, ulit
 from .verilog_streams import node_layouts, refuse, stream_strides
@@ -76,12 +76,12 @@ class ReduceEngine(Engine):
             aw, nw, yw = n["aw"], n["nw"], n["yw"]
             mults = ((nw - 1, n["mw"]),) if n["mul"] else ()
             return address + Operators(multipliers=mults, adders=(aw, nw, yw), comparators=(yw, yw),
-                                       muxes=(aw, ow, ow), registers=_regs(xw, aw, n["qw"], ow))
+                                       muxes=(aw, ow, ow)) + registers(xw, aw, n["qw"], ow)
         if mode == "argmax":
             rb = n["rb"]
-            return address + Operators(comparators=(xw + 1,), registers=_regs(xw, rb, xw, rb, ow))
+            return address + Operators(comparators=(xw + 1,)) + registers(xw, rb, xw, rb, ow)
         # the kept value is loaded on an enable (a flip-flop's), no multiplexer
-        return address + Operators(comparators=(xw + 1,), registers=_regs(xw, xw, ow))
+        return address + Operators(comparators=(xw + 1,)) + registers(xw, xw, ow)
 
     def control(self) -> Operators:
         """The load counter and flag, the walk's counters (with their wrap tests and the
@@ -91,12 +91,8 @@ class ReduceEngine(Engine):
         widths = (n["ib"], *(d["db"] for d in n["D"]))
         inner = tuple(d["db"] for d in n["D"] if d["inner"])
         valid = self.stages  # v1, v2 (and v3), the output valid; with reset (the output's: two)
-        return Operators(adders=widths, comparators=widths + inner, muxes=widths * 2 + (1,) * (2 * valid + 1),
-                         registers=tuple((w, 1, "") for w in widths) + ((1, valid + 3, ""),))  # + loading, f1, l1
-
-
-def _regs(*widths: int) -> tuple[tuple[int, int, str], ...]:
-    return tuple((w, 1, "") for w in widths)
+        # + loading, f1, l1 (one-bit registers with no reset)
+        return counters(*widths) + Operators(comparators=inner) + flags(valid + 3, reset=2 * valid + 1)
 
 
 def _mode(op: str) -> str:

@@ -140,7 +140,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
     if kind != "mac" or fold is None:
         fold = Fold(1, choose_simd(e["cg"], parallelism) if kind == "mac" else 1)
     geometry = Geometry(**{k: e[k] for k in _GEOMETRY_KEYS})
-    if kind == "mac" and fold not in options(geometry, True):
+    if kind == "mac" and fold not in options(geometry):
         raise BackendError(f"internal: layer {name} cannot be folded as {fold}")
     e.update(kind=kind, n_in=n_in, n_out=n_out)
     rows, wspan_h = _counters(e, fold, x_t, o_t)
@@ -163,7 +163,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
                         multipliers=(0 if e["lut_mul"] else fold.multipliers) + fold.pe * e["rq_multipliers"] if mac else 0,
                         lut_multipliers=fold.multipliers if mac and e["lut_mul"] else 0, macs=macs,
                         frame_memory_words=e["line_words"], kind=kind, geometry=geometry, fold=fold,
-                        line=True, lut_mul=e.get("lut_mul", False),
+                        lut_mul=e.get("lut_mul", False),
                         rq_multipliers=e.get("rq_multipliers", 0), pipe=e["pipe"])
 
 

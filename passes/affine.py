@@ -34,7 +34,7 @@ def _per_channel(c: np.ndarray, layer, g: Graph) -> np.ndarray | None:
 def fold_affine_into_linear(g: Graph) -> bool:
     """Fold every foldable Mul / Add by a constant into its Dense / Conv (see module doc)."""
     changed = False
-    for node in [n for n in g.topo() if n.op in ("Mul", "Add")]:
+    for node in [n for n in g.topo() if n.op in ("Mul", "Add")]:  # structure: pattern
         if node.name not in {n.name for n in g.topo()}:
             continue
         consts = [t for t in node.inputs if g.is_const(t)]

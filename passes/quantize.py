@@ -108,6 +108,7 @@ def drop_output_softmax(g: Graph) -> bool:
         # only Reshapes may follow (an old-opset Softmax is Reshape-Softmax-Reshape), and
         # then the Softmax must cover every per-sample value, as the host applies it
         end = out
+        # structure: pattern (the Reshapes of an old-opset Softmax, the model's Quant of its output)
         while end not in g.outputs and len(g.consumers(end)) == 1 and g.consumers(end)[0].op in ("Reshape", "Quant"):
             after = g.consumers(end)[0]
             if after.op == "Quant":  # the model's quantization of probabilities: the host has floats

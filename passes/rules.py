@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph, Node
+from ..ir.ops import op_def, ops_with
 
 SQRT1_2 = 1.0 / np.sqrt(2.0)
 RTOL = 1e-6  # constants of a pattern are float32: they match within this
@@ -141,8 +142,11 @@ def fuse_mish(g: Graph) -> bool:
 
 # ---- a constant scale or offset before a layer ---------------------------------------------
 
-LAYERS = ("Conv", "Gemm", "Dense")
-LINEAR = LAYERS + ("MatMul",)  # a constant after one of these folds into it (passes/affine.py)
+# the layers a constant scale or offset before them folds into: every ``linear`` op (y = W x + b,
+# W output channel first) and Gemm, the ONNX form of Dense that these rules still see (they
+# run before canonicalize.gemm_to_dense)
+LAYERS = ops_with(linear=True) | {"Gemm"}
+LINEAR = LAYERS | {"MatMul"}  # a constant after one of these folds into it (passes/affine.py)
 
 
 def _per_input_channel(c: np.ndarray, shape: tuple) -> np.ndarray | None:
@@ -159,13 +163,14 @@ def _folded_weights(g: Graph, layer, s: np.ndarray, a: np.ndarray) -> tuple[np.n
     """``(W', b')`` of ``layer`` reading ``x * s[c] + a[c]`` instead of ``x`` (float64; b' None
     when ``a`` is zero and the layer has no bias to change)."""
     w = g.consts[layer.inputs[1]].astype(np.float64)
-    if layer.op == "Conv":  # W (M, C/groups, *k): row m reads channels (m // (M/groups)) * C/groups + j
+    if op_def(layer.op).has(window=True):  # Conv: W (M, C/groups, *k), row m reads channels
+        # (m // (M/groups)) * C/groups + j
         m, cg = w.shape[:2]
         idx = (np.arange(m) // (m // int(layer.attr("groups", 1))))[:, None] * cg + np.arange(cg)[None, :]
         extra = (1,) * (w.ndim - 2)
         shift = (w.reshape(m, cg, -1).sum(axis=2) * a[idx]).sum(axis=1)
         return w * s[idx].reshape(m, cg, *extra), g.consts[layer.inputs[2]].astype(np.float64) + shift
-    if layer.op == "Dense":  # W (N, K)
+    if op_def(layer.op).has(linear=True):  # Dense: W (N, K)
         return w * s[None, :], g.consts[layer.inputs[2]].astype(np.float64) + w @ a
     trans = bool(layer.attr("transB", 0))  # Gemm: y = alpha * x @ op(B) + beta * C, op(B) (K, N)
     op_b = w.T if trans else w
@@ -191,7 +196,7 @@ def fold_affine_into_next_layer(g: Graph) -> bool:
     the model gave (``meta['weight_scales']``), or a value that a layer computes for this
     op alone (it folds into that layer instead: :func:`.affine.fold_affine_into_linear`)."""
     changed = False
-    for node in reversed([n for n in g.topo() if n.op in ("Mul", "Add")]):
+    for node in reversed([n for n in g.topo() if n.op in ("Mul", "Add")]):  # structure: pattern
         consts = [t for t in node.inputs if g.is_const(t)]
         acts = [t for t in node.inputs if not g.is_const(t)]
         out = node.outputs[0]

@@ -2,6 +2,7 @@
 step calls them: which helpers a step needs is read from its template
 (:func:`nnforge.codegen.c.helpers_called`), never listed by hand."""
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
 from nnforge.codegen.c import HELPERS, TARGET, helpers_called
-from nnforge.codegen.render import TEMPLATES, environment
+from nnforge.codegen.hls_program import DIVIDE
+from nnforge.codegen.render import TEMPLATES, branches_calling, calls, environment
 from nnforge.sim.tools import find_tool
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wconversion"]
@@ -67,6 +69,21 @@ def test_the_scan_finds_the_callers():
         grep = {k for k in step_kinds() if fn + "(" in (TEMPLATES / TARGET / f"{k}.j2").read_text()}
         assert grep, f"no template calls {fn}"
         assert {k for k in step_kinds() if flag in helpers_called(k)} == grep
+
+
+def test_hls_and_dynamic_c_read_the_division_helper_from_their_templates():
+    """HLS defines ``nnf_floor_div`` for the kinds whose ``step_<kind>.j2`` calls it, dynamic C
+    for the kinds whose branch of its one template calls it (both read from the templates,
+    :func:`~nnforge.codegen.render.calls` / :func:`~nnforge.codegen.render.branches_calling`);
+    checked against a grep of the HLS files and against the static C's division kinds."""
+    hls = {p.stem[5:] for p in (TEMPLATES / "hls").glob("step_*.j2")}
+    grep = {k for k in hls if "nnf_floor_div(" in (TEMPLATES / "hls" / f"step_{k}.j2").read_text()}
+    assert grep and {k for k in hls if calls("hls", f"step_{k}.j2", DIVIDE)} == grep
+    dyn_text = (TEMPLATES / "c" / "nnforge_dynamic.c.j2").read_text()
+    dyn_kinds = set(re.findall(r's\.kind == "(\w+)"', dyn_text))
+    divides = branches_calling("c", "nnforge_dynamic.c.j2", "floor_div")
+    assert divides and divides == {k for k in dyn_kinds if "need_div" in helpers_called(k)}
+    assert not branches_calling("c", "nnforge_dynamic.c.j2", "no_such_helper")
 
 
 def _model(nodes, shape, inits=()):

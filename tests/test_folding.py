@@ -10,7 +10,7 @@ import pytest
 
 import nnforge
 from nnforge.codegen.engines import Timing, WindowEngine
-from nnforge.codegen.folding import Fold, Geometry, cheapest, choose, compute_cycles, options
+from nnforge.codegen.folding import Fold, Geometry, choose, compute_cycles, options
 from nnforge.codegen.lower import BackendError
 from nnforge.design import folding_goal
 from nnforge.sim.fpga import FIT_SHARE
@@ -36,36 +36,36 @@ def _geometry(c=8, cg=8, m=16, mg=16, k=3, o=4, hw=4):
 
 
 def _engine():
-    """A line MAC engine "a": 128 input, 256 output elements."""
+    """A MAC engine "a": 128 input, 256 output elements."""
     g = _geometry()
-    return WindowEngine("line.v.j2", ("in",), g.n_in, g.n_out, Timing(0, 0, 0), kind="mac", geometry=g, line=True,
-                        name="a")
+    return WindowEngine("line.v.j2", ("in",), g.n_in, g.n_out, Timing(0, 0, 0), kind="mac", geometry=g, name="a")
 
 
 # ----------------------------------------------------------------------------- fast checks
 
 def test_options_and_cycles():
     g = _geometry()
-    opts = options(g, line=True)
+    opts = options(g)
     assert Fold(1, 1) in opts and Fold(16, 8) in opts and Fold(3, 1) not in opts
-    assert all(f.pe == 1 for f in options(g, line=False))  # frame engines have one output lane
     # (m / PE) * pixels * max(taps, PE), taps = cg / SIMD * kh * kw
     assert compute_cycles(g, Fold(1, 1)) == 16 * 16 * 72
     assert compute_cycles(g, Fold(4, 8)) == 4 * 16 * 9
     assert compute_cycles(g, Fold(16, 8)) == 1 * 16 * 16  # more lanes than taps: the output stream limits
     dw = _geometry(cg=1, mg=1, m=8)
-    assert Fold(8, 8, True) in options(dw, line=True)
+    assert Fold(8, 8, True) in options(dw)
     assert Fold(8, 8, True).multipliers == 8 and compute_cycles(dw, Fold(8, 8, True)) == 16 * 9
 
 
-def test_cheapest_meets_the_period_with_the_fewest_multipliers():
-    g = _geometry()
+def test_target_is_met_with_the_fewest_multipliers():
+    eng = [_engine()]
+    g = eng[0].geometry
     for period in (300, 600, 1200, 5000, 20000):
-        f = cheapest(g, True, period)
+        f = choose(eng, {"target_cycles": period})[0]["a"]
         assert max(g.n_in, compute_cycles(g, f)) + 3 <= period
         assert not any(max(g.n_in, compute_cycles(g, h)) + 3 <= period and h.multipliers < f.multipliers
-                       for h in options(g, True))
-    assert cheapest(g, True, 100) is None  # faster than the 128-element input stream
+                       for h in options(g))
+    with pytest.raises(BackendError, match="out of reach"):
+        choose(eng, {"target_cycles": 100})  # faster than the 128-element input stream
 
 
 def test_goals():
@@ -110,7 +110,7 @@ def test_resource_budget_search():
         m = folds["a"].multipliers
         assert 100 + 50 * m <= limit and d["estimate"] == {"luts": 100 + 50 * m}
         # the fastest that fits: any shorter period needs more than the limit
-        shorter = [o for o in options(eng[0].geometry, True)
+        shorter = [o for o in options(eng[0].geometry)
                    if max(eng[0].n_in, compute_cycles(eng[0].geometry, o)) + 3 < d["period_cycles"]]
         assert all(100 + 50 * o.multipliers > limit for o in shorter)
         assert len(calls) <= 8  # bisection, not a scan of every period

@@ -88,7 +88,10 @@ def test_structure_checks_find_each_kind(tmp_path):
         "big.py": "x = 1\n" * (cs.MAX_FILE + 1),
         "tests/test_x.py": "from nnforge.a import _x\n" + "x = 1\n" * 800,  # not the package
         "e.py": ("LAYERS = frozenset({'Dense', 'Conv'})\nONE = ('Dense',)\nMIXED = ['Dense', 'x', 'Relu']\n"
-                 "WORDS = ('Dense', 'Unknown')\nKEYS = {'Dense': 1, 'Conv': 2}\n"),
+                 "WORDS = ('Dense', 'Unknown')\nKEYS = {'Dense': 1, 'Conv': 2}\n"
+                 # a rule's pattern, marked on its line or alone on the line above: not reported
+                 "PAT = ('Conv', 'Dense', 'Relu')  # structure: pattern\n# structure: pattern (why)\nPAT2 = ['Conv', 'Relu']\n"
+                 "# structure: pattern\n\nLATE = ('Conv', 'Gemm')  # the mark is not on the line above\n"),
         "ir/__init__.py": "",
         "ir/ops/__init__.py": "OPS = {'Dense', 'Conv'}  # the registry: fine\n",
         "frontend/__init__.py": "ONNX = ('Conv', 'Gemm')  # ONNX names: fine\n",
@@ -106,11 +109,12 @@ def test_structure_checks_find_each_kind(tmp_path):
         "file: big.py",
         "opset: e.py: Conv, Dense",
         "opset: e.py: Dense, Relu",
+        "opset: e.py: Conv, Gemm",
     }
     where = {v.entry: v.where for v in found}
     assert where["cycle: nnforge.a -> nnforge.b -> nnforge.a"] == "a.py:2"
     assert where["private: nnforge.c reads nnforge.a._x"] == "c.py:4"
-    assert where["opset: e.py: Dense, Relu"] == "e.py:3"
+    assert where["opset: e.py: Dense, Relu"] == "e.py:3" and where["opset: e.py: Conv, Gemm"] == "e.py:11"
     assert {"Dense", "Conv"} <= cs.ir_op_names()  # the default: the installed registry's names
     new, stale = cs.check(found, frozenset({"file: big.py", "function: gone.py:f"}))
     assert {v.entry for v in new} == {v.entry for v in found} - {"file: big.py"}

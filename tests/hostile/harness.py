@@ -89,7 +89,11 @@ def run(argv: list, cwd=None, env: dict | None = None, timeout: float = TIMEOUT,
             out, err = p.communicate(timeout=timeout)
         except BaseException as e:
             kill_group(p.pid)
-            p.communicate()
+            try:  # a process that left the group may still hold the pipes: do not wait on it
+                p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                for f in (p.stdout, p.stderr):
+                    f.close()
             if isinstance(e, subprocess.TimeoutExpired):
                 pytest.fail(f"{argv[2:] if len(argv) > 2 else argv} did not end within {timeout:.0f} s")
             raise
