@@ -40,7 +40,7 @@ from ..ir.ops.prelu import channel_slopes
 from ..ir.ops.reduce import axes_of, count, sum_params, sum_ref
 from .lower import BackendError, ModelIO, c_int_type, interface
 from .naming import sanitize
-from .resize_tables import interp_params
+from .resize_tables import lower_resize
 from .registry import Lowerings
 
 
@@ -451,23 +451,7 @@ def lower_table(q: Graph, node, name: str):
 LOWERINGS.lowers_all(ops_with(table=True), lower_table)
 
 
-@LOWERINGS.lowers("Resize")
-def lower_resize(q: Graph, node, name: str):
-    io = node_io(q, node)
-    if node.attr("taps"):
-        try:
-            p, macs = interp_params(node.attr("taps"), node.attr("mode", "nearest"), io.x_t, io.out_t,
-                                    io.in_shape, io.out_shape)
-        except ValueError as e:
-            raise _refuse(node, f"(Resize) {e}") from None
-        return "interp", p, macs, [io.x]
-    in_shape = io.in_shape
-    scales = tuple(int(v) for v in node.attr("scales"))
-    if len(in_shape) not in (2, 3) or scales[0] != 1:
-        raise _refuse(node, "(Resize) needs a (C, L) or (C, H, W) input resized on its spatial axes")
-    shp, sc = (in_shape, scales) if len(in_shape) == 3 else ((in_shape[0], 1, in_shape[1]), (1, 1, scales[1]))
-    return "resize", {"c": shp[0], "h": shp[1], "w": shp[2], "fh": sc[1], "fw": sc[2],
-                      "oh": shp[1] * sc[1], "ow": shp[2] * sc[2]}, 0, [io.x]
+LOWERINGS.lowers("Resize")(lower_resize)
 
 
 @LOWERINGS.lowers("BatchNormalization")

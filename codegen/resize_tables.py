@@ -1,4 +1,5 @@
-"""The numbers of a Resize by tap tables (the ``interp`` step of the C and HLS targets).
+"""The C and HLS lowering of Resize: the copy form (the ``resize`` step) and the numbers of
+a Resize by tap tables (the ``interp`` step).
 
 Every integer comes from :func:`nnforge.ir.ops.resize.int_taps`: per output value, the sum
 over the taps of every resized axis of ``prod w * x``, then the contract's rounding by
@@ -14,7 +15,8 @@ import numpy as np
 from ..ir import FixedType
 from ..ir.fixed import signed_width_for
 from ..ir.ops.resize import ACC_BITS, FRAC, accumulator_bound, int_taps, resized_axes
-from .lower import c_int_type
+from .lower import BackendError, c_int_type
+from .naming import sanitize
 
 
 def _ctype(values) -> str:
@@ -42,3 +44,27 @@ def interp_params(taps, mode: str, x_t: FixedType, out_t: FixedType, in_shape, o
          "acc_ctype": "int32_t" if bound + (1 << shift) < 1 << 31 else "int64_t", "shift": shift,
          "lo": out_t.lo, "hi": out_t.hi}
     return p, int(np.prod(out_shape, dtype=np.int64)) * taps_total
+
+
+def _refuse(node, why: str) -> BackendError:
+    return BackendError(f"target 'c': node {sanitize(node.name)!r} (Resize) {why}")
+
+
+def lower_resize(q, node, name: str):
+    """(kind, params, macs, activation inputs) of a Resize: ``interp`` with tap tables, else
+    ``resize`` (nearest by integer factors on a (C, L) or (C, H, W) input)."""
+    x, y = node.inputs[0], node.outputs[0]
+    in_shape, out_shape = q.shape(x), q.shape(y)
+    if node.attr("taps"):
+        try:
+            p, macs = interp_params(node.attr("taps"), node.attr("mode", "nearest"), q.qtype(x), q.qtype(y),
+                                    in_shape, out_shape)
+        except ValueError as e:
+            raise _refuse(node, str(e)) from None
+        return "interp", p, macs, [x]
+    scales = tuple(int(v) for v in node.attr("scales"))
+    if len(in_shape) not in (2, 3) or scales[0] != 1:
+        raise _refuse(node, "needs a (C, L) or (C, H, W) input resized on its spatial axes")
+    shp, sc = (in_shape, scales) if len(in_shape) == 3 else ((in_shape[0], 1, in_shape[1]), (1, 1, scales[1]))
+    return "resize", {"c": shp[0], "h": shp[1], "w": shp[2], "fh": sc[1], "fw": sc[2],
+                      "oh": shp[1] * sc[1], "ow": shp[2] * sc[2]}, 0, [x]

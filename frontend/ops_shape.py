@@ -5,11 +5,13 @@ must stay first and untouched."""
 from __future__ import annotations
 
 import numpy as np
+from onnx import helper
 
+from ..ir.ops.resize import ACC_BITS, accumulator_bound
 from . import limits
 from .errors import ImportError_, q as qn
 from .exact import holds_every_value
-from .resize_taps import COORDINATE_MODES, NEAREST_MODES, axis_rows
+from .resize_taps import COORDINATE_MODES, MAX_ROWS, NEAREST_MODES, axis_rows
 from .translate import VALUES, translates
 
 
@@ -209,12 +211,42 @@ def resize(imp, onode) -> None:
     if copy_form(rule, scales, sizes, full):
         imp.emit(onode, "Resize", [x], {"scales": tuple(int(s) for s in scales[1:])})
     else:
-        taps = tuple(axis_rows(int(n), int(m), float(s), **rule) for n, m, s in zip(full[1:], sizes[1:], scales[1:]))
-        if all(t is None for t in taps):
+        taps = resize_taps(imp, onode, what, rule, full, scales, sizes)
+        if taps is None:
             imp.alias[onode.output[0]] = x
             return
         imp.emit(onode, "Resize", [x], {"mode": rule["mode"], "taps": taps})
     imp.check_inferred(onode)
+
+
+def resize_taps(imp, onode, what: str, rule: dict, full: tuple, scales: np.ndarray, sizes: np.ndarray):
+    """The tap tables of a Resize (None when no axis changes), refused beyond
+    :data:`MAX_ROWS` output indices per resized axis, a zero-size no-op ONNX runtimes
+    skip, or an accumulator the integer form cannot hold at any activation width."""
+    if np.array_equal(sizes, full) and np.any(scales != 1):
+        raise ImportError_(f"{what}: scales {scales.tolist()} keep every extent but are not 1: onnxruntime returns "
+                           f"the input unchanged there while the ONNX definition interpolates; give sizes instead")
+    if max((int(m) for n, m, s in zip(full, sizes, scales) if m != n or s != 1), default=0) > MAX_ROWS:
+        raise ImportError_(f"{what}: an axis of more than {MAX_ROWS} output indices is not supported")
+    try:
+        taps = tuple(axis_rows(int(n), int(m), float(s), **rule) for n, m, s in zip(full[1:], sizes[1:], scales[1:]))
+    except ValueError as e:
+        raise ImportError_(f"{what}: {e}") from None
+    if all(t is None for t in taps):
+        return None
+    widest = exact_bits(imp.exact_types.get(onode.input[0]))
+    if accumulator_bound(taps, 1 << (widest - 1)) >= 1 << ACC_BITS:
+        raise ImportError_(f"{what}: its integer accumulator for {widest}-bit inputs exceeds {ACC_BITS} bits "
+                           f"(too many resized axes or too large weights)")
+    return taps
+
+
+def exact_bits(elem_type) -> int:
+    """The width of an integer input's ONNX type (activations: at most 16 bits)."""
+    if elem_type is None:
+        return 16
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(elem_type))
+    return 8 * dtype.itemsize if dtype.kind in "iu" else 16
 
 
 def resize_rule(imp, onode, what: str) -> dict:
@@ -237,7 +269,10 @@ def resize_rule(imp, onode, what: str) -> dict:
         raise ImportError_(f"{what}: nearest_mode {qn(nmode)} is not one of {', '.join(NEAREST_MODES)}")
     if int(a.get("antialias", 0)):
         raise ImportError_(f"{what}: the antialias attribute is not supported")
-    return {"mode": mode, "ctm": ctm, "nearest_mode": nmode, "cubic_a": float(a.get("cubic_coeff_a", -0.75)),
+    cubic_a = float(a.get("cubic_coeff_a", -0.75))
+    if not (np.isfinite(cubic_a) and abs(cubic_a) <= 4):
+        raise ImportError_(f"{what}: cubic_coeff_a {cubic_a} is not a finite value in [-4, 4]")
+    return {"mode": mode, "ctm": ctm, "nearest_mode": nmode, "cubic_a": cubic_a,
             "exclude_outside": bool(int(a.get("exclude_outside", 0)))}
 
 

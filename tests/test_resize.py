@@ -3,6 +3,7 @@ coordinate rule and rounding, up and down, 1-D and 2-D. The float interpreter ag
 onnxruntime (or ONNX's reference where onnxruntime has no kernel); the integer rule against
 an exact rational oracle; golden == C == HLS in every integer; an 8-bit design near float."""
 
+import tracemalloc
 from fractions import Fraction
 
 import numpy as np
@@ -18,6 +19,7 @@ from nnforge.ir import run_float
 from nnforge.ir.fixed import FixedType
 from nnforge.ir.graph import Graph, Node
 from nnforge.ir.ops import op_def
+from nnforge.frontend.resize_taps import MAX_ROWS, axis_rows
 from nnforge.ir.ops.resize import FRAC, int_taps
 from nnforge.sim.native import run_c, run_hls
 from nnforge.sim.progress import QUIET
@@ -43,7 +45,9 @@ def onnx_reference(m, x):
     try:
         sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
         return sess.run(None, {"x": x})[0]
-    except Exception:  # noqa: BLE001 - onnxruntime refuses the node; the reference runs it
+    except Exception as e:  # noqa: BLE001 - onnxruntime's errors have no type of their own
+        if "'Cubic' mode only supports" not in str(e):
+            raise
         return ReferenceEvaluator(m).run(None, {"x": x})[0]
 
 
@@ -113,6 +117,50 @@ def test_refusals(attrs, scales, words):
                      opset=18, **attrs)
     with pytest.raises(ModelImportError, match=words):
         nnforge.frontend.import_onnx(m)
+
+
+def test_hostile_refusals():
+    """A cubic_coeff_a that is not finite or beyond 4, scales that keep every extent (onnxruntime
+    returns the input, ONNX interpolates), an axis of more than MAX_ROWS output indices, an
+    accumulator the integer form cannot hold (linear on four axes at 16 bits)."""
+    cases = [(resize_model((2, 4, 4), (2, 8, 8), scales=[1, 1, 2, 2], mode="cubic", cubic_coeff_a=float("nan")),
+              "cubic_coeff_a"),
+             (resize_model((2, 4, 4), (2, 8, 8), scales=[1, 1, 2, 2], mode="cubic", cubic_coeff_a=5.0),
+              "cubic_coeff_a"),
+             (resize_model((2, 4, 4), (2, 4, 4), scales=[1, 1, 1.1, 1.2], mode="linear"), "keep every extent"),
+             (resize_model((2, 3), (2, MAX_ROWS + 1), sizes=[1, 2, MAX_ROWS + 1], mode="linear"),
+              f"more than {MAX_ROWS} output"),
+             (resize_model((2, 2, 2, 2), (3, 3, 3, 3), sizes=[1, 3, 3, 3, 3], mode="linear"), "accumulator")]
+    for m, words in cases:
+        m.graph.node[0].name = "rz"
+        with pytest.raises(ModelImportError, match=f"rz.*{words}"):
+            nnforge.frontend.import_onnx(m)
+    with pytest.raises(ValueError, match="not finite"):
+        op_def("Resize").shape({"mode": "linear", "taps": (((0, (float("inf"), 0.0)),),)}, [(2,)])
+
+
+def test_large_axis_without_a_dense_matrix():
+    """A 2048 -> 2049 resize applies its taps directly (a dense matrix would take 32 MiB);
+    its tap table is computed once."""
+    taps = (None, axis_rows(2048, 2049, 2049 / 2048, mode="cubic", ctm="half_pixel"))
+    assert int_taps(taps) is int_taps([None, [(s, list(w)) for s, w in taps[1]]])  # cached, saved form too
+    x = np.random.default_rng(0).integers(-128, 128, (2, 3, 2048))
+    t = FixedType(8, 4, True)
+    q = Graph("q")
+    q.add_input("x", (3, 2048))
+    rn = q.add_node(Node("r", "Resize", ["x"], ["y"], {"mode": "cubic", "taps": taps}))
+    q.set_qtype("x", t)
+    q.set_qtype("y", t)
+    tracemalloc.start()
+    y = op_def("Resize").int_ref(rn, q, [x])[0]
+    yf = op_def("Resize").float_ref({"mode": "cubic", "taps": taps}, [x.astype(np.float32)])[0]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    assert y.shape == yf.shape == (2, 3, 2049)
+    w = np.array([w for _, w in taps[1]])
+    idx = np.array([s for s, _ in taps[1]])[:, None] + np.arange(w.shape[1])
+    np.testing.assert_array_equal(yf, np.einsum("ot,ncot->nco", w, x[:, :, idx]).astype(np.float32))
 
 
 # ---- the integer rule ------------------------------------------------------------------

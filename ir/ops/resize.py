@@ -21,6 +21,9 @@ over the axes: ``y = sum prod_axes w * x``.
   cubic overshoot saturates). ``sum |P| * max |x|`` must fit 62 bits.
 """
 
+import functools
+import math
+
 import numpy as np
 
 from ..fixed import round_shift, saturate
@@ -59,35 +62,43 @@ def check_taps(attrs, x) -> None:
         if len(width) != 1 or min(width) < 1:
             raise ValueError(f"Resize: axis {axis} has rows of different tap counts {sorted(width)}")
         for start, w in rows:
+            if not all(math.isfinite(float(v)) for v in w):
+                raise ValueError(f"Resize: axis {axis} has a weight that is not finite")
             if int(start) < 0 or int(start) + len(w) > n:
                 raise ValueError(f"Resize: axis {axis} reads taps {int(start)}..{int(start) + len(w) - 1} "
                                  f"outside its {n} inputs")
 
 
-def _round_half_even(v: float) -> int:
-    return int(np.round(np.float64(v)))
+def _int_rows(w) -> tuple:
+    """Each row of float weights ``w`` at :data:`FRAC` bits (see :func:`int_taps`)."""
+    w = np.asarray(w, dtype=np.float64)
+    iw = np.round(w * (1 << FRAC)).astype(np.int64)
+    whole = np.abs(np.sum(w, axis=1) - 1.0) < 1e-9
+    k = np.argmax(np.abs(w), axis=1)
+    iw[np.arange(len(w)), k] += np.where(whole, (1 << FRAC) - iw.sum(1), 0)
+    return tuple(tuple(r) for r in iw.tolist())
 
 
-def _int_row(w) -> tuple:
-    iw = [_round_half_even(float(v) * (1 << FRAC)) for v in w]
-    if abs(float(np.sum(np.asarray(w, dtype=np.float64))) - 1.0) < 1e-9:
-        k = int(np.argmax(np.abs(np.asarray(w, dtype=np.float64))))
-        iw[k] += (1 << FRAC) - sum(iw)
-    return tuple(iw)
+def _int_table(weights) -> tuple:
+    if len({len(w) for w in weights}) == 1:
+        return _int_rows(weights)
+    return tuple(_int_rows([w])[0] for w in weights)
 
 
 def int_taps(taps) -> tuple:
     """Per axis, ``None`` or ``(starts, weights, T)``: the integer weights at :data:`FRAC`
     fractional bits (round half to even), each row corrected to sum to ``2**FRAC`` when
     its float weights sum to 1 (its largest-magnitude weight takes the difference). Every
-    target takes its integers from here."""
-    out = []
-    for rows in taps:
-        if rows is None:
-            out.append(None)
-            continue
-        out.append((tuple(int(s) for s, _ in rows), tuple(_int_row(w) for _, w in rows), len(rows[0][1])))
-    return tuple(out)
+    target takes its integers from here (computed once per table)."""
+    return _int_taps(tuple(None if rows is None else tuple((int(s), tuple(float(v) for v in w)) for s, w in rows)
+                           for rows in taps))
+
+
+@functools.lru_cache(maxsize=64)
+def _int_taps(taps: tuple) -> tuple:
+    return tuple(None if rows is None else (tuple(s for s, _ in rows), _int_table([w for _, w in rows]),
+                                            len(rows[0][1]))
+                 for rows in taps)
 
 
 def resized_axes(taps) -> int:
@@ -103,18 +114,21 @@ def accumulator_bound(taps, max_abs: int) -> int:
     return bound
 
 
-def _matrix(starts, weights, n_in: int, dtype) -> np.ndarray:
-    m = np.zeros((len(starts), n_in), dtype=dtype)
-    for o, (s, w) in enumerate(zip(starts, weights)):
-        m[o, s:s + len(w)] += np.asarray(w, dtype=dtype)
-    return m
-
-
-def _apply(x: np.ndarray, mats) -> np.ndarray:
-    """Apply one (out, in) matrix per per-sample axis (None: unchanged) to batch ``x``."""
-    for axis, m in enumerate(mats, 1):
-        if m is not None:
-            x = np.moveaxis(np.tensordot(x, m, axes=([axis], [1])), -1, axis)
+def _apply(x: np.ndarray, tables, dtype) -> np.ndarray:
+    """Apply one ``(starts, weights)`` table per per-sample axis (None: unchanged) to batch
+    ``x``: ``y[o] = sum_t w[o, t] * x[starts[o] + t]``, in ``dtype``, the taps in order."""
+    x = np.asarray(x, dtype=dtype)
+    for axis, table in enumerate(tables, 1):
+        if table is None:
+            continue
+        starts = np.asarray(table[0], dtype=np.int64)
+        w = np.asarray(table[1], dtype=dtype).reshape(len(starts), -1)
+        along = [1] * x.ndim
+        along[axis] = len(starts)
+        acc = np.zeros(x.shape[:axis] + (len(starts),) + x.shape[axis + 1:], dtype=dtype)
+        for t in range(w.shape[1]):
+            acc += w[:, t].reshape(along) * np.take(x, starts + t, axis=axis)
+        x = acc
     return x
 
 
@@ -129,10 +143,8 @@ def float_ref(attrs, inputs):
     taps = attrs.get("taps")
     if not taps:
         return [_repeat(np.asarray(inputs[0], dtype=np.float32), attrs["scales"])]
-    x = np.asarray(inputs[0], dtype=np.float64)
-    mats = [None if rows is None else _matrix([int(s) for s, _ in rows], [w for _, w in rows], n, np.float64)
-            for rows, n in zip(taps, x.shape[1:])]
-    return [_apply(x, mats).astype(np.float32)]
+    tables = [None if rows is None else ([s for s, _ in rows], [w for _, w in rows]) for rows in taps]
+    return [_apply(inputs[0], tables, np.float64).astype(np.float32)]
 
 
 def int_ref(node, g, inputs):
@@ -144,10 +156,7 @@ def int_ref(node, g, inputs):
         raise ValueError(f"Resize {node.name!r}: the integer form needs the input and output types")
     if accumulator_bound(taps, max(abs(t_in.lo), abs(t_in.hi))) >= 1 << ACC_BITS:
         raise ValueError(f"Resize {node.name!r}: its accumulator does not fit {ACC_BITS} bits")
-    x = np.asarray(inputs[0], dtype=np.int64)
-    mats = [None if axis is None else _matrix(axis[0], axis[1], n, np.int64)
-            for axis, n in zip(int_taps(taps), x.shape[1:])]
-    acc = _apply(x, mats)
+    acc = _apply(inputs[0], int_taps(taps), np.int64)
     return [saturate(round_shift(acc, resized_axes(taps) * FRAC), t_out)]
 
 
