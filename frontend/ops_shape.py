@@ -198,8 +198,8 @@ def resize(imp, onode) -> None:
     if min(sizes) < 1:
         raise ImportError_(f"{what}: an output extent of {min(sizes)}")
     if limits.count(sizes) > imp.max_elements:
-        raise ImportError_(f"{what}: its output of {limits.count(sizes)} elements exceeds the limit of "
-                           f"{imp.max_elements} ({limits.OPTION})")
+        raise ImportError_(f"{what}: its output tensor {qn(onode.output[0])} of {limits.count(sizes)} elements "
+                           f"exceeds the limit of {imp.max_elements} ({limits.OPTION})")
     if rule["mode"] != "nearest" and onode.input[0] in imp.exact_types:
         raise ImportError_(f"{what}: {rule['mode']} interpolation of integer values is not supported")
     if rule.get("legacy") and rule["mode"] == "nearest" and np.any(scales < 1):
