@@ -16,6 +16,21 @@ from .errors import BackendError
 from .naming import sanitize
 
 
+def registrar(table: dict[str, Callable], what: str) -> Callable[..., Callable[[Callable], Callable]]:
+    """The decorator of a per-engine table (op -> function, e.g. a map engine's values):
+    ``@registrar(TABLE, "...")("Max", "Min")`` registers the function under each op, and
+    refuses a second function for an op, as :meth:`Lowerings.lowers` does for a target."""
+    def named(*ops: str) -> Callable[[Callable], Callable]:
+        def register(fn: Callable) -> Callable:
+            for op in ops:
+                if table.get(op, fn) is not fn:
+                    raise ValueError(f"{what}: op {op} has two functions")
+                table[op] = fn
+            return fn
+        return register
+    return named
+
+
 class UnsupportedOp(BackendError):
     """An op the target has no lowering for (nothing has been written)."""
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ir import FixedType
 from ..ir.fixed import signed_width_for
-from ..ir.ops.resize import ACC_BITS, FRAC, accumulator_bound, int_taps, resized_axes
+from ..ir.ops.resize import FRAC, checked_bound, int_taps, resized_axes
 from .lower import BackendError, c_int_type
 from .naming import sanitize
 
@@ -25,10 +25,8 @@ def _ctype(values) -> str:
 
 def interp_params(taps, mode: str, x_t: FixedType, out_t: FixedType, in_shape, out_shape) -> tuple[dict, int]:
     """(template parameters, multiply-accumulates per sample); ValueError when the
-    accumulator does not fit :data:`~nnforge.ir.ops.resize.ACC_BITS` bits."""
-    bound = accumulator_bound(taps, max(abs(x_t.lo), abs(x_t.hi)))
-    if bound >= 1 << ACC_BITS:
-        raise ValueError(f"has an accumulator beyond {ACC_BITS} bits")
+    accumulator does not fit (:func:`~nnforge.ir.ops.resize.checked_bound`)."""
+    bound = checked_bound(taps, x_t)
     strides = [int(np.prod(in_shape[k + 1:], dtype=np.int64)) for k in range(len(in_shape))]
     axes, taps_total = [], 1
     for k, (axis, n_out) in enumerate(zip(int_taps(taps), out_shape)):

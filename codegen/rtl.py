@@ -33,6 +33,19 @@ def bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def counter(p: str, n: int) -> dict:
+    """The literals a template prints for a counter ``p`` over ``0 .. n - 1``: its width
+    ``{p}b`` (and ``{p}b_m1``), ``{p}_zero``, ``{p}_one`` and ``{p}_last``."""
+    b = bits(n)
+    return {f"{p}b": b, f"{p}b_m1": b - 1, f"{p}_zero": ulit(b, 0), f"{p}_one": ulit(b, 1), f"{p}_last": ulit(b, n - 1)}
+
+
+def address_width(ib: int, dims) -> int:
+    """The width of a frame memory address summed from counters (``dims``: (extent, stride)
+    pairs), with room for the sum, and at least the load counter's ``ib`` bits (plus one)."""
+    return max(ib, max([0] + [(d - 1) * s for d, s in dims]).bit_length()) + 1
+
+
 def ulit(width: int, value: int) -> str:
     """An unsigned sized literal."""
     if not 0 <= value < (1 << width):

@@ -39,10 +39,10 @@ import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
-from ..ir.ops.resize import ACC_BITS, FRAC, accumulator_bound, int_taps
+from ..ir.ops.resize import FRAC, checked_bound, int_taps
 from .engines import Engine, Memory, Operators, Timing, counters, flags, registers
 from .lower import BackendError
-from .rtl import bits, hexlit, requant_numbers, sext, ulit
+from .rtl import address_width, bits, counter, hexlit, requant_numbers, sext, ulit
 from .verilog_join import gather_engine
 from .verilog_streams import node_layouts, refuse, stream_strides
 
@@ -147,7 +147,7 @@ def _counter(name: str, n: int) -> dict:
 
 def _address(in_shape, strides, A: dict, ib: int) -> tuple[str, int, int]:
     """The frame memory address (a Verilog expression), its width and its number of terms."""
-    aw = max(ib, max([0] + [(d - 1) * s for d, s in zip(in_shape, strides)]).bit_length()) + 1
+    aw = address_width(ib, zip(in_shape, strides))
     terms = []
     for k, (d, s) in enumerate(zip(in_shape, strides)):
         if d == 1:
@@ -168,9 +168,10 @@ def interp_engine(q: Graph, node, name: str, layouts: dict | None = None) -> Int
     tables = int_taps(node.attr("taps"))
     if len(tables) != len(in_shape):
         refuse(node, f"has {len(tables)} tap tables for a rank-{len(in_shape)} input")
-    bound = accumulator_bound(node.attr("taps"), max(abs(x_t.lo), abs(x_t.hi)))
-    if bound >= 1 << ACC_BITS:
-        refuse(node, f"needs an accumulator of more than {ACC_BITS} bits (bound {bound})")
+    try:
+        bound = checked_bound(node.attr("taps"), x_t)
+    except ValueError as e:
+        refuse(node, str(e))
     A = {k: _axis(k, t, in_shape[k], out_shape[k], node) for k, t in enumerate(tables) if t is not None}
     for k in range(len(in_shape)):
         if k not in A and in_shape[k] != out_shape[k]:
@@ -212,8 +213,7 @@ def interp_engine(q: Graph, node, name: str, layouts: dict | None = None) -> Int
     numbers = {
         "A": list(A.values()), "C": C, "taps": taps, "pipe": INTERP_STAGES, "terms": terms,
         "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "ow_m1": o_t.width - 1,
-        "n_in_m1": n_in - 1, "ib": ib, "ib_m1": ib - 1, "i_zero": ulit(ib, 0), "i_one": ulit(ib, 1),
-        "i_last": ulit(ib, n_in - 1), "aw_m1": aw - 1, "addr": addr,
+        "n_in_m1": n_in - 1, **counter("i", n_in), "aw_m1": aw - 1, "addr": addr,
         "first": " & ".join(f"({t} == {ulit(A[int(t[1:])]['tb'], 0)})" for t in tap_names) or "1'b1",
         "last": " & ".join(f"{t}_w" for t in tap_names) or "1'b1",
         "pw": pw, "pw_m1": pw - 1, "p_expr": p_expr, "p_on": bool(var), "m_expr": m_expr, "cw_m1": cw - 1, "R": r,

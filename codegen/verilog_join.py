@@ -76,7 +76,8 @@ from ..ir.ops.add import add_params
 from .engines import GatherEngine, JoinEngine, Operators, Timing
 from .lower import BackendError
 from .naming import sanitize
-from .rtl import bits, requant_numbers, sext, shex, ulit
+from .registry import registrar
+from .rtl import address_width, bits, counter, requant_numbers, sext, shex, ulit
 from .verilog_streams import check_perm, layout_note, node_layouts, refuse, same_order, stream_shape, stream_strides
 
 # a streaming join's input buffers (2) plus its operand and output registers (2): the
@@ -90,12 +91,7 @@ STREAM_JOIN_LATENCY = 3
 STREAM_JOINS: dict[str, Callable] = {}
 
 
-def _stream_join(*ops: str):
-    def register(fn):
-        for op in ops:
-            STREAM_JOINS[op] = fn
-        return fn
-    return register
+_stream_join = registrar(STREAM_JOINS, "streaming joins")
 
 
 @_stream_join("Add")
@@ -181,9 +177,7 @@ class PickJoinEngine(JoinEngine):
 def _port(q: Graph, t: str, name: str) -> dict:
     tt = q.qtype(t)
     n = int(np.prod(q.shape(t)))
-    b = bits(n)
-    return {"name": name, "n": n, "t": tt, "w": tt.width, "w_m1": tt.width - 1, "n_m1": n - 1,
-            "ib_m1": b - 1, "i_zero": ulit(b, 0), "i_one": ulit(b, 1), "i_last": ulit(b, n - 1)}
+    return {"name": name, "n": n, "t": tt, "w": tt.width, "w_m1": tt.width - 1, "n_m1": n - 1, **counter("i", n)}
 
 
 def join_engine(q: Graph, node, name: str, layouts: dict | None = None) -> JoinEngine:
@@ -305,17 +299,12 @@ def _gather(q: Graph, x: str, y: str, name: str, src: list[tuple[int, int]], in_
     n_out = int(np.prod(q.shape(y)))
     if int(np.prod([d * r for d, r, _ in dims])) != n_out:
         raise BackendError(f"internal: gather {name} sizes")
-    ib = bits(n_in)
-    aw = max(ib, max((d - 1) * s for d, _, s in dims).bit_length()) + 1
-    D = []
-    for d, r, s in dims:
-        db, rb = bits(d), bits(r)
-        D.append({"d_last": ulit(db, d - 1), "d_zero": ulit(db, 0), "d_one": ulit(db, 1), "db_m1": db - 1,
-                  "r_last": ulit(rb, r - 1), "r_zero": ulit(rb, 0), "r_one": ulit(rb, 1), "rb_m1": rb - 1,
-                  "rep": r > 1, "stride": ulit(aw, s), "ext": f"{aw - db}'d0" if aw > db else None})
+    load = counter("i", n_in)
+    aw = address_width(load["ib"], [(d, s) for d, _, s in dims])
+    D = [{**counter("d", d), **counter("r", r), "rep": r > 1, "stride": ulit(aw, s),
+          "ext": f"{aw - bits(d)}'d0" if aw > bits(d) else None} for d, r, s in dims]
     numbers = {"D": D, "dims": [{"D": d, "R": r, "S": s} for d, r, s in dims],
                "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
-               "ib": ib, "ib_m1": ib - 1, "i_zero": ulit(ib, 0), "i_one": ulit(ib, 1), "i_last": ulit(ib, n_in - 1),
-               "aw_m1": aw - 1, "rule": rule}
+               **load, "aw_m1": aw - 1, "rule": rule}
     return GatherEngine("gather.v.j2", ("in",), n_in, n_out, Timing(n_out, n_in + n_out + 3, n_out + 3), numbers,
                         frame_memory_words=n_in)

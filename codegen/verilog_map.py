@@ -62,7 +62,8 @@ from ..ir.fixed import signed_width_for
 from .engines import MapEngine, Timing
 from .lower import BackendError
 from .program import step_params
-from .rtl import bits, hexlit, requant_numbers, sext, shex, ulit
+from .registry import registrar
+from .rtl import counter, hexlit, requant_numbers, sext, shex
 from .verilog_streams import node_layouts, refuse, same_order, stream_shape
 
 TABLE_OPS = ops_with(table=True)  # y = table[x - lo(x)]; every other op: VALUES below
@@ -122,12 +123,7 @@ class _Value:
 VALUES: dict[str, Callable] = {}
 
 
-def _value(*ops: str):
-    def register(fn):
-        for op in ops:
-            VALUES[op] = fn
-        return fn
-    return register
+_value = registrar(VALUES, "map engine values")
 
 
 @dataclass(frozen=True)
@@ -352,10 +348,7 @@ def _table(node, q: Graph, x_t, o_t) -> dict:
 def _counters(r_rep: int, d_idx: int, n: int) -> dict:
     if n % (r_rep * d_idx):
         raise BackendError("internal: map engine counters do not divide the frame")
-    rb, db = bits(r_rep), bits(d_idx)
-    return {"r_on": r_rep > 1 and d_idx > 1, "rb_m1": rb - 1, "r_zero": ulit(rb, 0), "r_one": ulit(rb, 1),
-            "r_last": ulit(rb, r_rep - 1), "db_m1": db - 1, "d_zero": ulit(db, 0), "d_one": ulit(db, 1),
-            "d_last": ulit(db, d_idx - 1)}
+    return {"r_on": r_rep > 1 and d_idx > 1, **counter("r", r_rep), **counter("d", d_idx)}
 
 
 def _timing(n: int) -> dict:

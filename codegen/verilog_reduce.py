@@ -40,7 +40,7 @@ from ..ir.ops.argmax import index_type
 from ..ir.ops.reduce import axes_of, count, sum_params
 from .engines import Engine, Memory, Operators, Timing, counters, flags, registers
 from .lower import BackendError
-from .rtl import bits, hexlit, sext, shex, ulit
+from .rtl import address_width, bits, counter, hexlit, sext, shex, ulit
 from .verilog_streams import node_layouts, refuse, stream_strides
 
 # the reductions (the ops of ir/ops/reduce.py's shape rule) and ArgMax, from the op registry
@@ -197,17 +197,12 @@ def reduce_engine(q: Graph, node, name: str, layouts: dict | None = None) -> Red
         refuse(node, f"changes the type ({x_t} to {o_t}); a maximum or minimum keeps it")
     if mode == "argmax" and o_t != index_type(inner[0][0]):
         refuse(node, f"its output type {o_t} is not the index type of an axis of {inner[0][0]}")
-    xw, ib = x_t.width, bits(n_in)
-    adw = max(ib, max((d - 1) * s for d, s in outer + inner).bit_length()) + 1
-    dims = outer + inner
-    D = []
-    for j, (d, s) in enumerate(dims):
-        db = bits(d)
-        D.append({"db": db, "db_m1": db - 1, "d_last": ulit(db, d - 1), "d_zero": ulit(db, 0), "d_one": ulit(db, 1),
-                  "stride": ulit(adw, s), "ext": f"{adw - db}'d0" if adw > db else None, "inner": j >= len(outer)})
+    xw, load = x_t.width, counter("i", n_in)
+    adw = address_width(load["ib"], outer + inner)
+    D = [{**counter("d", d), "stride": ulit(adw, s), "ext": f"{adw - bits(d)}'d0" if adw > bits(d) else None,
+          "inner": j >= len(outer)} for j, (d, s) in enumerate(outer + inner)]
     numbers = {"D": D, "mode": mode, "xw": xw, "xw_m1": xw - 1, "ow": o_t.width, "ow_m1": o_t.width - 1,
-               "ib": ib, "ib_m1": ib - 1, "i_zero": ulit(ib, 0), "i_one": ulit(ib, 1), "i_last": ulit(ib, n_in - 1),
-               "n_in_m1": n_in - 1, "adw": adw, "adw_m1": adw - 1, "in_type": str(x_t), "out_type": str(o_t),
+               **load, "n_in_m1": n_in - 1, "adw": adw, "adw_m1": adw - 1, "in_type": str(x_t), "out_type": str(o_t),
                "n_inner": len(inner), "per": per, "cx": sext("x_q", x_t, xw + 1), "cb": sext("best", x_t, xw + 1),
                "last_index": bool(node.attrs.get("select_last_index", False))}
     if mode == "sum":

@@ -114,6 +114,15 @@ def accumulator_bound(taps, max_abs: int) -> int:
     return bound
 
 
+def checked_bound(taps, x_t) -> int:
+    """:func:`accumulator_bound` for inputs of type ``x_t``; ValueError when it does not fit
+    :data:`ACC_BITS` bits (the integer form, and every target, refuse such a node)."""
+    bound = accumulator_bound(taps, max(abs(x_t.lo), abs(x_t.hi)))
+    if bound >= 1 << ACC_BITS:
+        raise ValueError(f"its accumulator does not fit {ACC_BITS} bits (bound {bound})")
+    return bound
+
+
 def _apply(x: np.ndarray, tables, dtype) -> np.ndarray:
     """Apply one ``(starts, weights)`` table per per-sample axis (None: unchanged) to batch
     ``x``: ``y[o] = sum_t w[o, t] * x[starts[o] + t]``, in ``dtype``, the taps in order."""
@@ -154,8 +163,10 @@ def int_ref(node, g, inputs):
     t_in, t_out = g.qtype(node.inputs[0]), g.qtype(node.outputs[0])
     if t_in is None or t_out is None:
         raise ValueError(f"Resize {node.name!r}: the integer form needs the input and output types")
-    if accumulator_bound(taps, max(abs(t_in.lo), abs(t_in.hi))) >= 1 << ACC_BITS:
-        raise ValueError(f"Resize {node.name!r}: its accumulator does not fit {ACC_BITS} bits")
+    try:
+        checked_bound(taps, t_in)
+    except ValueError as e:
+        raise ValueError(f"Resize {node.name!r}: {e}") from None
     acc = _apply(inputs[0], int_taps(taps), np.int64)
     return [saturate(round_shift(acc, resized_axes(taps) * FRAC), t_out)]
 
