@@ -16,7 +16,8 @@ from .data import DataError, load_npz
 from .design import BACKENDS, TARGETS, TRACEABLE, Design, compile
 from .persist import read_report_precision
 from .report import trace_text
-from .targets import PARALLELISM, check_names
+from .codegen.mcu import MCUS
+from .targets import PARALLELISM, TARGETS as TARGET_TABLE, check_names
 from .passes.prune import compression_text
 from .ir.text import printable
 from .sim.files import defer_during_swap, output_folder, read_manifest
@@ -32,6 +33,8 @@ def _list(s: str) -> list[str]:
 
 def cmd_compile(args, progress: Progress) -> int:
     targets = check_names(_list(args.targets), TARGETS, "target")
+    if args.mcu != "generic" and "c" not in targets:
+        raise ValueError(f"--mcu {args.mcu} picks the C target's kernels; add c to --targets")
     # an output folder that would take the user's files or an input with it: refused first
     output_folder(args.output, {"model": args.model, "calibration": args.calibration,
                                 "validation": args.validation})
@@ -51,7 +54,7 @@ def cmd_compile(args, progress: Progress) -> int:
                      rounding=args.rounding, dynamic=args.dynamic, prune=args.prune,
                      prune_structured=args.prune_structured, low_rank=args.low_rank,
                      share_weights=args.share_weights, float_format=args.float_format, neuzip=args.neuzip,
-                     prune_max_drop=args.prune_max_drop, max_elements=args.max_elements)
+                     prune_max_drop=args.prune_max_drop, max_elements=args.max_elements, mcu=args.mcu)
     budget = {"max_multipliers": args.max_multipliers, "max_luts": args.max_luts, "max_bram": args.max_bram}
     if args.fit:
         from .sim.fpga import fit_budget, resolve_part
@@ -63,8 +66,16 @@ def cmd_compile(args, progress: Progress) -> int:
                  target_fps=args.target_fps, clock_mhz=args.clock_mhz, **budget)
     if not args.quiet:
         print(design.summary())
+        c_section = _report_section(Path(args.output), "c")
+        if c_section:
+            print("\n".join(TARGET_TABLE["c"].report_lines(c_section)))
         print(f"compiled in {time.monotonic() - t0:.1f}s -> {args.output}")
     return 0
+
+
+def _report_section(out: Path, name: str) -> dict | None:
+    """A target's section of the ``report.json`` just written to ``out``."""
+    return json.loads((out / "report.json").read_text()).get(name)
 
 
 def cmd_verify(args, progress: Progress) -> int:
@@ -168,6 +179,12 @@ def _compile_parser(sub) -> None:
     _quantization_options(c)
     _model_options(c)
     _folding_options(c)
+    c.add_argument("--mcu", default="generic", choices=tuple(MCUS), metavar="NAME",
+                   help="the microcontroller the C target writes kernels for: "
+                        f"{', '.join(MCUS)}. generic (default): portable C99 in the model's layout; a "
+                        "Cortex-M core: channels-last kernels (DSP-extension ones where the core has it) and "
+                        "one static activation arena; nnforge_run keeps the model's element order "
+                        "(c/c_info.json states it, with the memory figures)")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c.set_defaults(func=cmd_compile)
 

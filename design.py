@@ -254,7 +254,8 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
             dynamic: bool = False, prune: float | None = None, prune_structured: float | None = None,
             low_rank: float | None = None, share_weights: int | None = None,
             float_format: str | None = None, neuzip: str | None = None,
-            prune_max_drop: float | None = None, max_elements: int | None = None) -> Design:
+            prune_max_drop: float | None = None, max_elements: int | None = None,
+            mcu: str = "generic") -> Design:
     """Import an ONNX model (path or ModelProto), calibrate on ``calibration`` (float
     samples shaped like the model input, batch first) and quantize it.
 
@@ -317,7 +318,17 @@ def compile(model, calibration=None, bits: int = 8, weight_bits: int | None = No
 
     ``max_elements``: the largest tensor the model may declare or constant folding may
     produce, in elements (default 2^28; :mod:`nnforge.frontend.limits`); a model over it is
-    refused before anything is allocated."""
+    refused before anything is allocated.
+
+    ``mcu``: the microcontroller the C target writes kernels for, a name of
+    :data:`nnforge.codegen.mcu.MCUS`: ``generic`` (default: portable C99, the model's
+    row-major layout), or ``cortex-m0plus``, ``cortex-m4``, ``cortex-m7``, ``cortex-m33``,
+    ``cortex-m55``: channels-last kernels (the DSP-extension ones where the core has it, 32-bit
+    scalar ones on the Cortex-M0+) whose activations share one static arena sized to the
+    live maximum. ``nnforge_run`` keeps its interface: input and output in the model's
+    element order (``c/c_info.json`` states it, with the arena, flash and stack figures). The
+    choice is part of ``design.config``, so a loaded design verifies and traces the same
+    program. Integer designs only (not with ``float_format``)."""
 
     options = Options(**{k: v for k, v in locals().items() if k not in ("model", "progress")})
     return Design.from_compiled(compile_model(model, options, progress), source_name(model))

@@ -6,6 +6,8 @@ The config is written and read in one place, :func:`config_to_dict` /
 :func:`config_from_dict`, whose schema is the fields of :class:`QuantConfig`: an ``int``,
 ``bool`` or ``str`` field is that JSON value, a tuple of pairs a list of ``[name, value]``
 lists. The report's view of it (:func:`report_quantization`) is derived from the same dict.
+A field added after the format was fixed (:data:`CONFIG_DEFAULTS`) may be absent: an older
+design.json loads with its default.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .codegen.mcu import mcu
 from .ir import Graph
 from .ir.serialize import (DesignFileError, check_depth, check_graph_dict, check_keys, check_type,
                            graph_from_checked, is_int, load_json, read_arrays, to_dict)
@@ -31,7 +34,9 @@ DESIGN_KEYS = ("format", "source", "config", "float_graph", "quantized_graph", "
 DESIGN_FILES = ("design.json", "design_arrays.npz")  # what load reads
 FLOAT_FORMATS = ("", "fp16", "bf16")
 REPORT_NAMES = {"overrides": "calibration_overrides"}  # report.json's names where they differ
-REPORT_SKIPS = ("float_format", "neuzip")  # in design.json, not in report.json's quantization
+REPORT_SKIPS = ("float_format", "neuzip", "mcu")  # in design.json, not in report.json's quantization
+# config fields newer than the format: a design.json without one loads with this value
+CONFIG_DEFAULTS = {"mcu": "generic"}
 
 
 # ---- the config ----------------------------------------------------------------------
@@ -65,6 +70,8 @@ def config_from_dict(cfg, where: str) -> QuantConfig:
     """The ``config`` object of design.json as a :class:`QuantConfig`: exactly its fields,
     each of its type, values as QuantConfig allows them."""
     kinds = _field_kinds()
+    if isinstance(cfg, dict):
+        cfg = {**{k: v for k, v in CONFIG_DEFAULTS.items() if k not in cfg}, **cfg}
     check_keys(cfg, tuple(kinds), where)
     for k, v in cfg.items():
         kind = kinds[k]
@@ -79,6 +86,7 @@ def config_from_dict(cfg, where: str) -> QuantConfig:
     if cfg["float_format"] not in FLOAT_FORMATS:
         raise DesignFileError(f"{where}.float_format: unknown float format {pname(cfg['float_format'])}")
     try:
+        mcu(cfg["mcu"])  # a name of the table, or a ValueError listing them
         if cfg["neuzip"]:
             from .passes.floatfmt import parse_neuzip
 

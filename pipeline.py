@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from .codegen.mcu import mcu
 from .data import DataError, as_batch, check_labels
 from .ir import Graph, quantize_float
 from .passes import QuantConfig, calibrate, run_float_pipeline
@@ -56,8 +57,10 @@ class Options:
     neuzip: str | None = None
     prune_max_drop: float | None = None
     max_elements: int | None = None
+    mcu: str = "generic"
 
     def config(self) -> QuantConfig:
+        mcu(self.mcu)  # a name of the table, or a ValueError listing them
         wb = self.weight_bits or self.bits
         bias_correction = self.bias_correction
         if bias_correction is None:
@@ -66,7 +69,7 @@ class Options:
                            overrides=tuple((self.calibration_overrides or {}).items()),
                            bias_correction=bool(bias_correction), per_channel=bool(self.per_channel),
                            scale=self.scale, asymmetric=bool(self.asymmetric), rounding=self.rounding,
-                           dynamic=bool(self.dynamic))
+                           dynamic=bool(self.dynamic), mcu=self.mcu)
 
     def compressing(self) -> bool:
         return any(v is not None for v in (self.prune, self.prune_structured, self.low_rank, self.share_weights))
@@ -240,6 +243,9 @@ def check_float_options(s: State) -> None:
         raise DataError("this model carries its own integer quantization; --float runs float models")
     if o.mixed_precision is not None or s.cfg.dynamic or s.cfg.per_channel or s.cfg.scale != "pow2":
         raise DataError("--float replaces fixed-point quantization; the quantization options do not apply")
+    if s.cfg.mcu != "generic":
+        raise DataError(f"--mcu {s.cfg.mcu} selects integer kernels; a float format (--float) runs the portable "
+                        "float C")
 
 
 def compress_float(s: State) -> None:

@@ -116,6 +116,35 @@ def tb_vectors(graph: Graph) -> np.ndarray:
     return x
 
 
+def ir_order(values: np.ndarray, shape, perm) -> np.ndarray:
+    """Values stored as the tensor of ``shape`` transposed by ``perm`` (a layout), flat in
+    the IR's row-major order; values of any other count are returned as they are (the
+    comparison with golden then reports them all)."""
+    shape = tuple(shape)
+    if len(perm) != len(shape) or values.size != int(np.prod(shape)):
+        return values
+    return values.reshape([shape[p] for p in perm]).transpose(np.argsort(perm)).reshape(-1)
+
+
+def memory_line(c: dict) -> str:
+    """The C section of the report as one line: the arena (or the generic program's static
+    buffers), the flash (const data, and code where estimated) and the stack estimate."""
+    a, f = c["arena"], c["flash"]
+    if "activations_bytes" in a:
+        live = (" = live maximum" if a["activations_bytes"] == a["live_max_bytes"]
+                else f", live maximum {a['live_max_bytes']:,}")
+        ram = (f"arena {a['total_bytes']:,} B (activations {a['activations_bytes']:,}{live}, "
+               f"scratch {a['scratch_bytes']:,})")
+    else:
+        live = f" (live maximum {a['live_max_bytes']:,})" if "live_max_bytes" in a else ""
+        ram = f"static buffers {a['static_buffers_bytes']:,} B{live}"
+    code = f.get("code_bytes_estimate")
+    flash = (f"flash {f['weights_bytes'] + code:,} B (weights {f['weights_bytes']:,}, code ~{code:,})"
+             if code is not None else f"flash {f['weights_bytes']:,} B of const data (code not estimated)")
+    stack = f", stack ~{c['stack_bytes_estimate']:,} B" if "stack_bytes_estimate" in c else ""
+    return f"C ({c['mcu']}): {ram}, {flash}{stack}"
+
+
 class _Native:
     """C and HLS C++: a :class:`~nnforge.codegen.program.Program` (or a float program),
     compiled with gcc / g++ around the native harness (:mod:`nnforge.sim.native`)."""
@@ -145,21 +174,47 @@ class _Native:
 
 
 class C(_Native):
+    """C99: the portable program (``mcu`` generic), or the kernels of a microcontroller
+    (:mod:`nnforge.codegen.mcu_program`), whose activations may be stored channels last
+    (a step's ``layout``)."""
+
     name = "c"
     build = native.C
 
-    def write(self, model, folder: Path, job: WriteJob) -> None:
+    def lower(self, graph: Graph, config: QuantConfig):
+        if config.mcu == "generic" or is_float_graph(graph):
+            return lower_graph(graph, config, self.name)
+        from .codegen.mcu import mcu
+        from .codegen.mcu_program import lower_mcu
+
+        return lower_mcu(graph, mcu(config.mcu))
+
+    def write(self, model, folder: Path, job: WriteJob) -> dict | None:
         if isinstance(model, FloatProgram):
             job.progress(f"writing C ({model.fmt}, {model.weight_format} weights)")
             write_float_c(model, folder)
             return None
-        job.progress("writing C")
-        c_backend.write(model, folder, softmax=bool(job.graph.meta.get("output_softmax")))
+        job.progress("writing C" + ("" if model.mcu == "generic" else f" ({model.mcu} kernels)"))
+        info = c_backend.write(model, folder, softmax=bool(job.graph.meta.get("output_softmax")))
         if job.config.dynamic:
             from .codegen.c_dynamic import write_dynamic
 
             write_dynamic(job.graph, folder)
-        return None
+        return info
+
+    def trace(self, model, graph: Graph, src: Path, build: Path, x_int: np.ndarray, progress: Progress,
+              shown: Path) -> tuple[list[TraceStep], dict[int, np.ndarray]]:
+        """Every step's buffer on one sample, put back from the step's layout into the IR's order."""
+        steps, got = super().trace(model, graph, src, build, x_int, progress, shown)
+        for i, s in enumerate(model.steps):
+            perm = getattr(s, "layout", ())  # a float program's steps are in the IR's order
+            if perm and s.tensor and i in got:
+                got[i] = ir_order(got[i], graph.shape(s.tensor), perm)
+        return steps, got
+
+    def report_lines(self, c: dict) -> list[str]:
+        """``report.txt``'s C line: the memory the program needs (:func:`memory_line`)."""
+        return [memory_line(c)]
 
     def variants(self, graph, config, x, src, work, progress) -> dict[str, VariantRun]:
         """With dynamic quantization: the generated ``nnforge_run_dynamic`` against
@@ -244,9 +299,7 @@ class Verilog:
             vals = verilog.to_signed(raw, t.width, t.signed)
             shape = tuple(graph.shape(ly["tensor"]))
             perm = [int(p) for p in ly["layout"]] if len(ly["layout"]) == len(shape) else list(range(len(shape)))
-            if vals.size == int(np.prod(shape)):  # the stream's layout back to the IR's order
-                vals = vals.reshape([shape[p] for p in perm]).transpose(np.argsort(perm)).reshape(-1)
-            got[i] = vals
+            got[i] = ir_order(vals, shape, perm)
         return [TraceStep(ly["name"], ly.get("op", "Dense"), ly["tensor"]) for ly in layers], got
 
     def check_sources(self, src: Path, shown: Path) -> None:

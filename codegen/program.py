@@ -49,6 +49,7 @@ class Buffer:
     name: str
     ctype: str
     size: int
+    offset: int = -1  # bytes into the MCU arena (:mod:`.arena`); -1: a static array of its own
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,18 @@ class Step:
     macs: int = 0
     tensor: str = ""  # the IR tensor the output buffer holds ("" for a copy step)
     size: int = 0  # values in it
+    layout: tuple[int, ...] = ()  # the buffer holds the tensor transposed by this perm; () = IR order
+    scratch: int = 0  # bytes of kernel scratch the step uses (MCU kernels)
 
 
 @dataclass(frozen=True)
 class Program(ModelIO):
     steps: tuple[Step, ...]
     buffers: tuple[Buffer, ...]
+    mcu: str = "generic"  # the kernels' core (:data:`.mcu.MCUS`)
+    dsp: bool = False  # MCU kernels of the DSP-extension flavour
+    arena: object = None  # the MCU memory plan (:class:`.arena.Arena`), None for static buffers
+    runtime: tuple[str, ...] = ()  # MCU runtime templates, included once each before the steps
 
     @property
     def macs(self) -> int:
@@ -155,7 +162,7 @@ def _line(values) -> str:
 SPARSE_DENSITY = {"Dense": 0.25, "Conv": 0.6}
 
 
-_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8,
+CTYPE_BYTES = {"int8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8,
           "uint8_t": 1, "uint16_t": 2, "uint32_t": 4, "uint64_t": 8}
 
 
@@ -170,7 +177,7 @@ def _sparse(weights: np.ndarray, where, w_ctype: str, *taps: np.ndarray) -> dict
     nnz = int(np.count_nonzero(weights))
     conv = weights.ndim > 2
     out = {"nnz": nnz, "sparse": weights.size > 0 and nnz <= SPARSE_DENSITY["Conv" if conv else "Dense"] * weights.size}
-    wb = _BYTES[w_ctype]
+    wb = CTYPE_BYTES[w_ctype]
     if not out["sparse"]:
         out["weight_bytes"] = weights.size * wb
         return out
@@ -186,8 +193,8 @@ def _sparse(weights: np.ndarray, where, w_ctype: str, *taps: np.ndarray) -> dict
         th, tw = taps
         out.update(sh_rows=rows(pad(th)), sw_rows=rows(pad(tw)),
                    st_ctype=c_int_type(max(1, int(max(th.max(initial=0), tw.max(initial=0))).bit_length()), False))
-    out["weight_bytes"] = (nnz * (wb + _BYTES[out["si_ctype"]] + (2 * _BYTES[out["st_ctype"]] if taps else 0))
-                           + len(ptr) * _BYTES[out["sr_ctype"]])
+    out["weight_bytes"] = (nnz * (wb + CTYPE_BYTES[out["si_ctype"]] + (2 * CTYPE_BYTES[out["st_ctype"]] if taps else 0))
+                           + len(ptr) * CTYPE_BYTES[out["sr_ctype"]])
     return out
 
 
@@ -201,7 +208,7 @@ def _shared(weights: np.ndarray, p: dict) -> dict:
         return {"shared": False}
     vals = _few_values(weights, 16)
     bits = None if vals is None else next((b for b in (1, 2, 4) if len(vals) <= 1 << b), None)
-    wb = _BYTES[p["w_ctype"]]
+    wb = CTYPE_BYTES[p["w_ctype"]]
     per = 8 // bits if bits else 0
     if bits is None or -(-weights.size // per) + len(vals) * wb >= weights.size * wb:
         return {"shared": False}
@@ -582,11 +589,17 @@ def lower_transpose(q: Graph, node, name: str):
     perm = tuple(int(v) for v in node.attr("perm"))
     if io.out_t != io.x_t:
         raise _refuse(node, "(op Transpose) changes the type")
-    x_strides = _row_major(io.in_shape)
-    dims, terms = _loop_nest(io.out_shape, [_row_major(io.out_shape), [x_strides[k] for k in perm]])
-    return "transpose", {"size": io.size, "perm": perm, "in_shape": tuple(io.in_shape),
-                         "out_shape": tuple(io.out_shape), "dims": dims, "y_terms": terms[0],
-                         "x_terms": terms[1]}, 0, [io.x]
+    return "transpose", transpose_params(io.in_shape, perm), 0, [io.x]
+
+
+def transpose_params(in_shape, perm) -> dict:
+    """The transpose template's numbers: ``y = x.transpose(perm)``, both row-major."""
+    in_shape = tuple(int(d) for d in in_shape)
+    out_shape = tuple(in_shape[k] for k in perm)
+    x_strides = _row_major(in_shape)
+    dims, terms = _loop_nest(out_shape, [_row_major(out_shape), [x_strides[k] for k in perm]])
+    return {"size": int(np.prod(out_shape)), "perm": tuple(perm), "in_shape": in_shape, "out_shape": out_shape,
+            "dims": dims, "y_terms": terms[0], "x_terms": terms[1]}
 
 
 @LOWERINGS.lowers("Concat")

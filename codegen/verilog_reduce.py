@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ir import FixedType, Graph
-from ..ir.fixed import signed_width_for
+from ..ir.fixed import reciprocal, signed_width_for
 from ..ir.ops import OPS, op_def
 from ..ir.ops import argmax as argmax_op, reduce as reduce_op
 from ..ir.ops.argmax import index_type
@@ -45,8 +45,6 @@ from .verilog_streams import node_layouts, refuse, stream_strides
 
 # the reductions (the ops of ir/ops/reduce.py's shape rule) and ArgMax, from the op registry
 REDUCE_OPS = frozenset(op for op in OPS if op_def(op).shape in (reduce_op.shape, argmax_op.shape))
-# N' ranges up to this size are also checked value by value when the engine is built
-EXHAUSTIVE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -132,24 +130,6 @@ def _walk(q: Graph, node, in_p, out_p) -> tuple[list[tuple[int, int]], list[tupl
     if _mode(node.op) != "argmax":  # ArgMax keeps its axis's counter: the index
         inner = [d for d in inner if d[0] > 1]
     return outer or [(1, 0)], inner or [(1, 0)]
-
-
-def reciprocal(n_max: int, div: int) -> tuple[int, int]:
-    """``(M, s)``, the smallest ``s`` with ``floor(v * M / 2**s) == floor(v / div)`` for every
-    ``0 <= v <= n_max``, ``M = ceil(2**s / div)``: by the bound ``(M * div - 2**s) * n_max <
-    2**s`` (see the module notes), and value by value for ranges of at most
-    :data:`EXHAUSTIVE`."""
-    s = 0
-    while True:
-        m = -(-(1 << s) // div)
-        if (m * div - (1 << s)) * n_max < (1 << s):
-            break
-        s += 1
-    if n_max < EXHAUSTIVE and m * n_max < (1 << 62):
-        v = np.arange(n_max + 1, dtype=np.int64)
-        if not np.array_equal((v * m) >> s, v // div):
-            raise BackendError(f"internal: the reciprocal {m} >> {s} of {div} is not exact")
-    return m, s
 
 
 def _sum_numbers(q: Graph, node, x_t, o_t) -> dict:

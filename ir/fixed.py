@@ -237,3 +237,27 @@ def signed_width_for(lo: int, hi: int) -> int:
     while not (-(1 << (w - 1)) <= lo and hi <= (1 << (w - 1)) - 1):
         w += 1
     return w
+
+
+# ranges up to this size are also checked value by value when a reciprocal is made
+EXHAUSTIVE = 1 << 20
+
+
+def reciprocal(n_max: int, div: int) -> tuple[int, int]:
+    """``(M, s)``, the smallest ``s`` with ``floor(v * M / 2**s) == floor(v / div)`` for every
+    ``0 <= v <= n_max``, ``M = ceil(2**s / div)``. Proof: with ``e = M * div - 2**s``
+    (``0 <= e < div``), ``v * M / 2**s = v / div + v * e / (div * 2**s)``, whose second term
+    is below ``1 / div`` when ``e * n_max < 2**s``, so the floor is that of ``v / div`` for
+    every ``v`` in range. Ranges of at most :data:`EXHAUSTIVE` are also checked value by
+    value (an ArithmeticError if the proof were wrong)."""
+    s = 0
+    while True:
+        m = -(-(1 << s) // div)
+        if (m * div - (1 << s)) * n_max < (1 << s):
+            break
+        s += 1
+    if n_max < EXHAUSTIVE and m * n_max < (1 << 62):
+        v = np.arange(n_max + 1, dtype=np.int64)
+        if not np.array_equal((v * m) >> s, v // div):
+            raise ArithmeticError(f"the reciprocal {m} >> {s} of {div} is not exact")
+    return m, s

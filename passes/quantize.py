@@ -49,7 +49,9 @@ class QuantConfig:
     ``layer_weight_bits`` (node name, bits) pairs give single layers other weight widths
     (mixed precision); ``bias_correction`` moves each Dense / Conv bias by the mean error
     its quantized weights make on the calibration data's mean input; ``per_channel`` gives
-    each output channel of a Dense / Conv its own power-of-two weight scale."""
+    each output channel of a Dense / Conv its own power-of-two weight scale; ``mcu`` names the
+    microcontroller whose kernels the C target writes (kept here so that a saved design
+    re-lowers the same program)."""
 
     weight_bits: int = 8
     act_bits: int = 8
@@ -65,6 +67,9 @@ class QuantConfig:
     asymmetric: bool = False  # real scales: signed activations on an unsigned grid with a zero point
     float_format: str = ""  # "fp16" / "bf16": the model runs in that float format instead (ir/floats.py)
     neuzip: str = ""  # float weights stored NeuZip-style: "lossless" or "lossy:K" (passes/neuzip.py)
+    # the C target's microcontroller kernels (a name of codegen/mcu.py's MCUS, checked where a
+    # config is made from user input: the compile options and design.json); "generic": portable C
+    mcu: str = "generic"
 
     def __post_init__(self) -> None:
         for what, b in (("weight", self.weight_bits), ("activation", self.act_bits)):
@@ -79,6 +84,9 @@ class QuantConfig:
                              "no --per-channel)")
         if self.asymmetric and self.scale != "real":
             raise ValueError("asymmetric activations need real scales (scale='real')")
+        if self.float_format and self.mcu != "generic":
+            raise ValueError("the microcontroller kernels are integer kernels; a float format runs the portable "
+                             "float C (mcu 'generic')")
         parse_method(self.calibration)
         for _, m in self.overrides:
             parse_method(m)

@@ -306,7 +306,7 @@ def test_reductions_verilog_bit_exact(case, tmp_path):
 def test_reciprocal_is_exact():
     """``floor(v * M / 2**s) == floor(v / d)`` over ranges too wide for the build's
     value-by-value check (the bound alone) and narrow ones; a power of two is a shift."""
-    from nnforge.codegen.verilog_reduce import reciprocal
+    from nnforge.ir.fixed import reciprocal
 
     rng = np.random.default_rng(16)
     for d, top in [(30, 120000), (6, 5000), (2 * 48, (1 << 20) + 7), (2 * 7 * 16, 1 << 40), (1 << 5, 999)]:

@@ -132,7 +132,7 @@ def test_source_folder_replaced_by_symlink_is_refused(copy_compiled, env, tmp_pa
     moved = tmp_path / "c_elsewhere"
     shutil.move(copy_compiled / "c", moved)
     (copy_compiled / "c").symlink_to(moved)
-    verify(copy_compiled, env, "-q", "--backends", "golden,c").one_error("nnforge_model", "refusing to compile")
+    verify(copy_compiled, env, "-q", "--backends", "golden,c").one_error("c/", "refusing to compile")
 
 
 def test_edited_source_is_warned_and_still_compared(copy_compiled, env):
