@@ -78,8 +78,41 @@ ORDERS = (
 )
 
 
+SEARCH_NODES = 20_000  # placements the search at the bound tries before it gives up
+
+
+def _search(values: list[Value], bound: int) -> dict[str, int] | None:
+    """Offsets with every value below ``bound``, by a depth-first search in step order over
+    the offsets that touch a placed value or an end of the arena; None when none is found
+    within :data:`SEARCH_NODES` tries (the greedy placements then stand)."""
+    order = sorted(values, key=lambda v: (v.first, -aligned(v.bytes)))
+    offsets: dict[str, int] = {}
+    budget = [SEARCH_NODES]
+
+    def place(i: int) -> bool:
+        if i == len(order):
+            return True
+        v, size = order[i], aligned(order[i].bytes)
+        busy = [(offsets[p.name], offsets[p.name] + aligned(p.bytes)) for p in order[:i] if overlaps(p, v)]
+        for at in sorted({0, bound - size, *(hi for _, hi in busy), *(lo - size for lo, _ in busy)}):
+            if at < 0 or at + size > bound or any(at < hi and lo < at + size for lo, hi in busy):
+                continue
+            budget[0] -= 1
+            if budget[0] < 0:
+                return False
+            offsets[v.name] = at
+            if place(i + 1):
+                return True
+            del offsets[v.name]
+        return False
+
+    return offsets if place(0) else None
+
+
 def plan(values: list[Value], scratch: int = 0) -> Arena:
-    """Offsets for ``values`` from the best of :data:`ORDERS`; ``scratch`` bytes follow."""
+    """Offsets for ``values``: the best of the greedy :data:`ORDERS`, or when none reaches the
+    live maximum, a search for a placement that does (:func:`_search`); ``scratch`` bytes
+    follow."""
     bound = live_maximum(values)
     best, span = {}, 0
     for i, key in enumerate(ORDERS):
@@ -89,4 +122,8 @@ def plan(values: list[Value], scratch: int = 0) -> Arena:
             best, span = offsets, end
         if span == bound:
             break
+    if span > bound and len(values) <= 400:
+        found = _search(values, bound)
+        if found is not None:
+            best, span = found, bound
     return Arena(offsets=best, live_max=bound, activations=span, scratch=aligned(scratch))

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..ir import FixedType
-from . import mcu as mcu_table
+from .mcu_size import code_estimate, stack_estimate
 from .arena import Value, live_maximum
 from .lower import c_int_type
 from .program import LOWERINGS, Program
@@ -172,21 +172,15 @@ def live_values(prog: Program) -> list[Value]:
     return list(values.values())
 
 
-def mcu_estimate(name: str):
-    """:mod:`.mcu`'s estimate function ``name`` (bytes for a program, or None where it has
-    no figure); one returning None where the table has no such estimate."""
-    return getattr(mcu_table, name, lambda prog: None)
-
-
 def c_info(prog: Program, flash: dict) -> dict:
     """``c_info.json``: the interface, memory and steps of the program (``flash`` from
     :func:`flash_bytes`). ``code_bytes_estimate`` and ``stack_bytes_estimate`` come from
-    :mod:`.mcu` where it estimates them for this program."""
+    :mod:`.mcu_size` (none for the generic program)."""
     per_step = flash["by_step"]
     info = {"mcu": prog.mcu, "input": io_info(prog.input_shape, prog.in_t),
             "output": io_info(prog.output_shape, prog.out_t), "arena": arena_info(prog),
             "flash": {"weights_bytes": flash["weights_bytes"]}}
-    code, stack = (estimate(prog) for estimate in (mcu_estimate("code_estimate"), mcu_estimate("stack_estimate")))
+    code, stack = code_estimate(prog), stack_estimate(prog)
     if code is not None:
         info["flash"]["code_bytes_estimate"] = int(code)
     if stack is not None:

@@ -6,14 +6,18 @@ then runs). Activations are 8-bit; every number the kernels use is computed here
 every division is replaced by a multiplication proven exact over its whole range.
 
 Depthwise (channel multiplier 1, :func:`lower_depthwise`, called by the Conv lowering):
-the input rows a window needs are widened once each into an int16 ring buffer in the
-kernel scratch, with the zero padding built in (pad columns, pad channels and a shared
-zero row), so the multiply-accumulate loop has no bounds checks. The buffer holds groups
-of 4 channels, each pixel as two words ``(c0 | c2 << 16, c1 | c3 << 16)`` (what the
-byte-unpacking instructions give from one word of 4 channels), and the weights are stored
-offline in the same order, ``[group][tap][2 words]``: one output pixel of 4 channels is
-``2 * taps`` word pairs and ``4 * taps`` 16-bit multiply-accumulates (SMLABB / SMLATT).
-The bias carries the rounding constant of the shift requantization.
+the input rows a window needs are copied once each into a ring buffer in the kernel
+scratch, with the zero padding built in (pad columns and a shared zero row), so the
+multiply-accumulate loop has no bounds checks and no division. DSP flavour: the buffer
+holds groups of 4 channels widened to 16 bits, each pixel as two words
+``(c0 | c2 << 16, c1 | c3 << 16)`` (what the byte-unpacking instructions give from one
+word of 4 channels), and the weights are stored offline in the same order after the
+group's 4 biases: one output pixel of 4 channels is ``2 * taps`` double-word loads and
+``4 * taps`` 16-bit multiply-accumulates (SMLABB / SMLATT). Scalar flavour (no DSP
+extension): the buffer holds bytes (an int8 input plus 128, the bias corrected offline),
+the weights are int32 after each channel's bias (and multiplier): a tap is a byte load, a
+word load, a multiply and an add. The bias carries the rounding constant of the shift
+requantization.
 
 Pools (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool) read their input through
 element strides and write channels last. An average is ``lo + ((2 * S + A) * M) >> s``
@@ -118,9 +122,32 @@ def _padded(values: np.ndarray, n: int, fill: int = 0) -> np.ndarray:
     return out
 
 
+def _dw_weights(k: KernelIn, weights: np.ndarray, bias: np.ndarray, mult, signed_in: bool):
+    """(weight rows, groups, zero) in the flavour's order: DSP, per group of 4 channels its
+    4 biases then the taps' 16-bit pair words ``[tap][2]`` (pad channels zero); scalar, int32
+    per channel its bias (corrected for an int8 input stored plus 128), its multiplier
+    (multiplier forms) and its taps. None when a scalar sum could leave int32."""
+    c = weights.shape[0]
+    wk = weights.reshape(c, -1)
+    taps = wk.shape[1]
+    if not k.mcu.dsp:
+        bias = bias - 128 * wk.sum(axis=1) if signed_in else bias
+        reach = np.abs(bias) + 256 * np.abs(wk).sum(axis=1)
+        if int(reach.max()) >= INT32_LIMIT:
+            return None
+        head = [bias[:, None]] + ([np.asarray(mult, dtype=np.int64).reshape(c, 1)] if mult is not None else [])
+        return rows(np.concatenate([*head, wk], axis=1)), c, 128 if signed_in else 0
+    groups = -(-c // 4)
+    wpad = np.zeros((groups * 4, taps), dtype=np.int64)
+    wpad[:c] = wk
+    w_words = _pair_words(wpad.reshape(groups, 4, taps).transpose(0, 2, 1)).reshape(groups, 2 * taps)
+    b_words = _padded(bias, groups * 4).reshape(groups, 4)
+    return _hex_rows(np.concatenate([b_words, w_words], axis=1)), groups, 0
+
+
 def lower_depthwise(k: KernelIn) -> KernelOut | None:
     """A Conv with ``groups == C_in == C_out`` (channel multiplier 1) on 8-bit activations:
-    the int16 ring-buffer kernel of ``mcu_rt_dw.j2``; None when not eligible."""
+    the ring-buffer kernel of ``mcu_rt_dw.j2``; None when not eligible."""
     found = _dw_eligible(k)
     if found is None:
         return None
@@ -128,26 +155,29 @@ def lower_depthwise(k: KernelIn) -> KernelOut | None:
     node, q = k.node, k.q
     geo = window(node.attrs, q.shape(node.inputs[0]), weights.shape[2:])
     c, kh, kw = geo["c"], geo["kh"], geo["kw"]
-    groups, taps = -(-c // 4), kh * kw
-    wpad = np.zeros((groups * 4, taps), dtype=np.int64)
-    wpad[:c] = weights.reshape(c, taps)
-    w_words = _pair_words(wpad.reshape(groups, 4, taps).transpose(0, 2, 1))  # (groups, taps, 2)
-    ring = (kh - 1) * geo["dh"] + 1  # input rows a window spans: each lives in slot ih % ring
+    taps = kh * kw
+    packed = _dw_weights(k, weights, bias, rq["mult"] if rq["form"] != "shift" else None, x_t.signed)
+    if packed is None:
+        return None
+    w_rows, groups, zero = packed
+    ring = (kh - 1) * geo["dh"] + 1  # input rows a window spans
     wp = max(geo["pl"] + geo["w"], (geo["ow"] - 1) * geo["sw"] + (kw - 1) * geo["dw"] + 1)
-    slot = groups * wp * 2  # words of one buffered row: [group][pixel][2]
+    # buffer units of one row: DSP, words [group][pixel][2]; scalar, bytes [channel][pixel] (whole words)
+    slot = groups * wp * 2 if k.mcu.dsp else -(-c * wp // 4) * 4
     lo = max(y_t.lo, 0) if node.attr("relu") else y_t.lo
     in_ct, out_ct = _ctype(x_t), _ctype(y_t)
     sat = _sat(lo, y_t.hi)
     fn = f"nnf_dw_{_tag(in_ct)}_{_tag(out_ct)}_{rq['form']}_{sat['tag']}"
     p = {**geo, **_x_strides(k), "groups": groups, "taps": taps, "ring": ring, "wp": wp, "slot": slot,
-         "fast": int(kh == 3 and kw == 3 and geo["dw"] == 1),
+         "fast": int(kh == 3 and kw == 3 and geo["dw"] == 1), "zero": zero, "partial": int(c % 4 != 0),
          "word_in": int(k.mcu.dsp and k.layouts[0] == HWC and c % 4 == 0),
          "s": rq["s"], "round": rq["round"], "form": rq["form"], "sat": sat, "fn": fn, "in_ctype": in_ct,
-         "out_ctype": out_ct, "in_tag": _tag(in_ct), "w_rows": _hex_rows(w_words), "w_size": int(w_words.size),
-         "b_rows": rows(_padded(bias, groups * 4)), "b_size": groups * 4, "m_rows": None}
-    if rq["form"] != "shift":
-        p["m_rows"] = rows(_padded(rq["mult"], groups * 4, 1))
-    scratch = (ring + 1) * slot * 4 + kh * 4
+         "out_ctype": out_ct, "in_tag": _tag(in_ct), "w_rows": w_rows, "w_type": "uint32_t" if k.mcu.dsp else "int32_t",
+         "m_rows": None}
+    if rq["form"] != "shift" and k.mcu.dsp:
+        p["m_rows"], p["m_size"] = rows(_padded(rq["mult"], groups * 4, 1)), groups * 4
+    unit = 4 if k.mcu.dsp else 1
+    scratch = -(-(ring + 1) * slot * unit // 4) * 4 + (2 + kh) * 4
     macs = c * geo["oh"] * geo["ow"] * taps
     return KernelOut("mcu_dw", p, macs, [node.inputs[0]], HWC, scratch, (COMMON, "mcu_rt_dw"))
 

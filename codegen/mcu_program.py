@@ -100,10 +100,11 @@ class _Plan:
 def _agnostic(q: Graph, node) -> bool:
     """An elementwise op whose activation operands have the output's shape and whose
     constants are one value each: it computes the same in any layout."""
-    if not op_def(node.op).traits.elementwise:
+    traits = op_def(node.op).traits
+    if not traits.elementwise:
         return False
     out = tuple(q.shape(node.outputs[0]))
-    for t in node.inputs:
+    for t in node.inputs[:1] if traits.table else node.inputs:  # a table is indexed by value
         if q.is_const(t):
             k = np.asarray(q.consts[t])
             if k.size and not np.all(k == k.reshape(-1)[0]):

@@ -36,6 +36,15 @@ def test_residual_block_reaches_the_live_maximum():
     assert arena.scratch == 12 and arena.total == 3 * 4096 + 12  # scratch rounded to a word
 
 
+def test_a_narrow_bottleneck_keeps_the_bound():
+    """128-128-128-8-128-128: the placement must change sides across the narrow value."""
+    sizes = [128, 128, 128, 8, 128, 128, 128]
+    values = [Value(f"v{i}", n, i, i + 1) for i, n in enumerate(sizes)]
+    arena = plan(values)
+    _check(values, arena)
+    assert arena.activations == arena.live_max == 256
+
+
 def test_sizes_are_word_aligned():
     values = [Value("a", 5, 0, 1), Value("b", 3, 1, 2)]
     arena = plan(values)

@@ -8,6 +8,9 @@ checked against brute force."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import numpy as np
 import onnx
 import pytest
@@ -193,17 +196,41 @@ def test_on_emulated_core(tmp_path, core):
         assert np.array_equal(run.outputs, gold)
 
 
+# MACs per executed instruction the depthwise 3x3 step reaches at least (the whole step:
+# row buffering and requantization included), per core: the kernels measure about 0.40 /
+# 0.42 on the Cortex-M4 and 0.15 on the Cortex-M0+ for these shapes.
+DW_FLOOR = {"cortex-m4": 0.35, "cortex-m0plus": 0.135}
+
+
+def _dw_calls(elf) -> set[str]:
+    """The functions the depthwise kernel functions of ``elf`` call."""
+    objdump = str(cortexm.arm_gcc()).replace("gcc", "objdump")
+    text = subprocess.run([objdump, "-d", str(elf)], capture_output=True, text=True, check=True).stdout
+    calls, fn = set(), ""
+    for line in text.splitlines():
+        if line.endswith(">:"):
+            fn = line.split("<")[1][:-2]
+        elif fn.startswith("nnf_dw") and re.search(r"\tblx?\s", line) and "<" in line:
+            calls.add(line.split("<")[1].split(">")[0])
+    return calls
+
+
 @pytest.mark.skipif(cortexm.available() is not None, reason=str(cortexm.available()))
+@pytest.mark.parametrize("core", CORES)
 @pytest.mark.parametrize("shape", [(64, 25, 5), (32, 16, 16)])
-def test_depthwise_macs_per_instruction_m4(tmp_path, shape):
-    """The depthwise 3x3 (channels-last input from a pointwise layer) on the emulated
-    Cortex-M4: exact, and at least the kernel's floor of MACs per executed instruction."""
-    _, prog, x, gold = _compiled(depthwise(*shape), shape, "cortex-m4", n=1)
+def test_depthwise_macs_per_instruction(tmp_path, shape, core):
+    """The depthwise 3x3 (channels-last input from a pointwise layer) on the emulated core:
+    exact, at least the core's floor of MACs per executed instruction, and no run-time
+    library call (division, 64-bit multiply) from the kernel."""
+    _, prog, x, gold = _compiled(depthwise(*shape), shape, core, n=1)
     out = tmp_path / "c"
     c_backend.write(prog, out)
-    run = cortexm.run(cortexm.build(out, tmp_path / "b", mcu("cortex-m4")), x[:1])
+    build = cortexm.build(out, tmp_path / "b", mcu(core))
+    run = cortexm.run(build, x[:1])
     assert np.array_equal(run.outputs, gold[:1])
     k = [i for i, s in enumerate(prog.steps) if s.kind == "mcu_dw"][0]
     rate = prog.steps[k].macs / run.step_instructions[k]
-    print(f"depthwise 3x3 {shape}: {rate:.3f} MACs per instruction")
-    assert rate >= 0.32
+    print(f"depthwise 3x3 {shape} on {core}: {rate:.3f} MACs per instruction")
+    assert rate >= DW_FLOOR[core]
+    assert not [f for f in _dw_calls(build.elf) if f.startswith("__aeabi")]
+    assert sum(n for f, n in build.code_by_function.items() if f.startswith("nnf_dw")) < 1024
