@@ -172,7 +172,7 @@ def lower_depthwise(k: KernelIn) -> KernelOut | None:
          "fast": int(kh == 3 and kw == 3 and geo["dw"] == 1), "zero": zero, "partial": int(c % 4 != 0),
          "word_in": int(k.mcu.dsp and k.layouts[0] == HWC and c % 4 == 0),
          "s": rq["s"], "round": rq["round"], "form": rq["form"], "sat": sat, "fn": fn, "in_ctype": in_ct,
-         "out_ctype": out_ct, "in_tag": _tag(in_ct), "w_rows": w_rows, "w_type": "uint32_t" if k.mcu.dsp else "int32_t",
+         "out_ctype": out_ct, "in_tag": _tag(in_ct), "w_rows": w_rows, "w_size": sum(len(r.split(",")) for r in w_rows), "w_type": "uint32_t" if k.mcu.dsp else "int32_t",
          "m_rows": None}
     if rq["form"] != "shift" and k.mcu.dsp:
         p["m_rows"], p["m_size"] = rows(_padded(rq["mult"], groups * 4, 1)), groups * 4
