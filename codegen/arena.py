@@ -46,6 +46,24 @@ def overlaps(a: Value, b: Value) -> bool:
     return a.first <= b.last and b.first <= a.last
 
 
+def lifetimes(steps, outside=()) -> list[Value]:
+    """The values of ``steps``, each ``(reads, writes, bytes)`` in step order: a value lives
+    from the step that writes it through the last step that reads it. Names in ``outside``
+    (the caller's input and output) are no values; a name written again holds a new value
+    from then on (named ``name@step``)."""
+    current: dict[str, str] = {}
+    values: dict[str, Value] = {}
+    for i, (reads, out, nbytes) in enumerate(steps):
+        for r in reads:
+            if r in current:
+                values[current[r]] = values[current[r]]._replace(last=i)
+        if out not in outside:
+            key = out if out not in values else f"{out}@{i}"
+            current[out] = key
+            values[key] = Value(key, nbytes, i, i)
+    return list(values.values())
+
+
 def live_maximum(values: list[Value]) -> int:
     """The largest sum of the rounded sizes of the values live at one step."""
     if not values:

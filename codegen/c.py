@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..ir import FixedType
 from .mcu_size import code_estimate, stack_estimate
-from .arena import Value, live_maximum
+from .arena import Value, lifetimes, live_maximum
 from .lower import c_int_type
 from .program import LOWERINGS, Program
 from .render import calls, environment, render_to
@@ -157,19 +157,10 @@ def arena_info(prog: Program) -> dict:
 
 
 def live_values(prog: Program) -> list[Value]:
-    """Every value a step writes to a buffer (not the model's ``in`` / ``out``): its
-    bytes, the step writing it and the last step reading it (a buffer written again holds
-    a new value from then on), as the arena planner (:mod:`.arena`) takes them."""
-    writer: dict[str, int] = {}  # buffer -> the step whose value it holds
-    values: dict[int, Value] = {}
-    for i, s in enumerate(prog.steps):
-        for b in s.inputs:
-            if b in writer:
-                values[writer[b]] = values[writer[b]]._replace(last=i)
-        if s.output not in ("in", "out"):
-            writer[s.output] = i
-            values[i] = Value(f"{s.name}:{i}", s.size * CTYPE_BYTES[s.out_ctype], i, i)
-    return list(values.values())
+    """Every value a step writes to a buffer (not the model's ``in`` / ``out``), as the
+    arena planner (:func:`.arena.lifetimes`) takes them."""
+    return lifetimes(((s.inputs, s.output, s.size * CTYPE_BYTES[s.out_ctype]) for s in prog.steps),
+                     outside=("in", "out"))
 
 
 def c_info(prog: Program, flash: dict) -> dict:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.ops import op_def
-from .arena import Value, plan
+from .arena import lifetimes, plan
 from .lower import BackendError, c_int_type, interface
 from .mcu import Mcu
 from . import mcu_conv, mcu_pool
@@ -205,22 +205,13 @@ def _assemble(pl: _Plan, final: str) -> Program:
     q = pl.q
     inp = q.inputs[0]
     specs = pl.specs
-    last: dict[str, int] = {}
-    for i, s in enumerate(specs):
-        for v in s.ins:
-            last[v] = i
     ctype = {}
     for s in specs:
         t = q.qtype(s.tensor or s.out.split("#")[0])
         ctype[s.out] = c_int_type(t.width, t.signed)
-    names = {inp: "in", final: "out"}
-    values = []
-    for i, s in enumerate(specs):
-        if s.out in names:
-            continue
-        names[s.out] = f"nnf_buf{len(values)}"
-        nbytes = int(np.prod(pl.shape[s.out])) * CTYPE_BYTES[ctype[s.out]]
-        values.append(Value(s.out, nbytes, i, max(i, last.get(s.out, i))))
+    values = lifetimes(((s.ins, s.out, int(np.prod(pl.shape[s.out])) * CTYPE_BYTES[ctype[s.out]]) for s in specs),
+                       outside=(inp, final))
+    names = {inp: "in", final: "out", **{v.name: f"nnf_buf{k}" for k, v in enumerate(values)}}
     arena = plan(values, scratch=max((s.scratch for s in specs), default=0))
     buffers = tuple(Buffer(names[v.name], ctype[v.name], int(np.prod(pl.shape[v.name])), arena.offsets[v.name])
                     for v in values)
