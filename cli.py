@@ -87,7 +87,7 @@ def cmd_verify(args, progress: Progress) -> int:
     design = Design.load(args.outdir, progress=progress)
     x, y = load_npz(args.data)
     result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
-                           progress=progress)
+                           progress=progress, jobs=args.jobs)
     traces, sample = {}, 0
     if args.trace:
         # the first sample some traceable backend got wrong (or the first sample)
@@ -275,6 +275,9 @@ def _verify_parser(sub) -> None:
     v.add_argument("--backends", help=f"comma-separated, from {','.join(BACKENDS)} "
                    "(default: golden and every target written to OUTDIR)")
     v.add_argument("--limit", type=int, help="use only the first N samples")
+    v.add_argument("--jobs", type=int, metavar="N",
+                   help="processes to spread each built backend's samples over (default: one per core); "
+                        "the program is built once")
     v.add_argument("--trace", action="store_true",
                    help="also compare every layer of every backend with golden, on the first sample that "
                         "differs (or the first sample), and name the first layer that differs")

@@ -224,7 +224,7 @@ class Design:
     # ---- verification ---------------------------------------------------------------
     def verify(self, x, y=None, backends: Sequence[str] = BACKENDS, outdir=None,
                limit: int | None = None, parallelism: str = "balanced",
-               progress: Progress = QUIET) -> VerifyResult:
+               progress: Progress = QUIET, jobs: int | None = None) -> VerifyResult:
         """Run each backend on ``x`` and compare every output integer with golden.
 
         ``outdir`` is a folder written by :meth:`write`; without it the sources are
@@ -232,9 +232,14 @@ class Design:
         C++ / Verilog it holds (only the files its manifest lists, copied out of it and
         built in the private cache, :mod:`nnforge.sim.cache`); sources that differ from
         what nnforge wrote are warned about and named in each backend's ``modified``.
+
+        ``jobs`` processes (default None: one per core) share each built backend's
+        samples: the program is built once (on sample 0), then the other samples run in
+        contiguous shards at once and are put back in order; ``jobs=1`` runs them all in
+        one process. A shard that fails raises its error naming its samples.
         """
         backends = check_names(backends, BACKENDS, "backend")
-        return verify_backends(self, x, y, backends, outdir, limit, parallelism, progress)
+        return verify_backends(self, x, y, backends, outdir, limit, parallelism, progress, jobs=jobs)
 
     def trace(self, x, backends: Sequence[str] = TRACEABLE, outdir=None, sample: int = 0,
               progress: Progress = QUIET) -> dict[str, list[LayerTrace]]:

@@ -319,10 +319,26 @@ class Verilog:
                  f"interval {t['ii_cycles']} cycles, {t['multipliers']} multipliers"
                  + (f" + {t['lut_multipliers']} in LUTs" if t.get("lut_multipliers") else "")
                  + f"{eff} (MACs per inference / (multipliers x II))"]
+        lines += _budget_lines(v.get("folding") or {}, t.get("estimate") or {})
         for layer in v["layers"]:
-            lines.append(f"  {pname(layer['name']):<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4} "
+            lines.append(f"  {pname(layer['name']):<16} PE {layer['pe']:>4} SIMD {layer['simd']:>4}"
+                         f"{' (row)' if layer.get('row_fold') else '      '} "
                          f"latency {layer['latency_cycles']:>6} II {layer['ii_cycles']:>6}")
         return lines
+
+
+# a budget's keys, the estimate's figure each limits and its unit
+_BUDGET_UNITS = (("max_multipliers", "dsp", "multipliers"), ("max_luts", "luts", "LUT4s"),
+                 ("max_ffs", "ffs", "flip-flops"), ("max_bram", "bram", "block RAMs"))
+
+
+def _budget_lines(folding: dict, estimate: dict) -> list[str]:
+    """A budget's use (``--fit``, ``--max-*``): each resource's estimate against its limit."""
+    if folding.get("mode") != "budget":
+        return []
+    used = [f"{estimate[k]} of {folding[b]} {unit} ({100 * estimate[k] / max(1, folding[b]):.0f}%)"
+            for b, k, unit in _BUDGET_UNITS if b in folding and k in estimate]
+    return ["  budget use (estimate): " + ", ".join(used)] if used else []
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (C(), HLS(), Verilog())}

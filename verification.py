@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +26,18 @@ from .ir.text import name as pname
 from .persist import file_list
 from .report import LayerTrace
 from .sim.files import OutputFolderError, modified_files, read_manifest
-from .sim.progress import Progress, warn
+from .sim.progress import QUIET, Progress, warn
+from .sim.result import SimRun
+from .sim.tools import ToolError
 from .targets import TARGETS
 
 GOLDEN = "golden"
+MIN_SHARD = 2  # samples per parallel shard at least (one sample gives no steady-state cycle figure)
+# a simulation is slow for every sample (the RTL's registers are evaluated every cycle): it is
+# spread over processes whatever the design; a compiled program only when its samples add up
+# to more multiply-accumulates than a core runs in about a second
+SIMULATED = ("verilog",)
+PROGRAM_SHARD_MACS = 1e9
 
 
 @dataclass
@@ -99,9 +109,123 @@ def _compare(samples: int, got: np.ndarray, golden: np.ndarray) -> tuple[int, in
     return int(diff.sum()), int(bad[0]) if len(bad) else None
 
 
+def check_jobs(jobs: int | None) -> int:
+    """``jobs`` as a count of processes: None is every core (:func:`os.cpu_count`)."""
+    if jobs is None:
+        return max(1, os.cpu_count() or 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer or None (every core), not {jobs!r}")
+    return int(jobs)
+
+
+def shard_bounds(n: int, jobs: int) -> list[tuple[int, int]]:
+    """How :func:`run_sharded` splits ``n`` samples for ``jobs`` processes: ``[(0, n)]``
+    (one run, as with one job) unless at least two shards of :data:`MIN_SHARD` samples
+    remain after sample 0; else sample 0 alone (the run that builds), then the other
+    samples in contiguous shards of near-equal size, in order."""
+    k = min(jobs, (n - 1) // MIN_SHARD)
+    if jobs <= 1 or k < 2:
+        return [(0, n)]
+    edges = [1 + (n - 1) * i // k for i in range(k + 1)]
+    return [(0, 1)] + list(zip(edges, edges[1:]))
+
+
+def run_sharded(b: str, model, staged: "Staged", x_int: np.ndarray, progress: Progress, jobs: int) -> SimRun:
+    """Backend ``b`` on the samples ``x_int``, spread over ``jobs`` processes
+    (:func:`shard_bounds`) when it is slow (:data:`SIMULATED`, or a program of more than
+    :data:`PROGRAM_SHARD_MACS` over the samples): the first sample alone builds the program (the build cache
+    keeps it, :mod:`nnforge.sim.cache`), then every other shard runs the same build at
+    once, each in its own work folder, and the outputs are put back in sample order.
+    ``latency_cycles`` is that of sample 0 alone, ``cycles_per_inference`` that of the
+    largest shard. A shard that fails raises the error of the first failing shard,
+    naming the samples of every failing one."""
+    macs = getattr(model, "macs", None)
+    if b not in SIMULATED and (macs is None or macs * len(x_int) < PROGRAM_SHARD_MACS):
+        jobs = 1
+    bounds = shard_bounds(len(x_int), jobs)
+    target = TARGETS[b]
+    if len(bounds) == 1:
+        return target.run(model, staged.src[b], staged.work(b), x_int, progress)
+    rest = bounds[1:]
+    progress(f"{b}: {len(x_int)} samples: sample 0 first (it builds), then {len(x_int) - 1} in "
+             f"{len(rest)} processes")
+    first = target.run(model, staged.src[b], staged.work(f"{b}-shard0"), x_int[:1], progress)
+    counts = _ShardCounts(progress, len(x_int) - 1)
+
+    def one(i: int) -> SimRun:
+        lo, hi = rest[i]
+        shard_progress = _ShardProgress(progress, f"{b} shard {i + 1}/{len(rest)} (samples {lo}..{hi - 1})",
+                                        counts, i)
+        return target.run(model, staged.src[b], staged.work(f"{b}-shard{i + 1}"), x_int[lo:hi], shard_progress)
+
+    with ThreadPoolExecutor(max_workers=len(rest)) as pool:
+        futures = [pool.submit(one, i) for i in range(len(rest))]
+        errors = [(i, f.exception()) for i, f in enumerate(futures)]
+    failed = [(rest[i], e) for i, e in errors if e is not None]
+    if failed:
+        (lo, hi), err = failed[0]
+        which = ", ".join(f"{a}..{z - 1}" for (a, z), _ in failed)
+        msg = (f"{b}: the run of samples {which} failed ({len(failed)} of {len(rest)} shards); "
+               f"samples {lo}..{hi - 1}: {err}")
+        try:
+            new = type(err)(msg)
+        except Exception:  # an exception that takes other arguments
+            new = ToolError(msg)
+        raise new from err
+    runs = [first] + [f.result() for f in futures]
+    y = np.concatenate([np.asarray(r.y).reshape(hi - lo, -1) for r, (lo, hi) in zip(runs, bounds)])
+    largest = max(runs[1:], key=lambda r: len(r.y))
+    return SimRun(y=y, cycles_per_inference=largest.cycles_per_inference, latency_cycles=first.latency_cycles,
+                  extra={"shards": [list(bd) for bd in bounds]})
+
+
+class _ShardCounts:
+    """The progress of every shard's counters, reported as one count over all shards."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total = progress, total
+        self.done: dict[tuple[str, int], int] = {}
+        self.reported: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def tick(self, what: str, shard: int, done: int) -> None:
+        with self.lock:
+            self.done[(what, shard)] = done
+            total = sum(v for (w, _), v in self.done.items() if w == what)
+            step, prev = max(1, self.total // 10), self.reported.get(what, 0)
+            if total > prev and (total // step > prev // step or total == self.total):
+                self.reported[what] = total
+                self.progress(f"{what}: {total}/{self.total} (all shards)")
+
+
+class _ShardProgress(Progress):
+    """A shard's progress: its lines prefixed with the shard, its counters added up over
+    every shard (:class:`_ShardCounts`); silent when ``parent`` is."""
+
+    def __init__(self, parent: Progress, label: str, counts: _ShardCounts, shard: int) -> None:
+        super().__init__(quiet=parent is QUIET or getattr(parent, "quiet", False))
+        self.parent, self.label, self.counts, self.shard = parent, label, counts, shard
+
+    def __call__(self, msg: str) -> None:
+        if not self.quiet:
+            self.parent(f"{self.label}: {msg}")
+
+    def warn(self, msg: str) -> None:
+        warn(self.parent, f"{self.label}: {msg}", stacklevel=3)
+
+    def counter(self, what: str, total: int, every: int | None = None):
+        def tick(done: int) -> None:
+            if not self.quiet:
+                self.counts.tick(what, self.shard, done)
+
+        return tick
+
+
 def verify(design, x, y, backends: Sequence[str], outdir, limit: int | None, parallelism,
-           progress: Progress) -> VerifyResult:
-    """:meth:`nnforge.design.Design.verify` (``backends`` already checked)."""
+           progress: Progress, jobs: int | None = 1) -> VerifyResult:
+    """:meth:`nnforge.design.Design.verify` (``backends`` already checked); each built
+    backend's samples are spread over ``jobs`` processes (:func:`run_sharded`)."""
+    jobs = check_jobs(jobs)
     x = design.check_input(x)
     labels = None if y is None else check_labels(y, len(x), design.output_shape)
     if limit is not None:
@@ -119,7 +243,7 @@ def verify(design, x, y, backends: Sequence[str], outdir, limit: int | None, par
             if b == GOLDEN:
                 run_y = golden
             else:
-                run = TARGETS[b].run(models[b], staged.src[b], staged.work(b), x_int, progress)
+                run = run_sharded(b, models[b], staged, x_int, progress, jobs)
                 run_y = run.y.reshape(golden.shape)
             mismatches, first = _compare(len(x), run_y, golden)
             result.backends[b] = BackendResult(

@@ -4,13 +4,18 @@
     ds_cnn()          keyword spotting: 1x49x10 MFCC input, 10x4 stride-2 conv to 64 channels,
                       4 x (depthwise 3x3 + pointwise 64), average pool, dense 12  (~2.66 M MACs)
     fc_autoencoder()  anomaly detection: 640-128x4-8-128x4-640                   (~264 k MACs)
+    mobilenet_v1()    visual wake words: MobileNetV1 width 0.25 on 3x96x96, 3x3 stride-2 conv
+                      to 8 channels, 13 x (depthwise 3x3 + pointwise) to 16..256 channels
+                      (strides and "same" padding as TensorFlow's), average pool, dense 2
+                      (~7.49 M MACs)
 
 Each returns ``(model, calibration, test)``: an opset-13 ``onnx.ModelProto`` (float32
 weights drawn from a seeded generator with He scaling, so activations keep their range
 through the layers; batch normalisation already folded into the conv weights and biases,
-as a trained model's export after folding would be), a calibration batch and a few test
-inputs (synthetic, seeded). The shapes and MAC counts are those of the benchmark's
-reference models; the weights are not trained, so only speed and size mean anything.
+as a trained model's export after folding would be; ReLU activations, as in the reference
+models, MobileNetV1's included), a calibration batch and ``n_test`` test inputs (synthetic,
+seeded). The shapes and MAC counts are those of the benchmark's reference models; the
+weights are not trained, so only speed and size mean anything.
 """
 
 from __future__ import annotations
@@ -134,6 +139,33 @@ def fc_autoencoder(seed: int = 0, n_cal: int = 64, n_test: int = 4):
     return b.model("fc_autoencoder", (640,), x, (640,)), cal, test
 
 
-MODELS = {"resnet8": resnet8, "ds_cnn": ds_cnn, "fc_autoencoder": fc_autoencoder}
+# MobileNetV1-0.25's 13 depthwise-separable blocks: (pointwise output channels, stride)
+MOBILENET_BLOCKS = ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1),
+                    (128, 1), (128, 1), (128, 1), (256, 2), (256, 1))
+
+
+def _same_pads(stride: int) -> list:
+    """TensorFlow's "same" padding of a 3x3 kernel on an even side: one row and column on
+    each side at stride 1, only below and to the right at stride 2."""
+    return [1, 1, 1, 1] if stride == 1 else [0, 0, 1, 1]
+
+
+def mobilenet_v1(seed: int = 0, n_cal: int = 32, n_test: int = 4):
+    """MLPerf Tiny visual wake words (MobileNetV1, width 0.25, 96x96x3): ~7.49 M MACs."""
+    b = _Builder(seed)
+    x = b.conv("input", 3, 8, 3, 2, pads=_same_pads(2))
+    c = 8
+    for c_out, stride in MOBILENET_BLOCKS:
+        x = b.conv(x, c, c, 3, stride, pads=_same_pads(stride), group=c)
+        x = b.conv(x, c, c_out, 1, pads=[0, 0, 0, 0])
+        c = c_out
+    x = b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
+    y = b.dense(x, c, 2, relu=False)
+    cal, test = _data(seed + 1, (3, 96, 96), n_cal, n_test, "image")
+    return b.model("mobilenet_v1", (3, 96, 96), y, (2,)), cal, test
+
+
+MODELS = {"resnet8": resnet8, "ds_cnn": ds_cnn, "fc_autoencoder": fc_autoencoder,
+          "mobilenet_v1": mobilenet_v1}
 # multiply-accumulates of each model's Conv / Gemm layers, counted from the shapes above
-MACS = {"resnet8": 12_501_632, "ds_cnn": 2_656_768, "fc_autoencoder": 264_192}
+MACS = {"resnet8": 12_501_632, "ds_cnn": 2_656_768, "fc_autoencoder": 264_192, "mobilenet_v1": 7_489_664}

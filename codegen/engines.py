@@ -234,7 +234,8 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     taps = (counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
     rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
-    a1 = flags(3, reset=1) + registers(q, q, q, rb) + registers(q, q) + _ops(adders=(q,), muxes=(q, q))  # oldest1/2
+    a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), cbase
+          + registers(q, q) + _ops(adders=(q,), muxes=(q, q)))  # oldest1/2
     rd = flags(4, reset=1) + registers(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
     out = loader + taps + rows + a1 + rd
     if kind == "mac":
@@ -242,6 +243,22 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
         out += Operators(adders=(wb,), muxes=(wb,)) + registers(wb, wb, mb, wb, mb)  # wcnt, a1_*, rd_*
     if kind == "avg":
         out += flags(1) + _ops(comparators=(q, q) if n.get("cnt_incl") else ())
+    return out
+
+
+def _row_fold(n: Mapping[str, Any]) -> Operators:
+    """A row fold's addressing (``line.v.j2``, ``flat``): the word (and bank) of each output
+    column's first element stepped with the column, the step's word, and with a rotation
+    the next word, the per-bank word select and the lanes' rotation stages
+    (``_window_back.v.j2``); it has no column coordinate (two address registers fewer)."""
+    ab = n["ab"]
+    out = registers(ab, ab) + _ops(adders=(ab, ab), muxes=(ab,))
+    if n.get("rot"):
+        rr, s, xw = n["rr_m1"] + 1, n["S"], n["xw"]
+        out += registers(rr, rr, rr, rr, ab, s - 1) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
+        out += _ops(muxes=(ab,) * (s - 1) + (xw,) * (s * len(n["barrel"])))
+    if n.get("short"):
+        out += counters(n["ob_m1"] + 1)
     return out
 
 
@@ -301,7 +318,8 @@ class WindowEngine(Engine):
     overlap = True
 
     def control(self) -> Operators:
-        return _line_front(self.numbers, self.kind, self.fold.simd) + _window_back(self.numbers, self.kind)
+        out = _line_front(self.numbers, self.kind, self.fold.simd) + _window_back(self.numbers, self.kind)
+        return out + _row_fold(self.numbers) if self.fold.flat else out
 
     def memories(self) -> tuple[Memory, ...]:
         n = self.numbers

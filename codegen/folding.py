@@ -9,6 +9,15 @@ frame takes::
 
     compute = (m / PE) * oh * ow * max(taps, PE)            (taps = kh * kw when depthwise)
 
+Lanes by channel come in divisors of the channel counts. A *row* fold (``flat``: a Conv with
+one group and no column dilation, or a Dense) has any ``PE`` and ``SIMD`` instead: its
+``SIMD`` lanes read consecutive elements of a kernel row (its ``kw * cg`` inputs, column by
+column, channels-last), ``ceil(kw * cg / SIMD)`` steps per kernel row, and its output
+channels come in ``ceil(m / PE)`` blocks (the last one shorter)::
+
+    taps = kh * ceil(kw * cg / SIMD)
+    compute = oh * ow * ((blocks - 1) * max(taps, PE) + max(taps, m - (blocks - 1) * PE))
+
 and its frame ``max(load, compute) + 3`` (its line buffer loads while it computes). The
 whole design runs at the rate of its slowest engine, so the multipliers of a faster engine
 are wasted: a goal is turned into one period ``T`` (cycles per inference) and every MAC
@@ -31,11 +40,14 @@ Goals (``parallelism`` of :func:`~.verilog_cnn.write_cnn`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .lower import BackendError
 
 MODES = ("sequential", "balanced", "parallel")
+# a multiplier budget may move the products of an engine of at most this many lanes into
+# LUTs (a slow layer's one or two products: a few hundred LUT4s for a multiplier block)
+LUT_LANES = 2
 BALANCED_SLACK = 1.25  # "balanced" may take a period this much longer than the shortest
 
 
@@ -44,6 +56,8 @@ class Fold:
     pe: int = 1
     simd: int = 1
     depthwise: bool = False  # PE lanes over channels of a depthwise conv (simd == pe banks)
+    flat: bool = False  # SIMD lanes over a kernel row's elements, any PE and SIMD (a row fold)
+    lut: bool = False  # products built from LUTs whatever their width (no multiplier block)
 
     @property
     def multipliers(self) -> int:
@@ -87,17 +101,59 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def row_foldable(g: Geometry) -> bool:
+    """Whether a MAC engine of geometry ``g`` takes row folds: one group (its kernel row's
+    inputs are consecutive in a channels-last row) and no column dilation."""
+    return g.cg == g.c and g.mg == g.m and (g.dw == 1 or g.kw == 1)
+
+
+def row_len(g: Geometry) -> int:
+    """Inputs of one kernel row (a row fold's SIMD lanes step through them)."""
+    return g.kw * g.cg
+
+
+def _fewest(n: int) -> list[int]:
+    """The fewest lanes for each number of steps over ``n`` items (ceil(n / s), s = 1..n)."""
+    return sorted({-(-n // s) for s in range(1, n + 1)})
+
+
+def valid(g: Geometry, f: Fold) -> bool:
+    """Whether a MAC engine of geometry ``g`` implements fold ``f``."""
+    if f.pe < 1 or f.simd < 1:
+        return False
+    if f.flat:
+        return row_foldable(g) and not f.depthwise and f.pe <= g.m and f.simd <= row_len(g)
+    if f.depthwise:
+        return g.cg == 1 and g.mg == 1 and g.c > 1 and f.pe == f.simd and f.pe > 1 and g.c % f.pe == 0
+    return g.cg % f.simd == 0 and g.mg % f.pe == 0
+
+
 def options(g: Geometry) -> list[Fold]:
-    """Every folding a MAC engine of geometry ``g`` implements."""
+    """The foldings a MAC engine of geometry ``g`` implements: lanes by channel (divisors),
+    and, when :func:`row_foldable`, the row folds whose lanes are the fewest for their
+    number of steps (any other row fold is as slow with more multipliers)."""
     opts = [Fold(p, s) for s in _divisors(g.cg) for p in _divisors(g.mg)]
     if g.cg == 1 and g.mg == 1 and g.c > 1:
         opts += [Fold(p, p, True) for p in _divisors(g.c) if p > 1]
+    if row_foldable(g):
+        opts += [Fold(p, s, flat=True) for s in _fewest(row_len(g)) for p in _fewest(g.m)]
     return opts
 
 
+def taps(g: Geometry, f: Fold) -> int:
+    """Cycles one block of output channels takes at one step per cycle."""
+    if f.flat:
+        return g.kh * -(-row_len(g) // f.simd)
+    return (1 if f.depthwise else g.cg // f.simd) * g.kh * g.kw
+
+
 def compute_cycles(g: Geometry, f: Fold) -> int:
-    taps = (1 if f.depthwise else g.cg // f.simd) * g.kh * g.kw
-    return (g.m // f.pe) * g.oh * g.ow * max(taps, f.pe)
+    t = taps(g, f)
+    if f.flat:
+        blocks = -(-g.m // f.pe)
+        last = g.m - (blocks - 1) * f.pe
+        return g.oh * g.ow * ((blocks - 1) * max(t, f.pe) + max(t, last))
+    return (g.m // f.pe) * g.oh * g.ow * max(t, f.pe)
 
 
 def _frame(g: Geometry, f: Fold) -> int:
@@ -125,6 +181,7 @@ class Option:
     cost: int     # multiplier blocks it needs, its requantization's included
     fold: object
     lanes: int = 0  # products computed at once (blocks and LUT multipliers alike)
+    alt: Option | None = None  # the same folding with its products in LUTs (a budget's fallback)
 
 
 def pick(unit: list[Option], period: int) -> Option | None:
@@ -136,6 +193,22 @@ def meet(units: dict[str, list[Option]], period: int) -> dict[str, Option] | Non
     """Every unit's pick at ``period``, or None when some unit cannot keep up."""
     picks = {name: pick(unit, period) for name, unit in units.items()}
     return None if any(o is None for o in picks.values()) else picks
+
+
+def within(picks: dict[str, Option], blocks: float) -> dict[str, Option] | None:
+    """``picks`` needing at most ``blocks`` multiplier blocks: as they are, or with the
+    products of the units of fewest lanes moved into LUTs (their ``alt``) until they fit;
+    None when that is not enough."""
+    used = sum(o.cost for o in picks.values())
+    if used <= blocks:
+        return picks
+    picks = dict(picks)
+    for name in sorted((n for n, o in picks.items() if o.alt is not None), key=lambda n: (picks[n].lanes, n)):
+        used -= picks[name].cost - picks[name].alt.cost
+        picks[name] = picks[name].alt
+        if used <= blocks:
+            return picks
+    return None
 
 
 # a budget goal's keys and the resource estimate (codegen/estimate.py totals) each limits
@@ -155,7 +228,8 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
     (DP16KD blocks). Those three are checked on ``estimate(picks)``, the resource estimate
     of the design the picks give (:mod:`.estimate` totals): the shortest period is found by
     bisection over the periods that meet the multiplier budget (a longer period never needs
-    more), and the result is always one whose estimate fits."""
+    more), trying at each the picks with any folding, then with lanes by channel only, and
+    the result is always one whose estimate fits."""
     if not isinstance(goal, dict) or not goal:
         raise ValueError(f"unknown parallelism {goal!r}")
     if "target_cycles" in goal:
@@ -175,27 +249,38 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
         raise ValueError(f"unknown parallelism goal {sorted(unknown)[0]!r}; use target_cycles or "
                          + ", ".join(BUDGETS))
     limits = {k: int(v) for k, v in goal.items()}
-    candidates = []  # (period, picks) meeting the multiplier budget, shortest period first
+    # per period, the picks meeting the multiplier budget: with any folding, and with lanes
+    # by channel only (a row fold's banks can take more block RAM), shortest period first
+    by_channel = {name: [o for o in unit if not getattr(o.fold, "flat", False)] or unit for name, unit in units.items()}
+    candidates = []
     for period in sorted({o.frame for unit in units.values() for o in unit} | {floor}):
-        picks = meet(units, period) if period >= floor else None
-        if picks is None:
-            continue
-        if other + sum(o.cost for o in picks.values()) <= limits.get("max_multipliers", float("inf")):
-            candidates.append((period, picks))
+        variants = []
+        for us in (units, by_channel):
+            picks = meet(us, period) if period >= floor else None
+            if picks is not None:
+                picks = within(picks, limits.get("max_multipliers", float("inf")) - other)
+            if picks is not None and picks not in variants:
+                variants.append(picks)
+        if variants:
+            candidates.append((period, variants))
     if not candidates:
         least = other + sum(min(o.cost for o in unit) for unit in units.values())
         raise BackendError(f"no folding fits {limits['max_multipliers']} multipliers: the design needs at least {least}")
     decision = {"mode": "budget", "period_cycles": candidates[0][0], **limits}
     checked = [k for k in limits if k != "max_multipliers"]
     if not checked:
-        return candidates[0][1], decision
+        return candidates[0][1][0], decision
     if estimate is None:
         raise ValueError(f"a {', '.join(checked)} budget needs the design's resource estimate")
     cache: dict[int, dict] = {}
+    chosen: dict[int, dict] = {}
 
     def fits(i: int) -> bool:
         if i not in cache:
-            cache[i] = estimate(candidates[i][1])
+            for picks in candidates[i][1]:  # the first variant whose estimate fits
+                cache[i], chosen[i] = estimate(picks), picks
+                if all(cache[i][BUDGETS[k]] <= limits[k] for k in checked):
+                    break
         return all(cache[i][BUDGETS[k]] <= limits[k] for k in checked)
 
     if not fits(len(candidates) - 1):
@@ -212,15 +297,22 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
             lo = mid + 1
     decision["period_cycles"] = candidates[lo][0]
     decision["estimate"] = {BUDGETS[k]: cache[lo][BUDGETS[k]] for k in limits}
-    return candidates[lo][1], decision
+    return chosen[lo], decision
 
 
-def _options(g: Geometry, lut: bool = False, rq: int = 0) -> list[Option]:
+def option_list(g: Geometry, lut: bool = False, rq: int = 0) -> list[Option]:
     """The options of a MAC engine (``lut``: its products are in LUTs, no multiplier block;
     ``rq``: multipliers per PE lane of its requantization)."""
-    return [Option(_frame(g, f), (f.multipliers, f.pe, f.depthwise),
+    best: dict[int, Option] = {}  # per frame, the preferred option (the others never win)
+    for f in options(g):
+        o = Option(_frame(g, f), (f.multipliers, f.flat, f.pe, f.depthwise),
                    (0 if lut else f.multipliers) + f.pe * rq, f, f.multipliers + f.pe * rq)
-            for f in options(g)]
+        if o.frame not in best or o.key < best[o.frame].key:
+            best[o.frame] = o
+    if lut:
+        return list(best.values())
+    return [replace(o, alt=replace(o, cost=o.fold.pe * rq, fold=replace(o.fold, lut=True)))
+            if o.fold.multipliers <= LUT_LANES else o for o in best.values()]
 
 
 def choose(engines: list, goal, estimate=None) -> tuple[dict[str, Fold], dict]:
@@ -229,7 +321,7 @@ def choose(engines: list, goal, estimate=None) -> tuple[dict[str, Fold], dict]:
     decided (mode, period). ``estimate(folds)``: the resource estimate of the design with
     those folds (for LUT / flip-flop / block RAM budgets)."""
     macs = [e for e in engines if e.kind == "mac"]
-    units = {e.name: _options(e.geometry, bool(e.lut_mul), e.rq_multipliers) for e in macs}
+    units = {e.name: option_list(e.geometry, bool(e.lut_mul), e.rq_multipliers) for e in macs}
     fixed = [_own_frame(e) for e in engines if e.kind != "mac"]
     # no engine beats loading its input (a join: each port, in parallel) or emitting its
     # output at one element per cycle
@@ -250,16 +342,22 @@ def choose(engines: list, goal, estimate=None) -> tuple[dict[str, Fold], dict]:
         return {e.name: Fold(1, e.geometry.cg) for e in macs}, {"mode": goal}
     if goal != "balanced":
         raise ValueError(f"unknown parallelism {goal!r}; choose from {', '.join(MODES)}")
+    picks, decision = balanced(units, floor, sum(e.macs for e in engines), other_lanes)
+    return folds(picks), decision
+
+
+def balanced(units: dict[str, list[Option]], floor: int, macs: int, other_lanes: int = 0) -> tuple[dict[str, Option], dict]:
+    """The ``balanced`` picks: the shortest period the units and the streams allow
+    (``floor``), or, since a slightly longer period can need far fewer lanes, the best-used
+    period (the most ``macs`` / (lanes x period)) up to ``BALANCED_SLACK`` longer; and what
+    was decided."""
     shortest = max([floor] + [min(o.frame for o in unit) for unit in units.values()])
-    # the lanes come in divisors, so a slightly longer period can need far fewer
-    # multipliers: take the best-used period up to BALANCED_SLACK longer than the shortest
-    total = sum(e.macs for e in engines)
     scored = []
     for period in sorted({o.frame for unit in units.values() for o in unit} | {shortest}):
         if shortest <= period <= shortest * BALANCED_SLACK:
             picks = meet(units, period)  # every unit fits from the shortest period on
             used = other_lanes + sum(o.lanes for o in picks.values())
             real = max([floor] + [o.frame for o in picks.values()])
-            scored.append((-(total / (real * used)) if used else 0.0, real, period, folds(picks)))
+            scored.append((-(macs / (real * used)) if used else 0.0, real, period, picks))
     _, _, period, chosen = min(scored, key=lambda t: t[:3])
     return chosen, {"mode": "balanced", "period_cycles": period, "shortest_cycles": shortest}

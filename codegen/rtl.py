@@ -109,20 +109,20 @@ def type_info(t: FixedType) -> dict:
 # ----------------------------------------------------------------------------- arithmetic
 
 def product(name: str, xe: str, x: str, xk: int, x_signed: bool, we: str, w: str, wk: int, w_signed: bool,
-            pw: int) -> tuple[list[str], str | None]:
+            pw: int, narrow: int = NARROW_BITS) -> tuple[list[str], str | None]:
     """Verilog declarations of ``name``, the exact ``pw``-bit product of an input and a
     weight, and which operand ("x" or "w") is narrow enough for LUTs (None: a multiplier
     block). ``xe`` / ``we`` name the operands extended to the product width, ``x`` / ``w``
     their own ``xk`` / ``wk`` bits.
 
-    When the narrower operand has at most :data:`NARROW_BITS` bits the product is the sum
+    When the narrower operand has at most ``narrow`` (:data:`NARROW_BITS`) bits the product is the sum
     over its bits b_i of ``b_i ? other << i : 0`` (the sign bit of a signed operand
     subtracted), added in pairs whose sums are kept (``(* keep *)``): each pair is then one
     carry chain, about a LUT per bit (Yosys otherwise merges the sum into one multi-operand
     adder of full adders, three times the LUTs); an 8 x 4 product is ~35 LUT4s instead of a
     DSP block, which Yosys would give even a 2 x 8 product. Else ``xe * we``. Both are exact
     modulo 2^pw, which holds the product."""
-    if min(xk, wk) > NARROW_BITS:
+    if min(xk, wk) > narrow:
         return [f"wire signed [{pw - 1}:0] {name} = {xe} * {we};"], None
     a, b, k, signed, which = (xe, w, wk, w_signed, "w") if wk <= xk else (we, x, xk, x_signed, "x")
     # (sign, partial product) per bit; the sign bit of a signed operand weighs -2^(k-1)

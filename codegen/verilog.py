@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import DenseEngine, Timing
-from .folding import Option, meet_goal
+from .folding import Option, balanced, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
 from .estimate import annotate as annotate_estimate, design_estimate, place_memories
@@ -49,28 +49,14 @@ from .rtl import (AXIS_TOP, TOP, axis_wrapper, bits, channel_mult, check_accumul
                   product, repl, shex, type_info, ulit, write_files)
 
 MODES = ("sequential", "balanced", "parallel")
-# "balanced": SIMD is the largest divisor of n_in up to this (a larger one up to
-# _SIMD_WIDE when that would leave fewer than _SIMD_MIN lanes) ...
-_SIMD_TARGET, _SIMD_MIN, _SIMD_WIDE = 8, 4, 16
-# ... and PE the smallest divisor of n_out (up to this) whose compute time fits the
-# time the longest vector needs to stream through one element per beat.
-_PE_MAX = 8
+# among foldings with as many lanes, SIMD nearest this one
+_SIMD_TARGET = 8
 
 
 # ----------------------------------------------------------------------------- parallelism
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _balanced_simd(n_in: int) -> int:
-    divs = _divisors(n_in)
-    simd = max(d for d in divs if d <= _SIMD_TARGET)
-    if simd < _SIMD_MIN:
-        wider = [d for d in divs if _SIMD_TARGET < d <= _SIMD_WIDE]
-        if wider:
-            simd = wider[0]
-    return simd
 
 
 def _group_cycles(n_in: int, n_out: int, pe: int, simd: int) -> int:
@@ -82,9 +68,10 @@ def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
     inputs per cycle and neuron (divides n_in).
 
     ``sequential``: (1, 1), one multiplier per layer. ``parallel``: (n_out, n_in), every
-    product at once. ``balanced``: SIMD a divisor of n_in near 8, PE the smallest divisor
-    of n_out (<= 8) whose compute time per vector does not exceed the streaming time of
-    the longest vector in the pipeline (that is the II floor with one element per beat).
+    product at once. ``balanced``: the engine graph's rule (:func:`.folding.balanced`):
+    the shortest period the streams allow (the longest vector, one element per beat), each
+    layer folded to the fewest multipliers that meet it (among as many, SIMD nearest 8), or
+    a period up to 25% longer whose multipliers are better used.
     """
     if mode == "sequential":
         return [(1, 1) for _ in hw.layers]
@@ -92,14 +79,13 @@ def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
         return [(ly.n_out, ly.n_in) for ly in hw.layers]
     if mode != "balanced":
         raise ValueError(f"unknown parallelism mode {mode!r}; choose one of {', '.join(MODES)}")
-    stream = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
-    out = []
-    for ly in hw.layers:
-        simd = _balanced_simd(ly.n_in)
-        pes = [d for d in _divisors(ly.n_out) if d <= _PE_MAX]
-        fit = [d for d in pes if _group_cycles(ly.n_in, ly.n_out, d, simd) <= stream]
-        out.append((fit[0] if fit else pes[-1], simd))
-    return out
+    return balanced_parallelism(hw)[0]
+
+
+def balanced_parallelism(hw: HwModel) -> tuple[list[tuple[int, int]], dict]:
+    """``balanced``'s per layer ``(PE, SIMD)`` and what was decided (the period)."""
+    picks, decision = balanced(_units(hw), _floor(hw), hw.macs)
+    return [picks[ly.name].fold for ly in hw.layers], decision
 
 
 def _layer_ii(ly: DenseLayer, pe: int, simd: int) -> int:
@@ -113,6 +99,21 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
     a budget (``max_multipliers``, ``max_luts``, ``max_ffs``, ``max_bram``) the shortest
     such period whose layers need at most that many multiplier blocks and whose resource
     estimate fits the rest."""
+    def estimate(picks: dict) -> dict:  # the design's estimate from its layers' data, nothing rendered
+        ctxs = [_layer_ctx(i, ly, *picks[ly.name].fold) for i, ly in enumerate(hw.layers)]
+        return design_estimate([_engine(c) for c in ctxs], n_out=hw.n_out)[1]
+
+    picks, decision = meet_goal(_units(hw), goal, _floor(hw), estimate=estimate)
+    return [picks[ly.name].fold for ly in hw.layers], decision
+
+
+def _floor(hw: HwModel) -> int:
+    """No layer beats streaming the longest vector at one element per beat."""
+    return max(max(ly.n_in, ly.n_out) for ly in hw.layers)
+
+
+def _units(hw: HwModel) -> dict[str, list[Option]]:
+    """Each layer's foldings as :class:`.folding.Option` values (PE, SIMD divisors)."""
     units = {}
     for ly in hw.layers:
         cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
@@ -124,17 +125,13 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
                           for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
                           for n in (_products(ly, pe, s),)
                           for m in ((0 if lut else n) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
-    floor = max(max(ly.n_in, ly.n_out) for ly in hw.layers)
-
-    def estimate(picks: dict) -> dict:  # the design's estimate from its layers' data, nothing rendered
-        ctxs = [_layer_ctx(i, ly, *picks[ly.name].fold) for i, ly in enumerate(hw.layers)]
-        return design_estimate([_engine(c) for c in ctxs], n_out=hw.n_out)[1]
-
-    picks, decision = meet_goal(units, goal, floor, estimate=estimate)
-    return [picks[ly.name].fold for ly in hw.layers], decision
+    return units
 
 
 def _resolve(hw: HwModel, parallelism) -> tuple[str, list[tuple[int, int]], dict]:
+    if parallelism == "balanced":
+        par, decision = balanced_parallelism(hw)
+        return parallelism, par, decision
     if isinstance(parallelism, str):
         return parallelism, choose_parallelism(hw, parallelism), {"mode": parallelism}
     if isinstance(parallelism, dict):

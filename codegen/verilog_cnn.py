@@ -597,7 +597,7 @@ def _layer_info(e: Engine, t: Timing) -> dict:
             "inputs": [f"s{s}" for s in e.in_streams], "output": f"s{e.out_stream}",
             "tensor": e.tensor, "layout": list(e.layout),
             "n_in": e.n_in, "n_out": e.n_out, "taps": e.get("taps", 1), "pe": e.get("PE", 1), "simd": e.get("S", 1),
-            "depthwise_lanes": bool(e.get("depthwise")),
+            "depthwise_lanes": bool(e.get("depthwise")), "row_fold": bool(e.get("flat")),
             "latency_cycles": t.in_to_out, "ii_cycles": t.frame_cycles,
             "multipliers": e.multipliers, "lut_multipliers": e.lut_multipliers,
             "acc_width": e.get("aw"), "pipeline_stages": e.get("pipe", 0),

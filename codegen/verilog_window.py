@@ -30,8 +30,8 @@ from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
 from .engines import Timing, WindowEngine
-from .folding import Fold, Geometry, options
-from .rtl import bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
+from .folding import Fold, Geometry, compute_cycles, row_len, taps, valid
+from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
 from .verilog_streams import refuse
 
 
@@ -140,11 +140,13 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
     if kind != "mac" or fold is None:
         fold = Fold(1, choose_simd(e["cg"], parallelism) if kind == "mac" else 1)
     geometry = Geometry(**{k: e[k] for k in _GEOMETRY_KEYS})
-    if kind == "mac" and fold not in options(geometry):
+    if kind == "mac" and not valid(geometry, fold):
         raise BackendError(f"internal: layer {name} cannot be folded as {fold}")
     e.update(kind=kind, n_in=n_in, n_out=n_out)
     rows, wspan_h = _counters(e, fold, x_t, o_t)
     _line_numbers(e, fold.simd, rows, wspan_h)
+    if fold.flat:
+        _row_numbers(e, fold, rows)
     lo, hi = int(p["lo"]), int(p["hi"])
     e.update(lo=lo, hi=hi, lo_o=hexlit(o_t.width, lo), hi_o=hexlit(o_t.width, hi))
     if kind == "mac":
@@ -159,7 +161,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
     e["pipe"] = 1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
     mac = kind == "mac"
     numbers = {k: v for k, v in e.items() if k not in ("template", "n_in", "n_out", "macs")}
-    return WindowEngine(e["template"], ("in",), n_in, n_out, Timing(**_timing(e)), numbers,
+    return WindowEngine(e["template"], ("in",), n_in, n_out, Timing(**_timing(e, geometry, fold)), numbers,
                         multipliers=(0 if e["lut_mul"] else fold.multipliers) + fold.pe * e["rq_multipliers"] if mac else 0,
                         lut_multipliers=fold.multipliers if mac and e["lut_mul"] else 0, macs=macs,
                         frame_memory_words=e["line_words"], kind=kind, geometry=geometry, fold=fold,
@@ -182,13 +184,16 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
     # mo*PE + p of a pixel are computed together (they read the same input channels;
     # depthwise: lane p reads input channel mo*PE + p, bank p); the output channel counters
     # count blocks of PE
-    simd, pe, dw = fold.simd, fold.pe, fold.depthwise
+    # A row fold (flat) instead reads S consecutive elements of a kernel row per step (the
+    # tap counter kx counts steps), in ceil(m / PE) blocks of output channels
+    simd, pe, dw, flat = fold.simd, fold.pe, fold.depthwise, fold.flat
     n_in, n_out = e["n_in"], e["n_out"]
-    cgb = 1 if dw else e["cg"] // simd
-    blocks = e["m"] // pe
-    mgb = 1 if dw else e["mg"] // pe
-    e.update(taps=cgb * e["kh"] * e["kw"], S=simd, lanes=list(range(simd)), PE=pe, depthwise=dw, blocks=blocks,
-             cgb=cgb)
+    cgb = 1 if dw or flat else e["cg"] // simd
+    blocks = -(-e["m"] // pe)
+    mgb = blocks if flat else 1 if dw else e["mg"] // pe
+    steps = -(-row_len(Geometry(**{k: e[k] for k in _GEOMETRY_KEYS})) // simd) if flat else e["kw"]
+    e.update(taps=cgb * e["kh"] * steps, S=simd, lanes=list(range(simd)), PE=pe, depthwise=dw, blocks=blocks,
+             cgb=cgb, flat=flat, steps=steps, rot=False, zinit=False, short=e["m"] % pe if flat else 0)
     if simd > 1:
         lb = bits(simd)
         e.update(lb_m1=lb - 1, j_zero=ulit(lb, 0), j_one=ulit(lb, 1), j_last=ulit(lb, simd - 1),
@@ -198,13 +203,19 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
     span_h = (e["oh"] - 1) * e["sh"] + (e["kh"] - 1) * e["dh"] + 1
     span_w = (e["ow"] - 1) * e["sw"] + (e["kw"] - 1) * e["dw"] + 1
     wspan_h = (e["kh"] - 1) * e["dh"] + 1  # rows one window spans
-    rows = 1 << max(1, (wspan_h + e["sh"] - 1).bit_length())  # a power of two >= span + stride
+    # slots: a power of two >= span + stride (the next output row's rows load while this one
+    # computes), and >= the rows the last output row reads + the rows the next frame's
+    # first output row reads (the next frame loads while the last row computes)
+    last_need = e["h"] - ((e["oh"] - 1) * e["sh"] - e["pt"])
+    first_need = min(e["h"], wspan_h - e["pt"])
+    rows = 1 << max(1, (max(wspan_h + e["sh"], last_need + first_need) - 1).bit_length())
     big = max(n_in, n_out, e["m"] * e["taps"] + 1, e["h"] + span_h + e["pt"], e["w"] + span_w + e["pl"],
               e["h"] + e["pb"], e["w"] + e["pr"], e["c"] + e["cg"], e["kh"] * e["dh"], e["kw"] * e["dw"],
-              e["h"] + rows + wspan_h, e["w"] * e["c"] + e["c"])
+              e["h"] + rows + wspan_h, e["w"] * e["c"] + e["c"],
+              rows * ((e["ow"] * e["sw"] + e["kw"] + e["pl"] + e["w"]) * e["c"] + 2 * simd) if flat else 0)
     qw = big.bit_length() + 2
     e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=o_t.width - 1, zero_q=shex(qw, 0), one_q=shex(qw, 1))
-    for k, v in (("kw_last", e["kw"] - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
+    for k, v in (("kw_last", steps - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
                  ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", blocks - 1),
                  ("mg_last", mgb - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
                  ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
@@ -254,9 +265,21 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
                    + ("a power of two: a left shift" if cm["mode"] == "pow2" else f"{cm['mw']} bits")
                    + f"), product s{qa}; padded taps add 0"),
              cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"),
-             lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw)[1], x_zero=ulit(xw, 0))
+             lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw, _narrow(fold, xw, wwid))[1],
+             x_zero=ulit(xw, 0))
     _adder_tree(e)
     _mac_requant(e, cm, aw, shift, o_t.width)
+
+
+def row_weights(w: np.ndarray, fold: Fold, blocks: int, steps: int) -> np.ndarray:
+    """A row fold's weight words, (mo, ky, step) in order: lane p*S + j holds output channel
+    mo*PE + p and element step*S + j of kernel row ky (column (step*S + j) // cg, channel
+    (step*S + j) % cg); past the row or the channels, 0."""
+    m, cg, kh, kw = w.shape
+    pe, simd = fold.pe, fold.simd
+    row = np.zeros((blocks * pe, kh, steps * simd), np.int64)
+    row[:m, :, :kw * cg] = w.transpose(0, 2, 3, 1).reshape(m, kh, kw * cg)  # (m, ky, kx*cg + c)
+    return row.reshape(blocks, pe, kh, steps, simd).transpose(0, 2, 3, 1, 4).reshape(-1, pe * simd)
 
 
 def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, aw: int, pw: int) -> None:
@@ -267,7 +290,10 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
     simd, pe, dw = fold.simd, fold.pe, fold.depthwise
     blocks, cgb, xw = e["blocks"], e["cgb"], x_t.width
     kh, kw = w.shape[2], w.shape[3]
-    if dw:
+    if fold.flat:
+        wl = row_weights(w, fold, blocks, e["steps"])
+        b = np.concatenate([b, np.zeros(blocks * pe - len(b), np.int64)])
+    elif dw:
         wl = w.reshape(blocks, pe, kh, kw).transpose(0, 2, 3, 1).reshape(-1, pe)
     else:
         wl = w.reshape(blocks, pe, cgb, simd, kh, kw).transpose(0, 2, 4, 5, 1, 3).reshape(-1, pe * simd)
@@ -284,13 +310,18 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
                           "prod_ext": ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
                           "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
                           "prod": product(f"prod_{i}", f"xr_{i}", f"xr_{i}", xw, x_t.signed, f"wr_{i}", f"wr_{i}",
-                                          wwid, True, pw)[0]})
+                                          wwid, True, pw, _narrow(fold, xw, wwid))[0]})
         outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
     wb = bits(len(words))
     e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
              m_m1=blocks - 1, wb=wb, wb_m1=wb - 1, mb=bits(blocks), mb_m1=bits(blocks) - 1,
              wa_zero=ulit(wb, 0), wa_one=ulit(wb, 1), wrom=[hexlit(nl * wwid, v) for v in words],
              brw_m1=pe * aw - 1, brom=[hexlit(pe * aw, v) for v in pack(b.reshape(blocks, pe), aw)], O=outs)
+
+
+def _narrow(fold: Fold, xw: int, ww: int) -> int:
+    """Operand width up to which products are built from LUTs: any, for a LUT fold."""
+    return max(xw, ww) if fold.lut else NARROW_BITS
 
 
 def _adder_tree(e: dict) -> None:
@@ -320,7 +351,7 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
     if cm["mode"] != "none":
         mw = cm["mw"]
         e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=ulit(qa - mw, 0),
-                 mrom=[hexlit(pe * mw, v) for v in pack(np.asarray(cm["vals"], np.int64).reshape(e["blocks"], pe), mw)])
+                 mrom=[hexlit(pe * mw, v) for v in pack(_padded(cm["vals"], e["blocks"] * pe).reshape(e["blocks"], pe), mw)])
     cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
     for o in e["O"]:
         o.update(acc_ext=ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
@@ -331,6 +362,16 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
     e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=shex(cw, lo),
              hi_c=shex(cw, hi), lc_m1=lcw - 1, lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1),
              lc_pe=ulit(lcw, pe))
+    if e["short"]:  # the last block of output channels has fewer than PE
+        obw = bits(e["blocks"])
+        e.update(ob_m1=obw - 1, ob_zero=ulit(obw, 0), ob_one=ulit(obw, 1), ob_last=ulit(obw, e["blocks"] - 1),
+                 lc_short=ulit(lcw, e["short"]))
+
+
+def _padded(vals, n: int) -> np.ndarray:
+    """Per-channel values padded with zeros to ``n`` (the lanes past the last channel)."""
+    v = np.asarray(vals, np.int64).reshape(-1)
+    return np.concatenate([v, np.zeros(n - len(v), np.int64)])
 
 
 def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> None:
@@ -381,7 +422,7 @@ def _avg(e: dict, p: dict, x_t, xw: int, xe: int, ow: int, lo: int, hi: int) -> 
 def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
     """The row buffer of a line engine: ``rows`` slots of W * C words ({simd} banks)."""
     qw = e["q"]
-    cb = e["c"] // simd
+    cb = max(1, e["c"] // simd)  # a row fold's slots are laid out in _row_numbers
     wcb = e["w"] * cb
     bank = rows * wcb
     ab = bits(bank)
@@ -403,7 +444,7 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
              need1_q=shex(qw, min(e["sh"] + span - 1 - e["pt"], e["h"] - 1)))
 
 
-def _timing(e: dict) -> dict:
+def _timing(e: dict, g: Geometry, fold: Fold) -> dict:
     """Cycles of one frame (downstream always ready).
 
     ``compute_cycles``: the first tap issued to the last. A mac/max engine issues one tap
@@ -416,9 +457,47 @@ def _timing(e: dict) -> dict:
         d = e["nw"] + 2
         compute = t + (n - 1) * max(t, d)
         tail = e["nw"] + 3 + e["pipe"]  # the last output's division
+    elif e["kind"] == "mac" and fold.flat:
+        compute, tail = compute_cycles(g, fold), 3 + e["pipe"] + fold.pe - 1
     else:
         pe = e.get("PE", 1)  # PE outputs per block of taps, leaving one per cycle
         compute, tail = (n // pe) * max(t, pe), 3 + e["pipe"] + pe - 1
     per_row = compute / e["oh"]
     return {"compute_cycles": compute, "frame_cycles": max(e["n_in"], compute) + 3,
             "in_to_out": int(round(per_row * e["rows_after"])) + tail}
+
+
+def _row_numbers(e: dict, fold: Fold, rows: int) -> None:
+    """A row fold's row buffer: each of the ``rows`` slots holds a whole padded row (columns
+    -pl .. of the window's reach, channels-last: element p = (x + pl) * C + c) in S banks,
+    element p in bank p % S at word p // S of the slot (RW words). The pad columns are never
+    written and read as 0 (the memory starts at 0), so a step reads S consecutive elements
+    with no test per lane: output column ox's kernel row starts at p = ox * sw * C, step t
+    at p + t * S, bank b reads word (p + t * S) // S (+1 for b < p % S) and lane j takes bank
+    (p % S + j) % S (a rotation, when p % S takes more than one value)."""
+    c, simd, qw = e["c"], fold.simd, e["q"]
+    wp = max(e["pl"] + e["w"], (e["ow"] - 1) * e["sw"] + e["kw"])
+    reach = (e["ow"] - 1) * e["sw"] * c + e["steps"] * simd  # past the last step's last lane
+    rw = -(-max(wp * c, reach) // simd)
+    bank = rows * rw
+    ab = bits(bank)
+    offb = bits(rw)
+    p0, p_last = e["pl"] * c, (e["pl"] + e["w"]) * c - 1
+    step = e["sw"] * c
+    rset = {(ox * step) % simd for ox in range(e["ow"])}
+    e.update(bank_m1=bank - 1, ab=ab, ab_m1=ab - 1, line_words=simd * bank, rw=rw,
+             offb_m1=offb - 1, off_last=ulit(offb, p_last // simd), off_zero=ulit(offb, p0 // simd),
+             off_one=ulit(offb, 1), loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff",
+             wcb_a=ulit(ab, rw), zinit=wp > e["w"], rot=len(rset) > 1,
+             dq=ulit(ab, step // simd if e["ow"] > 1 else 0), a_zero=ulit(ab, 0), a_one=ulit(ab, 1))
+    if simd > 1:
+        lb = bits(simd)
+        e.update(j_start=ulit(lb, p0 % simd), j_end=ulit(lb, p_last % simd))
+    if e["rot"]:
+        rr = bits(simd)
+        dr = step % simd
+        e.update(rr_m1=rr - 1, r_zero=ulit(rr, 0), r_wrap=ulit(rr, simd - dr), r_down=ulit(rr, simd - dr),
+                 r_up=ulit(rr, dr), dq1=ulit(ab, step // simd + 1), hi_lit=[ulit(rr, j) for j in range(simd - 1)],
+                 barrel=[[(j + (1 << k)) % simd for j in range(simd)] for k in range(rr)])
+    if ab > qw:
+        raise BackendError(f"internal: layer {e.get('name')} row buffer address width")

@@ -28,6 +28,7 @@ from .files import MARKER, log_tail, publish_in_output, read_manifest, replace_d
 from ..ir.text import name as _pname
 from .progress import QUIET, Progress
 from .tools import PIP_PACKAGES, ToolError, find_tool
+from .timing_path import critical_path
 from .verilog import AXIS_PORTS, design_sources
 
 # the resources reported, in order, and what they are called in the text report
@@ -63,6 +64,7 @@ class Family:
     cells: dict           # Yosys cell type (after synthesis) -> resource, counted one each
     labels: dict          # resource -> words for reports
     lutram: bool = True   # has LUT RAM (a memory the writers placed there can be built)
+    defines: tuple = ()   # Verilog macros the synthesis reads the sources with (see synth_script)
 
 
 ECP5 = Family(
@@ -72,6 +74,8 @@ ECP5 = Family(
     cells={"TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP"},
     labels={"LUT": "LUT4s", "FF": "flip-flops", "BRAM": "DP16KD block RAMs (18 kbit)",
             "DSP": "MULT18X18D multipliers", "IO": "IO pins"},
+    # the templates' products then use the MULT18X18D's own operand and product registers
+    defines=("NNF_ECP5_DSP",),
 )
 ICE40 = Family(
     name="ice40", synth="synth_ice40 -dsp", nextpnr="nextpnr-ice40", packer="icepack", config="--asc",
@@ -439,6 +443,9 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
         yosys_s, need = _synthesize(work, srcs, fam, top, tools["yosys"], progress)
         chosen, report, pnr_s, tried = _first_fit(work, candidates, need, top, clock_mhz, seed, progress, auto)
         fmax, met = _fmax(report, clock_port, clock_mhz, pnr_s, progress)
+        path = critical_path(report, info, work / "netlist.json")
+        if path is not None:
+            progress(f"synth: critical path: {path['summary']}")
 
         bitfile = f"{top}{fam.bitstream}"
         progress(f"synth: {fam.packer} -> {bitfile}")
@@ -460,6 +467,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
             "seed": seed,
             "fmax_mhz": fmax,
             "timing_met": met,
+            "critical_path": path,
             "utilization": _utilisation(report, chosen, need),
             "seconds": {"yosys": round(yosys_s, 2), "nextpnr": round(pnr_s, 2), "pack": round(pack_s, 2),
                         "total": round(time.monotonic() - t_start, 2)},
@@ -486,6 +494,20 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
         _discard(work, synth_root)
 
 
+def synth_script(fam: Family, names: str, top: str, netlist: str = "netlist.json") -> str:
+    """The Yosys script of ``nnforge synth``: read the sources ``names`` with the family's
+    macros (``fam.defines``) and synthesize for ``top``. With macros, the sources instantiate
+    the family's primitives (an ECP5 MULT18X18D with its own registers): the synthesis
+    command's own ``hierarchy -check`` (after it has read the primitives) checks the design,
+    and its closing check stage runs without its second ``hierarchy -check``, which would
+    rebuild the flattened top from the parsed sources."""
+    read = " ".join(["read_verilog", *(f"-D{d}" for d in fam.defines), names])
+    if not fam.defines:
+        return f"{read}; hierarchy -check -top {top}; {fam.synth} -top {top} -json {netlist}"
+    return (f"{read}; {fam.synth} -top {top} -run :check; autoname; check -noinit; "
+            f"blackbox =A:whitebox; write_json {netlist}")
+
+
 def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progress: Progress) -> tuple[float, dict]:
     """Yosys synthesis for the family in ``work``: its seconds and the resources it needs."""
     # yowasp tools see only their working directory: copies under relative names; a
@@ -496,8 +518,7 @@ def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progres
         else:
             (work / p.name).write_text(_LUTRAM_ATTR.sub("", p.read_text()))
     names = " ".join(p.name for p in srcs)
-    script = (f"read_verilog {names}; hierarchy -check -top {top}; {fam.synth} -top {top} -json netlist.json; "
-              f"tee -q -o yosys_stat.json stat -json")
+    script = f"{synth_script(fam, names, top)}; tee -q -o yosys_stat.json stat -json"
     progress(f"synth: yosys {fam.synth} on {len(srcs)} files (top {top})")
     yosys_s = _run([yosys, "-q", "-l", "yosys.log", "-p", script], work, "yosys", progress,
                    log=work / "yosys.log")
@@ -574,6 +595,8 @@ def text_report(r: dict) -> str:
     status = "met" if r["timing_met"] else "NOT met"
     lines.append(f"clock {r['clock_port']}: target {r['clock_mhz']:g} MHz, achieved "
                  + ", ".join(f"{k} {v:.2f} MHz" for k, v in r["fmax_mhz"].items()) + f": timing {status}")
+    if r.get("critical_path"):
+        lines.append(f"critical path: {r['critical_path']['summary']}")
     lines.append("utilisation:")
     for row in r["utilization"].values():
         lines.append(f"  {row['what']:<28} {row['used']:>7} / {row['available']:<7} {row['percent']:5.1f}%")

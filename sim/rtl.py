@@ -141,11 +141,19 @@ def make_overrides() -> dict[str, str]:
     return {}
 
 
+# environment variables that Verilator's makefiles read and that change what they compile
+MAKE_ENV = ("CXXFLAGS", "CPPFLAGS", "LDFLAGS", "LDLIBS", "USER_CPPFLAGS", "USER_LDFLAGS", "OPT", "CXX", "LINK",
+            "AR", "CFLAGS", "OBJCACHE")
+
+
 def toolchain() -> str:
     """What identifies the tools a Verilator build uses, for cache keys: Verilator's path and
-    version, the C++ compiler's, the make overrides, and the content of the runtime's
-    sources that every build compiles."""
-    return _toolchain(find_tool("verilator"), verilator_root(), repr(make_overrides()), shutil.which("c++") or "c++")
+    version, the C++ compiler's, the make overrides and the compiler flags the environment
+    gives make (:data:`MAKE_ENV`), and the content of the runtime's sources that every
+    build compiles."""
+    env = {k: os.environ[k] for k in MAKE_ENV if k in os.environ}
+    return _toolchain(find_tool("verilator"), verilator_root(), repr((make_overrides(), sorted(env.items()))),
+                      shutil.which("c++") or "c++")
 
 
 @functools.lru_cache(maxsize=4)
@@ -261,6 +269,9 @@ def sim_run(hw, info: dict, raw_y: np.ndarray, result: dict, built: dict, wall: 
         "sim_loop_seconds": sim_wall,
         "cycles": cycles,
         "cycles_per_second": cycles / sim_wall if sim_wall > 0 else None,
+        # the processor time of the loop, where the engine measures it (a shared machine's
+        # load slows the wall clock, not this)
+        "sim_loop_cpu_seconds": result.get("cpu_seconds"),
         "out_last_ok": bool(result["out_last_ok"]),
         "backpressure": backpressure,
         "analytic_ii_cycles": ii,

@@ -3,6 +3,7 @@ the goals (balanced, a target frame rate, a multiplier budget) give designs that
 measured in Verilator; the estimated cycles per inference hold for every bundled example at
 three folding settings; the balanced designs use their multipliers efficiently."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 import nnforge
 from nnforge.codegen.engines import Timing, WindowEngine
-from nnforge.codegen.folding import Fold, Geometry, choose, compute_cycles, options
+from nnforge.codegen.folding import LUT_LANES, Fold, Geometry, choose, compute_cycles, options
 from nnforge.codegen.lower import BackendError
 from nnforge.design import folding_goal
 from nnforge.sim.fpga import FIT_SHARE
@@ -83,8 +84,13 @@ def test_goals():
         choose(eng, {"target_cycles": 200})  # the 256 outputs alone take longer
     folds, _ = choose(eng, {"max_multipliers": 5})
     assert folds["a"].multipliers <= 5
+    # no multiplier block at all: the engine's one product moves into LUTs
+    folds, _ = choose(eng, {"max_multipliers": 0})
+    assert folds["a"].lut and folds["a"].multipliers <= LUT_LANES
+    # a per-channel multiply needs a block whatever the products
+    rq = [dataclasses.replace(eng[0], rq_multipliers=1)]
     with pytest.raises(BackendError, match="no folding fits"):
-        choose(eng, {"max_multipliers": 0})
+        choose(rq, {"max_multipliers": 0})
     budget = folding_goal("balanced", max_multipliers=4, max_luts=900, max_bram=2)
     assert budget == {"max_multipliers": 4, "max_luts": 900, "max_bram": 2}
     with pytest.raises(ValueError):

@@ -5,6 +5,7 @@ tool), and a Vivado script for AMD/Xilinx parts. Tests that run the tools are ``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
 from nnforge import cli
-from nnforge.sim import fpga, tools
+from nnforge.sim import fpga, timing_path, tools
 from nnforge.sim.tools import ToolError
 
 
@@ -254,3 +255,114 @@ def test_fit_up5k_places_and_routes(tmp_path):
     assert rep["utilization"]["DSP"]["used"] == 0
     assert rep["utilization"]["LUT"]["used"] <= rep["utilization"]["LUT"]["available"]
     assert (out / "synth" / "ice40-up5k" / "nnforge_top.bin").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- timing
+
+def _step(kind, ns, src, dst, net="", sport="Q", dport="M"):
+    return {"type": kind, "delay": ns, "from": {"cell": src, "port": sport}, "to": {"cell": dst, "port": dport},
+            "net": net}
+
+
+_INFO = {"layers": [{"name": "conv12", "op": "Conv", "module": "nnf_conv12"},
+                    {"name": "fc0", "module": "nnforge_layer_fc0"}]}
+
+
+def test_critical_path_in_words(tmp_path):
+    """The worst register-to-register path of nextpnr's report names the engine, the
+    registers at both ends by their role and the primitives between; an IO path is not it."""
+    ff, mul, t0 = "u_conv12.xr_0_3_TRELLIS_FF_Q_5", "u_conv12.prod_0_3_MULT18X18D_P9", "u_conv12.t0_0_3_TRELLIS_FF_Q_16"
+    report = {"critical_paths": [
+        {"from": "<async>", "to": "posedge clk", "path": [_step("routing", 20.0, "in$tr_io", "u_conv12.x_q0")]},
+        {"from": "posedge clk", "to": "posedge clk", "path": [
+            _step("clk-to-q", 0.5, ff, ff), _step("routing", 2.7, ff, mul, "u_conv12.xr_0_3[4]", dport="A4"),
+            _step("logic", 3.9, mul, mul, sport="A4", dport="P16"),
+            _step("routing", 2.7, mul, t0, "u_conv12.prod_0_3[16]", sport="P16"), _step("setup", 0.0, t0, t0)]}]}
+    p = timing_path.critical_path(report, _INFO)
+    assert p["engine"] == "nnf_conv12 (Conv)" and p["through"] == ["MULT18X18D multiplier"]
+    assert p["start"] == ["xr_0_3", "multiplier operand register"] and p["end"] == ["t0_0_3", "product register"]
+    assert p["summary"].startswith("nnf_conv12 (Conv): multiplier operand register (xr_0_3) -> MULT18X18D "
+                                   "multiplier -> product register (t0_0_3); 9.80 ns (4.40 ns logic, 5.40 ns routing)")
+    # a path into clock enables: the enable net and its loads (counted in Yosys's netlist)
+    lut, left = "u_fc0.en_LUT4_Z", "u_fc0.left_TRELLIS_FF_Q"
+    report = {"critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+        _step("clk-to-q", 0.5, left, left), _step("routing", 1.0, left, lut, "u_fc0.left", dport="A"),
+        _step("logic", 0.2, lut, lut, sport="A", dport="Z"),
+        _step("routing", 4.0, lut, "u_fc0.acc_TRELLIS_FF_Q", "u_fc0.en", sport="Z", dport="CE")]}]}
+    cells = {f"r{i}": {"type": "TRELLIS_FF", "port_directions": {"CE": "input", "Q": "output"},
+                       "connections": {"CE": [7], "Q": [10 + i]}} for i in range(3)}
+    net = tmp_path / "netlist.json"
+    net.write_text(json.dumps({"modules": {"top": {"netnames": {"u_fc0.en": {"bits": [7]}}, "cells": cells}}}))
+    p = timing_path.critical_path(report, _INFO, net)
+    assert p["fanout"] == 3 and p["engine"] == "nnforge_layer_fc0 (Dense)"
+    assert "the clock enable of en, fanning out to 3 register inputs" in p["summary"]
+    assert p["summary"].startswith("nnforge_layer_fc0 (Dense): the stall enable / output handshake (left) -> the")
+    assert timing_path.critical_path({"critical_paths": []}, _INFO) is None
+
+
+def test_ecp5_script_reads_the_dsp_macro():
+    s = fpga.synth_script(fpga.ECP5, "a.v b.v", "top")
+    assert s.startswith("read_verilog -DNNF_ECP5_DSP a.v b.v; synth_ecp5 -top top -run :check;")
+    assert s.endswith("write_json netlist.json") and "hierarchy -check" not in s
+    assert fpga.synth_script(fpga.ICE40, "a.v", "top").startswith("read_verilog a.v; hierarchy -check -top top;")
+
+
+# a model of the MULT18X18D for simulation (Yosys has none): signed 18 x 18, with the
+# input and output registers its parameters enable, on CLK0 / CE0
+_MULT_MODEL = """/* verilator lint_off UNUSEDSIGNAL */
+/* verilator lint_off UNUSEDPARAM */
+/* verilator lint_off PINMISSING */
+module MULT18X18D #(parameter REG_INPUTA_CLK = "NONE", REG_INPUTA_CE = "CE0", REG_INPUTA_RST = "RST0",
+    REG_INPUTB_CLK = "NONE", REG_INPUTB_CE = "CE0", REG_INPUTB_RST = "RST0", REG_OUTPUT_CLK = "NONE",
+    REG_OUTPUT_CE = "CE0", REG_OUTPUT_RST = "RST0", GSR = "ENABLED", RESETMODE = "SYNC") (
+    %s, input SIGNEDA, SIGNEDB, SOURCEA, SOURCEB, CLK0, CE0, RST0, %s);
+    wire [17:0] a = {%s}, b = {%s};
+    reg  [17:0] ar, br;
+    reg  [35:0] pr;
+    wire [17:0] ai = (REG_INPUTA_CLK == "NONE") ? a : ar, bi = (REG_INPUTB_CLK == "NONE") ? b : br;
+    wire signed [35:0] p = $signed(ai) * $signed(bi);
+    always @(posedge CLK0) if (CE0) begin ar <= a; br <= b; pr <= p; end
+    assign {%s} = (REG_OUTPUT_CLK == "NONE") ? p : pr;
+endmodule
+""" % (", ".join(f"input A{i}, B{i}" for i in range(18)), ", ".join(f"output P{i}" for i in range(36)),
+       ", ".join(f"A{i}" for i in reversed(range(18))), ", ".join(f"B{i}" for i in reversed(range(18))),
+       ", ".join(f"P{i}" for i in reversed(range(36))))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["window", "dense"])
+def test_ecp5_dsp_branch_is_bit_exact(tmp_path, tiny_design, which):
+    """The sources as ``nnforge synth`` reads them for ECP5 (NNF_ECP5_DSP: each product in a
+    MULT18X18D with its own operand and product registers), simulated with a model of the
+    block: the same outputs as golden, in the same cycles as the portable sources (the
+    window engines of digits_cnn, the dense chain of an MLP)."""
+    from nnforge.sim import verilog as sim_verilog
+    from nnforge.sim.progress import QUIET
+
+    if which == "window":
+        ex = Path(__file__).resolve().parents[1] / "examples" / "digits_cnn"
+        design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"][:64], bits=8)
+        x = design.quantize_input(np.load(ex / "test.npz")["x"][:3])
+    else:
+        design = tiny_design
+        x = design.quantize_input(np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32))
+    out = design.write(tmp_path / "o", targets=["verilog"], parallelism="balanced") / "verilog"
+    dsp = tmp_path / "dsp"
+    dsp.mkdir()
+    info = json.loads((out / "verilog_info.json").read_text())
+    n = 0
+    for f in info["files"]:
+        text = (out / f).read_text()
+        n += text.count("MULT18X18D #(")
+        (dsp / f).write_text("`define NNF_ECP5_DSP\n" + text if f.endswith(".v") else text)
+    # every product is one block (the dense chain instantiates its in a generate loop, one per layer)
+    assert n == (info["totals"]["multipliers"] if which == "window" else len(info["layers"])) > 0
+    (dsp / "mult18x18d.v").write_text(_MULT_MODEL)
+    info["files"].insert(0, "mult18x18d.v")
+    (dsp / "verilog_info.json").write_text(json.dumps(info))
+    hw = design.lowered("verilog")
+    runs = [sim_verilog.run(hw, d, tmp_path / f"b{k}", x, QUIET, expected=design.predict_int(x))
+            for k, d in enumerate((out, dsp))]
+    assert [r.extra["mismatches"] for r in runs] == [0, 0]
+    assert runs[0].latency_cycles == runs[1].latency_cycles
+    assert runs[0].cycles_per_inference == runs[1].cycles_per_inference

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,17 @@ def test_job_file_layout(tmp_path):
     assert np.array_equal(np.frombuffer(data, "<u8", 6, 96), x.reshape(-1))
 
 
+def test_result_file_layout(tmp_path):
+    head = np.array([0, 1234, 2, 2, 8, 1, 2, 2, 250_000_000], dtype="<i8")
+    cycles = np.array([5, 9, 600, 1100], dtype="<i8")
+    (tmp_path / "r.bin").write_bytes(b"NNFRES1\0" + head.tobytes() + np.array([0.5], "<f8").tobytes()
+                                     + cycles.tobytes())
+    r = verilator_cpp.read_result(tmp_path / "r.bin")
+    assert (r["status"], r["cycles"], r["vectors_out"], r["elements_out"], r["out_last_ok"]) == ("ok", 1234, 2, 8, True)
+    assert r["first_in_cycles"] == [5, 9] and r["last_out_cycles"] == [600, 1100]
+    assert r["wall_seconds"] == 0.5 and r["cpu_seconds"] == 0.25
+
+
 def test_same_input_checks_as_run_and_engine_choice(tmp_path):
     hw = _written(tmp_path)
     x = _inputs(np.random.default_rng(1), hw, 2)
@@ -80,7 +92,26 @@ def test_ports_wider_than_64_bits_are_refused(tmp_path):
         verilator_cpp.build(tmp_path, tmp_path / "b", QUIET)
 
 
+def test_build_key_covers_the_compiler_flags(monkeypatch):
+    """The model is compiled with OPT_FAST=-O2 (part of the build's arguments, so of its
+    cache key), and flags the environment gives make change the key too."""
+    from nnforge.sim import rtl
+
+    assert verilator_cpp.BUILD_ARGS[-2:] == ["-MAKEFLAGS", f"OPT_FAST={verilator_cpp.OPT_FAST}"]
+    assert "--threads" not in verilator_cpp.BUILD_ARGS
+    for var in rtl.MAKE_ENV:
+        monkeypatch.delenv(var, raising=False)
+    plain = rtl.toolchain()
+    assert rtl.toolchain() == plain
+    for var, value in (("CXXFLAGS", "-O0"), ("CPPFLAGS", "-DX=1"), ("LDFLAGS", "-static"), ("OPT", "-g")):
+        monkeypatch.setenv(var, value)
+        assert rtl.toolchain() != plain, var
+        monkeypatch.delenv(var)
+    assert rtl.toolchain() == plain
+
+
 # ----------------------------------------------------------------------------- slow
+
 
 @pytest.mark.slow
 def test_digits_cnn_whole_test_split(tmp_path, build_base):
@@ -97,6 +128,7 @@ def test_digits_cnn_whole_test_split(tmp_path, build_base):
     assert run.extra["mismatches"] == 0 and np.array_equal(run.y, gold)
     assert run.extra["out_last_ok"]
     assert run.extra["cycles_per_second"] > 0 and run.extra["cycles"] >= 360 * run.cycles_per_inference
+    assert 0 < run.extra["sim_loop_cpu_seconds"] <= run.extra["sim_loop_seconds"] * 1.05 + 0.01
     info = json.loads((out / "verilog" / "verilog_info.json").read_text())
     assert abs(run.cycles_per_inference - info["totals"]["ii_cycles"]) <= 0.05 * info["totals"]["ii_cycles"]
     assert (run.y.argmax(1) == labels).mean() > 0.85
@@ -151,6 +183,12 @@ def test_timeout_hang_and_broken_build_raise(tmp_path, build_base):
     with pytest.raises(ToolError, match="hung"):
         sim_verilog.run(hw, tmp_path / "ok", build_base, x, QUIET, engine="cpp", max_cycles=10)
     assert verilator_cpp.run_cpp(hw, tmp_path / "ok", build_base, x, QUIET).extra["build_reused"]
+    # the per-cycle code got OPT_FAST (-O2), not verilated.mk's -Os: make's own compile lines
+    built = verilator_cpp.build(tmp_path / "ok", None, QUIET)
+    lines = [ln for ln in (Path(built["dir"]) / "build.log").read_text().splitlines()
+             if " -c " in ln and ("Vtop__ALL.cpp" in ln or "Vtop___024root__0.cpp" in ln)]  # small / large
+    assert built["reused"] and lines
+    assert all(f" {verilator_cpp.OPT_FAST} " in ln and " -Os " not in ln for ln in lines)
     # a design whose output never becomes valid
     shutil.copytree(tmp_path / "ok", tmp_path / "hang")
     top = tmp_path / "hang" / "nnforge_top.v"

@@ -10,7 +10,8 @@
 //   stream order.
 // OUT.bin: n_vec * n_out uint64 output bit patterns (zero where none arrived).
 // RESULT.bin: 8 bytes magic "NNFRES1\0"; 9 int64: status (0 ok, 1 timeout), cycles,
-//   vectors_in, vectors_out, elements_out, out_last_ok, n_first, n_last, reserved;
+//   vectors_in, vectors_out, elements_out, out_last_ok, n_first, n_last, processor
+//   nanoseconds of the cycle loop (what the process itself used, whatever else runs);
 //   1 float64: wall seconds of the cycle loop; n_first int64 cycles of the first input
 //   beat of each vector, n_last int64 cycles of the last output beat of each vector.
 // stdout: "progress N" after every progress_every finished vectors and at the end.
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -61,6 +63,12 @@ uint64_t mask_of(int64_t width) { return width >= 64 ? ~0ULL : ((1ULL << width) 
 bool read_all(FILE *f, void *dst, size_t size, size_t n) { return n == 0 || fread(dst, size, n, f) == n; }
 
 bool write_all(FILE *f, const void *src, size_t size, size_t n) { return n == 0 || fwrite(src, size, n, f) == n; }
+
+int64_t cpu_ns() {
+    timespec ts{};
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0;
+    return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
 
 }  // namespace
 
@@ -138,6 +146,7 @@ int main(int argc, char **argv) {
     int status = 0;
     int64_t cyc = 0;
     const auto t0 = std::chrono::steady_clock::now();
+    const int64_t cpu0 = cpu_ns();
     for (;;) {
         // here: after the falling edge of cycle cyc; the next rising edge ends it
         if (cyc > job.max_cycles) {
@@ -179,6 +188,7 @@ int main(int argc, char **argv) {
         cyc++;
     }
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int64_t cpu = cpu_ns() - cpu0;
     top->final();
 
     FILE *fo = fopen(argv[2], "wb");
@@ -188,7 +198,7 @@ int main(int argc, char **argv) {
     }
     const int64_t head[9] = {status, cyc, static_cast<int64_t>(n_fed / n_in), static_cast<int64_t>(n_got / n_out),
                              static_cast<int64_t>(n_got), last_ok ? 1 : 0, static_cast<int64_t>(first_in.size()),
-                             static_cast<int64_t>(last_out.size()), 0};
+                             static_cast<int64_t>(last_out.size()), cpu};
     FILE *fr = fopen(argv[3], "wb");
     if (!fr || !write_all(fr, "NNFRES1", 1, 8) || !write_all(fr, head, sizeof(int64_t), 9)
         || !write_all(fr, &wall, sizeof wall, 1) || !write_all(fr, first_in.data(), sizeof(int64_t), first_in.size())

@@ -1,0 +1,46 @@
+"""``--fit PART`` on models of the MLPerf Tiny shapes fills the part: the period lands
+within 15% of the ideal ceil(MACs / the part's multipliers) and the design's estimate
+fits every budget (the folding search alone: nothing is simulated or synthesized here;
+tests/test_row_fold.py checks the estimated periods against Verilator)."""
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+import nnforge
+from nnforge.sim.fpga import fit_budget, resolve_part
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _tiny():
+    spec = importlib.util.spec_from_file_location("nnforge_benchmarks_mlperf_tiny_fit", BENCH / "mlperf_tiny.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,part", [("resnet8", "ecp5-85k"), ("ds_cnn", "ecp5-25k")])
+def test_fit_fills_the_part(name, part, tmp_path):
+    tiny = _tiny()
+    model, cal, _ = tiny.MODELS[name](n_cal=16, n_test=1)
+    design = nnforge.compile(model, calibration=cal, bits=8)
+    p = resolve_part(part)
+    budget = fit_budget(p)
+    out = design.write(tmp_path / "o", targets=["verilog"], **budget)
+    info = json.loads((out / "verilog" / "verilog_info.json").read_text())
+    t = info["totals"]
+    ideal = math.ceil(tiny.MACS[name] / p.resources["DSP"])
+    assert t["ii_cycles"] <= 1.15 * ideal, (t["ii_cycles"], ideal)
+    est = t["estimate"]
+    assert est["dsp"] <= budget["max_multipliers"] and est["luts"] <= budget["max_luts"]
+    assert est["ffs"] <= budget["max_ffs"] and est["bram"] <= budget["max_bram"]
+    # the report shows the budget's use
+    report = (out / "report.txt").read_text()
+    assert f"of {budget['max_multipliers']} multipliers" in report
