@@ -38,6 +38,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -50,6 +51,7 @@ import numpy as np
 import nnforge
 from nnforge.codegen.lower import BackendError
 from nnforge.sim.fpga import fit_budget, resolve_part, smallest_part
+from nnforge.sim.progress import Progress
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- mlperf-fpga:begin -->", "<!-- mlperf-fpga:end -->"
@@ -213,19 +215,32 @@ def design_rows(name: str, design, parts, foldings, work: Path) -> tuple[list[Ro
 
 # ----------------------------------------------------------------------------- synthesis, simulation
 
+class Recorder(Progress):
+    """Progress lines on stderr, kept: what Yosys counted, when nextpnr then refuses the part."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def __call__(self, msg: str) -> None:
+        self.lines.append(msg)
+        super().__call__(msg)
+
+
 def run_synth(row: Row, vdir: Path, clock: float, cache: Cache, work: Path) -> None:
     """Yosys + nextpnr + ecppack on ``row.part`` (cached); a failure is cached as ``error``
     when it says something about the design (it does not fit), raised otherwise."""
     from nnforge.sim.fpga import FitError, synth
-    from nnforge.sim.progress import Progress
 
     key = synth_key(row.model, row.folding, row.part, clock, row.vhash)
     log(f"{row.model} {row.label}: synthesis, place and route on {row.part} at {clock:g} MHz ...")
+    progress = Recorder()
     try:
         rep = synth(vdir, row.part, work / f"synth_{row.model}_{row.folding}_{row.part}", clock_mhz=clock,
-                    progress=Progress())
+                    progress=progress)
     except FitError as e:
-        rep = {"error": f"does not fit: {e}"}
+        counted = [m.split(": ", 1)[-1] for m in progress.lines if m.startswith("synth: yosys done")]
+        rep = {"error": f"does not fit: {e}" + (f" (Yosys: {counted[-1]})" if counted else "")}
     else:
         rep = {k: rep[k] for k in ("part", "clock_mhz", "fmax_mhz", "timing_met", "critical_path",
                                    "utilization", "seconds", "tools", "bitstream") if k in rep}
@@ -249,7 +264,6 @@ def fmax(rep: dict) -> float:
 def run_sim(row: Row, design, vdir: Path, test: np.ndarray, cache: Cache, work: Path) -> None:
     """The balanced design on the test samples in the C++ Verilator harness (cached)."""
     from nnforge.sim import verilog as sim_verilog
-    from nnforge.sim.progress import Progress
 
     n = len(test)
     log(f"{row.model} balanced: Verilator, {n} samples ...")
@@ -344,6 +358,17 @@ def design_table(rows: list[Row], clock: float) -> str:
     return "\n".join(lines)
 
 
+YOSYS_COUNT = re.compile(r"(\d+) (LUT4s|flip-flops|DP16KD|MULT18X18D)")
+YOSYS_NAMES = {"LUT4s": "LUT", "flip-flops": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP"}
+
+
+def yosys_counts(error: str) -> dict:
+    """What Yosys counted (LUT, FF, BRAM, DSP) for a design nextpnr was not run on, from
+    the ``(Yosys: ...)`` part of a cached "does not fit" message ({} if it has none)."""
+    _, _, counted = error.partition(" (Yosys: ")
+    return {YOSYS_NAMES[what]: {"used": int(n)} for n, what in YOSYS_COUNT.findall(counted)}
+
+
 def resource_cell(rep: dict, key: str, estimate: int) -> str:
     used = rep["utilization"].get(key, {}).get("used")
     if used is None:
@@ -366,10 +391,13 @@ def synth_table(rows: list[Row], clock: float) -> str:
         rep = r.synth
         if rep is None:
             continue
-        if "error" in rep:
-            lines.append(f"| {r.model} | {r.label} | {r.part} | {rep['error']} |" + " |" * 6)
-            continue
         est = r.totals["estimate"]
+        if "error" in rep:  # Yosys's counts beside the estimate, where the message has them
+            counts = yosys_counts(rep["error"])
+            cells = " | ".join(resource_cell({"utilization": counts}, k, est[e]) for k, e in RESOURCES)
+            lines.append(f"| {r.model} | {r.label} | {r.part} | {rep['error'].split(' (Yosys: ')[0]} | "
+                         f"{cells} | - | - |")
+            continue
         f = fmax(rep)
         fcell = f"{f:.1f}" + ("" if rep["timing_met"] else f" **< {rep['clock_mhz']:g}**")
         cells = " | ".join(resource_cell(rep, k, est[e]) for k, e in RESOURCES)
@@ -421,7 +449,8 @@ def report(models: list[Model], rows: list[Row], clock: float, command: str) -> 
              "", "### Models", "", model_table(models),
              "", "### Designs", "", design_table(rows, clock),
              "", "### Synthesized (Yosys, nextpnr-ecp5, ecppack)", "",
-             "Placed resources, with the estimate and its error beside them.", "", synth_table(rows, clock),
+             "Placed resources (a design the part cannot hold: what Yosys counted), with the estimate and its "
+             "error beside them.", "", synth_table(rows, clock),
              "", "### Simulated (balanced designs, Verilator)", "", sim_table(rows)]
     missing = [f"{r.model} {r.label}" for r in rows
                if not r.error and r.part and r.synth is None and r.folding == "fit"]

@@ -546,4 +546,8 @@ class DenseEngine(Engine):
         out += flags(3 * n["t_sum"], reset=n["t_sum"]) + registers(n["gpk"])
         out += flags(2 + (n["cm"] != "none"), reset=2 + (n["cm"] != "none"))
         out += Operators(adders=(rb,), comparators=(rb, rb, rb), muxes=(rb, rb), registers=((rb, 1, ""),))
+        if n.get("short_word"):  # the last word's early end
+            out += _ops(comparators=(n["jb"],))
+        if n.get("short_group"):  # the output's group count
+            out += counters(n["gb"]) + _ops(muxes=(rb,))
         return out + _ops(muxes=(2, 2, 2, 2))  # the full bits' set and clear

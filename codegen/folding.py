@@ -112,7 +112,7 @@ def row_len(g: Geometry) -> int:
     return g.kw * g.cg
 
 
-def _fewest(n: int) -> list[int]:
+def fewest(n: int) -> list[int]:
     """The fewest lanes for each number of steps over ``n`` items (ceil(n / s), s = 1..n)."""
     return sorted({-(-n // s) for s in range(1, n + 1)})
 
@@ -136,7 +136,7 @@ def options(g: Geometry) -> list[Fold]:
     if g.cg == 1 and g.mg == 1 and g.c > 1:
         opts += [Fold(p, p, True) for p in _divisors(g.c) if p > 1]
     if row_foldable(g):
-        opts += [Fold(p, s, flat=True) for s in _fewest(row_len(g)) for p in _fewest(g.m)]
+        opts += [Fold(p, s, flat=True) for s in fewest(row_len(g)) for p in fewest(g.m)]
     return opts
 
 
@@ -226,10 +226,11 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
     A budget has any of ``max_multipliers`` (multiplier blocks: the picks' and the
     ``other`` ones; LUT multipliers cost none), ``max_luts``, ``max_ffs`` and ``max_bram``
     (DP16KD blocks). Those three are checked on ``estimate(picks)``, the resource estimate
-    of the design the picks give (:mod:`.estimate` totals): the shortest period is found by
-    bisection over the periods that meet the multiplier budget (a longer period never needs
-    more), trying at each the picks with any folding, then with lanes by channel only, and
-    the result is always one whose estimate fits."""
+    of the design the picks give (:mod:`.estimate` totals): the shortest period is searched
+    over the periods that meet the multiplier budget (galloping up from the shortest, then
+    bisection: a longer period needs about as much or less), trying at each the picks with
+    any folding, then with lanes by channel only, and the result is always one whose
+    estimate fits."""
     if not isinstance(goal, dict) or not goal:
         raise ValueError(f"unknown parallelism {goal!r}")
     if "target_cycles" in goal:
@@ -283,13 +284,18 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
                     break
         return all(cache[i][BUDGETS[k]] <= limits[k] for k in checked)
 
-    if not fits(len(candidates) - 1):
-        est = cache[len(candidates) - 1]
-        over = [f"{est[BUDGETS[k]]} {BUDGET_WORDS[k]} (budget {limits[k]})" for k in checked
-                if est[BUDGETS[k]] > limits[k]]
-        raise BackendError("no folding fits the budget: the slowest design needs about " + ", ".join(over))
-    lo, hi = 0, len(candidates) - 1
-    while lo < hi:  # the first candidate that fits (hi always fits)
+    # the first candidate that fits: galloping up from the shortest period, then bisection
+    # (the block RAMs need not fall with the period everywhere: rounding to block shapes)
+    last, i, step = -1, 0, 1
+    while not fits(i):
+        if i == len(candidates) - 1:
+            est = cache[i]
+            over = [f"{est[BUDGETS[k]]} {BUDGET_WORDS[k]} (budget {limits[k]})" for k in checked
+                    if est[BUDGETS[k]] > limits[k]]
+            raise BackendError("no folding fits the budget: the slowest design needs about " + ", ".join(over))
+        last, i, step = i, min(len(candidates) - 1, i + step), 2 * step
+    lo, hi = last + 1, i
+    while lo < hi:  # fits(hi)
         mid = (lo + hi) // 2
         if fits(mid):
             hi = mid

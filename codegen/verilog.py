@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .engines import DenseEngine, Timing
-from .folding import Option, balanced, meet_goal
+from .folding import Option, balanced, fewest, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
 from .estimate import annotate as annotate_estimate, design_estimate, place_memories
@@ -54,14 +54,6 @@ _SIMD_TARGET = 8
 
 
 # ----------------------------------------------------------------------------- parallelism
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _group_cycles(n_in: int, n_out: int, pe: int, simd: int) -> int:
-    return (n_out // pe) * max(n_in // simd, pe)
-
 
 def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
     """Per layer ``(PE, SIMD)``: PE output neurons computed at once (divides n_out), SIMD
@@ -89,7 +81,7 @@ def balanced_parallelism(hw: HwModel) -> tuple[list[tuple[int, int]], dict]:
 
 
 def _layer_ii(ly: DenseLayer, pe: int, simd: int) -> int:
-    return max(ly.n_in, _group_cycles(ly.n_in, ly.n_out, pe, simd), ly.n_out)
+    return _layer_timing(ly, pe, simd).ii
 
 
 def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], dict]:
@@ -113,7 +105,8 @@ def _floor(hw: HwModel) -> int:
 
 
 def _units(hw: HwModel) -> dict[str, list[Option]]:
-    """Each layer's foldings as :class:`.folding.Option` values (PE, SIMD divisors)."""
+    """Each layer's foldings as :class:`.folding.Option` values: any PE and SIMD, the
+    fewest lanes for each number of groups and steps (a shorter last group or step)."""
     units = {}
     for ly in hw.layers:
         cm = channel_mult(ly.mult, ly.acc_width, ly.n_out, ly.name)["mode"]
@@ -122,9 +115,9 @@ def _units(hw: HwModel) -> dict[str, list[Option]]:
         # tree and input word cost more logic than more PE lanes
         units[ly.name] = [Option(_layer_ii(ly, pe, s), (n, abs(s.bit_length() - _SIMD_TARGET.bit_length()), pe, s),
                                  m, (pe, s), n)
-                          for pe in _divisors(ly.n_out) for s in _divisors(ly.n_in)
+                          for pe in fewest(ly.n_out) for s in fewest(ly.n_in)
                           for n in (_products(ly, pe, s),)
-                          for m in ((0 if lut else n) + _rq_multipliers(cm, pe, ly.n_out // pe),)]
+                          for m in ((0 if lut else n) + _rq_multipliers(cm, pe, -(-ly.n_out // pe)),)]
     return units
 
 
@@ -141,19 +134,18 @@ def _resolve(hw: HwModel, parallelism) -> tuple[str, list[tuple[int, int]], dict
     if len(par) != len(hw.layers):
         raise ValueError(f"parallelism has {len(par)} entries for {len(hw.layers)} layers")
     for ly, (pe, simd) in zip(hw.layers, par):
-        if pe < 1 or simd < 1 or ly.n_out % pe or ly.n_in % simd:
-            raise ValueError(
-                f"layer {ly.name}: PE={pe} must divide n_out={ly.n_out} and SIMD={simd} must divide n_in={ly.n_in}"
-            )
+        if not (1 <= pe <= ly.n_out and 1 <= simd <= ly.n_in):
+            raise ValueError(f"layer {ly.name}: PE={pe} must be in 1..n_out={ly.n_out} and SIMD={simd} in "
+                             f"1..n_in={ly.n_in}")
     return "custom", par, {"mode": "custom"}
 
 
 @dataclass(frozen=True)
 class _Timing:
-    steps: int  # S
-    groups: int  # G
+    steps: int  # S = ceil(n_in / SIMD), the last one of n_in - (S - 1) * SIMD inputs
+    groups: int  # G = ceil(n_out / PE), the last one of n_out - (G - 1) * PE neurons
     group_cycles: int  # max(S, PE)
-    compute_cycles: int  # G * max(S, PE)
+    compute_cycles: int  # (G - 1) * max(S, PE) + max(S, the last group's neurons)
     ii: int  # max(n_in, compute, n_out)
     in_to_out: int  # last input beat -> last output beat of one vector
     latency: int  # first input beat -> last output beat, this layer alone
@@ -177,15 +169,17 @@ def _pipe_depth(simd: int, cm: str) -> int:
 
 
 def _layer_timing(ly: DenseLayer, pe: int, simd: int, cm: str = "none") -> _Timing:
-    s, g = ly.n_in // simd, ly.n_out // pe
+    s, g = -(-ly.n_in // simd), -(-ly.n_out // pe)
+    last = ly.n_out - (g - 1) * pe
     tg = max(s, pe)
     # issue steps for group 0 at t+1..t+S; the step issued last reaches the output
     # register after D pipeline stages (_pipe_depth) and the first element leaves the
     # cycle after: group 0 emits from t+S+D+1, each later group max(S, PE) after the
-    # previous one (the pipeline stalls while the output register is busy), PE beats each.
-    in_to_out = _pipe_depth(simd, cm) + (g - 1) * tg + s + pe
+    # previous one (the pipeline stalls while the output register is busy), PE beats each
+    # (the last group's neurons in the last).
+    in_to_out = _pipe_depth(simd, cm) + (g - 1) * tg + s + last
     return _Timing(
-        steps=s, groups=g, group_cycles=tg, compute_cycles=g * tg,
+        steps=s, groups=g, group_cycles=tg, compute_cycles=(g - 1) * tg + max(s, last),
         ii=max(ly.n_in, g * tg, ly.n_out), in_to_out=in_to_out,
         latency=ly.n_in - 1 + in_to_out,
     )
@@ -205,11 +199,17 @@ def _check_layer(ly: DenseLayer) -> None:
 
 def _weight_rom(ly: DenseLayer, t: _Timing, pe: int, simd: int) -> tuple[list[int], np.ndarray]:
     """Weight ROM words (padded to a power of two): word g*S+s holds w[g*PE+p, s*SIMD+j]
-    at bit offset (p*SIMD+j)*WW; and the weights as (G, PE, S, SIMD)."""
+    at bit offset (p*SIMD+j)*WW; and the weights as (G, PE, S, SIMD). Past the last neuron,
+    0; the last step's r inputs sit in its top r lanes (the loader's word is packed from
+    the top), 0 below them."""
     ab = bits(t.groups * t.steps)
     ww = ly.w_t.width
     wmask = (1 << ww) - 1
-    wq = ly.weights.astype(np.int64).reshape(t.groups, pe, t.steps, simd)
+    r = ly.n_in - (t.steps - 1) * simd
+    rows = np.zeros((t.groups * pe, t.steps * simd), np.int64)
+    rows[:ly.n_out, :ly.n_in - r] = ly.weights[:, :ly.n_in - r]
+    rows[:ly.n_out, t.steps * simd - r:] = ly.weights[:, ly.n_in - r:]
+    wq = rows.reshape(t.groups, pe, t.steps, simd)
     wrom = []
     for g in range(t.groups):
         for s in range(t.steps):
@@ -225,6 +225,7 @@ def _group_rom(values, groups: int, pe: int, width: int) -> list[int]:
     """A ROM of one word per group (padded to a power of two): channel g*PE+p at bits
     p*width of word g."""
     mask = (1 << width) - 1
+    values = list(values) + [0] * (groups * pe - len(values))  # past the last channel: 0
     rom = []
     for g in range(groups):
         word = 0
@@ -339,6 +340,9 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "g_zero": ulit(gb, 0), "g_one": ulit(gb, 1), "g_last": ulit(gb, t.groups - 1),
         "a_zero": ulit(ab, 0), "a_one": ulit(ab, 1),
         "r_zero": ulit(rb, 0), "r_one": ulit(rb, 1), "r_pe": ulit(rb, pe),
+        # a last step of fewer inputs (its word done early), a last group of fewer neurons
+        "short_word": ly.n_in % simd, "j_end": ulit(jb, (ly.n_in - 1) % simd),
+        "short_group": ly.n_out % pe, "r_short": ulit(rb, ly.n_out % pe),
         "ow_zero": ulit(ow, 0),
         # ROMs
         "wrom_width": wrom_width, "wrom_depth": len(wrom),

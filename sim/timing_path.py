@@ -26,8 +26,10 @@ _ROLES = (
     (r"(acc|nxt)\d*$", "accumulator"),
     (r"(res|y|qv|ax|out_data)\d*$", "requantization (rounding adder, shift, clamp) into the output register"),
     (r"(en|left|res_free|res_load|out_fire|vf|v2)$", "the stall enable / output handshake"),
-    (r"(x_q|x_b|w_q|w_b|b_q|b_b|m_q|m_b|xmem\w*|wrom|brom|mrom)\d*$", "memory read"),
-    (r"(rd_|a1_|tap_|lrow|need|oldest|cbase|lcnt|slot|room|free|rows_in|ox|oy|ky|kx)\w*$", "line buffer addressing"),
+    (r"(x_q|x_b|w_q|w_b|b_q|b_b|m_q|m_b|wrom|brom|mrom)\d*$", "memory read"),
+    (r"(xmem|mem|fmem)\w*$", "row / frame memory (write)"),
+    (r"(rd_|a1_|tap_|lrow|need|oldest|cbase|lcnt|slot|[lr]slot|room|free|rows_in|ox|oy|ky|kx)\w*$",
+     "line buffer addressing"),
     (r"(waddr|raddr|wp|rp|used|gcnt|scnt|step)\w*$", "address / count register"),
 )
 _PRIMS = (("MULT18X18D", "MULT18X18D multiplier"), ("CCU2C", "carry chain"), ("DP16KD", "block RAM"),
@@ -40,7 +42,7 @@ def _base(cell: str) -> tuple[str, str]:
     inst, _, rest = cell.partition(".") if cell.startswith("u_") else ("", "", cell)
     rest = rest.rsplit(".", 1)[-1] if rest.startswith("g_") else rest  # a generate scope (dense chain)
     sig = re.split(r"_(TRELLIS|MULT18X18D|CCU2C|LUT4|DP16KD|DPR16X4|PFUMX|L6MUX|SB_)", rest)[0]
-    sig = re.sub(r"\[\d+\]$", "", sig).split("$")[0]
+    sig = re.sub(r"(\.\d+)+$", "", re.sub(r"\[\d+\]$", "", sig).split("$")[0])  # a memory's block: xmem6.0.12
     return inst, sig
 
 

@@ -127,3 +127,24 @@ def test_cache_keeps_the_results_of_runs_at_the_same_time(tmp_path):
     a.put("x", 3)
     assert json.loads((tmp_path / "c.json").read_text()) == {"x": 3, "y": 2}
     assert bench.Cache(tmp_path / "c.json").get("y") == 2
+
+
+def test_a_design_yosys_finds_too_big_is_cached_with_its_counts(tmp_path, monkeypatch, capsys):
+    tiny = types.SimpleNamespace(MODELS={"tiny": lambda n_test=4: _tiny_mlp(n_test)})
+    monkeypatch.setattr(bench, "load_models", lambda: tiny)
+    import nnforge.sim.fpga as fpga
+
+    def too_big(vdir, part, outdir, clock_mhz, progress):
+        progress("synth: yosys done in 1.0 s: 400 LUT4s, 100 flip-flops, 0 DP16KD block RAMs (18 kbit), "
+                 "40 MULT18X18D multipliers, 23 IO pins")
+        raise fpga.FitError(fpga.resolve_part(part), "DSP", 40, 28)
+
+    monkeypatch.setattr(fpga, "synth", too_big)
+    args = ["--models", "tiny", "--parts", "ecp5-25k", "--foldings", "fit", "--cache", str(tmp_path / "c.json")]
+    assert bench.main(args + ["--synth"]) == 0
+    design, synth = _rows_of(capsys.readouterr().out, "tiny")[1:3]
+    assert synth[3] == ("does not fit: the design does not fit ecp5-25k: it needs 40 MULT18X18D multipliers, "
+                        "the part has 28")
+    dsp = int(design[6].split()[0])
+    assert synth[6] == f"40 ({dsp}, {100 * (dsp - 40) / 40:+.0f}% **!**)" and synth[4].startswith("400 (")
+    assert synth[8:] == ["-", "-"]

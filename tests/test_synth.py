@@ -183,6 +183,9 @@ def _check_report(r, out, part, suffix):
     assert json.loads((folder / "synth.json").read_text()) == r
     text = (folder / "synth.txt").read_text()
     assert text == fpga.text_report(r) and "MHz" in text and str(bit) in text
+    cp = r["critical_path"]  # the worst register-to-register path, in words
+    assert cp["ns"] > 0 and cp["steps"] and f"critical path: {cp['summary']}" in text
+    assert cp["ns"] == pytest.approx(1000.0 / r["fmax_mhz"]["clk"], rel=0.02)
     assert {"nextpnr.log", "nextpnr_report.json", "yosys.log"} <= {p.name for p in folder.iterdir()}
     _no_leftovers(out)
 

@@ -172,7 +172,7 @@ def test_write_files_info_and_timing(tmp_path):
     assert "module nnforge_top" in top and "logic" not in top and "always_ff" not in top
     # an explicit (PE, SIMD) list is checked
     with pytest.raises(ValueError):
-        verilog.write(hw, tmp_path, [(2, 7), (1, 13), (5, 1), (3, 5)])
+        verilog.write(hw, tmp_path, [(14, 7), (1, 13), (5, 1), (3, 5)])  # 14 neurons at once of 13
 
 
 def test_refuses_too_narrow_accumulator(tmp_path):
@@ -261,6 +261,24 @@ def test_sim_exact_under_backpressure(tmp_path, build_base, name, mode):
     run = _simulate(hw, tmp_path, build_base, x, backpressure=0.4, seed=5)
     assert np.array_equal(run.y, golden(hw, x))
     assert run.extra["out_last_ok"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,par,backpressure", [
+    ("odd", [(2, 3), (1, 5), (2, 1), (2, 2)], 0.0),  # a last group of 1 neuron, last steps of 1 and 3 inputs
+    ("mlp", [(4, 5), (3, 4)], 0.3),
+])
+def test_sim_remainders(tmp_path, build_base, name, par, backpressure):
+    """PE and SIMD that do not divide the layer: a shorter last group and last step,
+    exact, and (no backpressure) the analytic latency and period are the measured ones."""
+    hw = MODELS[name]()
+    info = verilog.write(hw, tmp_path, par)
+    assert [(ly["pe"], ly["simd"]) for ly in info["layers"]] == par
+    x = _inputs(np.random.default_rng(12), hw, 16)
+    run = _simulate(hw, tmp_path, build_base, x, expected=golden(hw, x), backpressure=backpressure, seed=3)
+    assert run.extra["mismatches"] == 0 and np.array_equal(run.y, golden(hw, x))
+    if not backpressure:
+        _check_run(hw, info, run, x)
 
 
 @pytest.mark.slow
