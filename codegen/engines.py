@@ -236,6 +236,8 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
     a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), cbase
           + registers(q, q) + _ops(adders=(q,), muxes=(q, q)))  # oldest1/2
+    if n.get("slot_tab"):  # the slot start tables of the write and read addresses
+        a1 += _ops(muxes=(ab, ab))
     rd = flags(4, reset=1) + registers(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
     out = loader + taps + rows + a1 + rd
     if kind == "mac":

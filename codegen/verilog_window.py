@@ -30,7 +30,7 @@ from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
 from .engines import Timing, WindowEngine
-from .folding import Fold, Geometry, compute_cycles, row_len, taps, valid
+from .folding import Fold, Geometry, compute_cycles, row_len, valid
 from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
 from .verilog_streams import refuse
 
@@ -325,16 +325,16 @@ def _narrow(fold: Fold, xw: int, ww: int) -> int:
 
 
 def _adder_tree(e: dict) -> None:
-    """The registered products t0_j, then adder stages of up to 4 terms each until at most
-    two terms are left for the accumulator."""
+    """The registered products t0_j, then registered stages of two-term adders (one carry
+    chain each, for the clock) until one term is left for the accumulator."""
     tree = []
     for o in e["O"]:
         names = [f"t0_{pr['id']}" for pr in o["prods"]]
         k = 0
-        while len(names) > 2:
+        while len(names) > 1:
             k += 1
-            groups = [{"name": f"t{k}_{o['p']}_{g}", "src": names[i:i + 4]}
-                      for g, i in enumerate(range(0, len(names), 4))]
+            groups = [{"name": f"t{k}_{o['p']}_{g}", "src": names[i:i + 2]}
+                      for g, i in enumerate(range(0, len(names), 2))]
             if len(tree) < k:
                 tree.append({"k": k, "groups": []})
             tree[k - 1]["groups"] += groups
@@ -437,11 +437,22 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
              offb_m1=offb - 1, off_last=ulit(offb, wcb - 1), off_zero=ulit(offb, 0), off_one=ulit(offb, 1),
              loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff", wcb_a=ulit(ab, wcb),
              slot_zero=ulit(rb, 0), slot_one=ulit(rb, 1), h_slot=ulit(rb, e["h"] % rows),
+             **_slot_table(rows, wcb, ab),
              h_q=shex(qw, e["h"]), h_last_q=shex(qw, e["h"] - 1), rows_q=shex(qw, rows),
              span_m1_q=shex(qw, span - 1), cb_q=shex(qw, cb),
              raw1_q=shex(qw, e["sh"] + span - 1 - e["pt"]),
              need0_q=shex(qw, min(span - 1 - e["pt"], e["h"] - 1)),
              need1_q=shex(qw, min(e["sh"] + span - 1 - e["pt"], e["h"] - 1)))
+
+
+def _slot_table(rows: int, words: int, ab: int) -> dict:
+    """Where row slot s starts (s * words): a shift when ``words`` is a power of two, else a
+    table of the ``rows`` starts (a few LUTs, where a product by the constant would take a
+    multiplier block and a long path)."""
+    if words & (words - 1) == 0:
+        return {"slot_tab": []}
+    rb = rows.bit_length() - 1
+    return {"slot_tab": [(ulit(rb, k), ulit(ab, k * words)) for k in range(rows)]}
 
 
 def _timing(e: dict, g: Geometry, fold: Fold) -> dict:
@@ -488,7 +499,7 @@ def _row_numbers(e: dict, fold: Fold, rows: int) -> None:
     e.update(bank_m1=bank - 1, ab=ab, ab_m1=ab - 1, line_words=simd * bank, rw=rw,
              offb_m1=offb - 1, off_last=ulit(offb, p_last // simd), off_zero=ulit(offb, p0 // simd),
              off_one=ulit(offb, 1), loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff",
-             wcb_a=ulit(ab, rw), zinit=wp > e["w"], rot=len(rset) > 1,
+             wcb_a=ulit(ab, rw), **_slot_table(rows, rw, ab), zinit=wp > e["w"], rot=len(rset) > 1,
              dq=ulit(ab, step // simd if e["ow"] > 1 else 0), a_zero=ulit(ab, 0), a_one=ulit(ab, 1))
     if simd > 1:
         lb = bits(simd)

@@ -26,7 +26,7 @@ def _tiny():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,part", [("resnet8", "ecp5-85k"), ("ds_cnn", "ecp5-25k")])
+@pytest.mark.parametrize("name,part", [("resnet8", "ecp5-85k"), ("ds_cnn", "ecp5-25k"), ("fc_autoencoder", "ecp5-85k")])
 def test_fit_fills_the_part(name, part, tmp_path):
     tiny = _tiny()
     model, cal, _ = tiny.MODELS[name](n_cal=16, n_test=1)
