@@ -120,6 +120,17 @@ def _ops(adders=(), comparators=(), muxes=()) -> Operators:
     return Operators(adders=tuple(adders), comparators=tuple(comparators), muxes=tuple(muxes))
 
 
+# The Verilog templates give a product of operands up to this wide (signed) to a MULT18X18D with
+# its own operand and product registers in the ECP5 flow (``NNF_ECP5_DSP``, _dsp.v.j2)
+DSP_OPERAND_BITS = 18
+
+
+def dsp_registers(lut_mul, pw: int) -> bool:
+    """Whether a product's operand and product registers are a multiplier block's own in the
+    ECP5 flow (not a LUT product; operands of at most 18 bits)."""
+    return not lut_mul and pw <= DSP_OPERAND_BITS
+
+
 def _out_register(w: int) -> Operators:
     """The output register of the valid / ready handshake: ``w`` data bits, the valid bit
     (set, cleared or held: two multiplexers) and the ready test."""
@@ -349,8 +360,11 @@ class WindowEngine(Engine):
         groups = [len(g["src"]) - 1 for lv in n["tree"] for g in lv["groups"]]  # adders per group
         final = [aw for o in n["O"] for _ in o["final"]]  # each lane's accumulate
         rq = [(n["qa_m1"] + 1, n["mw_m1"] + 1)] * (f.pe * self.rq_multipliers) if self.rq_multipliers else []
-        # per lane: the operands and the product term (a sign-extended product keeps its own bits)
-        regs = [*banks, (xw + ww + min(aw, n["pw_m1"] + 1), f.multipliers, ""), (aw, len(groups), ""), (aw + ow, f.pe, ""),
+        # per lane: the operands and the product term (a sign-extended product keeps its own
+        # bits), none in the fabric when a multiplier block holds them (ECP5: its own registers)
+        dsp = dsp_registers(self.lut_mul, n["pw_m1"] + 1)
+        lane_regs = [] if dsp else [(xw + ww + min(aw, n["pw_m1"] + 1), f.multipliers, "")]
+        regs = [*banks, *lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
                 (n["wrw_m1"] + 1, 1, "wrom"), (n["brw_m1"] + 1, 3 + tk, "brom")]
         if n["cm"] != "none":
             regs += [(n["qa_m1"] + 1, f.pe, ""), (n["mrw_m1"] + 1, 4 + tk, "mrom")]
@@ -521,7 +535,9 @@ class DenseEngine(Engine):
         ext = (n["xw"] + (not n["x_signed"]), n["ww"] + (not n["w_signed"]))  # a LUT product's signed operands
         out = Operators(multipliers=() if n["lut_mul"] else (pair,) * n["products"],
                         lut_multipliers=(ext,) * n["products"] if n["lut_mul"] else ())
-        out += registers(n["xw"], aw, copies=lanes)  # each product's input operand register, the products
+        dsp = dsp_registers(n["lut_mul"], n["pw"])
+        if not dsp:  # each product's input operand register, the products (ECP5: in the block)
+            out += registers(n["xw"], aw, copies=lanes)
         for lv in n["levels"]:  # one registered level of the adder tree per stage
             out += registers(aw, copies=lv["n"] * pe) + _ops(adders=(aw,) * (lv["pairs"] * pe))
         out += registers(aw, copies=pe) + _ops(adders=(aw,) * pe, muxes=(aw,) * pe)  # accumulators, bias
@@ -530,8 +546,8 @@ class DenseEngine(Engine):
         out += registers(n["qw"], copies=pe) + _ops(adders=(n["rw"],) * pe if n["shift"] > 0 else ())
         out += _ops(comparators=(n["cw"],) * (2 * pe), muxes=(ow,) * (2 * pe))  # the clamp
         out += registers(n["xword"], n["xword"]) + registers(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
-        if not n["unrolled"]:
-            out += Operators(registers=((n["wrom_width"], 2, "wrom"),))  # copies of the ROM word
+        if not n["unrolled"]:  # copies of the ROM word (ECP5: the blocks' weight registers hold the second)
+            out += Operators(registers=((n["wrom_width"], 1 if dsp else 2, "wrom"),))
         return out
 
     def control(self) -> Operators:

@@ -1,5 +1,7 @@
 """Analytic resource estimate of the generated Verilog on a Lattice ECP5 (what Yosys
-``synth_ecp5`` maps it to), before any synthesis.
+``synth_ecp5`` maps it to in the flow of ``nnforge synth``: with ``NNF_ECP5_DSP`` defined, a
+product's operand and product registers are its MULT18X18D's own, no flip-flops; the
+scanner below reads that branch of the text), before any synthesis.
 
 The reported estimate (``verilog_info.json`` ``estimate``, ``README.txt``) and the folding
 search's are one: :func:`engine_estimate` of each engine's data (:mod:`.engines`: its
@@ -75,6 +77,10 @@ BRAM_BITS = 18432
 COST_BRAM, COST_DPR, COST_LOGIC_ROM, COST_LOGIC_RAM = 128.0, 4.0, 1.0 / 16, 1.0
 
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+# the ECP5 flow's branch of a product (``nnforge synth`` defines NNF_ECP5_DSP): the
+# multiplier block with its own registers, the portable branch dropped
+_ECP5_BRANCH = re.compile(r"`ifdef\s+NNF_ECP5_DSP\b(.*?)(?:`else\b.*?)?`endif\b", re.S)
+_NOT_ECP5_BRANCH = re.compile(r"`ifndef\s+NNF_ECP5_DSP\b.*?(?:`else\b(.*?))?`endif\b", re.S)
 _DECL = re.compile(r"^\s*(?:\(\*\s*r[ao]m_style\s*=\s*\"(\w+)\"\s*\*\)\s*)?"
                    r"reg\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]*);")
 _MEM_DECL = re.compile(r"^([ \t]*)(reg\s+\[\s*\d+\s*:\s*\d+\s*\]\s*(\w+)\s*\[\s*0\s*:\s*\d+\s*\]\s*;)", re.M)
@@ -90,7 +96,8 @@ _INIT = re.compile(r"(\w+)\[(\d+)\]\s*=\s*(\d+)'[sS]?[hH]([0-9a-fA-F_]+)\s*;")
 
 
 def _scan(text: str) -> dict:
-    """Registers, memories and clocked assignments of one module's text."""
+    """Registers, memories and clocked assignments of one module's text (its ECP5 flow)."""
+    text = _NOT_ECP5_BRANCH.sub(lambda m: m.group(1) or "", _ECP5_BRANCH.sub(r"\1", text))
     regs: dict[str, dict] = {}
     comb: set[str] = set()
     srcs: dict[str, list[str]] = {}  # clocked register -> right-hand sides

@@ -85,14 +85,16 @@ endmodule"""
 
 
 def _yosys_ecp5(vdir: Path) -> dict:
+    from nnforge.sim.fpga import resolve_part, synth_script
     from nnforge.sim.tools import find_tool
     from nnforge.sim.verilog import design_sources
     info, srcs = design_sources(vdir)
     with tempfile.TemporaryDirectory() as tmp:
         for p in srcs:
             shutil.copy(p, Path(tmp) / p.name)
-        script = (f"read_verilog {' '.join(p.name for p in srcs)}; hierarchy -check -top {info['top']}; "
-                  f"synth_ecp5 -top {info['top']}; tee -q -o stat.json stat -json")
+        # the flow of nnforge synth (its macros: multiplier blocks with their own registers)
+        script = (synth_script(resolve_part("ecp5-85k").family, " ".join(p.name for p in srcs), info["top"])
+                  + "; tee -q -o stat.json stat -json")
         subprocess.run([find_tool("yosys"), "-q", "-p", script], cwd=tmp, check=True, capture_output=True)
         stat = json.loads((Path(tmp) / "stat.json").read_text())
     mods = stat["modules"]
