@@ -362,8 +362,7 @@ class WindowEngine(Engine):
         rq = [(n["qa_m1"] + 1, n["mw_m1"] + 1)] * (f.pe * self.rq_multipliers) if self.rq_multipliers else []
         # per lane: the operands and the product term (a sign-extended product keeps its own
         # bits), none in the fabric when a multiplier block holds them (ECP5: its own registers)
-        dsp = dsp_registers(self.lut_mul, n["pw_m1"] + 1)
-        lane_regs = [] if dsp else [(xw + ww + min(aw, n["pw_m1"] + 1), f.multipliers, "")]
+        lane_regs = [] if n["dsp"] else [(xw + ww + min(aw, n["pw_m1"] + 1), f.multipliers, "")]
         regs = [*banks, *lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
                 (n["wrw_m1"] + 1, 1, "wrom"), (n["brw_m1"] + 1, 3 + tk, "brom")]
         if n["cm"] != "none":
@@ -535,7 +534,7 @@ class DenseEngine(Engine):
         ext = (n["xw"] + (not n["x_signed"]), n["ww"] + (not n["w_signed"]))  # a LUT product's signed operands
         out = Operators(multipliers=() if n["lut_mul"] else (pair,) * n["products"],
                         lut_multipliers=(ext,) * n["products"] if n["lut_mul"] else ())
-        dsp = dsp_registers(n["lut_mul"], n["pw"])
+        dsp = n["dsp"]
         if not dsp:  # each product's input operand register, the products (ECP5: in the block)
             out += registers(n["xw"], aw, copies=lanes)
         for lv in n["levels"]:  # one registered level of the adder tree per stage

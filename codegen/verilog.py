@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import DenseEngine, Timing
+from .engines import DenseEngine, Timing, dsp_registers
 from .folding import Option, balanced, fewest, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
@@ -318,7 +318,7 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "xw": xw, "ww": ww, "ow": ow, "aw": aw, "pw": pw,
         "x_signed": ly.in_t.signed, "w_signed": ly.w_t.signed,
         # operand extensions to the exact product width
-        "prod": prod, "lut_mul": lut_mul,
+        "prod": prod, "lut_mul": lut_mul, "dsp": dsp_registers(lut_mul, pw),
         # every product at once (one group, one step): constant weights, none for a zero
         "unrolled": unrolled, "nnz": int(np.count_nonzero(ly.weights)), "products": _products(ly, pe, simd),
         "w_const": hexlit(wrom_width, wrom[0]) if unrolled else "",

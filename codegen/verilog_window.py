@@ -29,7 +29,7 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
-from .engines import Timing, WindowEngine
+from .engines import Timing, WindowEngine, dsp_registers
 from .folding import Fold, Geometry, compute_cycles, row_len, valid
 from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
 from .verilog_streams import refuse
@@ -267,6 +267,7 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
              cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"),
              lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw, _narrow(fold, xw, wwid))[1],
              x_zero=ulit(xw, 0))
+    e["dsp"] = dsp_registers(e["lut_mul"], pw)
     _adder_tree(e)
     _mac_requant(e, cm, aw, shift, o_t.width)
 

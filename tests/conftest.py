@@ -134,3 +134,21 @@ int main(void) {
                     str(out / "c" / "nnforge_model.c"), str(main), "-o", str(exe), "-lm"], check=True)
     res = subprocess.run([str(exe)], input=np.asarray(x).astype("<f4").tobytes(), capture_output=True, check=True)
     return np.array(res.stdout.split(), dtype=np.float64).reshape(len(x), -1)
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def bench_module(name: str):
+    """``benchmarks/<name>.py`` as a module (the folder is not a package), loaded once."""
+    import importlib.util
+    import sys
+
+    key = f"nnforge_bench_test_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, BENCHMARKS / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+    return sys.modules[key]
+

@@ -3,32 +3,19 @@ within 15% of the ideal ceil(MACs / the part's multipliers) and the design's est
 fits every budget (the folding search alone: nothing is simulated or synthesized here;
 tests/test_row_fold.py checks the estimated periods against Verilator)."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import bench_module
 import nnforge
 from nnforge.sim.fpga import fit_budget, resolve_part
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _tiny():
-    spec = importlib.util.spec_from_file_location("nnforge_benchmarks_mlperf_tiny_fit", BENCH / "mlperf_tiny.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,part", [("resnet8", "ecp5-85k"), ("ds_cnn", "ecp5-25k"), ("fc_autoencoder", "ecp5-85k")])
 def test_fit_fills_the_part(name, part, tmp_path):
-    tiny = _tiny()
+    tiny = bench_module("mlperf_tiny")
     model, cal, _ = tiny.MODELS[name](n_cal=16, n_test=1)
     design = nnforge.compile(model, calibration=cal, bits=8)
     p = resolve_part(part)

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
+from conftest import bench_module
 import nnforge
 from nnforge.codegen.program import lower_program
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"nnforge_bench_test_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tiny = _load("mlperf_tiny")
-bench = _load("mcu")
+tiny = bench_module("mlperf_tiny")
+bench = bench_module("mcu")
 
 # the reference models' multiply-accumulates, from their layer shapes
 EXPECTED_MACS = {

@@ -4,27 +4,15 @@ HLS C++ agreeing on the two smallest models (the big models run in the benchmark
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper, shape_inference
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import bench_module
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"nnforge_bench_tiny_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-check = _load("mlperf_tiny_check")
+check = bench_module("mlperf_tiny_check")
 tiny = check.tiny  # the builders the check runs
 
 

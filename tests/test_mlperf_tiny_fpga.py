@@ -3,29 +3,17 @@ rows, limits, cache and Markdown rewrite, without synthesis or simulation."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from conftest import bench_module
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("nnforge_bench_test_mlperf_tiny_fpga", BENCH / "mlperf_tiny_fpga.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _load()
+bench = bench_module("mlperf_tiny_fpga")
 
 
 def _tiny_mlp(n_test: int = 4, seed: int = 0):
