@@ -5,7 +5,7 @@ a model of the MLPerf Tiny shapes (``benchmarks/mlperf_tiny.py``) in the C++ har
 
     python benchmarks/bench_sim.py [--cocotb-vectors N] [--json]
     python benchmarks/bench_sim.py --model resnet8 [--vectors N] [--parallelism balanced]
-                                   [--fresh-cache] [--json]
+                                   [--repeat N] [--fresh-cache] [--json]
 
 Prints, per engine: build seconds (a fresh build directory), vectors, simulated cycles,
 wall seconds of the run (process start to result), seconds and cycles/s of the cycle loop
@@ -13,7 +13,9 @@ alone, and the outputs' agreement with the golden model. With ``--model``: compi
 write seconds, build seconds (0 when the build cache already holds this build;
 ``--fresh-cache`` builds in an empty cache), cycles, loop seconds and cycles/s by the wall
 clock and by the processor time the harness used (the figure a loaded machine does not
-distort), and the output integers that differ from golden (every one compared).
+distort), and the output integers that differ from golden (every one compared). With
+``--repeat N`` the simulation runs N times (one build) and the run with the least processor
+time is reported: on a shared machine the figure then shows the design, not its neighbours.
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ def main() -> None:
                                     "in the C++ harness instead of the digits CNN")
     ap.add_argument("--vectors", type=int, default=8, help="test vectors for --model (default 8)")
     ap.add_argument("--parallelism", default="balanced", help="Verilog folding for --model (default balanced)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of --model's simulation; the fastest is reported")
     ap.add_argument("--fresh-cache", action="store_true", help="build --model in an empty build cache")
     args = ap.parse_args()
     if args.model:
-        figures = bench_model(args.model, args.vectors, args.parallelism, args.fresh_cache)
+        figures = bench_model(args.model, args.vectors, args.parallelism, args.fresh_cache, max(1, args.repeat))
         if args.json:
             print(json.dumps(figures, indent=1))
         if figures["mismatches"]:
@@ -103,10 +106,11 @@ def main() -> None:
         print(json.dumps(figures, indent=1))
 
 
-def bench_model(name: str, n: int, parallelism: str, fresh_cache: bool) -> dict:
+def bench_model(name: str, n: int, parallelism: str, fresh_cache: bool, repeat: int = 1) -> dict:
     """``name`` of ``benchmarks/mlperf_tiny.py`` compiled, written as Verilog with
-    ``parallelism`` and ``n`` test vectors simulated in the C++ harness; every output
-    integer compared with golden."""
+    ``parallelism`` and ``n`` test vectors simulated in the C++ harness ``repeat`` times
+    (the run with the least processor time is reported, build figures from the first);
+    every output integer compared with golden."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import mlperf_tiny
 
@@ -122,12 +126,13 @@ def bench_model(name: str, n: int, parallelism: str, fresh_cache: bool) -> dict:
         t1 = time.perf_counter()
         x_int = design.quantize_input(test)
         gold = design.predict_int(x_int).reshape(n, -1)
-        run = sim_verilog.run(design.lowered("verilog"), src, work / "build", x_int.reshape(n, -1), QUIET, gold,
-                              engine="cpp")
-        e = run.extra
-        diff = int((run.y.reshape(n, -1) != gold).sum())
+        runs = [sim_verilog.run(design.lowered("verilog"), src, work / "build", x_int.reshape(n, -1), QUIET, gold,
+                                engine="cpp") for _ in range(repeat)]
+        run = min(runs, key=lambda r: r.extra["sim_loop_cpu_seconds"])
+        e = {**run.extra, "build_seconds": runs[0].extra["build_seconds"], "build_reused": runs[0].extra["build_reused"]}
+        diff = max(int((r.y.reshape(n, -1) != gold).sum()) for r in runs)
         figures = {
-            "model": name, "parallelism": parallelism, "vectors": n, "compile_write_s": round(t1 - t0, 2),
+            "model": name, "parallelism": parallelism, "vectors": n, "runs": repeat, "compile_write_s": round(t1 - t0, 2),
             "build_s": round(e["build_seconds"], 2), "build_reused": e["build_reused"], "cycles": e["cycles"],
             "run_wall_s": round(e["sim_seconds"], 3), "loop_s": round(e["sim_loop_seconds"], 3),
             "cycles_per_s": round(e["cycles_per_second"]), "loop_cpu_s": round(e["sim_loop_cpu_seconds"], 3),

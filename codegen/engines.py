@@ -115,6 +115,16 @@ def counters(*widths: int) -> Operators:
                      registers=tuple((w, 1, "") for w in widths))
 
 
+def read_stages(width: int, bank: dict | None) -> Operators:
+    """A frame memory's read and memory output registers (``width`` bits each); a memory in
+    DP16KD tiles (``bank``: ``_bram.v.j2``, the ECP5 flow) has them in its blocks and only
+    registers the tile index of each (when it has several) and picks the word read."""
+    if not bank:
+        return registers(width, width)
+    t = bank["tiles"] - 1
+    return registers(bank["tb"], bank["tb"]) + _ops(comparators=(bank["tb"],) * t, muxes=(width,) * t)
+
+
 def _ops(adders=(), comparators=(), muxes=()) -> Operators:
     """Combinational operators (address arithmetic, tests, selects) with no register."""
     return Operators(adders=tuple(adders), comparators=tuple(comparators), muxes=tuple(muxes))
@@ -241,12 +251,12 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
     lane = [n["lb_m1"] + 1] if simd > 1 else []
     loader = (counters(lrw, rb, offb, *lane) + flags(2, reset=2) + _ops(muxes=(lrw,))
-              + _ops(adders=(ab, q, q, q), comparators=(lrw, q, q), muxes=(q,)))  # la, lrow_rel, room, free_*
+              + _ops(adders=(ab,), comparators=(lrw, q, q), muxes=(q, q, q)))  # la, free_* (bounds in a1)
     taps = (counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
     rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
     a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), cbase
-          + registers(q, q) + _ops(adders=(q,), muxes=(q, q)))  # oldest1/2
+          + registers(q, q, q, q, q) + _ops(adders=(q, q, q, q, q), muxes=(q, q)))  # oldest1, room bounds
     if n.get("slot_tab"):  # the slot start tables of the write and read addresses
         a1 += _ops(muxes=(ab, ab))
     rd = flags(4, reset=1) + registers(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
@@ -268,7 +278,7 @@ def _row_fold(n: Mapping[str, Any]) -> Operators:
     out = registers(ab, ab) + _ops(adders=(ab, ab), muxes=(ab,))
     if n.get("rot"):
         rr, s, xw = n["rr_m1"] + 1, n["S"], n["xw"]
-        out += registers(rr, rr, rr, rr, ab, s - 1) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
+        out += registers(rr, rr, rr, rr, rr, ab, s - 1) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
         out += _ops(muxes=(ab,) * (s - 1) + (xw,) * (s * len(n["barrel"])))
     if n.get("short"):
         out += counters(n["ob_m1"] + 1)
@@ -279,16 +289,16 @@ def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
     """``_window_back.v.j2`` / ``_window_mac.v.j2`` control: the read and buffer stages'
     valid and tag bits, a MAC pipeline's (valid, first, last per stage), the output
     handshake (a MAC engine's count of outputs left to send), an average's divider."""
-    out = flags(8, reset=2)  # v, in, first, last: read and buffer stages
+    out = flags(12, reset=3)  # v, in, first, last: read, memory output and buffer stages
     if kind == "mac":
         stages = n["tk"] + 2
         lc = n["lc_m1"] + 1
         out += flags(3 * stages, reset=stages) + flags(1 + (n["cm"] != "none"), reset=2)  # v2, vf
         out += Operators(adders=(lc,), comparators=(lc, lc, lc), muxes=(lc, lc), registers=((lc, 1, ""),))
-        return out + _ops(muxes=(1, 1))
+        return out + _ops(muxes=(1, 1)) + _hold(n, n["PE"])
     out += flags(1, reset=1)  # v2
     if kind == "max":
-        return out + flags(1, reset=2) + _ops(muxes=(1,))
+        return out + flags(1, reset=2) + _ops(muxes=(1,)) + _hold(n, 1)
     nw, rw, db, yw = n["nw_m1"] + 1, n["rw_m1"] + 1, n["db_m1"] + 1, n["yw_m1"] + 1
     out += flags(2 + 2, reset=4) + _ops(muxes=(1, 1))  # counted tags; busy, ovalid
     out += Operators(adders=(db, rw, yw, n["sw_m1"] + 1), comparators=(db, db, rw, yw, yw),
@@ -300,6 +310,13 @@ def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
         if n["cnt_zero"]:
             out += flags(1) + _ops(comparators=(cb,), muxes=(yw,))
     return out
+
+
+def _hold(n: Mapping[str, Any], pe: int) -> Operators:
+    """A window engine's hold registers (a finished block waiting for the output
+    registers), their valid bit and the output registers' second source."""
+    ow = n["ow_m1"] + 1
+    return flags(1, reset=1) + registers(ow, copies=pe) + _ops(muxes=(ow,) * pe)
 
 
 def _requant(r: Mapping[str, Any]) -> Operators:
@@ -348,7 +365,11 @@ class WindowEngine(Engine):
     def operators(self) -> Operators:
         n, f = self.numbers, self.fold
         xw, aw, ow = n["xw"], n["aw"], n["ow_m1"] + 1
-        banks = ((xw, 2 * f.simd, ""),)  # the read and buffer registers of each bank
+        # the read, memory output and buffer registers of each bank; a bank in block RAM: the
+        # first two are its DP16KD's (ECP5: its own output register), plus the tile index of
+        # the word read and of the word in the output registers when it spans several blocks
+        b = n.get("bram")
+        banks = ((xw, (1 if b else 3) * f.simd, ""),) + (((b["tb"], 2 * f.simd, ""),) if b and b["tb"] else ())
         if self.kind == "max":  # the running maximum, the clamp into the output register
             cw = n["cw_m1"] + 1
             return Operators(comparators=(aw, cw, cw), muxes=(aw, aw, ow, ow),
@@ -362,11 +383,14 @@ class WindowEngine(Engine):
         rq = [(n["qa_m1"] + 1, n["mw_m1"] + 1)] * (f.pe * self.rq_multipliers) if self.rq_multipliers else []
         # per lane: the operands and the product term (a sign-extended product keeps its own
         # bits), none in the fabric when a multiplier block holds them (ECP5: its own registers)
-        lane_regs = [] if n["dsp"] else [(xw + ww + min(aw, n["pw_m1"] + 1), f.multipliers, "")]
+        pw = n["pw_m1"] + 1
+        lane_regs = [] if n["dsp"] else [(xw + ww + min(aw, pw), f.multipliers, "")]
+        if self.lut_mul:  # the pair sums of the narrow operand's partial products, the product term
+            lane_regs = [(pw * -(-(xw if self.lut_mul == "x" else ww) // 2) + min(aw, pw), f.multipliers, "")]
         regs = [*banks, *lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
-                (n["wrw_m1"] + 1, 1, "wrom"), (n["brw_m1"] + 1, 3 + tk, "brom")]
+                (n["wrw_m1"] + 1, 2, "wrom"), (n["brw_m1"] + 1, 4 + tk, "brom")]
         if n["cm"] != "none":
-            regs += [(n["qa_m1"] + 1, f.pe, ""), (n["mrw_m1"] + 1, 4 + tk, "mrom")]
+            regs += [(n["qa_m1"] + 1, f.pe, ""), (n["mrw_m1"] + 1, 5 + tk, "mrom")]
         return Operators(multipliers=tuple(rq + ([] if self.lut_mul else lanes)),
                          lut_multipliers=tuple(lanes if self.lut_mul else []),
                          adders=(aw,) * sum(groups) + tuple(final + [cw] * f.pe),  # tree, accumulate, rounding
@@ -471,17 +495,20 @@ class GatherEngine(Engine):
         return (Memory("xmem", self.n_in, self.numbers["xw_m1"] + 1, False),)
 
     def operators(self) -> Operators:
-        aw = self.numbers["aw_m1"] + 1
-        return Operators(adders=(aw,) * len(self.numbers["D"]))
+        aw, n = self.numbers["aw_m1"] + 1, len(self.numbers["D"])
+        return Operators(adders=(aw,) * (2 * n - 1))  # each axis's step, the address sum
 
     def control(self) -> Operators:
         """``gather.v.j2``: the load count and flag, per axis an index and a repeat counter
-        (with the wrap tests), the read stage and the output register."""
+        (with the wrap tests) and its address term, the read and memory output stages and the
+        output register."""
         n = self.numbers
         xw = n["xw_m1"] + 1
-        out = counters(n["ib_m1"] + 1) + flags(1, reset=2) + flags(1, reset=1) + registers(xw) + _out_register(xw)
+        out = counters(n["ib_m1"] + 1) + flags(1, reset=2) + flags(2, reset=2) + read_stages(xw, n.get("bram")) \
+            + _out_register(xw)
         for d in n["D"]:
-            out += counters(d["db_m1"] + 1, d["rb_m1"] + 1) + _ops(comparators=(d["rb_m1"] + 1,))
+            out += (counters(d["db_m1"] + 1, d["rb_m1"] + 1) + _ops(comparators=(d["rb_m1"] + 1,))
+                    + registers(n["aw_m1"] + 1) + _ops(muxes=(n["aw_m1"] + 1,)))  # p: the axis's address term
         return out
 
 
@@ -496,17 +523,22 @@ class Fork:
 
 @dataclass(frozen=True)
 class Fifo:
-    """A skip FIFO of ``depth`` words of ``width`` bits (``depth - 1`` in memory, one in
-    its output register)."""
+    """A skip FIFO of ``depth`` words of ``width`` bits (``fifo.v.j2``: ``depth - 2`` in
+    memory, one in its read register, one in its output register; 3 at least)."""
 
     depth: int
     width: int
 
     def capacity(self) -> int:
-        return self.depth
+        return max(self.depth, 3)
 
     def memories(self) -> tuple[Memory, ...]:
-        return (Memory("mem", self.depth - 1, self.width, False),)
+        return (Memory("mem", fifo_words(self.depth), self.width, False),)
+
+
+def fifo_words(depth: int) -> int:
+    """The memory words of a skip FIFO holding ``depth`` elements (``fifo.v.j2``)."""
+    return max(depth - 2, 1)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,8 @@ from __future__ import annotations
 import math
 import re
 
+from .engines import fifo_words
+
 # LUT4 equivalents (see the module docstring)
 LUT_PER_OP = 0.75
 ROM_LUT_PER_BIT = 1.0 / 16
@@ -79,8 +81,9 @@ COST_BRAM, COST_DPR, COST_LOGIC_ROM, COST_LOGIC_RAM = 128.0, 4.0, 1.0 / 16, 1.0
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
 # the ECP5 flow's branch of a product (``nnforge synth`` defines NNF_ECP5_DSP): the
 # multiplier block with its own registers, the portable branch dropped
-_ECP5_BRANCH = re.compile(r"`ifdef\s+NNF_ECP5_DSP\b(.*?)(?:`else\b.*?)?`endif\b", re.S)
-_NOT_ECP5_BRANCH = re.compile(r"`ifndef\s+NNF_ECP5_DSP\b.*?(?:`else\b(.*?))?`endif\b", re.S)
+# (NNF_ECP5_BRAM: a row buffer bank in DP16KD blocks with their own output registers)
+_ECP5_BRANCH = re.compile(r"`ifdef\s+NNF_ECP5_(?:DSP|BRAM)\b(.*?)(?:`else\b.*?)?`endif\b", re.S)
+_NOT_ECP5_BRANCH = re.compile(r"`ifndef\s+NNF_ECP5_(?:DSP|BRAM)\b.*?(?:`else\b(.*?))?`endif\b", re.S)
 _DECL = re.compile(r"^\s*(?:\(\*\s*r[ao]m_style\s*=\s*\"(\w+)\"\s*\*\)\s*)?"
                    r"reg\s+(?:signed\s+)?(?:\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*)?([^;]*);")
 _MEM_DECL = re.compile(r"^([ \t]*)(reg\s+\[\s*\d+\s*:\s*\d+\s*\]\s*(\w+)\s*\[\s*0\s*:\s*\d+\s*\]\s*;)", re.M)
@@ -96,7 +99,9 @@ _INIT = re.compile(r"(\w+)\[(\d+)\]\s*=\s*(\d+)'[sS]?[hH]([0-9a-fA-F_]+)\s*;")
 
 
 def _scan(text: str) -> dict:
-    """Registers, memories and clocked assignments of one module's text (its ECP5 flow)."""
+    """Registers, memories and clocked assignments of one module's text (its ECP5 flow; a
+    memory the ECP5 flow builds of block RAM primitives is the portable code's)."""
+    full = _COMMENT.sub("", text)
     text = _NOT_ECP5_BRANCH.sub(lambda m: m.group(1) or "", _ECP5_BRANCH.sub(r"\1", text))
     regs: dict[str, dict] = {}
     comb: set[str] = set()
@@ -156,8 +161,13 @@ def _scan(text: str) -> dict:
                     in_always = None
         if in_always and not toks and depth <= in_always[1] and s.endswith(";"):
             in_always = None  # a one-statement always
-    body = _COMMENT.sub("", text)
-    writes = {k for k, r in regs.items() if r["depth"] and re.search(rf"\b{k}\s*\[[^\]]*\]\s*<=", body)}
+    for line in full.splitlines():  # a bank in DP16KD blocks (NNF_ECP5_BRAM): its memory
+        d = _DECL.match(line)
+        a = re.match(r"\s*(\w+)\s*\[\s*(\d+)\s*:\s*(\d+)\s*\]\s*$", d.group(4)) if d and d.group(2) else None
+        if a and a.group(1) not in regs:
+            regs[a.group(1)] = {"w": abs(int(d.group(2)) - int(d.group(3))) + 1, "n": 1,
+                                "depth": abs(int(a.group(3)) - int(a.group(2))) + 1, "style": d.group(1)}
+    writes = {k for k, r in regs.items() if r["depth"] and re.search(rf"\b{k}\s*\[[^\]]*\]\s*<=", full)}
     return {"regs": regs, "comb": comb, "srcs": srcs, "writes": writes, "init": init, "exprs": exprs, "extend": extend}
 
 
@@ -180,6 +190,27 @@ def map_memory(width: int, depth: int, rom: bool, live_bits: int | None = None) 
     if options[-1][2] <= cost:
         return "logic", 0
     return kind, n
+
+
+# the DP16KD shapes a RAM bank is built of in the ECP5 flow (``_bram.v.j2``): data width,
+# words per tile, word address bits, address pins below the word address
+DP16KD_SHAPES = ((9, 2048, 11, 3), (18, 1024, 10, 4))
+
+
+def bram_bank(width: int, depth: int, ab: int) -> dict | None:
+    """A RAM of ``width`` x ``depth`` (``ab`` address bits) the writers place in block RAM
+    (:func:`map_memory`, as :func:`place_memories` does), built in the ECP5 flow
+    (``NNF_ECP5_BRAM``) of DP16KD tiles with their own output registers: the numbers
+    ``_bram.v.j2`` prints for the narrowest shape its words fit (``w``, ``d``, ``tl``,
+    ``lo``, ``tiles`` and ``tb``: the tile index bits, 0 for one tile), when it takes the
+    blocks the inferred RAM would; else None (the inferred RAM)."""
+    kind, blocks = map_memory(width, depth, rom=False)
+    shape = next((s for s in DP16KD_SHAPES if width <= s[0]), None)
+    if kind != "bram" or shape is None or -(-depth // shape[1]) != blocks:
+        return None
+    w, d, tl, lo = shape
+    tiles = -(-depth // d)
+    return {"w": w, "d": d, "tl": tl, "lo": lo, "tiles": tiles, "tb": ab - tl if tiles > 1 else 0}
 
 
 def _memory_kind(sc: dict, name: str) -> tuple[str, int, bool, int]:
@@ -334,15 +365,16 @@ def fork_estimate(n: int, w: int) -> dict:
 
 
 def fifo_estimate(depth: int, w: int) -> dict:
-    """``nnf_fifo``: DEPTH - 1 words of memory (mapped as any memory), the output register,
-    two pointers and a count (each with an adder and a compare)."""
-    m = depth - 1
+    """``nnf_fifo``: DEPTH - 2 words of memory (mapped as any memory), its read register
+    (a block RAM's own) and the output register, two pointers and a count (each with an
+    adder and a compare)."""
+    m = fifo_words(depth)
     aw = max(1, math.ceil(math.log2(m))) if m > 1 else 1
     cw = max(1, math.ceil(math.log2(m + 1)))
     kind, n = map_memory(w, m, rom=False)
     est = {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0,
-           "ffs": w + 2 * aw + cw + 1, "luts": 0}
-    luts = LUT_PER_OP * (3 * aw + 2 * cw + 2)  # pointer and count adders, the compares
+           "ffs": 2 * w + 2 * aw + cw + 2, "luts": 0}
+    luts = LUT_PER_OP * (3 * aw + 2 * cw + 3)  # pointer and count adders, the compares, the moves
     luts += _place_memory(est, kind, n, w, m)
     if kind == "bram":
         est["ffs"] -= w  # the output register is the block RAM's

@@ -124,22 +124,60 @@ def product(name: str, xe: str, x: str, xk: int, x_signed: bool, we: str, w: str
     modulo 2^pw, which holds the product."""
     if min(xk, wk) > narrow:
         return [f"wire signed [{pw - 1}:0] {name} = {xe} * {we};"], None
+    terms, which = _partial_products(xe, x, xk, x_signed, we, w, wk, w_signed, pw)
+    return _sum_tree(name, terms, pw, None), which
+
+
+def product_split(name: str, xe: str, x: str, xk: int, x_signed: bool, we: str, w: str, wk: int, w_signed: bool,
+                  pw: int) -> dict:
+    """A LUT product (:func:`product`, always from LUTs) in two pipeline stages: the pair
+    sums of the partial products of the operands ``xe``/``x``, ``we``/``w`` (wires: the
+    values an operand register would load) are registers (``regs`` their declarations,
+    ``loads`` their assignments for an ``always`` block), the rest of the tree (``wires``)
+    sums them into ``name``. So a stage holds one carry chain, the next log2(k) - 1."""
+    terms, _ = _partial_products(xe, x, xk, x_signed, we, w, wk, w_signed, pw)
+    loads: list[str] = []
+    wires = _sum_tree(name, terms, pw, loads)
+    regs = [f"reg  [{pw - 1}:0] {ln.split(' <=')[0]};" for ln in loads]
+    return {"regs": regs, "loads": loads, "wires": wires}
+
+
+def _partial_products(xe: str, x: str, xk: int, x_signed: bool, we: str, w: str, wk: int, w_signed: bool,
+                      pw: int) -> tuple[list[tuple[str, str]], str]:
+    """(sign, partial product) per bit of the narrower operand (the weight on a tie); the
+    sign bit of a signed operand weighs -2^(k-1). And which operand it is ("x" or "w")."""
     a, b, k, signed, which = (xe, w, wk, w_signed, "w") if wk <= xk else (we, x, xk, x_signed, "x")
-    # (sign, partial product) per bit; the sign bit of a signed operand weighs -2^(k-1)
-    terms = [("-" if signed and i == k - 1 else "+", f"({{{pw}{{{b}[{i}]}}}} & ({a} <<< {i}))") for i in range(k)]
-    lines, sums = [], []
-    for j in range(0, k, 2):
-        pair = terms[j:j + 2]
-        if len(pair) == 1:
-            sums.append(pair[0])
-            continue
-        (s0, t0), (s1, t1) = pair  # only the last term can be negative
-        lines.append(f"(* keep *) wire [{pw - 1}:0] {name}_s{j // 2} = {t0} {s1} {t1};")
-        sums.append(("+", f"{name}_s{j // 2}"))
-    text = f"{pw}'d0 - {sums[0][1]}" if sums[0][0] == "-" else sums[0][1]
-    for sign, t in sums[1:]:
+    return [("-" if signed and i == k - 1 else "+", f"({{{pw}{{{b}[{i}]}}}} & ({a} <<< {i}))") for i in range(k)], which
+
+
+def _sum_tree(name: str, terms: list[tuple[str, str]], pw: int, loads: list[str] | None) -> list[str]:
+    """The wires of ``name`` = the signed sum of ``terms``, in pairs level by level (a
+    balanced tree of kept sums: log2(k) carry chains deep). With ``loads`` (a list) the
+    first level's pair sums are registers: their loads are appended to it, not wired."""
+    lines, depth = [], 0
+    while len(terms) > 2 or (len(terms) == 2 and depth == 0) or (depth == 0 and loads is not None):
+        sums = []
+        for j in range(0, len(terms), 2):
+            pair = terms[j:j + 2]
+            if len(pair) == 1:
+                if depth == 0 and loads is not None:  # registered too (its sign applied later)
+                    loads.append(f"{name}_s{j // 2} <= {pair[0][1]};")
+                    sums.append((pair[0][0], f"{name}_s{j // 2}"))
+                else:
+                    sums.append(pair[0])
+                continue
+            (s0, t0), (s1, t1) = pair  # only the last term can be negative
+            sname = f"{name}_s{j // 2}" if depth == 0 else f"{name}_l{depth}s{j // 2}"
+            if depth == 0 and loads is not None:
+                loads.append(f"{sname} <= {t0} {s1} {t1};")
+            else:
+                lines.append(f"(* keep *) wire [{pw - 1}:0] {sname} = {t0} {s1} {t1};")
+            sums.append(("+", sname))
+        terms, depth = sums, depth + 1
+    text = f"{pw}'d0 - {terms[0][1]}" if terms[0][0] == "-" else terms[0][1]
+    for sign, t in terms[1:]:
         text += f" {sign} {t}"
-    return lines + [f"wire signed [{pw - 1}:0] {name} = {text};"], which
+    return lines + [f"wire signed [{pw - 1}:0] {name} = {text};"]
 
 
 def lut_product(xk: int, x_signed: bool, wk: int, w_signed: bool) -> bool:

@@ -320,9 +320,9 @@ def _top_context(q: Graph, plan: _Plan, fifos: list[dict] | None = None) -> dict
 
 
 # the skip side of a streaming join holds, besides its FIFO, the join's input buffer (2)
-# and the fork's current beat (1); a FIFO passes an element on two cycles after taking it
+# and the fork's current beat (1); a FIFO passes an element on three cycles after taking it
 SKIP_EXTRA = 3
-FIFO_LATENCY = 2
+FIFO_LATENCY = 3
 FIFO_MARGIN = 2
 
 

@@ -74,6 +74,7 @@ import numpy as np
 from ..ir import Graph
 from ..ir.ops.add import add_params
 from .engines import GatherEngine, JoinEngine, Operators, Timing
+from .estimate import bram_bank
 from .lower import BackendError
 from .naming import sanitize
 from .registry import registrar
@@ -301,10 +302,10 @@ def _gather(q: Graph, x: str, y: str, name: str, src: list[tuple[int, int]], in_
         raise BackendError(f"internal: gather {name} sizes")
     load = counter("i", n_in)
     aw = address_width(load["ib"], [(d, s) for d, _, s in dims])
-    D = [{**counter("d", d), **counter("r", r), "rep": r > 1, "stride": ulit(aw, s),
-          "ext": f"{aw - bits(d)}'d0" if aw > bits(d) else None} for d, r, s in dims]
+    D = [{**counter("d", d), **counter("r", r), "rep": r > 1, "stride": ulit(aw, s)} for d, r, s in dims]
     numbers = {"D": D, "dims": [{"D": d, "R": r, "S": s} for d, r, s in dims],
                "in_type": str(x_t), "out_type": str(o_t), "xw_m1": x_t.width - 1, "n_in_m1": n_in - 1,
-               **load, "aw_m1": aw - 1, "rule": rule}
-    return GatherEngine("gather.v.j2", ("in",), n_in, n_out, Timing(n_out, n_in + n_out + 3, n_out + 3), numbers,
+               **load, "aw_m1": aw - 1, "a_zero": ulit(aw, 0), "rule": rule,
+               "bram": bram_bank(x_t.width, n_in, load["ib"])}  # the frame memory in DP16KD tiles (ECP5)
+    return GatherEngine("gather.v.j2", ("in",), n_in, n_out, Timing(n_out, n_in + n_out + 3, n_out + 4), numbers,
                         frame_memory_words=n_in)

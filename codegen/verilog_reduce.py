@@ -38,7 +38,8 @@ from ..ir.ops import OPS, op_def
 from ..ir.ops import argmax as argmax_op, reduce as reduce_op
 from ..ir.ops.argmax import index_type
 from ..ir.ops.reduce import axes_of, count, sum_params
-from .engines import Engine, Memory, Operators, Timing, counters, flags, registers
+from .engines import Engine, Memory, Operators, Timing, counters, flags, read_stages, registers
+from .estimate import bram_bank
 from .lower import BackendError
 from .rtl import address_width, bits, counter, hexlit, sext, shex, ulit
 from .verilog_streams import node_layouts, refuse, stream_strides
@@ -53,7 +54,7 @@ class ReduceEngine(Engine):
     element, an accumulator (or maximum and index), and for Sum / Mean the exact division
     by a multiplication with a reciprocal (or a shift)."""
 
-    stages: int = 3  # registers from the issue of a read to the output register, inclusive
+    stages: int = 4  # registers from the issue of a read to the output register, inclusive
 
     def capacity(self, k: int = 0) -> float:
         # the frame, plus one output's worth of input in each pipeline register
@@ -63,23 +64,25 @@ class ReduceEngine(Engine):
         return (Memory("xmem", self.n_in, self.numbers["xw"], False),)
 
     def operators(self) -> Operators:
-        """``reduce.v.j2``'s data path: the read address (each counter times its stride,
+        """``reduce.v.j2``'s data path: the read address (each counter's term stepped by its stride,
         summed), the element read, the fold (Sum / Mean: the accumulator, the numerator, the
         product by the reciprocal, the quotient minus K and its saturation; Max / Min /
         ArgMax: the comparison and the kept value, ArgMax's index), the output word."""
         n = self.numbers
         xw, ow, mode = n["xw"], n["ow"], n["mode"]
-        address = Operators(adders=(n["adw"],) * len(n["D"]))
+        k = len(n["D"])  # each axis's address term (a register stepped by its stride), their sum
+        address = Operators(adders=(n["adw"],) * (2 * k - 1), muxes=(n["adw"],) * k) + registers(*(n["adw"],) * k)
+        reads = read_stages(xw, n.get("bram"))  # x_m, x_q (in block RAM: the DP16KD's own, ECP5)
         if mode == "sum":
             aw, nw, yw = n["aw"], n["nw"], n["yw"]
             mults = ((nw - 1, n["mw"]),) if n["mul"] else ()
             return address + Operators(multipliers=mults, adders=(aw, nw, yw), comparators=(yw, yw),
-                                       muxes=(aw, ow, ow)) + registers(xw, aw, n["qw"], ow)
+                                       muxes=(aw, ow, ow)) + reads + registers(aw, n["qw"], ow)
         if mode == "argmax":
             rb = n["rb"]
-            return address + Operators(comparators=(xw + 1,)) + registers(xw, rb, xw, rb, ow)
+            return address + Operators(comparators=(xw + 1,)) + reads + registers(rb, rb, xw, rb, ow)
         # the kept value is loaded on an enable (a flip-flop's), no multiplexer
-        return address + Operators(comparators=(xw + 1,)) + registers(xw, xw, ow)
+        return address + Operators(comparators=(xw + 1,)) + reads + registers(xw, ow)
 
     def control(self) -> Operators:
         """The load counter and flag, the walk's counters (with their wrap tests and the
@@ -88,9 +91,9 @@ class ReduceEngine(Engine):
         n = self.numbers
         widths = (n["ib"], *(d["db"] for d in n["D"]))
         inner = tuple(d["db"] for d in n["D"] if d["inner"])
-        valid = self.stages  # v1, v2 (and v3), the output valid; with reset (the output's: two)
-        # + loading, f1, l1 (one-bit registers with no reset)
-        return counters(*widths) + Operators(comparators=inner) + flags(valid + 3, reset=2 * valid + 1)
+        valid = self.stages  # v0, v1, v2 (and v3), the output valid; with reset (the output's: two)
+        # + loading, f0, l0, f1, l1 (one-bit registers with no reset)
+        return counters(*widths) + Operators(comparators=inner) + flags(valid + 5, reset=2 * valid + 1)
 
 
 def _mode(op: str) -> str:
@@ -179,12 +182,13 @@ def reduce_engine(q: Graph, node, name: str, layouts: dict | None = None) -> Red
         refuse(node, f"its output type {o_t} is not the index type of an axis of {inner[0][0]}")
     xw, load = x_t.width, counter("i", n_in)
     adw = address_width(load["ib"], outer + inner)
-    D = [{**counter("d", d), "stride": ulit(adw, s), "ext": f"{adw - bits(d)}'d0" if adw > bits(d) else None,
+    D = [{**counter("d", d), "stride": ulit(adw, s),
           "inner": j >= len(outer)} for j, (d, s) in enumerate(outer + inner)]
     numbers = {"D": D, "mode": mode, "xw": xw, "xw_m1": xw - 1, "ow": o_t.width, "ow_m1": o_t.width - 1,
-               **load, "n_in_m1": n_in - 1, "adw": adw, "adw_m1": adw - 1, "in_type": str(x_t), "out_type": str(o_t),
+               **load, "n_in_m1": n_in - 1, "adw": adw, "adw_m1": adw - 1, "a_zero": ulit(adw, 0), "in_type": str(x_t), "out_type": str(o_t),
                "n_inner": len(inner), "per": per, "cx": sext("x_q", x_t, xw + 1), "cb": sext("best", x_t, xw + 1),
-               "last_index": bool(node.attrs.get("select_last_index", False))}
+               "last_index": bool(node.attrs.get("select_last_index", False)),
+               "bram": bram_bank(xw, n_in, load["ib"])}  # the frame memory in DP16KD tiles (ECP5)
     if mode == "sum":
         numbers.update(_sum_numbers(q, node, x_t, o_t))
     elif mode == "argmax":
@@ -197,7 +201,7 @@ def reduce_engine(q: Graph, node, name: str, layouts: dict | None = None) -> Red
         numbers["rule"] += f"; input stream in layout {in_p}, output stream in layout {out_p}"
     # the reads issue one per cycle right after the last input beat, the next frame loads
     # from the cycle after the last read; the last output leaves ``stages`` cycles after it
-    stages = 4 if mode == "sum" else 3
+    stages = 5 if mode == "sum" else 4
     walk = n_out * per
     return ReduceEngine("reduce.v.j2", ("in",), n_in, n_out, Timing(walk, n_in + walk, walk + stages),
                         numbers, multipliers=int(bool(numbers.get("mul"))), frame_memory_words=n_in, stages=stages)

@@ -30,8 +30,9 @@ from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
 from .engines import Timing, WindowEngine, dsp_registers
+from .estimate import bram_bank
 from .folding import Fold, Geometry, compute_cycles, row_len, valid
-from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, shex, ulit
+from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, product_split, shex, ulit
 from .verilog_streams import refuse
 
 
@@ -147,6 +148,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
     _line_numbers(e, fold.simd, rows, wspan_h)
     if fold.flat:
         _row_numbers(e, fold, rows)
+    _bram_numbers(e)
     lo, hi = int(p["lo"]), int(p["hi"])
     e.update(lo=lo, hi=hi, lo_o=hexlit(o_t.width, lo), hi_o=hexlit(o_t.width, hi))
     if kind == "mac":
@@ -156,9 +158,9 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
     else:
         _avg(e, p, x_t, x_t.width, _signed_width(x_t), o_t.width, lo, hi)
     # pipeline stages between the issue of a tap and the output register, beyond the read and
-    # the accumulate: the registered memory outputs, the operand, product and adder stages and the
-    # registered per-channel multiply of a MAC engine, the two address stages
-    e["pipe"] = 1 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
+    # the accumulate: the memory output and buffer registers, the operand, product and adder
+    # stages and the registered per-channel multiply of a MAC engine, the two address stages
+    e["pipe"] = 2 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
     mac = kind == "mac"
     numbers = {k: v for k, v in e.items() if k not in ("template", "n_in", "n_out", "macs")}
     return WindowEngine(e["template"], ("in",), n_in, n_out, Timing(**_timing(e, geometry, fold)), numbers,
@@ -167,6 +169,15 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
                         frame_memory_words=e["line_words"], kind=kind, geometry=geometry, fold=fold,
                         lut_mul=e.get("lut_mul", False),
                         rq_multipliers=e.get("rq_multipliers", 0), pipe=e["pipe"])
+
+
+def _room_bounds(qw: int, rows: int, h: int) -> dict[str, str]:
+    """The loader's free-slot bounds (line.v.j2): oldest row + ``rows`` (the slots), one less
+    for the next row, ``h`` less for a loader a frame ahead; their offsets and their values
+    when the oldest row is 0."""
+    offs = {"s": rows, "n": rows - 1, "sa": rows - h, "na": rows - h - 1}
+    return {**{f"rows_{k}_q": shex(qw, v) for k, v in offs.items() if k != "s"},
+            **{f"room_{k}0": shex(qw, v) for k, v in offs.items()}}
 
 
 def _signed_width(t) -> int:
@@ -306,12 +317,14 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
         for j in ([p_] if dw else range(simd)):
             i = f"{p_}_{j}"
             ln = p_ if dw else p_ * simd + j
+            lut = product(f"prod_{i}", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw, _narrow(fold, xw, wwid))[1]
             prods.append({"id": i, "j": j, "xp_ext": ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
                           "wp_ext": ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
                           "prod_ext": ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
                           "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
-                          "prod": product(f"prod_{i}", f"xr_{i}", f"xr_{i}", xw, x_t.signed, f"wr_{i}", f"wr_{i}",
-                                          wwid, True, pw, _narrow(fold, xw, wwid))[0]})
+                          # a LUT product: its pair sums registered in place of the operands
+                          "split": product_split(f"prod_{i}", f"xpg_{i}", f"xg_{i}", xw, x_t.signed, f"wp_{i}",
+                                                 f"w_{i}", wwid, True, pw) if lut else None})
         outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
     wb = bits(len(words))
     e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
@@ -440,10 +453,16 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
              slot_zero=ulit(rb, 0), slot_one=ulit(rb, 1), h_slot=ulit(rb, e["h"] % rows),
              **_slot_table(rows, wcb, ab),
              h_q=shex(qw, e["h"]), h_last_q=shex(qw, e["h"] - 1), rows_q=shex(qw, rows),
+             **_room_bounds(qw, rows, e["h"]),
              span_m1_q=shex(qw, span - 1), cb_q=shex(qw, cb),
              raw1_q=shex(qw, e["sh"] + span - 1 - e["pt"]),
              need0_q=shex(qw, min(span - 1 - e["pt"], e["h"] - 1)),
              need1_q=shex(qw, min(e["sh"] + span - 1 - e["pt"], e["h"] - 1)))
+
+
+def _bram_numbers(e: dict) -> None:
+    """A row buffer bank in block RAM: DP16KD tiles in the ECP5 flow (:func:`.estimate.bram_bank`)."""
+    e["bram"] = bram_bank(e["xw"], e["bank_m1"] + 1, e["ab"])
 
 
 def _slot_table(rows: int, words: int, ab: int) -> dict:

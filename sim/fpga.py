@@ -74,8 +74,9 @@ ECP5 = Family(
     cells={"TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP"},
     labels={"LUT": "LUT4s", "FF": "flip-flops", "BRAM": "DP16KD block RAMs (18 kbit)",
             "DSP": "MULT18X18D multipliers", "IO": "IO pins"},
-    # the templates' products then use the MULT18X18D's own operand and product registers
-    defines=("NNF_ECP5_DSP",),
+    # the templates' products then use the MULT18X18D's own operand and product registers,
+    # and the row buffer banks in block RAM the DP16KD's own output registers
+    defines=("NNF_ECP5_DSP", "NNF_ECP5_BRAM"),
 )
 ICE40 = Family(
     name="ice40", synth="synth_ice40 -dsp", nextpnr="nextpnr-ice40", packer="icepack", config="--asc",

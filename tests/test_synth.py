@@ -305,7 +305,7 @@ def test_critical_path_in_words(tmp_path):
 
 def test_ecp5_script_reads_the_dsp_macro():
     s = fpga.synth_script(fpga.ECP5, "a.v b.v", "top")
-    assert s.startswith("read_verilog -DNNF_ECP5_DSP a.v b.v; synth_ecp5 -top top -run :check;")
+    assert s.startswith("read_verilog -DNNF_ECP5_DSP -DNNF_ECP5_BRAM a.v b.v; synth_ecp5 -top top -run :check;")
     assert s.endswith("write_json netlist.json") and "hierarchy -check" not in s
     assert fpga.synth_script(fpga.ICE40, "a.v", "top").startswith("read_verilog a.v; hierarchy -check -top top;")
 

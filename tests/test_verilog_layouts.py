@@ -357,7 +357,7 @@ def test_reorder_engine_contract():
     assert e["template"] == "gather.v.j2" and e["ports"] == ["in"] and e["op"] == "Reorder"
     assert e["n_in"] == e["n_out"] == n and e["frame_memory_words"] == n
     assert e["multipliers"] == 0 and e["macs"] == 0
-    assert e["timing"] == {"compute_cycles": n, "frame_cycles": 2 * n + 3, "in_to_out": n + 3}
+    assert e["timing"] == {"compute_cycles": n, "frame_cycles": 2 * n + 3, "in_to_out": n + 4}
     assert e["in_type"] == e["out_type"] == str(q.qtype("cv"))
     assert "Reorder" in render("verilog", e["template"], E=e).splitlines()[0]
     with pytest.raises(BackendError, match="not a permutation"):

@@ -1,0 +1,212 @@
+"""The ECP5 flow's row buffer banks (``NNF_ECP5_BRAM``, ``_bram.v.j2``): a bank the writers
+place in block RAM is DP16KD tiles with their own output registers. Simulated with a model
+of the block (the subset the template uses), the sources match golden in the same cycles
+as the portable ones; Yosys keeps the block count and uses the output registers."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import nnforge
+from conftest import ROOT
+from nnforge.codegen import estimate
+
+_PINS = (", ".join(f"input DI{p}{i}" for p in "AB" for i in range(18)) + ", "
+         + ", ".join(f"input AD{p}{i}" for p in "AB" for i in range(14)) + ", "
+         + ", ".join(f"input CE{p}, OCE{p}, CLK{p}, WE{p}, RST{p}, CS{p}0, CS{p}1, CS{p}2" for p in "AB") + ", "
+         + ", ".join(f"output DO{p}{i}" for p in "AB" for i in range(18)))
+
+
+def _bus(prefix: str, n: int) -> str:
+    return "{" + ", ".join(f"{prefix}{i}" for i in reversed(range(n))) + "}"
+
+
+# a model of the DP16KD for simulation (Yosys's cells_sim_ecp5.v declares its ports and
+# parameters, no behaviour): 2048 9-bit bytes, zero at start; a port of DATA_WIDTH 9 reads
+# and writes byte AD[13:3], of DATA_WIDTH 18 bytes 2a and 2a + 1 (a = AD[13:4]; on a write,
+# AD0 / AD1 enable the low / high byte). CE latches the word read (a write port reads
+# nothing here); with REGMODE "OUTREG" the output register loads the latched word on OCE.
+# Chip selects, resets and write-through are outside the subset: the model checks them.
+_DP16KD_MODEL = """/* verilator lint_off UNUSEDSIGNAL */
+/* verilator lint_off WIDTH */
+/* verilator lint_off UNUSEDPARAM */
+module DP16KD #(parameter DATA_WIDTH_A = 18, DATA_WIDTH_B = 18, REGMODE_A = "NOREG", REGMODE_B = "NOREG",
+    CSDECODE_A = "0b000", CSDECODE_B = "0b000", WRITEMODE_A = "NORMAL", WRITEMODE_B = "NORMAL",
+    RESETMODE = "SYNC", ASYNC_RESET_RELEASE = "SYNC", GSR = "ENABLED") (%s);
+    reg  [8:0] mem [0:2047];
+    wire [17:0] dia = %s, dib = %s;
+    wire [13:0] ada = %s, adb = %s;
+    reg  [17:0] la, lb, oa, ob;
+    integer i;
+    initial begin
+        for (i = 0; i < 2048; i = i + 1) mem[i] = 9'd0;
+        if (CSDECODE_A != "0b000" || CSDECODE_B != "0b000" || (DATA_WIDTH_A != 9 && DATA_WIDTH_A != 18)
+                || (DATA_WIDTH_B != 9 && DATA_WIDTH_B != 18)) $fatal(1, "DP16KD: outside the model");
+    end
+    function automatic [17:0] rd(input integer w, input [13:0] ad);
+        rd = (w == 9) ? {9'd0, mem[ad[13:3]]} : {mem[{ad[13:4], 1'b1}], mem[{ad[13:4], 1'b0}]};
+    endfunction
+    always @(posedge CLKA) begin
+        if ({CSA2, CSA1, CSA0} != 3'b000 || RSTA) $fatal(1, "DP16KD: chip select / reset outside the model");
+        if (CEA & WEA) begin
+            if (DATA_WIDTH_A == 9) mem[ada[13:3]] <= dia[8:0];
+            else begin
+                if (ada[0]) mem[{ada[13:4], 1'b0}] <= dia[8:0];
+                if (ada[1]) mem[{ada[13:4], 1'b1}] <= dia[17:9];
+            end
+        end else if (CEA) la <= rd(DATA_WIDTH_A, ada);
+        if (OCEA) oa <= la;
+    end
+    always @(posedge CLKB) begin
+        if ({CSB2, CSB1, CSB0} != 3'b000 || RSTB || WEB) $fatal(1, "DP16KD: port B outside the model");
+        if (CEB) lb <= rd(DATA_WIDTH_B, adb);
+        if (OCEB) ob <= lb;
+    end
+    assign %s = (REGMODE_A == "OUTREG") ? oa : la;
+    assign %s = (REGMODE_B == "OUTREG") ? ob : lb;
+endmodule
+""" % (_PINS, _bus("DIA", 18), _bus("DIB", 18), _bus("ADA", 14), _bus("ADB", 14), _bus("DOA", 18), _bus("DOB", 18))
+
+
+def _wide_model(c: int, w: int) -> tuple:
+    """One 3x3 Conv (c -> 4 channels, 6 x ``w``) and a ReLU: a row buffer of c * w words a row."""
+    rng = np.random.default_rng(3)
+    inits = {"w": rng.normal(0, .3, (4, c, 3, 3)), "b": rng.normal(0, .1, 4)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["h"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["h"], ["y"])]
+    g = helper.make_graph(nodes, "wide", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, 6, w])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 6, w])],
+                          [numpy_helper.from_array(a.astype(np.float32), k) for k, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return m, rng.normal(0, 1, (16, c, 6, w)).astype(np.float32)
+
+
+def _frame_model() -> tuple:
+    """A 3x3 Conv (1 -> 16 channels, 32 x 32) and a ReLU, transposed, then a ReduceMean over
+    its rows: the Transpose's and the ReduceMean's frame memories hold 16 x 32 x 32 words."""
+    rng = np.random.default_rng(5)
+    inits = {"w": rng.normal(0, .3, (16, 1, 3, 3)), "b": rng.normal(0, .1, 16)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["h"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[0, 1, 3, 2]),
+             helper.make_node("ReduceMean", ["t"], ["y"], axes=[2], keepdims=0)]
+    g = helper.make_graph(nodes, "frame", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16, 32])],
+                          [numpy_helper.from_array(a.astype(np.float32), k) for k, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return m, rng.normal(0, 1, (16, 1, 32, 32)).astype(np.float32)
+
+
+def _design(which: str):
+    if which == "frames":
+        m, cal = _frame_model()
+        d = nnforge.compile(m, calibration=cal, bits=8)
+        return d, d.quantize_input(cal[:2]), "sequential"
+    if which == "digits_cnn":
+        ex = ROOT / "examples" / "digits_cnn"
+        d = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"][:64], bits=8)
+        return d, d.quantize_input(np.load(ex / "test.npz")["x"][:2]), "balanced"
+    # 2 tiles: 8-bit words, 4 rows of 48 x 16 (2048 < 3072 words); 18-bit words: 12-bit
+    # activations, 4 rows of 24 x 16 (1024 < 1536 words)
+    m, cal = _wide_model(16, 48) if which == "tiles9" else _wide_model(16, 24)
+    d = nnforge.compile(m, calibration=cal, bits=8 if which == "tiles9" else 12)
+    return d, d.quantize_input(cal[:2]), "sequential"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["digits_cnn", "tiles9", "word18", "frames"])
+def test_ecp5_bram_branch_is_bit_exact(tmp_path, which):
+    """The sources as ``nnforge synth`` reads them for ECP5 (NNF_ECP5_BRAM: the row buffer
+    banks in block RAM are DP16KD tiles with their own output registers), simulated with
+    the model above: the same outputs as golden, in the same cycles as the portable
+    sources (digits_cnn's pools, a Conv whose banks take 2 tiles of 9-bit words, one of
+    18-bit words; the frame memories of a Transpose and a ReduceMean, 8 tiles each, and of
+    the output's reorder, one tile)."""
+    from nnforge.sim import verilog as sim_verilog
+    from nnforge.sim.progress import QUIET
+
+    design, x, mode = _design(which)
+    out = design.write(tmp_path / "o", targets=["verilog"], parallelism=mode) / "verilog"
+    bram = tmp_path / "bram"
+    bram.mkdir()
+    info = json.loads((out / "verilog_info.json").read_text())
+    tiles = set()
+    for f in info["files"]:
+        text = (out / f).read_text()
+        tiles.update({(f, int(w), int(n)) for n, w in
+                      re.findall(r"(\d+) DP16KD tile\(s\) of \d+ (\d+)-bit words", text)})
+        (bram / f).write_text("`define NNF_ECP5_BRAM\n" + text if f.endswith(".v") else text)
+    if which == "digits_cnn":
+        assert tiles and {t[1:] for t in tiles} == {(9, 1)}, tiles
+    else:  # the window engines' row buffer banks, the gather and reduce engines' frame memories
+        want = {"tiles9": {(9, 2), ("nnf_reorder_y.v", 9, 1)}, "word18": {(18, 2), ("nnf_reorder_y.v", 18, 1)},
+                "frames": {("nnf_Transpose_2.v", 9, 8), ("nnf_ReduceMean_3.v", 9, 8), ("nnf_reorder_y.v", 9, 1)}}
+        assert {t[1:] if "Conv" in t[0] else t for t in tiles} == want[which], tiles
+    (bram / "dp16kd.v").write_text(_DP16KD_MODEL)
+    info["files"].insert(0, "dp16kd.v")
+    (bram / "verilog_info.json").write_text(json.dumps(info))
+    hw = design.lowered("verilog")
+    runs = [sim_verilog.run(hw, d, tmp_path / f"b{k}", x, QUIET, expected=design.predict_int(x))
+            for k, d in enumerate((out, bram))]
+    assert [r.extra["mismatches"] for r in runs] == [0, 0]
+    assert runs[0].latency_cycles == runs[1].latency_cycles
+    assert runs[0].cycles_per_inference == runs[1].cycles_per_inference
+    if which == "frames":  # stalls hold the blocks' read and output registers (CEB / OCEB)
+        r = sim_verilog.run(hw, bram, tmp_path / "b1", x, QUIET, expected=design.predict_int(x), backpressure=0.3)
+        assert r.extra["mismatches"] == 0
+
+
+def test_bank_shapes():
+    """A bank takes the narrowest DP16KD shape its words fit, when that is as few blocks as
+    Yosys would infer; else it stays an inferred RAM."""
+    def shape(xw, depth):
+        b = estimate.bram_bank(xw, depth, max(1, (depth - 1).bit_length()))
+        return b and (b["w"], b["tiles"], b["tb"])
+    assert shape(8, 512) == (9, 1, 0) and shape(8, 3072) == (9, 2, 1) and shape(12, 1536) == (18, 2, 1)
+    assert shape(8, 5000) == (9, 3, 2)
+    assert shape(8, 16) is None  # LUT RAM
+    assert shape(4, 4096) is None  # one 4096 x 4 block, where 9-bit tiles would take 2
+    assert shape(20, 1024) is None  # wider than a tile
+
+
+@pytest.mark.slow
+def test_yosys_uses_the_output_registers(tmp_path):
+    """Yosys synth_ecp5 of digits_cnn's max pool (a bank of one DP16KD) and of a Conv whose
+    banks take 2 tiles, as ``nnforge synth`` reads them (its script, NNF_ECP5_BRAM) and with
+    the define dropped (the inferred RAM): the same DP16KD blocks, every
+    bank's with its output register (REGMODE_B "OUTREG"), no fabric flip-flop left for the
+    memory output register."""
+    import dataclasses
+    import subprocess
+
+    from nnforge.sim import fpga
+    from nnforge.sim.tools import find_tool
+
+    for which, mod in (("digits_cnn", "nnf_node_max_pool2d"), ("tiles9", None)):
+        design, _, mode = _design(which)
+        out = design.write(tmp_path / which, targets=["verilog"], parallelism=mode) / "verilog"
+        info = json.loads((out / "verilog_info.json").read_text())
+        mod = mod or next(ly["file"][:-2] for ly in info["layers"] if "DP16KD" in (out / ly["file"]).read_text())
+        cells = {}
+        for fam in (fpga.ECP5, dataclasses.replace(fpga.ECP5, defines=())):
+            tag = "bram" if fam.defines else "inferred"
+            script = fpga.synth_script(fam, f"{mod}.v", mod, f"{tag}.json")
+            subprocess.run([find_tool("yosys"), "-q", "-p", script], cwd=out, check=True, capture_output=True)
+            top = json.loads((out / f"{tag}.json").read_text())["modules"][mod]
+            cells[tag] = {n: c for n, c in top["cells"].items() if c["type"] == "DP16KD"}
+            ffs = [n for n in top["netnames"] if n.startswith("x_o")]
+            if fam.defines:  # x_o: the blocks' outputs (and the tile select), no register of its own
+                assert not any(c["type"] == "TRELLIS_FF" and any(
+                    b in top["netnames"].get("x_o0", {}).get("bits", []) for b in c["connections"].get("Q", []))
+                    for c in top["cells"].values()), (which, ffs)
+        # the same blocks (a Conv's weight ROM in block RAM too: an inferred one, as before)
+        assert len(cells["bram"]) == len(cells["inferred"]) > 0, which
+        banks = [c for n, c in cells["bram"].items() if n.startswith("x_o")]
+        assert len(banks) == {"digits_cnn": 1, "tiles9": 2}[which]
+        assert all(c["parameters"]["REGMODE_B"] == "OUTREG" for c in banks), which
+        assert all(c["parameters"]["REGMODE_B"] == "NOREG" for c in cells["inferred"].values()), which
