@@ -452,7 +452,7 @@ def _line_numbers(e: dict, simd: int, rows: int, span: int) -> None:
              loff_a=f"{{{ab - offb}'d0, loff}}" if ab > offb else "loff", wcb_a=ulit(ab, wcb),
              slot_zero=ulit(rb, 0), slot_one=ulit(rb, 1), h_slot=ulit(rb, e["h"] % rows),
              **_slot_table(rows, wcb, ab),
-             h_q=shex(qw, e["h"]), h_last_q=shex(qw, e["h"] - 1), rows_q=shex(qw, rows),
+             h_q=shex(qw, e["h"]), h_last_q=shex(qw, e["h"] - 1), h_last_sh_q=shex(qw, e["h"] - 1 - e["sh"]), rows_q=shex(qw, rows),
              **_room_bounds(qw, rows, e["h"]),
              span_m1_q=shex(qw, span - 1), cb_q=shex(qw, cb),
              raw1_q=shex(qw, e["sh"] + span - 1 - e["pt"]),
