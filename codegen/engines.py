@@ -121,8 +121,9 @@ def read_stages(width: int, bank: dict | None) -> Operators:
     registers the tile index of each (when it has several) and picks the word read."""
     if not bank:
         return registers(width, width)
-    t = bank["tiles"] - 1
-    return registers(bank["tb"], bank["tb"]) + _ops(comparators=(bank["tb"],) * t, muxes=(width,) * t)
+    t = bank["tiles"] - 1  # the word's tile picked; each tile's write enable tests the tile
+    return registers(bank["tb"], bank["tb"]) + _ops(comparators=(bank["tb"],) * (2 * t + 1 if t else 0),
+                                                    muxes=(width,) * t)
 
 
 def _ops(adders=(), comparators=(), muxes=()) -> Operators:
@@ -205,7 +206,9 @@ class Engine:
         """Elements of port ``k`` the engine can hold with no output emitted for them yet:
         its memory words (a window engine's row buffer, a frame join port's or a gather
         engine's frame, none for a map engine) plus its pipeline and output registers (``pipe + PE
-        + 2`` outputs, converted to input elements by n_in / n_out)."""
+        + 2`` outputs, converted to input elements by n_in / n_out). A window engine's hold
+        registers are left out: a block waits there only while its output is already offered,
+        so counting less only makes a skip FIFO deeper."""
         regs = self.numbers.get("pipe", 2) + self.numbers.get("PE", 1) + 2
         return self.frame_memory_words + regs * self.port_words(k) / max(1, self.n_out)
 
@@ -251,7 +254,7 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
     lane = [n["lb_m1"] + 1] if simd > 1 else []
     loader = (counters(lrw, rb, offb, *lane) + flags(2, reset=2) + _ops(muxes=(lrw,))
-              + _ops(adders=(ab,), comparators=(lrw, q, q), muxes=(q, q, q)))  # la, free_* (bounds in a1)
+              + _ops(adders=(ab,), comparators=(lrw, q, q), muxes=(q, q)))  # la, free_* (bounds in a1)
     taps = (counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
     rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
@@ -369,13 +372,15 @@ class WindowEngine(Engine):
         # first two are its DP16KD's (ECP5: its own output register), plus the tile index of
         # the word read and of the word in the output registers when it spans several blocks
         b = n.get("bram")
-        banks = ((xw, (1 if b else 3) * f.simd, ""),) + (((b["tb"], 2 * f.simd, ""),) if b and b["tb"] else ())
+        banks = Operators(registers=((xw, f.simd, ""),))  # the buffer registers x_b
+        for _ in range(f.simd):
+            banks += read_stages(xw, b)
         if self.kind == "max":  # the running maximum, the clamp into the output register
             cw = n["cw_m1"] + 1
-            return Operators(comparators=(aw, cw, cw), muxes=(aw, aw, ow, ow),
-                             registers=banks + ((aw, 1, ""), (ow, 1, "")))
+            return banks + Operators(comparators=(aw, cw, cw), muxes=(aw, aw, ow, ow),
+                                     registers=((aw, 1, ""), (ow, 1, "")))
         if self.kind == "avg":  # the running sum of the counted taps (the divider: control)
-            return Operators(adders=(aw, aw), muxes=(aw, aw, aw), registers=banks + ((aw, 1, ""), (ow, 1, "")))
+            return banks + Operators(adders=(aw, aw), muxes=(aw, aw, aw), registers=((aw, 1, ""), (ow, 1, "")))
         ww, cw, tk = n["ww_m1"] + 1, n["cw_m1"] + 1, n["tk"]
         lanes = [(xw, ww)] * f.multipliers
         groups = [len(g["src"]) - 1 for lv in n["tree"] for g in lv["groups"]]  # adders per group
@@ -385,13 +390,15 @@ class WindowEngine(Engine):
         # bits), none in the fabric when a multiplier block holds them (ECP5: its own registers)
         pw = n["pw_m1"] + 1
         lane_regs = [] if n["dsp"] else [(xw + ww + min(aw, pw), f.multipliers, "")]
-        if self.lut_mul:  # the pair sums of the narrow operand's partial products, the product term
-            lane_regs = [(pw * -(-(xw if self.lut_mul == "x" else ww) // 2) + min(aw, pw), f.multipliers, "")]
-        regs = [*banks, *lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
+        if self.lut_mul:  # the pair sums of the narrow operand's partial products (pair j's low 2j
+            # bits are 0, no flip-flops), the product term
+            pairs = -(-(xw if self.lut_mul == "x" else ww) // 2)
+            lane_regs = [(sum(pw - 2 * j for j in range(pairs)) + min(aw, pw), f.multipliers, "")]
+        regs = [*lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
                 (n["wrw_m1"] + 1, 2, "wrom"), (n["brw_m1"] + 1, 4 + tk, "brom")]
         if n["cm"] != "none":
             regs += [(n["qa_m1"] + 1, f.pe, ""), (n["mrw_m1"] + 1, 5 + tk, "mrom")]
-        return Operators(multipliers=tuple(rq + ([] if self.lut_mul else lanes)),
+        return banks + Operators(multipliers=tuple(rq + ([] if self.lut_mul else lanes)),
                          lut_multipliers=tuple(lanes if self.lut_mul else []),
                          adders=(aw,) * sum(groups) + tuple(final + [cw] * f.pe),  # tree, accumulate, rounding
                          comparators=(cw, cw) * f.pe,
@@ -533,12 +540,7 @@ class Fifo:
         return max(self.depth, 3)
 
     def memories(self) -> tuple[Memory, ...]:
-        return (Memory("mem", fifo_words(self.depth), self.width, False),)
-
-
-def fifo_words(depth: int) -> int:
-    """The memory words of a skip FIFO holding ``depth`` elements (``fifo.v.j2``)."""
-    return max(depth - 2, 1)
+        return (Memory("mem", max(self.depth - 2, 1), self.width, False),)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 import re
 
-from .engines import fifo_words
+from .engines import Fifo
 
 # LUT4 equivalents (see the module docstring)
 LUT_PER_OP = 0.75
@@ -368,7 +368,7 @@ def fifo_estimate(depth: int, w: int) -> dict:
     """``nnf_fifo``: DEPTH - 2 words of memory (mapped as any memory), its read register
     (a block RAM's own) and the output register, two pointers and a count (each with an
     adder and a compare)."""
-    m = fifo_words(depth)
+    m = Fifo(depth, w).memories()[0].words
     aw = max(1, math.ceil(math.log2(m))) if m > 1 else 1
     cw = max(1, math.ceil(math.log2(m + 1)))
     kind, n = map_memory(w, m, rom=False)

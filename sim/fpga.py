@@ -75,7 +75,8 @@ ECP5 = Family(
     labels={"LUT": "LUT4s", "FF": "flip-flops", "BRAM": "DP16KD block RAMs (18 kbit)",
             "DSP": "MULT18X18D multipliers", "IO": "IO pins"},
     # the templates' products then use the MULT18X18D's own operand and product registers,
-    # and the row buffer banks in block RAM the DP16KD's own output registers
+    # and the frame memories in block RAM (row buffer banks, gather and reduce frames) the
+    # DP16KD's own output registers
     defines=("NNF_ECP5_DSP", "NNF_ECP5_BRAM"),
 )
 ICE40 = Family(
@@ -498,7 +499,8 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
 def synth_script(fam: Family, names: str, top: str, netlist: str = "netlist.json") -> str:
     """The Yosys script of ``nnforge synth``: read the sources ``names`` with the family's
     macros (``fam.defines``) and synthesize for ``top``. With macros, the sources instantiate
-    the family's primitives (an ECP5 MULT18X18D with its own registers): the synthesis
+    the family's primitives (an ECP5 MULT18X18D with its own registers, a DP16KD with its
+    output register): the synthesis
     command's own ``hierarchy -check`` (after it has read the primitives) checks the design,
     and its closing check stage runs without its second ``hierarchy -check``, which would
     rebuild the flattened top from the parsed sources."""

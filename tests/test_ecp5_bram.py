@@ -42,7 +42,7 @@ module DP16KD #(parameter DATA_WIDTH_A = 18, DATA_WIDTH_B = 18, REGMODE_A = "NOR
     wire [17:0] dia = %s, dib = %s;
     wire [13:0] ada = %s, adb = %s;
     reg  [17:0] la, lb, oa, ob;
-    integer i;
+    integer i, edges = 0;
     initial begin
         for (i = 0; i < 2048; i = i + 1) mem[i] = 9'd0;
         if (CSDECODE_A != "0b000" || CSDECODE_B != "0b000" || (DATA_WIDTH_A != 9 && DATA_WIDTH_A != 18)
@@ -64,6 +64,11 @@ module DP16KD #(parameter DATA_WIDTH_A = 18, DATA_WIDTH_B = 18, REGMODE_A = "NOR
     end
     always @(posedge CLKB) begin
         if ({CSB2, CSB1, CSB0} != 3'b000 || RSTB || WEB) $fatal(1, "DP16KD: port B outside the model");
+        // the block's data is undefined when port B reads the word port A writes in that cycle
+        // (checked once the harness's reset is over: 4 clocks with rst high, one more)
+        if (edges < 8) edges <= edges + 1;
+        else if (CEB && CEA && WEA && ((DATA_WIDTH_B == 9) ? ada[13:3] == adb[13:3] : ada[13:4] == adb[13:4]))
+            $fatal(1, "DP16KD: a read of the word written in the same cycle");
         if (CEB) lb <= rd(DATA_WIDTH_B, adb);
         if (OCEB) ob <= lb;
     end
