@@ -152,3 +152,30 @@ def bench_module(name: str):
         spec.loader.exec_module(mod)
     return sys.modules[key]
 
+
+
+def ecp5_branch_exact(design, out: Path, dst: Path, define: str, model: tuple[str, str], x_int, tmp_path) -> dict:
+    """The Verilog in ``out`` as ``nnforge synth`` reads it for ECP5 (``define`` set in every
+    source), copied to ``dst`` with the block's simulation model ``model`` (file name,
+    text): both simulated in Verilator, every output integer equal to golden, the same
+    latency and cycles per inference. Returns the sources' texts by file name."""
+    import json
+
+    from nnforge.sim import verilog as sim_verilog
+    from nnforge.sim.progress import QUIET
+
+    dst.mkdir()
+    info = json.loads((out / "verilog_info.json").read_text())
+    texts = {f: (out / f).read_text() for f in info["files"]}
+    for f, text in texts.items():
+        (dst / f).write_text(f"`define {define}\n" + text if f.endswith(".v") else text)
+    (dst / model[0]).write_text(model[1])
+    info["files"].insert(0, model[0])
+    (dst / "verilog_info.json").write_text(json.dumps(info))
+    hw = design.lowered("verilog")
+    runs = [sim_verilog.run(hw, d, tmp_path / f"b{k}", x_int, QUIET, expected=design.predict_int(x_int))
+            for k, d in enumerate((out, dst))]
+    assert [r.extra["mismatches"] for r in runs] == [0, 0]
+    assert runs[0].latency_cycles == runs[1].latency_cycles
+    assert runs[0].cycles_per_inference == runs[1].cycles_per_inference
+    return texts

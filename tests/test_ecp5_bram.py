@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
-from conftest import ROOT
+from conftest import ROOT, ecp5_branch_exact
 from nnforge.codegen import estimate
 
 _PINS = (", ".join(f"input DI{p}{i}" for p in "AB" for i in range(18)) + ", "
@@ -138,31 +138,18 @@ def test_ecp5_bram_branch_is_bit_exact(tmp_path, which):
     design, x, mode = _design(which)
     out = design.write(tmp_path / "o", targets=["verilog"], parallelism=mode) / "verilog"
     bram = tmp_path / "bram"
-    bram.mkdir()
-    info = json.loads((out / "verilog_info.json").read_text())
-    tiles = set()
-    for f in info["files"]:
-        text = (out / f).read_text()
-        tiles.update({(f, int(w), int(n)) for n, w in
-                      re.findall(r"(\d+) DP16KD tile\(s\) of \d+ (\d+)-bit words", text)})
-        (bram / f).write_text("`define NNF_ECP5_BRAM\n" + text if f.endswith(".v") else text)
+    texts = ecp5_branch_exact(design, out, bram, "NNF_ECP5_BRAM", ("dp16kd.v", _DP16KD_MODEL), x, tmp_path)
+    tiles = {(f, int(w), int(n)) for f, text in texts.items()
+             for n, w in re.findall(r"(\d+) DP16KD tile\(s\) of \d+ (\d+)-bit words", text)}
     if which == "digits_cnn":
         assert tiles and {t[1:] for t in tiles} == {(9, 1)}, tiles
     else:  # the window engines' row buffer banks, the gather and reduce engines' frame memories
         want = {"tiles9": {(9, 2), ("nnf_reorder_y.v", 9, 1)}, "word18": {(18, 2), ("nnf_reorder_y.v", 18, 1)},
                 "frames": {("nnf_Transpose_2.v", 9, 8), ("nnf_ReduceMean_3.v", 9, 8), ("nnf_reorder_y.v", 9, 1)}}
         assert {t[1:] if "Conv" in t[0] else t for t in tiles} == want[which], tiles
-    (bram / "dp16kd.v").write_text(_DP16KD_MODEL)
-    info["files"].insert(0, "dp16kd.v")
-    (bram / "verilog_info.json").write_text(json.dumps(info))
-    hw = design.lowered("verilog")
-    runs = [sim_verilog.run(hw, d, tmp_path / f"b{k}", x, QUIET, expected=design.predict_int(x))
-            for k, d in enumerate((out, bram))]
-    assert [r.extra["mismatches"] for r in runs] == [0, 0]
-    assert runs[0].latency_cycles == runs[1].latency_cycles
-    assert runs[0].cycles_per_inference == runs[1].cycles_per_inference
     if which == "frames":  # stalls hold the blocks' read and output registers (CEB / OCEB)
-        r = sim_verilog.run(hw, bram, tmp_path / "b1", x, QUIET, expected=design.predict_int(x), backpressure=0.3)
+        r = sim_verilog.run(design.lowered("verilog"), bram, tmp_path / "b1", x, QUIET, expected=design.predict_int(x),
+                            backpressure=0.3)
         assert r.extra["mismatches"] == 0
 
 

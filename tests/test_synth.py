@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import nnforge
+from conftest import ecp5_branch_exact
 from nnforge import cli
 from nnforge.sim import fpga, timing_path, tools
 from nnforge.sim.tools import ToolError
@@ -339,9 +340,6 @@ def test_ecp5_dsp_branch_is_bit_exact(tmp_path, tiny_design, which):
     MULT18X18D with its own operand and product registers), simulated with a model of the
     block: the same outputs as golden, in the same cycles as the portable sources (the
     window engines of digits_cnn, the dense chain of an MLP)."""
-    from nnforge.sim import verilog as sim_verilog
-    from nnforge.sim.progress import QUIET
-
     if which == "window":
         ex = Path(__file__).resolve().parents[1] / "examples" / "digits_cnn"
         design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"][:64], bits=8)
@@ -350,22 +348,8 @@ def test_ecp5_dsp_branch_is_bit_exact(tmp_path, tiny_design, which):
         design = tiny_design
         x = design.quantize_input(np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32))
     out = design.write(tmp_path / "o", targets=["verilog"], parallelism="balanced") / "verilog"
-    dsp = tmp_path / "dsp"
-    dsp.mkdir()
-    info = json.loads((out / "verilog_info.json").read_text())
-    n = 0
-    for f in info["files"]:
-        text = (out / f).read_text()
-        n += text.count("MULT18X18D #(")
-        (dsp / f).write_text("`define NNF_ECP5_DSP\n" + text if f.endswith(".v") else text)
+    texts = ecp5_branch_exact(design, out, tmp_path / "dsp", "NNF_ECP5_DSP", ("mult18x18d.v", _MULT_MODEL), x, tmp_path)
+    n = sum(text.count("MULT18X18D #(") for text in texts.values())
     # every product is one block (the dense chain instantiates its in a generate loop, one per layer)
+    info = json.loads((out / "verilog_info.json").read_text())
     assert n == (info["totals"]["multipliers"] if which == "window" else len(info["layers"])) > 0
-    (dsp / "mult18x18d.v").write_text(_MULT_MODEL)
-    info["files"].insert(0, "mult18x18d.v")
-    (dsp / "verilog_info.json").write_text(json.dumps(info))
-    hw = design.lowered("verilog")
-    runs = [sim_verilog.run(hw, d, tmp_path / f"b{k}", x, QUIET, expected=design.predict_int(x))
-            for k, d in enumerate((out, dsp))]
-    assert [r.extra["mismatches"] for r in runs] == [0, 0]
-    assert runs[0].latency_cycles == runs[1].latency_cycles
-    assert runs[0].cycles_per_inference == runs[1].cycles_per_inference
