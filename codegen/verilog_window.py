@@ -266,6 +266,8 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
         raise BackendError(f"internal: layer {name} requantization shift")
     cm = channel_mult(mult, aw, e["m"], name)
     qa = cm["qa"]
+    # which operand, if any, is narrow enough for LUT products (None: multiplier blocks)
+    e["lut_mul"] = product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw, _narrow(fold, xw, wwid))[1]
     _weights(e, w, b, fold, x_t, wwid, aw, pw)
     e.update(pw_m1=pw - 1, p_zero=shex(pw, 0), shift=shift,
              prod_mode="extend" if pw < aw else ("same" if pw == aw else "trunc"),
@@ -276,7 +278,6 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
                    + ("a power of two: a left shift" if cm["mode"] == "pow2" else f"{cm['mw']} bits")
                    + f"), product s{qa}; padded taps add 0"),
              cm=cm["mode"], rq_multipliers=int(cm["mode"] == "mult"),
-             lut_mul=product("p", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw, _narrow(fold, xw, wwid))[1],
              x_zero=ulit(xw, 0))
     e["dsp"] = dsp_registers(e["lut_mul"], pw)
     _adder_tree(e)
@@ -317,14 +318,13 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
         for j in ([p_] if dw else range(simd)):
             i = f"{p_}_{j}"
             ln = p_ if dw else p_ * simd + j
-            lut = product(f"prod_{i}", "x", "x", xw, x_t.signed, "w", "w", wwid, True, pw, _narrow(fold, xw, wwid))[1]
             prods.append({"id": i, "j": j, "xp_ext": ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
                           "wp_ext": ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
                           "prod_ext": ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
                           "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
                           # a LUT product: its pair sums registered in place of the operands
                           "split": product_split(f"prod_{i}", f"xpg_{i}", f"xg_{i}", xw, x_t.signed, f"wp_{i}",
-                                                 f"w_{i}", wwid, True, pw) if lut else None})
+                                                 f"w_{i}", wwid, True, pw) if e["lut_mul"] else None})
         outs.append({"p": p_, "prods": prods, "b_hi": (p_ + 1) * aw - 1, "b_lo": p_ * aw})
     wb = bits(len(words))
     e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
