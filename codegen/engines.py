@@ -255,7 +255,9 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     lane = [n["lb_m1"] + 1] if simd > 1 else []
     loader = (counters(lrw, rb, offb, *lane) + flags(2, reset=2) + _ops(muxes=(lrw,))
               + _ops(adders=(ab,), comparators=(lrw, q, q), muxes=(q, q)))  # la, free_* (bounds in a1)
-    taps = (counters(*(q,) * 8) + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
+    # the tap counters (their last-value compares feed flag registers stepped with them)
+    taps = (counters(*(q,) * 8) + flags(7, reset=7)
+            + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
     rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
     a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), cbase
@@ -539,8 +541,18 @@ class Fifo:
     def capacity(self) -> int:
         return max(self.depth, 3)
 
+    @property
+    def words(self) -> int:
+        """Words of its memory (``M``)."""
+        return max(self.depth - 2, 1)
+
+    @property
+    def address_bits(self) -> int:
+        """Bits of its memory's pointers (``AW``)."""
+        return max(1, (self.words - 1).bit_length())
+
     def memories(self) -> tuple[Memory, ...]:
-        return (Memory("mem", max(self.depth - 2, 1), self.width, False),)
+        return (Memory("mem", self.words, self.width, False),)
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 import re
 
-from .engines import Fifo
+from .engines import Fifo, read_stages
 
 # LUT4 equivalents (see the module docstring)
 LUT_PER_OP = 0.75
@@ -366,10 +366,11 @@ def fork_estimate(n: int, w: int) -> dict:
 
 def fifo_estimate(depth: int, w: int) -> dict:
     """``nnf_fifo``: DEPTH - 2 words of memory (mapped as any memory), its read register
-    (a block RAM's own) and the output register, two pointers and a count (each with an
-    adder and a compare)."""
-    m = Fifo(depth, w).memories()[0].words
-    aw = max(1, math.ceil(math.log2(m))) if m > 1 else 1
+    (a block RAM's own) and the output register (in DP16KD tiles, the ECP5 flow: the
+    block's own, with the tile selects of :func:`~.engines.read_stages`), two pointers and
+    a count (each with an adder and a compare)."""
+    f = Fifo(depth, w)
+    m, aw = f.words, f.address_bits
     cw = max(1, math.ceil(math.log2(m + 1)))
     kind, n = map_memory(w, m, rom=False)
     est = {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0,
@@ -377,7 +378,12 @@ def fifo_estimate(depth: int, w: int) -> dict:
     luts = LUT_PER_OP * (3 * aw + 2 * cw + 3)  # pointer and count adders, the compares, the moves
     luts += _place_memory(est, kind, n, w, m)
     if kind == "bram":
-        est["ffs"] -= w  # the output register is the block RAM's
+        est["ffs"] -= w  # the read register is the block RAM's
+        bank = bram_bank(w, m, aw)
+        if bank:  # and the output register; the tiles' selects
+            st = read_stages(w, bank)
+            est["ffs"] += sum(b * c for b, c, _ in st.registers) - w
+            luts += operator_luts(st)
     est["luts"] = int(round(luts))
     return est
 

@@ -76,8 +76,8 @@ from ..ir.ops import ops_with
 from .lower import BackendError, ModelIO, interface
 from .naming import sanitize
 from .render import render
-from .engines import Engine, Stream, Timing
-from .estimate import annotate as annotate_estimate, design_estimate, place_memories
+from .engines import Engine, Fifo, Stream, Timing
+from .estimate import annotate as annotate_estimate, bram_bank, design_estimate, place_memories
 from .folding import choose
 from .registry import Lowerings
 from .rtl import AXIS_TOP, TOP, axis_wrapper, bits, type_info, ulit, write_files
@@ -547,8 +547,10 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
     top = _top_context(q, plan, fifos)
     if top["forks"]:
         files["nnf_fork.v"] = render("verilog", "fork.v.j2")
-    if fifos:
-        files["nnf_fifo.v"] = render("verilog", "fifo.v.j2")
+    if fifos:  # one module; the shapes of the memories in DP16KD tiles in the ECP5 flow
+        shapes = {(f.words, f.width, f.address_bits) for f in (Fifo(g["depth"], g["width"]) for g in fifos)}
+        banks = [{"m": m, "w": w, "ab": ab, "B": bram_bank(w, m, ab)} for m, w, ab in sorted(shapes)]
+        files["nnf_fifo.v"] = render("verilog", "fifo.v.j2", banks=[b for b in banks if b["B"]])
     files[f"{TOP}.v"] = render("verilog", "graph_top.v.j2", **top)
     ii, latency, graph = _timing(plan, n_in, fifos)
     macs = sum(e.macs for e in engines)

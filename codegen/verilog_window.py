@@ -232,6 +232,15 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
                  ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
                  ("cg_q", cgb)):
         e[k] = shex(qw, v)
+    # each tap counter's "at its last value" flag: a register stepped with the counter, its
+    # value after a wrap (``wrap``: the counter has one value) and the value before the last
+    e["lasts"] = [{"c": c, "flag": f, "wrap": "1'b1" if v == 0 else "1'b0", "prev": shex(qw, max(v - 1, 0))}
+                  for c, f, v in (("kx", "kx_last", steps - 1), ("ky", "ky_last", e["kh"] - 1),
+                                  ("ci", "ci_last", cgb - 1), ("mo", "mo_last", blocks - 1),
+                                  ("mg", "mg_last", mgb - 1), ("ox", "ox_last", e["ow"] - 1),
+                                  ("oy", "oy_last", e["oh"] - 1))]
+    for f in e["lasts"]:
+        f["reset"] = f"{f['flag']} <= {f['wrap']};"  # the counters start at 0
     e["x_ext"] = None
     return rows, wspan_h
 

@@ -202,3 +202,45 @@ def test_yosys_uses_the_output_registers(tmp_path):
         assert len(banks) == {"digits_cnn": 1, "tiles9": 2}[which]
         assert all(c["parameters"]["REGMODE_B"] == "OUTREG" for c in banks), which
         assert all(c["parameters"]["REGMODE_B"] == "NOREG" for c in cells["inferred"].values()), which
+
+
+@pytest.mark.slow
+def test_ecp5_bram_skip_fifo_is_bit_exact(tmp_path):
+    """The digits residual network with its skip FIFOs made deep enough for block RAM (2
+    DP16KD tiles each): in the ECP5 flow the FIFO memory is the blocks, the read and output
+    registers theirs; simulated with the model above, the same outputs as golden in the same
+    cycles as the portable sources, also under back-pressure (a stall holds both registers)."""
+    from nnforge.codegen.verilog_cnn import write_cnn
+    from nnforge.sim import verilog as sim_verilog
+    from nnforge.sim.progress import QUIET
+
+    ex = ROOT / "examples" / "digits_resnet"
+    design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"][:64], bits=8)
+    x = design.quantize_input(np.load(ex / "test.npz")["x"][:2])
+    fifos = write_cnn(design.qgraph, tmp_path / "probe")["fifos"]
+    deep = {f"{f['join']}.{f['port']}": 2100 for f in fifos}  # 2098 words: 2 tiles of 2048
+    out = tmp_path / "o"
+    info = write_cnn(design.qgraph, out, _fifo_depths=deep)
+    assert fifos and all(f["depth"] == 2100 for f in info["fifos"])
+    bram = tmp_path / "bram"
+    texts = ecp5_branch_exact(design, out, bram, "NNF_ECP5_BRAM", ("dp16kd.v", _DP16KD_MODEL), x, tmp_path)
+    assert "2 DP16KD tile(s) of 2048 9-bit words" in texts["nnf_fifo.v"]
+    r = sim_verilog.run(design.lowered("verilog"), bram, tmp_path / "b2", x, QUIET, expected=design.predict_int(x),
+                        backpressure=0.3)
+    assert r.extra["mismatches"] == 0
+
+    # Yosys (nnforge synth's script) builds a FIFO of that depth of the two blocks, each with
+    # its output register, and keeps no fabric flip-flop on the data out
+    import subprocess
+
+    from nnforge.sim import fpga
+    from nnforge.sim.tools import find_tool
+
+    script = fpga.synth_script(fpga.ECP5, "nnf_fifo.v", "nnf_fifo", "fifo.json").replace(
+        "; synth_ecp5", "; chparam -set DEPTH 2100 -set W 8 nnf_fifo; synth_ecp5", 1)
+    subprocess.run([find_tool("yosys"), "-q", "-p", script], cwd=out, check=True, capture_output=True)
+    top = json.loads((out / "fifo.json").read_text())["modules"]["nnf_fifo"]
+    blocks = [c for c in top["cells"].values() if c["type"] == "DP16KD"]
+    assert len(blocks) == 2 and all(c["parameters"]["REGMODE_B"] == "OUTREG" for c in blocks), blocks
+    data = set(top["netnames"]["out_data"]["bits"])
+    assert not [c for c in top["cells"].values() if c["type"] == "TRELLIS_FF" and data & set(c["connections"]["Q"])]
