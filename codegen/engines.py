@@ -253,7 +253,7 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     q, rb, ab = n["q"], n["rb"], n["ab"]
     offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
     lane = [n["lb_m1"] + 1] if simd > 1 else []
-    loader = (counters(lrw, rb, offb, *lane) + flags(2, reset=2) + _ops(muxes=(lrw,))
+    loader = (counters(lrw, rb, offb, *lane) + flags(3, reset=3) + _ops(muxes=(lrw,))  # ahead, slot_free, lwait
               + _ops(adders=(ab,), comparators=(lrw, q, q), muxes=(q, q)))  # la, free_* (bounds in a1)
     # the tap counters (their last-value compares feed flag registers stepped with them)
     taps = (counters(*(q,) * 8) + flags(7, reset=7)

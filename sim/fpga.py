@@ -471,6 +471,9 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
             "timing_met": met,
             "critical_path": path,
             "utilization": _utilisation(report, chosen, need),
+            # Yosys's counts of the synthesized netlist (LUT: LUT4 equivalents as the
+            # estimate counts them; nextpnr's placed count adds packing's cells)
+            "synthesized": {r: need[r] for r in ("LUT", "FF", "BRAM", "DSP") if need.get(r) is not None},
             "seconds": {"yosys": round(yosys_s, 2), "nextpnr": round(pnr_s, 2), "pack": round(pack_s, 2),
                         "total": round(time.monotonic() - t_start, 2)},
             "bitstream": {"file": bitfile, "bytes": (work / bitfile).stat().st_size},
@@ -600,9 +603,11 @@ def text_report(r: dict) -> str:
                  + ", ".join(f"{k} {v:.2f} MHz" for k, v in r["fmax_mhz"].items()) + f": timing {status}")
     if r.get("critical_path"):
         lines.append(f"critical path: {r['critical_path']['summary']}")
-    lines.append("utilisation:")
+    lines.append("utilisation (placed):")
     for row in r["utilization"].values():
         lines.append(f"  {row['what']:<28} {row['used']:>7} / {row['available']:<7} {row['percent']:5.1f}%")
+    if r.get("synthesized"):
+        lines.append("synthesized (Yosys): " + ", ".join(f"{k} {v:,}" for k, v in r["synthesized"].items()))
     s = r["seconds"]
     lines.append(f"time: yosys {s['yosys']:.1f} s, nextpnr {s['nextpnr']:.1f} s, pack {s['pack']:.1f} s "
                  f"(total {s['total']:.1f} s)")
