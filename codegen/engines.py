@@ -126,6 +126,16 @@ def read_stages(width: int, bank: dict | None) -> Operators:
                                                     muxes=(width,) * t)
 
 
+def rom_stages(width: int, bank: dict | None) -> Operators:
+    """A weight ROM in DP16KD tiles (``bank``: ``_bram.v.j2`` ``rom``, the ECP5 flow): its
+    read and output registers are the blocks'; with several rows of tiles, the row of the
+    word read and of the word in the output registers, each row's read enable and the pick."""
+    if not bank or bank["rows"] == 1:
+        return Operators()
+    t = bank["rows"] - 1
+    return registers(bank["tb"], bank["tb"]) + _ops(comparators=(bank["tb"],) * (2 * t + 1), muxes=(width,) * t)
+
+
 def _ops(adders=(), comparators=(), muxes=()) -> Operators:
     """Combinational operators (address arithmetic, tests, selects) with no register."""
     return Operators(adders=tuple(adders), comparators=tuple(comparators), muxes=tuple(muxes))
@@ -396,8 +406,10 @@ class WindowEngine(Engine):
             # bits are 0, no flip-flops), the product term
             pairs = -(-(xw if self.lut_mul == "x" else ww) // 2)
             lane_regs = [(sum(pw - 2 * j for j in range(pairs)) + min(aw, pw), f.multipliers, "")]
+        # the ROM words' registers: w_o (the blocks' own for a ROM in DP16KD tiles) and w_b
         regs = [*lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
-                (n["wrw_m1"] + 1, 2, "wrom"), (n["brw_m1"] + 1, 4 + tk, "brom")]
+                (n["wrw_m1"] + 1, 1 if n.get("wbank") else 2, "wrom"), (n["brw_m1"] + 1, 4 + tk, "brom")]
+        banks += rom_stages(n["wrw_m1"] + 1, n.get("wbank"))
         if n["cm"] != "none":
             regs += [(n["qa_m1"] + 1, f.pe, ""), (n["mrw_m1"] + 1, 5 + tk, "mrom")]
         return banks + Operators(multipliers=tuple(rq + ([] if self.lut_mul else lanes)),
@@ -591,8 +603,15 @@ class DenseEngine(Engine):
         out += registers(n["qw"], copies=pe) + _ops(adders=(n["rw"],) * pe if n["shift"] > 0 else ())
         out += _ops(comparators=(n["cw"],) * (2 * pe), muxes=(ow,) * (2 * pe))  # the clamp
         out += registers(n["xword"], n["xword"]) + registers(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
-        if not n["unrolled"]:  # copies of the ROM word (ECP5: the blocks' weight registers hold the second)
-            out += Operators(registers=((n["wrom_width"], 1 if dsp else 2, "wrom"),))
+        # the hold register (a finished group waiting for the output register), its valid bit
+        # and the output register's second source; the clamp, which feeds both, is logic of
+        # its own then, no longer folded into the output register's set / reset (Yosys: about
+        # 4 LUT4s a bit in all)
+        out += flags(1, reset=1) + registers(n["res"]) + _ops(muxes=(n["res"],) * 5)
+        if not n["unrolled"]:  # copies of the ROM word, w_o and w_m (ECP5: the multiplier blocks'
+            # weight registers hold w_m, a ROM's DP16KD tiles w_o)
+            copies = (1 if dsp else 2) - (1 if n.get("wbank") else 0)
+            out += Operators(registers=((n["wrom_width"], copies, "wrom"),)) + rom_stages(n["wrom_width"], n.get("wbank"))
         return out
 
     def control(self) -> Operators:

@@ -213,6 +213,53 @@ def bram_bank(width: int, depth: int, ab: int) -> dict | None:
     return {"w": w, "d": d, "tl": tl, "lo": lo, "tiles": tiles, "tb": ab - tl if tiles > 1 else 0}
 
 
+# the DP16KD shapes a ROM is built of in the ECP5 flow (``_bram.v.j2`` ``rom``): those of a
+# bank and the 36-bit words of the block's pseudo-dual-port mode (both ports' data pins)
+DP16KD_ROM_SHAPES = DP16KD_SHAPES + ((36, 512, 9, 5),)
+
+
+def rom_bank(width: int, words, ab: int) -> dict | None:
+    """A ROM of ``words`` (``width`` bits each, read at ``ab`` address bits) the writers
+    place in block RAM (:func:`map_memory` by its live columns, as :func:`place_memories`),
+    built in the ECP5 flow (``NNF_ECP5_BRAM``) of DP16KD tiles with their own output
+    registers, when that takes the blocks the inferred ROM would (else None): ``rows`` x
+    ``cols`` tiles of ``d`` words of ``w`` bits (tile (r, c) holds bits c*w.. of words
+    r*d..), ``tl`` / ``lo`` / ``tb`` as :func:`bram_bank`, and ``init[r][c]``: the
+    tile's nonzero ``INITVAL_xx`` parameters {xx: literal}."""
+    words = [int(v) for v in words]
+    depth = len(words)
+    live = _live_columns(dict(enumerate(words)), width, depth)
+    kind, blocks = map_memory(width, depth, True, live * depth)
+    if kind != "bram":
+        return None
+    tiles, _, (w, d, tl, lo) = min((math.ceil(width / s[0]) * math.ceil(depth / s[1]), -s[0], s)
+                                   for s in DP16KD_ROM_SHAPES)
+    if tiles != blocks:
+        return None
+    rows, cols = math.ceil(depth / d), math.ceil(width / w)
+    return {"w": w, "d": d, "tl": tl, "lo": lo, "rows": rows, "cols": cols, "tiles": tiles,
+            "tb": ab - tl if rows > 1 else 0,
+            "init": [[dp16kd_initvals(words[r * d:(r + 1) * d], c * w, w) for c in range(cols)] for r in range(rows)]}
+
+
+def dp16kd_initvals(words, lo: int, w: int) -> dict[str, str]:
+    """The ``INITVAL_xx`` parameters of a DP16KD holding bits ``lo`` .. ``lo + w - 1`` of
+    ``words`` as ``w``-bit words (9, 18 or 36): the block's 18 kbit as one vector, word k at
+    bit k * w, cut in 1024 slots of 18 bits, 16 slots a parameter, slot i of one at bit
+    i * 20 (the block's layout, as Yosys's ECP5 mapping writes it); zero ones left out."""
+    flat = 0
+    for k, v in enumerate(words):
+        flat |= ((v >> lo) & ((1 << w) - 1)) << (k * w)
+    out = {}
+    for idx in range(64):
+        val = 0
+        for i in range(16):
+            val |= ((flat >> ((idx * 16 + i) * 18)) & 0x3FFFF) << (i * 20)
+        if val:
+            out[f"{idx:02X}"] = f"320'h{val:080x}"
+    return out
+
+
 def _memory_kind(sc: dict, name: str) -> tuple[str, int, bool, int]:
     """Where a scanned memory goes: (kind, blocks or cells, is a ROM, live bits per word);
     its ``rom_style`` / ``ram_style`` attribute when it has one, else the cost rule."""

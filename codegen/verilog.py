@@ -44,7 +44,7 @@ from .engines import DenseEngine, Timing, dsp_registers
 from .folding import Option, balanced, fewest, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
-from .estimate import annotate as annotate_estimate, design_estimate, place_memories
+from .estimate import annotate as annotate_estimate, design_estimate, place_memories, rom_bank
 from .rtl import (AXIS_TOP, TOP, axis_wrapper, bits, channel_mult, check_accumulator, fits, hexlit, lut_product,
                   product, repl, shex, type_info, ulit, write_files)
 
@@ -347,6 +347,8 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         # ROMs
         "wrom_width": wrom_width, "wrom_depth": len(wrom),
         "wrom": [hexlit(wrom_width, v) for v in wrom],
+        # the weight ROM in DP16KD tiles (ECP5), if in block RAM
+        "wbank": None if unrolled else rom_bank(wrom_width, wrom, ab),
         "brom_width": brom_width, "brom_depth": len(brom),
         "brom": [hexlit(brom_width, v) for v in brom],
         **_requant_ctx(ly, cm), **_pipeline_ctx(simd, cm, t.groups), **_mult_rom_ctx(cm, aw, pe, t.groups),

@@ -30,7 +30,7 @@ from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
 from .engines import Timing, WindowEngine, dsp_registers
-from .estimate import bram_bank
+from .estimate import bram_bank, rom_bank
 from .folding import Fold, Geometry, compute_cycles, row_len, valid
 from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, product_split, shex, ulit
 from .verilog_streams import refuse
@@ -339,7 +339,8 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
     e.update(aw=aw, aw_m1=aw - 1, ww_m1=wwid - 1, wrw_m1=nl * wwid - 1, n_w_m1=len(words) - 1,
              m_m1=blocks - 1, wb=wb, wb_m1=wb - 1, mb=bits(blocks), mb_m1=bits(blocks) - 1,
              wa_zero=ulit(wb, 0), wa_one=ulit(wb, 1), wrom=[hexlit(nl * wwid, v) for v in words],
-             brw_m1=pe * aw - 1, brom=[hexlit(pe * aw, v) for v in pack(b.reshape(blocks, pe), aw)], O=outs)
+             brw_m1=pe * aw - 1, brom=[hexlit(pe * aw, v) for v in pack(b.reshape(blocks, pe), aw)], O=outs,
+             wbank=rom_bank(nl * wwid, words, wb))  # the weight ROM in DP16KD tiles (ECP5), if in block RAM
 
 
 def _narrow(fold: Fold, xw: int, ww: int) -> int:

@@ -27,33 +27,53 @@ def _bus(prefix: str, n: int) -> str:
 
 
 # a model of the DP16KD for simulation (Yosys's cells_sim_ecp5.v declares its ports and
-# parameters, no behaviour): 2048 9-bit bytes, zero at start; a port of DATA_WIDTH 9 reads
-# and writes byte AD[13:3], of DATA_WIDTH 18 bytes 2a and 2a + 1 (a = AD[13:4]; on a write,
-# AD0 / AD1 enable the low / high byte). CE latches the word read (a write port reads
-# nothing here); with REGMODE "OUTREG" the output register loads the latched word on OCE.
-# Chip selects, resets and write-through are outside the subset: the model checks them.
+# parameters, no behaviour): 2048 9-bit bytes, from INITVAL_00..3F at start (parameter xx
+# holds 18-bit slots 16 * xx + i at bits 20 * i, slot s bytes 2s and 2s + 1); a port of
+# DATA_WIDTH 9 reads and writes byte AD[13:3], of DATA_WIDTH 18 bytes 2a and 2a + 1
+# (a = AD[13:4]; on a write, AD0 / AD1 enable the low / high byte). DATA_WIDTH 36 (both
+# ports, read only, as the ROMs use it): bytes 4a .. 4a + 3 (a = AD[13:5]), the low half on
+# DOA, the high half on DOB; both ports must then read the same address with the same
+# enables. CE latches the word read (a write port reads nothing here); with REGMODE
+# "OUTREG" the output register loads the latched word on OCE. Chip selects, resets and
+# write-through are outside the subset: the model checks them.
+_INITVALS = ", ".join(f"INITVAL_{i:02X} = 320'h0" for i in range(64))
+_LOADS = " ".join(f"load({i}, INITVAL_{i:02X});" for i in range(64))
 _DP16KD_MODEL = """/* verilator lint_off UNUSEDSIGNAL */
 /* verilator lint_off WIDTH */
 /* verilator lint_off UNUSEDPARAM */
 module DP16KD #(parameter DATA_WIDTH_A = 18, DATA_WIDTH_B = 18, REGMODE_A = "NOREG", REGMODE_B = "NOREG",
     CSDECODE_A = "0b000", CSDECODE_B = "0b000", WRITEMODE_A = "NORMAL", WRITEMODE_B = "NORMAL",
-    RESETMODE = "SYNC", ASYNC_RESET_RELEASE = "SYNC", GSR = "ENABLED") (%s);
+    RESETMODE = "SYNC", ASYNC_RESET_RELEASE = "SYNC", GSR = "ENABLED", parameter [319:0] %s) (%s);
     reg  [8:0] mem [0:2047];
     wire [17:0] dia = %s, dib = %s;
     wire [13:0] ada = %s, adb = %s;
     reg  [17:0] la, lb, oa, ob;
-    integer i, edges = 0;
+    integer edges = 0;
+    wire wide = (DATA_WIDTH_B == 36);
+    task automatic load(input integer idx, input [319:0] v);
+        integer k;
+        for (k = 0; k < 16; k = k + 1) begin
+            mem[2 * (16 * idx + k)] = v[20 * k +: 9];
+            mem[2 * (16 * idx + k) + 1] = v[20 * k + 9 +: 9];
+        end
+    endtask
     initial begin
-        for (i = 0; i < 2048; i = i + 1) mem[i] = 9'd0;
-        if (CSDECODE_A != "0b000" || CSDECODE_B != "0b000" || (DATA_WIDTH_A != 9 && DATA_WIDTH_A != 18)
-                || (DATA_WIDTH_B != 9 && DATA_WIDTH_B != 18)) $fatal(1, "DP16KD: outside the model");
+        %s
+        if (CSDECODE_A != "0b000" || CSDECODE_B != "0b000"
+                || !((DATA_WIDTH_A == 36 && DATA_WIDTH_B == 36)
+                     || ((DATA_WIDTH_A == 9 || DATA_WIDTH_A == 18) && (DATA_WIDTH_B == 9 || DATA_WIDTH_B == 18))))
+            $fatal(1, "DP16KD: outside the model");
     end
     function automatic [17:0] rd(input integer w, input [13:0] ad);
         rd = (w == 9) ? {9'd0, mem[ad[13:3]]} : {mem[{ad[13:4], 1'b1}], mem[{ad[13:4], 1'b0}]};
     endfunction
     always @(posedge CLKA) begin
         if ({CSA2, CSA1, CSA0} != 3'b000 || RSTA) $fatal(1, "DP16KD: chip select / reset outside the model");
-        if (CEA & WEA) begin
+        if (wide) begin  // a read-only block of 36-bit words: port A mirrors port B
+            if (WEA || WEB || CEA != CEB || OCEA != OCEB || ada != adb || REGMODE_A != REGMODE_B)
+                $fatal(1, "DP16KD: a 36-bit block outside the model");
+            if (CEA) la <= {mem[{ada[13:5], 2'd1}], mem[{ada[13:5], 2'd0}]};
+        end else if (CEA & WEA) begin
             if (DATA_WIDTH_A == 9) mem[ada[13:3]] <= dia[8:0];
             else begin
                 if (ada[0]) mem[{ada[13:4], 1'b0}] <= dia[8:0];
@@ -69,13 +89,14 @@ module DP16KD #(parameter DATA_WIDTH_A = 18, DATA_WIDTH_B = 18, REGMODE_A = "NOR
         if (edges < 8) edges <= edges + 1;
         else if (CEB && CEA && WEA && ((DATA_WIDTH_B == 9) ? ada[13:3] == adb[13:3] : ada[13:4] == adb[13:4]))
             $fatal(1, "DP16KD: a read of the word written in the same cycle");
-        if (CEB) lb <= rd(DATA_WIDTH_B, adb);
+        if (CEB) lb <= wide ? {mem[{adb[13:5], 2'd3}], mem[{adb[13:5], 2'd2}]} : rd(DATA_WIDTH_B, adb);
         if (OCEB) ob <= lb;
     end
     assign %s = (REGMODE_A == "OUTREG") ? oa : la;
     assign %s = (REGMODE_B == "OUTREG") ? ob : lb;
 endmodule
-""" % (_PINS, _bus("DIA", 18), _bus("DIB", 18), _bus("ADA", 14), _bus("ADB", 14), _bus("DOA", 18), _bus("DOB", 18))
+""" % (_INITVALS, _PINS, _bus("DIA", 18), _bus("DIB", 18), _bus("ADA", 14), _bus("ADB", 14), _LOADS,
+       _bus("DOA", 18), _bus("DOB", 18))
 
 
 def _wide_model(c: int, w: int) -> tuple:
@@ -140,7 +161,7 @@ def test_ecp5_bram_branch_is_bit_exact(tmp_path, which):
     bram = tmp_path / "bram"
     texts = ecp5_branch_exact(design, out, bram, "NNF_ECP5_BRAM", ("dp16kd.v", _DP16KD_MODEL), x, tmp_path)
     tiles = {(f, int(w), int(n)) for f, text in texts.items()
-             for n, w in re.findall(r"(\d+) DP16KD tile\(s\) of \d+ (\d+)-bit words", text)}
+             for n, w in re.findall(r"(?<!x )\b(\d+) DP16KD tile\(s\) of \d+ (\d+)-bit words", text)}  # not ROMs
     if which == "digits_cnn":
         assert tiles and {t[1:] for t in tiles} == {(9, 1)}, tiles
     else:  # the window engines' row buffer banks, the gather and reduce engines' frame memories
@@ -244,3 +265,71 @@ def test_ecp5_bram_skip_fifo_is_bit_exact(tmp_path):
     assert len(blocks) == 2 and all(c["parameters"]["REGMODE_B"] == "OUTREG" for c in blocks), blocks
     data = set(top["netnames"]["out_data"]["bits"])
     assert not [c for c in top["cells"].values() if c["type"] == "TRELLIS_FF" and data & set(c["connections"]["Q"])]
+
+
+def _rows_model() -> tuple:
+    """A 3x3 Conv of 32 -> 64 channels on 4 x 4 and a ReLU: 18,432 weights, a ROM deeper
+    than a block at two products a cycle."""
+    rng = np.random.default_rng(7)
+    inits = {"w": rng.normal(0, .1, (64, 32, 3, 3)), "b": rng.normal(0, .1, 64)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["h"], kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Relu", ["h"], ["y"])]
+    g = helper.make_graph(nodes, "rows", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 64, 4, 4])],
+                          [numpy_helper.from_array(a.astype(np.float32), k) for k, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return m, rng.normal(0, 1, (16, 32, 4, 4)).astype(np.float32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["digits_mlp", "digits_cnn", "rows"])
+def test_ecp5_weight_rom_branch_is_bit_exact(tmp_path, which):
+    """Weight ROMs the writers place in block RAM are, in the ECP5 flow, DP16KD tiles with
+    their contents in INITVAL parameters and their own read and output registers: the
+    digits MLP folded sequentially (the dense chain: a ROM of 9-bit and one of 36-bit
+    words), the digits CNN sequentially (a window engine, 9-bit), and a Conv whose ROM takes
+    several rows of 18-bit tiles (a registered row select). Simulated with the model above:
+    golden's outputs in the same cycles as the portable sources."""
+    if which == "rows":
+        m, cal = _rows_model()
+        design = nnforge.compile(m, calibration=cal, bits=8)
+        x, kw = design.quantize_input(cal[:2]), {"max_multipliers": 2}
+    else:
+        ex = ROOT / "examples" / which
+        design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"][:64], bits=8)
+        x, kw = design.quantize_input(np.load(ex / "test.npz")["x"][:2]), {"parallelism": "sequential"}
+    out = design.write(tmp_path / "o", targets=["verilog"], **kw) / "verilog"
+    texts = ecp5_branch_exact(design, out, tmp_path / "bram", "NNF_ECP5_BRAM", ("dp16kd.v", _DP16KD_MODEL), x, tmp_path)
+    roms = sorted((int(r), int(c), int(w)) for text in texts.values()
+                  for r, c, _, w in re.findall(r"the weight ROM: (\d+) x (\d+) DP16KD tile\(s\) of (\d+) (\d+)-bit", text))
+    want = {"digits_mlp": [(1, 1, 9), (1, 1, 36)], "digits_cnn": [(1, 1, 9)]}
+    if which == "rows":
+        assert len(roms) == 1 and roms[0][0] > 1 and roms[0][2] == 18, roms
+    else:
+        assert roms == want[which], roms
+
+
+def test_rom_initvals_are_yosys_layout(tmp_path):
+    """Yosys's own ECP5 mapping of an inferred ROM of one block (9-, 18- and 36-bit words)
+    writes the INITVAL parameters ``estimate.dp16kd_initvals`` gives for the same words."""
+    import subprocess
+
+    from nnforge.sim.tools import find_tool
+
+    rng = np.random.default_rng(11)
+    for w, d in ((9, 2048), (18, 1024), (36, 512)):
+        words = [int(v) for v in rng.integers(0, 1 << w, d, dtype=np.uint64)]
+        ab = (d - 1).bit_length()
+        init = "\n".join(f"        rom[{a}] = {w}'h{v:x};" for a, v in enumerate(words))
+        (tmp_path / "t.v").write_text(
+            f"module t(input clk, input [{ab - 1}:0] a, output reg [{w - 1}:0] q);\n"
+            f"    reg [{w - 1}:0] rom [0:{d - 1}];\n    initial begin\n{init}\n    end\n"
+            f"    always @(posedge clk) q <= rom[a];\nendmodule\n")
+        subprocess.run([find_tool("yosys"), "-q", "-p", "read_verilog t.v; synth_ecp5 -top t -json t.json"],
+                       cwd=tmp_path, check=True, capture_output=True)
+        (cell,) = [c for c in json.loads((tmp_path / "t.json").read_text())["modules"]["t"]["cells"].values()
+                   if c["type"] == "DP16KD"]
+        ours = estimate.dp16kd_initvals(words, 0, w)
+        for i in range(64):
+            theirs = int(cell["parameters"].get(f"INITVAL_{i:02X}", "0"), 2)
+            assert theirs == int(ours.get(f"{i:02X}", "320'h0").split("'h")[1], 16), (w, i)
