@@ -55,6 +55,10 @@ _SIMD_TARGET = 8
 
 # ----------------------------------------------------------------------------- parallelism
 
+# product lanes whose clock enables (and their neurons' stages) one register copy of the
+# dense chain's stall enable drives
+EN_LANES = 8
+
 def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
     """Per layer ``(PE, SIMD)``: PE output neurons computed at once (divides n_out), SIMD
     inputs per cycle and neuron (divides n_in).
@@ -353,6 +357,9 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "brom": [hexlit(brom_width, v) for v in brom],
         **_requant_ctx(ly, cm), **_pipeline_ctx(simd, cm, t.groups), **_mult_rom_ctx(cm, aw, pe, t.groups),
         "timing": asdict(t),
+        # the stall enable's register copies: one for every EN_LANES product lanes, one for the
+        # weight and input word stages
+        "en_lanes": EN_LANES, "en_copies": -(-pe * simd // EN_LANES) + 1,
     }
     for k in ("xw", "ww", "ow", "aw", "pw", "xword", "xsh", "res", "pa", "sb", "jb", "gb", "ab",
               "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw", "qw",
