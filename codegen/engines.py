@@ -55,6 +55,12 @@ class Timing:
                 "in_to_out": self.in_to_out}
 
 
+# product lanes whose clock enables (and their stages) one register copy of an engine's
+# stall enable drives (the dense chain's and a window MAC engine's enable is also kept as
+# such copies, so that no single net reaches every clock enable)
+EN_LANES = 8
+
+
 @dataclass(frozen=True)
 class Memory:
     """A memory of ``words`` x ``width`` bits (``copies`` of it); a ROM holds ``values``;
@@ -274,7 +280,8 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
           + registers(q, q, q, q, q) + _ops(adders=(q, q, q, q, q), muxes=(q, q)))  # oldest1, room bounds
     if n.get("slot_tab"):  # the slot start tables of the write and read addresses
         a1 += _ops(muxes=(ab, ab))
-    rd = flags(4, reset=1) + registers(ab) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))  # in_win, xa
+    # in_win, xa; each bank's word address a register of its own
+    rd = flags(4, reset=1) + registers(ab, copies=simd) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))
     out = loader + taps + rows + a1 + rd
     if kind == "mac":
         wb, mb = n["wb_m1"] + 1, n["mb_m1"] + 1
@@ -293,7 +300,8 @@ def _row_fold(n: Mapping[str, Any]) -> Operators:
     out = registers(ab, ab) + _ops(adders=(ab, ab), muxes=(ab,))
     if n.get("rot"):
         rr, s, xw = n["rr_m1"] + 1, n["S"], n["xw"]
-        out += registers(rr, rr, rr, rr, rr, ab, s - 1) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
+        # (the banks' word addresses: xa or xa + 1 each, compared with the step's first bank)
+        out += registers(rr, rr, rr, rr, rr) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr,) + (ab,) * (s - 1))
         out += _ops(muxes=(ab,) * (s - 1) + (xw,) * (s * len(n["barrel"])))
     if n.get("short"):
         out += counters(n["ob_m1"] + 1)
@@ -310,7 +318,8 @@ def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
         lc = n["lc_m1"] + 1
         out += flags(3 * stages, reset=stages) + flags(1 + (n["cm"] != "none"), reset=2)  # v2, vf
         out += Operators(adders=(lc,), comparators=(lc, lc, lc), muxes=(lc, lc), registers=((lc, 1, ""),))
-        return out + _ops(muxes=(1, 1)) + _hold(n, n["PE"])
+        # the stall enable's register copies
+        return out + _ops(muxes=(1, 1)) + _hold(n, n["PE"]) + flags(n["en_copies"])
     out += flags(1, reset=1)  # v2
     if kind == "max":
         return out + flags(1, reset=2) + _ops(muxes=(1,)) + _hold(n, 1)

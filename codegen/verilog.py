@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import DenseEngine, Timing, dsp_registers
+from .engines import EN_LANES, DenseEngine, Timing, dsp_registers
 from .folding import Option, balanced, fewest, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
@@ -54,10 +54,6 @@ _SIMD_TARGET = 8
 
 
 # ----------------------------------------------------------------------------- parallelism
-
-# product lanes whose clock enables (and their neurons' stages) one register copy of the
-# dense chain's stall enable drives
-EN_LANES = 8
 
 def choose_parallelism(hw: HwModel, mode: str) -> list[tuple[int, int]]:
     """Per layer ``(PE, SIMD)``: PE output neurons computed at once (divides n_out), SIMD

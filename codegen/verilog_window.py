@@ -29,7 +29,7 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
-from .engines import Timing, WindowEngine, dsp_registers
+from .engines import EN_LANES, Timing, WindowEngine, dsp_registers
 from .estimate import bram_bank, rom_bank
 from .folding import Fold, Geometry, compute_cycles, row_len, valid
 from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, product_split, shex, ulit
@@ -327,7 +327,8 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
         for j in ([p_] if dw else range(simd)):
             i = f"{p_}_{j}"
             ln = p_ if dw else p_ * simd + j
-            prods.append({"id": i, "j": j, "xp_ext": ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
+            prods.append({"id": i, "j": j, "en": f"en_c{ln // EN_LANES}",  # its copy of the stall enable
+                          "xp_ext": ext(pw - xw, x_t.signed, f"x_b{j}[{xw - 1}]"),
                           "wp_ext": ext(pw - wwid, True, f"w_{i}[{wwid - 1}]"),
                           "prod_ext": ext(aw - pw, True, f"prod_{i}[{pw - 1}]"),
                           "w_hi": (ln + 1) * wwid - 1, "w_lo": ln * wwid,
@@ -340,7 +341,10 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
              m_m1=blocks - 1, wb=wb, wb_m1=wb - 1, mb=bits(blocks), mb_m1=bits(blocks) - 1,
              wa_zero=ulit(wb, 0), wa_one=ulit(wb, 1), wrom=[hexlit(nl * wwid, v) for v in words],
              brw_m1=pe * aw - 1, brom=[hexlit(pe * aw, v) for v in pack(b.reshape(blocks, pe), aw)], O=outs,
-             wbank=rom_bank(nl * wwid, words, wb))  # the weight ROM in DP16KD tiles (ECP5), if in block RAM
+             wbank=rom_bank(nl * wwid, words, wb),  # the weight ROM in DP16KD tiles (ECP5), if in block RAM
+             # the stall enable's register copies: one for every EN_LANES product lanes, one
+             # (en_m) for the memory read and output stages
+             en_copies=-(-nl // EN_LANES) + 1, en_lanes=EN_LANES)
 
 
 def _narrow(fold: Fold, xw: int, ww: int) -> int:

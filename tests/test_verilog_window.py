@@ -150,7 +150,7 @@ def test_chains_accepted(chain, tmp_path):
         assert ly["frame_cycles"] >= max(ly["n_in"], ly["compute_cycles"]) + 3
         assert 3 <= ly["in_to_out"] <= ly["compute_cycles"] + ly["n_in"] + 3 + ly["pipeline_stages"]
     text = (tmp_path / "v" / f"{info['layers'][0]['module']}.v").read_text()
-    assert "if (en & rd_in) x_q0 <= xmem0[rd_xa];" in text  # a padded tap reads no word
+    assert "if (en_m & rd_in) x_q0 <= xmem0[rd_xb0];" in text  # a padded tap reads no word
 
 
 def test_pool_changing_format_refused(tmp_path):
