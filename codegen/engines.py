@@ -270,7 +270,7 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
     lane = [n["lb_m1"] + 1] if simd > 1 else []
     loader = (counters(lrw, rb, offb, *lane) + flags(3, reset=3) + _ops(muxes=(lrw,))  # ahead, slot_free, lwait
-              + _ops(adders=(ab,), comparators=(lrw, q, q), muxes=(q, q)))  # la, free_* (bounds in a1)
+              + _ops(adders=(ab,), comparators=(q, q), muxes=(q, q)))  # la, free_* (bounds in a1)
     # the tap counters (their last-value compares feed flag registers stepped with them)
     taps = (counters(*(q,) * 8) + flags(7, reset=7)
             + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
@@ -300,8 +300,9 @@ def _row_fold(n: Mapping[str, Any]) -> Operators:
     out = registers(ab, ab) + _ops(adders=(ab, ab), muxes=(ab,))
     if n.get("rot"):
         rr, s, xw = n["rr_m1"] + 1, n["S"], n["xw"]
-        # (the banks' word addresses: xa or xa + 1 each, compared with the step's first bank)
-        out += registers(rr, rr, rr, rr, rr) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr,) + (ab,) * (s - 1))
+        out += registers(rr, rr, rr, rr, rr) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
+        # the banks' word addresses (xa or xa + 1 each, by a compare with the step's first
+        # bank), the lanes' rotation
         out += _ops(muxes=(ab,) * (s - 1) + (xw,) * (s * len(n["barrel"])))
     if n.get("short"):
         out += counters(n["ob_m1"] + 1)

@@ -18,8 +18,10 @@ neurons at once and ``SIMD`` inputs per cycle, ``S = n_in / SIMD`` steps and
 * requantize + emit: a finished group goes through the per-channel multiply (if any, one
   registered stage) and the registered round/shift, then the clamp of
   ``sat(round_half_up(acc >> shift), lo, hi)`` (``ir/fixed.py``) loads a ``PE``-entry
-  output register that is streamed out one element per beat. The compute pipeline
-  stalls only while that register is still busy.
+  output register that is streamed out one element per beat. A finished group that finds
+  that register busy waits in a hold register; the compute pipeline stalls only while one
+  waits there and another is finished (its enable comes from registers, never from
+  ``out_ready``).
 
 Timing (downstream always ready, input back to back), derived in :func:`_layer_timing`,
 with ``D`` the pipeline depth of :func:`_pipe_depth` (``6 + ceil(log2 SIMD)``, one more
@@ -175,7 +177,8 @@ def _layer_timing(ly: DenseLayer, pe: int, simd: int, cm: str = "none") -> _Timi
     # issue steps for group 0 at t+1..t+S; the step issued last reaches the output
     # register after D pipeline stages (_pipe_depth) and the first element leaves the
     # cycle after: group 0 emits from t+S+D+1, each later group max(S, PE) after the
-    # previous one (the pipeline stalls while the output register is busy), PE beats each
+    # previous one (the output register is busy PE beats; the pipeline runs at most one group
+    # ahead, into the hold register), PE beats each
     # (the last group's neurons in the last).
     in_to_out = _pipe_depth(simd, cm) + (g - 1) * tg + s + last
     return _Timing(

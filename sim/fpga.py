@@ -471,8 +471,9 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
             "timing_met": met,
             "critical_path": path,
             "utilization": _utilisation(report, chosen, need),
-            # Yosys's counts of the synthesized netlist (LUT: LUT4 equivalents as the
-            # estimate counts them; nextpnr's placed count adds packing's cells)
+            # Yosys's counts of the synthesized netlist (ECP5 LUT: LUT4 equivalents as the
+            # estimate counts them, nextpnr's placed count adds packing's cells; iCE40 LUT:
+            # the least logic cells, see estimate)
             "synthesized": {r: need[r] for r in ("LUT", "FF", "BRAM", "DSP") if need.get(r) is not None},
             "seconds": {"yosys": round(yosys_s, 2), "nextpnr": round(pnr_s, 2), "pack": round(pack_s, 2),
                         "total": round(time.monotonic() - t_start, 2)},
