@@ -127,19 +127,22 @@ def read_stages(width: int, bank: dict | None) -> Operators:
     registers the tile index of each (when it has several) and picks the word read."""
     if not bank:
         return registers(width, width)
-    t = bank["tiles"] - 1  # the word's tile picked; each tile's write enable tests the tile
-    return registers(bank["tb"], bank["tb"]) + _ops(comparators=(bank["tb"],) * (2 * t + 1 if t else 0),
-                                                    muxes=(width,) * t)
+    return _tile_select(width, bank["tiles"], bank["tb"])  # each tile's write enable tests the tile
 
 
 def rom_stages(width: int, bank: dict | None) -> Operators:
     """A weight ROM in DP16KD tiles (``bank``: ``_bram.v.j2`` ``rom``, the ECP5 flow): its
     read and output registers are the blocks'; with several rows of tiles, the row of the
     word read and of the word in the output registers, each row's read enable and the pick."""
-    if not bank or bank["rows"] == 1:
-        return Operators()
-    t = bank["rows"] - 1
-    return registers(bank["tb"], bank["tb"]) + _ops(comparators=(bank["tb"],) * (2 * t + 1), muxes=(width,) * t)
+    return _tile_select(width, bank["rows"], bank["tb"]) if bank else Operators()
+
+
+def _tile_select(width: int, n: int, tb: int) -> Operators:
+    """The pick of a ``width``-bit word out of ``n`` tiles (or rows of tiles) of a memory in
+    DP16KD blocks: the ``tb``-bit tile index of the word read and of the word in the output
+    registers, a test of the index for each tile's enable and for the pick, the selects."""
+    t = n - 1
+    return registers(tb, tb) + _ops(comparators=(tb,) * (2 * t + 1 if t else 0), muxes=(width,) * t)
 
 
 def _ops(adders=(), comparators=(), muxes=()) -> Operators:

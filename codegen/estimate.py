@@ -64,6 +64,7 @@ of ``tests/test_estimate.py``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -218,15 +219,32 @@ def bram_bank(width: int, depth: int, ab: int) -> dict | None:
 DP16KD_ROM_SHAPES = DP16KD_SHAPES + ((36, 512, 9, 5),)
 
 
-def rom_bank(width: int, words, ab: int) -> dict | None:
+class RomBank(dict):
+    """The DP16KD tiles of a ROM (:func:`rom_bank`): a dict of the shape (``w``, ``d``,
+    ``tl``, ``lo``, ``rows``, ``cols``, ``tiles``, ``tb``) and ``init``, each tile's
+    INITVAL parameters, made when first read: the template reads them, while the folding
+    search builds many engines it then drops."""
+
+    def __init__(self, words: tuple[int, ...], **shape) -> None:
+        super().__init__(**shape)
+        self.words = words
+
+    @functools.cached_property
+    def init(self) -> list[list[dict[str, str]]]:
+        """``init[r][c]``: the nonzero INITVAL parameters of tile (r, c)."""
+        w, d = self["w"], self["d"]
+        return [[dp16kd_initvals(self.words[r * d:(r + 1) * d], c * w, w) for c in range(self["cols"])]
+                for r in range(self["rows"])]
+
+
+def rom_bank(width: int, words, ab: int) -> RomBank | None:
     """A ROM of ``words`` (``width`` bits each, read at ``ab`` address bits) the writers
     place in block RAM (:func:`map_memory` by its live columns, as :func:`place_memories`),
     built in the ECP5 flow (``NNF_ECP5_BRAM``) of DP16KD tiles with their own output
     registers, when that takes the blocks the inferred ROM would (else None): ``rows`` x
     ``cols`` tiles of ``d`` words of ``w`` bits (tile (r, c) holds bits c*w.. of words
-    r*d..), ``tl`` / ``lo`` / ``tb`` as :func:`bram_bank`, and ``init[r][c]``: the
-    tile's nonzero ``INITVAL_xx`` parameters {xx: literal}."""
-    words = [int(v) for v in words]
+    r*d..), ``tl`` / ``lo`` / ``tb`` as :func:`bram_bank`, and ``init`` (:class:`RomBank`)."""
+    words = tuple(int(v) for v in words)
     depth = len(words)
     live = _live_columns(dict(enumerate(words)), width, depth)
     kind, blocks = map_memory(width, depth, True, live * depth)
@@ -236,10 +254,9 @@ def rom_bank(width: int, words, ab: int) -> dict | None:
                                    for s in DP16KD_ROM_SHAPES)
     if tiles != blocks:
         return None
-    rows, cols = math.ceil(depth / d), math.ceil(width / w)
-    return {"w": w, "d": d, "tl": tl, "lo": lo, "rows": rows, "cols": cols, "tiles": tiles,
-            "tb": ab - tl if rows > 1 else 0,
-            "init": [[dp16kd_initvals(words[r * d:(r + 1) * d], c * w, w) for c in range(cols)] for r in range(rows)]}
+    rows = math.ceil(depth / d)
+    return RomBank(words, w=w, d=d, tl=tl, lo=lo, rows=rows, cols=math.ceil(width / w), tiles=tiles,
+                   tb=ab - tl if rows > 1 else 0)
 
 
 def dp16kd_initvals(words, lo: int, w: int) -> dict[str, str]:

@@ -226,21 +226,18 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
               rows * ((e["ow"] * e["sw"] + e["kw"] + e["pl"] + e["w"]) * e["c"] + 2 * simd) if flat else 0)
     qw = big.bit_length() + 2
     e.update(q=qw, q_m1=qw - 1, xw=xw, xw_m1=xw - 1, ow_m1=o_t.width - 1, zero_q=shex(qw, 0), one_q=shex(qw, 1))
-    for k, v in (("kw_last", steps - 1), ("kh_last", e["kh"] - 1), ("cg_last", cgb - 1),
-                 ("ow_last", e["ow"] - 1), ("oh_last", e["oh"] - 1), ("m_last", blocks - 1),
-                 ("mg_last", mgb - 1), ("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]),
-                 ("dw_q", e["dw"]), ("pt_q", e["pt"]), ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]),
-                 ("cg_q", cgb)):
+    for k, v in (("sh_q", e["sh"]), ("sw_q", e["sw"]), ("dh_q", e["dh"]), ("dw_q", e["dw"]), ("pt_q", e["pt"]),
+                 ("pl_q", e["pl"]), ("h_q", e["h"]), ("w_q", e["w"]), ("cg_q", cgb)):
         e[k] = shex(qw, v)
-    # each tap counter's "at its last value" flag: a register stepped with the counter, its
-    # value after a wrap (``wrap``: the counter has one value) and the value before the last
-    e["lasts"] = [{"c": c, "flag": f, "wrap": "1'b1" if v == 0 else "1'b0", "prev": shex(qw, max(v - 1, 0))}
-                  for c, f, v in (("kx", "kx_last", steps - 1), ("ky", "ky_last", e["kh"] - 1),
-                                  ("ci", "ci_last", cgb - 1), ("mo", "mo_last", blocks - 1),
-                                  ("mg", "mg_last", mgb - 1), ("ox", "ox_last", e["ow"] - 1),
-                                  ("oy", "oy_last", e["oh"] - 1))]
-    for f in e["lasts"]:
-        f["reset"] = f"{f['flag']} <= {f['wrap']};"  # the counters start at 0
+    # each tap counter's last value and its "at its last value" flag <c>_last: a register
+    # stepped with the counter, its value after a wrap (``wrap``: the counter has one value)
+    # and the counter's value before the last (``prev``); the counters start at 0
+    e["lasts"] = []
+    for c, v in (("kx", steps - 1), ("ky", e["kh"] - 1), ("ci", cgb - 1), ("mo", blocks - 1), ("mg", mgb - 1),
+                 ("ox", e["ow"] - 1), ("oy", e["oh"] - 1)):
+        wrap = "1'b1" if v == 0 else "1'b0"
+        e["lasts"].append({"c": c, "flag": f"{c}_last", "last": shex(qw, v), "wrap": wrap,
+                           "prev": shex(qw, max(v - 1, 0)), "reset": f"{c}_last <= {wrap};"})
     e["x_ext"] = None
     return rows, wspan_h
 
