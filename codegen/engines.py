@@ -279,11 +279,11 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
             + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
     rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
-    a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), cbase
+    a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), row slot
           + registers(q, q, q, q, q) + _ops(adders=(q, q, q, q, q), muxes=(q, q)))  # oldest1, room bounds
     if n.get("slot_tab"):  # the slot start tables of the write and read addresses
         a1 += _ops(muxes=(ab, ab))
-    # in_win, xa; each bank's word address a register of its own
+    # the row slot (in a1), in_win, xa; each bank's word address a register of its own
     rd = flags(4, reset=1) + registers(ab, copies=simd) + _ops(comparators=(q,) * 4, adders=(rb, q, ab))
     out = loader + taps + rows + a1 + rd
     if kind == "mac":
@@ -303,7 +303,8 @@ def _row_fold(n: Mapping[str, Any]) -> Operators:
     out = registers(ab, ab) + _ops(adders=(ab, ab), muxes=(ab,))
     if n.get("rot"):
         rr, s, xw = n["rr_m1"] + 1, n["S"], n["xw"]
-        out += registers(rr, rr, rr, rr, rr) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
+        # the bank counters, the next word's offset (a1_pw1) and its address
+        out += registers(rr, rr, rr, rr, rr, ab) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
         # the banks' word addresses (xa or xa + 1 each, by a compare with the step's first
         # bank), the lanes' rotation
         out += _ops(muxes=(ab,) * (s - 1) + (xw,) * (s * len(n["barrel"])))
@@ -320,11 +321,11 @@ def _window_back(n: Mapping[str, Any], kind: str) -> Operators:
     if kind == "mac":
         stages = n["tk"] + 2
         lc = n["lc_m1"] + 1
-        out += flags(3 * stages, reset=stages) + flags(1 + (n["cm"] != "none"), reset=2)  # v2, vf
+        out += flags(3 * stages, reset=stages) + flags(2 + (n["cm"] != "none"), reset=2 + (n["cm"] != "none"))  # v2, vm, vf
         out += Operators(adders=(lc,), comparators=(lc, lc, lc), muxes=(lc, lc), registers=((lc, 1, ""),))
         # the stall enable's register copies
         return out + _ops(muxes=(1, 1)) + _hold(n, n["PE"]) + flags(n["en_copies"])
-    out += flags(1, reset=1)  # v2
+    out += flags(1, reset=1) + flags(1)  # v2, en_f (en as a register)
     if kind == "max":
         return out + flags(1, reset=2) + _ops(muxes=(1,)) + _hold(n, 1)
     nw, rw, db, yw = n["nw_m1"] + 1, n["rw_m1"] + 1, n["db_m1"] + 1, n["yw_m1"] + 1
@@ -420,7 +421,8 @@ class WindowEngine(Engine):
             pairs = -(-(xw if self.lut_mul == "x" else ww) // 2)
             lane_regs = [(sum(pw - 2 * j for j in range(pairs)) + min(aw, pw), f.multipliers, "")]
         # the ROM words' registers: w_o (the blocks' own for a ROM in DP16KD tiles) and w_b
-        regs = [*lane_regs, (aw, len(groups), ""), (aw + ow, f.pe, ""),
+        # per lane: the accumulator, the rounded word and the clamp's two tests, the output register
+        regs = [*lane_regs, (aw, len(groups), ""), (aw + 2 * ow + 2, f.pe, ""),
                 (n["wrw_m1"] + 1, 1 if n.get("wbank") else 2, "wrom"), (n["brw_m1"] + 1, 4 + tk, "brom")]
         banks += rom_stages(n["wrw_m1"] + 1, n.get("wbank"))
         if n["cm"] != "none":
@@ -615,7 +617,7 @@ class DenseEngine(Engine):
             out += registers(n["qa"], copies=pe) + _ops(muxes=(n["qa"],) * pe if n["cm"] == "pow2" else ())
         out += registers(n["qw"], copies=pe) + _ops(adders=(n["rw"],) * pe if n["shift"] > 0 else ())
         out += _ops(comparators=(n["cw"],) * (2 * pe), muxes=(ow,) * (2 * pe))  # the clamp
-        out += registers(n["xword"], n["xword"]) + registers(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
+        out += read_stages(n["xword"], n.get("xbank")) + registers(n["res"]) + _ops(muxes=(n["res"],) if pe > 1 else ())
         # the hold register (a finished group waiting for the output register), its valid bit
         # and the output register's second source; the clamp, which feeds both, is logic of
         # its own then, no longer folded into the output register's set / reset (Yosys: about

@@ -46,7 +46,7 @@ from .engines import EN_LANES, DenseEngine, Timing, dsp_registers
 from .folding import Option, balanced, fewest, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
-from .estimate import annotate as annotate_estimate, design_estimate, place_memories, rom_bank
+from .estimate import annotate as annotate_estimate, bram_bank, design_estimate, place_memories, rom_bank
 from .rtl import (AXIS_TOP, TOP, axis_wrapper, bits, channel_mult, check_accumulator, fits, hexlit, lut_product,
                   product, repl, shex, type_info, ulit, write_files)
 
@@ -338,6 +338,8 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         # counters and literals
         "sb": sb, "jb": jb, "gb": gb, "ab": ab, "rb": rb,
         "xdepth": 1 << (sb + 1),
+        # the input memory in DP16KD tiles (ECP5), if in block RAM
+        "xbank": bram_bank(simd * xw, 1 << (sb + 1), sb + 1),
         "s_zero": ulit(sb, 0), "s_one": ulit(sb, 1), "s_last": ulit(sb, t.steps - 1),
         "j_zero": ulit(jb, 0), "j_one": ulit(jb, 1), "j_last": ulit(jb, simd - 1),
         "g_zero": ulit(gb, 0), "g_one": ulit(gb, 1), "g_last": ulit(gb, t.groups - 1),

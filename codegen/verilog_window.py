@@ -160,7 +160,7 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
     # pipeline stages between the issue of a tap and the output register, beyond the read and
     # the accumulate: the memory output and buffer registers, the operand, product and adder
     # stages and the registered per-channel multiply of a MAC engine, the two address stages
-    e["pipe"] = 2 + (2 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
+    e["pipe"] = 2 + (3 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
     mac = kind == "mac"
     numbers = {k: v for k, v in e.items() if k not in ("template", "n_in", "n_out", "macs")}
     return WindowEngine(e["template"], ("in",), n_in, n_out, Timing(**_timing(e, geometry, fold)), numbers,
@@ -340,8 +340,9 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
              brw_m1=pe * aw - 1, brom=[hexlit(pe * aw, v) for v in pack(b.reshape(blocks, pe), aw)], O=outs,
              wbank=rom_bank(nl * wwid, words, wb),  # the weight ROM in DP16KD tiles (ECP5), if in block RAM
              # the stall enable's register copies: one for every EN_LANES product lanes, one
-             # (en_m) for the memory read and output stages
-             en_copies=-(-nl // EN_LANES) + 1, en_lanes=EN_LANES)
+             # (en_f) for the tap issue and address stages, one (en_m) for the memory read and
+             # output stages
+             en_copies=-(-nl // EN_LANES) + 2, en_lanes=EN_LANES)
 
 
 def _narrow(fold: Fold, xw: int, ww: int) -> int:
@@ -378,19 +379,35 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
         e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=ulit(qa - mw, 0),
                  mrom=[hexlit(pe * mw, v) for v in pack(_padded(cm["vals"], e["blocks"] * pe).reshape(e["blocks"], pe), mw)])
     cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
+    below, above = _clamp_tests(qa, cw, shift, lo, hi)
     for o in e["O"]:
         o.update(acc_ext=ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
-                 cw_ext=ext(cw - qa, True, f"{src}{o['p']}[{qa - 1}]"))
+                 cw_ext=ext(cw - qa, True, f"{src}{o['p']}[{qa - 1}]"),
+                 below=below.format(a=f"ax{o['p']}"), above=above.format(a=f"ax{o['p']}"))
         if cm["mode"] != "none":
             o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
     lcw = bits(pe + 1)
-    e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lo_c=shex(cw, lo),
-             hi_c=shex(cw, hi), lc_m1=lcw - 1, lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1),
+    e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lc_m1=lcw - 1, lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1),
              lc_pe=ulit(lcw, pe))
     if e["short"]:  # the last block of output channels has fewer than PE
         obw = bits(e["blocks"])
         e.update(ob_m1=obw - 1, ob_zero=ulit(obw, 0), ob_one=ulit(obw, 1), ob_last=ulit(obw, e["blocks"] - 1),
                  lc_short=ulit(lcw, e["short"]))
+
+
+def _clamp_tests(qa: int, cw: int, shift: int, lo: int, hi: int) -> tuple[str, str]:
+    """The clamp's two tests of ``q = round_shift(a, shift)`` made on ``a`` itself (a
+    ``qa``-bit value in ``cw`` bits), so they need not wait for the rounding adder: ``q < lo``
+    and ``q > hi`` as ``a < L`` and ``a > H`` (``{a}`` stands for the value; a test no
+    ``qa``-bit value can pass or fail is a constant)."""
+    if shift > 0:  # floor((a + 2^(s-1)) / 2^s) < lo  <=>  a < lo*2^s - 2^(s-1)
+        below, above = (lo << shift) - (1 << (shift - 1)), ((hi + 1) << shift) - (1 << (shift - 1)) - 1
+    else:  # a * 2^k < lo  <=>  a < ceil(lo / 2^k);  a * 2^k > hi  <=>  a > floor(hi / 2^k)
+        below, above = -((-lo) >> -shift), hi >> -shift
+    amin, amax = -(1 << (qa - 1)), (1 << (qa - 1)) - 1
+    lt = "1'b0" if below <= amin else "1'b1" if below > amax else f"({{a}} < {shex(cw, below)})"
+    gt = "1'b0" if above >= amax else "1'b1" if above < amin else f"({{a}} > {shex(cw, above)})"
+    return lt, gt
 
 
 def _padded(vals, n: int) -> np.ndarray:

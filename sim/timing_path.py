@@ -25,7 +25,7 @@ _ROLES = (
     (r"accm\d*$", "per-channel multiply"),
     (r"(acc|nxt)\d*$", "accumulator"),
     (r"(res|y|qv|ax|out_data)\d*$", "requantization (rounding adder, shift, clamp) into the output register"),
-    (r"(en|en_c\d+|en_m|hold_v|vq|left|res_left|res_free|res_load|out_fire|vf|v2)$",
+    (r"(en|en_c\d+|en_m|en_f|hold_v|vq|left|res_left|res_free|res_load|out_fire|vf|v2)$",
      "the stall enable / output handshake"),
     (r"(x_q|x_o|x_b|w_q|w_o|w_b|b_q|b_b|m_q|m_b|wrom|brom|mrom)\d*$", "memory read"),
     (r"(xmem|mem|fmem)\w*$", "row / frame memory (write)"),

@@ -236,3 +236,32 @@ def test_cnn_real_multipliers(tmp_path, mode, last):
     x = _batch(d, "digits_cnn", 4, 5)
     _check_meaningful(d, x)
     verilog_exact(d, tmp_path, x, 0.2 if mode == "sequential" else 0.0, mode)
+
+
+def _test_value(expr: str, a: int) -> bool:
+    """Evaluate one of ``_clamp_tests``' Verilog tests (a constant, or ``({a} < W'shH)``)."""
+    if expr in ("1'b0", "1'b1"):
+        return expr == "1'b1"
+    op, lit = expr.strip("()").split(" ")[1:]
+    width, digits = lit.split("'sh")
+    c = int(digits, 16)
+    c -= (1 << int(width)) if c >> (int(width) - 1) else 0
+    return a < c if op == "<" else a > c
+
+
+@pytest.mark.parametrize("shift", [-3, -1, 0, 1, 2, 5, 9])
+@pytest.mark.parametrize("lo,hi", [(-128, 127), (0, 127), (-8, 7), (0, 255), (3, 5), (-1000, 1000)])
+def test_clamp_tests_before_rounding_equal_golden(shift, lo, hi):
+    """The window engines test the clamp bounds on the unrounded value (so the tests need not
+    wait for the rounding adder): for every value of the accumulator's width the tests say
+    exactly what sat(round_shift(a)) does, constants where no value can pass or fail."""
+    from nnforge.codegen.verilog_window import _clamp_tests
+    from nnforge.ir.fixed import round_shift
+    qa = 12
+    cw = max(qa + 1, qa - shift, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 2
+    below, above = _clamp_tests(qa, cw, shift, lo, hi)
+    a = np.arange(-(1 << (qa - 1)), 1 << (qa - 1))
+    q = round_shift(a, shift)
+    for expr, want in ((below, q < lo), (above, q > hi)):
+        got = np.array([_test_value(expr.format(a="x"), int(v)) for v in a])
+        assert np.array_equal(got, want), (expr, shift, lo, hi)

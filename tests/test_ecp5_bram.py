@@ -128,7 +128,26 @@ def _frame_model() -> tuple:
     return m, rng.normal(0, 1, (16, 1, 32, 32)).astype(np.float32)
 
 
+def _dense_model() -> tuple:
+    """Gemm 288 -> 24, ReLU, Gemm 24 -> 10: the first layer's input memory (two vectors of
+    288 elements) is a block RAM."""
+    rng = np.random.default_rng(9)
+    inits = {"w1": rng.normal(0, .1, (288, 24)), "b1": rng.normal(0, .1, 24),
+             "w2": rng.normal(0, .3, (24, 10)), "b2": rng.normal(0, .1, 10)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"])]
+    g = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 288])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+                          [numpy_helper.from_array(a.astype(np.float32), k) for k, a in inits.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    return m, rng.normal(0, 1, (16, 288)).astype(np.float32)
+
+
 def _design(which: str):
+    if which.startswith("dense"):  # simd 1 (9-bit words) or 2 (18-bit)
+        m, cal = _dense_model()
+        d = nnforge.compile(m, calibration=cal, bits=8)
+        return d, d.quantize_input(cal[:3]), "sequential" if which == "dense9" else {"max_multipliers": 3}
     if which == "frames":
         m, cal = _frame_model()
         d = nnforge.compile(m, calibration=cal, bits=8)
@@ -145,7 +164,7 @@ def _design(which: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["digits_cnn", "tiles9", "word18", "frames"])
+@pytest.mark.parametrize("which", ["digits_cnn", "tiles9", "word18", "frames", "dense9", "dense18"])
 def test_ecp5_bram_branch_is_bit_exact(tmp_path, which):
     """The sources as ``nnforge synth`` reads them for ECP5 (NNF_ECP5_BRAM: the row buffer
     banks in block RAM are DP16KD tiles with their own output registers), simulated with
@@ -157,13 +176,16 @@ def test_ecp5_bram_branch_is_bit_exact(tmp_path, which):
     from nnforge.sim.progress import QUIET
 
     design, x, mode = _design(which)
-    out = design.write(tmp_path / "o", targets=["verilog"], parallelism=mode) / "verilog"
+    out = design.write(tmp_path / "o", targets=["verilog"], **(mode if isinstance(mode, dict) else {"parallelism": mode})) / "verilog"
     bram = tmp_path / "bram"
     texts = ecp5_branch_exact(design, out, bram, "NNF_ECP5_BRAM", ("dp16kd.v", _DP16KD_MODEL), x, tmp_path)
     tiles = {(f, int(w), int(n)) for f, text in texts.items()
              for n, w in re.findall(r"(?<!x )\b(\d+) DP16KD tile\(s\) of \d+ (\d+)-bit words", text)}  # not ROMs
     if which == "digits_cnn":
         assert tiles and {t[1:] for t in tiles} == {(9, 1)}, tiles
+    elif which.startswith("dense"):  # the dense chain's input memory
+        dense = {t[1:] for t in tiles if "the input memory: " in texts[t[0]]}
+        assert dense == {(9 if which == "dense9" else 18, 1)}, tiles
     else:  # the window engines' row buffer banks, the gather and reduce engines' frame memories
         want = {"tiles9": {(9, 2), ("nnf_reorder_y.v", 9, 1)}, "word18": {(18, 2), ("nnf_reorder_y.v", 18, 1)},
                 "frames": {("nnf_Transpose_2.v", 9, 8), ("nnf_ReduceMean_3.v", 9, 8), ("nnf_reorder_y.v", 9, 1)}}
