@@ -273,7 +273,8 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
     offb, lrw = n["offb_m1"] + 1, n["lrw_m1"] + 1
     lane = [n["lb_m1"] + 1] if simd > 1 else []
     loader = (counters(lrw, rb, offb, *lane) + flags(3, reset=3) + _ops(muxes=(lrw,))  # ahead, slot_free, lwait
-              + _ops(adders=(ab,), comparators=(q, q), muxes=(q, q)))  # la, free_* (bounds in a1)
+              + _ops(adders=(ab,), comparators=(q, q), muxes=(q, q))  # la, free_* (bounds in a1)
+              + registers(ab, n["xw"], *lane) + flags(1, reset=1))  # the registered write
     # the tap counters (their last-value compares feed flag registers stepped with them)
     taps = (counters(*(q,) * 8) + flags(7, reset=7)
             + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
