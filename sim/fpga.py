@@ -378,7 +378,8 @@ def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: i
     (work / "nextpnr.log").unlink(missing_ok=True)
     phases = (("Packing", "packing"), ("Running main analytical placer", "placing"),
               ("Routing..", "routing"), ("Routing complete", "routed; timing analysis"))
-    progress(f"synth: nextpnr placing and routing on {part.describe()} at {clock_mhz:g} MHz (seed {seed}{", " + fam.router if fam.router else ""})")
+    how = f"seed {seed}, {fam.router}" if fam.router else f"seed {seed}"
+    progress(f"synth: nextpnr placing and routing on {part.describe()} at {clock_mhz:g} MHz ({how})")
     try:
         secs = _run(cmd, work, fam.nextpnr, progress, log=work / "nextpnr.log", phases=phases)
     except ToolError:
