@@ -460,7 +460,7 @@ def report(models: list[Model], rows: list[Row], clock: float, command: str) -> 
              + (f"; tools: {tools_line(rows)}." if tools_line(rows) else "."),
              "", "### Models", "", model_table(models),
              "", "### Designs", "", design_table(rows, clock),
-             "", "### Synthesized (Yosys, nextpnr-ecp5, ecppack)", "",
+             "", "### Synthesized (Yosys, nextpnr-ecp5 with router2, ecppack)", "",
              "What Yosys counted in the synthesized netlist, with the estimate and its error beside it, and the "
              "LUT4s nextpnr placed (packing adds cells to Yosys's count).", "", synth_table(rows, clock),
              "", "### Simulated (balanced designs, Verilator)", "", sim_table(rows)]
