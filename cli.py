@@ -148,7 +148,7 @@ def cmd_synth(args, progress: Progress) -> int:
     from .sim import fpga
 
     result = fpga.synth(args.outdir, args.fpga, clock_mhz=args.clock_mhz, seed=args.seed, progress=progress,
-                        axis=args.axis, speed=args.speed)
+                        axis=args.axis, speed=args.speed, router=args.router)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -305,6 +305,9 @@ def _synth_parser(sub) -> None:
     s.add_argument("--clock-mhz", type=float, default=100.0, help="the clock to meet, in MHz (default 100)")
     s.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
     s.add_argument("--speed", type=int, choices=(6, 7, 8), help="ECP5 speed grade (default 6)")
+    s.add_argument("--router", choices=("router1", "router2"), default="router1",
+                   help="nextpnr's router: router1 (default, the better Fmax) or router2 (routes congested "
+                        "designs, such as one filling the part's block RAMs, much faster; lower Fmax)")
     s.add_argument("--axis", action="store_true", help="synthesize the AXI4-Stream wrapper as the top")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress output")

@@ -65,7 +65,6 @@ class Family:
     labels: dict          # resource -> words for reports
     lutram: bool = True   # has LUT RAM (a memory the writers placed there can be built)
     defines: tuple = ()   # Verilog macros the synthesis reads the sources with (see synth_script)
-    router: str = ""      # nextpnr's router ("" its default)
 
 
 ECP5 = Family(
@@ -79,10 +78,11 @@ ECP5 = Family(
     # and the frame memories in block RAM (row buffer banks, gather and reduce frames) the
     # DP16KD's own output registers
     defines=("NNF_ECP5_DSP", "NNF_ECP5_BRAM"),
-    # the congestion-driven router: it routes designs that fill the part's block RAMs (MobileNetV1
-    # at 201 of 208) in minutes, where nextpnr's default router did not converge in an hour
-    router="router2",
 )
+# nextpnr's routers: router1 (its default) gives the better Fmax; router2 (congestion-driven)
+# routes designs that fill the part's block RAMs (MobileNetV1 at 201 of 208) in minutes where
+# router1 did not converge in an hour, at a lower Fmax
+ROUTERS = ("router1", "router2")
 ICE40 = Family(
     name="ice40", synth="synth_ice40 -dsp", nextpnr="nextpnr-ice40", packer="icepack", config="--asc",
     bitstream=".bin",
@@ -362,7 +362,7 @@ def _clock_name(net: str, ports: set[str]) -> str:
     return net
 
 
-def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: int,
+def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: int, router: str,
                      progress: Progress) -> tuple[dict, float]:
     fam = part.family
     cmd = [find_tool(fam.nextpnr), *part.nextpnr_args, "--package", part.package]
@@ -371,15 +371,13 @@ def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: i
     cmd += ["--json", "netlist.json", fam.config, "config.txt", "--top", top, "--freq", f"{clock_mhz:g}",
             "--seed", str(seed), "--report", "nextpnr_report.json", "--timing-allow-fail",
             "-l", "nextpnr.log", "-q"]
-    if fam.router:
-        cmd += ["--router", fam.router]
+    cmd += ["--router", router]
     if fam is ICE40:
         cmd.append("--pcf-allow-unconstrained")  # no pin file: nextpnr places the IOs
     (work / "nextpnr.log").unlink(missing_ok=True)
     phases = (("Packing", "packing"), ("Running main analytical placer", "placing"),
               ("Routing..", "routing"), ("Routing complete", "routed; timing analysis"))
-    how = f"seed {seed}, {fam.router}" if fam.router else f"seed {seed}"
-    progress(f"synth: nextpnr placing and routing on {part.describe()} at {clock_mhz:g} MHz ({how})")
+    progress(f"synth: nextpnr placing and routing on {part.describe()} at {clock_mhz:g} MHz (seed {seed}, {router})")
     try:
         secs = _run(cmd, work, fam.nextpnr, progress, log=work / "nextpnr.log", phases=phases)
     except ToolError:
@@ -423,15 +421,19 @@ def _publish(tmp: Path, final: Path) -> None:
 
 
 def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int = 1,
-          progress: Progress = QUIET, *, axis: bool = False, speed: int | None = None) -> dict:
+          progress: Progress = QUIET, *, axis: bool = False, speed: int | None = None,
+          router: str = "router1") -> dict:
     """Synthesize, place and route the design in ``src_dir`` (a compile output folder or
     its ``verilog/``) for ``part`` and write its bitstream; ``part="auto"`` takes the
     smallest ECP5 (25k, 45k, 85k) it fits. The core ``nnforge_top`` is the top, or with
     ``axis`` its AXI4-Stream wrapper. AMD/Xilinx parts get a Vivado script instead
     (:func:`write_vivado`). Results go to ``outdir/synth/<part>/`` (``outdir`` defaults
-    to the compile output folder); the report (also ``synth.json``) is returned."""
+    to the compile output folder); the report (also ``synth.json``) is returned. ``router``:
+    nextpnr's router (``ROUTERS``)."""
     if clock_mhz <= 0:
         raise ValueError("the clock must be a positive frequency in MHz")
+    if router not in ROUTERS:
+        raise ValueError(f"unknown router {router!r}: {' or '.join(ROUTERS)}")
     xilinx = is_xilinx(part)
     auto = part.strip().lower() == "auto"
     if not xilinx:
@@ -450,7 +452,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     t_start = time.monotonic()
     try:
         yosys_s, need = _synthesize(work, srcs, fam, top, tools["yosys"], progress)
-        chosen, report, pnr_s, tried = _first_fit(work, candidates, need, top, clock_mhz, seed, progress, auto)
+        chosen, report, pnr_s, tried = _first_fit(work, candidates, need, top, clock_mhz, seed, router, progress, auto)
         fmax, met = _fmax(report, clock_port, clock_mhz, pnr_s, progress)
         path = critical_path(report, info, work / "netlist.json")
         if path is not None:
@@ -474,7 +476,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
             "clock_port": clock_port,
             "clock_mhz": float(clock_mhz),
             "seed": seed,
-            "router": fam.router or "router1",
+            "router": router,
             "fmax_mhz": fmax,
             "timing_met": met,
             "critical_path": path,
@@ -544,7 +546,7 @@ def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progres
     return yosys_s, need
 
 
-def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: float, seed: int,
+def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: float, seed: int, router: str,
                progress: Progress, auto: bool):
     """Place and route on the first candidate part the design fits: the part, nextpnr's
     report, its seconds and what was tried; the last part's error when none fits."""
@@ -553,7 +555,7 @@ def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: fl
         err = check_fit(need, cand)
         if err is None:
             try:
-                report, pnr_s = _place_and_route(work, cand, top, clock_mhz, seed, progress)
+                report, pnr_s = _place_and_route(work, cand, top, clock_mhz, seed, router, progress)
             except FitError as e:
                 err = e
         if err is not None:

@@ -72,9 +72,10 @@ def test_fit_goal_cache_and_synth_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "load_models", lambda: tiny)
     calls = []
 
-    def fake_synth(vdir, part, outdir, clock_mhz, progress):
+    def fake_synth(vdir, part, outdir, clock_mhz, progress, router):
         assert (Path(vdir) / "nnforge_top.v").is_file()
         calls.append((part, clock_mhz))
+        assert router == "router1"  # the models of this test are not in ROUTER
         util = {"LUT": {"used": 400}, "FF": {"used": 100}, "DSP": {"used": 2}, "BRAM": {"used": 0}}
         return {"part": part, "clock_mhz": clock_mhz, "fmax_mhz": {"clk": 100.0}, "timing_met": False,
                 "critical_path": {"summary": "engine x: a -> b"}, "utilization": util,
@@ -125,7 +126,7 @@ def test_a_design_yosys_finds_too_big_is_cached_with_its_counts(tmp_path, monkey
     monkeypatch.setattr(bench, "load_models", lambda: tiny)
     import nnforge.sim.fpga as fpga
 
-    def too_big(vdir, part, outdir, clock_mhz, progress):
+    def too_big(vdir, part, outdir, clock_mhz, progress, router):
         progress("synth: yosys done in 1.0 s: 400 LUT4s, 100 flip-flops, 0 DP16KD block RAMs (18 kbit), "
                  "40 MULT18X18D multipliers, 23 IO pins")
         raise fpga.FitError(fpga.resolve_part(part), "DSP", 40, 28)
