@@ -246,7 +246,7 @@ def run_synth(row: Row, vdir: Path, clock: float, cache: Cache, work: Path) -> N
         counted = [m.split(": ", 1)[-1] for m in progress.lines if m.startswith("synth: yosys done")]
         rep = {"error": f"does not fit: {e}" + (f" (Yosys: {counted[-1]})" if counted else "")}
     else:
-        rep = {k: rep[k] for k in ("part", "clock_mhz", "fmax_mhz", "timing_met", "critical_path",
+        rep = {k: rep[k] for k in ("part", "clock_mhz", "router", "fmax_mhz", "timing_met", "critical_path",
                                    "utilization", "synthesized", "seconds", "tools", "bitstream") if k in rep}
         rep["load"] = round(os.getloadavg()[0], 1)  # the machine's load when it finished
     cache.put(key, rep)
