@@ -61,9 +61,14 @@ FIT_SLACK = 1.15        # the --fit goal: a period within 15% of ceil(MACs / par
 ESTIMATE_TOLERANCE = 10.0  # % the resource estimate should be within of Yosys's count
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "nnforge_mlperf_tiny_fpga.json"
 RESOURCES = (("LUT", "luts"), ("FF", "ffs"), ("DSP", "dsp"), ("BRAM", "bram"))  # synth key, estimate key
-# nextpnr's router per model (default router1, the better Fmax): MobileNetV1 --fit fills the
-# 85k's block RAMs (201 of 208), and router1 had not converged after an hour of routing
+# nextpnr's router per model (default router1, the better Fmax), for all its designs:
+# MobileNetV1 --fit fills the 85k's block RAMs (201 of 208), and router1 had not converged
+# after an hour of routing
 ROUTER = {"mobilenet_v1": "router2"}
+
+
+def router(model: str) -> str:
+    return ROUTER.get(model, "router1")
 
 
 def log(msg: str) -> None:
@@ -115,8 +120,8 @@ def verilog_hash(vdir: Path) -> str:
 
 
 def synth_key(model: str, folding: str, part: str, clock: float, vhash: str) -> str:
-    router = ROUTER.get(model, "router1")
-    return f"synth|{model}|{folding}|{part}|{clock:g}|{vhash}" + (f"|{router}" if router != "router1" else "")
+    how = router(model)
+    return f"synth|{model}|{folding}|{part}|{clock:g}|{vhash}" + (f"|{how}" if how != "router1" else "")
 
 
 def sim_key(model: str, n: int, vhash: str) -> str:
@@ -241,7 +246,7 @@ def run_synth(row: Row, vdir: Path, clock: float, cache: Cache, work: Path) -> N
     progress = Recorder()
     try:
         rep = synth(vdir, row.part, work / f"synth_{row.model}_{row.folding}_{row.part}", clock_mhz=clock,
-                    progress=progress, router=ROUTER.get(row.model, "router1"))
+                    progress=progress, router=router(row.model))
     except FitError as e:
         counted = [m.split(": ", 1)[-1] for m in progress.lines if m.startswith("synth: yosys done")]
         rep = {"error": f"does not fit: {e}" + (f" (Yosys: {counted[-1]})" if counted else "")}
@@ -418,7 +423,8 @@ def synth_table(rows: list[Row], clock: float) -> str:
         cells.insert(1, placed_luts(rep))
         cells = " | ".join(cells)
         path = (rep.get("critical_path") or {}).get("summary", "-").replace("|", "\\|")
-        part = r.part + (f" ({rep['router']})" if rep.get("router", "router1") != "router1" else "")
+        how = rep.get("router", router(r.model))
+        part = r.part + (f" ({how})" if how != "router1" else "")
         lines.append(f"| {r.model} | {r.label} | {part} | {fcell} | {cells} | "
                      f"{rep['seconds']['total'] / 60:.1f} min{load(rep)} | {path} |")
     return "\n".join(lines) if len(lines) > 2 else "(no design synthesized yet)"

@@ -305,7 +305,7 @@ def _row_fold(n: Mapping[str, Any]) -> Operators:
     if n.get("rot"):
         rr, s, xw = n["rr_m1"] + 1, n["S"], n["xw"]
         # the bank counters, the next word's offset (a1_pw1) and its address
-        out += registers(rr, rr, rr, rr, rr, ab) + _ops(adders=(rr, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
+        out += registers(rr, rr, rr, rr, rr, ab) + _ops(adders=(rr, ab, ab, ab), comparators=(rr,) * s, muxes=(rr, ab))
         # the banks' word addresses (xa or xa + 1 each, by a compare with the step's first
         # bank), the lanes' rotation
         out += _ops(muxes=(ab,) * (s - 1) + (xw,) * (s * len(n["barrel"])))

@@ -159,7 +159,8 @@ def window_engine(q: Graph, node, name: str, parallelism: str = "sequential",
         _avg(e, p, x_t, x_t.width, _signed_width(x_t), o_t.width, lo, hi)
     # pipeline stages between the issue of a tap and the output register, beyond the read and
     # the accumulate: the memory output and buffer registers, the operand, product and adder
-    # stages and the registered per-channel multiply of a MAC engine, the two address stages
+    # stages, the registered per-channel multiply and the registered requantization of a MAC
+    # engine, the two address stages
     e["pipe"] = 2 + (3 + len(e["tree"]) + (e["cm"] != "none") if kind == "mac" else 0) + 2
     mac = kind == "mac"
     numbers = {k: v for k, v in e.items() if k not in ("template", "n_in", "n_out", "macs")}

@@ -79,10 +79,6 @@ ECP5 = Family(
     # DP16KD's own output registers
     defines=("NNF_ECP5_DSP", "NNF_ECP5_BRAM"),
 )
-# nextpnr's routers: router1 (its default) gives the better Fmax; router2 (congestion-driven)
-# routes designs that fill the part's block RAMs (MobileNetV1 at 201 of 208) in minutes where
-# router1 did not converge in an hour, at a lower Fmax
-ROUTERS = ("router1", "router2")
 ICE40 = Family(
     name="ice40", synth="synth_ice40 -dsp", nextpnr="nextpnr-ice40", packer="icepack", config="--asc",
     bitstream=".bin",
@@ -93,6 +89,10 @@ ICE40 = Family(
             "DSP": "SB_MAC16 DSPs", "IO": "IO pins", "SPRAM": "SPRAM blocks (256 kbit)"},
     lutram=False,
 )
+# nextpnr's routers: router1 (its default) gives the better Fmax; router2 (congestion-driven)
+# routes designs that fill the part's block RAMs (MobileNetV1 at 201 of 208) in minutes where
+# router1 did not converge in an hour, at a lower Fmax
+ROUTERS = ("router1", "router2")
 # the placement attribute of a memory the writers put in LUT RAM (codegen/estimate.py)
 _LUTRAM_ATTR = re.compile(r'\(\*\s*ram_style\s*=\s*"distributed"\s*\*\)\s*')
 
@@ -611,7 +611,8 @@ def text_report(r: dict) -> str:
             lines.append(f"  auto: {t['reason']}")
     status = "met" if r["timing_met"] else "NOT met"
     lines.append(f"clock {r['clock_port']}: target {r['clock_mhz']:g} MHz, achieved "
-                 + ", ".join(f"{k} {v:.2f} MHz" for k, v in r["fmax_mhz"].items()) + f": timing {status}")
+                 + ", ".join(f"{k} {v:.2f} MHz" for k, v in r["fmax_mhz"].items()) + f": timing {status}"
+                 + (f" (seed {r['seed']}, {r['router']})" if r.get("router") else ""))
     if r.get("critical_path"):
         lines.append(f"critical path: {r['critical_path']['summary']}")
     lines.append("utilisation (placed):")
