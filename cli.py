@@ -21,7 +21,7 @@ from .targets import PARALLELISM, TARGETS as TARGET_TABLE, check_names
 from .passes.prune import compression_text
 from .ir.text import printable
 from .sim.files import defer_during_swap, output_folder, read_manifest
-from .sim.fpga import FIT_SHARE
+from .sim.fpga import DEFAULT_ROUTER, FIT_SHARE, ROUTERS
 from .sim.progress import Progress
 
 EXAMPLE = Path(__file__).resolve().parent / "examples" / "digits_mlp"
@@ -305,7 +305,7 @@ def _synth_parser(sub) -> None:
     s.add_argument("--clock-mhz", type=float, default=100.0, help="the clock to meet, in MHz (default 100)")
     s.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
     s.add_argument("--speed", type=int, choices=(6, 7, 8), help="ECP5 speed grade (default 6)")
-    s.add_argument("--router", choices=("router1", "router2"), default="router1",
+    s.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help="nextpnr's router: router1 (default, the better Fmax) or router2 (routes congested "
                         "designs, such as one filling the part's block RAMs, much faster; lower Fmax)")
     s.add_argument("--axis", action="store_true", help="synthesize the AXI4-Stream wrapper as the top")

@@ -50,7 +50,7 @@ import numpy as np
 
 import nnforge
 from nnforge.codegen.lower import BackendError
-from nnforge.sim.fpga import fit_budget, resolve_part, smallest_part
+from nnforge.sim.fpga import DEFAULT_ROUTER, fit_budget, resolve_part, smallest_part
 from nnforge.sim.progress import Progress
 
 HERE = Path(__file__).resolve().parent
@@ -68,7 +68,7 @@ ROUTER = {"mobilenet_v1": "router2", "fc_autoencoder": "router2"}
 
 
 def router(model: str) -> str:
-    return ROUTER.get(model, "router1")
+    return ROUTER.get(model, DEFAULT_ROUTER)
 
 
 def log(msg: str) -> None:
@@ -121,7 +121,7 @@ def verilog_hash(vdir: Path) -> str:
 
 def synth_key(model: str, folding: str, part: str, clock: float, vhash: str) -> str:
     how = router(model)
-    return f"synth|{model}|{folding}|{part}|{clock:g}|{vhash}" + (f"|{how}" if how != "router1" else "")
+    return f"synth|{model}|{folding}|{part}|{clock:g}|{vhash}" + (f"|{how}" if how != DEFAULT_ROUTER else "")
 
 
 def sim_key(model: str, n: int, vhash: str) -> str:
@@ -424,7 +424,7 @@ def synth_table(rows: list[Row], clock: float) -> str:
         cells = " | ".join(cells)
         path = (rep.get("critical_path") or {}).get("summary", "-").replace("|", "\\|")
         how = rep.get("router", router(r.model))
-        part = r.part + (f" ({how})" if how != "router1" else "")
+        part = r.part + (f" ({how})" if how != DEFAULT_ROUTER else "")
         lines.append(f"| {r.model} | {r.label} | {part} | {fcell} | {cells} | "
                      f"{rep['seconds']['total'] / 60:.1f} min{load(rep)} | {path} |")
     return "\n".join(lines) if len(lines) > 2 else "(no design synthesized yet)"

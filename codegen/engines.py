@@ -61,6 +61,12 @@ class Timing:
 EN_LANES = 8
 
 
+def en_copies(lanes: int, stage_copies: int) -> int:
+    """The register copies of an engine's stall enable: one for every ``EN_LANES`` of its
+    ``lanes`` product lanes, and ``stage_copies`` for its other stages."""
+    return -(-lanes // EN_LANES) + stage_copies
+
+
 @dataclass(frozen=True)
 class Memory:
     """A memory of ``words`` x ``width`` bits (``copies`` of it); a ROM holds ``values``;

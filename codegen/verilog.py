@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engines import EN_LANES, DenseEngine, Timing, dsp_registers
+from .engines import EN_LANES, DenseEngine, Timing, dsp_registers, en_copies
 from .folding import Option, balanced, fewest, meet_goal
 from .lower import BackendError, DenseLayer, HwModel
 from .render import render
@@ -360,7 +360,7 @@ def _layer_ctx(index: int, ly: DenseLayer, pe: int, simd: int) -> dict:
         "timing": asdict(t),
         # the stall enable's register copies: one for every EN_LANES product lanes, one for the
         # weight and input word stages
-        "en_lanes": EN_LANES, "en_copies": -(-pe * simd // EN_LANES) + 1,
+        "en_lanes": EN_LANES, "en_copies": en_copies(pe * simd, 1),
     }
     for k in ("xw", "ww", "ow", "aw", "pw", "xword", "xsh", "res", "pa", "sb", "jb", "gb", "ab",
               "rb", "xdepth", "wrom_width", "wrom_depth", "brom_width", "brom_depth", "rw", "cw", "qw",

@@ -29,7 +29,7 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops.dense import requant_params
 from .lower import BackendError
 from .program import step_params
-from .engines import EN_LANES, Timing, WindowEngine, dsp_registers
+from .engines import EN_LANES, Timing, WindowEngine, dsp_registers, en_copies
 from .estimate import bram_bank, rom_bank
 from .folding import Fold, Geometry, compute_cycles, row_len, valid
 from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, product_split, shex, ulit
@@ -343,7 +343,7 @@ def _weights(e: dict, w: np.ndarray, b: np.ndarray, fold: Fold, x_t, wwid: int, 
              # the stall enable's register copies: one for every EN_LANES product lanes, one
              # (en_f) for the tap issue and address stages, one (en_m) for the memory read and
              # output stages
-             en_copies=-(-nl // EN_LANES) + 2, en_lanes=EN_LANES)
+             en_copies=en_copies(nl, 2), en_lanes=EN_LANES)
 
 
 def _narrow(fold: Fold, xw: int, ww: int) -> int:
@@ -388,8 +388,8 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
         if cm["mode"] != "none":
             o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
     lcw = bits(pe + 1)
-    e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lc_m1=lcw - 1, lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1),
-             lc_pe=ulit(lcw, pe))
+    e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lc_m1=lcw - 1,
+             lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1), lc_pe=ulit(lcw, pe))
     if e["short"]:  # the last block of output channels has fewer than PE
         obw = bits(e["blocks"])
         e.update(ob_m1=obw - 1, ob_zero=ulit(obw, 0), ob_one=ulit(obw, 1), ob_last=ulit(obw, e["blocks"] - 1),

@@ -91,8 +91,9 @@ ICE40 = Family(
 )
 # nextpnr's routers: router1 (its default) gives the better Fmax; router2 (congestion-driven)
 # routes designs that fill the part's block RAMs (MobileNetV1 at 201 of 208) in minutes where
-# router1 did not converge in an hour, at a lower Fmax
+# router1 did not converge in an hour, at a lower Fmax; the first is the default
 ROUTERS = ("router1", "router2")
+DEFAULT_ROUTER = ROUTERS[0]
 # the placement attribute of a memory the writers put in LUT RAM (codegen/estimate.py)
 _LUTRAM_ATTR = re.compile(r'\(\*\s*ram_style\s*=\s*"distributed"\s*\*\)\s*')
 
@@ -422,7 +423,7 @@ def _publish(tmp: Path, final: Path) -> None:
 
 def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int = 1,
           progress: Progress = QUIET, *, axis: bool = False, speed: int | None = None,
-          router: str = "router1") -> dict:
+          router: str = DEFAULT_ROUTER) -> dict:
     """Synthesize, place and route the design in ``src_dir`` (a compile output folder or
     its ``verilog/``) for ``part`` and write its bitstream; ``part="auto"`` takes the
     smallest ECP5 (25k, 45k, 85k) it fits. The core ``nnforge_top`` is the top, or with
