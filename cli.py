@@ -148,7 +148,7 @@ def cmd_synth(args, progress: Progress) -> int:
     from .sim import fpga
 
     result = fpga.synth(args.outdir, args.fpga, clock_mhz=args.clock_mhz, seed=args.seed, progress=progress,
-                        axis=args.axis, speed=args.speed, router=args.router)
+                        axis=args.axis, speed=args.speed, router=args.router, seeds=args.seeds, jobs=args.jobs)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -304,6 +304,11 @@ def _synth_parser(sub) -> None:
                         "fits) or an AMD/Xilinx part such as xc7a35tcpg236-1 (writes a Vivado script)")
     s.add_argument("--clock-mhz", type=float, default=100.0, help="the clock to meet, in MHz (default 100)")
     s.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
+    s.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="place and route with seeds SEED .. SEED+N-1 and keep the lowest that meets the clock, "
+                        "else the fastest (default 1)")
+    s.add_argument("--jobs", type=int, metavar="J",
+                   help="placements running at once with --seeds (default: the number of cores)")
     s.add_argument("--speed", type=int, choices=(6, 7, 8), help="ECP5 speed grade (default 6)")
     s.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help="nextpnr's router: router1 (default, the better Fmax) or router2 (routes congested "

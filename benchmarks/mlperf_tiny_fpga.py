@@ -119,9 +119,10 @@ def verilog_hash(vdir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def synth_key(model: str, folding: str, part: str, clock: float, vhash: str) -> str:
+def synth_key(model: str, folding: str, part: str, clock: float, vhash: str, seeds: int = 1) -> str:
     how = router(model)
-    return f"synth|{model}|{folding}|{part}|{clock:g}|{vhash}" + (f"|{how}" if how != DEFAULT_ROUTER else "")
+    return (f"synth|{model}|{folding}|{part}|{clock:g}|{vhash}" + (f"|{how}" if how != DEFAULT_ROUTER else "")
+            + (f"|seeds{seeds}" if seeds > 1 else ""))
 
 
 def sim_key(model: str, n: int, vhash: str) -> str:
@@ -236,22 +237,24 @@ class Recorder(Progress):
         super().__call__(msg)
 
 
-def run_synth(row: Row, vdir: Path, clock: float, cache: Cache, work: Path) -> None:
-    """Yosys + nextpnr + ecppack on ``row.part`` (cached); a failure is cached as ``error``
+def run_synth(row: Row, vdir: Path, clock: float, cache: Cache, work: Path, seeds: int = 1) -> None:
+    """Yosys + nextpnr + ecppack on ``row.part`` (cached), placed with seeds 1 .. ``seeds``
+    (the lowest that meets ``clock``, else the fastest); a failure is cached as ``error``
     when it says something about the design (it does not fit), raised otherwise."""
     from nnforge.sim.fpga import FitError, synth
 
-    key = synth_key(row.model, row.folding, row.part, clock, row.vhash)
+    key = synth_key(row.model, row.folding, row.part, clock, row.vhash, seeds)
     log(f"{row.model} {row.label}: synthesis, place and route on {row.part} at {clock:g} MHz ...")
     progress = Recorder()
     try:
         rep = synth(vdir, row.part, work / f"synth_{row.model}_{row.folding}_{row.part}", clock_mhz=clock,
-                    progress=progress, router=router(row.model))
+                    progress=progress, router=router(row.model), seeds=seeds)
     except FitError as e:
         counted = [m.split(": ", 1)[-1] for m in progress.lines if m.startswith("synth: yosys done")]
         rep = {"error": f"does not fit: {e}" + (f" (Yosys: {counted[-1]})" if counted else "")}
     else:
-        rep = {k: rep[k] for k in ("part", "clock_mhz", "router", "fmax_mhz", "timing_met", "critical_path",
+        rep = {k: rep[k] for k in ("part", "clock_mhz", "router", "seed", "seeds", "fmax_mhz", "timing_met",
+                                   "critical_path",
                                    "utilization", "synthesized", "seconds", "tools", "bitstream") if k in rep}
         rep["load"] = round(os.getloadavg()[0], 1)  # the machine's load when it finished
     cache.put(key, rep)
@@ -308,11 +311,11 @@ def measure_model(name: str, build, args, cache: Cache, work: Path) -> tuple[Mod
         if row.error:
             continue
         if row.part:
-            row.synth = cache.get(synth_key(name, row.folding, row.part, args.clock, row.vhash))
+            row.synth = cache.get(synth_key(name, row.folding, row.part, args.clock, row.vhash, args.seeds))
             if row.synth is not None:
                 log(f"{name} {row.label}: cached synthesis: {synth_line(row.synth)}")
             elif args.synth:
-                run_synth(row, dirs[row.label], args.clock, cache, work)
+                run_synth(row, dirs[row.label], args.clock, cache, work, args.seeds)
         if row.folding == "balanced" and args.sim:
             row.sim = cache.get(sim_key(name, args.sim, row.vhash))
             if row.sim is None:
@@ -424,7 +427,9 @@ def synth_table(rows: list[Row], clock: float) -> str:
         cells = " | ".join(cells)
         path = (rep.get("critical_path") or {}).get("summary", "-").replace("|", "\\|")
         how = rep.get("router", router(r.model))
-        part = r.part + (f" ({how})" if how != DEFAULT_ROUTER else "")
+        notes = ([how] if how != DEFAULT_ROUTER else []) + (
+            [f"seed {rep['seed']} of {len(rep['seeds'])}"] if rep.get("seeds") else [])
+        part = r.part + (f" ({', '.join(notes)})" if notes else "")
         lines.append(f"| {r.model} | {r.label} | {part} | {fcell} | {cells} | "
                      f"{rep['seconds']['total'] / 60:.1f} min{load(rep)} | {path} |")
     return "\n".join(lines) if len(lines) > 2 else "(no design synthesized yet)"
@@ -501,6 +506,9 @@ def parse_args(argv, available):
     ap.add_argument("--synth", action="store_true", help="synthesize, place and route what the cache lacks")
     ap.add_argument("--sim", type=int, default=0, metavar="N", help="simulate the balanced designs on N samples")
     ap.add_argument("--clock", type=float, default=125.0, help="target clock in MHz (default 125)")
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="place with seeds 1 .. N (one run per core at a time) and keep the lowest that meets "
+                         "the clock, else the fastest (default 1)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"results cache (default {DEFAULT_CACHE})")
     ap.add_argument("--markdown", type=Path, help="rewrite the tables of this file between its markers")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
@@ -511,6 +519,8 @@ def parse_args(argv, available):
     for m in args.models:
         if m not in available:
             ap.error(f"unknown model {m!r}; choose from {', '.join(available)}")
+    if args.seeds < 1:
+        ap.error("--seeds must be at least 1")
     for f in args.foldings:
         if f not in FOLDINGS:
             ap.error(f"unknown folding {f!r}; choose from {', '.join(FOLDINGS)}")

@@ -432,13 +432,13 @@ def fifo_estimate(depth: int, w: int) -> dict:
     """``nnf_fifo``: DEPTH - 2 words of memory (mapped as any memory), its read register
     (a block RAM's own) and the output register (in DP16KD tiles, the ECP5 flow: the
     block's own, with the tile selects of :func:`~.engines.read_stages`), two pointers and
-    a count (each with an adder and a compare)."""
+    a count (each with an adder and a compare) and two flags."""
     f = Fifo(depth, w)
     m, aw = f.words, f.address_bits
     cw = max(1, math.ceil(math.log2(m + 1)))
     kind, n = map_memory(w, m, rom=False)
     est = {"multipliers": 0, "dsp": 0, "bram_bits": 0, "bram": 0, "lutram": 0,
-           "ffs": 2 * w + 2 * aw + cw + 2, "luts": 0}
+           "ffs": 2 * w + 2 * aw + cw + 3, "luts": 0}
     luts = LUT_PER_OP * (3 * aw + 2 * cw + 3)  # pointer and count adders, the compares, the moves
     luts += _place_memory(est, kind, n, w, m)
     if kind == "bram":

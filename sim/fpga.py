@@ -20,7 +20,9 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,6 +46,10 @@ class PartError(ValueError):
 
 class FitError(ToolError):
     """The design needs more of a resource than the part has."""
+
+
+class _Stopped(Exception):
+    """A placement run stopped because a lower seed met the clock (``synth(seeds=...)``)."""
 
     def __init__(self, part: "Part", resource: str, used: int, available: int, detail: str = "") -> None:
         self.part, self.resource, self.used, self.available = part.name, resource, used, available
@@ -201,10 +207,11 @@ def _lookup(key: str) -> Part | None:
 # ----------------------------------------------------------------------------- running tools
 
 def _run(cmd: list[str], cwd: Path, what: str, progress: Progress, log: Path | None = None,
-         phases: tuple = ()) -> float:
+         phases: tuple = (), stop: threading.Event | None = None) -> float:
     """Run a tool in ``cwd`` (stdout and stderr to ``<what>.out``), saying which phase of
     ``phases`` (``(text in its log, description)``) it reached and, now and then, that it is
-    still running. Returns its seconds; raises :class:`ToolError` with the log's tail."""
+    still running. Returns its seconds; raises :class:`ToolError` with the log's tail, or
+    :class:`_Stopped` (the tool killed) once ``stop`` is set."""
     out = cwd / f"{Path(cmd[0]).name}.out"
     t0 = time.monotonic()
     seen, beat = 0, t0
@@ -217,6 +224,8 @@ def _run(cmd: list[str], cwd: Path, what: str, progress: Progress, log: Path | N
                     break
                 except subprocess.TimeoutExpired:
                     pass
+                if stop is not None and stop.is_set():
+                    raise _Stopped(what)
                 now = time.monotonic()
                 if phases and log is not None and seen < len(phases):
                     try:
@@ -364,7 +373,8 @@ def _clock_name(net: str, ports: set[str]) -> str:
 
 
 def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: int, router: str,
-                     progress: Progress) -> tuple[dict, float]:
+                     progress: Progress, stop: threading.Event | None = None,
+                     label: str = "") -> tuple[dict, float]:
     fam = part.family
     cmd = [find_tool(fam.nextpnr), *part.nextpnr_args, "--package", part.package]
     if part.speed is not None:
@@ -380,13 +390,88 @@ def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: i
               ("Routing..", "routing"), ("Routing complete", "routed; timing analysis"))
     progress(f"synth: nextpnr placing and routing on {part.describe()} at {clock_mhz:g} MHz (seed {seed}, {router})")
     try:
-        secs = _run(cmd, work, fam.nextpnr, progress, log=work / "nextpnr.log", phases=phases)
+        secs = _run(cmd, work, fam.nextpnr + label, progress, log=work / "nextpnr.log", phases=phases, stop=stop)
     except ToolError:
         fit = _fit_error_from_log(work / "nextpnr.log", part)
         if fit is not None:
             raise fit from None
         raise
     return json.loads((work / "nextpnr_report.json").read_text()), secs
+
+
+def _worst_fmax(report: dict) -> float:
+    """The lowest achieved frequency (MHz) over the clocks of a nextpnr report (0 for none)."""
+    rows = report.get("fmax", {}).values()
+    return min((float(r.get("achieved", 0.0)) for r in rows), default=0.0)
+
+
+def _place_seeds(work: Path, part: Part, top: str, clock_mhz: float, seeds: list[int], router: str,
+                 progress: Progress, jobs: int) -> tuple[dict, float, int, list]:
+    """Place and route with each of ``seeds``, ``jobs`` at a time, each in a folder of its own
+    (``work/seed<S>``). The result is the lowest seed that meets ``clock_mhz`` (a run of a
+    higher seed stops once a lower one has met it), else the highest Fmax (the lower seed of a
+    tie): so the choice does not depend on which run finished first. Its files (``config.txt``,
+    the report, the log) end up in ``work``. Returns nextpnr's report, the seconds of the
+    whole step, the seed and a record per seed (``seed``, ``fmax_mhz``, ``met``, ``seconds``,
+    or ``stopped``)."""
+    if len(seeds) == 1:
+        report, secs = _place_and_route(work, part, top, clock_mhz, seeds[0], router, progress)
+        return report, secs, seeds[0], []
+    t0 = time.monotonic()
+    lock = threading.Lock()
+    stops = {s: threading.Event() for s in seeds}
+    met_seed = [None]  # the lowest seed known to meet the clock
+    runs: dict[int, dict] = {}
+
+    def one(s: int):
+        with lock:
+            if met_seed[0] is not None and s > met_seed[0]:
+                runs[s] = {"seed": s, "stopped": True}
+                return None
+        d = work / f"seed{s}"
+        d.mkdir()
+        try:
+            os.link(work / "netlist.json", d / "netlist.json")
+        except OSError:
+            shutil.copy(work / "netlist.json", d / "netlist.json")
+        try:
+            report, secs = _place_and_route(d, part, top, clock_mhz, s, router, progress, stop=stops[s],
+                                            label=f" (seed {s})")
+        except _Stopped:
+            with lock:
+                runs[s] = {"seed": s, "stopped": True}
+            return None
+        fmax = _worst_fmax(report)
+        met = bool(report.get("fmax")) and fmax >= clock_mhz
+        progress(f"synth: seed {s}: Fmax {fmax:.2f} MHz ({'meets' if met else 'misses'} {clock_mhz:g} MHz)")
+        with lock:
+            runs[s] = {"seed": s, "fmax_mhz": round(fmax, 2), "met": met, "seconds": round(secs, 2)}
+            if met and (met_seed[0] is None or s < met_seed[0]):
+                met_seed[0] = s
+                for t in seeds:
+                    if t > s:
+                        stops[t].set()
+        return report
+
+    reports = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as ex:
+        futures = {s: ex.submit(one, s) for s in seeds}
+        try:
+            for s, f in futures.items():
+                r = f.result()
+                if r is not None:
+                    reports[s] = r
+        except BaseException:
+            for ev in stops.values():
+                ev.set()
+            raise
+    done = [runs[s] for s in seeds if "fmax_mhz" in runs[s]]
+    best = met_seed[0] if met_seed[0] is not None else max(done, key=lambda r: (r["fmax_mhz"], -r["seed"]))["seed"]
+    for f in ("config.txt", "nextpnr_report.json", "nextpnr.log"):
+        os.replace(work / f"seed{best}" / f, work / f)
+    for s in seeds:
+        shutil.rmtree(work / f"seed{s}", ignore_errors=True)
+    return reports[best], time.monotonic() - t0, best, [runs[s] for s in seeds]
 
 
 def _utilisation(report: dict, part: Part, need: dict) -> dict:
@@ -423,16 +508,25 @@ def _publish(tmp: Path, final: Path) -> None:
 
 def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int = 1,
           progress: Progress = QUIET, *, axis: bool = False, speed: int | None = None,
-          router: str = DEFAULT_ROUTER) -> dict:
+          router: str = DEFAULT_ROUTER, seeds: int = 1, jobs: int | None = None) -> dict:
     """Synthesize, place and route the design in ``src_dir`` (a compile output folder or
     its ``verilog/``) for ``part`` and write its bitstream; ``part="auto"`` takes the
     smallest ECP5 (25k, 45k, 85k) it fits. The core ``nnforge_top`` is the top, or with
     ``axis`` its AXI4-Stream wrapper. AMD/Xilinx parts get a Vivado script instead
     (:func:`write_vivado`). Results go to ``outdir/synth/<part>/`` (``outdir`` defaults
     to the compile output folder); the report (also ``synth.json``) is returned. ``router``:
-    nextpnr's router (``ROUTERS``)."""
+    nextpnr's router (``ROUTERS``). ``seeds``: place and route with seeds ``seed`` ..
+    ``seed + seeds - 1``, ``jobs`` at a time (default: as many as there are cores), and keep
+    the lowest seed that meets the clock, else the fastest (the report's ``seeds`` lists each
+    run); a run stops once a lower seed has met the clock."""
     if clock_mhz <= 0:
         raise ValueError("the clock must be a positive frequency in MHz")
+    if seeds < 1:
+        raise ValueError("seeds must be at least 1")
+    if jobs is not None and jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    jobs = jobs or os.cpu_count() or 1
+    seed_list = list(range(seed, seed + seeds))
     if router not in ROUTERS:
         raise ValueError(f"unknown router {router!r}: {' or '.join(ROUTERS)}")
     xilinx = is_xilinx(part)
@@ -453,7 +547,8 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     t_start = time.monotonic()
     try:
         yosys_s, need = _synthesize(work, srcs, fam, top, tools["yosys"], progress)
-        chosen, report, pnr_s, tried = _first_fit(work, candidates, need, top, clock_mhz, seed, router, progress, auto)
+        chosen, report, pnr_s, seed, runs, tried = _first_fit(work, candidates, need, top, clock_mhz, seed_list,
+                                                              router, progress, auto, jobs)
         fmax, met = _fmax(report, clock_port, clock_mhz, pnr_s, progress)
         path = critical_path(report, info, work / "netlist.json")
         if path is not None:
@@ -478,6 +573,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
             "clock_mhz": float(clock_mhz),
             "seed": seed,
             "router": router,
+            "seeds": runs,  # one record per seed when several were placed
             "fmax_mhz": fmax,
             "timing_met": met,
             "critical_path": path,
@@ -547,16 +643,17 @@ def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progres
     return yosys_s, need
 
 
-def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: float, seed: int, router: str,
-               progress: Progress, auto: bool):
-    """Place and route on the first candidate part the design fits: the part, nextpnr's
-    report, its seconds and what was tried; the last part's error when none fits."""
+def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: float, seeds: list[int],
+               router: str, progress: Progress, auto: bool, jobs: int):
+    """Place and route on the first candidate part the design fits (:func:`_place_seeds`):
+    the part, nextpnr's report, its seconds, the seed chosen, the seeds' records and what
+    was tried; the last part's error when none fits."""
     tried, last_err = [], None
     for cand in candidates:
         err = check_fit(need, cand)
         if err is None:
             try:
-                report, pnr_s = _place_and_route(work, cand, top, clock_mhz, seed, router, progress)
+                report, pnr_s, seed, runs = _place_seeds(work, cand, top, clock_mhz, seeds, router, progress, jobs)
             except FitError as e:
                 err = e
         if err is not None:
@@ -566,7 +663,7 @@ def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: fl
             last_err = err
             continue
         tried.append({"part": cand.name, "fits": True})
-        return cand, report, pnr_s, tried
+        return cand, report, pnr_s, seed, runs, tried
     raise last_err
 
 
@@ -614,6 +711,10 @@ def text_report(r: dict) -> str:
     lines.append(f"clock {r['clock_port']}: target {r['clock_mhz']:g} MHz, achieved "
                  + ", ".join(f"{k} {v:.2f} MHz" for k, v in r["fmax_mhz"].items()) + f": timing {status}"
                  + (f" (seed {r['seed']}, {r['router']})" if r.get("router") else ""))
+    if r.get("seeds"):
+        lines.append("seeds placed: " + ", ".join(
+            f"{x['seed']} stopped (a lower seed met the clock)" if x.get("stopped")
+            else f"{x['seed']} {x['fmax_mhz']:.2f} MHz" for x in r["seeds"]))
     if r.get("critical_path"):
         lines.append(f"critical path: {r['critical_path']['summary']}")
     lines.append("utilisation (placed):")

@@ -161,6 +161,10 @@ def test_cli_exit_status_when_timing_is_missed(small, monkeypatch, capsys):
     captured = capsys.readouterr()
     assert json.loads(captured.out)["timing_met"] is False
     assert "timing not met on ecp5-25k: Fmax 42.50 MHz is below the 100 MHz target" in captured.err
+    seen = {}
+    monkeypatch.setattr(fpga, "synth", lambda src, part, **kw: seen.update(kw) or fake(src, part))
+    assert run_cli("synth", small, "--fpga", "ecp5-25k", "--seeds", "4", "--jobs", "2", "--json", "-q") == 1
+    assert (seen["seed"], seen["seeds"], seen["jobs"]) == (1, 4, 2)
 
 
 # ----------------------------------------------------------------------------- the tools
@@ -198,6 +202,33 @@ def test_ecp5_bitstream_auto_picks_the_25k(small):
     assert (r["device"], r["package"], r["speed"]) == ("LFE5U-25F", "CABGA381", 6)
     assert r["tried"] == [{"part": "ecp5-25k", "fits": True}]
     assert r["utilization"]["LUT"]["available"] == 24288
+
+
+@pytest.mark.slow
+def test_seeds_keep_the_lowest_that_meets_else_the_fastest(small):
+    """--seeds: each seed placed in a folder of its own; the lowest seed that meets the clock
+    is kept (higher ones are not placed once it has), else the highest Fmax."""
+    r = fpga.synth(small, "ecp5-25k", clock_mhz=1000.0, seeds=3, jobs=2)  # no seed can meet it
+    _check_report(r, small, "ecp5-25k", ".bit")
+    runs = r["seeds"]
+    assert [x["seed"] for x in runs] == [1, 2, 3] and not any(x["met"] for x in runs)
+    best = max(runs, key=lambda x: (x["fmax_mhz"], -x["seed"]))
+    assert r["seed"] == best["seed"] and r["fmax_mhz"]["clk"] == best["fmax_mhz"]
+    assert "seeds placed: 1 " in (small / "synth" / "ecp5-25k" / "synth.txt").read_text()
+    assert not list((small / "synth" / "ecp5-25k").glob("seed*"))
+    r = fpga.synth(small, "ecp5-25k", clock_mhz=10.0, seed=5, seeds=3, jobs=1)  # seed 5 meets it
+    _check_report(r, small, "ecp5-25k", ".bit")
+    assert r["seed"] == 5 and r["timing_met"]
+    assert r["seeds"][0]["seed"] == 5 and r["seeds"][0]["met"]
+    assert r["seeds"][1:] == [{"seed": 6, "stopped": True}, {"seed": 7, "stopped": True}]
+
+
+def test_seeds_and_jobs_are_checked(small):
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        fpga.synth(small, "ecp5-25k", seeds=0)
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        fpga.synth(small, "ecp5-25k", seeds=2, jobs=0)
+    assert not (small / "synth").exists()
 
 
 @pytest.mark.slow
