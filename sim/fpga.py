@@ -47,15 +47,15 @@ class PartError(ValueError):
 class FitError(ToolError):
     """The design needs more of a resource than the part has."""
 
-
-class _Stopped(Exception):
-    """A placement run stopped because a lower seed met the clock (``synth(seeds=...)``)."""
-
     def __init__(self, part: "Part", resource: str, used: int, available: int, detail: str = "") -> None:
         self.part, self.resource, self.used, self.available = part.name, resource, used, available
         what = part.family.labels.get(resource, resource)
         super().__init__(f"the design does not fit {part.name}: it needs {detail or used} {what}, "
                          f"the part has {available}")
+
+
+class _Stopped(Exception):
+    """A placement run stopped because a lower seed met the clock (``synth(seeds=...)``)."""
 
 
 @dataclass(frozen=True)

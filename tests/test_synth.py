@@ -223,6 +223,40 @@ def test_seeds_keep_the_lowest_that_meets_else_the_fastest(small):
     assert r["seeds"][1:] == [{"seed": 6, "stopped": True}, {"seed": 7, "stopped": True}]
 
 
+def test_seeds_stop_a_higher_seed_still_running(tmp_path, monkeypatch):
+    """A higher seed still placing is stopped (its nextpnr killed) once a lower seed meets the
+    clock; a seed that met it first is passed over for a lower one that also meets it."""
+    import threading
+    import time
+
+    finished, started = {}, threading.Event()
+
+    def fake(work, part, top, clock_mhz, seed, router, progress, stop=None, label=""):
+        for f in ("config.txt", "nextpnr_report.json", "nextpnr.log"):
+            (work / f).write_text(str(seed))
+        if seed == 3:  # runs until it is stopped
+            started.set()
+            while not stop.wait(0.01):
+                pass
+            finished[seed] = "stopped"
+            raise fpga._Stopped("nextpnr")
+        if seed == 1:
+            started.wait(10)
+            time.sleep(0.2)  # seed 2 meets the clock first
+        finished[seed] = "done"
+        return {"fmax": {"clk": {"achieved": 150.0 + seed}}}, 1.0
+
+    monkeypatch.setattr(fpga, "_place_and_route", fake)
+    (tmp_path / "netlist.json").write_text("{}")
+    part = fpga.resolve_part("ecp5-25k")
+    report, _, seed, runs = fpga._place_seeds(tmp_path, part, "top", 125.0, [1, 2, 3, 4], "router1", print, 3)
+    assert seed == 1 and report["fmax"]["clk"]["achieved"] == 151.0
+    assert finished == {1: "done", 2: "done", 3: "stopped"}  # 4 never started
+    assert [r.get("stopped", False) for r in runs] == [False, False, True, True]
+    assert runs[1] == {"seed": 2, "fmax_mhz": 152.0, "met": True, "seconds": 1.0}
+    assert (tmp_path / "config.txt").read_text() == "1" and not list(tmp_path.glob("seed*"))
+
+
 def test_seeds_and_jobs_are_checked(small):
     with pytest.raises(ValueError, match="seeds must be at least 1"):
         fpga.synth(small, "ecp5-25k", seeds=0)
