@@ -1,7 +1,7 @@
 """FPGA designs of the MLPerf Tiny shapes on ECP5: size, speed and (with ``--synth``) a real bitstream.
 
     python3 benchmarks/mlperf_tiny_fpga.py [--models resnet8,ds_cnn,...] [--parts ecp5-25k,ecp5-45k,ecp5-85k]
-                                           [--foldings balanced,fit] [--synth] [--sim N] [--clock 125]
+                                           [--foldings balanced,fit] [--synth [--seeds N]] [--sim N] [--clock 125]
                                            [--cache FILE] [--markdown docs/mlperf_tiny.md] [--json]
 
 For each model of ``mlperf_tiny.py`` (``MODELS``, whatever it holds): compile it with 8-bit
@@ -15,14 +15,15 @@ they are compared with (see :func:`limits`).
 
 ``--synth``: every design that fits a part (a balanced one: the smallest part of ``--parts``
 that holds its estimate) goes through Yosys, nextpnr-ecp5 and ecppack
-(:func:`nnforge.sim.fpga.synth`, ``--clock`` MHz target; nextpnr's router as ``ROUTER`` says): Fmax, the resources Yosys counted
+(:func:`nnforge.sim.fpga.synth`, ``--clock`` MHz target; nextpnr's router as ``ROUTER`` says;
+seeds 1 .. ``--seeds``, the lowest that meets the clock kept, else the fastest): Fmax, the resources Yosys counted
 beside the estimate (and the LUT4s nextpnr placed), the critical path and the time to bitstream. ``--sim N``: the balanced design
 of each model runs N test samples in the C++ Verilator harness (simulated cycles per second;
 every output integer compared with golden).
 
 Synthesis and simulation results are cached in a JSON file (``--cache``, default
 ``nnforge_mlperf_tiny_fpga.json`` in the system temp folder), keyed by model, folding, part,
-clock and a hash of the Verilog, so that a rerun, or one after an interruption, does only
+clock, router, seeds and a hash of the Verilog, so that a rerun, or one after an interruption, does only
 what is missing; cached results are shown even without ``--synth`` / ``--sim``. Progress
 lines go to stderr. ``--markdown FILE`` rewrites the tables between the marker comments of
 FILE (docs/mlperf_tiny.md).
