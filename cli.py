@@ -308,7 +308,8 @@ def _synth_parser(sub) -> None:
                    help="place and route with seeds SEED .. SEED+N-1 and keep the lowest that meets the clock, "
                         "else the fastest (default 1)")
     s.add_argument("--jobs", type=int, metavar="J",
-                   help="placements running at once with --seeds (default: the number of cores)")
+                   help="placements running at once with --seeds (default: the cores this process may use; "
+                        "each nextpnr run of a large part holds a few GB)")
     s.add_argument("--speed", type=int, choices=(6, 7, 8), help="ECP5 speed grade (default 6)")
     s.add_argument("--router", choices=ROUTERS, default=DEFAULT_ROUTER,
                    help="nextpnr's router: router1 (default, the better Fmax) or router2 (routes congested "

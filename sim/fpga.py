@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -399,21 +399,25 @@ def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: i
     return json.loads((work / "nextpnr_report.json").read_text()), secs
 
 
-def _worst_fmax(report: dict) -> float:
-    """The lowest achieved frequency (MHz) over the clocks of a nextpnr report (0 for none)."""
-    rows = report.get("fmax", {}).values()
-    return min((float(r.get("achieved", 0.0)) for r in rows), default=0.0)
+def _timing(report: dict, clock_mhz: float) -> tuple[float, bool]:
+    """The lowest achieved frequency (MHz, to 0.01 as the report gives it) over the clocks of
+    a nextpnr report, and whether every clock meets ``clock_mhz`` (as :func:`_fmax` says)."""
+    achieved = [round(float(r.get("achieved", 0.0)), 2) for r in report.get("fmax", {}).values()]
+    return min(achieved, default=0.0), bool(achieved) and all(v >= clock_mhz for v in achieved)
 
 
 def _place_seeds(work: Path, part: Part, top: str, clock_mhz: float, seeds: list[int], router: str,
                  progress: Progress, jobs: int) -> tuple[dict, float, int, list]:
     """Place and route with each of ``seeds``, ``jobs`` at a time, each in a folder of its own
     (``work/seed<S>``). The result is the lowest seed that meets ``clock_mhz`` (a run of a
-    higher seed stops once a lower one has met it), else the highest Fmax (the lower seed of a
-    tie): so the choice does not depend on which run finished first. Its files (``config.txt``,
-    the report, the log) end up in ``work``. Returns nextpnr's report, the seconds of the
-    whole step, the seed and a record per seed (``seed``, ``fmax_mhz``, ``met``, ``seconds``,
-    or ``stopped``)."""
+    higher seed stops once a lower one has met it, and one not started is skipped), else the
+    highest Fmax (the lower seed of a tie): so the choice does not depend on which run
+    finished first. A seed whose run fails is recorded (``error``) and the others go on; a
+    design that does not fit the part (:class:`FitError`, the same for every seed) stops
+    them all. The chosen run's files (``config.txt``, the report, the log) end up in
+    ``work``; the seed folders are removed whatever happens. Returns nextpnr's report, the
+    seconds of the whole step, the seed and a record per seed (``seed``, ``fmax_mhz``,
+    ``met``, ``seconds``; or ``stopped``; or ``error``)."""
     if len(seeds) == 1:
         report, secs = _place_and_route(work, part, top, clock_mhz, seeds[0], router, progress)
         return report, secs, seeds[0], []
@@ -422,12 +426,13 @@ def _place_seeds(work: Path, part: Part, top: str, clock_mhz: float, seeds: list
     stops = {s: threading.Event() for s in seeds}
     met_seed = [None]  # the lowest seed known to meet the clock
     runs: dict[int, dict] = {}
+    reports: dict[int, dict] = {}
 
-    def one(s: int):
+    def one(s: int) -> None:
         with lock:
-            if met_seed[0] is not None and s > met_seed[0]:
+            if stops[s].is_set() or (met_seed[0] is not None and s > met_seed[0]):
                 runs[s] = {"seed": s, "stopped": True}
-                return None
+                return
         d = work / f"seed{s}"
         d.mkdir()
         try:
@@ -440,38 +445,48 @@ def _place_seeds(work: Path, part: Part, top: str, clock_mhz: float, seeds: list
         except _Stopped:
             with lock:
                 runs[s] = {"seed": s, "stopped": True}
-            return None
-        fmax = _worst_fmax(report)
-        met = bool(report.get("fmax")) and fmax >= clock_mhz
+            return
+        except FitError:
+            raise
+        except ToolError as e:  # this seed's run failed (another seed may route)
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            progress(f"synth: seed {s}: {first}")
+            with lock:
+                runs[s] = {"seed": s, "error": first}
+            return
+        fmax, met = _timing(report, clock_mhz)
         progress(f"synth: seed {s}: Fmax {fmax:.2f} MHz ({'meets' if met else 'misses'} {clock_mhz:g} MHz)")
         with lock:
-            runs[s] = {"seed": s, "fmax_mhz": round(fmax, 2), "met": met, "seconds": round(secs, 2)}
+            runs[s] = {"seed": s, "fmax_mhz": fmax, "met": met, "seconds": round(secs, 2)}
+            reports[s] = report
             if met and (met_seed[0] is None or s < met_seed[0]):
                 met_seed[0] = s
                 for t in seeds:
                     if t > s:
                         stops[t].set()
-        return report
 
-    reports = {}
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as ex:
-        futures = {s: ex.submit(one, s) for s in seeds}
-        try:
-            for s, f in futures.items():
-                r = f.result()
-                if r is not None:
-                    reports[s] = r
-        except BaseException:
-            for ev in stops.values():
-                ev.set()
-            raise
-    done = [runs[s] for s in seeds if "fmax_mhz" in runs[s]]
-    best = met_seed[0] if met_seed[0] is not None else max(done, key=lambda r: (r["fmax_mhz"], -r["seed"]))["seed"]
-    for f in ("config.txt", "nextpnr_report.json", "nextpnr.log"):
-        os.replace(work / f"seed{best}" / f, work / f)
-    for s in seeds:
-        shutil.rmtree(work / f"seed{s}", ignore_errors=True)
-    return reports[best], time.monotonic() - t0, best, [runs[s] for s in seeds]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as ex:
+            try:
+                futures = [ex.submit(one, s) for s in seeds]
+                for f in as_completed(futures):
+                    f.result()  # a FitError (or an interruption) as soon as it happens
+            except BaseException:
+                for ev in stops.values():
+                    ev.set()
+                ex.shutdown(wait=True, cancel_futures=True)
+                raise
+        done = [runs[s] for s in seeds if "fmax_mhz" in runs[s]]
+        if not done:
+            raise ToolError(f"{part.family.nextpnr} failed with every seed: "
+                            + "; ".join(f"seed {s}: {runs[s]['error']}" for s in seeds if "error" in runs[s]))
+        best = met_seed[0] if met_seed[0] is not None else max(done, key=lambda r: (r["fmax_mhz"], -r["seed"]))["seed"]
+        for f in ("config.txt", "nextpnr_report.json", "nextpnr.log"):
+            os.replace(work / f"seed{best}" / f, work / f)
+        return reports[best], time.monotonic() - t0, best, [runs[s] for s in seeds]
+    finally:
+        for s in seeds:
+            shutil.rmtree(work / f"seed{s}", ignore_errors=True)
 
 
 def _utilisation(report: dict, part: Part, need: dict) -> dict:
@@ -525,7 +540,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
         raise ValueError("seeds must be at least 1")
     if jobs is not None and jobs < 1:
         raise ValueError("jobs must be at least 1")
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or _cores()
     seed_list = list(range(seed, seed + seeds))
     if router not in ROUTERS:
         raise ValueError(f"unknown router {router!r}: {' or '.join(ROUTERS)}")
@@ -667,6 +682,14 @@ def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: fl
     raise last_err
 
 
+def _cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _fmax(report: dict, clock_port: str, clock_mhz: float, pnr_s: float, progress: Progress) -> tuple[dict, bool]:
     """The achieved frequency of each clock (MHz) and whether all meet ``clock_mhz``."""
     fmax = {}
@@ -714,6 +737,7 @@ def text_report(r: dict) -> str:
     if r.get("seeds"):
         lines.append("seeds placed: " + ", ".join(
             f"{x['seed']} stopped (a lower seed met the clock)" if x.get("stopped")
+            else f"{x['seed']} failed ({x['error']})" if "error" in x
             else f"{x['seed']} {x['fmax_mhz']:.2f} MHz" for x in r["seeds"]))
     if r.get("critical_path"):
         lines.append(f"critical path: {r['critical_path']['summary']}")

@@ -240,8 +240,8 @@ def test_seeds_stop_a_higher_seed_still_running(tmp_path, monkeypatch):
                 pass
             finished[seed] = "stopped"
             raise fpga._Stopped("nextpnr")
+        started.wait(10)  # seed 3 runs before seeds 1 and 2 end
         if seed == 1:
-            started.wait(10)
             time.sleep(0.2)  # seed 2 meets the clock first
         finished[seed] = "done"
         return {"fmax": {"clk": {"achieved": 150.0 + seed}}}, 1.0
@@ -255,6 +255,44 @@ def test_seeds_stop_a_higher_seed_still_running(tmp_path, monkeypatch):
     assert [r.get("stopped", False) for r in runs] == [False, False, True, True]
     assert runs[1] == {"seed": 2, "fmax_mhz": 152.0, "met": True, "seconds": 1.0}
     assert (tmp_path / "config.txt").read_text() == "1" and not list(tmp_path.glob("seed*"))
+
+
+def test_seeds_a_failed_run_and_a_part_too_small(tmp_path, monkeypatch):
+    """A seed whose run fails is recorded and the others decide; nextpnr finding the design
+    too big for a part ends every seed's run, and auto goes on to the next part with no seed
+    folder left behind."""
+    def fake(work, part, top, clock_mhz, seed, router, progress, stop=None, label=""):
+        if part.name == "ecp5-25k":
+            raise fpga.FitError(part, "DSP", 40, 28)
+        if seed == 2:
+            raise ToolError(f"nextpnr-ecp5{label} failed (exit 1):\nrouting failed")
+        for f in ("config.txt", "nextpnr_report.json", "nextpnr.log"):
+            (work / f).write_text(str(seed))
+        return {"fmax": {"clk": {"achieved": 90.0 + seed}}}, 1.0
+
+    monkeypatch.setattr(fpga, "_place_and_route", fake)
+    (tmp_path / "netlist.json").write_text("{}")
+    need = {"LUT": 10, "FF": 10, "BRAM": 0, "DSP": 1, "IO": 23}
+    parts = [fpga.resolve_part(p) for p in ("ecp5-25k", "ecp5-45k")]
+    part, report, _, seed, runs, tried = fpga._first_fit(tmp_path, parts, need, "top", 125.0, [1, 2, 3], "router1",
+                                                         print, True, 2)
+    assert part.name == "ecp5-45k" and tried[0]["fits"] is False and "needs 40" in tried[0]["reason"]
+    assert seed == 3 and report["fmax"]["clk"]["achieved"] == 93.0
+    assert runs[1] == {"seed": 2, "error": "nextpnr-ecp5 (seed 2) failed (exit 1):"}
+    assert "2 failed (nextpnr-ecp5 (seed 2) failed (exit 1):)" in fpga.text_report(
+        {**_FAKE_REPORT, "seeds": runs})
+    assert not list(tmp_path.glob("seed*"))
+    monkeypatch.setattr(fpga, "_place_and_route", lambda *a, **k: (_ for _ in ()).throw(ToolError("x failed")))
+    with pytest.raises(ToolError, match="failed with every seed: seed 1: x failed; seed 2: x failed"):
+        fpga._place_seeds(tmp_path, parts[1], "top", 125.0, [1, 2], "router1", print, 2)
+    assert not list(tmp_path.glob("seed*"))
+
+
+_FAKE_REPORT = {"part": "ecp5-45k", "device": "LFE5U-45F", "package": "CABGA381", "speed": 6, "top": "nnforge_top",
+                "axis": False, "clock_port": "clk", "clock_mhz": 125.0, "fmax_mhz": {"clk": 93.0},
+                "timing_met": False, "seed": 3, "router": "router1", "critical_path": None, "utilization": {},
+                "seconds": {"yosys": 1, "nextpnr": 1, "pack": 1, "total": 3},
+                "bitstream": {"path": "x.bit", "bytes": 1}, "tools": {"yosys": "Y", "nextpnr": "N", "packages": {}}}
 
 
 def test_seeds_and_jobs_are_checked(small):
