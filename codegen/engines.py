@@ -283,8 +283,7 @@ def _line_front(n: Mapping[str, Any], kind: str, simd: int) -> Operators:
               + registers(ab, n["xw"], *lane) + flags(1, reset=1))  # the registered write
     # the tap counters (their last-value compares feed flag registers stepped with them)
     taps = (counters(*(q,) * 8) + flags(7, reset=7)
-            + _ops(comparators=(q,) * 3, adders=(q, q, q, q))  # tap_first; top, iy, ix
-            + counters(n["pcb"]) + flags(3, reset=3))  # the issues of a pixel; pc_last, r_last, f_last
+            + _ops(comparators=(q,) * 3, adders=(q, q, q, q)))  # tap_first; top, iy, ix
     rows = (registers(q, q, q) + _ops(adders=(q,), comparators=(q, q, q, q), muxes=(q, q, q, q, q, q))  # need
             + flags(2, reset=2) + registers(rb) + _ops(adders=(rb,), muxes=(rb,)))  # rows_in, cdone, cbase
     a1 = (flags(3, reset=1) + registers(*((q,) if n.get("flat") else (q, q, q)), rb)  # iy (ix, coff), row slot

@@ -32,7 +32,7 @@ from .program import step_params
 from .engines import EN_LANES, Timing, WindowEngine, dsp_registers, en_copies
 from .estimate import bram_bank, rom_bank
 from .folding import Fold, Geometry, compute_cycles, row_len, valid
-from .rtl import NARROW_BITS, bits, channel_mult, counter, check_accumulator, ext, hexlit, pack, product, product_split, shex, ulit
+from .rtl import NARROW_BITS, bits, channel_mult, check_accumulator, ext, hexlit, pack, product, product_split, shex, ulit
 from .verilog_streams import refuse
 
 
@@ -239,14 +239,6 @@ def _counters(e: dict, fold: Fold, x_t, o_t) -> tuple[int, int]:
         wrap = "1'b1" if v == 0 else "1'b0"
         e["lasts"].append({"c": c, "flag": f"{c}_last", "last": shex(qw, v), "wrap": wrap,
                            "prev": shex(qw, max(v - 1, 0)), "reset": f"{c}_last <= {wrap};"})
-    # pc: the issues of one output pixel (its taps for every output channel block) counted;
-    # pc_last (= tap_last & mo_last), r_last (and ox_last: the pixel ends an output row) and
-    # f_last (and oy_last: it ends the frame) are registers stepped with the counters
-    per_pixel = e["taps"] * blocks
-    e.update(counter("pc", per_pixel), pc_prev=ulit(bits(per_pixel), max(per_pixel - 2, 0)),
-             pc_wrap="1'b1" if per_pixel == 1 else "1'b0",
-             rl_wrap="1'b1" if per_pixel == 1 and e["ow"] == 1 else "1'b0",
-             fl_wrap="1'b1" if per_pixel == 1 and e["ow"] == 1 and e["oh"] == 1 else "1'b0")
     e["x_ext"] = None
     return rows, wspan_h
 
