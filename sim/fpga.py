@@ -20,15 +20,14 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .files import MARKER, log_tail, publish_in_output, read_manifest, replace_dir, subfolder, temp_dir
 from ..ir.text import name as _pname
 from .progress import QUIET, Progress
+from .seeds import Stopped, cores, place_seeds
 from .tools import PIP_PACKAGES, ToolError, find_tool
 from .timing_path import critical_path
 from .verilog import AXIS_PORTS, design_sources
@@ -52,10 +51,6 @@ class FitError(ToolError):
         what = part.family.labels.get(resource, resource)
         super().__init__(f"the design does not fit {part.name}: it needs {detail or used} {what}, "
                          f"the part has {available}")
-
-
-class _Stopped(Exception):
-    """A placement run stopped because a lower seed met the clock (``synth(seeds=...)``)."""
 
 
 @dataclass(frozen=True)
@@ -207,11 +202,11 @@ def _lookup(key: str) -> Part | None:
 # ----------------------------------------------------------------------------- running tools
 
 def _run(cmd: list[str], cwd: Path, what: str, progress: Progress, log: Path | None = None,
-         phases: tuple = (), stop: threading.Event | None = None) -> float:
+         phases: tuple = (), stop=None) -> float:
     """Run a tool in ``cwd`` (stdout and stderr to ``<what>.out``), saying which phase of
     ``phases`` (``(text in its log, description)``) it reached and, now and then, that it is
     still running. Returns its seconds; raises :class:`ToolError` with the log's tail, or
-    :class:`_Stopped` (the tool killed) once ``stop`` is set."""
+    :class:`Stopped` (the tool killed) once ``stop`` is set."""
     out = cwd / f"{Path(cmd[0]).name}.out"
     t0 = time.monotonic()
     seen, beat = 0, t0
@@ -225,7 +220,7 @@ def _run(cmd: list[str], cwd: Path, what: str, progress: Progress, log: Path | N
                 except subprocess.TimeoutExpired:
                     pass
                 if stop is not None and stop.is_set():
-                    raise _Stopped(what)
+                    raise Stopped(what)
                 now = time.monotonic()
                 if phases and log is not None and seen < len(phases):
                     try:
@@ -373,8 +368,7 @@ def _clock_name(net: str, ports: set[str]) -> str:
 
 
 def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: int, router: str,
-                     progress: Progress, stop: threading.Event | None = None,
-                     label: str = "") -> tuple[dict, float]:
+                     progress: Progress, stop=None, label: str = "") -> tuple[dict, float]:
     fam = part.family
     cmd = [find_tool(fam.nextpnr), *part.nextpnr_args, "--package", part.package]
     if part.speed is not None:
@@ -397,96 +391,6 @@ def _place_and_route(work: Path, part: Part, top: str, clock_mhz: float, seed: i
             raise fit from None
         raise
     return json.loads((work / "nextpnr_report.json").read_text()), secs
-
-
-def _timing(report: dict, clock_mhz: float) -> tuple[float, bool]:
-    """The lowest achieved frequency (MHz, to 0.01 as the report gives it) over the clocks of
-    a nextpnr report, and whether every clock meets ``clock_mhz`` (as :func:`_fmax` says)."""
-    achieved = [round(float(r.get("achieved", 0.0)), 2) for r in report.get("fmax", {}).values()]
-    return min(achieved, default=0.0), bool(achieved) and all(v >= clock_mhz for v in achieved)
-
-
-def _place_seeds(work: Path, part: Part, top: str, clock_mhz: float, seeds: list[int], router: str,
-                 progress: Progress, jobs: int) -> tuple[dict, float, int, list]:
-    """Place and route with each of ``seeds``, ``jobs`` at a time, each in a folder of its own
-    (``work/seed<S>``). The result is the lowest seed that meets ``clock_mhz`` (a run of a
-    higher seed stops once a lower one has met it, and one not started is skipped), else the
-    highest Fmax (the lower seed of a tie): so the choice does not depend on which run
-    finished first. A seed whose run fails is recorded (``error``) and the others go on; a
-    design that does not fit the part (:class:`FitError`, the same for every seed) stops
-    them all. The chosen run's files (``config.txt``, the report, the log) end up in
-    ``work``; the seed folders are removed whatever happens. Returns nextpnr's report, the
-    seconds of the whole step, the seed and a record per seed (``seed``, ``fmax_mhz``,
-    ``met``, ``seconds``; or ``stopped``; or ``error``)."""
-    if len(seeds) == 1:
-        report, secs = _place_and_route(work, part, top, clock_mhz, seeds[0], router, progress)
-        return report, secs, seeds[0], []
-    t0 = time.monotonic()
-    lock = threading.Lock()
-    stops = {s: threading.Event() for s in seeds}
-    met_seed = [None]  # the lowest seed known to meet the clock
-    runs: dict[int, dict] = {}
-    reports: dict[int, dict] = {}
-
-    def one(s: int) -> None:
-        with lock:
-            if stops[s].is_set() or (met_seed[0] is not None and s > met_seed[0]):
-                runs[s] = {"seed": s, "stopped": True}
-                return
-        d = work / f"seed{s}"
-        d.mkdir()
-        try:
-            os.link(work / "netlist.json", d / "netlist.json")
-        except OSError:
-            shutil.copy(work / "netlist.json", d / "netlist.json")
-        try:
-            report, secs = _place_and_route(d, part, top, clock_mhz, s, router, progress, stop=stops[s],
-                                            label=f" (seed {s})")
-        except _Stopped:
-            with lock:
-                runs[s] = {"seed": s, "stopped": True}
-            return
-        except FitError:
-            raise
-        except ToolError as e:  # this seed's run failed (another seed may route)
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            progress(f"synth: seed {s}: {first}")
-            with lock:
-                runs[s] = {"seed": s, "error": first}
-            return
-        fmax, met = _timing(report, clock_mhz)
-        progress(f"synth: seed {s}: Fmax {fmax:.2f} MHz ({'meets' if met else 'misses'} {clock_mhz:g} MHz)")
-        with lock:
-            runs[s] = {"seed": s, "fmax_mhz": fmax, "met": met, "seconds": round(secs, 2)}
-            reports[s] = report
-            if met and (met_seed[0] is None or s < met_seed[0]):
-                met_seed[0] = s
-                for t in seeds:
-                    if t > s:
-                        stops[t].set()
-
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(seeds)))) as ex:
-            try:
-                futures = [ex.submit(one, s) for s in seeds]
-                for f in as_completed(futures):
-                    f.result()  # a FitError (or an interruption) as soon as it happens
-            except BaseException:
-                for ev in stops.values():
-                    ev.set()
-                ex.shutdown(wait=True, cancel_futures=True)
-                raise
-        done = [runs[s] for s in seeds if "fmax_mhz" in runs[s]]
-        if not done:
-            raise ToolError(f"{part.family.nextpnr} failed with every seed: "
-                            + "; ".join(f"seed {s}: {runs[s]['error']}" for s in seeds if "error" in runs[s]))
-        best = met_seed[0] if met_seed[0] is not None else max(done, key=lambda r: (r["fmax_mhz"], -r["seed"]))["seed"]
-        for f in ("config.txt", "nextpnr_report.json", "nextpnr.log"):
-            os.replace(work / f"seed{best}" / f, work / f)
-        return reports[best], time.monotonic() - t0, best, [runs[s] for s in seeds]
-    finally:
-        for s in seeds:
-            shutil.rmtree(work / f"seed{s}", ignore_errors=True)
 
 
 def _utilisation(report: dict, part: Part, need: dict) -> dict:
@@ -530,18 +434,14 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     ``axis`` its AXI4-Stream wrapper. AMD/Xilinx parts get a Vivado script instead
     (:func:`write_vivado`). Results go to ``outdir/synth/<part>/`` (``outdir`` defaults
     to the compile output folder); the report (also ``synth.json``) is returned. ``router``:
-    nextpnr's router (``ROUTERS``). ``seeds``: place and route with seeds ``seed`` ..
-    ``seed + seeds - 1``, ``jobs`` at a time (default: as many as there are cores), and keep
-    the lowest seed that meets the clock, else the fastest (the report's ``seeds`` lists each
-    run); a run stops once a lower seed has met the clock."""
+    nextpnr's router (``ROUTERS``). ``seeds``: seeds ``seed`` .. ``seed + seeds - 1``, ``jobs``
+    at a time (default: one per core), as :func:`.seeds.place_seeds` chooses."""
     if clock_mhz <= 0:
         raise ValueError("the clock must be a positive frequency in MHz")
-    if seeds < 1:
-        raise ValueError("seeds must be at least 1")
-    if jobs is not None and jobs < 1:
-        raise ValueError("jobs must be at least 1")
-    jobs = jobs or _cores()
-    seed_list = list(range(seed, seed + seeds))
+    for what, n in (("seeds", seeds), ("jobs", 1 if jobs is None else jobs)):
+        if n < 1:
+            raise ValueError(f"{what} must be at least 1")
+    jobs, seed_list = jobs or cores(), list(range(seed, seed + seeds))
     if router not in ROUTERS:
         raise ValueError(f"unknown router {router!r}: {' or '.join(ROUTERS)}")
     xilinx = is_xilinx(part)
@@ -660,7 +560,7 @@ def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progres
 
 def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: float, seeds: list[int],
                router: str, progress: Progress, auto: bool, jobs: int):
-    """Place and route on the first candidate part the design fits (:func:`_place_seeds`):
+    """Place and route on the first candidate part the design fits (:func:`.seeds.place_seeds`):
     the part, nextpnr's report, its seconds, the seed chosen, the seeds' records and what
     was tried; the last part's error when none fits."""
     tried, last_err = [], None
@@ -668,7 +568,10 @@ def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: fl
         err = check_fit(need, cand)
         if err is None:
             try:
-                report, pnr_s, seed, runs = _place_seeds(work, cand, top, clock_mhz, seeds, router, progress, jobs)
+                run = lambda d, s, stop, label, c=cand: _place_and_route(  # noqa: E731
+                    d, c, top, clock_mhz, s, router, progress, stop=stop, label=label)
+                report, pnr_s, seed, runs = place_seeds(run, work, seeds, clock_mhz, progress, jobs, fatal=(FitError,),
+                                                        tool=cand.family.nextpnr)
             except FitError as e:
                 err = e
         if err is not None:
@@ -680,14 +583,6 @@ def _first_fit(work: Path, candidates: list, need: dict, top: str, clock_mhz: fl
         tried.append({"part": cand.name, "fits": True})
         return cand, report, pnr_s, seed, runs, tried
     raise last_err
-
-
-def _cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _fmax(report: dict, clock_port: str, clock_mhz: float, pnr_s: float, progress: Progress) -> tuple[dict, bool]:

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 import nnforge
 from conftest import ecp5_branch_exact
 from nnforge import cli
-from nnforge.sim import fpga, timing_path, tools
+from nnforge.sim import fpga, seeds, timing_path, tools
 from nnforge.sim.tools import ToolError
 
 
@@ -239,7 +239,7 @@ def test_seeds_stop_a_higher_seed_still_running(tmp_path, monkeypatch):
             while not stop.wait(0.01):
                 pass
             finished[seed] = "stopped"
-            raise fpga._Stopped("nextpnr")
+            raise seeds.Stopped("nextpnr")
         started.wait(10)  # seed 3 runs before seeds 1 and 2 end
         if seed == 1:
             time.sleep(0.2)  # seed 2 meets the clock first
@@ -249,7 +249,10 @@ def test_seeds_stop_a_higher_seed_still_running(tmp_path, monkeypatch):
     monkeypatch.setattr(fpga, "_place_and_route", fake)
     (tmp_path / "netlist.json").write_text("{}")
     part = fpga.resolve_part("ecp5-25k")
-    report, _, seed, runs = fpga._place_seeds(tmp_path, part, "top", 125.0, [1, 2, 3, 4], "router1", print, 3)
+    def run(folder, s, stop, label):
+        return fake(folder, part, "top", 125.0, s, "router1", print, stop=stop, label=label)
+
+    report, _, seed, runs = seeds.place_seeds(run, tmp_path, [1, 2, 3, 4], 125.0, print, 3)
     assert seed == 1 and report["fmax"]["clk"]["achieved"] == 151.0
     assert finished == {1: "done", 2: "done", 3: "stopped"}  # 4 never started
     assert [r.get("stopped", False) for r in runs] == [False, False, True, True]
@@ -284,7 +287,7 @@ def test_seeds_a_failed_run_and_a_part_too_small(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("seed*"))
     monkeypatch.setattr(fpga, "_place_and_route", lambda *a, **k: (_ for _ in ()).throw(ToolError("x failed")))
     with pytest.raises(ToolError, match="failed with every seed: seed 1: x failed; seed 2: x failed"):
-        fpga._place_seeds(tmp_path, parts[1], "top", 125.0, [1, 2], "router1", print, 2)
+        seeds.place_seeds(lambda *a: fpga._place_and_route(), tmp_path, [1, 2], 125.0, print, 2)
     assert not list(tmp_path.glob("seed*"))
 
 
