@@ -631,7 +631,6 @@ class DenseEngine(Engine):
         # 4 LUT4s a bit in all)
         out += flags(1, reset=1) + registers(n["res"]) + _ops(muxes=(n["res"],) * 5)
         out += flags(n["en_copies"])  # the stall enable's register copies
-        out += registers(ow, ow) + flags(2, reset=2) + _ops(muxes=(ow, ow))  # the output slice
         if not n["unrolled"]:  # copies of the ROM word, w_o and w_m (ECP5: the multiplier blocks'
             # weight registers hold w_m, a ROM's DP16KD tiles w_o)
             copies = (1 if dsp else 2) - (1 if n.get("wbank") else 0)

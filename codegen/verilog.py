@@ -18,9 +18,7 @@ neurons at once and ``SIMD`` inputs per cycle, ``S = n_in / SIMD`` steps and
 * requantize + emit: a finished group goes through the per-channel multiply (if any, one
   registered stage) and the registered round/shift, then the clamp of
   ``sat(round_half_up(acc >> shift), lo, hi)`` (``ir/fixed.py``) loads a ``PE``-entry
-  output register that is streamed out one element per beat, through a two-element output
-  slice (its ready is a register, so ``out_ready`` reaches no control of the wide output
-  register; one beat of latency). A finished group that finds
+  output register that is streamed out one element per beat. A finished group that finds
   that register busy waits in a hold register; the compute pipeline stalls only while one
   waits there and another is finished (its enable comes from registers, never from
   ``out_ready``).
@@ -32,7 +30,7 @@ with per-channel multipliers)::
     per group        T_g = max(S, PE) cycles
     compute / vector C   = G * T_g
     layer II             = max(n_in, C, n_out)
-    last input beat -> last output beat of one vector:  D + (G-1)*T_g + S + PE + 1
+    last input beat -> last output beat of one vector:  D + (G-1)*T_g + S + PE
     whole pipeline II    = max over layers;  latency (first input beat to last output
     beat of vector 0, as a difference of cycle numbers) = (n_in0 - 1) + sum of the above.
 """
@@ -182,8 +180,7 @@ def _layer_timing(ly: DenseLayer, pe: int, simd: int, cm: str = "none") -> _Timi
     # previous one (the output register is busy PE beats; the pipeline runs at most one group
     # ahead, into the hold register), PE beats each
     # (the last group's neurons in the last).
-    # (and one more beat through the output slice)
-    in_to_out = _pipe_depth(simd, cm) + (g - 1) * tg + s + last + 1
+    in_to_out = _pipe_depth(simd, cm) + (g - 1) * tg + s + last
     return _Timing(
         steps=s, groups=g, group_cycles=tg, compute_cycles=(g - 1) * tg + max(s, last),
         ii=max(ly.n_in, g * tg, ly.n_out), in_to_out=in_to_out,
