@@ -68,6 +68,11 @@ RESOURCES = (("LUT", "luts"), ("FF", "ffs"), ("DSP", "dsp"), ("BRAM", "bram"))  
 ROUTER = {"mobilenet_v1": "router2", "fc_autoencoder": "router2"}
 
 
+# placement seeds per model when --seeds is not given (default 1): ResNet-8's Fmax on the 85k
+# moves by up to a fifth from seed to seed (101-124 MHz over eight seeds)
+SEEDS = {"resnet8": 8}
+
+
 def router(model: str) -> str:
     return ROUTER.get(model, DEFAULT_ROUTER)
 
@@ -312,11 +317,12 @@ def measure_model(name: str, build, args, cache: Cache, work: Path) -> tuple[Mod
         if row.error:
             continue
         if row.part:
-            row.synth = cache.get(synth_key(name, row.folding, row.part, args.clock, row.vhash, args.seeds))
+            n_seeds = args.seeds or SEEDS.get(name, 1)
+            row.synth = cache.get(synth_key(name, row.folding, row.part, args.clock, row.vhash, n_seeds))
             if row.synth is not None:
                 log(f"{name} {row.label}: cached synthesis: {synth_line(row.synth)}")
             elif args.synth:
-                run_synth(row, dirs[row.label], args.clock, cache, work, args.seeds)
+                run_synth(row, dirs[row.label], args.clock, cache, work, n_seeds)
         if row.folding == "balanced" and args.sim:
             row.sim = cache.get(sim_key(name, args.sim, row.vhash))
             if row.sim is None:
@@ -507,9 +513,9 @@ def parse_args(argv, available):
     ap.add_argument("--synth", action="store_true", help="synthesize, place and route what the cache lacks")
     ap.add_argument("--sim", type=int, default=0, metavar="N", help="simulate the balanced designs on N samples")
     ap.add_argument("--clock", type=float, default=125.0, help="target clock in MHz (default 125)")
-    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+    ap.add_argument("--seeds", type=int, metavar="N",
                     help="place with seeds 1 .. N (one run per core at a time) and keep the lowest that meets "
-                         "the clock, else the fastest (default 1)")
+                         "the clock, else the fastest (default: SEEDS's count for the model, else 1)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"results cache (default {DEFAULT_CACHE})")
     ap.add_argument("--markdown", type=Path, help="rewrite the tables of this file between its markers")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
@@ -520,7 +526,7 @@ def parse_args(argv, available):
     for m in args.models:
         if m not in available:
             ap.error(f"unknown model {m!r}; choose from {', '.join(available)}")
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         ap.error("--seeds must be at least 1")
     for f in args.foldings:
         if f not in FOLDINGS:
