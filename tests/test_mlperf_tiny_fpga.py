@@ -72,15 +72,15 @@ def test_fit_goal_cache_and_synth_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "load_models", lambda: tiny)
     calls = []
 
-    def fake_synth(vdir, part, outdir, clock_mhz, progress, router, seeds):
+    def fake_synth(vdir, part, outdir, clock_mhz, progress, router, seeds, seed):
         assert (Path(vdir) / "nnforge_top.v").is_file()
-        calls.append((part, clock_mhz) + ((seeds,) if seeds > 1 else ()))
+        calls.append((part, clock_mhz) + ((seeds,) if seeds > 1 else ()) + ((f"from {seed}",) if seed != 1 else ()))
         assert router == "router1"  # the models of this test are not in ROUTER
         util = {"LUT": {"used": 400}, "FF": {"used": 100}, "DSP": {"used": 2}, "BRAM": {"used": 0}}
-        runs = [{"seed": s, "fmax_mhz": 90.0 + 10 * (s == 2), "met": False, "seconds": 1.0}
-                for s in range(1, seeds + 1)] if seeds > 1 else []
+        runs = [{"seed": s, "fmax_mhz": 90.0 + 10 * (s == seed + 1), "met": False, "seconds": 1.0}
+                for s in range(seed, seed + seeds)] if seeds > 1 else []
         return {"part": part, "clock_mhz": clock_mhz, "fmax_mhz": {"clk": 100.0}, "timing_met": False,
-                "seed": 2 if seeds > 1 else 1, "seeds": runs,
+                "seed": seed + 1 if seeds > 1 else seed, "seeds": runs,
                 "critical_path": {"summary": "engine x: a -> b"}, "utilization": util,
                 "synthesized": {"LUT": 380, "FF": 100, "DSP": 2, "BRAM": 0},
                 "seconds": {"total": 90.0}, "tools": {"yosys": "Yosys", "nextpnr": "nextpnr", "packages": {}}}
@@ -122,6 +122,13 @@ def test_fit_goal_cache_and_synth_table(tmp_path, monkeypatch, capsys):
     assert synth[2] == "ecp5-25k (seed 2 of 3)"
     assert sorted(json.loads(cache.read_text()))[-1].endswith("|seeds3")
 
+    # another first seed: a key of its own, the seed named
+    assert bench.main(args + ["--synth", "--seed", "9"]) == 0
+    assert calls[-1] == ("ecp5-25k", 125.0, "from 9")
+    synth = _rows_of(capsys.readouterr().out, "tiny")[2]
+    assert synth[2] == "ecp5-25k (seed 9)"
+    assert any(k.endswith("|seed9") for k in json.loads(cache.read_text()))
+
 
 def test_cache_keeps_the_results_of_runs_at_the_same_time(tmp_path):
     a, b = bench.Cache(tmp_path / "c.json"), bench.Cache(tmp_path / "c.json")
@@ -137,7 +144,7 @@ def test_a_design_yosys_finds_too_big_is_cached_with_its_counts(tmp_path, monkey
     monkeypatch.setattr(bench, "load_models", lambda: tiny)
     import nnforge.sim.fpga as fpga
 
-    def too_big(vdir, part, outdir, clock_mhz, progress, router, seeds):
+    def too_big(vdir, part, outdir, clock_mhz, progress, router, seeds, seed):
         progress("synth: yosys done in 1.0 s: 400 LUT4s, 100 flip-flops, 0 DP16KD block RAMs (18 kbit), "
                  "40 MULT18X18D multipliers, 23 IO pins")
         raise fpga.FitError(fpga.resolve_part(part), "DSP", 40, 28)
