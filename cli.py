@@ -14,10 +14,10 @@ from pathlib import Path
 
 from .data import DataError, load_npz
 from .design import BACKENDS, TARGETS, TRACEABLE, Design, compile
-from .persist import read_report_precision
-from .report import trace_text
+from .persist import read_json, read_report_precision
+from .report import trace_text, training_text
 from .codegen.mcu import MCUS
-from .targets import PARALLELISM, TARGETS as TARGET_TABLE, check_names
+from .targets import PARALLELISM, TARGETS as TARGET_TABLE, check_names, folding_of
 from .passes.prune import compression_text
 from .ir.text import printable
 from .sim.files import defer_during_swap, output_folder, read_manifest
@@ -121,10 +121,42 @@ def cmd_report(args, progress: Progress) -> int:
         if not prec:
             raise DataError(f"{out} holds no precision report; give --data DATA.npz to compute one")
     if args.json:
-        print(json.dumps({**prec, "compression": design.compression} if design.compression else prec, indent=2))
+        extra = {k: v for k, v in (("compression", design.compression), ("training", design.training)) if v}
+        print(json.dumps({**prec, **extra}, indent=2))
     else:
-        comp = "".join(compression_text(c) for c in design.compression)
+        comp = "".join(compression_text(c) for c in design.compression) + "".join(
+            training_text(r) for r in design.training)
         print(design.summary() + "\n\n" + (comp + "\n" if comp else "") + Design.precision_text(prec), end="")
+    return 0
+
+
+def cmd_finetune(args, progress: Progress) -> int:
+    """Fine-tune the design of OUTDIR through its integer arithmetic and write the new one
+    with OUTDIR's targets and Verilog folding."""
+    from .train import require_torch
+
+    require_torch()
+    out = Path(args.outdir)
+    read_manifest(out)  # an nnforge output folder, or one line
+    # the new folder must not take OUTDIR, the data or the user's files with it
+    output_folder(args.output, {"design": out, "data": args.data, "validation": args.validation})
+    design = Design.load(out, progress=progress)
+    report = read_json(out / "report.json", "a report")
+    targets = check_names(report.get("targets") or list(TARGETS), TARGETS, "target")
+    x, y = load_npz(args.data)
+    validation = load_npz(args.validation) if args.validation else None
+    if validation is not None and validation[1] is None:
+        raise DataError(f"{args.validation}: validation data needs labels 'y'")
+    if y is None and args.distill is None:
+        raise DataError(f"{args.data} has no labels 'y': give --distill to train on the float model's outputs")
+    t0 = time.monotonic()
+    tuned = design.finetune(x, y, validation=validation, epochs=args.epochs, lr=args.lr, batch=args.batch,
+                            distill=args.distill, seed=args.seed, formats=not args.keep_formats, progress=progress)
+    tuned.write(args.output, targets=targets, parallelism=folding_of(report), progress=progress)
+    if not args.quiet:
+        print(tuned.summary())
+        print(training_text(tuned.training[-1]), end="")
+        print(f"fine-tuned in {time.monotonic() - t0:.1f}s -> {args.output}")
     return 0
 
 
@@ -165,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnforge", description="Compile ONNX models to bit-exact C, HLS C++ and Verilog.")
     p.add_argument("--version", action="version", version="nnforge 0.1.0")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_compile_parser, _verify_parser, _report_parser, _synth_parser, _demo_parser):
+    for add in (_compile_parser, _verify_parser, _report_parser, _finetune_parser, _synth_parser, _demo_parser):
         add(sub)
     return p
 
@@ -284,6 +316,28 @@ def _verify_parser(sub) -> None:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     v.set_defaults(func=cmd_verify)
+
+
+def _finetune_parser(sub) -> None:
+    f = sub.add_parser("finetune", help="train a compiled design through its own integer arithmetic (PyTorch)")
+    f.add_argument("outdir", help="a folder written by 'nnforge compile' (or 'nnforge finetune')")
+    f.add_argument("--data", required=True, help="training data: a .npz file with 'x' and integer labels 'y' "
+                   "(or float targets shaped like the output); without 'y', --distill is needed")
+    f.add_argument("--validation", help="a .npz file with 'x' and 'y': the epoch that scores best on it is kept")
+    f.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
+    f.add_argument("--lr", type=float, default=0.01,
+                   help="Adam's learning rate in grid steps per update, decayed to 0 (default 0.01)")
+    f.add_argument("--batch", type=int, default=64, help="samples per update (default 64)")
+    f.add_argument("--distill", type=float, nargs="?", const=4.0, metavar="T",
+                   help="distill from the float model at temperature T (default 4): with labels, half of the "
+                        "loss; without, all of it")
+    f.add_argument("--seed", type=int, default=0, help="the mini-batch order's seed (default 0)")
+    f.add_argument("--keep-formats", action="store_true",
+                   help="keep every activation and weight format (by default they are searched on the "
+                        "training loss first, power-of-two designs only)")
+    f.add_argument("-o", "--output", required=True, help="the new output folder (the same rules as compile's)")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    f.set_defaults(func=cmd_finetune)
 
 
 def _report_parser(sub) -> None:
@@ -430,9 +484,10 @@ def _is_user_error(e: Exception) -> bool:
     from .codegen.lower import BackendError
     from .frontend import ModelImportError
     from .passes import QuantizeError
+    from .train import ExactnessError, TrainUnavailable
 
     return isinstance(e, (BackendError, ModelImportError, QuantizeError, DataError, OSError, MemoryError,
-                          RecursionError, ValueError)) or _is_tool_error(e)
+                          RecursionError, ValueError, TrainUnavailable, ExactnessError)) or _is_tool_error(e)
 
 
 def _is_tool_error(e: Exception) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import persist
 from .codegen.lower import BackendError, HwModel, lower
-from .data import DataError, as_batch
+from .data import DataError, as_batch, check_labels
 from .ir import Graph, dequantize, quantize_float, run_float, run_int
 from .passes import QuantConfig, run_float_pipeline
 from .persist import file_list, read_report_precision
@@ -51,6 +51,7 @@ class Design:
         self.calibration_precision = None  # precision() on the calibration data, from compile
         self._float_passes: Graph | None = None  # the float graph after the float passes (q's names)
         self.source = source
+        self.training: list[dict] = []  # fine-tuning runs that made this design (train.loop records)
 
     @classmethod
     def from_compiled(cls, c: Compiled, source: str = "") -> "Design":
@@ -201,7 +202,7 @@ class Design:
 
     # ---- persistence ----------------------------------------------------------------
     def save(self, folder) -> None:
-        persist.save(folder, self.float_graph, self.qgraph, self.config, self.source, self.compression)
+        persist.save(folder, self.float_graph, self.qgraph, self.config, self.source, self.compression, self.training)
 
     @classmethod
     def load(cls, folder, progress: Progress = QUIET) -> "Design":
@@ -216,10 +217,84 @@ class Design:
         saved = persist.load(folder)
         design = cls(saved.float_graph, saved.qgraph, saved.config, saved.source)
         design.compression = saved.compression
+        design.training = saved.training
         if saved.modified:
             warn(progress, f"{pname(Path(folder))}: {len(saved.modified)} design file(s) differ from what nnforge "
                            f"wrote, loaded as they are: {file_list(saved.modified)}", UserWarning)
         return design
+
+    # ---- training -------------------------------------------------------------------
+    def finetune(self, x, y=None, *, validation=None, epochs: int = 10, lr: float = 1e-3, batch: int = 64,
+                 distill: float | None = None, distill_weight: float = 0.5, seed: int = 0,
+                 formats: bool = True, progress: Progress = QUIET) -> "Design":
+        """A new design whose weights are trained through this design's own integer
+        arithmetic (:mod:`nnforge.train`: PyTorch, ``pip install nnforge[train]``): the same
+        types, scales, widths and compression (pruned weights stay 0, shared weights stay
+        shared), the integers moved by straight-through gradients. Every target written
+        from it and its golden model compute exactly what the training's forward pass did.
+
+        ``x``: float training samples; ``y``: integer class labels (cross entropy), or float
+        targets shaped like the output (mean squared error), or None with ``distill``.
+        ``distill=T``: the float model is the teacher at temperature ``T``; with labels the
+        loss is ``(1 - distill_weight) * label loss + distill_weight * distillation loss``.
+        ``validation``: ``(x, y)``; the epoch with the best validation score is kept (the
+        design's own weights if none beats them). Adam with learning rate ``lr`` on
+        mini-batches of ``batch`` in an order drawn from ``seed``. The run is recorded in
+        ``design.training`` (and the reports)."""
+        from .train import require_torch
+
+        require_torch()
+        from .train.loop import TrainConfig, train_graph
+
+        cfg = TrainConfig(epochs=epochs, lr=lr, batch=batch, distill=distill, distill_weight=distill_weight,
+                          seed=seed)
+        if self.config.float_format or self.config.neuzip:
+            raise ValueError("fine-tuning trains fixed-point designs; this one runs in a float format")
+        x = self.check_input(x)
+        y = self._targets(y, len(x), "labels")
+        val = None
+        if validation is not None:
+            vx, vy = validation
+            vx = self.check_input(vx)
+            val = (vx, self._targets(vy, len(vx), "validation labels"))
+        teacher = self._teacher(x) if distill is not None else None
+        progress(f"finetune: {len(x)} samples, {epochs} epoch(s), batch {batch}, lr {lr:g}"
+                 + (f", distillation T={distill:g}" if distill is not None else ""))
+        if self._float_passes is None:
+            self._float_passes = run_float_pipeline(self.float_graph)
+        q, record = train_graph(self.qgraph, self.compression, self._float_passes, cfg, x, y, teacher, val,
+                                self.config if formats else None, progress)
+        if val is not None and val[1].ndim == 1:
+            record["validation_float"] = float(np.mean(self._teacher(vx).argmax(axis=1) == val[1]))
+        design = Design(self.float_graph, q, self.config, source=self.source)
+        design.mixed, design.compression = self.mixed, list(self.compression)
+        design.training = [*self.training, record]
+        design._float_passes = self._float_passes
+        return design
+
+    def _targets(self, y, n: int, what: str):
+        """Class labels (1-D integers) checked against the output, float targets shaped like
+        the output, or None."""
+        if y is None:
+            return None
+        y = np.asarray(y)
+        if y.dtype.kind in "iu":
+            return check_labels(y, n, self.output_shape, what)
+        if y.dtype.kind != "f" or y.size != n * int(np.prod(self.output_shape)) or not np.all(np.isfinite(y)):
+            raise DataError(f"{what}: expected integer class labels or {n} finite float targets of shape "
+                            f"{self.output_shape}, got {y.dtype} {y.shape}")
+        return y.reshape(n, -1).astype(np.float64)
+
+    def _teacher(self, x: np.ndarray) -> np.ndarray:
+        """The float model's values of the quantized graph's output tensor (before a final
+        softmax the quantizer dropped), per sample flattened: the distillation teacher."""
+        if self._float_passes is None:
+            self._float_passes = run_float_pipeline(self.float_graph)
+        env = run_float(self._float_passes, x, keep=True)
+        out = self.qgraph.outputs[0]
+        if out not in env:
+            raise ValueError(f"the float model has no tensor {pname(out)} to distill from")
+        return np.asarray(env[out], dtype=np.float64).reshape(len(x), -1)
 
     # ---- verification ---------------------------------------------------------------
     def verify(self, x, y=None, backends: Sequence[str] = BACKENDS, outdir=None,

@@ -31,6 +31,7 @@ from .sim.files import MARKER, modified_files, read_manifest
 FORMAT_VERSION = 1
 MAX_DESIGN_JSON = 64 << 20  # bytes of design.json read at most
 DESIGN_KEYS = ("format", "source", "config", "float_graph", "quantized_graph", "compression")
+OPTIONAL_KEYS = ("training",)  # absent in a design.json of a design never fine-tuned
 DESIGN_FILES = ("design.json", "design_arrays.npz")  # what load reads
 FLOAT_FORMATS = ("", "fp16", "bf16")
 REPORT_NAMES = {"overrides": "calibration_overrides"}  # report.json's names where they differ
@@ -118,16 +119,19 @@ class Saved:
     source: str
     compression: list[dict]
     modified: list[str]  # design files that differ from the folder's manifest
+    training: list[dict]  # the fine-tuning runs that made it (train.loop records)
 
 
 def save(folder, float_graph: Graph, qgraph: Graph, config: QuantConfig, source: str,
-         compression: list[dict]) -> None:
+         compression: list[dict], training: list[dict] | None = None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     fd, farrays = to_dict(float_graph, "float")
     qd, qarrays = to_dict(qgraph, "quant")
     doc = {"format": FORMAT_VERSION, "source": source, "config": config_to_dict(config),
            "float_graph": fd, "quantized_graph": qd, "compression": compression}
+    if training:
+        doc["training"] = training
     np.savez_compressed(folder / "design_arrays.npz", **farrays, **qarrays)
     (folder / "design.json").write_text(json.dumps(doc, indent=1) + "\n")
 
@@ -150,7 +154,7 @@ def load(folder) -> Saved:
                               f"{', '.join(map(pname, extra[:5]))} (the design refers to {len(keys)})")
     fg = graph_from_checked(doc["float_graph"], arrays, f"{path}: float_graph")
     qg = graph_from_checked(doc["quantized_graph"], arrays, f"{path}: quantized_graph")
-    return Saved(fg, qg, config, doc["source"], list(doc["compression"]), modified)
+    return Saved(fg, qg, config, doc["source"], list(doc["compression"]), modified, list(doc.get("training", [])))
 
 
 def read_json(path: Path, what: str):
@@ -164,13 +168,18 @@ def read_design_json(path: Path) -> dict:
     """``design.json`` parsed and its top level checked (size limit before parsing; deep
     nesting refused)."""
     doc = read_json(path, "a design file")
-    check_keys(doc, DESIGN_KEYS, str(path))
+    optional = tuple(k for k in OPTIONAL_KEYS if isinstance(doc, dict) and k in doc)
+    check_keys(doc, DESIGN_KEYS + optional, str(path))
     if not is_int(doc["format"]) or doc["format"] != FORMAT_VERSION:
         raise DesignFileError(f"{path}: unknown format {pname(repr(doc['format'])[:40])} (nnforge reads {FORMAT_VERSION})")
     check_type(doc["source"], lambda v: isinstance(v, str), "a string", f"{path}: source")
     check_type(doc["compression"], lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
                "a list of objects", f"{path}: compression")
     check_depth(doc["compression"], f"{path}: compression")
+    if "training" in doc:
+        check_type(doc["training"], lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
+                   "a list of objects", f"{path}: training")
+        check_depth(doc["training"], f"{path}: training")
     return doc
 
 

@@ -131,12 +131,35 @@ def report_info(design, targets) -> dict:
     softmax = bool(q.meta.get("output_softmax"))
     return {"model": q.name, "source": design.source, "targets": list(targets),
             "quantization": report_quantization(design.config, design.mixed),
-            "compression": design.compression,
+            "compression": design.compression, "training": design.training,
             "input": {"shape": list(design.input_shape), "type": str(design.input_type)},
             "output": {"shape": list(design.output_shape), "type": str(design.output_type),
                        "softmax_on_host": softmax},
             "layers": layers, "macs": sum(r.get("macs", 0) for r in layers),
             "precision": design.calibration_precision}
+
+
+def training_text(run: dict) -> str:
+    """A fine-tuning record (``design.training``, :mod:`nnforge.train.loop`) as text."""
+    c = run.get("config", {})
+    how = "labels" if run.get("labels") else "no labels"
+    if c.get("distill") is not None:
+        how += f", distillation T={c['distill']:g}" + (f" (weight {c['distill_weight']:g})" if run.get("labels") else "")
+    lines = [f"fine-tuned ({run.get('task', '?')}, {how}): {len(run.get('history', []))} epoch(s) on "
+             f"{run.get('samples', '?')} samples, lr {c.get('lr', 0):g}, batch {c.get('batch', '?')}, "
+             f"seed {c.get('seed', '?')}, {run.get('seconds', 0):.1f} s"]
+    moved = run.get("formats_moved") or []
+    if moved:
+        lines.append("  formats moved: " + ", ".join(f"{pname(m['tensor'])} frac {m['frac_before']} -> {m['frac_after']}"
+                                                     for m in moved))
+    if run.get("validation_before") is not None:
+        pct = run.get("task") == "classification"
+        fmt = (lambda v: f"{v:.2%}") if pct else (lambda v: f"mse {v:.5g}")
+        kept = run.get("kept_epoch")
+        lines.append(f"  validation: {fmt(run['validation_before'])} before, {fmt(run['validation_after'])} after"
+                     + (f" (epoch {kept} kept)" if kept else " (no epoch beat the design: its weights kept)")
+                     + (f"; float model {fmt(run['validation_float'])}" if run.get("validation_float") is not None else ""))
+    return "\n".join(lines) + "\n"
 
 
 def report_text(design, info: dict) -> str:
@@ -146,6 +169,8 @@ def report_text(design, info: dict) -> str:
         lines.append(design.mixed.text().rstrip())
     for c in design.compression:
         lines.append(compression_text(c).rstrip())
+    for run in design.training:
+        lines.append(training_text(run).rstrip())
     if design.calibration_precision:
         lines += ["", "On the calibration data:", precision_text(design.calibration_precision).rstrip()]
     for name, target in TARGETS.items():  # the sections the targets added to report.json

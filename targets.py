@@ -376,6 +376,19 @@ def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_
     return parallelism
 
 
+def folding_of(report: dict):
+    """The Verilog folding goal an output folder was written with, from its ``report.json``
+    (the ``verilog`` section's ``folding`` decision): a mode, ``{"target_cycles": T}`` or
+    the budget; ``balanced`` when the folder has no Verilog."""
+    decision = (report.get("verilog") or {}).get("folding") or {}
+    mode = decision.get("mode", "balanced")
+    if mode == "target":
+        return {"target_cycles": int(decision["period_cycles"])}
+    if mode == "budget":
+        return {k: int(decision[k]) for k in ("max_multipliers", "max_luts", "max_ffs", "max_bram") if k in decision}
+    return mode if mode in PARALLELISM else "balanced"
+
+
 def check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:
     """``names`` stripped, each among ``allowed``, without repeats (in the order given)."""
     names = [n.strip() for n in names]

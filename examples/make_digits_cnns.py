@@ -10,7 +10,9 @@ Data: scikit-learn's 8x8 digits as 1x8x8 images, pixels scaled to [0, 1], the sa
   skip, then ReLU) with a MaxPool2 between them, GlobalAveragePool, Linear(10).
 
 Each folder gets ``model.onnx`` (exported with ``torch.onnx.export``, weights inside the
-file), ``test.npz`` (``x`` (N, 1, 8, 8), ``y``) and ``calibration.npz``.
+file), ``test.npz`` (``x`` (N, 1, 8, 8), ``y``), ``calibration.npz`` (the first 500 images of
+the training split) and ``train.npz`` (the whole training split, ``x`` and ``y``: what
+``nnforge finetune`` trains on).
 
     pip install torch==2.13.0 scikit-learn onnxscript
     python examples/make_digits_cnns.py
@@ -99,6 +101,7 @@ def main() -> None:
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, external_data=False)
         np.savez_compressed(out / "test.npz", x=x_test, y=y_test.astype(np.int64))
         np.savez_compressed(out / "calibration.npz", x=x_train[:500])
+        np.savez_compressed(out / "train.npz", x=x_train, y=y_train.astype(np.int64))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ the smallest), its bias is stored at ``frac(x) + frac[n]``, and the node's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -232,15 +232,44 @@ def store_linear(q: Graph, node, w_name: str, w_q: np.ndarray, w_t: FixedType, b
     acc_frac = x_t.frac + w_t.frac
     if b_q is None:
         b_q = np.floor(np.ldexp(b, acc_frac + np.asarray(row_frac, dtype=np.int64)) + 0.5).astype(np.int64)
+    acc_width = accumulator_width(node, x_t, w_q, b_q)
+    q.consts[w_name], q.consts[b_name] = w_q, b_q
+    q.set_qtype(w_name, w_t)
+    q.set_qtype(b_name, FixedType(acc_width, acc_frac))
+    q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
+
+
+def accumulator_width(node, x_t: FixedType, w_q: np.ndarray, b_q: np.ndarray) -> int:
+    """The accumulator width of a layer with integer weights ``w_q`` (output channel first)
+    and bias ``b_q`` on inputs of type ``x_t``: that of ``bound = max_n(|b[n]| + sum_k
+    |w[n, k]| * max|x|)``, which no partial sum in any order exceeds."""
     x_mag = max(abs(x_t.lo), abs(x_t.hi))
     # Dense W is (N, K), Conv W (M, C/groups, *k), a scale-shift's mul (C,): sum all but the output axis
     bound = int(np.max(np.abs(b_q) + np.abs(w_q).reshape(len(w_q), -1).sum(axis=1) * x_mag))
     acc_width = signed_width_for(-bound, bound)
     if acc_width > 62:
         raise QuantizeError(f"node {node.name!r}: accumulator would need {acc_width} bits")
-    q.consts[w_name], q.consts[b_name] = w_q, b_q
-    q.set_qtype(w_name, w_t)
-    q.set_qtype(b_name, FixedType(acc_width, acc_frac))
+    return acc_width
+
+
+def set_linear_weights(q: Graph, node, w_q: np.ndarray, b_q: np.ndarray) -> None:
+    """Replace a quantized Dense / Conv layer's integer weights and bias (same shapes, same
+    types and scales; trained weights) and derive its accumulator width again, checking
+    that the weights fit their type and that a per-channel rescale still fits 62 bits."""
+    w_name, b_name = node.inputs[1], node.inputs[2]
+    w_t, b_t = q.qtype(w_name), q.qtype(b_name)
+    if w_q.shape != q.consts[w_name].shape or b_q.shape != q.consts[b_name].shape:
+        raise QuantizeError(f"node {node.name!r}: new weights {w_q.shape} / bias {b_q.shape} do not have the "
+                            f"shapes {q.consts[w_name].shape} / {q.consts[b_name].shape}")
+    if w_q.size and (w_q.min() < w_t.lo or w_q.max() > w_t.hi):
+        raise QuantizeError(f"node {node.name!r}: new weights leave their type {w_t}")
+    acc_width = accumulator_width(node, q.qtype(node.inputs[0]), w_q, b_q)
+    mult = node.attr("rq_mult")
+    if mult is not None and acc_width + max(int(abs(m)) for m in mult).bit_length() > 62:
+        raise QuantizeError(f"node {node.name!r}: with the new weights the per-channel rescaling would "
+                            f"overflow 62 bits (accumulator {acc_width} bits)")
+    q.consts[w_name], q.consts[b_name] = np.asarray(w_q, np.int64), np.asarray(b_q, np.int64)
+    q.set_qtype(b_name, replace(b_t, width=max(acc_width, 2)) if b_t is not None else None)
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
 
 

@@ -4,8 +4,9 @@ Data: scikit-learn's 8x8 digits (shipped with scikit-learn), pixels scaled to [0
 Model: 64 -> 32 (Relu) -> 16 (Relu) -> 10 (Softmax), trained with Adam in numpy, written
 with ``onnx.helper`` as Gemm nodes (opset 13).
 
-Writes, next to this script: ``model.onnx``, ``test.npz`` (held-out split: ``x``, ``y``)
-and ``calibration.npz`` (a slice of the training split: ``x``).
+Writes, next to this script: ``model.onnx``, ``test.npz`` (held-out split: ``x``, ``y``),
+``calibration.npz`` (a slice of the training split: ``x``) and ``train.npz`` (the whole
+training split: ``x``, ``y``).
 
     python examples/digits_mlp/make_model.py
 """
@@ -97,6 +98,7 @@ def main():
     export(params, HERE / "model.onnx")
     np.savez_compressed(HERE / "test.npz", x=x_test, y=y_test.astype(np.int64))
     np.savez_compressed(HERE / "calibration.npz", x=x_train[:500])
+    np.savez_compressed(HERE / "train.npz", x=x_train, y=y_train.astype(np.int64))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,216 @@
+"""The quantized graph of a design as a PyTorch module whose forward pass is the golden
+model's integer arithmetic (:mod:`.ops`, :mod:`.ste`), with trainable weights.
+
+Each Dense / Conv layer's weights and bias are trained as real-valued shadows, put onto
+the design's integer grid in every forward pass (``clamp(round_half_up(w / s))``, identity
+gradient inside the range). The scales are the design's and do not move: ``s`` of output
+channel ``n`` is the one its rescale implies, ``scale(W)[n] = ratio[n] * scale(y) /
+scale(x)`` with ``ratio[n] = rq_mult[n] * 2**-rq_shift`` (a power of two for per-tensor and
+per-channel power-of-two weights, any real scale for models quantized elsewhere), and the
+bias is stored at the accumulator's scale ``scale(x) * scale(W)[n]``.
+
+Compression stays what it was:
+
+- magnitude-pruned layers keep their zeros (a fixed mask: the weights that are 0 stay 0);
+- weight-shared layers train one value per shared integer (the cluster's members move
+  together, so a layer never has more distinct weights than before);
+- low-rank and channel-pruned layers are ordinary smaller layers.
+
+:meth:`IntegerModule.graph` writes the integers back into a copy of the quantized graph,
+with each accumulator width derived again from the new weights
+(:func:`nnforge.passes.quantize.set_linear_weights`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..ir import Graph
+from ..ir.ops import op_def
+from ..ir.ops.dense import requant_params
+from ..passes.quantize import set_linear_weights
+from .ops import lower_node
+from .ste import round_clamp
+
+
+def weight_scales(node, g: Graph) -> np.ndarray:
+    """The real value of one weight LSB per output channel of a Dense / Conv ``node``."""
+    mult, shift = requant_params(node, g)
+    ratio = mult.astype(np.float64) * 2.0 ** -shift
+    return ratio * g.qtype(node.outputs[0]).scale / g.qtype(node.inputs[0]).scale
+
+
+def pruned_layers(compression: list[dict]) -> set[str]:
+    return {name for c in compression if c.get("kind") == "magnitude" for name in c.get("layers", {})}
+
+
+def shared_layers(compression: list[dict]) -> set[str]:
+    return {name for c in compression if c.get("kind") == "share" for name in c.get("layers", {})}
+
+
+# how far past the grid's end a shadow may go (in steps): less than half a step, so that it
+# still rounds to the end and the layer's range (and so its format) stays what it is
+EDGE = 0.49
+
+
+def _start(w_q: np.ndarray, w_float: np.ndarray | None, s: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The shadow weights to start from, in grid steps: the float model's weight where it
+    rounds to the design's integer (its place within the step, so that training does not
+    move every weight across a rounding edge at once), else the integer itself."""
+    start = np.clip(w_q.astype(np.float64), lo, hi)
+    if w_float is None or np.shape(w_float) != w_q.shape:
+        return start
+    v = np.asarray(w_float, np.float64) / s.reshape((-1,) + (1,) * (w_q.ndim - 1))
+    same = np.floor(v + 0.5) == w_q
+    return np.clip(np.where(same, v, start), lo - EDGE, hi + EDGE)
+
+
+def compatible(float_graph: Graph, q: Graph) -> bool:
+    """Whether ``float_graph`` has ``q``'s nodes and weight shapes (the float graph the design
+    was quantized from), so that quantizing it again gives ``q``'s structure."""
+    fnodes = {n.name: n for n in float_graph.topo()}
+    for n in q.topo():
+        f = fnodes.get(n.name)
+        if f is None or f.op != n.op or list(f.inputs) != list(n.inputs):
+            return False
+        if any(t in q.consts and np.shape(float_graph.consts.get(t)) != np.shape(q.consts[t]) for t in n.inputs[1:]
+               if op_def(n.op).has(linear=True)):
+            return False
+    return True
+
+
+class _Linear(torch.nn.Module):
+    """One Dense / Conv layer's trainable weights: shadows in real units, or one value per
+    shared integer; the masks and grids fixed."""
+
+    def __init__(self, node, g: Graph, pruned: bool, shared: bool, w_float: np.ndarray | None) -> None:
+        super().__init__()
+        w_name, b_name = node.inputs[1], node.inputs[2]
+        w_q, b_q = g.consts[w_name].astype(np.int64), g.consts[b_name].astype(np.int64)
+        w_t = g.qtype(w_name)
+        s = weight_scales(node, g)
+        self.node = node.name
+        # a symmetric grid, as the quantizer makes it (a weight reaching -2^(b-1) would make
+        # the compiler pick a coarser step when the design is quantized again), unless the
+        # design already uses that integer
+        self.lo, self.hi = (w_t.lo if (w_q == w_t.lo).any() else max(w_t.lo, -w_t.hi)), w_t.hi
+        self.register_buffer("w_scale", torch.as_tensor(s))
+        self.register_buffer("x_scale", torch.as_tensor(g.qtype(node.inputs[0]).scale))
+        # the bias is trained in units of the output's LSB: b_step accumulator LSBs each
+        self.register_buffer("b_step", torch.as_tensor(g.qtype(node.outputs[0]).scale
+                                                       / (s * g.qtype(node.inputs[0]).scale)))
+        self.register_buffer("mask", torch.as_tensor(w_q != 0) if pruned else None)
+        self.bias = torch.nn.Parameter(torch.as_tensor(b_q / self.b_step.numpy()))
+        if shared:  # the layer's distinct integers, each one trainable value (integer units)
+            values, index = np.unique(w_q, return_inverse=True)
+            self.register_buffer("index", torch.as_tensor(index.reshape(w_q.shape)))
+            self.values = torch.nn.Parameter(torch.as_tensor(values.astype(np.float64)))
+            self.weight = None
+        else:
+            self.index = self.values = None
+            self.weight = torch.nn.Parameter(torch.as_tensor(_start(w_q, w_float, s, self.lo, self.hi)))
+
+    def integers(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weights and the bias on their integer grids (float64 holding integers)."""
+        if self.values is not None:
+            w = round_clamp(self.values, self.lo, self.hi)[self.index]
+        else:
+            w = round_clamp(self.weight, self.lo, self.hi)
+        if self.mask is not None:
+            w = w * self.mask
+        b = self.bias * self.b_step
+        return w, b + (torch.floor(b + 0.5) - b).detach()  # rounded, straight through
+
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Keep the shadows within half an LSB of the grid's ends, where the straight-through
+        gradient is zero: a weight pushed past them would otherwise drift away unseen."""
+        (self.weight if self.values is None else self.values).clamp_(self.lo - EDGE, self.hi + EDGE)
+
+    @torch.no_grad()
+    def real(self) -> tuple[np.ndarray, np.ndarray]:
+        """The shadow weights and bias in real units (not rounded)."""
+        w = self.weight if self.values is None else self.values[self.index]
+        if self.mask is not None:
+            w = w * self.mask
+        rows = (-1,) + (1,) * (w.ndim - 1)
+        w_real = w.numpy() * self.w_scale.numpy().reshape(rows)
+        return w_real, (self.bias * self.b_step).numpy() * self.w_scale.numpy() * float(self.x_scale)
+
+
+class IntegerModule(torch.nn.Module):
+    """``forward(x_int)``: the design's output integers (float64) for integer inputs ``x_int``
+    (float64 or int64, batch first), equal to the golden model's on every element;
+    ``logits(x_int)``: the same scaled to real values (what a loss sees)."""
+
+    def __init__(self, qgraph: Graph, compression: list[dict] | None = None, float_graph: Graph | None = None) -> None:
+        super().__init__()
+        g = qgraph.copy()
+        self._g = g
+        pruned, shared = pruned_layers(compression or []), shared_layers(compression or [])
+        self.steps = [(node, lower_node(node, g)) for node in g.topo()]
+        self.layers = torch.nn.ModuleDict()
+        self._layer_of: dict[str, str] = {}
+        for node, _ in self.steps:
+            if op_def(node.op).has(linear=True) and all(g.is_const(t) for t in node.inputs[1:]):
+                key = f"l{len(self.layers)}"
+                w_float = float_graph.consts.get(node.inputs[1]) if float_graph is not None else None
+                self.layers[key] = _Linear(node, g, node.name in pruned, node.name in shared, w_float)
+                self._layer_of[node.name] = key
+        trained = {t for n in self._layer_of for t in g.node(n).inputs[1:]}
+        for i, (name, c) in enumerate(sorted(g.consts.items())):
+            if name not in trained:
+                self.register_buffer(f"c{i}", torch.as_tensor(np.asarray(c, dtype=np.float64)))
+        self._const_buffers = {name: f"c{i}" for i, name in enumerate(sorted(g.consts)) if name not in trained}
+        self.out_scale = g.qtype(g.outputs[0]).scale
+
+    def forward(self, x_int: torch.Tensor) -> torch.Tensor:
+        g = self._g
+        env = {g.inputs[0]: torch.as_tensor(x_int).to(torch.float64)}
+        for name, buf in self._const_buffers.items():
+            env[name] = getattr(self, buf)
+        for node_name, key in self._layer_of.items():
+            w, b = self.layers[key].integers()
+            node = g.node(node_name)
+            env[node.inputs[1]], env[node.inputs[2]] = w, b
+        for node, step in self.steps:
+            for t, v in zip(node.outputs, step([env[t] for t in node.inputs]), strict=True):
+                env[t] = v
+        return env[g.outputs[0]]
+
+    @property
+    def source(self) -> Graph:
+        """The quantized graph the module was built from (not to be changed)."""
+        return self._g
+
+    def logits(self, x_int: torch.Tensor) -> torch.Tensor:
+        y = self.forward(x_int)
+        return y.reshape(len(y), -1) * self.out_scale
+
+    def clamp_(self) -> None:
+        for layer in self.layers.values():
+            layer.clamp_()
+
+    @torch.no_grad()
+    def float_graph(self, like: Graph) -> Graph:
+        """A copy of the float graph ``like`` (the design's tensor names) holding the shadow
+        weights in real units: quantized again with the design's formats, it gives the
+        module's integers."""
+        f = like.copy()
+        for node_name, key in self._layer_of.items():
+            node = self._g.node(node_name)
+            w, b = self.layers[key].real()
+            f.consts[node.inputs[1]] = w
+            f.consts[node.inputs[2]] = b
+        return f
+
+    @torch.no_grad()
+    def graph(self) -> Graph:
+        """A copy of the quantized graph holding the trained integers."""
+        q = self._g.copy()
+        for node_name, key in self._layer_of.items():
+            w, b = self.layers[key].integers()
+            set_linear_weights(q, q.node(node_name), np.rint(w.numpy()).astype(np.int64),
+                               np.rint(b.numpy()).astype(np.int64))
+        return q

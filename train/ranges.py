@@ -1,0 +1,119 @@
+"""Activation formats chosen on the training loss (power-of-two designs).
+
+Calibration picks each activation's fractional bits from the values it saw (the range
+that does not saturate, or one that minimizes a local error); at 4 bits and below the
+choice decides much of the accuracy, and the choice that is best for the network's output
+is often a finer step that saturates more. Here each activation's format is searched
+directly on the training loss, in the design's scale scheme (a power of two per tensor):
+
+- the design's types give back the ranges they represent (``[lo, hi] * scale``);
+- moving tensor ``t`` one step finer halves its range (``frac + 1``), one coarser doubles it;
+- the float graph with the current weights (the trained shadows, in real units) is
+  quantized again by the compiler's own quantizer with those ranges, so every dependent
+  number (bias scale, rescale shifts, accumulator widths, tables, clip bounds) is derived
+  as compilation derives it; the weights land on the same integers while their formats
+  are unchanged;
+- greedily, tensor by tensor in graph order, the candidate with the lowest training loss
+  (on a bounded subset) is kept; a second pass revisits the choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from ..ir import Graph, quantize_float
+from ..ir.ops import op_def
+from ..passes import QuantConfig
+from ..passes.calibrate import Range
+from ..passes.prequant import quantize_graph
+from ..passes.quantize import QuantizeError
+
+STEPS = (1, 2, -1)  # frac moves tried per tensor (finer, finer still, coarser)
+PASSES = 2
+
+
+def searchable(cfg: QuantConfig) -> bool:
+    """Whether activation formats can be searched: power-of-two scales computed here
+    (not a model's own quantization, real scales or a float format)."""
+    return cfg.scale == "pow2" and not cfg.from_model and not cfg.float_format and not cfg.dynamic
+
+
+def type_ranges(q: Graph) -> dict[str, Range]:
+    """The real range each activation type of ``q`` represents."""
+    out = {}
+    for t, info in q.tensors.items():
+        qt = info.qtype
+        if qt is None or t in q.consts or qt.is_float:
+            continue
+        out[t] = Range(qt.lo * qt.scale, qt.hi * qt.scale)
+    return out
+
+
+def requantize(float_graph: Graph, ranges: dict[str, Range], cfg: QuantConfig) -> Graph:
+    """``float_graph`` (same tensor names as the design) quantized with ``ranges`` by the
+    compiler's quantizer, without bias correction or rounding search (the weights are the
+    trained ones already)."""
+    return quantize_graph(float_graph, ranges, replace(cfg, bias_correction=False, rounding="nearest"))
+
+
+def search_formats(float_graph: Graph, q: Graph, cfg: QuantConfig, loss: Callable[[Graph, Graph], float],
+                   progress=None) -> tuple[Graph, Graph, list[dict]]:
+    """The quantized graph whose formats give the lowest ``loss(graph, float graph)``,
+    starting from ``q``'s: activations move their step (:data:`STEPS`), weights may take a
+    finer step by clipping the largest (half the range); returns it, the float graph it was
+    quantized from (the weights clipped) and what moved (tensor, frac before and after)."""
+    ranges = type_ranges(q)
+    best_q, best_f, best = q, float_graph, loss(q, float_graph)
+    acts = [t for t in _activations(q) if t in ranges]
+    weights = [n.inputs[1] for n in q.topo() if op_def(n.op).has(linear=True) and n.inputs[1] in float_graph.consts]
+    for _ in range(PASSES):
+        improved = False
+        for t in acts + weights:
+            for trial_r, trial_f in _candidates(t, ranges, best_f, t in weights):
+                try:
+                    cand = requantize(trial_f, trial_r, cfg)
+                except QuantizeError:
+                    continue
+                if cand.qtype(t) == best_q.qtype(t):
+                    continue  # this tensor's format follows another's (a pool, a reshape)
+                v = loss(cand, trial_f)
+                if v < best:
+                    best, best_q, best_f, ranges, improved = v, cand, trial_f, trial_r, True
+                    break
+        if not improved:
+            break
+    changed = [{"tensor": t, "frac_before": q.qtype(t).frac, "frac_after": best_q.qtype(t).frac}
+               for t in acts + weights if q.qtype(t) != best_q.qtype(t)]
+    if progress is not None:
+        progress(f"finetune: formats searched on the training loss: {len(changed)} moved")
+    return best_q, best_f, changed
+
+
+def _candidates(t: str, ranges: dict[str, Range], f: Graph, weight: bool):
+    """(ranges, float graph) trials for tensor ``t``: an activation's range moved by each of
+    :data:`STEPS`; a weight clipped to half its largest magnitude (per row: the compiler
+    gives each output channel its own step with per-channel weights)."""
+    if weight:
+        w = np.asarray(f.consts[t], np.float64)
+        half = np.abs(w).reshape(len(w), -1).max(axis=1, keepdims=True) / 2
+        lim = np.maximum(half, 1e-30).reshape((-1,) + (1,) * (w.ndim - 1)) if w.ndim > 1 else half.max()
+        g = f.copy()
+        g.consts[t] = np.clip(w, -lim, lim)
+        yield ranges, g
+        return
+    for step in STEPS:
+        trial = dict(ranges)
+        trial[t] = Range(ranges[t].lo * 2.0 ** -step, ranges[t].hi * 2.0 ** -step)
+        yield trial, f
+
+
+def _activations(q: Graph) -> list[str]:
+    """The graph input, then every node output in graph order."""
+    return list(q.inputs) + [t for n in q.topo() for t in n.outputs]
+
+
+def input_integers(q: Graph, x: np.ndarray) -> np.ndarray:
+    return quantize_float(x, q.qtype(q.inputs[0]))
