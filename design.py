@@ -224,7 +224,7 @@ class Design:
         return design
 
     # ---- training -------------------------------------------------------------------
-    def finetune(self, x, y=None, *, validation=None, epochs: int = 10, lr: float = 1e-3, batch: int = 64,
+    def finetune(self, x, y=None, *, validation=None, epochs: int = 10, lr: float = 0.01, batch: int = 64,
                  distill: float | None = None, distill_weight: float = 0.5, seed: int = 0,
                  formats: bool = True, progress: Progress = QUIET) -> "Design":
         """A new design whose weights are trained through this design's own integer
@@ -238,8 +238,11 @@ class Design:
         ``distill=T``: the float model is the teacher at temperature ``T``; with labels the
         loss is ``(1 - distill_weight) * label loss + distill_weight * distillation loss``.
         ``validation``: ``(x, y)``; the epoch with the best validation score is kept (the
-        design's own weights if none beats them). Adam with learning rate ``lr`` on
-        mini-batches of ``batch`` in an order drawn from ``seed``. The run is recorded in
+        design's own weights if none beats them). Adam with learning rate ``lr`` (in steps of
+        each weight's grid per update; the bias in steps of its layer's output), decayed to 0
+        over the run by a cosine, on mini-batches of ``batch`` in an order drawn from ``seed``.
+        ``formats``: first search each activation's power-of-two format and each layer's
+        weight step on the training loss (:mod:`nnforge.train.ranges`; power-of-two designs). The run is recorded in
         ``design.training`` (and the reports)."""
         from .train import require_torch
 
