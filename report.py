@@ -150,7 +150,7 @@ def training_text(run: dict) -> str:
              f"seed {c.get('seed', '?')}, {run.get('seconds', 0):.1f} s"]
     moved = run.get("formats_moved") or []
     if moved:
-        lines.append("  formats moved: " + ", ".join(f"{pname(m['tensor'])} frac {m['frac_before']} -> {m['frac_after']}"
+        lines.append("  formats moved: " + ", ".join(f"{pname(m['tensor'])} {m['before']} -> {m['after']}"
                                                      for m in moved))
     if run.get("validation_before") is not None:
         pct = run.get("task") == "classification"

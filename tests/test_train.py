@@ -187,13 +187,31 @@ def test_distillation_without_labels():
         design.finetune(x, None, epochs=1)
 
 
-def test_format_search_moves_formats_and_stays_exact():
+@pytest.mark.parametrize("scheme", ["4bit", "real", "per-channel", "pruned"])
+@pytest.mark.parametrize("example", ["digits_cnn", "digits_resnet"])
+def test_the_type_ranges_quantize_back_to_the_design(example, scheme):
+    """The format search starts from ranges that, quantized again by the compiler from the
+    float graph, give the design itself: every type, constant and attribute."""
+    from nnforge.train.ranges import requantize, type_ranges
+
+    design = _example(example, bias_correction=False, **SCHEMES[scheme])
+    q = design.qgraph
+    again = requantize(design._float_passes, type_ranges(q), design.config)
+    assert all(again.qtype(t) == q.qtype(t) for t in q.tensors)
+    assert all(np.array_equal(again.consts[k], q.consts[k]) for k in q.consts)
+    assert all(again.node(n.name).attrs == n.attrs for n in q.topo())
+
+
+@pytest.mark.parametrize("scale", ["pow2", "real"])
+def test_format_search_moves_formats_and_stays_exact(scale):
     (x, y), val = _split("digits_cnn")
-    design = _example("digits_cnn", bits=4)
-    tuned = design.finetune(x[:600], y[:600], epochs=2)
+    design = _example("digits_cnn", bits=4, scale=scale)
+    tuned = design.finetune(x[:600], y[:600], epochs=2)  # no validation: the trained design is the result
     moved = tuned.training[-1]["formats_moved"]
-    if tuned.training[-1]["kept_epoch"]:
-        assert moved  # 4-bit minmax formats are far from the best on this network
+    assert moved  # 4-bit min/max formats are far from the best on this network
+    changed = {m["tensor"] for m in moved}
+    assert all(str(tuned.qgraph.qtype(t)) == m["after"] for m in moved for t in [m["tensor"]])
+    assert any(str(design.qgraph.qtype(t)) != str(tuned.qgraph.qtype(t)) for t in changed)
     assert_exact(tuned, tuned.quantize_input(val[0]))
 
 

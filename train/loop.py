@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from ..ir import Graph
-from ..passes import QuantConfig
-from .module import IntegerModule, compatible
-from .ranges import input_integers, search_formats, searchable
+from ..passes import QuantConfig, QuantizeError
+from .module import IntegerModule, same_structure
+from .ranges import input_integers, requantize, search_formats, searchable, type_ranges
 
 SEARCH_SAMPLES = 1024  # training samples the format search evaluates its candidates on
 
@@ -159,11 +159,21 @@ def _score(module: IntegerModule, validation) -> float | None:
     return evaluate(module, input_integers(module.source, vx), vy)
 
 
+def _requantizes(float_graph: Graph, q: Graph, cfg: QuantConfig) -> bool:
+    """Whether quantizing ``float_graph`` again with ``q``'s ranges makes ``q``'s structure
+    (it is the float graph ``q`` was quantized from)."""
+    try:
+        return same_structure(requantize(float_graph, type_ranges(q), cfg), q)
+    except (QuantizeError, KeyError, ValueError):
+        return False
+
+
 def _search(qgraph, compression, float_graph, formats, x, y_t, t_t, loss_fn, progress):
     """:func:`.ranges.search_formats` on the training loss of up to SEARCH_SAMPLES samples."""
-    if not searchable(formats) or float_graph is None or not compatible(float_graph, qgraph):
+    if not searchable(formats) or float_graph is None or not _requantizes(float_graph, qgraph, formats):
         if progress is not None:
-            progress("finetune: formats kept (the search needs a power-of-two design and its float graph)")
+            progress("finetune: formats kept (the search needs scales computed by the compiler, symmetric, "
+                     "and the float graph the design was quantized from)")
         return qgraph, float_graph, []
     n = min(len(x), SEARCH_SAMPLES)
     ys = None if y_t is None else y_t[:n]

@@ -66,18 +66,24 @@ def _start(w_q: np.ndarray, w_float: np.ndarray | None, s: np.ndarray, lo: int, 
     return np.clip(np.where(same, v, start), lo - EDGE, hi + EDGE)
 
 
-def compatible(float_graph: Graph, q: Graph) -> bool:
-    """Whether ``float_graph`` has ``q``'s nodes and weight shapes (the float graph the design
-    was quantized from), so that quantizing it again gives ``q``'s structure."""
-    fnodes = {n.name: n for n in float_graph.topo()}
-    for n in q.topo():
-        f = fnodes.get(n.name)
-        if f is None or f.op != n.op or list(f.inputs) != list(n.inputs):
-            return False
-        if any(t in q.consts and np.shape(float_graph.consts.get(t)) != np.shape(q.consts[t]) for t in n.inputs[1:]
-               if op_def(n.op).has(linear=True)):
-            return False
-    return True
+def same_structure(a: Graph, b: Graph) -> bool:
+    """Whether two quantized graphs have the same nodes (names, ops, inputs) and constant
+    shapes: the same design up to its numbers."""
+    na, nb = {n.name: n for n in a.topo()}, {n.name: n for n in b.topo()}
+    if na.keys() != nb.keys() or a.inputs != b.inputs or a.outputs != b.outputs:
+        return False
+    if any(na[k].op != nb[k].op or list(na[k].inputs) != list(nb[k].inputs) for k in na):
+        return False
+    return a.consts.keys() == b.consts.keys() and all(np.shape(a.consts[k]) == np.shape(b.consts[k]) for k in a.consts)
+
+
+def made_by_compiler(node, float_graph: Graph | None) -> bool:
+    """A linear node the compiler made from another op (an average pool as a depthwise
+    Conv of ones, with real scales): its weights are not the model's and are not trained."""
+    if float_graph is None:
+        return False
+    f = next((n for n in float_graph.topo() if n.name == node.name), None)
+    return f is not None and f.op != node.op
 
 
 class _Linear(torch.nn.Module):
@@ -153,7 +159,8 @@ class IntegerModule(torch.nn.Module):
         self.layers = torch.nn.ModuleDict()
         self._layer_of: dict[str, str] = {}
         for node, _ in self.steps:
-            if op_def(node.op).has(linear=True) and all(g.is_const(t) for t in node.inputs[1:]):
+            if (op_def(node.op).has(linear=True) and all(g.is_const(t) for t in node.inputs[1:])
+                    and not made_by_compiler(node, float_graph)):
                 key = f"l{len(self.layers)}"
                 w_float = float_graph.consts.get(node.inputs[1]) if float_graph is not None else None
                 self.layers[key] = _Linear(node, g, node.name in pruned, node.name in shared, w_float)

@@ -1,13 +1,15 @@
-"""Activation formats chosen on the training loss (power-of-two designs).
+"""Activation formats chosen on the training loss.
 
 Calibration picks each activation's fractional bits from the values it saw (the range
 that does not saturate, or one that minimizes a local error); at 4 bits and below the
 choice decides much of the accuracy, and the choice that is best for the network's output
 is often a finer step that saturates more. Here each activation's format is searched
-directly on the training loss, in the design's scale scheme (a power of two per tensor):
+directly on the training loss, in the design's scale scheme (a power of two per tensor, or
+a real scale):
 
 - the design's types give back the ranges they represent (``[lo, hi] * scale``);
-- moving tensor ``t`` one step finer halves its range (``frac + 1``), one coarser doubles it;
+- moving tensor ``t`` one step finer halves its range (``frac + 1``), one coarser doubles it
+  (real scales: half octaves, a factor of sqrt(2));
 - the float graph with the current weights (the trained shadows, in real units) is
   quantized again by the compiler's own quantizer with those ranges, so every dependent
   number (bias scale, rescale shifts, accumulator widths, tables, clip bounds) is derived
@@ -31,24 +33,32 @@ from ..passes.calibrate import Range
 from ..passes.prequant import quantize_graph
 from ..passes.quantize import QuantizeError
 
-STEPS = (1, 2, -1)  # frac moves tried per tensor (finer, finer still, coarser)
+# the moves tried per tensor, as log2 of the step's factor (a finer step: a smaller range):
+# power-of-two scales move by octaves; real scales by half octaves
+STEPS = {"pow2": (1, 2, -1), "real": (0.5, 1, 1.5, -0.5)}
+# a layer's weights clipped to 2^-step of their largest magnitude (per output channel), each
+# step tried: the step of a narrow grid set by the largest weight leaves most weights at 0
+WEIGHT_STEPS = {"pow2": (1, 2, 3), "real": (0.5, 1, 1.5, 2, 3)}
 PASSES = 2
 
 
 def searchable(cfg: QuantConfig) -> bool:
-    """Whether activation formats can be searched: power-of-two scales computed here
-    (not a model's own quantization, real scales or a float format)."""
-    return cfg.scale == "pow2" and not cfg.from_model and not cfg.float_format and not cfg.dynamic
+    """Whether formats can be searched: scales computed here (power-of-two, or real and
+    symmetric), not a model's own quantization or a float format."""
+    return not (cfg.from_model or cfg.float_format or cfg.dynamic or cfg.asymmetric)
 
 
 def type_ranges(q: Graph) -> dict[str, Range]:
-    """The real range each activation type of ``q`` represents."""
+    """The real range each activation type of ``q`` stands for, as calibration would have
+    given it: ``[0, hi]`` for an unsigned type, ``[-hi, hi]`` for a signed one (the
+    quantizer makes signed ranges symmetric), times the scale; quantized again, these ranges
+    give ``q``'s types back."""
     out = {}
     for t, info in q.tensors.items():
         qt = info.qtype
         if qt is None or t in q.consts or qt.is_float:
             continue
-        out[t] = Range(qt.lo * qt.scale, qt.hi * qt.scale)
+        out[t] = Range(-qt.hi * qt.scale if qt.lo < 0 else 0.0, qt.hi * qt.scale)
     return out
 
 
@@ -64,7 +74,7 @@ def search_formats(float_graph: Graph, q: Graph, cfg: QuantConfig, loss: Callabl
     """The quantized graph whose formats give the lowest ``loss(graph, float graph)``,
     starting from ``q``'s: activations move their step (:data:`STEPS`), weights may take a
     finer step by clipping the largest (half the range); returns it, the float graph it was
-    quantized from (the weights clipped) and what moved (tensor, frac before and after)."""
+    quantized from (the weights clipped) and what moved (tensor, type before and after)."""
     ranges = type_ranges(q)
     best_q, best_f, best = q, float_graph, loss(q, float_graph)
     acts = [t for t in _activations(q) if t in ranges]
@@ -72,39 +82,40 @@ def search_formats(float_graph: Graph, q: Graph, cfg: QuantConfig, loss: Callabl
     for _ in range(PASSES):
         improved = False
         for t in acts + weights:
-            for trial_r, trial_f in _candidates(t, ranges, best_f, t in weights):
+            steps = WEIGHT_STEPS[cfg.scale] if t in weights else STEPS[cfg.scale]
+            for trial_r, trial_f in _candidates(t, ranges, best_f, t in weights, steps):
                 try:
                     cand = requantize(trial_f, trial_r, cfg)
                 except QuantizeError:
                     continue
-                if cand.qtype(t) == best_q.qtype(t):
+                if cand.qtype(t) == best_q.qtype(t) and t not in weights:
                     continue  # this tensor's format follows another's (a pool, a reshape)
                 v = loss(cand, trial_f)
-                if v < best:
+                if v < best:  # the first move that lowers the loss
                     best, best_q, best_f, ranges, improved = v, cand, trial_f, trial_r, True
                     break
         if not improved:
             break
-    changed = [{"tensor": t, "frac_before": q.qtype(t).frac, "frac_after": best_q.qtype(t).frac}
+    changed = [{"tensor": t, "before": str(q.qtype(t)), "after": str(best_q.qtype(t))}
                for t in acts + weights if q.qtype(t) != best_q.qtype(t)]
     if progress is not None:
         progress(f"finetune: formats searched on the training loss: {len(changed)} moved")
     return best_q, best_f, changed
 
 
-def _candidates(t: str, ranges: dict[str, Range], f: Graph, weight: bool):
+def _candidates(t: str, ranges: dict[str, Range], f: Graph, weight: bool, steps):
     """(ranges, float graph) trials for tensor ``t``: an activation's range moved by each of
-    :data:`STEPS`; a weight clipped to half its largest magnitude (per row: the compiler
-    gives each output channel its own step with per-channel weights)."""
+    ``steps``; a weight clipped to ``2^-step`` of its largest magnitude (per row: the
+    compiler gives each output channel its own step with per-channel weights)."""
     if weight:
         w = np.asarray(f.consts[t], np.float64)
-        half = np.abs(w).reshape(len(w), -1).max(axis=1, keepdims=True) / 2
-        lim = np.maximum(half, 1e-30).reshape((-1,) + (1,) * (w.ndim - 1)) if w.ndim > 1 else half.max()
-        g = f.copy()
-        g.consts[t] = np.clip(w, -lim, lim)
-        yield ranges, g
+        top = np.abs(w).reshape(len(w), -1).max(axis=1).reshape((-1,) + (1,) * (w.ndim - 1))
+        for step in steps:
+            g = f.copy()
+            g.consts[t] = np.clip(w, -top * 2.0 ** -step, top * 2.0 ** -step)
+            yield ranges, g
         return
-    for step in STEPS:
+    for step in steps:
         trial = dict(ranges)
         trial[t] = Range(ranges[t].lo * 2.0 ** -step, ranges[t].hi * 2.0 ** -step)
         yield trial, f
