@@ -151,7 +151,8 @@ def cmd_finetune(args, progress: Progress) -> int:
         raise DataError(f"{args.data} has no labels 'y': give --distill to train on the float model's outputs")
     t0 = time.monotonic()
     tuned = design.finetune(x, y, validation=validation, epochs=args.epochs, lr=args.lr, batch=args.batch,
-                            distill=args.distill, seed=args.seed, formats=not args.keep_formats, progress=progress)
+                            distill=args.distill, seed=args.seed, formats=not args.keep_formats, prune=args.prune,
+                            progress=progress)
     tuned.write(args.output, targets=targets, parallelism=folding_of(report), progress=progress)
     if not args.quiet:
         print(tuned.summary())
@@ -325,13 +326,17 @@ def _finetune_parser(sub) -> None:
                    "(or float targets shaped like the output); without 'y', --distill is needed")
     f.add_argument("--validation", help="a .npz file with 'x' and 'y': the epoch that scores best on it is kept")
     f.add_argument("--epochs", type=int, default=10, help="passes over the data (default 10)")
-    f.add_argument("--lr", type=float, default=0.01,
-                   help="Adam's learning rate in grid steps per update, decayed to 0 (default 0.01)")
+    f.add_argument("--lr", type=float, default=0.0015,
+                   help="Adam's learning rate as a share of each weight grid's range per update, decayed to 0 "
+                        "(default 0.0015)")
     f.add_argument("--batch", type=int, default=64, help="samples per update (default 64)")
     f.add_argument("--distill", type=float, nargs="?", const=4.0, metavar="T",
                    help="distill from the float model at temperature T (default 4): with labels, half of the "
                         "loss; without, all of it")
     f.add_argument("--seed", type=int, default=0, help="the mini-batch order's seed (default 0)")
+    f.add_argument("--prune", type=float, metavar="SPARSITY",
+                   help="prune every layer's smallest weights to this share gradually while training "
+                        "(a cubic schedule over the first 60%% of the epochs; the zeros stay)")
     f.add_argument("--keep-formats", action="store_true",
                    help="keep every activation and weight format (by default they are searched on the "
                         "training loss first, power-of-two designs only)")

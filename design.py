@@ -224,9 +224,9 @@ class Design:
         return design
 
     # ---- training -------------------------------------------------------------------
-    def finetune(self, x, y=None, *, validation=None, epochs: int = 10, lr: float = 0.01, batch: int = 64,
+    def finetune(self, x, y=None, *, validation=None, epochs: int = 10, lr: float = 0.0015, batch: int = 64,
                  distill: float | None = None, distill_weight: float = 0.5, seed: int = 0,
-                 formats: bool = True, progress: Progress = QUIET) -> "Design":
+                 formats: bool = True, prune: float | None = None, progress: Progress = QUIET) -> "Design":
         """A new design whose weights are trained through this design's own integer
         arithmetic (:mod:`nnforge.train`: PyTorch, ``pip install nnforge[train]``): the same
         types, scales, widths and compression (pruned weights stay 0, shared weights stay
@@ -238,11 +238,13 @@ class Design:
         ``distill=T``: the float model is the teacher at temperature ``T``; with labels the
         loss is ``(1 - distill_weight) * label loss + distill_weight * distillation loss``.
         ``validation``: ``(x, y)``; the epoch with the best validation score is kept (the
-        design's own weights if none beats them). Adam with learning rate ``lr`` (in steps of
-        each weight's grid per update; the bias in steps of its layer's output), decayed to 0
+        design's own weights if none beats them). Adam with learning rate ``lr`` (a share of each
+        weight grid's range per update; the bias's of its layer's output range), decayed to 0
         over the run by a cosine, on mini-batches of ``batch`` in an order drawn from ``seed``.
-        ``formats``: first search each activation's power-of-two format and each layer's
-        weight step on the training loss (:mod:`nnforge.train.ranges`; power-of-two designs). The run is recorded in
+        ``formats``: first search each activation's format and each layer's weight step on
+        the training loss (:mod:`nnforge.train.ranges`). ``prune``: gradual magnitude pruning
+        to that sparsity per layer during the run (a cubic schedule; the weights set to 0 stay
+        0), recorded in ``design.compression`` like compile's pruning. The run is recorded in
         ``design.training`` (and the reports)."""
         from .train import require_torch
 
@@ -250,7 +252,7 @@ class Design:
         from .train.loop import TrainConfig, train_graph
 
         cfg = TrainConfig(epochs=epochs, lr=lr, batch=batch, distill=distill, distill_weight=distill_weight,
-                          seed=seed)
+                          seed=seed, prune=prune)
         if self.config.float_format or self.config.neuzip:
             raise ValueError("fine-tuning trains fixed-point designs; this one runs in a float format")
         x = self.check_input(x)
@@ -271,6 +273,8 @@ class Design:
             record["validation_float"] = float(np.mean(self._teacher(vx).argmax(axis=1) == val[1]))
         design = Design(self.float_graph, q, self.config, source=self.source)
         design.mixed, design.compression = self.mixed, list(self.compression)
+        if "pruned" in record:  # gradual pruning: a magnitude-pruning record, as compile's
+            design.compression.append(record.pop("pruned"))
         design.training = [*self.training, record]
         design._float_passes = self._float_passes
         return design

@@ -141,7 +141,7 @@ def test_finetune_recovers_4bit_accuracy_and_every_backend_agrees(tmp_path):
     (x, y), val = _split("digits_mlp")
     test = np.load(EXAMPLES / "digits_mlp" / "test.npz")
     design = _example("digits_mlp", bits=4)
-    tuned = design.finetune(x, y, validation=val, epochs=8, seed=1)
+    tuned = design.finetune(x, y, validation=val, epochs=8, seed=1)  # the default rate
     acc = lambda d: float(np.mean(d.predict(test["x"]).argmax(axis=1) == test["y"]))  # noqa: E731
     assert acc(tuned) > acc(design) + 0.02
     run = tuned.training[-1]
@@ -175,6 +175,23 @@ def test_finetune_is_repeatable_and_keeps_pruning_and_sharing():
         if n.op in ("Conv", "Dense"):
             assert len(np.unique(s.qgraph.consts[n.inputs[1]])) <= len(np.unique(shared.qgraph.consts[n.inputs[1]]))
     assert_exact(s, s.quantize_input(val[0]))
+
+
+def test_gradual_pruning_reaches_its_sparsity_and_records_it():
+    from nnforge.train.loop import prune_schedule
+
+    assert prune_schedule(0.75, 1, 10) < prune_schedule(0.75, 3, 10) < prune_schedule(0.75, 6, 10) == 0.75
+    (x, y), val = _split("digits_mlp")
+    design = _example("digits_mlp", bits=8)
+    tuned = design.finetune(x, y, validation=val, epochs=5, prune=0.5, lr=0.006)
+    for n in tuned.qgraph.topo():
+        if n.op == "Dense":
+            w = tuned.qgraph.consts[n.inputs[1]]
+            assert abs(np.mean(w == 0) - 0.5) < 0.01, n.name
+    record = tuned.compression[-1]
+    assert record["kind"] == "magnitude" and record["sparsity"] == 0.5 and record["zeros"] >= record["weights"] // 2
+    assert tuned.training[-1]["kept_epoch"] >= 3  # an epoch at the final sparsity
+    assert_exact(tuned, tuned.quantize_input(val[0]))
 
 
 def test_distillation_without_labels():

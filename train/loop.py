@@ -10,12 +10,13 @@ The loss sees the design's outputs scaled to real values (its logits):
   labels as well, the loss is ``(1 - a) * label loss + a * distillation loss`` with
   ``a = distill_weight``; without labels the distillation loss alone (unlabelled data).
 
-Adam on the shadow weights (in units of their grid's step, :mod:`.module`; ``lr`` is
-the largest step in such units) with a cosine decay to 0 over the run, mini-batches in
-an order drawn from ``seed``
-(``torch.manual_seed`` too), so a run is repeatable on one machine. With validation data,
+Adam on the shadow weights (in units of their grid's step, :mod:`.module`; ``lr`` is a
+share of the grid's range per update, ``lr * hi`` steps) with a cosine decay to 0 over the
+run, mini-batches in an order drawn from ``seed`` (``torch.manual_seed`` too), so a run is
+repeatable on one machine. ``prune``: gradual magnitude pruning (:func:`prune_schedule`). With validation data,
 the weights of the epoch with the best validation accuracy (lowest loss for regression)
-are the result; the record keeps every epoch's figures.
+are the result (with gradual pruning: the best epoch at the final sparsity), or the design's
+own if no epoch beats them; the record keeps every epoch's figures.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ SEARCH_SAMPLES = 1024  # training samples the format search evaluates its candid
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
-    lr: float = 0.01  # in grid steps (LSBs) per update, before the cosine decay
+    lr: float = 0.0015  # a share of each weight grid's range per update, before the cosine decay
     batch: int = 64
     distill: float | None = None  # temperature; None: labels only
     distill_weight: float = 0.5  # share of the distillation loss when there are labels too
     seed: int = 0
+    prune: float | None = None  # gradual magnitude pruning to this sparsity per layer
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch < 1:
@@ -52,6 +54,8 @@ class TrainConfig:
             raise ValueError(f"the learning rate must be a positive number, got {self.lr}")
         if self.distill is not None and not (self.distill > 0 and np.isfinite(self.distill)):
             raise ValueError(f"the distillation temperature must be a positive number, got {self.distill}")
+        if self.prune is not None and not 0.0 <= self.prune < 1.0:
+            raise ValueError(f"the pruning sparsity must be within [0, 1), got {self.prune}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be within [0, 1], got {self.distill_weight}")
 
@@ -119,19 +123,22 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
                                              progress)
     module = IntegerModule(qgraph, compression, float_graph)
     x_t = torch.as_tensor(input_integers(qgraph, x).astype(np.float64))
-    opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
+    opt = torch.optim.Adam(module.param_groups(cfg.lr))
     steps = cfg.epochs * -(-len(x_t) // cfg.batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
     best, best_epoch, best_state = before, 0, None
     history = []
     for epoch in range(1, cfg.epochs + 1):
+        if cfg.prune is not None:
+            module.prune_(prune_schedule(cfg.prune, epoch, cfg.epochs))
         row = _epoch(module, opt, sched, loss_fn, x_t, y_t, t_t, rng.permutation(len(x_t)), cfg.batch)
         row = {"epoch": epoch, **row, "seconds": round(time.monotonic() - t0, 2)}
         line = f"finetune: epoch {epoch}/{cfg.epochs}, loss {row['loss']:.4f}"
         if validation is not None:
             score = row["validation"] = _score(module, validation)
             line += f", validation {_score_text(score, validation[1])}"
-            if better(score, best):
+            pruning = cfg.prune is not None and prune_schedule(cfg.prune, epoch, cfg.epochs) < cfg.prune
+            if not pruning and (better(score, best) or (cfg.prune is not None and best_state is None)):
                 best, best_epoch = score, epoch
                 best_state = {k: v.clone() for k, v in module.state_dict().items()}
         history.append(row)
@@ -143,13 +150,30 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
         if best_state is not None:
             module.load_state_dict(best_state)
         result = module.graph()
+    pruned = module.sparsity() if cfg.prune is not None else {}
     record = {"config": asdict(cfg), "samples": int(len(x_t)), "labels": y is not None,
               "task": "classification" if classify else "regression", "formats_moved": moved,
               "history": history, "validation_before": before,
               "validation_after": best if validation is not None else None,
               "kept_epoch": best_epoch if validation is not None else cfg.epochs,
               "seconds": round(time.monotonic() - t0, 2)}
+    if pruned:
+        record["pruned"] = {"kind": "magnitude", "sparsity": cfg.prune, "method": "gradual, during fine-tuning",
+                            "weights": sum(v["weights"] for v in pruned.values()),
+                            "zeros": sum(v["zeros"] for v in pruned.values()), "layers": pruned}
     return result, record
+
+
+PRUNE_SHARE = 0.6  # gradual pruning reaches its sparsity after this share of the epochs
+
+
+def prune_schedule(final: float, epoch: int, epochs: int) -> float:
+    """The sparsity at the start of ``epoch`` (1-based): ``final * (1 - (1 - t)^3)`` with ``t``
+    the share of the pruning epochs done (Zhu and Gupta, 2017), ``final`` from the first
+    epoch after :data:`PRUNE_SHARE` of the run on, so the rest trains the final mask."""
+    span = max(1, int(round(PRUNE_SHARE * epochs)))
+    t = min(1.0, epoch / span)
+    return final * (1 - (1 - t) ** 3)
 
 
 def _score(module: IntegerModule, validation) -> float | None:

@@ -101,6 +101,7 @@ class _Linear(torch.nn.Module):
         # the compiler pick a coarser step when the design is quantized again), unless the
         # design already uses that integer
         self.lo, self.hi = (w_t.lo if (w_q == w_t.lo).any() else max(w_t.lo, -w_t.hi)), w_t.hi
+        self.out_hi = g.qtype(node.outputs[0]).hi
         self.register_buffer("w_scale", torch.as_tensor(s))
         self.register_buffer("x_scale", torch.as_tensor(g.qtype(node.inputs[0]).scale))
         # the bias is trained in units of the output's LSB: b_step accumulator LSBs each
@@ -127,6 +128,29 @@ class _Linear(torch.nn.Module):
             w = w * self.mask
         b = self.bias * self.b_step
         return w, b + (torch.floor(b + 0.5) - b).detach()  # rounded, straight through
+
+    @torch.no_grad()
+    def prune_(self, sparsity: float) -> None:
+        """Set the smallest ``sparsity`` share of the layer's weights (by real magnitude) to
+        0 for good: the mask only ever loses weights (gradual magnitude pruning)."""
+        if self.values is not None:
+            return  # shared weights: the shared values stay
+        w = self.weight.abs() * self.w_scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
+        keep = torch.ones_like(self.weight, dtype=torch.bool) if self.mask is None else self.mask.clone()
+        k = int(round(sparsity * w.numel())) - int((~keep).sum())
+        if k <= 0:
+            return
+        order = torch.argsort(torch.where(keep, w, torch.full_like(w, float("inf"))).reshape(-1), stable=True)
+        keep.view(-1)[order[:k]] = False
+        self.mask = keep
+        self.weight.mul_(keep)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Adam's parameter groups: ``lr`` is a share of the range per update, so each
+        shadow moves ``lr * hi`` steps of its grid (the bias ``lr * hi`` steps of the
+        output's): 8-bit weights learn at the pace of 4-bit ones, relative to their range."""
+        w = self.weight if self.values is None else self.values
+        return [{"params": [w], "lr": lr * self.hi}, {"params": [self.bias], "lr": lr * self.out_hi}]
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -198,6 +222,23 @@ class IntegerModule(torch.nn.Module):
     def clamp_(self) -> None:
         for layer in self.layers.values():
             layer.clamp_()
+
+    def param_groups(self, lr: float) -> list[dict]:
+        return [group for layer in self.layers.values() for group in layer.param_groups(lr)]
+
+    def prune_(self, sparsity: float) -> None:
+        for layer in self.layers.values():
+            layer.prune_(sparsity)
+
+    def sparsity(self) -> dict[str, dict]:
+        """Per pruned layer (by node name): its weights and how many are 0 (a magnitude-pruning
+        record's ``layers``)."""
+        out = {}
+        for node_name, key in self._layer_of.items():
+            layer = self.layers[key]
+            if layer.mask is not None:
+                out[node_name] = {"weights": int(layer.mask.numel()), "zeros": int((~layer.mask).sum())}
+        return out
 
     @torch.no_grad()
     def float_graph(self, like: Graph) -> Graph:
