@@ -142,7 +142,11 @@ def cmd_finetune(args, progress: Progress) -> int:
     output_folder(args.output, {"design": out, "data": args.data, "validation": args.validation})
     design = Design.load(out, progress=progress)
     report = read_json(out / "report.json", "a report")
-    targets = check_names(report.get("targets") or list(TARGETS), TARGETS, "target")
+    names = report.get("targets") if isinstance(report, dict) else None
+    if not (isinstance(names, list) and names and all(isinstance(t, str) for t in names)):
+        raise ValueError(f"{out / 'report.json'}: no list of targets")
+    targets = check_names(names, TARGETS, "target")
+    folding = folding_of(report)  # checked before the training, not after it
     x, y = load_npz(args.data)
     validation = load_npz(args.validation) if args.validation else None
     if validation is not None and validation[1] is None:
@@ -153,7 +157,7 @@ def cmd_finetune(args, progress: Progress) -> int:
     tuned = design.finetune(x, y, validation=validation, epochs=args.epochs, lr=args.lr, batch=args.batch,
                             distill=args.distill, seed=args.seed, formats=not args.keep_formats, prune=args.prune,
                             progress=progress)
-    tuned.write(args.output, targets=targets, parallelism=folding_of(report), progress=progress)
+    tuned.write(args.output, targets=targets, parallelism=folding, progress=progress)
     if not args.quiet:
         print(tuned.summary())
         print(training_text(tuned.training[-1]), end="")

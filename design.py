@@ -52,6 +52,7 @@ class Design:
         self._float_passes: Graph | None = None  # the float graph after the float passes (q's names)
         self.source = source
         self.training: list[dict] = []  # fine-tuning runs that made this design (train.loop records)
+        self._teacher_graph: Graph | None = None  # the float model after the float passes (distillation)
 
     @classmethod
     def from_compiled(cls, c: Compiled, source: str = "") -> "Design":
@@ -294,10 +295,12 @@ class Design:
 
     def _teacher(self, x: np.ndarray) -> np.ndarray:
         """The float model's values of the quantized graph's output tensor (before a final
-        softmax the quantizer dropped), per sample flattened: the distillation teacher."""
-        if self._float_passes is None:
-            self._float_passes = run_float_pipeline(self.float_graph)
-        env = run_float(self._float_passes, x, keep=True)
+        softmax the quantizer dropped), per sample flattened: the distillation teacher. The
+        model as imported (after the float passes, before any compression), so that a
+        design compiled here and one loaded from its folder learn from the same teacher."""
+        if self._teacher_graph is None:
+            self._teacher_graph = run_float_pipeline(self.float_graph)
+        env = run_float(self._teacher_graph, x, keep=True)
         out = self.qgraph.outputs[0]
         if out not in env:
             raise ValueError(f"the float model has no tensor {pname(out)} to distill from")

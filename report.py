@@ -140,25 +140,41 @@ def report_info(design, targets) -> dict:
 
 
 def training_text(run: dict) -> str:
-    """A fine-tuning record (``design.training``, :mod:`nnforge.train.loop`) as text."""
-    c = run.get("config", {})
-    how = "labels" if run.get("labels") else "no labels"
+    """A fine-tuning record (``design.training``, :mod:`nnforge.train.loop`) as text; a
+    record from a design file is shown as far as it holds what a record holds (its strings
+    made printable)."""
+    def num(v, fmt: str, default: str = "?") -> str:
+        return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) else default
+
+    def text(v) -> str:
+        return pname(str(v)[:80])
+
+    run = run if isinstance(run, dict) else {}
+    c = run.get("config") if isinstance(run.get("config"), dict) else {}
+    labels = bool(run.get("labels"))
+    how = "labels" if labels else "no labels"
     if c.get("distill") is not None:
-        how += f", distillation T={c['distill']:g}" + (f" (weight {c['distill_weight']:g})" if run.get("labels") else "")
-    lines = [f"fine-tuned ({run.get('task', '?')}, {how}): {len(run.get('history', []))} epoch(s) on "
-             f"{run.get('samples', '?')} samples, lr {c.get('lr', 0):g}, batch {c.get('batch', '?')}, "
-             f"seed {c.get('seed', '?')}, {run.get('seconds', 0):.1f} s"]
-    moved = run.get("formats_moved") or []
+        how += f", distillation T={num(c['distill'], 'g')}" + (
+            f" (weight {num(c.get('distill_weight'), 'g')})" if labels else "")
+    if c.get("prune") is not None:
+        how += f", pruned gradually to {num(c['prune'], '.0%')}"
+    history = run.get("history") if isinstance(run.get("history"), list) else []
+    lines = [f"fine-tuned ({text(run.get('task', '?'))}, {how}): {len(history)} epoch(s) on "
+             f"{num(run.get('samples'), 'd')} samples, lr {num(c.get('lr'), 'g')}, batch {num(c.get('batch'), 'd')}, "
+             f"seed {num(c.get('seed'), 'd')}, {num(run.get('seconds'), '.1f')} s"]
+    moved = [m for m in run.get("formats_moved") or [] if isinstance(m, dict)]
     if moved:
-        lines.append("  formats moved: " + ", ".join(f"{pname(m['tensor'])} {m['before']} -> {m['after']}"
-                                                     for m in moved))
-    if run.get("validation_before") is not None:
-        pct = run.get("task") == "classification"
-        fmt = (lambda v: f"{v:.2%}") if pct else (lambda v: f"mse {v:.5g}")
+        lines.append("  formats moved: " + ", ".join(
+            f"{text(m.get('tensor'))} {text(m.get('before'))} -> {text(m.get('after'))}" for m in moved))
+    before, after = run.get("validation_before"), run.get("validation_after")
+    if isinstance(before, (int, float)) and isinstance(after, (int, float)):
+        fmt = ".2%" if run.get("task") == "classification" else ".5g"
         kept = run.get("kept_epoch")
-        lines.append(f"  validation: {fmt(run['validation_before'])} before, {fmt(run['validation_after'])} after"
-                     + (f" (epoch {kept} kept)" if kept else " (no epoch beat the design: its weights kept)")
-                     + (f"; float model {fmt(run['validation_float'])}" if run.get("validation_float") is not None else ""))
+        line = (f"  validation: {num(before, fmt)} before, {num(after, fmt)} after"
+                + (f" (epoch {num(kept, 'd')} kept)" if kept else " (no epoch beat the design: its weights kept)"))
+        if isinstance(run.get("validation_float"), (int, float)):
+            line += f"; float model {num(run['validation_float'], fmt)}"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

@@ -380,13 +380,21 @@ def folding_of(report: dict):
     """The Verilog folding goal an output folder was written with, from its ``report.json``
     (the ``verilog`` section's ``folding`` decision): a mode, ``{"target_cycles": T}`` or
     the budget; ``balanced`` when the folder has no Verilog."""
-    decision = (report.get("verilog") or {}).get("folding") or {}
+    section = report.get("verilog") if isinstance(report, dict) else None
+    decision = section.get("folding") if isinstance(section, dict) else None
+    if not isinstance(decision, dict):
+        return "balanced"
     mode = decision.get("mode", "balanced")
-    if mode == "target":
-        return {"target_cycles": int(decision["period_cycles"])}
-    if mode == "budget":
-        return {k: int(decision[k]) for k in ("max_multipliers", "max_luts", "max_ffs", "max_bram") if k in decision}
-    return mode if mode in PARALLELISM else "balanced"
+    keys = {"target": ("period_cycles",), "budget": ("max_multipliers", "max_luts", "max_ffs", "max_bram")}
+    if mode in keys:
+        vals = {k: decision[k] for k in keys[mode] if k in decision}
+        if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals.values()):
+            raise ValueError(f"report.json: the Verilog folding {mode!r} has no usable "
+                             f"{' / '.join(keys[mode])}")
+        return {"target_cycles": vals["period_cycles"]} if mode == "target" else vals
+    if mode not in PARALLELISM:
+        raise ValueError(f"report.json: unknown Verilog folding mode {pname(repr(mode)[:40])}")
+    return mode
 
 
 def check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:

@@ -15,8 +15,8 @@ also distillation from the float model at T = 4, half of the loss; the pruning r
 ``lr`` :data:`PRUNE_LR`, the gradual one pruning during training) and its golden accuracy
 again; the time per epoch on this machine (CPU, the threads PyTorch takes). Unless
 ``--no-verify``, every fine-tuned design is written and each backend (C, HLS C++, Verilog
-in Verilator) is run on the whole test split: the mismatches column counts the output
-integers that differ from golden (the table says so when any does).
+in Verilator) is run on the whole test split against golden (every output integer of every
+sample compared; the last column counts the samples that differ, per backend, when any do).
 """
 
 from __future__ import annotations

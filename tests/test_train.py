@@ -145,7 +145,8 @@ def test_finetune_recovers_4bit_accuracy_and_every_backend_agrees(tmp_path):
     acc = lambda d: float(np.mean(d.predict(test["x"]).argmax(axis=1) == test["y"]))  # noqa: E731
     assert acc(tuned) > acc(design) + 0.02
     run = tuned.training[-1]
-    assert run["validation_after"] >= run["validation_before"] and len(run["history"]) == 8
+    assert len(run["history"]) == 8 and run["kept_epoch"] >= 1
+    assert run["validation_after"] == run["history"][run["kept_epoch"] - 1]["validation"]
     x_int = tuned.quantize_input(test["x"])
     assert_exact(tuned, x_int)  # the training's forward pass is what ships
     out = tuned.write(tmp_path / "out", targets=["c", "verilog"])
@@ -190,7 +191,8 @@ def test_gradual_pruning_reaches_its_sparsity_and_records_it():
             assert abs(np.mean(w == 0) - 0.5) < 0.01, n.name
     record = tuned.compression[-1]
     assert record["kind"] == "magnitude" and record["sparsity"] == 0.5 and record["zeros"] >= record["weights"] // 2
-    assert tuned.training[-1]["kept_epoch"] >= 3  # an epoch at the final sparsity
+    zeros = sum(int(np.sum(tuned.qgraph.consts[n.inputs[1]] == 0)) for n in tuned.qgraph.topo() if n.op == "Dense")
+    assert zeros == record["zeros"]  # the record is the design's
     assert_exact(tuned, tuned.quantize_input(val[0]))
 
 
@@ -254,12 +256,52 @@ def test_cli_finetune(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_without_torch_one_line(tmp_path, monkeypatch):
+def test_without_torch_one_line(tmp_path, monkeypatch, capsys):
+    """Without PyTorch, 'nnforge finetune' says how to get it in one line (exit 2) and the
+    API raises TrainUnavailable; nothing is written."""
     import importlib.util
 
-    from nnforge.train import TrainUnavailable, require_torch
+    from nnforge.cli import main
+    from nnforge.train import TrainUnavailable
 
+    ex = EXAMPLES / "digits_mlp"
+    design = _example("digits_mlp", bits=8)
+    out = design.write(tmp_path / "a", targets=["c"])
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a))
-    with pytest.raises(TrainUnavailable, match=r"pip install 'nnforge\[train\]'"):
-        require_torch()
+    assert main(["finetune", str(out), "--data", str(ex / "train.npz"), "-o", str(tmp_path / "b"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'nnforge[train]'" in err
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(TrainUnavailable):
+        design.finetune(np.load(ex / "train.npz")["x"][:10], np.load(ex / "train.npz")["y"][:10])
+
+
+def _regression_model():
+    """A 2-layer MLP with 4 real-valued outputs (no Softmax): a regression model."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    w1, w2 = rng.normal(0, 0.4, (16, 8)).astype(np.float32), rng.normal(0, 0.4, (4, 16)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)]
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(np.zeros(16, np.float32), "b1"),
+             numpy_helper.from_array(w2, "w2"), numpy_helper.from_array(np.zeros(4, np.float32), "b2")]
+    g = helper.make_graph(nodes, "reg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m, rng.normal(0, 1, (256, 8)).astype(np.float32)
+
+
+def test_regression_targets_and_unlabelled_distillation_use_the_squared_error():
+    model, x = _regression_model()
+    design = nnforge.compile(model, calibration=x, bits=4)
+    target = design.predict_float(x) * 1.1  # float targets shaped like the output
+    a = design.finetune(x, target, validation=(x[:64], target[:64]), epochs=3)
+    assert a.training[-1]["task"] == "regression"
+    b = design.finetune(x, None, epochs=2, distill=2.0)  # no labels, no Softmax: match the outputs
+    assert b.training[-1]["task"] == "regression" and not b.training[-1]["labels"]
+    assert_exact(b, b.quantize_input(x))
+    with pytest.raises(nnforge.DataError, match="float targets"):
+        design.finetune(x, np.zeros((len(x), 3)), epochs=1)

@@ -6,7 +6,9 @@ The loss sees the design's outputs scaled to real values (its logits):
   float targets shaped like the output (a regression model);
 - distillation (``distill=T``): the float model's outputs are the teacher;
   ``T^2 * KL(softmax(teacher / T) || softmax(student / T))`` for classes (Hinton et al.,
-  2015), the mean squared error to the teacher's outputs for a regression model. With
+  2015), the mean squared error to the teacher's outputs otherwise. Without labels a model
+  counts as a classifier when it ends in a Softmax (the host applies it); else its outputs
+  themselves are matched (a regression model, or a classifier's logits). With
   labels as well, the loss is ``(1 - a) * label loss + a * distillation loss`` with
   ``a = distill_weight``; without labels the distillation loss alone (unlabelled data).
 
@@ -109,7 +111,9 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
         raise ValueError("training needs labels, or distillation from the float model (distill=T)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    classify = is_labels(y) if y is not None else teacher.ndim == 2 and teacher.shape[1] > 1
+    # without labels: the teacher's softmax is matched when the model ends in one (a
+    # classifier), else its outputs (the logits of a classifier without one, or a regression)
+    classify = is_labels(y) if y is not None else bool(qgraph.meta.get("output_softmax"))
     loss_fn = _Loss(cfg, classify, y is not None)
     y_t = None if y is None else torch.as_tensor(y if classify else np.asarray(y, np.float64))
     t_t = None if teacher is None else torch.as_tensor(np.asarray(teacher, np.float64))
@@ -145,7 +149,7 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
         if progress is not None:
             progress(line)
     if validation is not None and best_state is None:  # no epoch beat the design as it was
-        result, moved = original, []
+        result, moved = original.copy(), []
     else:
         if best_state is not None:
             module.load_state_dict(best_state)

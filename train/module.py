@@ -154,8 +154,9 @@ class _Linear(torch.nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Keep the shadows within half an LSB of the grid's ends, where the straight-through
-        gradient is zero: a weight pushed past them would otherwise drift away unseen."""
+        """Keep the shadows within :data:`EDGE` of the grid's ends: a weight pushed past them
+        would drift away with no effect on the forward pass, and could no longer come back
+        within a few updates (it also keeps the layer's range, so its format, as it is)."""
         (self.weight if self.values is None else self.values).clamp_(self.lo - EDGE, self.hi + EDGE)
 
     @torch.no_grad()

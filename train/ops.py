@@ -201,7 +201,12 @@ def _relu(node, g: Graph) -> Step:
 def _add(node, g: Graph) -> Step:
     ma, mb, shift = add_params(node, g)
     out = _rescale(node, g, shift)
-    return lambda ins: [out(ins[0] * ma + ins[1] * mb)]
+
+    def step(ins):
+        acc = ins[0] * ma + ins[1] * mb
+        check_exact(acc, f"node {node.name!r}: sum")
+        return [out(acc)]
+    return step
 
 
 @lowers("Mul")

@@ -76,14 +76,24 @@ def search_formats(float_graph: Graph, q: Graph, cfg: QuantConfig, loss: Callabl
     finer step by clipping the largest (half the range); returns it, the float graph it was
     quantized from (the weights clipped) and what moved (tensor, type before and after)."""
     ranges = type_ranges(q)
-    best_q, best_f, best = q, float_graph, loss(q, float_graph)
-    acts = [t for t in _activations(q) if t in ranges]
     weights = [n.inputs[1] for n in q.topo() if op_def(n.op).has(linear=True) and n.inputs[1] in float_graph.consts]
+    start = _clip_weights(float_graph, weights, {t: q.qtype(t).hi for t in weights}, WEIGHT_STEPS[cfg.scale],
+                          cfg.per_channel)
+    best_q, best_f, best = q, float_graph, loss(q, float_graph)
+    if start is not float_graph:
+        try:
+            cand = requantize(start, ranges, cfg)
+            v = loss(cand, start)
+            if v < best:
+                best_q, best_f, best = cand, start, v
+        except QuantizeError:
+            pass
+    acts = [t for t in _activations(q) if t in ranges]
     for _ in range(PASSES):
         improved = False
         for t in acts + weights:
             steps = WEIGHT_STEPS[cfg.scale] if t in weights else STEPS[cfg.scale]
-            for trial_r, trial_f in _candidates(t, ranges, best_f, t in weights, steps):
+            for trial_r, trial_f in _candidates(t, ranges, best_f, t in weights, steps, cfg.per_channel):
                 try:
                     cand = requantize(trial_f, trial_r, cfg)
                 except QuantizeError:
@@ -103,13 +113,50 @@ def search_formats(float_graph: Graph, q: Graph, cfg: QuantConfig, loss: Callabl
     return best_q, best_f, changed
 
 
-def _candidates(t: str, ranges: dict[str, Range], f: Graph, weight: bool, steps):
+def _top(w: np.ndarray, per_channel: bool) -> np.ndarray:
+    """The largest magnitude of each output channel (per-channel scales), or of the whole
+    tensor, as a column."""
+    rows = np.abs(w.reshape(len(w), -1)).max(axis=1, keepdims=True)
+    return rows if per_channel else np.full_like(rows, rows.max())
+
+
+def _clip_weights(f: Graph, weights: list[str], hi: dict[str, int], steps, per_channel: bool) -> Graph:
+    """``f`` with each weight tensor clipped where that lowers its own quantization error:
+    per output channel (or per tensor without per-channel scales), the clip among ``2^-step``
+    of the largest magnitude (and none) whose
+    symmetric grid of ``hi`` steps each side reproduces the weights with the least squared
+    error. A narrow grid set by the largest weight rounds most weights to 0 (2-bit weights:
+    almost all), where no loss can tell the candidates apart. ``f`` itself when none moves."""
+    out = None
+    for t in weights:
+        w = np.asarray(f.consts[t], np.float64)
+        rows = w.reshape(len(w), -1)
+        top = _top(w, per_channel)
+        best_err, best_clip = None, top
+        for k in (0, *steps):
+            clip = top * 2.0 ** -k
+            step = np.where(clip > 0, clip / hi[t], 1.0)
+            err = ((np.clip(np.floor(rows / step + 0.5), -hi[t], hi[t]) * step - rows) ** 2).sum(axis=1, keepdims=True)
+            if not per_channel:
+                err = np.full_like(err, err.sum())
+            if best_err is None:
+                best_err, best_clip = err, clip
+            else:
+                better = err < best_err
+                best_err, best_clip = np.where(better, err, best_err), np.where(better, clip, best_clip)
+        if np.any(best_clip < top):
+            out = out or f.copy()
+            out.consts[t] = np.clip(rows, -best_clip, best_clip).reshape(w.shape)
+    return out or f
+
+
+def _candidates(t: str, ranges: dict[str, Range], f: Graph, weight: bool, steps, per_channel: bool):
     """(ranges, float graph) trials for tensor ``t``: an activation's range moved by each of
-    ``steps``; a weight clipped to ``2^-step`` of its largest magnitude (per row: the
-    compiler gives each output channel its own step with per-channel weights)."""
+    ``steps``; a weight clipped to ``2^-step`` of its largest magnitude (per output channel
+    with per-channel scales, where each channel has its own step)."""
     if weight:
         w = np.asarray(f.consts[t], np.float64)
-        top = np.abs(w).reshape(len(w), -1).max(axis=1).reshape((-1,) + (1,) * (w.ndim - 1))
+        top = _top(w, per_channel).reshape((-1,) + (1,) * (w.ndim - 1))
         for step in steps:
             g = f.copy()
             g.consts[t] = np.clip(w, -top * 2.0 ** -step, top * 2.0 ** -step)
