@@ -38,14 +38,15 @@ MODELS = ("digits_cnn", "digits_resnet")
 EPOCHS = 40
 KD_T = 4.0
 # (label, compile options, fine-tuning options)
-PRUNE_LR = 0.006  # pruning recovery moves 8-bit weights further than the default rate does in 40 epochs
+PRUNE_LR = 0.003  # pruning recovery moves 8-bit weights further than the default rate does in 40 epochs
 REAL = {"scale": "real"}  # real scales: an integer multiplier and a shift per rescale
 ROWS = [
     ("W4/A4, power-of-two scales", {"bits": 4}, {}),
     ("W4/A4, real scales", {"bits": 4, **REAL}, {}),
     ("W4/A4, real scales + KD", {"bits": 4, **REAL}, {"distill": KD_T}),
-    ("W2/A4, real scales", {"bits": 4, "weight_bits": 2, **REAL}, {}),
-    ("W2/A4, real scales + KD", {"bits": 4, "weight_bits": 2, **REAL}, {"distill": KD_T}),
+    ("W2/A4, real scales per channel", {"bits": 4, "weight_bits": 2, "per_channel": True, **REAL}, {}),
+    ("W2/A4, real scales per channel + KD", {"bits": 4, "weight_bits": 2, "per_channel": True, **REAL},
+     {"distill": KD_T}),
     ("W8/A8, pruned 75% at compile", {"bits": 8, "prune": 0.75}, {"lr": PRUNE_LR}),
     ("W8/A8, pruned 75% at compile + KD", {"bits": 8, "prune": 0.75}, {"lr": PRUNE_LR, "distill": KD_T}),
     ("W8/A8, pruned 75% gradually in training", {"bits": 8}, {"lr": PRUNE_LR, "prune": 0.75}),
