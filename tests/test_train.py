@@ -305,3 +305,29 @@ def test_regression_targets_and_unlabelled_distillation_use_the_squared_error():
     assert_exact(b, b.quantize_input(x))
     with pytest.raises(nnforge.DataError, match="float targets"):
         design.finetune(x, np.zeros((len(x), 3)), epochs=1)
+
+
+def test_finetune_keeps_the_folding_and_refuses_a_folder_of_user_files(tmp_path):
+    """The new folder is written with OUTDIR's Verilog folding (a multiplier budget here),
+    and an output folder holding files nnforge did not write is refused before training."""
+    from nnforge.cli import main
+    from nnforge.targets import folding_of
+
+    ex = EXAMPLES / "digits_mlp"
+    design = _example("digits_mlp", bits=6)
+    a = design.write(tmp_path / "a", targets=["verilog"], max_multipliers=3)
+    report = json.loads((a / "report.json").read_text())
+    assert folding_of(report) == {"max_multipliers": 3}
+    assert main(["finetune", str(a), "--data", str(ex / "train.npz"), "--epochs", "1", "-o", str(tmp_path / "b"),
+                 "-q"]) == 0
+    new = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert new["targets"] == ["verilog"] and folding_of(new) == {"max_multipliers": 3}
+    assert new["verilog"]["folding"]["period_cycles"] == report["verilog"]["folding"]["period_cycles"]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert main(["finetune", str(a), "--data", str(ex / "train.npz"), "-o", str(mine), "-q"]) == 2
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert folding_of({"verilog": {"folding": {"mode": "sequential"}}}) == "sequential"
+    with pytest.raises(ValueError, match="folding"):
+        folding_of({"verilog": {"folding": {"mode": "target"}}})
