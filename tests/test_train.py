@@ -331,3 +331,16 @@ def test_finetune_keeps_the_folding_and_refuses_a_folder_of_user_files(tmp_path)
     assert folding_of({"verilog": {"folding": {"mode": "sequential"}}}) == "sequential"
     with pytest.raises(ValueError, match="folding"):
         folding_of({"verilog": {"folding": {"mode": "target"}}})
+
+
+def test_the_core_flow_does_not_import_torch():
+    """compile, write and the CLI's error path run without importing PyTorch (an optional extra)."""
+    ex = EXAMPLES / "digits_mlp"
+    code = ("import sys, numpy as np, tempfile, nnforge\n"
+            "from nnforge.cli import main\n"
+            f"d = nnforge.compile({str(ex / 'model.onnx')!r}, calibration=np.load({str(ex / 'calibration.npz')!r})['x'])\n"
+            "d.write(tempfile.mkdtemp() + '/o', targets=['c'])\n"
+            "main(['report', '/nonexistent'])\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
