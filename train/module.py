@@ -49,6 +49,8 @@ def shared_layers(compression: list[dict]) -> set[str]:
     return {name for c in compression if c.get("kind") == "share" for name in c.get("layers", {})}
 
 
+MIN_PACE = 7  # the learning rate's scale in grid steps is at least a 4-bit grid's (hi = 7)
+
 # how far past the grid's end a shadow may go (in steps): less than half a step, so that it
 # still rounds to the end and the layer's range (and so its format) stays what it is
 EDGE = 0.49
@@ -148,9 +150,12 @@ class _Linear(torch.nn.Module):
     def param_groups(self, lr: float) -> list[dict]:
         """Adam's parameter groups: ``lr`` is a share of the range per update, so each
         shadow moves ``lr * hi`` steps of its grid (the bias ``lr * hi`` steps of the
-        output's): 8-bit weights learn at the pace of 4-bit ones, relative to their range."""
+        output's): 8-bit weights learn at the pace of 4-bit ones, relative to their range.
+        Grids narrower than 4 bits keep the 4-bit pace in steps (``hi`` at least
+        :data:`MIN_PACE`): a 2-bit weight would otherwise need hundreds of updates for one step."""
         w = self.weight if self.values is None else self.values
-        return [{"params": [w], "lr": lr * self.hi}, {"params": [self.bias], "lr": lr * self.out_hi}]
+        return [{"params": [w], "lr": lr * max(self.hi, MIN_PACE)},
+                {"params": [self.bias], "lr": lr * max(self.out_hi, MIN_PACE)}]
 
     @torch.no_grad()
     def clamp_(self) -> None:
