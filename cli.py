@@ -339,11 +339,11 @@ def _finetune_parser(sub) -> None:
                         "loss; without, all of it")
     f.add_argument("--seed", type=int, default=0, help="the mini-batch order's seed (default 0)")
     f.add_argument("--prune", type=float, metavar="SPARSITY",
-                   help="prune every layer's smallest weights to this share gradually while training "
+                   help="prune every trained layer's smallest weights to this share gradually while training "
                         "(a cubic schedule over the first 60%% of the epochs; the zeros stay)")
     f.add_argument("--keep-formats", action="store_true",
                    help="keep every activation and weight format (by default they are searched on the "
-                        "training loss first, power-of-two designs only)")
+                        "training loss first, where the compiler made the scales)")
     f.add_argument("-o", "--output", required=True, help="the new output folder (the same rules as compile's)")
     f.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     f.set_defaults(func=cmd_finetune)

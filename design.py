@@ -52,7 +52,7 @@ class Design:
         self._float_passes: Graph | None = None  # the float graph after the float passes (q's names)
         self.source = source
         self.training: list[dict] = []  # fine-tuning runs that made this design (train.loop records)
-        self._teacher_graph: Graph | None = None  # the float model after the float passes (distillation)
+        self._imported_graph: Graph | None = None  # the model as imported, after the float passes (the teacher)
 
     @classmethod
     def from_compiled(cls, c: Compiled, source: str = "") -> "Design":
@@ -137,9 +137,7 @@ class Design:
         first ``limit``); ``worst_layer`` is the layer whose output SQNR falls furthest
         below its input's, where quantization hurts most."""
         x = as_batch(x, self.input_shape)[:limit]
-        if self._float_passes is None:
-            self._float_passes = run_float_pipeline(self.float_graph)
-        return precision(self._float_passes, self.qgraph, x, self.quantize_input(x))
+        return precision(self._passes_graph(), self.qgraph, x, self.quantize_input(x))
 
     precision_text = staticmethod(precision_text)
 
@@ -266,9 +264,7 @@ class Design:
         teacher = self._teacher(x) if distill is not None else None
         progress(f"finetune: {len(x)} samples, {epochs} epoch(s), batch {batch}, lr {lr:g}"
                  + (f", distillation T={distill:g}" if distill is not None else ""))
-        if self._float_passes is None:
-            self._float_passes = run_float_pipeline(self.float_graph)
-        q, record = train_graph(self.qgraph, self.compression, self._float_passes, cfg, x, y, teacher, val,
+        q, record = train_graph(self.qgraph, self.compression, self._passes_graph(), cfg, x, y, teacher, val,
                                 self.config if formats else None, progress)
         if val is not None and val[1].ndim == 1:
             record["validation_float"] = float(np.mean(self._teacher(vx).argmax(axis=1) == val[1]))
@@ -279,6 +275,19 @@ class Design:
         design.training = [*self.training, record]
         design._float_passes = self._float_passes
         return design
+
+    def _passes_graph(self) -> Graph:
+        """The float graph after the float passes with the quantized graph's names: from
+        compilation (compression applied), or for a loaded design the model as imported."""
+        if self._float_passes is None:
+            self._float_passes = self._imported()
+        return self._float_passes
+
+    def _imported(self) -> Graph:
+        """The model as imported, after the float passes (no compression), computed once."""
+        if self._imported_graph is None:
+            self._imported_graph = run_float_pipeline(self.float_graph)
+        return self._imported_graph
 
     def _targets(self, y, n: int, what: str):
         """Class labels (1-D integers) checked against the output, float targets shaped like
@@ -298,9 +307,7 @@ class Design:
         softmax the quantizer dropped), per sample flattened: the distillation teacher. The
         model as imported (after the float passes, before any compression), so that a
         design compiled here and one loaded from its folder learn from the same teacher."""
-        if self._teacher_graph is None:
-            self._teacher_graph = run_float_pipeline(self.float_graph)
-        env = run_float(self._teacher_graph, x, keep=True)
+        env = run_float(self._imported(), x, keep=True)
         out = self.qgraph.outputs[0]
         if out not in env:
             raise ValueError(f"the float model has no tensor {pname(out)} to distill from")

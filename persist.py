@@ -173,13 +173,10 @@ def read_design_json(path: Path) -> dict:
     if not is_int(doc["format"]) or doc["format"] != FORMAT_VERSION:
         raise DesignFileError(f"{path}: unknown format {pname(repr(doc['format'])[:40])} (nnforge reads {FORMAT_VERSION})")
     check_type(doc["source"], lambda v: isinstance(v, str), "a string", f"{path}: source")
-    check_type(doc["compression"], lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
-               "a list of objects", f"{path}: compression")
-    check_depth(doc["compression"], f"{path}: compression")
-    if "training" in doc:
-        check_type(doc["training"], lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
-                   "a list of objects", f"{path}: training")
-        check_depth(doc["training"], f"{path}: training")
+    for key in ("compression", *optional):  # the records: lists of objects
+        check_type(doc[key], lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
+                   "a list of objects", f"{path}: {key}")
+        check_depth(doc[key], f"{path}: {key}")
     return doc
 
 

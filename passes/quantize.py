@@ -269,7 +269,7 @@ def set_linear_weights(q: Graph, node, w_q: np.ndarray, b_q: np.ndarray) -> None
         raise QuantizeError(f"node {node.name!r}: with the new weights the per-channel rescaling would "
                             f"overflow 62 bits (accumulator {acc_width} bits)")
     q.consts[w_name], q.consts[b_name] = np.asarray(w_q, np.int64), np.asarray(b_q, np.int64)
-    q.set_qtype(b_name, replace(b_t, width=max(acc_width, 2)) if b_t is not None else None)
+    q.set_qtype(b_name, replace(b_t, width=acc_width))
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "acc_width": acc_width}))
 
 

@@ -79,15 +79,6 @@ def same_structure(a: Graph, b: Graph) -> bool:
     return a.consts.keys() == b.consts.keys() and all(np.shape(a.consts[k]) == np.shape(b.consts[k]) for k in a.consts)
 
 
-def made_by_compiler(node, float_graph: Graph | None) -> bool:
-    """A linear node the compiler made from another op (an average pool as a depthwise
-    Conv of ones, with real scales): its weights are not the model's and are not trained."""
-    if float_graph is None:
-        return False
-    f = next((n for n in float_graph.topo() if n.name == node.name), None)
-    return f is not None and f.op != node.op
-
-
 class _Linear(torch.nn.Module):
     """One Dense / Conv layer's trainable weights: shadows in real units, or one value per
     shared integer; the masks and grids fixed."""
@@ -188,18 +179,21 @@ class IntegerModule(torch.nn.Module):
         self.steps = [(node, lower_node(node, g)) for node in g.topo()]
         self.layers = torch.nn.ModuleDict()
         self._layer_of: dict[str, str] = {}
+        float_ops = {n.name: n.op for n in float_graph.topo()} if float_graph is not None else {}
         for node, _ in self.steps:
             if (op_def(node.op).has(linear=True) and all(g.is_const(t) for t in node.inputs[1:])
-                    and not made_by_compiler(node, float_graph)):
+                    and float_ops.get(node.name, node.op) == node.op):
+                # (a layer whose float node is another op the compiler made: an average pool
+                # as a depthwise Conv of ones, with real scales; its weights are not the model's)
                 key = f"l{len(self.layers)}"
                 w_float = float_graph.consts.get(node.inputs[1]) if float_graph is not None else None
                 self.layers[key] = _Linear(node, g, node.name in pruned, node.name in shared, w_float)
                 self._layer_of[node.name] = key
         trained = {t for n in self._layer_of for t in g.node(n).inputs[1:]}
-        for i, (name, c) in enumerate(sorted(g.consts.items())):
-            if name not in trained:
-                self.register_buffer(f"c{i}", torch.as_tensor(np.asarray(c, dtype=np.float64)))
-        self._const_buffers = {name: f"c{i}" for i, name in enumerate(sorted(g.consts)) if name not in trained}
+        self._const_buffers: dict[str, str] = {}  # the other constants, as buffers
+        for name in sorted(set(g.consts) - trained):
+            self._const_buffers[name] = f"c{len(self._const_buffers)}"
+            self.register_buffer(self._const_buffers[name], torch.as_tensor(np.asarray(g.consts[name], np.float64)))
         self.out_scale = g.qtype(g.outputs[0]).scale
 
     def forward(self, x_int: torch.Tensor) -> torch.Tensor:

@@ -197,27 +197,25 @@ def _relu(node, g: Graph) -> Step:
     return lambda ins: [out(ins[0].clamp(min=0))]
 
 
+def _exact_then(node, what: str, value: Callable, out: Callable) -> Step:
+    """The step ``out(value(inputs))``, ``value``'s integers checked for exactness first."""
+    def step(ins):
+        v = value(ins)
+        check_exact(v, f"node {node.name!r}: {what}")
+        return [out(v)]
+    return step
+
+
 @lowers("Add")
 def _add(node, g: Graph) -> Step:
     ma, mb, shift = add_params(node, g)
-    out = _rescale(node, g, shift)
-
-    def step(ins):
-        acc = ins[0] * ma + ins[1] * mb
-        check_exact(acc, f"node {node.name!r}: sum")
-        return [out(acc)]
-    return step
+    return _exact_then(node, "sum", lambda ins: ins[0] * ma + ins[1] * mb, _rescale(node, g, shift))
 
 
 @lowers("Mul")
 def _mul(node, g: Graph) -> Step:
-    out = _rescale(node, g, _frac(g, node.inputs[0]) + _frac(g, node.inputs[1]) - _frac(g, node.outputs[0]))
-
-    def step(ins):
-        prod = ins[0] * ins[1]
-        check_exact(prod, f"node {node.name!r}: product")
-        return [out(prod)]
-    return step
+    shift = _frac(g, node.inputs[0]) + _frac(g, node.inputs[1]) - _frac(g, node.outputs[0])
+    return _exact_then(node, "product", lambda ins: ins[0] * ins[1], _rescale(node, g, shift))
 
 
 @lowers("BatchNormalization")

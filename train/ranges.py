@@ -73,37 +73,42 @@ def search_formats(float_graph: Graph, q: Graph, cfg: QuantConfig, loss: Callabl
                    progress=None) -> tuple[Graph, Graph, list[dict]]:
     """The quantized graph whose formats give the lowest ``loss(graph, float graph)``,
     starting from ``q``'s: activations move their step (:data:`STEPS`), weights may take a
-    finer step by clipping the largest (half the range); returns it, the float graph it was
-    quantized from (the weights clipped) and what moved (tensor, type before and after)."""
+    finer step by clipping the largest (:data:`WEIGHT_STEPS`, first the clip of least weight
+    error, :func:`_clip_weights`); returns it, the float graph it was quantized from (the
+    weights clipped) and what moved (tensor, type before and after)."""
     ranges = type_ranges(q)
     weights = [n.inputs[1] for n in q.topo() if op_def(n.op).has(linear=True) and n.inputs[1] in float_graph.consts]
+    best_q, best_f, best = q, float_graph, loss(q, float_graph)
+
+    def better(trial_r: dict, trial_f: Graph, follows: str | None = None) -> bool:
+        """Quantize the trial and keep it if its loss is lower; a trial that leaves tensor
+        ``follows`` in its format (it follows another's: a pool, a reshape) is not tried."""
+        nonlocal best_q, best_f, best, ranges
+        try:
+            cand = requantize(trial_f, trial_r, cfg)
+        except QuantizeError:
+            return False
+        if follows is not None and cand.qtype(follows) == best_q.qtype(follows):
+            return False
+        v = loss(cand, trial_f)
+        if not v < best:
+            return False
+        best, best_q, best_f, ranges = v, cand, trial_f, trial_r
+        return True
+
     start = _clip_weights(float_graph, weights, {t: q.qtype(t).hi for t in weights}, WEIGHT_STEPS[cfg.scale],
                           cfg.per_channel)
-    best_q, best_f, best = q, float_graph, loss(q, float_graph)
     if start is not float_graph:
-        try:
-            cand = requantize(start, ranges, cfg)
-            v = loss(cand, start)
-            if v < best:
-                best_q, best_f, best = cand, start, v
-        except QuantizeError:
-            pass
+        better(ranges, start)
     acts = [t for t in _activations(q) if t in ranges]
     for _ in range(PASSES):
         improved = False
         for t in acts + weights:
             steps = WEIGHT_STEPS[cfg.scale] if t in weights else STEPS[cfg.scale]
             for trial_r, trial_f in _candidates(t, ranges, best_f, t in weights, steps, cfg.per_channel):
-                try:
-                    cand = requantize(trial_f, trial_r, cfg)
-                except QuantizeError:
-                    continue
-                if cand.qtype(t) == best_q.qtype(t) and t not in weights:
-                    continue  # this tensor's format follows another's (a pool, a reshape)
-                v = loss(cand, trial_f)
-                if v < best:  # the first move that lowers the loss
-                    best, best_q, best_f, ranges, improved = v, cand, trial_f, trial_r, True
-                    break
+                if better(trial_r, trial_f, None if t in weights else t):
+                    improved = True
+                    break  # the first move that lowers the loss
         if not improved:
             break
     changed = [{"tensor": t, "before": str(q.qtype(t)), "after": str(best_q.qtype(t))}
@@ -123,9 +128,8 @@ def _top(w: np.ndarray, per_channel: bool) -> np.ndarray:
 def _clip_weights(f: Graph, weights: list[str], hi: dict[str, int], steps, per_channel: bool) -> Graph:
     """``f`` with each weight tensor clipped where that lowers its own quantization error:
     per output channel (or per tensor without per-channel scales), the clip among ``2^-step``
-    of the largest magnitude (and none) whose
-    symmetric grid of ``hi`` steps each side reproduces the weights with the least squared
-    error. A narrow grid set by the largest weight rounds most weights to 0 (2-bit weights:
+    of the largest magnitude (and none) whose symmetric grid of ``hi`` steps each side
+    reproduces the weights with the least squared error. A narrow grid set by the largest weight rounds most weights to 0 (2-bit weights:
     almost all), where no loss can tell the candidates apart. ``f`` itself when none moves."""
     out = None
     for t in weights:
