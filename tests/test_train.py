@@ -344,3 +344,19 @@ def test_the_core_flow_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_hostile_training_records_in_design_json(tmp_path):
+    """A design.json from elsewhere: a training record of the wrong shape is shown as far as
+    it goes (its strings made printable), one that is not a list of objects is one line, exit 2."""
+    out = _example("digits_mlp", bits=8).write(tmp_path / "a", targets=["c"])
+    doc = json.loads((out / "design.json").read_text())
+    doc["training"] = [{"config": 5, "task": "\x1b[31mred", "history": "x", "formats_moved": [3, {"tensor": "\x07"}]}]
+    (out / "design.json").write_text(json.dumps(doc))
+    r = subprocess.run([sys.executable, "-m", "nnforge", "report", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "fine-tuned (\\x1b[31mred" in r.stdout
+    doc["training"] = 5
+    (out / "design.json").write_text(json.dumps(doc))
+    r = subprocess.run([sys.executable, "-m", "nnforge", "report", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "training" in r.stderr and r.stderr.strip().count("\n") <= 1, r.stderr
