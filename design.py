@@ -225,7 +225,8 @@ class Design:
     # ---- training -------------------------------------------------------------------
     def finetune(self, x, y=None, *, validation=None, epochs: int = 10, lr: float = 0.0015, batch: int = 64,
                  distill: float | None = None, distill_weight: float = 0.5, seed: int = 0,
-                 formats: bool = True, prune: float | None = None, progress: Progress = QUIET) -> "Design":
+                 formats: bool = True, prune: float | None = None, prune_scope: str = "layer",
+                 progress: Progress = QUIET) -> "Design":
         """A new design whose weights are trained through this design's own integer
         arithmetic (:mod:`nnforge.train`: PyTorch, ``pip install nnforge[train]``): the same
         types, scales, widths and compression (pruned weights stay 0, shared weights stay
@@ -242,8 +243,10 @@ class Design:
         over the run by a cosine, on mini-batches of ``batch`` in an order drawn from ``seed``.
         ``formats``: first search each activation's format and each layer's weight step on
         the training loss (:mod:`nnforge.train.ranges`). ``prune``: gradual magnitude pruning
-        to that sparsity per layer during the run (a cubic schedule; the weights set to 0 stay
-        0), recorded in ``design.compression`` like compile's pruning. The run is recorded in
+        to that sparsity during the run (a cubic schedule; the weights set to 0 stay 0): of each
+        layer (``prune_scope="layer"``), or of the network as a whole (``"global"``: the
+        smallest weights relative to their layer's largest go first, so the layers lose
+        different shares, none more than 95%), recorded in ``design.compression`` like compile's pruning. The run is recorded in
         ``design.training`` (and the reports)."""
         from .train import require_torch
 
@@ -251,7 +254,7 @@ class Design:
         from .train.loop import TrainConfig, train_graph
 
         cfg = TrainConfig(epochs=epochs, lr=lr, batch=batch, distill=distill, distill_weight=distill_weight,
-                          seed=seed, prune=prune)
+                          seed=seed, prune=prune, prune_scope=prune_scope)
         if self.config.float_format or self.config.neuzip:
             raise ValueError("fine-tuning trains fixed-point designs; this one runs in a float format")
         x = self.check_input(x)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir.ops.dense import requant_params
+from ..ir.ops.dense import requant_params, rounding_of
 from .mcu_kernels import HWC, KERNELS, KernelIn, KernelOut, requant_form
 from .mcu_pool import lower_depthwise
 from .program import rows, window
@@ -93,6 +93,8 @@ def _struct(k: KernelIn, geo: dict, wk: np.ndarray, bias: np.ndarray, strides: d
     """Everything the step template writes: packed weights, bias, requantization, the
     parameter struct's fields; None when the requantization has no exact 32-bit form."""
     q, node = k.q, k.node
+    if rounding_of(node) != "half_up":
+        return None  # ties to even: the portable step
     form = requant_form(*requant_params(node, q))
     if form is not None and k.mcu.dsp and group == 2 and form["rq"] == "shift" and form["s"] >= 2:
         # the same rounding as one SMMULR: floor((acc * 2^(32-s) + 2^31) / 2^32)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.ops.add import add_params
-from ..ir.ops.dense import requant_params
+from ..ir.ops.dense import requant_params, rounding_of
 from .lower import c_int_type
 from .mcu_kernels import HWC, KERNELS, KernelIn, KernelOut, as_chw, requant_form
 from .program import rows, window
@@ -91,7 +91,7 @@ def _dw_eligible(k: KernelIn):
     if int(node.attr("acc_width")) > 31 or k.layouts[0] not in ("chw", HWC):
         return None
     rq = requant_form(*requant_params(node, q))
-    if rq is None:
+    if rq is None or rounding_of(node) != "half_up":  # (ties to even: the portable step)
         return None
     s = rq["s"]
     if rq["rq"] == "shift":  # the rounding constant rides in the bias

@@ -35,7 +35,7 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops import op_def, ops_with
 from ..ir.ops.window import out_sizes, spatial_attrs
 from ..ir.ops.add import add_params
-from ..ir.ops.dense import requant_params
+from ..ir.ops.dense import requant_params, rounding_of
 from ..ir.ops.prelu import channel_slopes
 from ..ir.ops.reduce import axes_of, count, sum_params, sum_ref
 from .lower import BackendError, ModelIO, c_int_type, interface
@@ -247,7 +247,9 @@ def _channel_requant(node, q: Graph, acc_width: int) -> dict:
     ``shift``, and ``mult_rows`` (None when every multiplier is 1) with the C types of the
     multipliers and of the product ``acc * mult``."""
     mult, shift = requant_params(node, q)
-    p = {"shift": shift, "mult_rows": None, "mult_size": int(mult.size)}
+    # ties to even (ir.fixed.round_shift): v - 1 + bit_shift(v) rounded half up
+    p = {"shift": shift, "mult_rows": None, "mult_size": int(mult.size),
+         "even": rounding_of(node) == "half_even" and shift > 0}
     if np.any(mult != 1):
         prod_width = acc_width + int(mult.max()).bit_length()
         p.update(mult_rows=rows(mult), mult_ctype=c_int_type(int(mult.max()).bit_length() + 1, True),

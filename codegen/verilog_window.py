@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.fixed import signed_width_for
-from ..ir.ops.dense import requant_params
+from ..ir.ops.dense import requant_params, rounding_of
 from .lower import BackendError
 from .program import step_params
 from .engines import EN_LANES, Timing, WindowEngine, dsp_registers, en_copies
@@ -288,7 +288,7 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
              x_zero=ulit(xw, 0))
     e["dsp"] = dsp_registers(e["lut_mul"], pw)
     _adder_tree(e)
-    _mac_requant(e, cm, aw, shift, o_t.width)
+    _mac_requant(e, cm, aw, shift, o_t.width, rounding_of(node) == "half_even")
 
 
 def row_weights(w: np.ndarray, fold: Fold, blocks: int, steps: int) -> np.ndarray:
@@ -370,9 +370,10 @@ def _adder_tree(e: dict) -> None:
     e.update(tree=tree, tree_ks=list(range(len(tree) + 1)), tk=len(tree))
 
 
-def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
+def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int, even: bool = False) -> None:
     """The per-channel multiply (the multiplier or exponent of each output channel, read
-    with its bias) and the round / shift / saturate of each PE lane."""
+    with its bias) and the round / shift / saturate of each PE lane (``even``: ties to
+    even, ``(a + 2^(s-1) - 1 + a[s]) >>> s``)."""
     pe, qa, lo, hi = e["PE"], cm["qa"], e["lo"], e["hi"]
     src = "acc" if cm["mode"] == "none" else "accm"
     if cm["mode"] != "none":
@@ -380,7 +381,8 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
         e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=ulit(qa - mw, 0),
                  mrom=[hexlit(pe * mw, v) for v in pack(_padded(cm["vals"], e["blocks"] * pe).reshape(e["blocks"], pe), mw)])
     cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
-    below, above = _clamp_tests(qa, cw, shift, lo, hi)
+    even = even and shift > 0
+    below, above = _clamp_tests(qa, cw, shift, lo, hi, even)
     for o in e["O"]:
         o.update(acc_ext=ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
                  cw_ext=ext(cw - qa, True, f"{src}{o['p']}[{qa - 1}]"),
@@ -388,7 +390,9 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
         if cm["mode"] != "none":
             o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
     lcw = bits(pe + 1)
-    e.update(cw_m1=cw - 1, rnd_c=shex(cw, (1 << (shift - 1)) if shift > 0 else 0), lc_m1=lcw - 1,
+    e.update(cw_m1=cw - 1, rnd_c=shex(cw, ((1 << (shift - 1)) - even) if shift > 0 else 0), lc_m1=lcw - 1,
+             even=even, even_bit=min(shift, cw - 1),  # (past the word: the sign bit, extended)
+             even_pad=ulit(cw - 1, 0),
              lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1), lc_pe=ulit(lcw, pe))
     if e["short"]:  # the last block of output channels has fewer than PE
         obw = bits(e["blocks"])
@@ -396,13 +400,15 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int) -> None:
                  lc_short=ulit(lcw, e["short"]))
 
 
-def _clamp_tests(qa: int, cw: int, shift: int, lo: int, hi: int) -> tuple[str, str]:
+def _clamp_tests(qa: int, cw: int, shift: int, lo: int, hi: int, even: bool = False) -> tuple[str, str]:
     """The clamp's two tests of ``q = round_shift(a, shift)`` made on ``a`` itself (a
     ``qa``-bit value in ``cw`` bits), so they need not wait for the rounding adder: ``q < lo``
     and ``q > hi`` as ``a < L`` and ``a > H`` (``{a}`` stands for the value; a test no
-    ``qa``-bit value can pass or fail is a constant)."""
+    ``qa``-bit value can pass or fail is a constant). ``even``: ties to even."""
     if shift > 0:  # floor((a + 2^(s-1)) / 2^s) < lo  <=>  a < lo*2^s - 2^(s-1)
         below, above = (lo << shift) - (1 << (shift - 1)), ((hi + 1) << shift) - (1 << (shift - 1)) - 1
+        if even:  # the tie below lo rounds up to lo when lo is odd; the one above hi to hi + 1 when that is
+            below, above = below + (lo & 1), above + ((hi + 1) & 1)
     else:  # a * 2^k < lo  <=>  a < ceil(lo / 2^k);  a * 2^k > hi  <=>  a > floor(hi / 2^k)
         below, above = -((-lo) >> -shift), hi >> -shift
     amin, amax = -(1 << (qa - 1)), (1 << (qa - 1)) - 1

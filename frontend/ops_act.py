@@ -3,6 +3,8 @@ HardSwish and Softmax."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..ir import Node
@@ -47,7 +49,29 @@ def clip(imp, onode) -> None:
             v = None
         # opset 6 writes "no bound" as +-FLT_MAX
         bounds.append(None if v is None or abs(float(v)) >= 3.4e38 else float(v))
+    if onode.input[0] in imp.quantized:
+        _narrow_quantized(imp, onode, bounds)
+        return
     imp.emit(onode, "Clip", [x], {"min": bounds[0], "max": bounds[1]})
+
+
+def _narrow_quantized(imp, onode, bounds) -> None:
+    """A Clip of a QuantizeLinear's integers (QuantizeLinear -> Clip -> DequantizeLinear: how
+    Brevitas' QCDQ export states widths below 8 bits): the quantization's range narrowed."""
+    src = onode.input[0]
+    scale, zero, lo, hi = imp.quantized[src]
+    quant = imp.g.producer(imp.resolve(src))
+    if quant is None or quant.op != "Quant" or len(imp.g.consumers(quant.outputs[0])) > 0:
+        raise ImportError_(f"node {qn(onode.name)}: a Clip of quantized integers must be the only reader of "
+                           f"its QuantizeLinear")
+    new_lo = lo if bounds[0] is None else max(lo, math.ceil(bounds[0]))
+    new_hi = hi if bounds[1] is None else min(hi, math.floor(bounds[1]))
+    if new_lo > new_hi:
+        raise ImportError_(f"node {qn(onode.name)}: Clip [{bounds[0]}, {bounds[1]}] leaves no integer of "
+                           f"[{lo}, {hi}]")
+    imp.g.replace_node(quant.name, quant.with_(attrs={**quant.attrs, "qmin": new_lo, "qmax": new_hi}))
+    imp.alias[onode.output[0]] = imp.resolve(src)
+    imp.quantized[onode.output[0]] = (scale, zero, new_lo, new_hi)
 
 
 @translates("Softmax")

@@ -19,9 +19,10 @@ def is_qonnx(onode) -> bool:
     return onode.domain in QONNX_DOMAINS and onode.op_type in ("Quant", "BipolarQuant")
 
 
-def qonnx_attrs(imp, onode) -> dict:
+def qonnx_attrs(imp, onode, max_bits: int = 16) -> dict:
     """A QONNX Quant / BipolarQuant as the attributes of the IR op Quant, with the scale
-    as an array (per tensor or per channel) and the integer width of its values."""
+    as an array (per tensor or per channel) and the integer width of its values (at most
+    ``max_bits``: 16 for activations, 32 for constants such as a 32-bit bias)."""
     ins = list(onode.input)
     consts = [imp.const(t) for t in ins[1:]]
     if any(c is None for c in consts):
@@ -40,9 +41,9 @@ def qonnx_attrs(imp, onode) -> dict:
     mode = a.get("rounding_mode", b"ROUND")
     mode = (mode.decode() if isinstance(mode, bytes) else str(mode)).upper()
     rounding = {"ROUND": "half_even", "HALF_EVEN": "half_even", "FLOOR": "floor", "CEIL": "ceil"}.get(mode)
-    if rounding is None or not 2 <= b <= 16:
+    if rounding is None or not 2 <= b <= max_bits:
         raise ImportError_(f"node {qn(onode.name)}: Quant with rounding_mode {mode} and bit width {b} is not "
-                           f"supported (ROUND / HALF_EVEN / FLOOR / CEIL, 2..16 bits)")
+                           f"supported (ROUND / HALF_EVEN / FLOOR / CEIL, 2..{max_bits} bits)")
     lo = (-(1 << (b - 1)) + narrow) if signed else 0
     hi = ((1 << (b - 1)) - 1) if signed else (1 << b) - 1 - narrow
     return {"scale": scale, "zero": int(zero.reshape(-1)[0]), "qmin": lo, "qmax": hi, "rounding": rounding,
@@ -52,7 +53,7 @@ def qonnx_attrs(imp, onode) -> dict:
 def fold_qonnx(imp, onode) -> None:
     """A Quant / BipolarQuant of constants: the quantized values, dequantized, remembering
     the integers' scale (per tensor or along one axis) and width."""
-    a = qonnx_attrs(imp, onode)
+    a = qonnx_attrs(imp, onode, max_bits=32)
     w = np.asarray(imp.values[onode.input[0]], dtype=np.float64)
     scale, _, axis = broadcast_qparams(onode, w.shape, a["scale"], np.zeros(1), None)
     q = quant.integers({**a, "scale": 1.0}, w / scale)

@@ -7,6 +7,12 @@ The rule, used by the golden model and by every backend:
 * **Rounding** is *round half up*: to drop ``s > 0`` fractional bits from an integer
   ``a``, compute ``(a + 2**(s-1)) >> s`` with an arithmetic (flooring) shift. A negative
   ``s`` is an exact left shift. Ties therefore go towards +infinity: 2.5 -> 3, -2.5 -> -2.
+* **Ties to even** is the one other rounding, for the requantization of a Dense / Conv
+  whose model states it (a QONNX ``ROUND`` / ONNX ``QuantizeLinear`` after the layer, with
+  a power-of-two rescale: Brevitas' fixed-point quantizers): ``(a + 2**(s-1) - 1 + bit_s(a))
+  >> s``, where ``bit_s(a) = (a >> s) & 1`` is the parity of the integer part, so a tie
+  goes to the even neighbour: 2.5 -> 2, 3.5 -> 4, -2.5 -> -2. The layer's ``rounding``
+  attribute says which rule it uses (``half_up`` unless stated).
 * **Saturation** clamps to the type's range ``[lo, hi]`` after rounding; it never wraps.
 * Float values enter the integer domain only at the model input (and when weights are
   quantized at compile time), through :func:`quantize_float`, which applies the same
@@ -86,10 +92,16 @@ class FixedType:
         return f"{kind}{self.width}{rng}*{scale}" + (f"+{self.zero}" if self.zero else "")
 
 
-def round_shift(a: np.ndarray, shift: int) -> np.ndarray:
-    """Drop ``shift`` fractional bits from int64 ``a`` with round-half-up (see module doc)."""
+ROUNDINGS = ("half_up", "half_even")
+
+
+def round_shift(a: np.ndarray, shift: int, rounding: str = "half_up") -> np.ndarray:
+    """Drop ``shift`` fractional bits from int64 ``a``, rounding half up or (``rounding=
+    "half_even"``) ties to even (see module doc)."""
     a = np.asarray(a, dtype=np.int64)
     if shift > 0:
+        if rounding == "half_even":
+            return (a + ((np.int64(1) << np.int64(shift - 1)) - 1) + ((a >> np.int64(shift)) & 1)) >> np.int64(shift)
         return (a + (np.int64(1) << np.int64(shift - 1))) >> np.int64(shift)
     if shift < 0:
         return a << np.int64(-shift)
@@ -112,9 +124,10 @@ def requantize(acc: np.ndarray, acc_frac: int, out: FixedType) -> np.ndarray:
     return saturate(round_shift(acc, acc_frac - out.frac), out)
 
 
-def requantize_mult(acc: np.ndarray, mult: np.ndarray, shift: int, out: FixedType, axis: int = -1) -> np.ndarray:
+def requantize_mult(acc: np.ndarray, mult: np.ndarray, shift: int, out: FixedType, axis: int = -1,
+                    rounding: str = "half_up") -> np.ndarray:
     """Rescale by ``mult[c] * 2**-shift`` per channel ``c`` on ``axis`` of ``acc``, then the
-    contract's rounding and saturation: ``saturate(round_shift(acc * mult[c], shift))``.
+    contract's rounding and saturation: ``saturate(round_shift(acc * mult[c], shift, rounding))``.
     The caller guarantees that ``acc * mult`` fits int64."""
     acc = np.asarray(acc, dtype=np.int64)
     m = np.asarray(mult, dtype=np.int64)
@@ -122,7 +135,7 @@ def requantize_mult(acc: np.ndarray, mult: np.ndarray, shift: int, out: FixedTyp
         shape = [1] * acc.ndim
         shape[axis] = m.size
         m = m.reshape(shape)
-    return saturate(round_shift(acc * m, shift), out)
+    return saturate(round_shift(acc * m, shift, rounding), out)
 
 
 def real_multiplier(ratio, max_bits: int = 31) -> tuple[np.ndarray, int]:

@@ -35,7 +35,8 @@ from ..ir.fixed import real_multiplier, saturate, signed_width_for
 from ..ir.ops import op_def, ops_quantized_by, ops_with
 from .calibrate import Range
 from .rounding import search_rounding
-from .quantize import QuantConfig, QuantizeError, quantize, quantize_weights, store_linear, weight_error_on_mean
+from .quantize import (QuantConfig, QuantizeError, quantize, quantize_weights, set_linear_weights, store_linear,
+                       weight_error_on_mean)
 
 # ops whose output holds values of their input (the type passes through)
 KEEP_TYPE = ops_quantized_by("keep")
@@ -152,13 +153,20 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
         # (after a fused Relu a sign is the constant +1: refused as a modelling error)
         bipolar_after_linear = (rounding == "sign" and producer is not None and op_def(producer.op).has(linear=True)
                                 and not producer.attr("relu") and len(q.consumers(node.inputs[0])) == 1)
-        if rounding != "half_even" and not bipolar_after_linear:
+        if producer is not None and producer.op == "Relu" and len(q.consumers(node.inputs[0])) == 1:
+            producer = q.producer(producer.inputs[0])
+        # a floor / ceil of a Dense / Conv (possibly after a Relu) is its rounding moved into the
+        # bias (exact when the rescale is a power of two: _directed_rounding)
+        directed_after_linear = (rounding in ("floor", "ceil") and producer is not None
+                                 and op_def(producer.op).has(linear=True)
+                                 and _marking_quant(q, producer.outputs[0], through=("Relu",))[0] is node)
+        if rounding != "half_even" and not bipolar_after_linear and not directed_after_linear:
             # the integer path rounds half up (ties aside, round to nearest); a floor or ceil
-            # quantization, or a sign anywhere but right after a Dense / Conv, would need a
-            # requantization of its own
+            # quantization anywhere but after a Dense / Conv, or a sign anywhere but right after
+            # one, would need a requantization of its own
             raise QuantizeError(f"node {node.name!r}: quantizing an activation with rounding {rounding!r} "
                                 f"(BipolarQuant anywhere but right after a Dense / Conv, or Quant with FLOOR / "
-                                f"CEIL) is not supported yet; weights may use any")
+                                f"CEIL anywhere but after one) is not supported yet; weights may use any")
     for x in q.inputs:
         quant, _ = _marking_quant(q, x, through=())
         if quant is None:
@@ -206,25 +214,50 @@ def quantize_prequantized(f: Graph, cfg: QuantConfig, means: dict | None = None,
     return q
 
 
-def _output_quant(q: Graph, node: Node) -> tuple[FixedType, bool, bool]:
+def _output_quant(q: Graph, node: Node) -> tuple[FixedType, bool, str]:
     """The type a linear layer's Quant states, whether a Relu between them was fused, and
-    whether the Quant is a sign (BipolarQuant); the Quant and the Relu are removed."""
+    the Quant's rounding (``sign``: a BipolarQuant); the Quant and the Relu are removed."""
     quant, path = _marking_quant(q, node.outputs[0], through=("Relu",))
     if quant is None:
         raise QuantizeError(f"node {node.name!r} ({node.op}): its output is not quantized in the model (a "
                             f"QuantizeLinear / Quant must read it alone, possibly after a Relu)")
     t = quant_type(quant)
-    sign = quant.attr("rounding", "half_even") == "sign"
+    rounding = quant.attr("rounding", "half_even")
     _drop_quant(q, quant)
     for relu in path:
         _drop_quant(q, relu)
-    return t, bool(path), sign
+    return t, bool(path), rounding
+
+
+def _power_of_two(ratio: np.ndarray, mult: np.ndarray, shift: int) -> bool:
+    """Whether every rescale ``ratio`` is a power of two that ``mult * 2^-shift`` states exactly."""
+    return bool(np.all((mult > 0) & ((mult & (mult - 1)) == 0) & (np.ldexp(mult.astype(np.float64), -shift) == ratio)))
+
+
+def _directed_rounding(node: Node, rounding: str, ratio: np.ndarray, mult: np.ndarray, shift: int) -> np.ndarray:
+    """Per output channel, what to add to a layer's integer bias so that the contract's
+    ``round_half_up((acc * mult) >> shift)`` computes ``floor`` (``ceil``) of ``acc * ratio``
+    instead: ``-2^(shift-1) / mult`` (``2^(shift-1) / mult - 1``). Exact when each ratio is
+    a power of two (``mult`` one too, dividing ``2^(shift-1)``), which the model's own
+    power-of-two scales (Brevitas' fixed-point quantizers) give; other ratios are refused."""
+    if not _power_of_two(ratio, mult, shift):
+        raise QuantizeError(f"node {node.name!r} ({node.op}): a {rounding.upper()} quantization of its output is "
+                            f"supported when each rescale (input scale x weight scale / output scale) is a power "
+                            f"of two; here they are {sorted(set(ratio.tolist()))[:4]}")
+    if shift <= 0:
+        return np.zeros(len(mult), dtype=np.int64)  # acc * ratio is an integer: nothing to round
+    half = np.int64(1) << np.int64(shift - 1)
+    # a channel whose ratio is 1 or more has no fraction to round either
+    step = np.where(mult > half, half, mult)
+    delta = -(half // step) if rounding == "floor" else half // step - 1
+    return np.where(mult > half, 0, delta).astype(np.int64)
 
 
 def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> None:
     x, w_name, b_name = node.inputs
     x_t = q.qtype(x)
-    out_t, relu, sign = _output_quant(q, node)
+    out_t, relu, rounding = _output_quant(q, node)
+    sign = rounding == "sign"
     w = q.consts[w_name].astype(np.float64)
     given = q.meta.get("weight_scales", {}).get(w_name)
     if given is not None:
@@ -264,12 +297,27 @@ def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> 
     store_linear(q, node, w_name, w_q, w_t, b_name, b, b_q=b_q)
     node = q.node(node.name)
     acc_width = int(node.attr("acc_width"))
+    ratio = np.broadcast_to(acc_scale / out_t.scale, (len(w),))
+    extra = {}
     if sign:
         mult, shift = np.ones(len(w), dtype=np.int64), 0
     else:
-        mult, shift = real_multiplier(acc_scale / out_t.scale, max_bits=min(31, 62 - acc_width))
+        mult, shift = real_multiplier(ratio, max_bits=min(31, 62 - acc_width))
+        if _power_of_two(ratio, mult, shift):
+            # the model's power-of-two scales (Brevitas' fixed-point quantizers): the smallest
+            # multiplier made 1, so the products stay narrow (a shift when all are equal), and
+            # the model's rounding kept exactly: ties to even when it says so (ROUND,
+            # QuantizeLinear), floor / ceil moved into the bias
+            k = int(mult.min()).bit_length() - 1
+            mult, shift = mult >> k, shift - k
+            if rounding == "half_even" and shift > 0:
+                extra["rounding"] = "half_even"
+    if rounding in ("floor", "ceil"):
+        set_linear_weights(q, node, w_q, b_q + _directed_rounding(node, rounding, ratio, mult, shift))
+        node = q.node(node.name)  # (set_linear_weights checks that acc * mult still fits)
     q.replace_node(node.name, node.with_(attrs={**node.attrs, "relu": bool(node.attr("relu")) or relu,
-                                                "rq_mult": tuple(int(v) for v in mult), "rq_shift": int(shift)}))
+                                                "rq_mult": tuple(int(v) for v in mult), "rq_shift": int(shift),
+                                                **extra}))
     q.set_qtype(node.outputs[0], out_t)
 
 

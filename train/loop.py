@@ -47,7 +47,8 @@ class TrainConfig:
     distill: float | None = None  # temperature; None: labels only
     distill_weight: float = 0.5  # share of the distillation loss when there are labels too
     seed: int = 0
-    prune: float | None = None  # gradual magnitude pruning to this sparsity per layer
+    prune: float | None = None  # gradual magnitude pruning to this sparsity
+    prune_scope: str = "layer"  # per layer, or "global" (the network's smallest weights)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch < 1:
@@ -58,6 +59,8 @@ class TrainConfig:
             raise ValueError(f"the distillation temperature must be a positive number, got {self.distill}")
         if self.prune is not None and not 0.0 <= self.prune < 1.0:
             raise ValueError(f"the pruning sparsity must be within [0, 1), got {self.prune}")
+        if self.prune_scope not in PRUNE_SCOPES:
+            raise ValueError(f"the pruning scope must be one of {', '.join(PRUNE_SCOPES)}, got {self.prune_scope!r}")
         if not 0.0 <= self.distill_weight <= 1.0:
             raise ValueError(f"distill_weight must be within [0, 1], got {self.distill_weight}")
 
@@ -134,7 +137,7 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
     history = []
     for epoch in range(1, cfg.epochs + 1):
         if cfg.prune is not None:
-            module.prune_(prune_schedule(cfg.prune, epoch, cfg.epochs))
+            module.prune_(prune_schedule(cfg.prune, epoch, cfg.epochs), cfg.prune_scope)
         row = _epoch(module, opt, sched, loss_fn, x_t, y_t, t_t, rng.permutation(len(x_t)), cfg.batch)
         row = {"epoch": epoch, **row, "seconds": round(time.monotonic() - t0, 2)}
         line = f"finetune: epoch {epoch}/{cfg.epochs}, loss {row['loss']:.4f}"
@@ -168,6 +171,7 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
     return result, record
 
 
+PRUNE_SCOPES = ("layer", "global")
 PRUNE_SHARE = 0.6  # gradual pruning reaches its sparsity after this share of the epochs
 
 

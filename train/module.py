@@ -79,6 +79,9 @@ def same_structure(a: Graph, b: Graph) -> bool:
     return a.consts.keys() == b.consts.keys() and all(np.shape(a.consts[k]) == np.shape(b.consts[k]) for k in a.consts)
 
 
+GLOBAL_CAP = 0.95  # global pruning leaves every layer at least 5% of its weights
+
+
 class _Linear(torch.nn.Module):
     """One Dense / Conv layer's trainable weights: shadows in real units, or one value per
     shared integer; the masks and grids fixed."""
@@ -122,21 +125,32 @@ class _Linear(torch.nn.Module):
         b = self.bias * self.b_step
         return w, b + (torch.floor(b + 0.5) - b).detach()  # rounded, straight through
 
-    @torch.no_grad()
-    def prune_(self, sparsity: float) -> None:
-        """Set the smallest ``sparsity`` share of the layer's weights (by real magnitude) to
-        0 for good: the mask only ever loses weights (gradual magnitude pruning)."""
+    def magnitudes(self) -> torch.Tensor | None:
+        """Each weight's real magnitude relative to the layer's largest (0 where pruned;
+        ``None`` for shared weights, which keep their shared values)."""
         if self.values is not None:
-            return  # shared weights: the shared values stay
-        w = self.weight.abs() * self.w_scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
-        keep = torch.ones_like(self.weight, dtype=torch.bool) if self.mask is None else self.mask.clone()
-        k = int(round(sparsity * w.numel())) - int((~keep).sum())
-        if k <= 0:
+            return None
+        w = self.weight.detach().abs() * self.w_scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
+        if self.mask is not None:
+            w = w * self.mask
+        top = w.max()
+        return w / top if top > 0 else w
+
+    @torch.no_grad()
+    def prune_(self, k: int) -> None:
+        """Set the ``k`` smallest of the layer's remaining weights (by real magnitude) to 0
+        for good: the mask only ever loses weights (gradual magnitude pruning)."""
+        w = self.magnitudes()
+        if w is None or k <= 0:
             return
+        keep = torch.ones_like(self.weight, dtype=torch.bool) if self.mask is None else self.mask.clone()
         order = torch.argsort(torch.where(keep, w, torch.full_like(w, float("inf"))).reshape(-1), stable=True)
         keep.view(-1)[order[:k]] = False
         self.mask = keep
         self.weight.mul_(keep)
+
+    def zeros(self) -> int:
+        return 0 if self.mask is None else int((~self.mask).sum())
 
     def param_groups(self, lr: float) -> list[dict]:
         """Adam's parameter groups: ``lr`` is a share of the range per update, so each
@@ -226,9 +240,36 @@ class IntegerModule(torch.nn.Module):
     def param_groups(self, lr: float) -> list[dict]:
         return [group for layer in self.layers.values() for group in layer.param_groups(lr)]
 
-    def prune_(self, sparsity: float) -> None:
-        for layer in self.layers.values():
-            layer.prune_(sparsity)
+    def prune_(self, sparsity: float, scope: str = "layer") -> None:
+        """Prune to ``sparsity``: each trained layer's smallest weights (``scope="layer"``),
+        or the network's smallest relative to their layer's largest (``"global"``: a layer
+        whose weights matter less loses more of them, none more than :data:`GLOBAL_CAP`)."""
+        layers = [layer for layer in self.layers.values() if layer.values is None]
+        if scope == "layer":
+            for layer in layers:
+                layer.prune_(int(round(sparsity * layer.weight.numel())) - layer.zeros())
+            return
+        total = sum(layer.weight.numel() for layer in layers)
+        need = int(round(sparsity * total)) - sum(layer.zeros() for layer in layers)
+        if need <= 0:
+            return
+        # per layer: its remaining weights' magnitudes in ascending order, at most as many
+        # as the cap leaves it to lose
+        room = [torch.sort(m[layer.mask].reshape(-1) if layer.mask is not None else m.reshape(-1)).values[
+                    :max(0, int(GLOBAL_CAP * layer.weight.numel()) - layer.zeros())]
+                for layer, m in ((layer, layer.magnitudes()) for layer in layers)]
+        pool = torch.cat(room)
+        need = min(need, len(pool))
+        if need <= 0:
+            return
+        cut = torch.sort(pool).values[need - 1]
+        below = [int((r < cut).sum()) for r in room]
+        at = [int((r == cut).sum()) for r in room]
+        extra = need - sum(below)  # ties at the cut: the first layers first
+        for layer, b, a in zip(layers, below, at):
+            take = min(a, extra)
+            extra -= take
+            layer.prune_(b + take)
 
     def sparsity(self) -> dict[str, dict]:
         """Per pruned layer (by node name): its weights and how many are 0 (a magnitude-pruning

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..ir import Graph
 from ..ir.ops import op_def
 from ..ir.ops.add import add_params
-from ..ir.ops.dense import requant_params
+from ..ir.ops.dense import requant_params, rounding_of
 from ..ir.ops.window import patches, pool_geometry, spatial_attrs, window_counts
 from .ste import check_exact, lookup, requantize
 
@@ -87,12 +87,13 @@ def _linear_out(node, g: Graph, axis: int) -> Callable[[torch.Tensor], torch.Ten
     relu = bool(node.attrs.get("relu")) and lo < 0
     mult, shift = requant_params(node, g)
     m = _i64(mult)
+    even = rounding_of(node) == "half_even"
 
     def out(acc: torch.Tensor) -> torch.Tensor:
         check_exact(acc, f"node {node.name!r}: accumulator")
         if relu:
             acc = acc.clamp(min=0)
-        return requantize(acc, _channels(m, acc.ndim, axis), shift, lo, hi)
+        return requantize(acc, _channels(m, acc.ndim, axis), shift, lo, hi, even)
     return out
 
 

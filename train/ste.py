@@ -28,10 +28,14 @@ def check_exact(t: torch.Tensor, what: str) -> None:
         raise ExactnessError(f"{what}: an integer of 2^53 or more cannot be carried exactly in float64")
 
 
-def _shift_round(v: torch.Tensor, shift: int) -> torch.Tensor:
-    """The contract's round half up: ``(v + 2**(shift-1)) >> shift`` (arithmetic), or an
-    exact left shift for a negative ``shift``; int64."""
+def _shift_round(v: torch.Tensor, shift: int, even: bool = False) -> torch.Tensor:
+    """The contract's round half up: ``(v + 2**(shift-1)) >> shift`` (arithmetic), or with
+    ``even`` ties to even (``+ 2**(shift-1) - 1 + bit_shift(v)``), or an exact left shift
+    for a negative ``shift``; int64."""
     if shift > 0:
+        if even:
+            return torch.bitwise_right_shift(v + ((1 << (shift - 1)) - 1)
+                                             + torch.bitwise_and(torch.bitwise_right_shift(v, shift), 1), shift)
         return torch.bitwise_right_shift(v + (1 << (shift - 1)), shift)
     if shift < 0:
         return v * (1 << -shift)
@@ -40,11 +44,12 @@ def _shift_round(v: torch.Tensor, shift: int) -> torch.Tensor:
 
 class Requantize(torch.autograd.Function):
     """``saturate(round_half_up(acc * mult >> shift))`` to ``[lo, hi]``: ``mult`` an int64
-    tensor broadcasting against ``acc`` (one per channel or one), ``shift`` an int."""
+    tensor broadcasting against ``acc`` (one per channel or one), ``shift`` an int;
+    ``even``: ties to even."""
 
     @staticmethod
-    def forward(ctx, acc, mult, shift, lo, hi):  # noqa: D102 (torch's interface)
-        r = _shift_round(acc.to(torch.int64) * mult, shift)
+    def forward(ctx, acc, mult, shift, lo, hi, even=False):  # noqa: D102 (torch's interface)
+        r = _shift_round(acc.to(torch.int64) * mult, shift, even)
         ctx.save_for_backward((r >= lo) & (r <= hi), mult)
         ctx.shift = shift
         return r.clamp(lo, hi).to(acc.dtype)
@@ -53,11 +58,11 @@ class Requantize(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         inside, mult = ctx.saved_tensors
         ratio = mult.to(grad.dtype) * 2.0 ** -ctx.shift
-        return grad * ratio * inside, None, None, None, None
+        return grad * ratio * inside, None, None, None, None, None
 
 
-def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: int, lo: int, hi: int) -> torch.Tensor:
-    return Requantize.apply(acc, mult, int(shift), int(lo), int(hi))
+def requantize(acc: torch.Tensor, mult: torch.Tensor, shift: int, lo: int, hi: int, even: bool = False) -> torch.Tensor:
+    return Requantize.apply(acc, mult, int(shift), int(lo), int(hi), bool(even))
 
 
 class RoundClamp(torch.autograd.Function):

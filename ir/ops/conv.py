@@ -25,14 +25,15 @@ Per-channel ``rq_mult`` / ``rq_shift`` as in :mod:`.dense`.
 import numpy as np
 
 from .base import OpDef, Traits
-from .dense import dynamic_accumulator, exact_dtype, linear_output
+from .dense import check_rounding, dynamic_accumulator, exact_dtype, linear_output
 from .window import out_sizes, patches, spatial_attrs
 
 ATTRS = {"strides": (), "pads": (), "dilations": (), "groups": 1, "relu": False, "acc_width": 0,
-         "rq_mult": None, "rq_shift": None}
+         "rq_mult": None, "rq_shift": None, "rounding": "half_up"}
 
 
 def shape(attrs, in_shapes):
+    check_rounding("Conv", attrs)
     x, w, b = (tuple(s) for s in in_shapes)
     nd = len(x) - 1
     groups = int(attrs.get("groups", 1))

@@ -20,18 +20,25 @@ output channel) and ``rq_shift``; row ``n`` of ``b`` is then at its own channel'
     y[n] = saturate(round_half_up((acc[n] * rq_mult[n]) >> rq_shift))
 
 (:func:`requant_params` gives these numbers for every node, 1 and the single shift
-when the attributes are absent.)
+when the attributes are absent.) ``rounding="half_even"`` rounds the requantization's ties
+to even instead (:func:`nnforge.ir.fixed.round_shift`; a model that states it, imported).
 """
 
 import numpy as np
 
-from ..fixed import requantize_mult, round_shift
+from ..fixed import ROUNDINGS, requantize_mult, round_shift
 from .base import OpDef, Traits
 
-ATTRS = {"relu": False, "acc_width": 0, "rq_mult": None, "rq_shift": None}
+ATTRS = {"relu": False, "acc_width": 0, "rq_mult": None, "rq_shift": None, "rounding": "half_up"}
+
+
+def check_rounding(op: str, attrs) -> None:
+    if (attrs.get("rounding") or "half_up") not in ROUNDINGS:
+        raise ValueError(f"{op}: rounding must be one of {', '.join(ROUNDINGS)}, got {attrs.get('rounding')!r}")
 
 
 def shape(attrs, in_shapes):
+    check_rounding("Dense", attrs)
     (k,), w, b = in_shapes
     if len(w) != 2 or w[1] != k or tuple(b) != (w[0],):
         raise ValueError(f"Dense: input {k}, weights {w}, bias {b} do not fit")
@@ -88,7 +95,12 @@ def linear_output(node, g, acc: np.ndarray, axis: int) -> np.ndarray:
     if node.attrs.get("relu") and out_t.lo < 0:
         acc = np.maximum(acc, 0)
     mult, shift = requant_params(node, g)
-    return requantize_mult(acc, mult, shift, out_t, axis)
+    return requantize_mult(acc, mult, shift, out_t, axis, rounding_of(node))
+
+
+def rounding_of(node) -> str:
+    """A linear layer's requantization rounding: ``half_up`` (the contract's) or ``half_even``."""
+    return node.attrs.get("rounding") or "half_up"
 
 
 def float16_ref(node, g, inputs):
