@@ -136,6 +136,8 @@ def cmd_finetune(args, progress: Progress) -> int:
     from .train import require_torch
 
     require_torch()
+    if args.prune_global and args.prune is None:
+        raise ValueError("--prune-global needs --prune SPARSITY")
     out = Path(args.outdir)
     read_manifest(out)  # an nnforge output folder, or one line
     # the new folder must not take OUTDIR, the data or the user's files with it
@@ -156,7 +158,7 @@ def cmd_finetune(args, progress: Progress) -> int:
     t0 = time.monotonic()
     tuned = design.finetune(x, y, validation=validation, epochs=args.epochs, lr=args.lr, batch=args.batch,
                             distill=args.distill, seed=args.seed, formats=not args.keep_formats, prune=args.prune,
-                            progress=progress)
+                            prune_scope="global" if args.prune_global else "layer", progress=progress)
     tuned.write(args.output, targets=targets, parallelism=folding, progress=progress)
     if not args.quiet:
         print(tuned.summary())
@@ -341,6 +343,10 @@ def _finetune_parser(sub) -> None:
     f.add_argument("--prune", type=float, metavar="SPARSITY",
                    help="prune every trained layer's smallest weights to this share gradually while training "
                         "(a cubic schedule over the first 60%% of the epochs; the zeros stay)")
+    f.add_argument("--prune-global", action="store_true",
+                   help="with --prune: reach the sparsity over the whole network instead of in every layer (the "
+                        "smallest weights relative to their layer's largest go first; no layer loses more "
+                        "than 95%%)")
     f.add_argument("--keep-formats", action="store_true",
                    help="keep every activation and weight format (by default they are searched on the "
                         "training loss first, where the compiler made the scales)")

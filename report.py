@@ -157,7 +157,10 @@ def training_text(run: dict) -> str:
         how += f", distillation T={num(c['distill'], 'g')}" + (
             f" (weight {num(c.get('distill_weight'), 'g')})" if labels else "")
     if c.get("prune") is not None:
-        how += f", pruned gradually to {num(c['prune'], '.0%')}"
+        how += f", pruned gradually to {num(c['prune'], '.0%')}" + (
+            " over the network" if c.get("prune_scope") == "global" else "")
+    if run.get("learned_scales") in ("tensor", "channel"):
+        how += f", weight scales learned per {run['learned_scales']}"
     history = run.get("history") if isinstance(run.get("history"), list) else []
     lines = [f"fine-tuned ({text(run.get('task', '?'))}, {how}): {len(history)} epoch(s) on "
              f"{num(run.get('samples'), 'd')} samples, lr {num(c.get('lr'), 'g')}, batch {num(c.get('batch'), 'd')}, "

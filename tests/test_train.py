@@ -196,6 +196,58 @@ def test_gradual_pruning_reaches_its_sparsity_and_records_it():
     assert_exact(tuned, tuned.quantize_input(val[0]))
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_learned_scales_snap_back_to_the_scheme(per_channel, tmp_path):
+    """A real-scale design learns its weight scales (one per layer, or one per output
+    channel with per-channel scales): the multipliers move, a per-tensor layer keeps one,
+    the training's forward pass equals golden on the new design, and the backends agree."""
+    from nnforge.train.module import IntegerModule
+
+    (x, y), val = _split("digits_cnn")
+    design = _example("digits_cnn", bits=4, weight_bits=2 if per_channel else 4, per_channel=per_channel,
+                      scale="real")
+    tuned = design.finetune(x[:600], y[:600], validation=val, epochs=4, formats=True)
+    assert tuned.training[-1]["kept_epoch"] > 0
+    before = {n.name: n.attr("rq_mult") for n in design.qgraph.topo() if n.op in ("Conv", "Dense")}
+    moved = 0
+    for n in tuned.qgraph.topo():
+        if n.op in ("Conv", "Dense") and n.name in before:
+            mult = n.attr("rq_mult")
+            assert len(mult) == len(before[n.name])
+            if not per_channel:
+                assert len(set(mult)) == 1  # a per-tensor layer keeps one scale
+            moved += tuple(mult) != tuple(before[n.name])
+    assert moved  # the scales did move
+    assert tuned.training[-1]["learned_scales"] == ("channel" if per_channel else "tensor")
+    module = IntegerModule(tuned.qgraph, tuned.compression)
+    assert not any(p.numel() == 0 for p in module.parameters())
+    assert_exact(tuned, tuned.quantize_input(val[0]))
+    out = tuned.write(tmp_path / "o", targets=["c", "hls"])
+    assert tuned.verify(val[0][:20], backends=("golden", "c", "hls"), outdir=out).ok
+
+
+def test_global_pruning_reaches_the_networks_sparsity():
+    """``prune_scope="global"``: the network as a whole at the sparsity, its layers at
+    different shares, none beyond the cap; the zeros stay zeros and the record says so."""
+    from nnforge.train.module import GLOBAL_CAP
+
+    (x, y), val = _split("digits_cnn")
+    design = _example("digits_cnn", bits=8)
+    tuned = design.finetune(x[:300], y[:300], validation=val, epochs=4, prune=0.75, prune_scope="global",
+                            formats=False)
+    layers = [n for n in tuned.qgraph.topo() if n.op in ("Conv", "Dense")]
+    zeros = [int(np.sum(tuned.qgraph.consts[n.inputs[1]] == 0)) for n in layers]
+    sizes = [tuned.qgraph.consts[n.inputs[1]].size for n in layers]
+    assert abs(sum(zeros) / sum(sizes) - 0.75) < 0.01
+    shares = [z / n for z, n in zip(zeros, sizes)]
+    assert max(shares) - min(shares) > 0.1 and max(shares) <= GLOBAL_CAP + 1 / min(sizes), shares
+    record = tuned.compression[-1]
+    assert record["zeros"] == sum(zeros) and tuned.training[-1]["config"]["prune_scope"] == "global"
+    assert_exact(tuned, tuned.quantize_input(val[0]))
+    with pytest.raises(ValueError, match="pruning scope"):
+        design.finetune(x, y, epochs=1, prune=0.5, prune_scope="everywhere")
+
+
 def test_distillation_without_labels():
     (x, _), val = _split("digits_mlp")
     design = _example("digits_mlp", bits=4)
@@ -322,6 +374,9 @@ def test_finetune_keeps_the_folding_and_refuses_a_folder_of_user_files(tmp_path)
                  "-q"]) == 0
     new = json.loads((tmp_path / "b" / "report.json").read_text())
     assert new["targets"] == ["verilog"] and folding_of(new) == {"max_multipliers": 3}
+    assert main(["finetune", str(a), "--data", str(ex / "train.npz"), "--prune-global", "-o",
+                 str(tmp_path / "g"), "-q"]) == 2  # (--prune-global without --prune: nothing trained)
+    assert not (tmp_path / "g").exists()
     assert new["verilog"]["folding"]["period_cycles"] == report["verilog"]["folding"]["period_cycles"]
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -128,7 +128,7 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
     if formats is not None:
         qgraph, float_graph, moved = _search(qgraph, compression, float_graph, formats, x, y_t, t_t, loss_fn,
                                              progress)
-    module = IntegerModule(qgraph, compression, float_graph)
+    module = IntegerModule(qgraph, compression, float_graph, learned_scales(formats))
     x_t = torch.as_tensor(input_integers(qgraph, x).astype(np.float64))
     opt = torch.optim.Adam(module.param_groups(cfg.lr))
     steps = cfg.epochs * -(-len(x_t) // cfg.batch)
@@ -159,6 +159,7 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
         result = module.graph()
     pruned = module.sparsity() if cfg.prune is not None else {}
     record = {"config": asdict(cfg), "samples": int(len(x_t)), "labels": y is not None,
+              "learned_scales": learned_scales(formats),
               "task": "classification" if classify else "regression", "formats_moved": moved,
               "history": history, "validation_before": before,
               "validation_after": best if validation is not None else None,
@@ -169,6 +170,15 @@ def train_graph(qgraph: Graph, compression: list[dict], float_graph: Graph | Non
                             "weights": sum(v["weights"] for v in pruned.values()),
                             "zeros": sum(v["zeros"] for v in pruned.values()), "layers": pruned}
     return result, record
+
+
+def learned_scales(formats: QuantConfig | None) -> str | None:
+    """Which weight scales training learns (with the formats): a real-scale design's, one
+    per layer or, with per-channel scales, one per output channel; power-of-two scales and a
+    model's own stay."""
+    if formats is None or formats.scale != "real" or not searchable(formats):
+        return None
+    return "channel" if formats.per_channel else "tensor"
 
 
 PRUNE_SCOPES = ("layer", "global")

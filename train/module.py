@@ -3,8 +3,9 @@ model's integer arithmetic (:mod:`.ops`, :mod:`.ste`), with trainable weights.
 
 Each Dense / Conv layer's weights and bias are trained as real-valued shadows, put onto
 the design's integer grid in every forward pass (``clamp(round_half_up(w / s))``, identity
-gradient inside the range). The scales are the design's and do not move: ``s`` of output
-channel ``n`` is the one its rescale implies, ``scale(W)[n] = ratio[n] * scale(y) /
+gradient inside the range). The scales are the design's (learned only in real-scale
+designs, ``scales``: a log factor per layer or per output channel that moves the rescale's
+multipliers, :meth:`_Linear.rescale`): ``s`` of output channel ``n`` is the one its rescale implies, ``scale(W)[n] = ratio[n] * scale(y) /
 scale(x)`` with ``ratio[n] = rq_mult[n] * 2**-rq_shift`` (a power of two for per-tensor and
 per-channel power-of-two weights, any real scale for models quantized elsewhere), and the
 bias is stored at the accumulator's scale ``scale(x) * scale(W)[n]``.
@@ -27,9 +28,11 @@ import numpy as np
 import torch
 
 from ..ir import Graph
+from ..ir.fixed import real_multiplier
 from ..ir.ops import op_def
 from ..ir.ops.dense import requant_params
-from ..passes.quantize import set_linear_weights
+from ..passes.prequant import real_type
+from ..passes.quantize import accumulator_width, set_linear_weights
 from .ops import lower_node
 from .ste import round_clamp
 
@@ -86,7 +89,8 @@ class _Linear(torch.nn.Module):
     """One Dense / Conv layer's trainable weights: shadows in real units, or one value per
     shared integer; the masks and grids fixed."""
 
-    def __init__(self, node, g: Graph, pruned: bool, shared: bool, w_float: np.ndarray | None) -> None:
+    def __init__(self, node, g: Graph, pruned: bool, shared: bool, w_float: np.ndarray | None,
+                 gains: int = 0) -> None:
         super().__init__()
         w_name, b_name = node.inputs[1], node.inputs[2]
         w_q, b_q = g.consts[w_name].astype(np.int64), g.consts[b_name].astype(np.int64)
@@ -113,6 +117,13 @@ class _Linear(torch.nn.Module):
         else:
             self.index = self.values = None
             self.weight = torch.nn.Parameter(torch.as_tensor(_start(w_q, w_float, s, self.lo, self.hi)))
+        # learned scales (real-scale designs): the log of a factor on each output channel's
+        # weight scale (``gains == 1``: one for the layer, a per-tensor design stays one),
+        # which moves the rescale's multiplier; the bias keeps its real value
+        self.gain = torch.nn.Parameter(torch.zeros(gains, dtype=torch.float64)) if gains else None
+        self._node, self._x_t = node, g.qtype(node.inputs[0])
+        mult, shift = requant_params(node, g)
+        self.register_buffer("ratio", torch.as_tensor(mult.astype(np.float64) * 2.0 ** -shift))
 
     def integers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weights and the bias on their integer grids (float64 holding integers)."""
@@ -123,14 +134,31 @@ class _Linear(torch.nn.Module):
         if self.mask is not None:
             w = w * self.mask
         b = self.bias * self.b_step
+        if self.gain is not None:  # the bias at the accumulator's moved scale
+            b = b * torch.exp(-self.gain)
         return w, b + (torch.floor(b + 0.5) - b).detach()  # rounded, straight through
+
+    def rescale(self, w: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, int, torch.Tensor] | None:
+        """With learned scales: the multipliers and the shift for integers ``w``, ``b`` (the
+        compiler's rule, :func:`nnforge.ir.fixed.real_multiplier` within the width the
+        accumulator leaves) and the factor ``exp(gain - gain)`` (1, carrying the gains'
+        gradient); None without."""
+        if self.gain is None:
+            return None
+        g = self.gain.detach().numpy()
+        ratio = np.broadcast_to(self.ratio.numpy() * np.exp(g), self.ratio.shape)
+        aw = accumulator_width(self._node, self._x_t, np.rint(w.detach().numpy()).astype(np.int64),
+                               np.rint(b.detach().numpy()).astype(np.int64))
+        mult, shift = real_multiplier(ratio, max_bits=min(31, 62 - aw))
+        return mult, shift, torch.exp(self.gain - self.gain.detach()).expand(len(self.ratio))
 
     def magnitudes(self) -> torch.Tensor | None:
         """Each weight's real magnitude relative to the layer's largest (0 where pruned;
         ``None`` for shared weights, which keep their shared values)."""
         if self.values is not None:
             return None
-        w = self.weight.detach().abs() * self.w_scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
+        scale = self.w_scale if self.gain is None else self.w_scale * torch.exp(self.gain.detach())
+        w = self.weight.detach().abs() * scale.reshape((-1,) + (1,) * (self.weight.ndim - 1))
         if self.mask is not None:
             w = w * self.mask
         top = w.max()
@@ -159,8 +187,11 @@ class _Linear(torch.nn.Module):
         Grids narrower than 4 bits keep the 4-bit pace in steps (``hi`` at least
         :data:`MIN_PACE`): a 2-bit weight would otherwise need hundreds of updates for one step."""
         w = self.weight if self.values is None else self.values
-        return [{"params": [w], "lr": lr * max(self.hi, MIN_PACE)},
-                {"params": [self.bias], "lr": lr * max(self.out_hi, MIN_PACE)}]
+        groups = [{"params": [w], "lr": lr * max(self.hi, MIN_PACE)},
+                  {"params": [self.bias], "lr": lr * max(self.out_hi, MIN_PACE)}]
+        if self.gain is not None:  # a log factor: lr of the scale per update (0.15% by default)
+            groups.append({"params": [self.gain], "lr": lr})
+        return groups
 
     @torch.no_grad()
     def clamp_(self) -> None:
@@ -185,7 +216,10 @@ class IntegerModule(torch.nn.Module):
     (float64 or int64, batch first), equal to the golden model's on every element;
     ``logits(x_int)``: the same scaled to real values (what a loss sees)."""
 
-    def __init__(self, qgraph: Graph, compression: list[dict] | None = None, float_graph: Graph | None = None) -> None:
+    def __init__(self, qgraph: Graph, compression: list[dict] | None = None, float_graph: Graph | None = None,
+                 scales: str | None = None) -> None:
+        """``scales``: learn the weight scales of the layers with real-scale rescales,
+        ``"tensor"`` one per layer, ``"channel"`` one per output channel (None: they stay)."""
         super().__init__()
         g = qgraph.copy()
         self._g = g
@@ -201,7 +235,10 @@ class IntegerModule(torch.nn.Module):
                 # as a depthwise Conv of ones, with real scales; its weights are not the model's)
                 key = f"l{len(self.layers)}"
                 w_float = float_graph.consts.get(node.inputs[1]) if float_graph is not None else None
-                self.layers[key] = _Linear(node, g, node.name in pruned, node.name in shared, w_float)
+                gains = 0
+                if scales is not None and node.attrs.get("rq_mult") is not None and not node.attrs.get("rounding"):
+                    gains = g.shape(node.inputs[1])[0] if scales == "channel" else 1
+                self.layers[key] = _Linear(node, g, node.name in pruned, node.name in shared, w_float, gains)
                 self._layer_of[node.name] = key
         trained = {t for n in self._layer_of for t in g.node(n).inputs[1:]}
         self._const_buffers: dict[str, str] = {}  # the other constants, as buffers
@@ -215,12 +252,18 @@ class IntegerModule(torch.nn.Module):
         env = {g.inputs[0]: torch.as_tensor(x_int).to(torch.float64)}
         for name, buf in self._const_buffers.items():
             env[name] = getattr(self, buf)
+        rescales = {}
         for node_name, key in self._layer_of.items():
             w, b = self.layers[key].integers()
             node = g.node(node_name)
             env[node.inputs[1]], env[node.inputs[2]] = w, b
+            rq = self.layers[key].rescale(w, b)
+            if rq is not None:
+                rescales[node_name] = rq
         for node, step in self.steps:
-            for t, v in zip(node.outputs, step([env[t] for t in node.inputs]), strict=True):
+            ins = [env[t] for t in node.inputs]
+            outs = step(ins, rescales[node.name]) if node.name in rescales else step(ins)
+            for t, v in zip(node.outputs, outs, strict=True):
                 env[t] = v
         return env[g.outputs[0]]
 
@@ -299,7 +342,17 @@ class IntegerModule(torch.nn.Module):
         """A copy of the quantized graph holding the trained integers."""
         q = self._g.copy()
         for node_name, key in self._layer_of.items():
-            w, b = self.layers[key].integers()
-            set_linear_weights(q, q.node(node_name), np.rint(w.numpy()).astype(np.int64),
-                               np.rint(b.numpy()).astype(np.int64))
+            layer = self.layers[key]
+            w, b = layer.integers()
+            rq = layer.rescale(w, b)
+            node = q.node(node_name)
+            if rq is not None:  # the learned scales: the rescale and the weights' nominal type
+                mult, shift, _ = rq
+                q.replace_node(node_name, node.with_(attrs={**node.attrs, "rq_mult": tuple(int(v) for v in mult),
+                                                            "rq_shift": int(shift)}))
+                node = q.node(node_name)
+                w_t = q.qtype(node.inputs[1])
+                q.set_qtype(node.inputs[1], real_type(w_t.width, float(weight_scales(node, q).max()), w_t.signed,
+                                                      w_t.bounds))
+            set_linear_weights(q, node, np.rint(w.numpy()).astype(np.int64), np.rint(b.numpy()).astype(np.int64))
         return q

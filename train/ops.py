@@ -89,18 +89,26 @@ def _linear_out(node, g: Graph, axis: int) -> Callable[[torch.Tensor], torch.Ten
     m = _i64(mult)
     even = rounding_of(node) == "half_even"
 
-    def out(acc: torch.Tensor) -> torch.Tensor:
+    def out(acc: torch.Tensor, rq=None) -> torch.Tensor:
         check_exact(acc, f"node {node.name!r}: accumulator")
         if relu:
             acc = acc.clamp(min=0)
-        return requantize(acc, _channels(m, acc.ndim, axis), shift, lo, hi, even)
+        if rq is None:
+            return requantize(acc, _channels(m, acc.ndim, axis), shift, lo, hi, even)
+        # learned scales (module._Linear.rescale): this pass's multipliers, and the factor
+        # (exactly 1) whose gradient is the scale's: d y / d log(scale) = y, inside the range
+        mult, sh, factor = rq
+        y = requantize(acc, _channels(_i64(mult), acc.ndim, axis), sh, lo, hi, even)
+        ratio = _channels(torch.as_tensor(mult.astype(np.float64) * 2.0 ** -sh), acc.ndim, axis)
+        inside = ((y > lo) & (y < hi)).to(acc.dtype)
+        return y + (_channels(factor, acc.ndim, axis) - 1) * (acc.detach() * ratio * inside)
     return out
 
 
 @lowers("Dense")
 def _dense(node, g: Graph) -> Step:
     out = _linear_out(node, g, -1)
-    return lambda ins: [out(ins[0] @ ins[1].T + ins[2])]
+    return lambda ins, rq=None: [out(ins[0] @ ins[1].T + ins[2], rq)]
 
 
 @lowers("Conv")
@@ -114,10 +122,10 @@ def _conv(node, g: Graph) -> Step:
     pad = [p for i in reversed(range(nd)) for p in (pads[i], pads[nd + i])]
     out = _linear_out(node, g, 1)
 
-    def step(ins):
+    def step(ins, rq=None):
         x, w, b = ins
         acc = conv(F.pad(x, pad), w, None, stride=strides, dilation=dil, groups=groups)
-        return [out(acc + _channels(b, acc.ndim, 1))]
+        return [out(acc + _channels(b, acc.ndim, 1), rq)]
     return step
 
 
