@@ -52,6 +52,8 @@ ROWS = [
     ("W8/A8, pruned 75% at compile", {"bits": 8, "prune": 0.75}, PRUNE_TUNE),
     ("W8/A8, pruned 75% at compile + KD", {"bits": 8, "prune": 0.75}, {**PRUNE_TUNE, "distill": KD_T}),
     ("W8/A8, pruned 75% gradually in training", {"bits": 8}, {**PRUNE_TUNE, "prune": 0.75}),
+    ("W8/A8, pruned 75% gradually over the network", {"bits": 8},
+     {**PRUNE_TUNE, "prune": 0.75, "prune_scope": "global"}),
     ("mixed W2-8 (drop <= 3%) / A6", {"bits": 6, "mixed_precision": 0.03}, {}),
 ]
 BACKENDS = ("golden", "c", "hls", "verilog")

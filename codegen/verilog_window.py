@@ -288,6 +288,8 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
              x_zero=ulit(xw, 0))
     e["dsp"] = dsp_registers(e["lut_mul"], pw)
     _adder_tree(e)
+    if rounding_of(node) == "half_even" and shift > 0:
+        e["rule"] = e["rule"].replace("round_half_up", "round_half_even")
     _mac_requant(e, cm, aw, shift, o_t.width, rounding_of(node) == "half_even")
 
 
