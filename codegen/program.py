@@ -35,7 +35,7 @@ from ..ir.fixed import signed_width_for
 from ..ir.ops import op_def, ops_with
 from ..ir.ops.window import out_sizes, spatial_attrs
 from ..ir.ops.add import add_params
-from ..ir.ops.dense import requant_params, rounding_of
+from ..ir.ops.dense import requant_params, ties_to_even
 from ..ir.ops.prelu import channel_slopes
 from ..ir.ops.reduce import axes_of, count, sum_params, sum_ref
 from .lower import BackendError, ModelIO, c_int_type, interface
@@ -249,7 +249,7 @@ def _channel_requant(node, q: Graph, acc_width: int) -> dict:
     mult, shift = requant_params(node, q)
     # ties to even (ir.fixed.round_shift): v - 1 + bit_shift(v) rounded half up
     p = {"shift": shift, "mult_rows": None, "mult_size": int(mult.size),
-         "even": rounding_of(node) == "half_even" and shift > 0}
+         "even": ties_to_even(node, shift)}
     if np.any(mult != 1):
         prod_width = acc_width + int(mult.max()).bit_length()
         p.update(mult_rows=rows(mult), mult_ctype=c_int_type(int(mult.max()).bit_length() + 1, True),

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir.fixed import signed_width_for
-from ..ir.ops.dense import requant_params, rounding_of
+from ..ir.ops.dense import requant_params, ties_to_even
 from .lower import BackendError
 from .program import step_params
 from .engines import EN_LANES, Timing, WindowEngine, dsp_registers, en_copies
@@ -288,9 +288,10 @@ def _mac(e: dict, q: Graph, node, name: str, p: dict, w: np.ndarray, fold: Fold)
              x_zero=ulit(xw, 0))
     e["dsp"] = dsp_registers(e["lut_mul"], pw)
     _adder_tree(e)
-    if rounding_of(node) == "half_even" and shift > 0:
+    even = ties_to_even(node, shift)
+    if even:
         e["rule"] = e["rule"].replace("round_half_up", "round_half_even")
-    _mac_requant(e, cm, aw, shift, o_t.width, rounding_of(node) == "half_even")
+    _mac_requant(e, cm, aw, shift, o_t.width, even)
 
 
 def row_weights(w: np.ndarray, fold: Fold, blocks: int, steps: int) -> np.ndarray:
@@ -383,7 +384,8 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int, even: bool = F
         e.update(mw_m1=mw - 1, mrw_m1=pe * mw - 1, qa_m1=qa - 1, m_ext=ulit(qa - mw, 0),
                  mrom=[hexlit(pe * mw, v) for v in pack(_padded(cm["vals"], e["blocks"] * pe).reshape(e["blocks"], pe), mw)])
     cw = max(qa + 1, qa - shift, ow + 1, abs(lo).bit_length() + 1, abs(hi).bit_length() + 1) + 1
-    even = even and shift > 0
+    if even:  # the parity bit a[shift] must be a bit of the word, and the sum must fit it
+        cw = max(cw, shift + 2)
     below, above = _clamp_tests(qa, cw, shift, lo, hi, even)
     for o in e["O"]:
         o.update(acc_ext=ext(qa - aw, True, f"acc{o['p']}[{aw - 1}]"),
@@ -393,8 +395,7 @@ def _mac_requant(e: dict, cm: dict, aw: int, shift: int, ow: int, even: bool = F
             o.update(m_hi=(o["p"] + 1) * cm["mw"] - 1, m_lo=o["p"] * cm["mw"])
     lcw = bits(pe + 1)
     e.update(cw_m1=cw - 1, rnd_c=shex(cw, ((1 << (shift - 1)) - even) if shift > 0 else 0), lc_m1=lcw - 1,
-             even=even, even_bit=min(shift, cw - 1),  # (past the word: the sign bit, extended)
-             even_pad=ulit(cw - 1, 0),
+             even=even, even_pad=ulit(cw - 1, 0),
              lc_zero=ulit(lcw, 0), lc_one=ulit(lcw, 1), lc_pe=ulit(lcw, pe))
     if e["short"]:  # the last block of output channels has fewer than PE
         obw = bits(e["blocks"])
@@ -409,7 +410,8 @@ def _clamp_tests(qa: int, cw: int, shift: int, lo: int, hi: int, even: bool = Fa
     ``qa``-bit value can pass or fail is a constant). ``even``: ties to even."""
     if shift > 0:  # floor((a + 2^(s-1)) / 2^s) < lo  <=>  a < lo*2^s - 2^(s-1)
         below, above = (lo << shift) - (1 << (shift - 1)), ((hi + 1) << shift) - (1 << (shift - 1)) - 1
-        if even:  # the tie below lo rounds up to lo when lo is odd; the one above hi to hi + 1 when that is
+        if even:  # a tie below lo goes down to lo - 1 (the test moves up by 1) when lo is odd; the one
+            # above hi goes up to hi + 1 only when hi + 1 is even (else the test moves up by 1)
             below, above = below + (lo & 1), above + ((hi + 1) & 1)
     else:  # a * 2^k < lo  <=>  a < ceil(lo / 2^k);  a * 2^k > hi  <=>  a > floor(hi / 2^k)
         below, above = -((-lo) >> -shift), hi >> -shift

@@ -61,7 +61,8 @@ def _narrow_quantized(imp, onode, bounds) -> None:
     src = onode.input[0]
     scale, zero, lo, hi = imp.quantized[src]
     quant = imp.g.producer(imp.resolve(src))
-    if quant is None or quant.op != "Quant" or len(imp.g.consumers(quant.outputs[0])) > 0:
+    readers = sum(src in n.input for n in imp.model.graph.node) + sum(o.name == src for o in imp.model.graph.output)
+    if quant is None or quant.op != "Quant" or readers != 1:
         raise ImportError_(f"node {qn(onode.name)}: a Clip of quantized integers must be the only reader of "
                            f"its QuantizeLinear")
     new_lo = lo if bounds[0] is None else max(lo, math.ceil(bounds[0]))

@@ -310,8 +310,8 @@ def _linear(q: Graph, node: Node, cfg: QuantConfig, means=None, inputs=None) -> 
             # QuantizeLinear), floor / ceil moved into the bias
             k = int(mult.min()).bit_length() - 1
             mult, shift = mult >> k, shift - k
-            if rounding == "half_even" and shift > 0:
-                extra["rounding"] = "half_even"
+            if rounding == "half_even" and shift > 0 and cfg.from_model:
+                extra["rounding"] = "half_even"  # (not the Quant points a real-scale calibration makes)
     if rounding in ("floor", "ceil"):
         set_linear_weights(q, node, w_q, b_q + _directed_rounding(node, rounding, ratio, mult, shift))
         node = q.node(node.name)  # (set_linear_weights checks that acc * mult still fits)

@@ -12,8 +12,9 @@ import pytest
 import nnforge
 from conftest import ROOT
 
-import brevitas.nn as brevitas_nn  # noqa: E402  (test dependencies: pyproject [test])
-import torch  # noqa: E402
+# test dependencies (pyproject [test]); without them this file is skipped and says why
+torch = pytest.importorskip("torch")
+brevitas_nn = pytest.importorskip("brevitas.nn")
 from brevitas.export import export_onnx_qcdq, export_qonnx  # noqa: E402
 from brevitas.inject.enum import FloatToIntImplType  # noqa: E402
 from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Int32Bias  # noqa: E402

@@ -4,6 +4,8 @@ fixed-point quantizers) - golden equals an independent evaluation of the QONNX d
 on every integer, with ties and saturation at the clamp bounds frequent by construction;
 every backend equals golden."""
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -12,6 +14,7 @@ from onnx import TensorProto, helper
 import nnforge
 from nnforge.ir.fixed import round_shift
 from nnforge.passes.quantize import QuantizeError
+from nnforge.persist import DesignFileError
 
 DOMAIN = "qonnx.custom_op.general"
 MODES = ("ROUND", "FLOOR", "CEIL")
@@ -117,6 +120,19 @@ def reference(x_int: np.ndarray, mode: str, relu: bool) -> np.ndarray:
     return np.clip(rnd(z / S_Y), -16, 15).astype(np.int64)
 
 
+def _ties(x_int: np.ndarray, relu: bool) -> float:
+    """The share of the convolution's outputs that lie exactly half way between two steps
+    of its output type (where the roundings differ)."""
+    x = np.pad(x_int.reshape(len(x_int), 1, 4, 4).astype(np.float64) * S_X, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    w = W1 * W_SCALE.reshape(-1, 1, 1, 1)
+    h = np.stack([np.einsum("nchw,mchw->nm", x[:, :, i:i + 3, j:j + 3], w) for i in range(4) for j in range(4)], -1)
+    h = h + (B1 * S_X * W_SCALE).reshape(1, -1, 1)
+    if relu:
+        h = np.maximum(h, 0)
+    v = h / S_H
+    return float(np.mean(v - np.floor(v) == 0.5))
+
+
 def _inputs(n: int) -> np.ndarray:
     return RNG.integers(-32, 32, size=(n, 1, 4, 4)).astype(np.int64)
 
@@ -145,6 +161,7 @@ def test_golden_keeps_the_models_rounding(mode, relu):
     h = nnforge.ir.run_int(design.qgraph, x, keep=True)[layers[0].outputs[0]]
     assert (h == h.min()).mean() > 0.02 and (h == h.max()).mean() > 0.02
     assert (ref == -16).any() and (ref == 15).any()
+    assert _ties(x, relu) > 0.05
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -177,12 +194,92 @@ def test_a_directed_rounding_needs_power_of_two_rescales():
         nnforge.compile(model)
 
 
-def test_an_unknown_rounding_is_refused_on_load():
+@pytest.mark.parametrize("value", ["stochastic", "", None, 3])
+def test_an_unknown_rounding_is_refused_on_load(value, tmp_path):
+    """A design file whose layer states another rounding: one error naming it, no design."""
     design = nnforge.compile(make_model("ROUND", False))
-    conv = next(n for n in design.qgraph.topo() if n.op == "Conv")
-    with pytest.raises(ValueError, match="rounding must be one of"):
-        nnforge.ir.ops.op_def("Conv").shape({**conv.attrs, "rounding": "stochastic"},
-                                           [design.qgraph.shape(t) for t in conv.inputs])
+    design.save(tmp_path / "d")
+    path = tmp_path / "d" / "design.json"
+    text = path.read_text()
+    # the quantized graph's Conv (the float graph's Quant nodes state a rounding too)
+    at = text.index('"op": "Conv"', text.index('"quantized_graph"'))
+    head, tail = text[:at], text[at:]
+    assert '"rounding": "half_even"' in tail
+    path.write_text(head + tail.replace('"rounding": "half_even"', f'"rounding": {json.dumps(value)}', 1))
+    with pytest.raises(DesignFileError, match="rounding"):
+        nnforge.Design.load(tmp_path / "d")
+
+
+def test_the_window_clamp_tests_round_ties_to_even():
+    """The Verilog window engine tests the clamp on the unrounded value: for every bound
+    pair, shift and value of a small word, the tests say what rounding then clamping says."""
+    from nnforge.codegen.verilog_window import _clamp_tests
+
+    for qa in (4, 5):
+        a = np.arange(-(1 << (qa - 1)), 1 << (qa - 1), dtype=np.int64)
+        for shift in range(1, qa + 2):
+            q = round_shift(a, shift, "half_even")
+            for lo in range(-5, 4):
+                for hi in range(lo, 5):
+                    lt, gt = _clamp_tests(qa, qa + 3, shift, lo, hi, even=True)
+                    for v, qv in zip(a, q):
+                        def holds(test: str) -> bool:
+                            if test in ("1'b0", "1'b1"):
+                                return test == "1'b1"
+                            op, lit = test.strip("()").split(" ")[1:]
+                            bound = _literal(lit)
+                            return int(v) < bound if op == "<" else int(v) > bound
+                        assert holds(lt) == (qv < lo) and holds(gt) == (qv > hi), (qa, shift, lo, hi, v)
+
+
+def _literal(lit: str) -> int:
+    """A signed Verilog literal ``W'shH`` (two's complement in W bits) as an integer."""
+    width, digits = lit.split("'sh")
+    v = int(digits, 16)
+    return v - (1 << int(width)) if v >= 1 << (int(width) - 1) else v
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_training_forward_keeps_the_models_rounding(mode):
+    """The PyTorch forward pass of nnforge.train equals golden on a design that rounds ties
+    to even (or floors / ceils through its bias)."""
+    import torch
+
+    from nnforge.train.module import IntegerModule
+
+    design = nnforge.compile(make_model(mode, True))
+    x = _inputs(300)
+    with torch.no_grad():
+        y = IntegerModule(design.qgraph, design.compression)(torch.as_tensor(x.astype(np.float64))).numpy()
+    assert np.array_equal(y.reshape(len(x), -1), design.predict_int(x).reshape(len(x), -1))
+
+
+def test_a_qcdq_clip_must_be_its_quantizations_only_reader():
+    """QuantizeLinear -> Clip -> DequantizeLinear narrows the range; a second reader of the
+    QuantizeLinear would see the narrowed range too, so the model is refused."""
+    def model(second_reader: bool):
+        c = [_c("s", 0.0625), onnx.numpy_helper.from_array(np.array(0, np.int8), "z"), _c("lo", -2.0), _c("hi", 1.0)]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+                 helper.make_node("Clip", ["q", "lo", "hi"], ["qc"]),
+                 helper.make_node("DequantizeLinear", ["qc", "s", "z"], ["y0"])]
+        if second_reader:
+            nodes += [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d2"]),
+                      helper.make_node("Add", ["y0", "d2"], ["y1"]),
+                      helper.make_node("QuantizeLinear", ["y1", "s", "z"], ["q2"]),
+                      helper.make_node("DequantizeLinear", ["q2", "s", "z"], ["y"])]
+        else:
+            nodes[-1] = helper.make_node("DequantizeLinear", ["qc", "s", "z"], ["y"])
+        g = helper.make_graph(nodes, "qcdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], c)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+        m.ir_version = 8
+        return m
+
+    design = nnforge.compile(model(False))
+    x = np.array([[-1.0, -0.1, 0.05, 1.0]])
+    assert np.array_equal(design.predict_int(design.quantize_input(x)).reshape(-1), [-2, -2, 1, 1])
+    with pytest.raises(nnforge.ModelImportError, match="only reader"):
+        nnforge.compile(model(True))
 
 
 @pytest.mark.slow

@@ -59,6 +59,8 @@ class TrainConfig:
             raise ValueError(f"the distillation temperature must be a positive number, got {self.distill}")
         if self.prune is not None and not 0.0 <= self.prune < 1.0:
             raise ValueError(f"the pruning sparsity must be within [0, 1), got {self.prune}")
+        if self.prune_scope == "global" and self.prune is None:
+            raise ValueError("prune_scope='global' needs a pruning sparsity (prune=S)")
         if self.prune_scope not in PRUNE_SCOPES:
             raise ValueError(f"the pruning scope must be one of {', '.join(PRUNE_SCOPES)}, got {self.prune_scope!r}")
         if not 0.0 <= self.distill_weight <= 1.0:

@@ -30,7 +30,7 @@ import torch
 from ..ir import Graph
 from ..ir.fixed import real_multiplier
 from ..ir.ops import op_def
-from ..ir.ops.dense import requant_params
+from ..ir.ops.dense import requant_params, rounding_of
 from ..passes.prequant import real_type
 from ..passes.quantize import accumulator_width, set_linear_weights
 from .ops import lower_node
@@ -236,7 +236,7 @@ class IntegerModule(torch.nn.Module):
                 key = f"l{len(self.layers)}"
                 w_float = float_graph.consts.get(node.inputs[1]) if float_graph is not None else None
                 gains = 0
-                if scales is not None and node.attrs.get("rq_mult") is not None and not node.attrs.get("rounding"):
+                if scales is not None and node.attrs.get("rq_mult") is not None and rounding_of(node) == "half_up":
                     gains = g.shape(node.inputs[1])[0] if scales == "channel" else 1
                 self.layers[key] = _Linear(node, g, node.name in pruned, node.name in shared, w_float, gains)
                 self._layer_of[node.name] = key

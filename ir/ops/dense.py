@@ -33,7 +33,7 @@ ATTRS = {"relu": False, "acc_width": 0, "rq_mult": None, "rq_shift": None, "roun
 
 
 def check_rounding(op: str, attrs) -> None:
-    if (attrs.get("rounding") or "half_up") not in ROUNDINGS:
+    if attrs.get("rounding", "half_up") not in ROUNDINGS:
         raise ValueError(f"{op}: rounding must be one of {', '.join(ROUNDINGS)}, got {attrs.get('rounding')!r}")
 
 
@@ -100,7 +100,13 @@ def linear_output(node, g, acc: np.ndarray, axis: int) -> np.ndarray:
 
 def rounding_of(node) -> str:
     """A linear layer's requantization rounding: ``half_up`` (the contract's) or ``half_even``."""
-    return node.attrs.get("rounding") or "half_up"
+    return node.attrs.get("rounding", "half_up")
+
+
+def ties_to_even(node, shift: int) -> bool:
+    """Whether a linear layer's requantization by ``shift`` bits rounds ties to even (a
+    shift of 0 or less drops no bits: nothing to round)."""
+    return rounding_of(node) == "half_even" and shift > 0
 
 
 def float16_ref(node, g, inputs):
