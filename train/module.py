@@ -52,6 +52,7 @@ def shared_layers(compression: list[dict]) -> set[str]:
     return {name for c in compression if c.get("kind") == "share" for name in c.get("layers", {})}
 
 
+SCALE_PACE = 1.0  # a learned scale's learning rate, relative to the weights' share of their range
 MIN_PACE = 7  # the learning rate's scale in grid steps is at least a 4-bit grid's (hi = 7)
 
 # how far past the grid's end a shadow may go (in steps): less than half a step, so that it
@@ -189,8 +190,8 @@ class _Linear(torch.nn.Module):
         w = self.weight if self.values is None else self.values
         groups = [{"params": [w], "lr": lr * max(self.hi, MIN_PACE)},
                   {"params": [self.bias], "lr": lr * max(self.out_hi, MIN_PACE)}]
-        if self.gain is not None:  # a log factor: lr of the scale per update (0.15% by default)
-            groups.append({"params": [self.gain], "lr": lr})
+        if self.gain is not None:  # a log factor: SCALE_PACE * lr of the scale per update
+            groups.append({"params": [self.gain], "lr": lr * SCALE_PACE})
         return groups
 
     @torch.no_grad()
