@@ -54,8 +54,8 @@ ROWS = [
     ("W8/A8, pruned 75% gradually in training", {"bits": 8}, {**PRUNE_TUNE, "prune": 0.75}),
     ("W8/A8, pruned 75% gradually over the network", {"bits": 8},
      {**PRUNE_TUNE, "prune": 0.75, "prune_scope": "global"}),
-    ("W8/A8, pruned 75% gradually in training + KD, 300 epochs", {"bits": 8},
-     {**PRUNE_TUNE, "prune": 0.75, "distill": KD_T, "epochs": 300}),
+    ("W8/A8, pruned 75% gradually in training + KD, 600 epochs", {"bits": 8},
+     {**PRUNE_TUNE, "prune": 0.75, "distill": KD_T, "epochs": 600}),
     ("mixed W2-8 (drop <= 3%) / A6", {"bits": 6, "mixed_precision": 0.03}, {}),
 ]
 BACKENDS = ("golden", "c", "hls", "verilog")
