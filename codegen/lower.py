@@ -14,7 +14,7 @@ import numpy as np
 
 from ..ir import FixedType, Graph
 from ..ir.fixed import signed_width_for
-from ..ir.ops.dense import requant_params, rounding_of
+from ..ir.ops.dense import requant_params, ties_to_even
 from .errors import BackendError
 from .naming import sanitize
 from .registry import Lowerings
@@ -31,8 +31,8 @@ class DenseLayer:
     ``shift`` may be <= 0 (then it is an exact left shift by ``-shift``). ``lo``/``hi``
     are the output range; a fused Relu shows up as ``lo == max(out_t.lo, 0)``. ``mult``
     holds the per-output-channel multipliers (integers >= 0,
-    :func:`nnforge.ir.ops.dense.requant_params`); None when every one is 1. ``rounding``
-    ``"half_even"`` rounds ties to even instead (:func:`nnforge.ir.fixed.round_shift`).
+    :func:`nnforge.ir.ops.dense.requant_params`); None when every one is 1. ``even``: the
+    shift rounds ties to even instead (:func:`nnforge.ir.ops.dense.ties_to_even`).
     """
 
     name: str
@@ -50,7 +50,7 @@ class DenseLayer:
     relu: bool
     mult: np.ndarray | None = field(default=None, repr=False)  # (n_out,) int64, or None: all 1
     tensor: str = ""  # the IR tensor of the output
-    rounding: str = "half_up"
+    even: bool = False
 
     @property
     def macs(self) -> int:
@@ -113,7 +113,7 @@ def _dense_layer(node, q: Graph, used: set[str]) -> DenseLayer:
         acc_width=int(node.attr("acc_width")), tensor=node.outputs[0],
         shift=int(shift),
         lo=max(out_t.lo, 0) if relu else out_t.lo, hi=out_t.hi, relu=relu,
-        mult=None if np.all(mult == 1) else np.asarray(mult, dtype=np.int64), rounding=rounding_of(node),
+        mult=None if np.all(mult == 1) else np.asarray(mult, dtype=np.int64), even=ties_to_even(node, shift),
     )
 
 

@@ -247,9 +247,8 @@ def _requant_ctx(ly: DenseLayer, cm: dict) -> dict:
     rw = max(qa, ly.shift) + 1 if ly.shift > 0 else qa - ly.shift
     qw = rw - max(ly.shift, 0)
     cw = max(qw, ow + 2)
-    even = ly.rounding == "half_even" and ly.shift > 0  # ties to even: 2^(s-1) - 1 + bit s (ties_to_even)
-    return {"shift": ly.shift, "rw": rw, "cw": cw, "even": even,
-            "rnd": shex(rw, (1 << (ly.shift - 1)) - even) if ly.shift > 0 else "", "even_pad": ulit(rw - 1, 0),
+    return {"shift": ly.shift, "rw": rw, "cw": cw, "even": ly.even,  # ties to even: 2^(s-1) - 1 + bit s
+            "rnd": shex(rw, (1 << (ly.shift - 1)) - ly.even) if ly.shift > 0 else "", "even_pad": ulit(rw - 1, 0),
             "rw_ext": repl(rw - qa, f"{src}[{qa - 1}]"), "rq_src": src, "cm": cm["mode"],
             "lshift_zero": ulit(-ly.shift, 0) if ly.shift < 0 else "",
             "qw": qw, "cw_ext_n": cw - qw, "cw_ext": repl(cw - qw, f"q[{qw - 1}]"),

@@ -299,9 +299,12 @@ class IntegerModule(torch.nn.Module):
             return
         # per layer: its remaining weights' magnitudes in ascending order, at most as many
         # as the cap leaves it to lose
-        room = [torch.sort(m[layer.mask].reshape(-1) if layer.mask is not None else m.reshape(-1)).values[
-                    :max(0, int(GLOBAL_CAP * layer.weight.numel()) - layer.zeros())]
-                for layer, m in ((layer, layer.magnitudes()) for layer in layers)]
+        room = []
+        for layer in layers:
+            m = layer.magnitudes()
+            remaining = m[layer.mask] if layer.mask is not None else m.reshape(-1)
+            cap = max(0, int(GLOBAL_CAP * layer.weight.numel()) - layer.zeros())
+            room.append(torch.sort(remaining).values[:cap])
         pool = torch.cat(room)
         need = min(need, len(pool))
         if need <= 0:

@@ -93,15 +93,15 @@ def _linear_out(node, g: Graph, axis: int) -> Callable[[torch.Tensor], torch.Ten
         check_exact(acc, f"node {node.name!r}: accumulator")
         if relu:
             acc = acc.clamp(min=0)
-        if rq is None:
-            return requantize(acc, _channels(m, acc.ndim, axis), shift, lo, hi, even)
         # learned scales (module._Linear.rescale): this pass's multipliers, and the factor
         # (exactly 1) whose gradient is the scale's: d y / d log(scale) = y, inside the range
-        mult, sh, factor = rq
-        y = requantize(acc, _channels(_i64(mult), acc.ndim, axis), sh, lo, hi, even)
-        ratio = _channels(torch.as_tensor(mult.astype(np.float64) * 2.0 ** -sh), acc.ndim, axis)
+        mult, sh = (m, shift) if rq is None else (_i64(rq[0]), rq[1])
+        y = requantize(acc, _channels(mult, acc.ndim, axis), sh, lo, hi, even)
+        if rq is None:
+            return y
+        ratio = _channels(mult.to(acc.dtype) * 2.0 ** -sh, acc.ndim, axis)
         inside = ((y > lo) & (y < hi)).to(acc.dtype)
-        return y + (_channels(factor, acc.ndim, axis) - 1) * (acc.detach() * ratio * inside)
+        return y + (_channels(rq[2], acc.ndim, axis) - 1) * (acc.detach() * ratio * inside)
     return out
 
 
