@@ -192,7 +192,12 @@ def cmd_synth(args, progress: Progress) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(fpga.text_report(result), end="")
-    if result.get("vendor") == "amd" or result["timing_met"]:
+    if result.get("vendor") == "amd":
+        if result.get("fits", True):
+            return 0
+        print(f"nnforge: {result['fit_error']} (Yosys synth_xilinx; the report was written)", file=sys.stderr)
+        return 1
+    if result["timing_met"]:
         return 0
     worst = min(result["fmax_mhz"].values(), default=0.0)
     print(f"nnforge: timing not met on {result['part']}: Fmax {worst:.2f} MHz is below the "
@@ -303,8 +308,9 @@ def _folding_options(c) -> None:
                         "(ECP5 DP16KD, 18 kbit)")
     c.add_argument("--fit", metavar="PART",
                    help="Verilog folding: the fastest design that fits an FPGA part (ecp5-25k, ecp5-45k, "
-                        "ecp5-85k, ice40-up5k): its multipliers, and by the resource estimate "
-                        f"{int(FIT_SHARE * 100)}%% of its LUT4s and flip-flops (room for placement) and its block RAMs")
+                        "ecp5-85k, ice40-up5k; AMD xc7z020, xc7a35t, xc7a100t, xczu3eg, xczu7ev): its multipliers, "
+                        f"and by the resource estimate for its architecture {int(FIT_SHARE * 100)}%% of its LUTs and "
+                        "flip-flops (room for placement) and its block RAMs")
 
 
 def _verify_parser(sub) -> None:
@@ -370,7 +376,9 @@ def _synth_parser(sub) -> None:
     s.add_argument("outdir", help="a folder written by 'nnforge compile' with the verilog target")
     s.add_argument("--fpga", default="auto", metavar="PART",
                    help="ecp5-25k, ecp5-45k, ecp5-85k, ice40-up5k, auto (default: the smallest ECP5 the design "
-                        "fits) or an AMD/Xilinx part such as xc7a35tcpg236-1 (writes a Vivado script)")
+                        "fits); xc7z020, xc7a35t, xc7a100t, xczu3eg, xczu7ev (or their Vivado part names: Yosys "
+                        "synth_xilinx reports the utilization, and a Vivado script is written); or any other "
+                        "AMD part's Vivado name, such as xcku040-ffva1156-2-e (a Vivado script only)")
     s.add_argument("--clock-mhz", type=float, default=100.0, help="the clock to meet, in MHz (default 100)")
     s.add_argument("--seed", type=int, default=1, help="placement seed (default 1)")
     s.add_argument("--seeds", type=int, default=1, metavar="N",

@@ -145,7 +145,7 @@ class Design:
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
               progress: Progress = QUIET, *, target_fps: float | None = None, clock_mhz: float = 100.0,
               max_multipliers: int | None = None, max_luts: int | None = None, max_ffs: int | None = None,
-              max_bram: int | None = None) -> Path:
+              max_bram: int | None = None, arch: str | None = None) -> Path:
         """Write every target's sources into ``outdir``, atomically: everything is built in
         a temporary folder beside it, marked (``nnforge_output.json``: the SHA-256 of every
         file) and swapped into place only when complete (see :func:`sim.files.replace_dir`).
@@ -158,11 +158,14 @@ class Design:
         ``target_fps`` inferences per second at ``clock_mhz`` (a period of
         ``floor(clock / fps)`` cycles), or a budget (the fastest design that fits): at most
         ``max_multipliers`` multiplier blocks in all (products with a 4-bit operand are
-        built from LUTs and cost none), ``max_luts`` LUT4s, ``max_ffs`` flip-flops and
+        built from LUTs and cost none), ``max_luts`` LUTs, ``max_ffs`` flip-flops and
         ``max_bram`` block RAMs by the resource estimate. Each engine gets the fewest
-        multipliers that keep it within the period."""
+        multipliers that keep it within the period. ``arch``: the architecture the estimate
+        is made for, ``ecp5`` (default: LUT4s, DP16KD blocks) or ``amd`` (an AMD 7 series or
+        UltraScale+ part: LUT6s, 36 kbit block RAM tiles); ``--fit PART`` sets it from the part."""
         targets = check_names(targets, TARGETS, "target")
-        parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers, max_luts, max_ffs, max_bram)
+        parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers, max_luts, max_ffs, max_bram,
+                                   arch)
         outdir = Path(outdir)
         dest = output_folder(outdir, {"model": self.source})
         # every target lowers (or refuses, naming the node) before any file exists

@@ -19,6 +19,7 @@ import numpy as np
 
 from .codegen import c as c_backend
 from .codegen import hls as hls_backend
+from .codegen.folding import ARCH_UNITS, ARCHS
 from .codegen.c_float import FloatProgram, is_float_graph, lower_float_for
 from .codegen.c_float import write_c as write_float_c
 from .codegen.c_float import write_hls as write_float_hls
@@ -336,7 +337,8 @@ def _budget_lines(folding: dict, estimate: dict) -> list[str]:
     """A budget's use (``--fit``, ``--max-*``): each resource's estimate against its limit."""
     if folding.get("mode") != "budget":
         return []
-    used = [f"{estimate[k]} of {folding[b]} {unit} ({100 * estimate[k] / max(1, folding[b]):.0f}%)"
+    units = ARCH_UNITS.get(folding.get("arch", "ecp5"), {})
+    used = [f"{estimate[k]:g} of {folding[b]} {units.get(k, unit)} ({100 * estimate[k] / max(1, folding[b]):.0f}%)"
             for b, k, unit in _BUDGET_UNITS if b in folding and k in estimate]
     return ["  budget use (estimate): " + ", ".join(used)] if used else []
 
@@ -346,11 +348,15 @@ TARGETS: dict[str, Target] = {t.name: t for t in (C(), HLS(), Verilog())}
 
 def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_mhz: float = 100.0,
                  max_multipliers: int | None = None, max_luts: int | None = None,
-                 max_ffs: int | None = None, max_bram: int | None = None):
+                 max_ffs: int | None = None, max_bram: int | None = None, arch: str | None = None):
     """The Verilog folding goal: a mode of ``PARALLELISM``, ``{"target_cycles": T}`` for
     ``target_fps`` at ``clock_mhz``, or a budget: any of ``{"max_multipliers": N,
-    "max_luts": L, "max_ffs": F, "max_bram": B}`` (multiplier blocks, LUT4s, flip-flops,
-    block RAMs, the last three checked on the resource estimate)."""
+    "max_luts": L, "max_ffs": F, "max_bram": B}`` (multiplier blocks, LUTs, flip-flops,
+    block RAMs, the last three checked on the resource estimate). ``arch``: the
+    architecture the estimate is made for (``ecp5``, the default: LUT4s, DP16KD blocks; or
+    ``amd``: LUT6s, 36 kbit block RAM tiles), kept in the goal as ``"arch"``."""
+    if arch is not None and arch not in ARCHS:
+        raise ValueError(f"unknown estimate architecture {arch!r}; choose from {', '.join(ARCHS)}")
     if isinstance(parallelism, dict):
         return parallelism
     if parallelism not in PARALLELISM:
@@ -365,14 +371,14 @@ def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_
         cycles = int(clock_mhz * 1e6 // target_fps)
         if cycles < 1:
             raise ValueError(f"{target_fps} inferences per second at {clock_mhz} MHz leaves less than a cycle each")
-        return {"target_cycles": cycles}
+        return {"target_cycles": cycles, **({"arch": arch} if arch not in (None, "ecp5") else {})}
     if budget:
         if "max_multipliers" in budget and int(budget["max_multipliers"]) < 0:
             raise ValueError("the multiplier budget must be at least 0")
         for k in ("max_luts", "max_ffs", "max_bram"):
             if k in budget and int(budget[k]) < 1:
                 raise ValueError(f"{k} must be at least 1")
-        return {k: int(v) for k, v in budget.items()}
+        return {**{k: int(v) for k, v in budget.items()}, **({"arch": arch} if arch not in (None, "ecp5") else {})}
     return parallelism
 
 
@@ -391,7 +397,11 @@ def folding_of(report: dict):
         if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals.values()):
             raise ValueError(f"report.json: the Verilog folding {mode!r} has no usable "
                              f"{' / '.join(keys[mode])}")
-        return {"target_cycles": vals["period_cycles"]} if mode == "target" else vals
+        goal = {"target_cycles": vals["period_cycles"]} if mode == "target" else vals
+        arch = decision.get("arch", "ecp5")
+        if arch not in ARCHS:
+            raise ValueError(f"report.json: unknown estimate architecture {pname(repr(arch)[:40])}")
+        return {**goal, "arch": arch} if arch != "ecp5" else goal
     if mode not in PARALLELISM:
         raise ValueError(f"report.json: unknown Verilog folding mode {pname(repr(mode)[:40])}")
     return mode

@@ -69,6 +69,7 @@ import math
 import re
 
 from .engines import Fifo, read_stages
+from .folding import ARCHS
 
 # LUT4 equivalents (see the module docstring)
 LUT_PER_OP = 0.75
@@ -441,6 +442,9 @@ def fifo_estimate(depth: int, w: int) -> dict:
            "ffs": 2 * w + 2 * aw + cw + 3, "luts": 0}
     luts = LUT_PER_OP * (3 * aw + 2 * cw + 3)  # pointer and count adders, the compares, the moves
     luts += _place_memory(est, kind, n, w, m)
+    # (the module is parameterised and its memory carries no placement attribute: on another
+    # architecture, synthesis places it by its own costs)
+    est["memories"] = {"mem": {"width": w, "depth": m, "copies": 1, "rom": False, "placement": kind, "free": True}}
     if kind == "bram":
         est["ffs"] -= w  # the read register is the block RAM's
         bank = bram_bank(w, m, aw)
@@ -472,6 +476,8 @@ def memory_estimate(mems, out: dict) -> tuple[float, dict[str, int | None]]:
             luts += ROM_LUT_PER_BIT * live * m.words * m.copies
             out["ffs"] += live * m.copies if m.registered else 0  # its read register
             fed[m.name] = live
+            if "memories" in out:  # (its decoder's LUTs, each copy's)
+                out["memories"][m.name]["logic_luts"] = ROM_LUT_PER_BIT * live * m.words
         else:
             luts += _place_memory(out, kind, n, m.width, m.words, m.copies)
             fed[m.name] = None
@@ -512,27 +518,126 @@ def top_estimate(n_out: int) -> dict:
             "luts": int(round(LUT_PER_OP * (3 * ob + ob)))}
 
 
-def design_estimate(engines, forks=(), fifos=(), n_out: int = 1) -> tuple[list[dict], dict]:
+# ----------------------------------------------------------------------------- AMD parts
+
+# The estimate for an AMD 7 series or UltraScale+ part (Yosys ``synth_xilinx``, as ``nnforge
+# synth --fpga xc7z020`` runs it) from the ECP5 one of the same Verilog: the same
+# multipliers (a DSP48 slice takes a 25 x 18 product, an ECP5 MULT18X18D 18 x 18: the
+# writers' products fit both); each memory the writers placed in block RAM counted in
+# RAMB18 / RAMB36 blocks as Yosys maps it (:func:`amd_bram`), in LUT RAM as its RAM32M /
+# RAM64M cells (:func:`amd_lutram`); the other LUT4 equivalents and the flip-flops scaled
+# by factors fitted on the bundled examples and the MLPerf Tiny shapes (``AMD_LUT6_PER_LUT4``:
+# a LUT6 holds more logic than a LUT4 and a carry chain takes one LUT per bit, not two per
+# two bits; ``AMD_FF_PER_FF``: Yosys moves shift-register chains into SRL16E LUTs)
+AMD_LUT6_PER_LUT4 = 0.45
+# a ROM held in logic (weights, biases): as many LUT6s as the ECP5 estimate's LUT4s, a LUT
+# per 16 live bits (Yosys's xilinx mapping of a ROM's decoder is no denser on random words)
+AMD_ROM_LUT6_PER_LUT4 = 1.0
+AMD_FF_PER_FF = 0.85
+ARCH_TARGET = {
+    "ecp5": "ECP5 (Yosys synth_ecp5): dsp = MULT18X18D, bram = DP16KD, lutram = TRELLIS_DPR16X4, "
+            "ffs = TRELLIS_FF, luts = LUT4 + 2 CCU2C + 4 DPR16X4",
+    "amd": "AMD 7 series / UltraScale+ (Yosys synth_xilinx): dsp = DSP48, bram = 36 kbit tiles (RAMB36 + "
+           "RAMB18 / 2), lutram = LUTs in RAM32M / RAM64M cells, ffs = FDRE / FDSE, luts = LUT1-6 + LUT RAM + SRL",
+}
+# the block RAM modes of the 7 series and UltraScale+ (Yosys's xilinx library): (address
+# bits of a 1-bit port, widths, cost); a RAMB18 is half a RAMB36 tile
+AMD_BRAM_MODES = ((14, (1, 2, 4, 9, 18, 36), 129, "ramb18"), (15, (1, 2, 4, 9, 18, 36, 72), 257, "ramb36"))
+
+
+def _amd_depth(abits: int, width: int) -> int:
+    """Words of ``width`` bits in a block of ``2**abits`` data bits (9, 18, 36 and 72 bits
+    use the parity bits: 2**abits / 8 words of 9)."""
+    return (1 << abits) // width if width < 9 else ((1 << abits) // 8) * 9 // width
+
+
+def amd_bram(width: int, depth: int, rom: bool = False) -> dict[str, int]:
+    """RAMB18 and RAMB36 blocks of a ``width`` x ``depth`` memory placed in block RAM."""
+    best = None
+    for abits, widths, cost, kind in AMD_BRAM_MODES:
+        for w in widths:
+            n = math.ceil(width / w) * math.ceil(depth / _amd_depth(abits, w))
+            if best is None or n * cost < best[0]:
+                best = (n * cost, n, kind)
+    return {"ramb18": best[1] if best[2] == "ramb18" else 0, "ramb36": best[1] if best[2] == "ramb36" else 0}
+
+
+def amd_lutram(width: int, depth: int) -> int:
+    """LUTs of a ``width`` x ``depth`` simple dual-port RAM in LUT RAM: RAM32M cells (32
+    words of 6 bits, 4 LUTs) or RAM64M (64 words of 3 bits, 4 LUTs), the fewer LUTs."""
+    return min(4 * math.ceil(width / 6) * math.ceil(depth / 32), 4 * math.ceil(width / 3) * math.ceil(depth / 64))
+
+
+AMD_COST_LUTRAM = 8  # Yosys's cost of one LUT RAM cell (its xilinx library), beside 129 a RAMB18
+
+
+def amd_placement(width: int, depth: int) -> str:
+    """Where Yosys puts a RAM without a placement attribute on an AMD part: LUT RAM when
+    its cells cost less than the block RAM, else block RAM."""
+    blocks = amd_bram(width, depth)
+    bram_cost = 129 * blocks["ramb18"] + 257 * blocks["ramb36"]
+    return "lutram" if AMD_COST_LUTRAM * amd_lutram(width, depth) // 4 < bram_cost else "bram"
+
+
+def amd_estimate(est: dict) -> dict:
+    """One part's ECP5 estimate (an engine's, a fork's, a FIFO's, the top's) as an AMD
+    part's (see ``AMD_LUT6_PER_LUT4``)."""
+    out = {"multipliers": est.get("multipliers", 0), "dsp": est.get("dsp", 0), "bram_bits": 0, "bram": 0.0,
+           "ramb18": 0, "ramb36": 0, "lutram": 0, "ffs": 0, "luts": 0}
+    lut_mem, ffs, rom_luts = 0, est.get("ffs", 0), 0.0
+    for m in est.get("memories", {}).values():
+        rom_luts += m.get("logic_luts", 0.0) * m["copies"]
+        placement = m["placement"]
+        if m.get("free") and placement != "logic":
+            placement = amd_placement(m["width"], m["depth"])
+            if placement != m["placement"] and placement == "lutram":
+                ffs += m["width"]  # the read register a block RAM held
+        if placement == "bram":
+            blocks = amd_bram(m["width"], m["depth"], m["rom"])
+            out["ramb18"] += blocks["ramb18"] * m["copies"]
+            out["ramb36"] += blocks["ramb36"] * m["copies"]
+            out["bram_bits"] += m["width"] * m["depth"] * m["copies"]
+        elif placement == "lutram":
+            lut_mem += amd_lutram(m["width"], m["depth"]) * m["copies"]
+    out["bram"] = out["ramb36"] + out["ramb18"] / 2
+    out["lutram"] = lut_mem
+    logic = max(0.0, est.get("luts", 0) - 4 * est.get("lutram", 0) - rom_luts)
+    out["luts"] = int(round(AMD_LUT6_PER_LUT4 * logic + AMD_ROM_LUT6_PER_LUT4 * rom_luts)) + lut_mem
+    out["ffs"] = int(round(AMD_FF_PER_FF * ffs))
+    if "memories" in est:
+        out["memories"] = est["memories"]
+    return out
+
+
+def design_estimate(engines, forks=(), fifos=(), n_out: int = 1, arch: str = "ecp5") -> tuple[list[dict], dict]:
     """Each engine's estimate and the design's total: the engines, the forks (``readers``
-    each) and skip FIFOs (``depth``, ``width``) of ``verilog_info.json`` and the top."""
+    each) and skip FIFOs (``depth``, ``width``) of ``verilog_info.json`` and the top, for
+    an architecture of :data:`ARCHS` (an ECP5, or an AMD part: :func:`amd_estimate`)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown estimate architecture {arch!r}; choose from {', '.join(ARCHS)}")
     layers = [engine_estimate(e) for e in engines]
     extra = [fork_estimate(f["readers"], 0) for f in forks]
     extra += [fifo_estimate(f["depth"], f["width"]) for f in fifos]
-    total = {k: 0 for k in _KEYS}
-    for est in layers + extra + [top_estimate(n_out)]:
-        for k in _KEYS:
+    extra.append(top_estimate(n_out))
+    keys = _KEYS
+    if arch == "amd":
+        layers, extra = [amd_estimate(e) for e in layers], [amd_estimate(e) for e in extra]
+        keys = _KEYS + ("ramb18", "ramb36")
+    total = {k: 0 for k in keys}
+    for est in layers + extra:
+        for k in keys:
             total[k] += est.get(k, 0)
     return layers, total
 
 
-def annotate(info: dict, engines) -> dict:
+def annotate(info: dict, engines, arch: str = "ecp5") -> dict:
     """Add ``estimate`` to every layer of ``info`` (a writer's ``verilog_info.json``; its
     layers are ``engines``, in order) and ``totals.estimate``, from the engines' data
-    (:func:`design_estimate`); returns ``info``."""
-    layers, total = design_estimate(engines, info.get("forks", []), info.get("fifos", []), info["n_out"])
+    (:func:`design_estimate` for ``arch``); returns ``info``."""
+    layers, total = design_estimate(engines, info.get("forks", []), info.get("fifos", []), info["n_out"], arch)
     for ly, est in zip(info["layers"], layers):
         ly["estimate"] = est
-    total["target"] = "ECP5 (Yosys synth_ecp5): dsp = MULT18X18D, bram = DP16KD, lutram = TRELLIS_DPR16X4, " \
-                      "ffs = TRELLIS_FF, luts = LUT4 + 2 CCU2C + 4 DPR16X4"
+    total["arch"] = arch
+    total["target"] = ARCH_TARGET[arch]
     info.setdefault("totals", {})["estimate"] = total
     return info

@@ -212,6 +212,10 @@ def within(picks: dict[str, Option], blocks: float) -> dict[str, Option] | None:
 
 
 # a budget goal's keys and the resource estimate (codegen/estimate.py totals) each limits
+# the architectures a resource estimate is made for (codegen/estimate.py: an ECP5, or an AMD
+# 7 series / UltraScale+ part), and the units of the figures that differ
+ARCHS = ("ecp5", "amd")
+ARCH_UNITS = {"ecp5": {"luts": "LUT4s", "bram": "block RAMs"}, "amd": {"luts": "LUT6s", "bram": "BRAM36 tiles"}}
 BUDGETS = {"max_multipliers": "dsp", "max_luts": "luts", "max_ffs": "ffs", "max_bram": "bram"}
 BUDGET_WORDS = {"max_multipliers": "multipliers", "max_luts": "LUT4s", "max_ffs": "flip-flops",
                 "max_bram": "block RAMs"}
@@ -234,7 +238,7 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
     if not isinstance(goal, dict) or not goal:
         raise ValueError(f"unknown parallelism {goal!r}")
     if "target_cycles" in goal:
-        if len(goal) != 1:
+        if set(goal) - {"target_cycles", "arch"}:
             raise ValueError("give a target period or a resource budget, not both")
         period = int(goal["target_cycles"])
         for name, unit in units.items():
@@ -244,12 +248,19 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
         if floor > period:
             raise BackendError(f"target of {period} cycles per inference is out of reach: the streams need at "
                                f"least {floor} cycles (one element per cycle)")
-        return meet(units, period), {"mode": "target", "period_cycles": period}
-    unknown = set(goal) - set(BUDGETS)
+        arch = goal.get("arch", "ecp5")
+        return meet(units, period), {"mode": "target", "period_cycles": period,
+                                     **({"arch": arch} if arch != "ecp5" else {})}
+    unknown = set(goal) - set(BUDGETS) - {"arch"}
     if unknown:
         raise ValueError(f"unknown parallelism goal {sorted(unknown)[0]!r}; use target_cycles or "
                          + ", ".join(BUDGETS))
-    limits = {k: int(v) for k, v in goal.items()}
+    arch = goal.get("arch", "ecp5")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown estimate architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    limits = {k: int(v) for k, v in goal.items() if k != "arch"}
+    if not limits:
+        raise ValueError("a budget needs at least one of " + ", ".join(BUDGETS))
     # per period, the picks meeting the multiplier budget: with any folding, and with lanes
     # by channel only (a row fold's banks can take more block RAM), shortest period first
     by_channel = {name: [o for o in unit if not getattr(o.fold, "flat", False)] or unit for name, unit in units.items()}
@@ -268,6 +279,8 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
         least = other + sum(min(o.cost for o in unit) for unit in units.values())
         raise BackendError(f"no folding fits {limits['max_multipliers']} multipliers: the design needs at least {least}")
     decision = {"mode": "budget", "period_cycles": candidates[0][0], **limits}
+    if arch != "ecp5":
+        decision["arch"] = arch
     checked = [k for k in limits if k != "max_multipliers"]
     if not checked:
         return candidates[0][1][0], decision
@@ -290,7 +303,8 @@ def meet_goal(units: dict[str, list[Option]], goal: dict, floor: int, other: int
     while not fits(i):
         if i == len(candidates) - 1:
             est = cache[i]
-            over = [f"{est[BUDGETS[k]]} {BUDGET_WORDS[k]} (budget {limits[k]})" for k in checked
+            words = {**BUDGET_WORDS, **{f"max_{k}": v for k, v in ARCH_UNITS[arch].items()}}
+            over = [f"{est[BUDGETS[k]]} {words[k]} (budget {limits[k]})" for k in checked
                     if est[BUDGETS[k]] > limits[k]]
             raise BackendError("no folding fits the budget: the slowest design needs about " + ", ".join(over))
         last, i, step = i, min(len(candidates) - 1, i + step), 2 * step

@@ -95,7 +95,7 @@ def goal_parallelism(hw: HwModel, goal: dict) -> tuple[list[tuple[int, int]], di
     estimate fits the rest."""
     def estimate(picks: dict) -> dict:  # the design's estimate from its layers' data, nothing rendered
         ctxs = [_layer_ctx(i, ly, *picks[ly.name].fold) for i, ly in enumerate(hw.layers)]
-        return design_estimate([_engine(c) for c in ctxs], n_out=hw.n_out)[1]
+        return design_estimate([_engine(c) for c in ctxs], n_out=hw.n_out, arch=goal.get("arch", "ecp5"))[1]
 
     picks, decision = meet_goal(_units(hw), goal, _floor(hw), estimate=estimate)
     return [picks[ly.name].fold for ly in hw.layers], decision
@@ -493,6 +493,6 @@ def _design_files(hw: HwModel, par: list[tuple[int, int]], mode: str, decision: 
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, hw.in_t, hw.out_t)
-    annotate_estimate(info, engines)  # resource estimate (codegen/estimate.py)
+    annotate_estimate(info, engines, decision.get("arch", "ecp5"))  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "readme.txt.j2", info=info, layers=ctxs, top=top_ctx)
     return files, info

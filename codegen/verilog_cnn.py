@@ -232,8 +232,10 @@ def _plan(q: Graph, parallelism="sequential") -> _Plan:
     if parallelism not in ("sequential", "parallel"):
         first = _plan_with(q, "sequential", None)
 
+        arch = parallelism.get("arch", "ecp5") if isinstance(parallelism, dict) else "ecp5"
+
         def estimate(folds: dict) -> dict:
-            return _budget_estimate(q, _plan_with(q, "sequential", folds))
+            return _budget_estimate(q, _plan_with(q, "sequential", folds), arch)
 
         folds, decision = choose(first.engines, parallelism, estimate)
         plan = _plan_with(q, "sequential", folds)
@@ -244,12 +246,12 @@ def _plan(q: Graph, parallelism="sequential") -> _Plan:
     return plan
 
 
-def _budget_estimate(q: Graph, plan: _Plan) -> dict:
+def _budget_estimate(q: Graph, plan: _Plan, arch: str = "ecp5") -> dict:
     """The resource estimate of ``plan`` without its Verilog (:func:`.estimate.design_estimate`
     of its engines, forks and skip FIFOs: the total its ``verilog_info.json`` reports)."""
     forks = [{"readers": len(s.readers)} for s in plan.streams if len(s.readers) > 1]
     n_out = int(np.prod(q.shape(q.outputs[0])))
-    return design_estimate(plan.engines, forks, _skip_fifos(plan), n_out)[1]
+    return design_estimate(plan.engines, forks, _skip_fifos(plan), n_out, arch)[1]
 
 
 def _plan_with(q: Graph, parallelism: str, folds: dict | None) -> _Plan:
@@ -588,7 +590,7 @@ def _design_files(q: Graph, plan: _Plan, fifos: list[dict]) -> tuple[dict[str, s
         "files": sorted(files) + [f"{AXIS_TOP}.v", "verilog_info.json", "README.txt"],
     }
     files[f"{AXIS_TOP}.v"], info["axis"] = axis_wrapper(info, in_t, out_t)
-    annotate_estimate(info, engines)  # resource estimate (codegen/estimate.py)
+    annotate_estimate(info, engines, plan.folding.get("arch", "ecp5"))  # resource estimate (codegen/estimate.py)
     files["README.txt"] = render("verilog", "graph_readme.txt.j2", info=info)
     return files, info
 

@@ -6,7 +6,11 @@ writes a ``.bit``, ``icepack`` a ``.bin``). The designs carry no pin constraints
 places the IOs freely, so the bitstream proves the design fits, routes and meets (or
 misses) timing on the part; a board needs its pins assigned before the bitstream is used.
 
-AMD/Xilinx parts get a Vivado Tcl script and an XDC with the clock (written, not run).
+AMD parts: the ones nnforge knows (:data:`AMD_PARTS`: Zynq-7000 xc7z020, Artix-7 xc7a35t /
+xc7a100t, Zynq UltraScale+ xczu3eg / xczu7ev) are synthesized by Yosys's ``synth_xilinx``,
+which reports the LUT6s, flip-flops, DSP48 slices and block RAM tiles the design needs on
+that part (no open-source place and route exists for them: no Fmax, no bitstream); every
+AMD part name also gets a Vivado Tcl script and an XDC with the clock (written, not run).
 
 Results land in ``OUTDIR/synth/<part>/`` (``synth.json``, ``synth.txt``, the bitstream,
 nextpnr's report and the logs), written in a temporary folder beside it and moved into
@@ -21,7 +25,6 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .files import MARKER, log_tail, publish_in_output, read_manifest, replace_dir, subfolder, temp_dir
@@ -31,65 +34,18 @@ from .seeds import Stopped, cores, place_seeds, timing
 from .tools import PIP_PACKAGES, ToolError, find_tool
 from .timing_path import critical_path
 from .verilog import AXIS_PORTS, design_sources
+# the parts registry (:mod:`.parts`), re-exported: nnforge.sim.fpga is where users find it
+from .parts import (
+    AMD_PARTS, AUTO, DEFAULT_SPEED, ECP5, FIT_SHARE, ICE40, PARTS, RESOURCES, XC7, XCUP, XILINX_PREFIXES, Family,
+    FitError, Part, PartError, amd_part, check_fit, estimate, fit_budget, is_xilinx, known_parts, resolve_part,
+    smallest_part)
 
-# the resources reported, in order, and what they are called in the text report
-RESOURCES = ("LUT", "FF", "BRAM", "DSP", "IO", "SPRAM")
-DEFAULT_SPEED = 6
-AUTO = ("ecp5-25k", "ecp5-45k", "ecp5-85k")  # --fpga auto: the smallest of these that fits
+__all__ = ["AMD_PARTS", "AUTO", "DEFAULT_ROUTER", "DEFAULT_SPEED", "ECP5", "FIT_SHARE", "ICE40", "PARTS", "RESOURCES",
+           "ROUTERS", "XC7", "XCUP", "XILINX_PREFIXES", "Family", "FitError", "Part", "PartError", "amd_part",
+           "check_fit", "estimate", "fit_budget", "is_xilinx", "known_parts", "resolve_part", "smallest_part",
+           "synth", "synth_amd", "synth_script", "text_report", "write_vivado"]
+
 _HEARTBEAT = 30.0  # seconds between "still running" progress lines
-
-
-class PartError(ValueError):
-    """An FPGA part name nnforge does not know."""
-
-
-class FitError(ToolError):
-    """The design needs more of a resource than the part has."""
-
-    def __init__(self, part: "Part", resource: str, used: int, available: int, detail: str = "") -> None:
-        self.part, self.resource, self.used, self.available = part.name, resource, used, available
-        what = part.family.labels.get(resource, resource)
-        super().__init__(f"the design does not fit {part.name}: it needs {detail or used} {what}, "
-                         f"the part has {available}")
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    synth: str            # the Yosys synthesis command
-    nextpnr: str          # tool names for find_tool
-    packer: str
-    config: str           # nextpnr's option for the textual configuration the packer reads
-    bitstream: str        # suffix of the bitstream
-    bels: dict            # nextpnr BEL type -> resource
-    cells: dict           # Yosys cell type (after synthesis) -> resource, counted one each
-    labels: dict          # resource -> words for reports
-    lutram: bool = True   # has LUT RAM (a memory the writers placed there can be built)
-    defines: tuple = ()   # Verilog macros the synthesis reads the sources with (see synth_script)
-
-
-ECP5 = Family(
-    name="ecp5", synth="synth_ecp5", nextpnr="nextpnr-ecp5", packer="ecppack", config="--textcfg",
-    bitstream=".bit",
-    bels={"TRELLIS_COMB": "LUT", "TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP", "TRELLIS_IO": "IO"},
-    cells={"TRELLIS_FF": "FF", "DP16KD": "BRAM", "MULT18X18D": "DSP"},
-    labels={"LUT": "LUT4s", "FF": "flip-flops", "BRAM": "DP16KD block RAMs (18 kbit)",
-            "DSP": "MULT18X18D multipliers", "IO": "IO pins"},
-    # the templates' products then use the MULT18X18D's own operand and product registers,
-    # and the frame memories in block RAM (row buffer banks, gather and reduce frames) the
-    # DP16KD's own output registers
-    defines=("NNF_ECP5_DSP", "NNF_ECP5_BRAM"),
-)
-ICE40 = Family(
-    name="ice40", synth="synth_ice40 -dsp", nextpnr="nextpnr-ice40", packer="icepack", config="--asc",
-    bitstream=".bin",
-    bels={"ICESTORM_LC": "LUT", "ICESTORM_RAM": "BRAM", "ICESTORM_DSP": "DSP", "SB_IO": "IO",
-          "ICESTORM_SPRAM": "SPRAM"},
-    cells={"SB_RAM40_4K": "BRAM", "SB_MAC16": "DSP", "SB_SPRAM256KA": "SPRAM"},
-    labels={"LUT": "logic cells (LUT4 + FF)", "FF": "flip-flops", "BRAM": "EBR block RAMs (4 kbit)",
-            "DSP": "SB_MAC16 DSPs", "IO": "IO pins", "SPRAM": "SPRAM blocks (256 kbit)"},
-    lutram=False,
-)
 # nextpnr's routers: router1 (its default) gives the better Fmax; router2 (congestion-driven)
 # routes designs that fill the part's block RAMs (MobileNetV1 at 201 of 208) in minutes where
 # router1 did not converge in an hour, at a lower Fmax; the first is the default
@@ -97,106 +53,6 @@ ROUTERS = ("router1", "router2")
 DEFAULT_ROUTER = ROUTERS[0]
 # the placement attribute of a memory the writers put in LUT RAM (codegen/estimate.py)
 _LUTRAM_ATTR = re.compile(r'\(\*\s*ram_style\s*=\s*"distributed"\s*\*\)\s*')
-
-
-@dataclass(frozen=True)
-class Part:
-    name: str                       # canonical: ecp5-25k, ice40-up5k
-    family: Family
-    device: str                     # the vendor's device name
-    package: str
-    resources: dict                 # resource -> available
-    nextpnr_args: tuple             # device selection for nextpnr
-    speed: int | None = None        # ECP5 speed grade (6, 7, 8)
-    aliases: tuple = field(default=(), compare=False)
-
-    @property
-    def folder(self) -> str:
-        """The results folder's name: the part, with the speed grade when not the default."""
-        return self.name if self.speed in (None, DEFAULT_SPEED) else f"{self.name}-{self.speed}"
-
-    def describe(self) -> str:
-        speed = f", speed grade {self.speed}" if self.speed is not None else ""
-        return f"{self.name} ({self.device}, {self.package}{speed})"
-
-
-def _ecp5(size: str, luts: int, ebr: int, mults: int, ios: int) -> Part:
-    return Part(name=f"ecp5-{size}k", family=ECP5, device=f"LFE5U-{size}F", package="CABGA381",
-                resources={"LUT": luts, "FF": luts, "BRAM": ebr, "DSP": mults, "IO": ios},
-                nextpnr_args=(f"--{size}k",), speed=DEFAULT_SPEED,
-                aliases=(f"lfe5u-{size}f", f"lfe5u-{size}", f"ecp5-{size}", f"ecp5{size}k", f"{size}k"))
-
-
-# LUT4s and flip-flops (one per LUT), DP16KD, MULT18X18D (two per ALU54B slice) and the
-# user IOs of the CABGA381 package, from Lattice's ECP5 data sheet (nextpnr agrees on the
-# first four); the UP5K in its 48-pin QFN (sg48).
-PARTS: dict[str, Part] = {p.name: p for p in (
-    _ecp5("25", 24288, 56, 28, 197),
-    _ecp5("45", 43848, 108, 72, 203),
-    _ecp5("85", 83640, 208, 156, 205),
-    Part(name="ice40-up5k", family=ICE40, device="iCE40UP5K", package="sg48",
-         resources={"LUT": 5280, "FF": 5280, "BRAM": 30, "DSP": 8, "IO": 39, "SPRAM": 4},
-         nextpnr_args=("--up5k",), aliases=("up5k", "ice40up5k", "ice40-up5k-sg48", "ice40up5k-sg48")),
-)}
-
-# Vivado parts: 7-series, UltraScale(+), Zynq UltraScale+, Alveo, Versal
-XILINX_PREFIXES = ("xc7", "xcku", "xcvu", "xczu", "xcau", "xcu", "xcvc", "xcve", "xcvp", "xcvm", "xcvh")
-
-
-# ``--fit``: the share of a part's LUT4s and flip-flops a design may need by the resource
-# estimate (codegen/estimate.py, within about 10% of Yosys), leaving room for its error and
-# for placement and routing
-FIT_SHARE = 0.8
-
-
-def fit_budget(part: Part) -> dict[str, int]:
-    """The folding budget (:func:`nnforge.design.folding_goal` keywords) of ``--fit PART``:
-    the part's multiplier blocks, ``FIT_SHARE`` of its LUT4s and flip-flops, and (ECP5,
-    whose DP16KD the estimate counts) its block RAMs. iCE40's 4 kbit EBRs are not budgeted:
-    ``nnforge synth`` reports a design that needs more."""
-    budget = {"max_multipliers": part.resources["DSP"], "max_luts": int(part.resources["LUT"] * FIT_SHARE),
-              "max_ffs": int(part.resources["FF"] * FIT_SHARE)}
-    if part.family is ECP5:
-        budget["max_bram"] = part.resources["BRAM"]
-    return budget
-
-
-def known_parts() -> str:
-    return ", ".join([*PARTS, "auto", "or an AMD/Xilinx part such as xc7a35tcpg236-1"])
-
-
-def is_xilinx(name: str) -> bool:
-    return name.strip().lower().startswith(XILINX_PREFIXES)
-
-
-def resolve_part(name: str, speed: int | None = None) -> Part:
-    """The part called ``name`` (canonical name or alias, any case; an ECP5 name may end in
-    the speed grade, ``ecp5-25k-8``, or be Lattice's ordering code, ``LFE5U-25F-6BG381C``)."""
-    key = name.strip().lower()
-    grade = None
-    m = re.fullmatch(r"(lfe5u-\d+f)-(\d)bg381[ci]?", key) or re.fullmatch(r"(.+?)-([678])", key)
-    if m and _lookup(m.group(1)) is not None and _lookup(m.group(1)).family is ECP5:
-        key, grade = m.group(1), int(m.group(2))
-    part = _lookup(key)
-    if part is None:
-        raise PartError(f"unknown FPGA part {name!r}; known: {known_parts()}")
-    if speed is not None and grade is not None and speed != grade:
-        raise PartError(f"part {name!r} names speed grade {grade} but speed {speed} was asked for")
-    grade = speed if speed is not None else grade
-    if grade is not None:
-        if part.family is not ECP5:
-            raise PartError(f"{part.name} has no speed grade option")
-        if grade not in (6, 7, 8):
-            raise PartError(f"ECP5 speed grade must be 6, 7 or 8, not {grade}")
-        part = replace(part, speed=grade)
-    return part
-
-
-def _lookup(key: str) -> Part | None:
-    for p in PARTS.values():
-        if key == p.name or key in p.aliases:
-            return p
-    return None
 
 
 # ----------------------------------------------------------------------------- running tools
@@ -297,44 +153,6 @@ def _stat_counts(stat: dict, top: str) -> dict:
             "port_bits": int(m.get("num_port_bits", 0))}
 
 
-def estimate(counts: dict, family: Family) -> dict[str, int]:
-    """What the synthesized netlist needs at least, by resource, from Yosys's cell counts:
-    exact for block RAMs, multipliers, IOs and (ECP5) flip-flops; a lower bound for LUTs
-    (a carry cell is two LUTs, a 16x4 distributed RAM four)."""
-    cells = counts["cells"]
-    need = {r: 0 for r in RESOURCES}
-    for cell, n in cells.items():
-        if cell in family.cells:
-            need[family.cells[cell]] += n
-    need["IO"] = counts["port_bits"]
-    ffs = sum(n for c, n in cells.items() if c == "TRELLIS_FF" or c.startswith("SB_DFF"))
-    need["FF"] = ffs
-    if family is ECP5:
-        need["LUT"] = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0) + 4 * cells.get("TRELLIS_DPR16X4", 0)
-    else:  # an iCE40 logic cell holds one LUT4, one flip-flop and one carry
-        need["LUT"] = max(cells.get("SB_LUT4", 0), ffs, cells.get("SB_CARRY", 0))
-    return need
-
-
-def check_fit(need: dict[str, int], part: Part) -> FitError | None:
-    """The first resource ``need`` exceeds on ``part`` (as an error to raise), or None."""
-    for r in RESOURCES:
-        avail = part.resources.get(r)
-        if avail is not None and need.get(r, 0) > avail:
-            detail = f"at least {need[r]}" if r == "LUT" else ""
-            return FitError(part, r, need[r], avail, detail)
-    return None
-
-
-def smallest_part(need: dict[str, int], candidates=AUTO) -> Part | None:
-    """The first of ``candidates`` (smallest first) whose resources cover ``need``."""
-    for name in candidates:
-        part = resolve_part(name)
-        if check_fit(need, part) is None:
-            return part
-    return None
-
-
 _UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+(\d+)%", re.M)
 
 
@@ -425,6 +243,13 @@ def _publish(tmp: Path, final: Path) -> None:
     replace_dir(tmp, final)
 
 
+def _write_result(work: Path, final: Path, result: dict) -> None:
+    """``synth.json`` and ``synth.txt`` of ``result`` into ``work``, then ``work`` to ``final``."""
+    (work / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work / "synth.txt").write_text(text_report(result))
+    _publish(work, final)
+
+
 def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int = 1,
           progress: Progress = QUIET, *, axis: bool = False, speed: int | None = None,
           router: str = DEFAULT_ROUTER, seeds: int = 1, jobs: int | None = None) -> dict:
@@ -444,12 +269,17 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
     jobs, seed_list = jobs or cores(), list(range(seed, seed + seeds))
     if router not in ROUTERS:
         raise ValueError(f"unknown router {router!r}: {' or '.join(ROUTERS)}")
-    xilinx = is_xilinx(part)
+    amd = amd_part(part)
+    if amd is not None and speed is not None:
+        raise PartError(f"{amd.name} has no speed grade option (name it in the part: {amd.vivado})")
+    xilinx = amd is not None or is_xilinx(part)
     auto = part.strip().lower() == "auto"
     if not xilinx:
         candidates = [resolve_part(p, speed) for p in AUTO] if auto else [resolve_part(part, speed)]
     src, info, srcs = _sources(Path(src_dir), axis)
     out_root = Path(outdir) if outdir is not None else (src.parent if src.name == "verilog" else src)
+    if amd is not None:
+        return synth_amd(src, info, srcs, amd, out_root, part, clock_mhz=clock_mhz, axis=axis, progress=progress)
     if xilinx:
         return write_vivado(src, part, out_root, clock_mhz=clock_mhz, axis=axis, progress=progress)
     fam = candidates[0].family
@@ -513,9 +343,7 @@ def synth(src_dir, part: str, outdir=None, clock_mhz: float = 100.0, seed: int =
         result["bitstream"]["path"] = str(final / bitfile)
         for f in [*(work / p.name for p in srcs), work / "netlist.json", work / "config.txt", *work.glob("*.out")]:
             f.unlink(missing_ok=True)  # copies, the netlist (large) and the text configuration
-        (work / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
-        (work / "synth.txt").write_text(text_report(result))
-        _publish(work, final)
+        _write_result(work, final, result)
         progress(f"synth: results in {final}")
         return result
     finally:
@@ -554,7 +382,7 @@ def _synthesize(work: Path, srcs: list[Path], fam, top: str, yosys: str, progres
     counts = _stat_counts(json.loads((work / "yosys_stat.json").read_text()), top)
     need = estimate(counts, fam)
     progress(f"synth: yosys done in {yosys_s:.1f} s: " + ", ".join(
-        f"{need[r]} {fam.labels[r]}" for r in RESOURCES if r in fam.labels and (need[r] or r != "SPRAM")))
+        f"{need[r]} {fam.labels[r]}" for r in RESOURCES if r in fam.labels and (need[r] or r not in ("SPRAM", "URAM"))))
     return yosys_s, need
 
 
@@ -610,6 +438,26 @@ def _discard(work: Path, synth_root: Path) -> None:
 
 def text_report(r: dict) -> str:
     """The human-readable report of :func:`synth` (``synth.txt``)."""
+    if r.get("vendor") == "amd" and r.get("ran") == "yosys":
+        lines = [f"{r['part']} ({r['vivado_part']}): Yosys synth_xilinx; top {_pname(r['top'])}"
+                 + (" (AXI4-Stream wrapper)" if r["axis"] else "")]
+        if not r["fits"]:
+            lines.append(f"  {r['fit_error']}")
+        lines.append("utilisation (synthesized by Yosys, not placed):")
+        for row in r["utilization"].values():
+            lines.append(f"  {row['what']:<28} {row['used']:>7} / {row['available']:<7} {row['percent']:5.1f}%")
+        syn = r["synthesized"]
+        lines.append(f"  block RAM: {syn['RAMB36']} RAMB36 + {syn['RAMB18']} RAMB18 (half a tile each)")
+        lines += [f"timing: {r['timing_note']}",
+                  f"Vivado script (written, not run): {r['script']}",
+                  f"  clock: {r['xdc']} ({r['clock_port']} at {r['clock_mhz']:g} MHz, period {r['period_ns']:.3f} ns)",
+                  f"  run:   {r['command']}"]
+        if r.get("hls_script"):
+            lines.append(f"  the HLS C++ has its own Vitis HLS script: {r['hls_script']}")
+        t = r["tools"]
+        lines.append(f"time: yosys {r['seconds']['yosys']:.1f} s; tools: {t['yosys']}; "
+                     + ", ".join(f"{k} {v}" for k, v in t["packages"].items()))
+        return "\n".join(lines) + "\n"
     if r.get("vendor") == "amd":
         lines = [f"AMD/Xilinx {r['part']}: Vivado script written, not run (nnforge does not need Vivado)",
                  f"  script: {r['script']}", f"  clock:  {r['xdc']} ({r['clock_port']} at {r['clock_mhz']:g} MHz, "
@@ -652,21 +500,58 @@ def text_report(r: dict) -> str:
 
 # ----------------------------------------------------------------------------- AMD / Xilinx
 
-def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: bool = False,
-                 progress: Progress = QUIET) -> dict:
-    """Write ``outdir/synth/<part>/vivado.tcl`` (Vivado non-project RTL flow: read the
-    sources, synthesize, place, route, report utilisation and timing, write the bitstream)
-    and ``nnforge.xdc`` (the clock). Nothing is run."""
+def synth_amd(src: Path, info: dict, srcs: list[Path], part: Part, out_root: Path, requested: str,
+              clock_mhz: float = 100.0, axis: bool = False, progress: Progress = QUIET) -> dict:
+    """Yosys ``synth_xilinx`` for a known AMD ``part`` (:data:`AMD_PARTS`): the LUT6s,
+    flip-flops, DSP48 slices and block RAM tiles the synthesized netlist takes on it, and
+    the Vivado script and XDC (:func:`write_vivado`'s) beside them, in
+    ``out_root/synth/<Vivado part>/``. Nothing is placed: no open-source tool places and
+    routes these parts, so timing is Vivado's (the script)."""
+    fam = part.family
+    top = info["top"]
+    yosys = find_tool("yosys")
+    synth_root = subfolder(out_root, "synth")
+    final = synth_root / part.folder
+    work = temp_dir(synth_root)
+    t_start = time.monotonic()
+    try:
+        yosys_s, need = _synthesize(work, srcs, fam, top, yosys, progress)
+        util = {}
+        for r, avail in part.resources.items():
+            u = need.get(r, 0)
+            util[r] = {"used": u, "available": avail, "percent": round(100.0 * u / avail, 1), "what": fam.labels[r]}
+        over = check_fit(need, part)
+        result = {
+            "part": part.name, "requested": requested, "vendor": "amd", "family": fam.name, "device": part.device,
+            "vivado_part": part.vivado, "ran": "yosys", "top": top, "axis": axis,
+            "sources": [p.name for p in srcs], "source_dir": str(src),
+            "clock_port": AXIS_PORTS["clk"] if axis else "clk", "clock_mhz": float(clock_mhz),
+            "fits": over is None, "fit_error": None if over is None else str(over),
+            "utilization": util,
+            "synthesized": {k: need[k] for k in ("LUT", "FF", "BRAM", "RAMB18", "RAMB36", "DSP")},
+            "fmax_mhz": None, "timing_met": None,
+            "timing_note": "not placed: no open-source place and route exists for AMD parts; run the Vivado "
+                           "script for timing and a bitstream",
+            **_vivado_files(work, srcs, info, part.vivado, final, clock_mhz, axis, out_root),
+            "tools": {"yosys": _version(yosys, "-V"), "packages": _package_versions([PIP_PACKAGES["yosys"]])},
+        }
+        result["seconds"] = {"yosys": round(yosys_s, 2), "total": round(time.monotonic() - t_start, 2)}
+        result["dir"] = str(final)
+        for f in [*(work / p.name for p in srcs), work / "netlist.json", *work.glob("*.out")]:
+            f.unlink(missing_ok=True)
+        _write_result(work, final, result)
+    finally:
+        _discard(work, synth_root)
+    progress(f"synth: results in {final}")
+    return result
+
+
+def _vivado_files(work: Path, srcs: list[Path], info: dict, name: str, final: Path, clock_mhz: float,
+                  axis: bool, out_root: Path) -> dict:
+    """Write ``vivado.tcl`` and ``nnforge.xdc`` for part ``name`` into ``work`` (to be moved
+    to ``final``); the report's fields about them."""
     from ..codegen.render import render
 
-    name = part.strip().lower()
-    if not re.fullmatch(r"xc[0-9a-z]+(-[0-9a-z]+)*", name) or not is_xilinx(name):
-        raise PartError(f"{part!r} is not an AMD/Xilinx part name Vivado knows (e.g. xc7a35tcpg236-1); "
-                        f"known: {known_parts()}")
-    src, info, srcs = _sources(Path(src_dir), axis)
-    out_root = Path(outdir)
-    synth_root = subfolder(out_root, "synth")
-    final = synth_root / name
     clock_port = AXIS_PORTS["clk"] if axis else "clk"
     period = 1000.0 / clock_mhz
     # sources relative to the script's folder: the output folder can be moved whole
@@ -675,24 +560,36 @@ def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: boo
     ctx = {"part": name, "top": info["top"], "sources": rel, "xdc": "nnforge.xdc", "clock_port": clock_port,
            "period_ns": f"{period:.3f}", "clock_mhz": f"{clock_mhz:g}",
            "versal": name.startswith(("xcvc", "xcve", "xcvp", "xcvm", "xcvh"))}
-    tcl = render("verilog", "vivado.tcl.j2", **ctx, file="tcl")
-    xdc = render("verilog", "vivado.tcl.j2", **ctx, file="xdc")
+    (work / "vivado.tcl").write_text(render("verilog", "vivado.tcl.j2", **ctx, file="tcl"))
+    (work / "nnforge.xdc").write_text(render("verilog", "vivado.tcl.j2", **ctx, file="xdc"))
+    return {"period_ns": round(period, 3), "script": str(final / "vivado.tcl"), "xdc": str(final / "nnforge.xdc"),
+            "command": f"cd {final} && vivado -mode batch -source vivado.tcl",
+            "hls_script": str(hls) if hls.exists() else None}
+
+
+def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: bool = False,
+                 progress: Progress = QUIET) -> dict:
+    """Write ``outdir/synth/<part>/vivado.tcl`` (Vivado non-project RTL flow: read the
+    sources, synthesize, place, route, report utilisation and timing, write the bitstream)
+    and ``nnforge.xdc`` (the clock). Nothing is run."""
+    name = part.strip().lower()
+    if not re.fullmatch(r"xc[0-9a-z]+(-[0-9a-z]+)*", name) or not is_xilinx(name):
+        raise PartError(f"{part!r} is not an AMD/Xilinx part name Vivado knows (e.g. xc7a35tcpg236-1); "
+                        f"known: {known_parts()}")
+    src, info, srcs = _sources(Path(src_dir), axis)
+    out_root = Path(outdir)
+    synth_root = subfolder(out_root, "synth")
+    final = synth_root / name
     work = temp_dir(synth_root)
     try:
-        (work / "vivado.tcl").write_text(tcl)
-        (work / "nnforge.xdc").write_text(xdc)
         result = {
             "part": name, "requested": part, "vendor": "amd", "ran": False,
             "top": info["top"], "axis": axis, "sources": [p.name for p in srcs], "source_dir": str(src),
-            "clock_port": clock_port, "clock_mhz": float(clock_mhz), "period_ns": round(period, 3),
-            "script": str(final / "vivado.tcl"), "xdc": str(final / "nnforge.xdc"),
-            "command": f"cd {final} && vivado -mode batch -source vivado.tcl",
-            "hls_script": str(hls) if hls.exists() else None,
+            "clock_port": AXIS_PORTS["clk"] if axis else "clk", "clock_mhz": float(clock_mhz),
+            **_vivado_files(work, srcs, info, name, final, clock_mhz, axis, out_root),
             "dir": str(final),
         }
-        (work / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
-        (work / "synth.txt").write_text(text_report(result))
-        _publish(work, final)
+        _write_result(work, final, result)
     finally:
         _discard(work, synth_root)
     progress(f"synth: wrote {final / 'vivado.tcl'} (Vivado was not run)")
