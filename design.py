@@ -145,7 +145,7 @@ class Design:
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
               progress: Progress = QUIET, *, target_fps: float | None = None, clock_mhz: float = 100.0,
               max_multipliers: int | None = None, max_luts: int | None = None, max_ffs: int | None = None,
-              max_bram: int | None = None, arch: str | None = None) -> Path:
+              max_bram: int | None = None, arch: str | None = None, part: str | None = None) -> Path:
         """Write every target's sources into ``outdir``, atomically: everything is built in
         a temporary folder beside it, marked (``nnforge_output.json``: the SHA-256 of every
         file) and swapped into place only when complete (see :func:`sim.files.replace_dir`).
@@ -162,7 +162,9 @@ class Design:
         ``max_bram`` block RAMs by the resource estimate. Each engine gets the fewest
         multipliers that keep it within the period. ``arch``: the architecture the estimate
         is made for, ``ecp5`` (default: LUT4s, DP16KD blocks) or ``amd`` (an AMD 7 series or
-        UltraScale+ part: LUT6s, 36 kbit block RAM tiles); ``--fit PART`` sets it from the part."""
+        UltraScale+ part: LUT6s, 36 kbit block RAM tiles); ``--fit PART`` sets it from the part.
+        ``part`` (an AMD part's Vivado name) and ``clock_mhz``: what the HLS target's Vitis
+        script (``run_hls.tcl``) synthesizes for (default: the Pynq-Z2's xc7z020clg400-1)."""
         targets = check_names(targets, TARGETS, "target")
         parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers, max_luts, max_ffs, max_bram,
                                    arch)
@@ -176,7 +178,7 @@ class Design:
         except OSError as e:
             raise OSError(e.errno, f"cannot create the output folder there ({e.strerror})", str(outdir)) from None
         try:
-            info = self._write_into(tmp, models, targets, parallelism, progress)
+            info = self._write_into(tmp, models, targets, parallelism, progress, part, clock_mhz)
             (tmp / "report.json").write_text(json.dumps(info, indent=2) + "\n")
             (tmp / "report.txt").write_text(self._report_text(info))
             write_manifest(tmp)  # last: a folder with a marker is complete
@@ -187,11 +189,12 @@ class Design:
         progress(f"wrote {', '.join(targets)} to {outdir}")
         return outdir
 
-    def _write_into(self, tmp: Path, models: dict, targets, parallelism, progress) -> dict:
+    def _write_into(self, tmp: Path, models: dict, targets, parallelism, progress, part=None,
+                    clock_mhz: float = 100.0) -> dict:
         """Every target's sources, the design files and the report sections, into ``tmp``."""
         self.save(tmp)
         info = report_info(self, targets)
-        job = WriteJob(self.qgraph, self.config, parallelism, progress)
+        job = WriteJob(self.qgraph, self.config, parallelism, progress, part, clock_mhz)
         for name, target in TARGET_TABLE.items():  # in the table's order, whatever the order asked
             if name in models:
                 section = target.write(models[name], tmp / name, job)

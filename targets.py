@@ -11,6 +11,7 @@ this table; nothing else names a target.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -45,6 +46,8 @@ class WriteJob:
     config: QuantConfig
     parallelism: object  # the Verilog folding goal (:func:`folding_goal`)
     progress: Progress
+    part: str | None = None  # the AMD part (Vivado name) the HLS script targets; None: its default
+    clock_mhz: float = 100.0  # the clock the HLS script asks for
 
 
 @dataclass(frozen=True)
@@ -246,8 +249,42 @@ class HLS(_Native):
             write_float_hls(model, folder, tb_x, tb_y, hls_backend.DEFAULT_PART, hls_backend.DEFAULT_CLOCK_NS)
         else:
             job.progress("writing HLS C++")
-            hls_backend.write(model, folder, tb_x, tb_y)
+            return hls_backend.write(model, folder, tb_x, tb_y, part=job.part or hls_backend.DEFAULT_PART,
+                                     clock_ns=round(1000.0 / job.clock_mhz, 3), graph=job.graph, parallelism=job.parallelism)
         return None
+
+    def report_lines(self, h: dict) -> list[str]:
+        """``report.txt``'s HLS lines: the stream form's period, multipliers and estimate,
+        per layer its lanes and cycles, beside the Verilog engine's."""
+        if h.get("form") != "stream":
+            return [f"HLS C++ (array form: one buffer per step; part {h.get('part')}, {h.get('clock_ns')} ns)"]
+        t, units = h["totals"], ARCH_UNITS.get(h["totals"]["arch"], {})
+        est = t["estimate"]
+        lines = [f"HLS C++ (stream form, the Verilog's folding; part {h['part']}, {h['clock_ns']:g} ns): period "
+                 f"{t['period_cycles']} cycles (Verilog {t['verilog_period_cycles']}), {t['multipliers']} multipliers "
+                 f"(PE x SIMD), estimate {est['dsp']} DSPs, {est['bram']:g} {units.get('bram', 'block RAMs')}, "
+                 f"{est['luts']} {units.get('luts', 'LUTs')}, {est['ffs']} flip-flops"]
+        for ly in h["layers"]:
+            if "pe" in ly:
+                lines.append(f"  {pname(ly['name']):<16} PE {ly['pe']:>4} SIMD {ly['simd']:>4} "
+                             f"cycles {ly['cycles']:>7} (Verilog {ly['verilog_compute_cycles']})")
+        return lines
+
+    def trace(self, model, graph: Graph, src: Path, build: Path, x_int: np.ndarray, progress: Progress,
+              shown: Path) -> tuple[list[TraceStep], dict[int, np.ndarray]]:
+        """The array form: every step's buffer. The stream form (``hls_info.json``): every
+        layer's output stream, put back from its layout into the IR's order."""
+        info_file = src / "hls_info.json"
+        info = json.loads(info_file.read_text()) if info_file.is_file() else {"form": "array"}
+        if info.get("form") != "stream":
+            return super().trace(model, graph, src, build, x_int, progress, shown)
+        got = native.trace(self.build, src, build, x_int.reshape(1, -1), model.n_out, progress)
+        steps = []
+        for i, ly in enumerate(info["layers"]):
+            steps.append(TraceStep(ly["name"], ly["op"], ly["tensor"]))
+            if i in got:
+                got[i] = ir_order(got[i], graph.shape(ly["tensor"]), tuple(ly["layout"]))
+        return steps, got
 
 
 class Verilog:

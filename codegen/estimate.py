@@ -540,43 +540,84 @@ ARCH_TARGET = {
     "amd": "AMD 7 series / UltraScale+ (Yosys synth_xilinx): dsp = DSP48, bram = 36 kbit tiles (RAMB36 + "
            "RAMB18 / 2), lutram = LUTs in RAM32M / RAM64M cells, ffs = FDRE / FDSE, luts = LUT1-6 + LUT RAM + SRL",
 }
-# the block RAM modes of the 7 series and UltraScale+ (Yosys's xilinx library): (address
-# bits of a 1-bit port, widths, cost); a RAMB18 is half a RAMB36 tile
-AMD_BRAM_MODES = ((14, (1, 2, 4, 9, 18, 36), 129, "ramb18"), (15, (1, 2, 4, 9, 18, 36, 72), 257, "ramb36"))
+# Yosys's memory mapping for the 7 series (its xilinx library, read by memory_libmap): the
+# block RAM modes, in the order it tries them (a tie keeps the first): (address bits of
+# the narrowest width, widths, cost, kind; a mode that takes only its narrowest width:
+# widths of one); a RAMB18 is half a RAMB36 tile
+AMD_BRAM_MODES = ((16, (1,), 513, "cascade"), (15, (1, 2, 4, 9, 18, 36), 257, "ramb36"),
+                  (14, (1, 2, 4, 9, 18), 129, "ramb18"), (15, (1, 2, 4, 9, 18, 36, 72), 257, "ramb36"),
+                  (14, (1, 2, 4, 9, 18, 36), 129, "ramb18"))
+# its LUT RAM cells for one write and one read address: (address bits, width, cost, the
+# share of the cost that scales with the bits used, cell, LUTs a cell, a cell per bit)
+AMD_LUTRAM_MODES = ((7, 1, 8, 8, "RAM128X1D", 4, True), (6, 2, 8, 8, "RAM64X1D", 2, True),
+                    (5, 4, 8, 8, "RAM32M", 4, False), (6, 1, 7, 7, "RAM64M", 4, False),
+                    (5, 2, 7, 7, "RAM32M", 4, False), (6, 3, 8, 7, "RAM64M", 4, False),
+                    (5, 6, 8, 7, "RAM32M", 4, False))
 
 
-def _amd_depth(abits: int, width: int) -> int:
-    """Words of ``width`` bits in a block of ``2**abits`` data bits (9, 18, 36 and 72 bits
-    use the parity bits: 2**abits / 8 words of 9)."""
-    return (1 << abits) // width if width < 9 else ((1 << abits) // 8) * 9 // width
+def _amd_geometry(width: int, depth: int, rom: bool, abits: int, unit: int, cost: float, scaled: float,
+                  level: int) -> tuple[float, int, int]:
+    """Yosys's cost of a ``width`` x ``depth`` memory in cells of ``unit`` bits at width
+    level ``level`` (2**(abits - level) words a cell): the memory is cut in ``mult_a``
+    address slices laid side by side in the data bits (a RAM's slice padded to its write
+    granularity, 9 bits from 9-bit words on), read through a multiplexer. (cost, cells,
+    slices)."""
+    grain = 1 if rom else (unit if unit < 9 else 9)
+    slices = -(-depth // (1 << (abits - level)))
+    cells = -(-slices * (-(-width // grain) * grain) // unit)
+    c = (cost - scaled) * cells + scaled * slices * width / unit + 0.5 * (slices - 1) * width + 2
+    if not rom and slices > 1:
+        c += 0.5 * slices  # the write enables' decoder
+    return c, cells, slices
+
+
+def _amd_block(width: int, depth: int, rom: bool):
+    """Yosys's block RAM mapping: (cost, kind, cells, slices) of the cheapest mode (the
+    cheapest width within a mode as Yosys compares them: against the best cost so far
+    truncated to an integer)."""
+    best = None
+    for abits, widths, cost, kind in AMD_BRAM_MODES:
+        mode, bar = None, 0
+        for level, unit in enumerate(widths):
+            c, cells, slices = _amd_geometry(width, depth, rom, abits, unit, cost, 0, level)
+            if mode is None or c < bar:
+                mode, bar = (c, kind, cells, slices), int(c)
+        if best is None or mode[0] < best[0]:
+            best = mode
+    return best
 
 
 def amd_bram(width: int, depth: int, rom: bool = False) -> dict[str, int]:
-    """RAMB18 and RAMB36 blocks of a ``width`` x ``depth`` memory placed in block RAM."""
+    """RAMB18 and RAMB36 blocks of a ``width`` x ``depth`` memory placed in block RAM, and
+    the flip-flops beside them (the read register is the block's own; a memory of several
+    address slices registers its read multiplexer's select)."""
+    _, kind, cells, slices = _amd_block(width, depth, rom)
+    return {"ramb18": cells if kind == "ramb18" else 0,
+            "ramb36": cells * (2 if kind == "cascade" else 1) if kind != "ramb18" else 0,
+            "ffs": (slices - 1).bit_length()}
+
+
+def _amd_lutram(width: int, depth: int) -> tuple[float, int]:
+    """Yosys's LUT RAM mapping of a simple dual-port RAM: (cost, LUTs of its cells)."""
     best = None
-    for abits, widths, cost, kind in AMD_BRAM_MODES:
-        for w in widths:
-            n = math.ceil(width / w) * math.ceil(depth / _amd_depth(abits, w))
-            if best is None or n * cost < best[0]:
-                best = (n * cost, n, kind)
-    return {"ramb18": best[1] if best[2] == "ramb18" else 0, "ramb36": best[1] if best[2] == "ramb36" else 0}
+    for abits, unit, cost, scaled, _, luts, per_bit in AMD_LUTRAM_MODES:
+        c, cells, slices = _amd_geometry(width, depth, False, abits, unit, cost, scaled, 0)
+        n = slices * width if per_bit else cells
+        if best is None or c < best[0]:
+            best = (c, n * luts)
+    return best
 
 
 def amd_lutram(width: int, depth: int) -> int:
-    """LUTs of a ``width`` x ``depth`` simple dual-port RAM in LUT RAM: RAM32M cells (32
-    words of 6 bits, 4 LUTs) or RAM64M (64 words of 3 bits, 4 LUTs), the fewer LUTs."""
-    return min(4 * math.ceil(width / 6) * math.ceil(depth / 32), 4 * math.ceil(width / 3) * math.ceil(depth / 64))
-
-
-AMD_COST_LUTRAM = 8  # Yosys's cost of one LUT RAM cell (its xilinx library), beside 129 a RAMB18
+    """LUTs of a ``width`` x ``depth`` simple dual-port RAM in LUT RAM (RAM64M / RAM32M
+    cells of 4 LUTs, as Yosys picks them); its read register stays in flip-flops."""
+    return _amd_lutram(width, depth)[1]
 
 
 def amd_placement(width: int, depth: int) -> str:
-    """Where Yosys puts a RAM without a placement attribute on an AMD part: LUT RAM when
-    its cells cost less than the block RAM, else block RAM."""
-    blocks = amd_bram(width, depth)
-    bram_cost = 129 * blocks["ramb18"] + 257 * blocks["ramb36"]
-    return "lutram" if AMD_COST_LUTRAM * amd_lutram(width, depth) // 4 < bram_cost else "bram"
+    """Where Yosys puts a RAM without a placement attribute on an AMD part: the cheaper of
+    block RAM and LUT RAM by its costs."""
+    return "lutram" if _amd_lutram(width, depth)[0] < _amd_block(width, depth, False)[0] else "bram"
 
 
 def amd_estimate(est: dict) -> dict:
@@ -596,6 +637,7 @@ def amd_estimate(est: dict) -> dict:
             blocks = amd_bram(m["width"], m["depth"], m["rom"])
             out["ramb18"] += blocks["ramb18"] * m["copies"]
             out["ramb36"] += blocks["ramb36"] * m["copies"]
+            ffs += blocks["ffs"] * m["copies"]
             out["bram_bits"] += m["width"] * m["depth"] * m["copies"]
         elif placement == "lutram":
             lut_mem += amd_lutram(m["width"], m["depth"]) * m["copies"]

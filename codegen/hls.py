@@ -9,12 +9,14 @@ forms (sliding window over a line buffer for Conv and the window pools) are desc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from .c import join
 from .hls_program import LOWERINGS, model_context, unroll_factor
+from .hls_stream import stream_design
 from .program import Program
 from .render import render
 
@@ -27,12 +29,27 @@ __all__ = ["DEFAULT_CLOCK_NS", "DEFAULT_PART", "SUPPORTED_OPS", "TARGET", "unrol
 
 
 def write(prog: Program, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
-          part: str = DEFAULT_PART, clock_ns: float = DEFAULT_CLOCK_NS) -> list[Path]:
+          part: str = DEFAULT_PART, clock_ns: float = DEFAULT_CLOCK_NS, graph=None, parallelism=None) -> dict:
     """Write the HLS sources; ``tb_x`` / ``tb_y`` (integer vectors and their golden
-    outputs) become the C-simulation testbench's vectors."""
+    outputs) become the C-simulation testbench's vectors. With the quantized ``graph`` and
+    the folding goal ``parallelism``: the stream form (:mod:`.hls_stream`, the Verilog
+    engine graph's processes and folding) where it implements the graph, else the array
+    form. Returns ``hls_info.json``'s content (``form``; the stream form's layers, their
+    layouts and the folding)."""
     ctx = model_context(prog)
-    return write_project(outdir, render("hls", "nnforge_hls.h.j2", **ctx),
-                         render("hls", "nnforge_hls_program.cpp.j2", **ctx), tb_x, tb_y, part, clock_ns)
+    design = stream_design(graph, parallelism) if graph is not None and parallelism is not None else None
+    if design is None:
+        source = render("hls", "nnforge_hls_program.cpp.j2", **ctx)
+        info = {"form": "array"}
+    else:
+        source = render("hls", "nnforge_hls_stream.cpp.j2", **design)
+        info = {"form": "stream", "folding": design["folding"], "layers": design["layers"],
+                "totals": design["totals"],
+                "streams": [{k: c[k] for k in ("name", "depth") if k in c} for c in design["channels"]]}
+    info.update(part=part, clock_ns=round(clock_ns, 3))
+    write_project(outdir, render("hls", "nnforge_hls.h.j2", **ctx), source, tb_x, tb_y, part, clock_ns)
+    (outdir / "hls_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
 
 
 def write_project(outdir: Path, header: str, source: str, tb_x: np.ndarray, tb_y: np.ndarray,

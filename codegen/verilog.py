@@ -123,6 +123,16 @@ def _units(hw: HwModel) -> dict[str, list[Option]]:
     return units
 
 
+def dense_folding(hw: HwModel, parallelism) -> tuple[list[tuple[int, int]], dict, dict, int]:
+    """The Dense chain's folding for ``parallelism`` as :func:`write` makes it: per layer
+    ``(PE, SIMD)``, the decision, the design's resource estimate and its initiation
+    interval (nothing rendered)."""
+    _, par, decision = _resolve(hw, parallelism)
+    ctxs = [_layer_ctx(i, ly, pe, simd) for i, (ly, (pe, simd)) in enumerate(zip(hw.layers, par))]
+    estimate = design_estimate([_engine(c) for c in ctxs], n_out=hw.n_out, arch=decision.get("arch", "ecp5"))[1]
+    return par, decision, estimate, max(_layer_ii(ly, pe, simd) for ly, (pe, simd) in zip(hw.layers, par))
+
+
 def _resolve(hw: HwModel, parallelism) -> tuple[str, list[tuple[int, int]], dict]:
     if parallelism == "balanced":
         par, decision = balanced_parallelism(hw)

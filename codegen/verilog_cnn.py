@@ -246,6 +246,33 @@ def _plan(q: Graph, parallelism="sequential") -> _Plan:
     return plan
 
 
+@dataclass(frozen=True)
+class EnginePlan:
+    """The engine graph of a quantized graph at a folding goal, as the Verilog target
+    builds it (for the HLS C++ of the same form, :mod:`.hls_stream`): engines, streams,
+    the top output's stream, the top input's layout, the folding decision and the skip
+    FIFOs (``engine``, ``port``, ``depth``, ...)."""
+
+    engines: tuple
+    streams: tuple
+    out_stream: int
+    in_perm: tuple
+    folding: dict
+    fifos: tuple
+
+
+def plan_engines(q: Graph, parallelism="balanced", folds: dict | None = None) -> EnginePlan:
+    """The engine graph :func:`write_cnn` renders for ``parallelism`` (nothing rendered);
+    or, with ``folds`` (engine name -> :class:`~.folding.Fold`), the one of those folds."""
+    if folds is not None:
+        plan = _plan_with(q, "sequential", folds)
+        plan.folding = dict(parallelism) if isinstance(parallelism, dict) else {"mode": parallelism}
+    else:
+        plan = _plan(q, parallelism)
+    return EnginePlan(tuple(plan.engines), tuple(plan.streams), plan.out_stream, tuple(plan.in_perm),
+                      dict(plan.folding), tuple(_skip_fifos(plan)))
+
+
 def _budget_estimate(q: Graph, plan: _Plan, arch: str = "ecp5") -> dict:
     """The resource estimate of ``plan`` without its Verilog (:func:`.estimate.design_estimate`
     of its engines, forks and skip FIFOs: the total its ``verilog_info.json`` reports)."""

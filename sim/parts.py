@@ -187,7 +187,7 @@ def fit_budget(part: Part) -> dict[str, int | str]:
     if part.family is ECP5 or part.family.vendor == "amd":
         budget["max_bram"] = part.resources["BRAM"]
     if part.family.vendor == "amd":
-        budget["arch"] = "amd"
+        budget.update(arch="amd", part=part.vivado)
     return budget
 
 

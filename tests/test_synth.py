@@ -107,7 +107,8 @@ def test_amd_parts():
     with pytest.raises(fpga.PartError, match="unknown FPGA part"):
         fpga.resolve_part("xc7z0200")
     assert fpga.fit_budget(z) == {"max_multipliers": 220, "max_luts": int(53200 * fpga.FIT_SHARE),
-                                  "max_ffs": int(106400 * fpga.FIT_SHARE), "max_bram": 140, "arch": "amd"}
+                                  "max_ffs": int(106400 * fpga.FIT_SHARE), "max_bram": 140, "arch": "amd",
+                                  "part": "xc7z020clg400-1"}
     # Yosys's cells as Vivado counts them: LUT RAM and shift registers are LUTs, a RAMB18 half a tile
     need = fpga.estimate({"cells": {"LUT2": 10, "LUT6": 5, "RAM32M": 2, "SRL16E": 3, "FDRE": 40, "FDSE": 2,
                                     "RAMB18E1": 3, "RAMB36E1": 1, "DSP48E1": 7, "CARRY4": 9}, "port_bits": 20},
