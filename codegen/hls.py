@@ -21,6 +21,7 @@ from .program import Program
 from .render import render
 
 TARGET = "hls"
+TOP, AXIS_TOP = "nnforge_top", "nnforge_top_axis"  # the array top, the stream form's AXI4-Stream one
 DEFAULT_PART = "xc7z020clg400-1"
 DEFAULT_CLOCK_NS = 10.0
 SUPPORTED_OPS = LOWERINGS.ops()
@@ -40,30 +41,38 @@ def write(prog: Program, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
     design = stream_design(graph, parallelism) if graph is not None and parallelism is not None else None
     if design is None:
         source = render("hls", "nnforge_hls_program.cpp.j2", **ctx)
-        info = {"form": "array"}
+        info = {"form": "array", "top": TOP}
+        tb_axis = None
     else:
         source = render("hls", "nnforge_hls_stream.cpp.j2", **design)
-        info = {"form": "stream", "folding": design["folding"], "layers": design["layers"],
-                "totals": design["totals"],
+        info = {"form": "stream", "top": AXIS_TOP, "axis": design["axis"], "folding": design["folding"],
+                "layers": design["layers"], "totals": design["totals"],
                 "streams": [{k: c[k] for k in ("name", "depth") if k in c} for c in design["channels"]]}
+        order = design["in_order"]
+        tb_axis = [np.asarray(x).reshape(graph.shape(graph.inputs[0])).transpose(order).reshape(-1) for x in tb_x]
     info.update(part=part, clock_ns=round(clock_ns, 3))
-    write_project(outdir, render("hls", "nnforge_hls.h.j2", **ctx), source, tb_x, tb_y, part, clock_ns)
+    header = render("hls", "nnforge_hls.h.j2", **ctx, axis=design["axis"] if design else None)
+    write_project(outdir, header, source, tb_x, tb_y, part, clock_ns, top=info["top"], tb_axis=tb_axis)
     (outdir / "hls_info.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
 def write_project(outdir: Path, header: str, source: str, tb_x: np.ndarray, tb_y: np.ndarray,
-                  part: str, clock_ns: float) -> list[Path]:
+                  part: str, clock_ns: float, top: str = "nnforge_top", tb_axis=None) -> list[Path]:
     """The HLS folder around a rendered top function (``header``, ``source``): the
-    C-simulation testbench with ``tb_x`` / ``tb_y`` and the Vitis HLS script."""
+    C-simulation testbench with ``tb_x`` / ``tb_y`` (and ``tb_axis``, the inputs in the
+    AXI4-Stream top's order, when the source has one) and the Vitis HLS script for ``top``."""
     outdir.mkdir(parents=True, exist_ok=True)
     samples = [{"x": join(np.ravel(x)), "y": join(np.ravel(y))} for x, y in zip(tb_x, tb_y, strict=True)]
+    if tb_axis is not None:
+        for s, xa in zip(samples, tb_axis, strict=True):
+            s["xa"] = join(np.ravel(xa))
     files = {
         "nnforge_hls.h": header,
         "nnforge_hls.cpp": source,
-        "tb_nnforge_hls.cpp": render("hls", "tb_nnforge_hls.cpp.j2"),
-        "tb_vectors.h": render("hls", "tb_vectors.h.j2", samples=samples),
-        "run_hls.tcl": render("hls", "run_hls.tcl.j2", part=part, clock_ns=clock_ns),
+        "tb_nnforge_hls.cpp": render("hls", "tb_nnforge_hls.cpp.j2", axis=tb_axis is not None),
+        "tb_vectors.h": render("hls", "tb_vectors.h.j2", samples=samples, axis=tb_axis is not None),
+        "run_hls.tcl": render("hls", "run_hls.tcl.j2", part=part, clock_ns=clock_ns, top=top),
     }
     paths = []
     for name, text in files.items():

@@ -279,7 +279,8 @@ def stream_design(q: Graph, parallelism) -> dict | None:
               "estimate": {k: estimate[k] for k in ("dsp", "bram", "luts", "ffs")}, "arch": arch}
     return {"processes": order, "channels": chans, "in_index": rows(order_idx), "n_in": n_in, "n_out": n_out,
             "out_stream": out_read, "folding": folding, "folding_text": text, "vec_depth": DEPTH,
-            "out_ctype": _ctype(q, q.outputs[0]), "layers": layers, "totals": totals}
+            "out_ctype": _ctype(q, q.outputs[0]), "layers": layers, "totals": totals,
+            "in_order": perm, "axis": _axis(q, perm, n_in, n_out)}
 
 
 def _cycles(d: dict) -> int:
@@ -317,6 +318,16 @@ def _plan(q: Graph, parallelism):
     n_out = int(np.prod(q.shape(q.outputs[0])))
     estimate = design_estimate(plan.engines, forks, plan.fifos, n_out, plan.folding.get("arch", "ecp5"))[1]
     return plan, estimate, max(e.timing().frame_cycles for e in plan.engines)
+
+
+def _axis(q: Graph, perm: list[int], n_in: int, n_out: int) -> dict:
+    """The AXI4-Stream top's data layout, the Verilog wrapper's (:func:`.rtl.axis_wrapper`):
+    TDATA widths in whole bytes, an element a beat, the input channels last."""
+    in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
+    return {"xw": in_t.width, "in_bits": -(-in_t.width // 8) * 8, "in_signed": in_t.signed,
+            "out_bits": -(-out_t.width // 8) * 8, "out_signed": out_t.signed, "in_order": perm,
+            "n_in": n_in, "n_out": n_out, "in_mask": hex((1 << in_t.width) - 1),
+            "out_mask": hex((1 << (-(-out_t.width // 8) * 8)) - 1), "keep": hex((1 << -(-out_t.width // 8)) - 1)}
 
 
 def _form(d: dict) -> str:

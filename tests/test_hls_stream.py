@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ import pytest
 import nnforge
 from conftest import bench_module
 from nnforge.sim.fpga import fit_budget, resolve_part
+from nnforge.sim.native import CXX_FLAGS
+from nnforge.sim.tools import find_tool
 
 shapes = bench_module("mlperf_tiny")
 
@@ -69,11 +72,11 @@ def pipelined_multiplies(body: list[str]) -> list[int]:
     return counts
 
 
-def check_dataflow(text: str) -> dict[str, int]:
-    """Every connection of nnforge_top's DATAFLOW region is an hls::stream with a stated
-    depth, and every process call passes streams only (besides the in / out arrays).
-    Returns the depth of each stream."""
-    top = _functions(text)["nnforge_top"]
+def check_dataflow(text: str, top_name: str = "nnforge_top", ports=("in", "out")) -> dict[str, int]:
+    """Every connection of a top's DATAFLOW region is an hls::stream with a stated depth,
+    and every process call passes streams only (besides the top's ``ports``). Returns the
+    depth of each stream."""
+    top = _functions(text)[top_name]
     assert any("#pragma HLS DATAFLOW" in ln for ln in top)
     depths, declared = {}, []
     for i, line in enumerate(top):
@@ -89,7 +92,7 @@ def check_dataflow(text: str) -> dict[str, int]:
     assert len(calls) >= 3
     for c in calls:
         args = [a.strip() for a in c.group(2).split(",")]
-        assert all(a in depths or a in ("in", "out") for a in args), c.group(0)
+        assert all(a in depths or a in ports for a in args), c.group(0)
     return depths
 
 
@@ -142,6 +145,14 @@ def test_mlperf_shapes_fit_xc7z020(name, tmp_path):
             1 if layer["depthwise"] else layer["simd"]), (fname, counts)
     depths = check_dataflow(text)
     assert all(d >= 2 for d in depths.values())
+    assert check_dataflow(text, "nnforge_top_axis", ("s_axis", "m_axis")) == depths
+    assert "set_top nnforge_top_axis" in tcl and info["top"] == "nnforge_top_axis"
+    # the testbench (Vitis's csim) under g++: both tops, every output and TLAST
+    tb = subprocess.run([find_tool("g++"), *CXX_FLAGS, "-I", str(out / "hls"), str(out / "hls" / "tb_nnforge_hls.cpp"),
+                         str(out / "hls" / "nnforge_hls.cpp"), "-o", str(tmp_path / "tb")], capture_output=True, text=True)
+    assert tb.returncode == 0, tb.stderr[-2000:]
+    run = subprocess.run([str(tmp_path / "tb")], capture_output=True, text=True)
+    assert run.returncode == 0 and "16 samples, 0 mismatching outputs (array and AXI4-Stream tops)" in run.stdout, run.stdout
     # a skip stream's depth is the Verilog skip FIFO's
     assert sorted(d for d in depths.values() if d > 2) == sorted(f["depth"] for f in vinfo.get("fifos", []))
 
