@@ -48,8 +48,20 @@ DEPTH = 2  # a stream between two processes: a producer's element and the next o
 
 
 def _ctype(q: Graph, tensor: str) -> str:
+    """The element type of a tensor's stream: ``nnf_s<W>`` / ``nnf_u<W>``, ``ap_int<W>`` /
+    ``ap_uint<W>`` under Vitis HLS (a FIFO and a line buffer as wide as the values), the C
+    integer holding it under g++ (:func:`element_types`)."""
     t = q.qtype(tensor)
-    return c_int_type(t.width, t.signed)
+    return f"nnf_{'s' if t.signed else 'u'}{t.width}"
+
+
+def element_types(names) -> list[dict]:
+    """The typedefs of the stream element types ``names`` (``nnf_s8``, ...)."""
+    out = []
+    for n in sorted(set(names)):
+        signed, width = n[4] == "s", int(n[5:])
+        out.append({"name": n, "ap": f"ap_{'' if signed else 'u'}int<{width}>", "c": c_int_type(width, signed)})
+    return out
 
 
 def _window_table(g, fold, kind: str) -> tuple[list[list[tuple[int, int, int]]], int, int]:
@@ -205,8 +217,7 @@ def stream_design(q: Graph, parallelism) -> dict | None:
     except BackendError:
         return None
     producer = {n.outputs[0]: n for n in q.topo()}
-    in_t = q.qtype(q.inputs[0])
-    stream_ctype = {0: c_int_type(in_t.width, in_t.signed)}
+    stream_ctype = {0: _ctype(q, q.inputs[0])}
     procs = []
     for e in plan.engines:
         if producer.get(e.tensor) is None or producer[e.tensor].op != e.op:
@@ -280,6 +291,7 @@ def stream_design(q: Graph, parallelism) -> dict | None:
     return {"processes": order, "channels": chans, "in_index": rows(order_idx), "n_in": n_in, "n_out": n_out,
             "out_stream": out_read, "folding": folding, "folding_text": text, "vec_depth": DEPTH,
             "out_ctype": _ctype(q, q.outputs[0]), "layers": layers, "totals": totals,
+            "types": element_types([*stream_ctype.values(), _ctype(q, q.outputs[0])]),
             "in_order": perm, "axis": _axis(q, perm, n_in, n_out)}
 
 
