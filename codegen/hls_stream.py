@@ -162,7 +162,7 @@ def _window_engine(q: Graph, node, e, ctx: dict) -> dict:
              mult=None if np.all(mult == 1) else rows(mult),
              mult_ctype=c_int_type(int(mult.max()).bit_length() + 1, True),
              shift=shift, even=ties_to_even(node, shift), lo=p["lo"], hi=p["hi"], valid=valid,
-             multiplies=fold.multipliers)
+             multiplies=fold.multipliers, mul_impl="fabric" if (e.lut_mul or fold.lut) else "dsp")
     return d
 
 
