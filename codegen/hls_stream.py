@@ -70,12 +70,11 @@ def _window_table(g, fold, kind: str) -> tuple[list[list[tuple[int, int, int]]],
     for a zero; the taps per block and the emission blocks (1: the vectors are the same
     for every block of output channels)."""
     span = []
-    if kind == "max":  # one channel a block, one cell a vector
-        for c in range(g.c):
-            for i in range(g.kh):
-                for j in range(g.kw):
-                    span.append([(i * g.dh, j * g.dw, c)])
-        return span, g.kh * g.kw, g.c
+    if kind == "max":  # every channel of one cell a vector
+        for i in range(g.kh):
+            for j in range(g.kw):
+                span.append([(i * g.dh, j * g.dw, c) for c in range(g.c)])
+        return span, g.kh * g.kw, 1
     if fold.depthwise:
         blocks = g.m // fold.pe
         for b in range(blocks):
@@ -143,7 +142,7 @@ def _window_engine(q: Graph, node, e, ctx: dict) -> dict:
          "pad": 0}
     if kind == "max":
         _, p, _, _ = step_params(q, node, e.name)
-        d.update(init=p["init"], lo=p["lo"], hi=p["hi"], pad=p["init"])
+        d.update(init=p["init"], lo=p["lo"], hi=p["hi"], pad=p["init"], loop=max(taps, g.c))
         return d
     # (a Dense is a 1x1 window over one pixel; a 1-D Conv one of height 1)
     w = np.asarray(q.consts[node.inputs[1]], dtype=np.int64).reshape(g.m, g.cg, g.kh, g.kw)
@@ -305,7 +304,7 @@ def _cycles(d: dict) -> int:
         swg = sum(max(d["wr"] * g.c if r < d["hr"] else 0, sends if r in rows_sent else 0)
                   for r in range(d["hr"] + 1))
         if d["kind"] == "max_window":
-            return max(swg, g.oh * g.ow * g.c * d["taps"])
+            return max(swg, g.oh * g.ow * d["loop"] + g.c)
         return max(swg, g.oh * g.ow * d["blocks"] * d["loop"] + d["valid"][-1])
     if d["kind"] == "gap":
         return d["c"] * d["n"] + 2 * d["c"]
@@ -349,7 +348,7 @@ def _form(d: dict) -> str:
         return (f"window generator + matrix-vector unit, {lanes}: {d['multiplies']} multiplies an iteration, "
                 f"{d['blocks']} block(s) x {d['loop']} iterations a pixel")
     if d["kind"] == "max_window":
-        return f"window generator + max unit, {d['taps']} cells a channel"
+        return f"window generator + max unit, {d['taps']} cells of {d['g'].c} channels a pixel"
     return {"gap": "a sum per channel, one value a cycle", "relu": "one value a cycle",
             "add": "one value of each operand a cycle"}[d["kind"]]
 
