@@ -196,3 +196,27 @@ def test_array_form_where_the_stream_form_does_not_apply(tmp_path):
     assert json.loads((out / "hls" / "hls_info.json").read_text())["form"] == "array"
     x = rng.normal(size=(16, 8)).astype(np.float32)
     assert design.verify(x, backends=["golden", "hls"], outdir=out).backends["hls"].mismatches == 0
+
+
+def test_trace_names_the_corrupted_process(tmp_path, capsys):
+    """verify --trace on the stream form: every layer's stream, put back in the IR's
+    order, equals golden; a negated weight row in one matrix-vector unit is named."""
+    from conftest import ROOT, negate_first_row
+    from nnforge import cli
+
+    ex = ROOT / "examples" / "digits_resnet"
+    out = tmp_path / "out"
+    assert cli.main(["compile", str(ex / "model.onnx"), "-o", str(out), "--targets", "hls", "--calibration",
+                     str(ex / "calibration.npz"), "-q"]) == 0
+    layers = json.loads((out / "hls" / "hls_info.json").read_text())["layers"]
+    macs = [ly["name"] for ly in layers if "pe" in ly]
+    victim = macs[3]
+    negate_first_row(out / "hls" / "nnforge_hls.cpp", f"{victim}_w")
+    capsys.readouterr()
+    rc = cli.main(["verify", str(out), "--data", str(ex / "test.npz"), "--limit", "20", "--trace", "--json", "-q"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 1
+    traced = doc["trace"]["backends"]["hls"]
+    assert [t["step"] for t in traced] == [ly["name"] for ly in layers]
+    first = next(t for t in traced if t["mismatches"])
+    assert first["step"] == victim  # every layer before it equals golden
