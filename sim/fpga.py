@@ -27,7 +27,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from .files import MARKER, log_tail, publish_in_output, read_manifest, replace_dir, subfolder, temp_dir
+from .files import (MARKER, check_replaceable, log_tail, publish_in_output, read_manifest, replace_dir, subfolder,
+                    temp_dir)
 from ..ir.text import name as _pname
 from .progress import QUIET, Progress
 from .seeds import Stopped, cores, place_seeds, timing
@@ -241,6 +242,19 @@ def _publish(tmp: Path, final: Path) -> None:
         if not ((final / "synth.json").exists() or (final / "vivado.tcl").exists()):
             raise FileExistsError(f"{final} exists and is not an nnforge synth output; refusing to replace it")
     replace_dir(tmp, final)
+
+
+def _check_destination(final: Path) -> None:
+    """Refuse, before any tool runs, a result folder ``final`` (``<out>/synth/<part>``)
+    that :func:`_publish` would refuse at the end: in a compile output folder one holding
+    files nnforge did not write there (or a link), elsewhere one that is not an earlier
+    nnforge synth output."""
+    root = final.parent.parent
+    if (root / MARKER).exists():
+        check_replaceable(root, under=final.relative_to(root).as_posix())
+    elif final.is_symlink() or (final.exists() and not (
+            (final / "synth.json").exists() or (final / "vivado.tcl").exists())):
+        raise FileExistsError(f"{final} exists and is not an nnforge synth output; refusing to replace it")
 
 
 def _write_result(work: Path, final: Path, result: dict) -> None:
@@ -512,6 +526,7 @@ def synth_amd(src: Path, info: dict, srcs: list[Path], part: Part, out_root: Pat
     yosys = find_tool("yosys")
     synth_root = subfolder(out_root, "synth")
     final = synth_root / part.folder
+    _check_destination(final)  # before minutes of synthesis
     work = temp_dir(synth_root)
     t_start = time.monotonic()
     try:

@@ -456,7 +456,7 @@ def edit_info(folder: Path, fn) -> None:
     path.write_text(json.dumps(doc if new is None else new))
 
 
-XILINX = "xc7a35tcpg236-1"  # synth writes a Vivado script: nothing runs, the sources are named in it
+XILINX = "xc7k70tfbg676-1"  # an AMD part nnforge has no figures for: synth writes a Vivado script, nothing runs
 
 
 def planted_verilog(canary: Path) -> str:
