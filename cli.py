@@ -17,7 +17,7 @@ from .design import BACKENDS, TARGETS, TRACEABLE, Design, compile
 from .persist import read_json, read_report_precision
 from .report import trace_text, training_text
 from .codegen.mcu import MCUS
-from .targets import PARALLELISM, TARGETS as TARGET_TABLE, check_names, folding_of
+from .targets import PARALLELISM, TARGETS as TARGET_TABLE, check_names, folding_of, hls_settings
 from .passes.prune import compression_text
 from .ir.text import printable
 from .sim.files import defer_during_swap, output_folder, read_manifest
@@ -149,6 +149,7 @@ def cmd_finetune(args, progress: Progress) -> int:
         raise ValueError(f"{out / 'report.json'}: no list of targets")
     targets = check_names(names, TARGETS, "target")
     folding = folding_of(report)  # checked before the training, not after it
+    hls = hls_settings(report)
     x, y = load_npz(args.data)
     validation = load_npz(args.validation) if args.validation else None
     if validation is not None and validation[1] is None:
@@ -159,7 +160,7 @@ def cmd_finetune(args, progress: Progress) -> int:
     tuned = design.finetune(x, y, validation=validation, epochs=args.epochs, lr=args.lr, batch=args.batch,
                             distill=args.distill, seed=args.seed, formats=not args.keep_formats, prune=args.prune,
                             prune_scope="global" if args.prune_global else "layer", progress=progress)
-    tuned.write(args.output, targets=targets, parallelism=folding, progress=progress)
+    tuned.write(args.output, targets=targets, parallelism=folding, progress=progress, **hls)
     if not args.quiet:
         print(tuned.summary())
         print(training_text(tuned.training[-1]), end="")
@@ -297,7 +298,8 @@ def _folding_options(c) -> None:
                         "that let every layer keep up with the streams); or every input channel per cycle")
     c.add_argument("--target-fps", type=float, metavar="F",
                    help="Verilog folding for F inferences per second at --clock-mhz (the fewest multipliers that do it)")
-    c.add_argument("--clock-mhz", type=float, default=100.0, help="the clock --target-fps assumes (default 100)")
+    c.add_argument("--clock-mhz", type=float, default=100.0,
+                   help="the clock --target-fps assumes and the HLS script synthesizes for (default 100)")
     c.add_argument("--max-multipliers", type=int, metavar="N",
                    help="Verilog folding: the fastest design with at most N multiplier blocks (DSPs; products "
                         "with a weight or input of at most 4 bits are built from LUTs and cost none)")

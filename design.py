@@ -31,7 +31,7 @@ from .report import trace_text
 from .ir.text import name as pname
 from .sim.files import check_replaceable, output_folder, replace_dir, temp_dir, write_manifest
 from .sim.progress import QUIET, Progress, warn
-from .targets import PARALLELISM, TARGETS as TARGET_TABLE, WriteJob, check_names, folding_goal
+from .targets import PARALLELISM, TARGETS as TARGET_TABLE, VIVADO_PART, WriteJob, check_names, folding_goal
 from .verification import GOLDEN, BackendResult, VerifyResult, trace as trace_layers, verify as verify_backends
 
 TARGETS = tuple(TARGET_TABLE)  # the names of the targets, in the order they are written
@@ -166,6 +166,10 @@ class Design:
         ``part`` (an AMD part's Vivado name) and ``clock_mhz``: what the HLS target's Vitis
         script (``run_hls.tcl``) synthesizes for (default: the Pynq-Z2's xc7z020clg400-1)."""
         targets = check_names(targets, TARGETS, "target")
+        if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
+            raise ValueError(f"the clock must be a positive frequency in MHz, got {clock_mhz}")
+        if part is not None and not VIVADO_PART.fullmatch(part):
+            raise ValueError(f"{part!r} is not an AMD part's Vivado name (e.g. xc7z020clg400-1)")
         parallelism = folding_goal(parallelism, target_fps, clock_mhz, max_multipliers, max_luts, max_ffs, max_bram,
                                    arch)
         outdir = Path(outdir)

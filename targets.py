@@ -12,6 +12,7 @@ this table; nothing else names a target.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -130,6 +131,47 @@ def ir_order(values: np.ndarray, shape, perm) -> np.ndarray:
     return values.reshape([shape[p] for p in perm]).transpose(np.argsort(perm)).reshape(-1)
 
 
+# an AMD part's Vivado name (what an HLS or Vivado script may be given)
+VIVADO_PART = re.compile(r"xc[0-9a-z]+(-[0-9a-z]+)*")
+
+
+def stream_layers(path: Path, graph: Graph, shown: Path) -> list[tuple[str, str, str, tuple]] | None:
+    """The layers of an HLS stream form's ``hls_info.json`` (``path``, a copy of ``shown``):
+    (name, op, tensor, layout) each, checked (a tensor of the design, a layout that permutes
+    its axes); None for the array form (or a folder without the file). A malformed file is
+    one :class:`DesignFileError` line."""
+    if not path.is_file():
+        return None
+    where = pname(shown)
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DesignFileError(f"{where}: not readable JSON ({str(e)[:80]})") from None
+    if not isinstance(info, dict):
+        raise DesignFileError(f"{where}: expected a JSON object")
+    if info.get("form") != "stream":
+        return None
+    layers = info.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise DesignFileError(f"{where}: layers: expected a list of the stream form's layers")
+    out = []
+    for k, ly in enumerate(layers):
+        ok = isinstance(ly, dict) and all(isinstance(ly.get(f), str) for f in ("name", "op", "tensor"))
+        if not ok:
+            raise DesignFileError(f"{where}: layers[{k}]: expected name, op and tensor (strings)")
+        if ly["tensor"] not in graph.tensors or graph.qtype(ly["tensor"]) is None:
+            raise DesignFileError(f"{where}: layer {pname(ly['name'])} names tensor {pname(ly['tensor'])}, which is "
+                                  f"not an integer tensor of the design")
+        layout = ly.get("layout")
+        rank = len(graph.shape(ly["tensor"]))
+        if (not isinstance(layout, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in layout)
+                or sorted(layout) != list(range(rank))):
+            raise DesignFileError(f"{where}: layer {pname(ly['name'])}: layout: expected a permutation of "
+                                  f"0..{rank - 1}")
+        out.append((pname(ly["name"]), pname(ly["op"]), ly["tensor"], tuple(layout)))
+    return out
+
+
 def memory_line(c: dict) -> str:
     """The C section of the report as one line: the arena (or the generic program's static
     buffers), the flash (const data, and code where estimated) and the stack estimate."""
@@ -241,12 +283,13 @@ class HLS(_Native):
     name = "hls"
     build = native.HLS
 
-    def write(self, model, folder: Path, job: WriteJob) -> None:
+    def write(self, model, folder: Path, job: WriteJob) -> dict | None:
         tb_x = tb_vectors(job.graph)
         tb_y = run_int(job.graph, np.asarray(tb_x))[0]
         if isinstance(model, FloatProgram):
             job.progress(f"writing HLS C++ ({model.fmt})")
-            write_float_hls(model, folder, tb_x, tb_y, hls_backend.DEFAULT_PART, hls_backend.DEFAULT_CLOCK_NS)
+            write_float_hls(model, folder, tb_x, tb_y, job.part or hls_backend.DEFAULT_PART,
+                            round(1000.0 / job.clock_mhz, 3))
         else:
             job.progress("writing HLS C++")
             return hls_backend.write(model, folder, tb_x, tb_y, part=job.part or hls_backend.DEFAULT_PART,
@@ -257,7 +300,8 @@ class HLS(_Native):
         """``report.txt``'s HLS lines: the stream form's period, multipliers and estimate,
         per layer its lanes and cycles, beside the Verilog engine's."""
         if h.get("form") != "stream":
-            return [f"HLS C++ (array form: one buffer per step; part {h.get('part')}, {h.get('clock_ns')} ns)"]
+            return [f"HLS C++ (array form, one buffer per step: {h.get('why')}; part {h.get('part')}, "
+                    f"{h.get('clock_ns')} ns)"]
         t, units = h["totals"], ARCH_UNITS.get(h["totals"]["arch"], {})
         est = t["estimate"]
         lines = [f"HLS C++ (stream form, the Verilog's folding; part {h['part']}, {h['clock_ns']:g} ns): period "
@@ -274,16 +318,15 @@ class HLS(_Native):
               shown: Path) -> tuple[list[TraceStep], dict[int, np.ndarray]]:
         """The array form: every step's buffer. The stream form (``hls_info.json``): every
         layer's output stream, put back from its layout into the IR's order."""
-        info_file = src / "hls_info.json"
-        info = json.loads(info_file.read_text()) if info_file.is_file() else {"form": "array"}
-        if info.get("form") != "stream":
+        layers = stream_layers(src / "hls_info.json", graph, shown / "hls_info.json")
+        if layers is None:
             return super().trace(model, graph, src, build, x_int, progress, shown)
         got = native.trace(self.build, src, build, x_int.reshape(1, -1), model.n_out, progress)
         steps = []
-        for i, ly in enumerate(info["layers"]):
-            steps.append(TraceStep(ly["name"], ly["op"], ly["tensor"]))
+        for i, (name, op, tensor, layout) in enumerate(layers):
+            steps.append(TraceStep(name, op, tensor))
             if i in got:
-                got[i] = ir_order(got[i], graph.shape(ly["tensor"]), tuple(ly["layout"]))
+                got[i] = ir_order(got[i], graph.shape(tensor), layout)
         return steps, got
 
 
@@ -395,7 +438,7 @@ def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_
     if arch is not None and arch not in ARCHS:
         raise ValueError(f"unknown estimate architecture {arch!r}; choose from {', '.join(ARCHS)}")
     if isinstance(parallelism, dict):
-        return parallelism
+        return {**parallelism, "arch": arch} if arch not in (None, "ecp5") else parallelism
     if parallelism not in PARALLELISM:
         raise ValueError(f"unknown parallelism {parallelism!r}; choose from {', '.join(PARALLELISM)}")
     budget = {k: v for k, v in (("max_multipliers", max_multipliers), ("max_luts", max_luts),
@@ -416,14 +459,19 @@ def folding_goal(parallelism="balanced", target_fps: float | None = None, clock_
             if k in budget and int(budget[k]) < 1:
                 raise ValueError(f"{k} must be at least 1")
         return {**{k: int(v) for k, v in budget.items()}, **({"arch": arch} if arch not in (None, "ecp5") else {})}
+    if arch not in (None, "ecp5"):
+        raise ValueError(f"arch={arch!r} is the estimate a budget or a target frame rate is checked on; give one "
+                         f"(or --fit an AMD part)")
     return parallelism
 
 
 def folding_of(report: dict):
     """The Verilog folding goal an output folder was written with, from its ``report.json``
-    (the ``verilog`` section's ``folding`` decision): a mode, ``{"target_cycles": T}`` or
-    the budget; ``balanced`` when the folder has no Verilog."""
+    (the ``verilog`` section's ``folding`` decision, else the HLS stream form's): a mode,
+    ``{"target_cycles": T}`` or the budget; ``balanced`` when the folder has neither."""
     section = report.get("verilog") if isinstance(report, dict) else None
+    if not isinstance(section, dict) and isinstance(report, dict):
+        section = report.get("hls")  # an HLS-only folder: its stream form's folding
     decision = section.get("folding") if isinstance(section, dict) else None
     if not isinstance(decision, dict):
         return "balanced"
@@ -442,6 +490,20 @@ def folding_of(report: dict):
     if mode not in PARALLELISM:
         raise ValueError(f"report.json: unknown Verilog folding mode {pname(repr(mode)[:40])}")
     return mode
+
+
+def hls_settings(report: dict) -> dict:
+    """The AMD part and clock an output folder's HLS script was written for (``part``,
+    ``clock_mhz``: :meth:`nnforge.design.Design.write` keywords), from its ``report.json``;
+    empty when it has no HLS section."""
+    h = report.get("hls") if isinstance(report, dict) else None
+    if not isinstance(h, dict) or "part" not in h:
+        return {}
+    part, ns = h.get("part"), h.get("clock_ns")
+    if not (isinstance(part, str) and VIVADO_PART.fullmatch(part)) or not (
+            isinstance(ns, (int, float)) and not isinstance(ns, bool) and 0 < ns < 1e6):
+        raise ValueError("report.json: the HLS section's part or clock is not usable")
+    return {"part": part, "clock_mhz": 1000.0 / ns}
 
 
 def check_names(names: Iterable[str], allowed: Sequence[str], what: str) -> list[str]:

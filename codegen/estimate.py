@@ -631,8 +631,8 @@ def amd_estimate(est: dict) -> dict:
         placement = m["placement"]
         if m.get("free") and placement != "logic":
             placement = amd_placement(m["width"], m["depth"])
-            if placement != m["placement"] and placement == "lutram":
-                ffs += m["width"]  # the read register a block RAM held
+            if placement != m["placement"]:  # the read register: a block RAM's own, else flip-flops
+                ffs += m["width"] if placement == "lutram" else -m["width"]
         if placement == "bram":
             blocks = amd_bram(m["width"], m["depth"], m["rom"])
             out["ramb18"] += blocks["ramb18"] * m["copies"]

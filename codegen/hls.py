@@ -39,10 +39,10 @@ def write(prog: Program, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
     layouts and the folding)."""
     ctx = model_context(prog)
     design = stream_design(graph, parallelism) if graph is not None and parallelism is not None else None
-    if design is None:
+    if design is None or "array" in design:
         source = render("hls", "nnforge_hls_program.cpp.j2", **ctx)
-        info = {"form": "array", "top": TOP}
-        tb_axis = None
+        info = {"form": "array", "top": TOP, "why": design["array"] if design else "no graph given"}
+        design, tb_axis = None, None
     else:
         source = render("hls", "nnforge_hls_stream.cpp.j2", **design)
         info = {"form": "stream", "top": AXIS_TOP, "axis": design["axis"], "folding": design["folding"],

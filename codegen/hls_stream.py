@@ -8,7 +8,8 @@ analysis) and describes one DATAFLOW process per engine, ``hls::stream`` channel
 stated depths between them:
 
 - a MAC engine (Conv, Dense) is two processes: a sliding-window generator over a line
-  buffer of the last ``span_h + sh`` padded rows (channels-last) that sends, per output
+  buffer of ``span_h + 1`` padded rows (channels-last: the window's rows and the one being
+  read) that sends, per output
   pixel, its window as ``TAPS`` vectors (``SIMD`` inputs each; a depthwise engine's ``PE``
   channels, per block of ``PE`` output channels), and a matrix-vector unit whose pipelined
   loop does exactly ``PE x SIMD`` multiplies per iteration (``PE`` depthwise) with its
@@ -17,7 +18,8 @@ stated depths between them:
   loop runs ``max(TAPS, PE)`` iterations), so its period is the Verilog engine's
   ``compute_cycles``. Row folds take ``SIMD`` consecutive inputs of a kernel row (its ``kw
   * cg`` inputs, channels-last), the last vector of a row padded with zeros;
-- MaxPool: the window generator with one-channel vectors, and a max unit;
+- MaxPool: the window generator with vectors of every channel of one cell, and a max unit
+  that takes a pixel's channels at once;
 - GlobalAveragePool: one process summing each channel;
 - Relu, Add of two activations: one element per cycle;
 - Reshape: no process (the stream passes on);
@@ -122,21 +124,22 @@ def _mac_weights(w: np.ndarray, g, fold, table) -> tuple[np.ndarray, int]:
     return out, blocks
 
 
-def _geometry_rows(g) -> tuple[int, int, int, int]:
+def _geometry_rows(g) -> tuple[int, int, int]:
+    """The window's height and the padded plane's rows and columns a generator walks."""
     span_h, span_w = (g.kh - 1) * g.dh + 1, (g.kw - 1) * g.dw + 1
     hr = max(g.h + g.pt + g.pb, (g.oh - 1) * g.sh + span_h)
     wr = max(g.w + g.pl + g.pr, (g.ow - 1) * g.sw + span_w)
-    return span_h, span_w, hr, wr
+    return span_h, hr, wr
 
 
 def _window_engine(q: Graph, node, e, ctx: dict) -> dict:
     g, fold = e.geometry, e.fold
     kind = "max" if e.kind == "max" else "mac"
     table, taps, eb = _window_table(g, fold, kind)
-    span_h, span_w, hr, wr = _geometry_rows(g)
+    span_h, hr, wr = _geometry_rows(g)
     vec = len(table[0])
     d = {"kind": f"{kind}_window", "g": g, "taps": taps, "eb": eb, "vec": vec, "span_h": span_h, "hr": hr,
-         "wr": wr, "nr": span_h + g.sh, "in_ctype": ctx["in_ctype"], "out_ctype": ctx["out_ctype"],
+         "wr": wr, "nr": span_h + 1, "flat": fold.flat, "in_ctype": ctx["in_ctype"], "out_ctype": ctx["out_ctype"],
          "ti": rows([r for v in table for r, _, _ in v]), "tq": rows([c for v in table for _, c, _ in v]),
          "tc": rows([c for v in table for _, _, c in v]), "n_table": len(table) * vec,
          "pad": 0}
@@ -206,21 +209,23 @@ def _view(q: Graph, node, e, ctx: dict) -> None:
 STREAM_OPS = LOWERINGS.ops()
 
 
-def stream_design(q: Graph, parallelism) -> dict | None:
-    """The processes and streams of the stream form, or None when the graph needs the
-    array form (an op, a layout or a fold this form does not implement)."""
-    if not {n.op for n in q.topo()} <= STREAM_OPS:
-        return None
+def stream_design(q: Graph, parallelism) -> dict:
+    """The processes and streams of the stream form, or ``{"array": why}`` when the graph
+    needs the array form (an op, a layout or a fold this form does not implement; a
+    folding the engine graph refuses)."""
+    ops = sorted({n.op for n in q.topo()} - STREAM_OPS)
+    if ops:
+        return {"array": f"the stream form does not implement {', '.join(ops)}"}
     try:
         plan, estimate, verilog_period = _plan(q, parallelism)
-    except BackendError:
-        return None
+    except BackendError as e:
+        return {"array": f"the engine graph refuses the folding: {e}"}
     producer = {n.outputs[0]: n for n in q.topo()}
     stream_ctype = {0: _ctype(q, q.inputs[0])}
     procs = []
     for e in plan.engines:
         if producer.get(e.tensor) is None or producer[e.tensor].op != e.op:
-            return None  # a reorder engine: the array form
+            return {"array": "the engine graph reorders a tensor (the stream form does not)"}
         stream_ctype[e.out_stream] = _ctype(q, e.tensor)
     for e in plan.engines:
         node = producer[e.tensor]
@@ -228,7 +233,7 @@ def stream_design(q: Graph, parallelism) -> dict | None:
                "b_ctype": stream_ctype[e.in_streams[-1]]}
         d = LOWERINGS[node.op](q, node, e, ctx)
         if d is None:
-            return None
+            return {"array": f"the stream form does not implement node {e.name} ({node.op}) as it is"}
         d.update(name=e.name, op=node.op, tensor=e.tensor, layout=list(e.layout), trace=len(procs),
                  ins=[f"s{sid}" for sid in e.in_streams], out=f"s{e.out_stream}", form=_form(d))
         procs.append(d)
@@ -280,7 +285,8 @@ def stream_design(q: Graph, parallelism) -> dict | None:
         row = {"name": p["name"], "op": p["op"], "tensor": p["tensor"], "layout": p["layout"], "cycles": _cycles(p),
                "verilog_compute_cycles": e.timing().compute_cycles}
         if p["kind"] == "mac_window":
-            row.update(pe=p["pe"], simd=p["simd"], depthwise=p["depthwise"], multipliers=p["multiplies"],
+            row.update(pe=p["pe"], simd=p["simd"], depthwise=p["depthwise"], row_fold=p["flat"],
+                       multipliers=p["multiplies"],
                        verilog_multipliers=e.fold.multipliers)
         layers.append(row)
     cycles = [ly["cycles"] for ly in layers] + [d["n"] for d in dups] + [n_in, n_out]
@@ -359,9 +365,4 @@ def _tensor_of(plan, q: Graph, sid: int) -> str:
     return next(e.tensor for e in plan.engines if e.out_stream == sid)
 
 
-def loop_multiplies(d: dict) -> int:
-    """Multiplies in one iteration of a MAC engine's pipelined loop (PE x SIMD, PE depthwise)."""
-    return d["pe"] * (1 if d["depthwise"] else d["simd"])
-
-
-__all__ = ["DEPTH", "STREAM_OPS", "loop_multiplies", "stream_design"]
+__all__ = ["DEPTH", "LOWERINGS", "STREAM_OPS", "element_types", "stream_design"]

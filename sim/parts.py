@@ -177,11 +177,12 @@ FIT_SHARE = 0.8
 
 
 def fit_budget(part: Part) -> dict[str, int | str]:
-    """The folding budget (:func:`nnforge.design.folding_goal` keywords) of ``--fit PART``:
+    """The folding budget (:meth:`nnforge.design.Design.write` keywords) of ``--fit PART``:
     the part's multiplier blocks, ``FIT_SHARE`` of its LUTs and flip-flops, and (ECP5 and
     AMD, whose block RAMs the estimate counts) its block RAMs. iCE40's 4 kbit EBRs are not
     budgeted: ``nnforge synth`` reports a design that needs more. An AMD part's budget is
-    checked on the estimate for its architecture (``arch``: LUT6s, 36 kbit tiles)."""
+    checked on the estimate for its architecture (``arch``: LUT6s, 36 kbit tiles), and its
+    Vivado name is the HLS script's part (``part``)."""
     budget = {"max_multipliers": part.resources["DSP"], "max_luts": int(part.resources["LUT"] * FIT_SHARE),
               "max_ffs": int(part.resources["FF"] * FIT_SHARE)}
     if part.family is ECP5 or part.family.vendor == "amd":
@@ -203,7 +204,8 @@ def amd_part(name: str) -> Part | None:
         if key == p.name or key in p.aliases or key == p.vivado:
             return p
         rest = key[len(p.name):]
-        if key.startswith(p.name) and re.fullmatch(r"-?[a-z]+\d+(-[0-9a-z]+)*", rest):
+        dash = "-" if p.family is XCUP else ""  # xczu3eg-sbva484-1-e, but xc7z020clg400-1
+        if key.startswith(p.name) and re.fullmatch(dash + r"[a-z]+\d+(-[0-9a-z]+)*", rest):
             return replace(p, vivado=key, package=rest.lstrip("-").split("-")[0])
     return None
 

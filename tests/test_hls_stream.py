@@ -193,7 +193,9 @@ def test_array_form_where_the_stream_form_does_not_apply(tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     design = nnforge.compile(model, calibration=rng.normal(size=(32, 8)).astype(np.float32))
     out = design.write(tmp_path / "o", targets=["hls"])
-    assert json.loads((out / "hls" / "hls_info.json").read_text())["form"] == "array"
+    info = json.loads((out / "hls" / "hls_info.json").read_text())
+    assert info["form"] == "array" and "does not implement Sigmoid" in info["why"]
+    assert "array form, one buffer per step: the stream form does not implement Sigmoid" in (out / "report.txt").read_text()
     x = rng.normal(size=(16, 8)).astype(np.float32)
     assert design.verify(x, backends=["golden", "hls"], outdir=out).backends["hls"].mismatches == 0
 
@@ -220,3 +222,45 @@ def test_trace_names_the_corrupted_process(tmp_path, capsys):
     assert [t["step"] for t in traced] == [ly["name"] for ly in layers]
     first = next(t for t in traced if t["mismatches"])
     assert first["step"] == victim  # every layer before it equals golden
+
+
+@pytest.mark.parametrize("hostile, fragment", [
+    ("[1, 2]", "expected a JSON object"),
+    ('{"form": "stream"}', "layers: expected a list"),
+    ('{"form": "stream", "layers": [{"name": "a", "op": "Conv", "tensor": "nope", "layout": [0]}]}',
+     "which is not an integer tensor of the design"),
+    ('{"form": "stream", "layers": [{"name": "a", "op": "Conv", "tensor": "@T", "layout": [7, 7, 7]}]}',
+     "layout: expected a permutation"),
+    ('{"form": "stream", "layers": [{"name": "a", "op": "Conv", "tensor": "@T", "layout": "abc"}]}',
+     "layout: expected a permutation"),
+    ("{not json", "not readable JSON"),
+])
+def test_trace_refuses_a_hostile_hls_info(tmp_path, capsys, hostile, fragment):
+    """hls_info.json comes with the folder: a malformed one is one error line, no traceback."""
+    from conftest import ROOT
+    from nnforge import cli
+
+    ex = ROOT / "examples" / "digits_cnn"
+    out = tmp_path / "out"
+    assert cli.main(["compile", str(ex / "model.onnx"), "-o", str(out), "--targets", "hls", "--calibration",
+                     str(ex / "calibration.npz"), "-q"]) == 0
+    tensor = json.loads((out / "hls" / "hls_info.json").read_text())["layers"][0]["tensor"]
+    (out / "hls" / "hls_info.json").write_text(hostile.replace("@T", tensor))
+    capsys.readouterr()
+    rc = cli.main(["verify", str(out), "--data", str(ex / "test.npz"), "--limit", "4", "--trace", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and fragment in err, err
+
+
+def test_write_refuses_a_bad_clock_or_part(tmp_path):
+    from conftest import ROOT
+
+    ex = ROOT / "examples" / "digits_mlp"
+    design = nnforge.compile(ex / "model.onnx", calibration=np.load(ex / "calibration.npz")["x"])
+    with pytest.raises(ValueError, match="positive frequency"):
+        design.write(tmp_path / "a", targets=["hls"], clock_mhz=0)
+    with pytest.raises(ValueError, match="not an AMD part's Vivado name"):
+        design.write(tmp_path / "b", targets=["hls"], part="xc7z020; exec rm -rf /")
+    with pytest.raises(ValueError, match="arch='amd' is the estimate a budget"):
+        design.write(tmp_path / "c", targets=["verilog"], arch="amd")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
