@@ -530,6 +530,7 @@ def top_estimate(n_out: int) -> dict:
 # a LUT6 holds more logic than a LUT4 and a carry chain takes one LUT per bit, not two per
 # two bits; ``AMD_FF_PER_FF``: Yosys moves shift-register chains into SRL16E LUTs)
 AMD_LUT6_PER_LUT4 = 0.45
+AMD_LUT6_PER_LUT4_DENSE = 0.38  # the Dense chain's layers (dense.v.j2): wide adder trees, fewer muxes
 # a ROM held in logic (weights, biases): as many LUT6s as the ECP5 estimate's LUT4s, a LUT
 # per 16 live bits (Yosys's xilinx mapping of a ROM's decoder is no denser on random words)
 AMD_ROM_LUT6_PER_LUT4 = 1.0
@@ -620,7 +621,7 @@ def amd_placement(width: int, depth: int) -> str:
     return "lutram" if _amd_lutram(width, depth)[0] < _amd_block(width, depth, False)[0] else "bram"
 
 
-def amd_estimate(est: dict) -> dict:
+def amd_estimate(est: dict, lut6_per_lut4: float = AMD_LUT6_PER_LUT4) -> dict:
     """One part's ECP5 estimate (an engine's, a fork's, a FIFO's, the top's) as an AMD
     part's (see ``AMD_LUT6_PER_LUT4``)."""
     out = {"multipliers": est.get("multipliers", 0), "dsp": est.get("dsp", 0), "bram_bits": 0, "bram": 0.0,
@@ -644,7 +645,7 @@ def amd_estimate(est: dict) -> dict:
     out["bram"] = out["ramb36"] + out["ramb18"] / 2
     out["lutram"] = lut_mem
     logic = max(0.0, est.get("luts", 0) - 4 * est.get("lutram", 0) - rom_luts)
-    out["luts"] = int(round(AMD_LUT6_PER_LUT4 * logic + AMD_ROM_LUT6_PER_LUT4 * rom_luts)) + lut_mem
+    out["luts"] = int(round(lut6_per_lut4 * logic + AMD_ROM_LUT6_PER_LUT4 * rom_luts)) + lut_mem
     out["ffs"] = int(round(AMD_FF_PER_FF * ffs))
     if "memories" in est:
         out["memories"] = est["memories"]
@@ -663,7 +664,9 @@ def design_estimate(engines, forks=(), fifos=(), n_out: int = 1, arch: str = "ec
     extra.append(top_estimate(n_out))
     keys = _KEYS
     if arch == "amd":
-        layers, extra = [amd_estimate(e) for e in layers], [amd_estimate(e) for e in extra]
+        layers = [amd_estimate(est, AMD_LUT6_PER_LUT4_DENSE if e.template == "dense.v.j2" else AMD_LUT6_PER_LUT4)
+                  for est, e in zip(layers, engines)]
+        extra = [amd_estimate(e) for e in extra]
         keys = _KEYS + ("ramb18", "ramb36")
     total = {k: 0 for k in keys}
     for est in layers + extra:
