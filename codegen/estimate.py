@@ -621,6 +621,18 @@ def amd_placement(width: int, depth: int) -> str:
     return "lutram" if _amd_lutram(width, depth)[0] < _amd_block(width, depth, False)[0] else "bram"
 
 
+def amd_address_products(e) -> int:
+    """DSP48s an engine's address arithmetic takes on an AMD part: a window engine whose
+    lanes are channels (not a row fold) finds a cell's word as column x (channels per
+    bank) + channel (``line.v.j2`` ``xoff``); Yosys ``synth_xilinx`` builds a product by a
+    constant other than a power of two in a DSP48 (``synth_ecp5`` in LUTs)."""
+    g, fold = getattr(e, "geometry", None), getattr(e, "fold", None)
+    if g is None or fold is None or fold.flat or e.template != "line.v.j2":
+        return 0
+    cb = max(1, g.c // fold.simd)
+    return 1 if cb > 1 and cb & (cb - 1) else 0
+
+
 def amd_estimate(est: dict, lut6_per_lut4: float = AMD_LUT6_PER_LUT4) -> dict:
     """One part's ECP5 estimate (an engine's, a fork's, a FIFO's, the top's) as an AMD
     part's (see ``AMD_LUT6_PER_LUT4``)."""
@@ -666,6 +678,8 @@ def design_estimate(engines, forks=(), fifos=(), n_out: int = 1, arch: str = "ec
     if arch == "amd":
         layers = [amd_estimate(est, AMD_LUT6_PER_LUT4_DENSE if e.template == "dense.v.j2" else AMD_LUT6_PER_LUT4)
                   for est, e in zip(layers, engines)]
+        for est, e in zip(layers, engines):
+            est["dsp"] += amd_address_products(e)
         extra = [amd_estimate(e) for e in extra]
         keys = _KEYS + ("ramb18", "ramb36")
     total = {k: 0 for k in keys}

@@ -220,3 +220,45 @@ def test_a_new_engine_kind_gets_the_base_control():
     assert est["ffs"] == 7 + 4 + 1 and est["bram"] == est["lutram"] == est["dsp"] == 0
     # per counter an adder, a compare and two multiplexers; the valid bit's two multiplexers
     assert est["luts"] == round(estimate.LUT_PER_OP * (3 * (7 + 4) + (7 + 4) / 2 + 2 * 1))
+
+
+# (width, depth, ROM?) -> (RAMB18, RAMB36, flip-flops beside them), as Yosys 0.70
+# synth_xilinx -family xc7 maps one memory with a registered read (measured module by module)
+AMD_BRAM_MEASURED = [
+    ((224, 1344, True), (19, 0, 2)), ((112, 1344, True), (0, 5, 2)), ((224, 84, True), (7, 0, 0)),
+    ((112, 336, True), (0, 2, 0)), ((103, 3100, True), (23, 0, 1)), ((8, 4400, True), (0, 1, 4)),
+    ((17, 20000, True), (19, 0, 4)), ((300, 20000, True), (0, 167, 3)), ((33, 7000, True), (13, 0, 3)),
+    ((8, 312, False), (1, 0, 0)), ((8, 4400, False), (3, 0, 2)), ((8, 4094, False), (0, 1, 0)),
+    ((8, 8192, False), (0, 2, 0)), ((29, 8193, False), (0, 9, 4)), ((300, 20000, False), (0, 170, 3)),
+    ((7, 9000, False), (5, 0, 3)), ((12, 1500, False), (0, 1, 0)), ((128, 2048, False), (15, 0, 0)),
+]
+# (width, depth) -> LUTs of the LUT RAM cells (RAM64M / RAM32M / RAM128X1D, 4 LUTs each)
+AMD_LUTRAM_MEASURED = [((8, 312), 60), ((1, 100), 4), ((300, 16), 200), ((13, 129), 60), ((7, 65), 24),
+                       ((8, 32), 8), ((1, 20000), 1252), ((256, 256), 1376)]
+
+
+def test_amd_memories_as_yosys_maps_them():
+    for (w, d, rom), (b18, b36, ffs) in AMD_BRAM_MEASURED:
+        assert estimate.amd_bram(w, d, rom) == {"ramb18": b18, "ramb36": b36, "ffs": ffs}, (w, d, rom)
+    for (w, d), luts in AMD_LUTRAM_MEASURED:
+        assert estimate.amd_lutram(w, d) == luts, (w, d)
+    # a FIFO's memory (no placement attribute): LUT RAM when its cells cost Yosys less
+    assert estimate.amd_placement(8, 254) == "lutram" and estimate.amd_placement(8, 799) == "bram"
+
+
+def test_amd_address_product():
+    """A window engine with channel lanes and a channel count per bank other than a power
+    of two has one product by a constant, which Yosys builds in a DSP48 on AMD parts."""
+    from nnforge.codegen.folding import Fold, Geometry
+
+    class E:
+        template = "line.v.j2"
+
+        def __init__(self, c, fold):
+            self.geometry, self.fold = Geometry(c=c), fold
+
+    assert estimate.amd_address_products(E(3, Fold(8, 1))) == 1
+    assert estimate.amd_address_products(E(16, Fold(8, 8, True))) == 0  # 2 channels a bank
+    assert estimate.amd_address_products(E(24, Fold(1, 8))) == 1  # 3
+    assert estimate.amd_address_products(E(3, Fold(4, 3, flat=True))) == 0  # a row fold: no such product
+    assert estimate.amd_address_products(E(1, Fold())) == 0
