@@ -99,6 +99,24 @@ def _window_table(g, fold, kind: str) -> tuple[list[list[tuple[int, int, int]]],
     return span, (g.cg // fold.simd) * g.kh * g.kw, 1
 
 
+def _runs(table, c: int) -> tuple[list[int], list[int], list[int]]:
+    """Each window vector as a run of the line buffer's row (stored ``column * c +
+    channel``): its row in the window, the first lane's offset from the pixel's first
+    column, and its lanes (the rest are zeros). The lanes of every fold are consecutive
+    there (channels of one cell, or a row fold's inputs of one kernel row: no column
+    dilation), so a lane's bank of the row partitioned by lanes is its own."""
+    tr, ts, tn = [], [], []
+    for v in table:
+        live = [(i, j * c + ch) for i, j, ch in v if i >= 0]
+        if not live or any(i != live[0][0] for i, _ in live) or any(
+                o != live[0][1] + k for k, (_, o) in enumerate(live)) or any(i >= 0 for i, _, _ in v[len(live):]):
+            raise BackendError("internal: a window vector that is not one run of a line buffer row")
+        tr.append(live[0][0])
+        ts.append(live[0][1])
+        tn.append(len(live))
+    return tr, ts, tn
+
+
 def _mac_weights(w: np.ndarray, g, fold, table) -> tuple[np.ndarray, int]:
     """Weights as ``[blocks * taps][PE][SIMD]`` (``SIMD`` 1 when depthwise) for the vectors
     of ``table``, zeros for missing lanes and the padding of a shorter last block."""
@@ -138,11 +156,10 @@ def _window_engine(q: Graph, node, e, ctx: dict) -> dict:
     table, taps, eb = _window_table(g, fold, kind)
     span_h, hr, wr = _geometry_rows(g)
     vec = len(table[0])
+    tr, ts, tn = _runs(table, g.c)
     d = {"kind": f"{kind}_window", "g": g, "taps": taps, "eb": eb, "vec": vec, "span_h": span_h, "hr": hr,
          "wr": wr, "nr": span_h + 1, "flat": fold.flat, "in_ctype": ctx["in_ctype"], "out_ctype": ctx["out_ctype"],
-         "ti": rows([r for v in table for r, _, _ in v]), "tq": rows([c for v in table for _, c, _ in v]),
-         "tc": rows([c for v in table for _, _, c in v]), "n_table": len(table) * vec,
-         "pad": 0}
+         "tr": rows(tr), "ts": rows(ts), "tn": rows(tn), "n_vectors": len(table), "pad": 0}
     if kind == "max":
         _, p, _, _ = step_params(q, node, e.name)
         d.update(init=p["init"], lo=p["lo"], hi=p["hi"], pad=p["init"], loop=max(taps, g.c))
