@@ -5,7 +5,7 @@
 
 For each model: compile it (8 bits) with ``--fit PART`` (the Verilog folded to the part's
 DSP48 slices, 80% of its LUT6s and flip-flops and its block RAM tiles, by the estimate for
-its architecture, :func:`nnforge.codegen.estimate.amd_estimate`), then ``nnforge synth
+its architecture, :func:`nnforge.codegen.estimate_amd.amd_estimate`), then ``nnforge synth
 --fpga PART`` (:func:`nnforge.sim.fpga.synth_amd`: Yosys ``synth_xilinx``, no place and
 route). Prints per model the estimate and Yosys's count of DSP48 slices, block RAM tiles
 (RAMB36 + RAMB18 / 2), LUTs (logic, LUT RAM and shift registers, as Vivado counts them) and

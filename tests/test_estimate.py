@@ -238,17 +238,20 @@ AMD_LUTRAM_MEASURED = [((8, 312), 60), ((1, 100), 4), ((300, 16), 200), ((13, 12
 
 
 def test_amd_memories_as_yosys_maps_them():
+    from nnforge.codegen import estimate_amd
+
     for (w, d, rom), (b18, b36, ffs) in AMD_BRAM_MEASURED:
-        assert estimate.amd_bram(w, d, rom) == {"ramb18": b18, "ramb36": b36, "ffs": ffs}, (w, d, rom)
+        assert estimate_amd.amd_bram(w, d, rom) == {"ramb18": b18, "ramb36": b36, "ffs": ffs}, (w, d, rom)
     for (w, d), luts in AMD_LUTRAM_MEASURED:
-        assert estimate.amd_lutram(w, d) == luts, (w, d)
+        assert estimate_amd.amd_lutram(w, d) == luts, (w, d)
     # a FIFO's memory (no placement attribute): LUT RAM when its cells cost Yosys less
-    assert estimate.amd_placement(8, 254) == "lutram" and estimate.amd_placement(8, 799) == "bram"
+    assert estimate_amd.amd_placement(8, 254) == "lutram" and estimate_amd.amd_placement(8, 799) == "bram"
 
 
 def test_amd_address_product():
     """A window engine with channel lanes and a channel count per bank other than a power
     of two has one product by a constant, which Yosys builds in a DSP48 on AMD parts."""
+    from nnforge.codegen import estimate_amd
     from nnforge.codegen.folding import Fold, Geometry
 
     class E:
@@ -257,8 +260,8 @@ def test_amd_address_product():
         def __init__(self, c, fold):
             self.geometry, self.fold = Geometry(c=c), fold
 
-    assert estimate.amd_address_products(E(3, Fold(8, 1))) == 1
-    assert estimate.amd_address_products(E(16, Fold(8, 8, True))) == 0  # 2 channels a bank
-    assert estimate.amd_address_products(E(24, Fold(1, 8))) == 1  # 3
-    assert estimate.amd_address_products(E(3, Fold(4, 3, flat=True))) == 0  # a row fold: no such product
-    assert estimate.amd_address_products(E(1, Fold())) == 0
+    assert estimate_amd.amd_address_products(E(3, Fold(8, 1))) == 1
+    assert estimate_amd.amd_address_products(E(16, Fold(8, 8, True))) == 0  # 2 channels a bank
+    assert estimate_amd.amd_address_products(E(24, Fold(1, 8))) == 1  # 3
+    assert estimate_amd.amd_address_products(E(3, Fold(4, 3, flat=True))) == 0  # a row fold: no such product
+    assert estimate_amd.amd_address_products(E(1, Fold())) == 0
