@@ -31,7 +31,8 @@ from .report import trace_text
 from .ir.text import name as pname
 from .sim.files import check_replaceable, output_folder, replace_dir, temp_dir, write_manifest
 from .sim.progress import QUIET, Progress, warn
-from .targets import PARALLELISM, TARGETS as TARGET_TABLE, VIVADO_PART, WriteJob, check_names, folding_goal
+from .sim.parts import VIVADO_PART
+from .targets import PARALLELISM, TARGETS as TARGET_TABLE, WriteJob, check_names, folding_goal
 from .verification import GOLDEN, BackendResult, VerifyResult, trace as trace_layers, verify as verify_backends
 
 TARGETS = tuple(TARGET_TABLE)  # the names of the targets, in the order they are written

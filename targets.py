@@ -12,7 +12,6 @@ this table; nothing else names a target.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -32,6 +31,7 @@ from .ir.serialize import DesignFileError
 from .ir.text import name as pname
 from .passes import QuantConfig
 from .sim import native
+from .sim.parts import VIVADO_PART
 from .sim.progress import Progress
 from .sim.result import SimRun
 
@@ -129,10 +129,6 @@ def ir_order(values: np.ndarray, shape, perm) -> np.ndarray:
     if len(perm) != len(shape) or values.size != int(np.prod(shape)):
         return values
     return values.reshape([shape[p] for p in perm]).transpose(np.argsort(perm)).reshape(-1)
-
-
-# an AMD part's Vivado name (what an HLS or Vivado script may be given)
-VIVADO_PART = re.compile(r"xc[0-9a-z]+(-[0-9a-z]+)*")
 
 
 def stream_layers(path: Path, graph: Graph, shown: Path) -> list[tuple[str, str, str, tuple]] | None:

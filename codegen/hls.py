@@ -48,7 +48,7 @@ def write(prog: Program, outdir: Path, tb_x: np.ndarray, tb_y: np.ndarray,
         info = {"form": "stream", "top": AXIS_TOP, "axis": design["axis"], "folding": design["folding"],
                 "layers": design["layers"], "totals": design["totals"],
                 "streams": [{k: c[k] for k in ("name", "depth") if k in c} for c in design["channels"]]}
-        order = design["in_order"]
+        order = design["axis"]["in_order"]
         tb_axis = [np.asarray(x).reshape(graph.shape(graph.inputs[0])).transpose(order).reshape(-1) for x in tb_x]
     info.update(part=part, clock_ns=round(clock_ns, 3))
     header = render("hls", "nnforge_hls.h.j2", **ctx, axis=design["axis"] if design else None)

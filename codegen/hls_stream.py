@@ -13,7 +13,8 @@ stated depths between them:
   pixel, its window as ``TAPS`` vectors (``SIMD`` inputs each; a depthwise engine's ``PE``
   channels, per block of ``PE`` output channels), and a matrix-vector unit whose pipelined
   loop does exactly ``PE x SIMD`` multiplies per iteration (``PE`` depthwise) with its
-  weights in a ``[BLOCKS * TAPS][PE][SIMD]`` array partitioned on its last two dimensions;
+  weights a flat array of ``BLOCKS * TAPS`` words of ``PE x SIMD``, partitioned cyclically
+  by ``PE x SIMD``;
   a block of ``PE`` outputs leaves one per cycle while the next block accumulates (its
   loop runs ``max(TAPS, PE)`` iterations), so its period is the Verilog engine's
   ``compute_cycles``. Row folds take ``SIMD`` consecutive inputs of a kernel row (its ``kw
@@ -43,10 +44,12 @@ from .folding import Fold
 from .lower import DENSE_CHAIN, BackendError, c_int_type, lower
 from .program import rows, step_params
 from .registry import Lowerings
+from .rtl import tdata_bits
 from .verilog import dense_folding
 from .verilog_cnn import plan_engines
 
 DEPTH = 2  # a stream between two processes: a producer's element and the next one
+SKIP = "skip FIFO (the Verilog's, same analysis)"  # why a stream is deeper
 
 
 def _ctype(q: Graph, tensor: str) -> str:
@@ -172,8 +175,7 @@ def _window_engine(q: Graph, node, e, ctx: dict) -> dict:
     mult = np.broadcast_to(np.asarray(mult, dtype=np.int64), (g.m,))
     _, p, _, _ = step_params(q, node, e.name)
     acc_width = int(node.attr("acc_width"))
-    lanes = -(-g.m // fold.pe)
-    valid = [min(fold.pe, g.m - k * fold.pe) for k in range(lanes)]
+    valid = [min(fold.pe, g.m - k * fold.pe) for k in range(blocks)]
     d.update(pe=fold.pe, simd=1 if fold.depthwise else fold.simd, depthwise=fold.depthwise, blocks=blocks,
              loop=max(taps, fold.pe), w_rows=rows(wl.reshape(-1), fold.pe * wl.shape[2]),
              w_ctype=p["w_ctype"], b_rows=rows(np.concatenate([b, np.zeros(blocks * fold.pe - g.m, np.int64)])),
@@ -190,12 +192,15 @@ def _window_engine(q: Graph, node, e, ctx: dict) -> dict:
 LOWERINGS = Lowerings("hls-stream")
 
 
-@LOWERINGS.lowers("Conv", "Dense", "MaxPool")
-def _window(q: Graph, node, e, ctx: dict) -> dict | None:
+@LOWERINGS.lowers("Conv")
+def _conv(q: Graph, node, e, ctx: dict) -> dict | None:
     g = e.geometry
-    if node.op == "Conv" and not (e.fold.depthwise or e.fold.flat or (g.cg == g.c and g.mg == g.m)):
+    if not (e.fold.depthwise or e.fold.flat or (g.cg == g.c and g.mg == g.m)):
         return None  # grouped convolutions: the array form
     return _window_engine(q, node, e, ctx)
+
+
+LOWERINGS.lowers("Dense", "MaxPool")(_window_engine)
 
 
 @LOWERINGS.lowers("GlobalAveragePool")
@@ -263,13 +268,13 @@ def stream_design(q: Graph, parallelism) -> dict:
             # a stream with one reader: the skip FIFO of the join port it feeds, if any
             skip = fifo_depth.get(s.readers[0]) if len(s.readers) == 1 else None
             chans.append({"name": f"s{s.id}", "ctype": stream_ctype[s.id], "depth": skip or DEPTH,
-                          "why": "skip FIFO (the Verilog's, same analysis)" if skip else ""})
+                          "why": SKIP if skip else ""})
         if len(s.readers) > 1:
             outs = []
             for k, (ei, port) in enumerate(s.readers):
                 name = f"s{s.id}_{k}"
                 chans.append({"name": name, "ctype": stream_ctype[s.id], "depth": fifo_depth.get((ei, port), DEPTH),
-                              "why": "skip FIFO (the Verilog's, same analysis)" if (ei, port) in fifo_depth else ""})
+                              "why": SKIP if (ei, port) in fifo_depth else ""})
                 outs.append(name)
                 if ei >= 0:
                     proc = procs[ei]
@@ -314,7 +319,7 @@ def stream_design(q: Graph, parallelism) -> dict:
             "out_stream": out_read, "folding": folding, "folding_text": text, "vec_depth": DEPTH,
             "out_ctype": _ctype(q, q.outputs[0]), "layers": layers, "totals": totals,
             "types": element_types([*stream_ctype.values(), _ctype(q, q.outputs[0])]),
-            "in_order": perm, "axis": _axis(q, perm, n_in, n_out)}
+            "axis": _axis(q, perm, n_in, n_out)}
 
 
 def _cycles(d: dict) -> int:
@@ -358,10 +363,11 @@ def _axis(q: Graph, perm: list[int], n_in: int, n_out: int) -> dict:
     """The AXI4-Stream top's data layout, the Verilog wrapper's (:func:`.rtl.axis_wrapper`):
     TDATA widths in whole bytes, an element a beat, the input channels last."""
     in_t, out_t = q.qtype(q.inputs[0]), q.qtype(q.outputs[0])
-    return {"xw": in_t.width, "in_bits": -(-in_t.width // 8) * 8, "in_signed": in_t.signed,
-            "out_bits": -(-out_t.width // 8) * 8, "out_signed": out_t.signed, "in_order": perm,
+    out_bits = tdata_bits(out_t.width)
+    return {"xw": in_t.width, "in_bits": tdata_bits(in_t.width), "in_signed": in_t.signed,
+            "out_bits": out_bits, "out_signed": out_t.signed, "in_order": perm,
             "n_in": n_in, "n_out": n_out, "in_mask": hex((1 << in_t.width) - 1),
-            "out_mask": hex((1 << (-(-out_t.width // 8) * 8)) - 1), "keep": hex((1 << -(-out_t.width // 8)) - 1)}
+            "out_mask": hex((1 << out_bits) - 1), "keep": hex((1 << out_bits // 8) - 1)}
 
 
 def _form(d: dict) -> str:

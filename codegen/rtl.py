@@ -237,11 +237,16 @@ def requant_numbers(v_lo: int, v_hi: int, shift: int, out_t: FixedType, lo: int 
 
 # ----------------------------------------------------------------------------- top-level files
 
+def tdata_bits(width: int) -> int:
+    """An AXI4-Stream TDATA holding a ``width``-bit element: whole bytes."""
+    return -(-width // 8) * 8
+
+
 def axis_wrapper(info: dict, in_t, out_t) -> tuple[str, dict]:
     """The AXI4-Stream wrapper of the top (``hls_templates/verilog/axis.v.j2``): TDATA
     widths rounded up to whole bytes, the output sign- or zero-extended. Returns the text
     and its ``verilog_info.json`` entry."""
-    in_bits, out_bits = -(-in_t.width // 8) * 8, -(-out_t.width // 8) * 8
+    in_bits, out_bits = tdata_bits(in_t.width), tdata_bits(out_t.width)
     text = render("verilog", "axis.v.j2", module=AXIS_TOP, top=info["top"], xw=in_t.width, ow=out_t.width,
                   in_bits=in_bits, out_bits=out_bits, out_signed=out_t.signed, in_type=str(in_t),
                   out_type=str(out_t), n_in=info["n_in"], n_out=info["n_out"])

@@ -37,7 +37,8 @@ from .timing_path import critical_path
 from .verilog import AXIS_PORTS, design_sources
 # the parts registry (:mod:`.parts`), re-exported: nnforge.sim.fpga is where users find it
 from .parts import (
-    AMD_PARTS, AUTO, DEFAULT_SPEED, ECP5, FIT_SHARE, ICE40, PARTS, RESOURCES, XC7, XCUP, XILINX_PREFIXES, Family,
+    AMD_PARTS, AUTO, DEFAULT_SPEED, ECP5, FIT_SHARE, ICE40, PARTS, RESOURCES, VIVADO_PART, XC7, XCUP, XILINX_PREFIXES,
+    Family,
     FitError, Part, PartError, amd_part, check_fit, estimate, fit_budget, is_xilinx, known_parts, resolve_part,
     smallest_part)
 
@@ -537,17 +538,14 @@ def synth_amd(src: Path, info: dict, srcs: list[Path], part: Part, out_root: Pat
             util[r] = {"used": u, "available": avail, "percent": round(100.0 * u / avail, 1), "what": fam.labels[r]}
         over = check_fit(need, part)
         result = {
-            "part": part.name, "requested": requested, "vendor": "amd", "family": fam.name, "device": part.device,
-            "vivado_part": part.vivado, "ran": "yosys", "top": top, "axis": axis,
-            "sources": [p.name for p in srcs], "source_dir": str(src),
-            "clock_port": AXIS_PORTS["clk"] if axis else "clk", "clock_mhz": float(clock_mhz),
-            "fits": over is None, "fit_error": None if over is None else str(over),
+            **_vivado_files(work, src, srcs, info, part.vivado, final, clock_mhz, axis, out_root),
+            "part": part.name, "requested": requested, "family": fam.name, "device": part.device,
+            "vivado_part": part.vivado, "ran": "yosys", "fits": over is None, "fit_error": None if over is None else str(over),
             "utilization": util,
             "synthesized": {k: need[k] for k in ("LUT", "FF", "BRAM", "RAMB18", "RAMB36", "DSP")},
             "fmax_mhz": None, "timing_met": None,
             "timing_note": "not placed: no open-source place and route exists for AMD parts; run the Vivado "
                            "script for timing and a bitstream",
-            **_vivado_files(work, srcs, info, part.vivado, final, clock_mhz, axis, out_root),
             "tools": {"yosys": _version(yosys, "-V"), "packages": _package_versions([PIP_PACKAGES["yosys"]])},
         }
         result["seconds"] = {"yosys": round(yosys_s, 2), "total": round(time.monotonic() - t_start, 2)}
@@ -561,10 +559,11 @@ def synth_amd(src: Path, info: dict, srcs: list[Path], part: Part, out_root: Pat
     return result
 
 
-def _vivado_files(work: Path, srcs: list[Path], info: dict, name: str, final: Path, clock_mhz: float,
+def _vivado_files(work: Path, src: Path, srcs: list[Path], info: dict, name: str, final: Path, clock_mhz: float,
                   axis: bool, out_root: Path) -> dict:
     """Write ``vivado.tcl`` and ``nnforge.xdc`` for part ``name`` into ``work`` (to be moved
-    to ``final``); the report's fields about them."""
+    to ``final``); the report's fields every AMD result has (the design, the clock, the
+    scripts)."""
     from ..codegen.render import render
 
     clock_port = AXIS_PORTS["clk"] if axis else "clk"
@@ -577,7 +576,9 @@ def _vivado_files(work: Path, srcs: list[Path], info: dict, name: str, final: Pa
            "versal": name.startswith(("xcvc", "xcve", "xcvp", "xcvm", "xcvh"))}
     (work / "vivado.tcl").write_text(render("verilog", "vivado.tcl.j2", **ctx, file="tcl"))
     (work / "nnforge.xdc").write_text(render("verilog", "vivado.tcl.j2", **ctx, file="xdc"))
-    return {"period_ns": round(period, 3), "script": str(final / "vivado.tcl"), "xdc": str(final / "nnforge.xdc"),
+    return {"vendor": "amd", "top": info["top"], "axis": axis, "sources": [p.name for p in srcs],
+            "source_dir": str(src), "clock_port": clock_port, "clock_mhz": float(clock_mhz),
+            "period_ns": round(period, 3), "script": str(final / "vivado.tcl"), "xdc": str(final / "nnforge.xdc"),
             "command": f"cd {final} && vivado -mode batch -source vivado.tcl",
             "hls_script": str(hls) if hls.exists() else None}
 
@@ -588,7 +589,7 @@ def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: boo
     sources, synthesize, place, route, report utilisation and timing, write the bitstream)
     and ``nnforge.xdc`` (the clock). Nothing is run."""
     name = part.strip().lower()
-    if not re.fullmatch(r"xc[0-9a-z]+(-[0-9a-z]+)*", name) or not is_xilinx(name):
+    if not VIVADO_PART.fullmatch(name) or not is_xilinx(name):
         raise PartError(f"{part!r} is not an AMD/Xilinx part name Vivado knows (e.g. xc7a35tcpg236-1); "
                         f"known: {known_parts()}")
     src, info, srcs = _sources(Path(src_dir), axis)
@@ -597,13 +598,8 @@ def write_vivado(src_dir, part: str, outdir, clock_mhz: float = 100.0, axis: boo
     final = synth_root / name
     work = temp_dir(synth_root)
     try:
-        result = {
-            "part": name, "requested": part, "vendor": "amd", "ran": False,
-            "top": info["top"], "axis": axis, "sources": [p.name for p in srcs], "source_dir": str(src),
-            "clock_port": AXIS_PORTS["clk"] if axis else "clk", "clock_mhz": float(clock_mhz),
-            **_vivado_files(work, srcs, info, name, final, clock_mhz, axis, out_root),
-            "dir": str(final),
-        }
+        result = {**_vivado_files(work, src, srcs, info, name, final, clock_mhz, axis, out_root),
+                  "part": name, "requested": part, "ran": False, "dir": str(final)}
         _write_result(work, final, result)
     finally:
         _discard(work, synth_root)

@@ -166,6 +166,9 @@ AMD_PARTS: dict[str, Part] = {p.name: p for p in (
     _amd("xczu7ev", XCUP, "xczu7ev-ffvc1156-2-e", 230400, 312, 1728, "zcu104", uram=96),
 )}
 
+# an AMD part's Vivado name (what a Vivado or Vitis HLS script may be given)
+VIVADO_PART = re.compile(r"xc[0-9a-z]+(-[0-9a-z]+)*")
+
 # Vivado parts: 7-series, UltraScale(+), Zynq UltraScale+, Alveo, Versal
 XILINX_PREFIXES = ("xc7", "xcku", "xcvu", "xczu", "xcau", "xcu", "xcvc", "xcve", "xcvp", "xcvm", "xcvh")
 

@@ -98,6 +98,18 @@ def train_classifier(model, x, y, steps: int, lr: float, batch: int | None = Non
     return model.eval()
 
 
+def verify_trace_json(out, data, capsys, limit: int = 20) -> tuple[int, dict]:
+    """``nnforge verify OUT --data DATA --limit N --trace --json``: its exit status and the
+    JSON it printed."""
+    import json
+
+    from nnforge import cli
+
+    capsys.readouterr()
+    rc = cli.main(["verify", str(out), "--data", str(data), "--limit", str(limit), "--trace", "--json", "-q"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
 def negate_first_row(src, array: str) -> None:
     """Corrupt a generated source on purpose: negate the first printed row of the constant
     array ``array`` (what a verify run must then catch)."""

@@ -203,7 +203,7 @@ def test_array_form_where_the_stream_form_does_not_apply(tmp_path):
 def test_trace_names_the_corrupted_process(tmp_path, capsys):
     """verify --trace on the stream form: every layer's stream, put back in the IR's
     order, equals golden; a negated weight row in one matrix-vector unit is named."""
-    from conftest import ROOT, negate_first_row
+    from conftest import ROOT, negate_first_row, verify_trace_json
     from nnforge import cli
 
     ex = ROOT / "examples" / "digits_resnet"
@@ -214,9 +214,7 @@ def test_trace_names_the_corrupted_process(tmp_path, capsys):
     macs = [ly["name"] for ly in layers if "pe" in ly]
     victim = macs[3]
     negate_first_row(out / "hls" / "nnforge_hls.cpp", f"{victim}_w")
-    capsys.readouterr()
-    rc = cli.main(["verify", str(out), "--data", str(ex / "test.npz"), "--limit", "20", "--trace", "--json", "-q"])
-    doc = json.loads(capsys.readouterr().out)
+    rc, doc = verify_trace_json(out, ex / "test.npz", capsys)
     assert rc == 1
     traced = doc["trace"]["backends"]["hls"]
     assert [t["step"] for t in traced] == [ly["name"] for ly in layers]

@@ -7,7 +7,7 @@ import numpy as np
 
 import nnforge
 from nnforge import cli
-from conftest import ROOT, negate_first_row
+from conftest import ROOT, negate_first_row, verify_trace_json
 
 EX = ROOT / "examples" / "digits_resnet"
 
@@ -33,9 +33,7 @@ def test_cli_trace_names_the_corrupted_layer(tmp_path, capsys):
     steps = design.lowered("c").steps
     victim = steps[[s.tensor for s in steps].index(convs[3].outputs[0])]
     negate_first_row(out / "c" / "nnforge_model.c", f"{victim.name}_w")
-    capsys.readouterr()
-    rc = cli.main(["verify", str(out), "--data", str(EX / "test.npz"), "--limit", "20", "--trace", "--json", "-q"])
-    doc = json.loads(capsys.readouterr().out)
+    rc, doc = verify_trace_json(out, EX / "test.npz", capsys)
     assert rc == 1
     c_layers = doc["trace"]["backends"]["c"]
     first = next(t for t in c_layers if t["mismatches"])
