@@ -87,7 +87,7 @@ def cmd_verify(args, progress: Progress) -> int:
     design = Design.load(args.outdir, progress=progress)
     x, y = load_npz(args.data)
     result = design.verify(x, y, backends=backends, outdir=args.outdir, limit=args.limit,
-                           progress=progress, jobs=args.jobs)
+                           progress=progress, jobs=args.jobs, scheduler=args.scheduler)
     traces, sample = {}, 0
     if args.trace:
         # the first sample some traceable backend got wrong (or the first sample)
@@ -109,10 +109,21 @@ def cmd_verify(args, progress: Progress) -> int:
 
 def cmd_report(args, progress: Progress) -> int:
     """The precision report of a compiled design: from report.json (the calibration data),
-    or recomputed on --data."""
+    or recomputed on --data; with --html, OUTDIR/report.html (:mod:`nnforge.htmlreport`)."""
     out = Path(args.outdir)
     read_manifest(out)  # an nnforge output folder, or one line
     design = Design.load(out, progress=progress)
+    if args.html:
+        from .htmlreport import report_page
+        from .sim.files import write_in_output
+
+        info = read_json(out / "report.json", "a report")
+        prec = profile = None
+        if args.data:  # the precision and the histograms on these samples instead of report.json's
+            x, _ = load_npz(args.data)
+            prec, profile = design.precision(x, limit=args.limit or 256), design.profile(x, limit=args.limit or 256)
+        print(write_in_output(out, "report.html", report_page(info, profile, prec, args.data)))
+        return 0
     if args.data:
         x, _ = load_npz(args.data)
         prec = design.precision(x, limit=args.limit or 256)
@@ -206,11 +217,46 @@ def cmd_synth(args, progress: Progress) -> int:
     return 1
 
 
+def cmd_explore(args, progress: Progress) -> int:
+    """A sweep over the cartesian product of the options, on Dask (nnforge.explore)."""
+    from .explore import explore
+
+    x_cal, _ = load_npz(args.calibration)
+    validation = load_npz(args.validation)
+    on_off = {"on": True, "off": False}
+    per_channel = [on_off[v] if v in on_off else _bad("--per-channel", v, "on,off") for v in _list(args.per_channel)]
+    lists = {k: _list(v) if v is not None else None for k, v in
+             (("bits", args.bits), ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
+              ("parallelism", args.parallelism), ("fit", args.fit), ("target_fps", args.target_fps))}
+    doc = explore(args.model, x_cal, validation, args.output, bits=lists["bits"] or ["8"],
+                  weight_bits=lists["weight_bits"], act_bits=lists["act_bits"], per_channel=per_channel,
+                  calibration_methods=_list(args.calibration_method), parallelism=lists["parallelism"],
+                  fit=lists["fit"], target_fps=lists["target_fps"], clock_mhz=args.clock_mhz, synth=args.synth,
+                  scheduler=args.scheduler, workers=args.workers, progress=progress)
+    recs = doc["configurations"]
+    failed = [r for r in recs if r["status"] != "ok"]
+    if not args.quiet:
+        from .explore.results import summary_lines
+
+        print("\n".join(summary_lines(recs)))
+        print(f"results: {Path(args.output) / 'results.json'}, results.csv, explore.html")
+    if failed:
+        print(f"nnforge: {len(failed)} of {len(recs)} configurations failed (their errors are in results.json)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _bad(flag: str, value: str, allowed: str):
+    raise ValueError(f"{flag}: {value!r} is not one of {allowed}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nnforge", description="Compile ONNX models to bit-exact C, HLS C++ and Verilog.")
     p.add_argument("--version", action="version", version="nnforge 0.1.0")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_compile_parser, _verify_parser, _report_parser, _finetune_parser, _synth_parser, _demo_parser):
+    for add in (_compile_parser, _verify_parser, _report_parser, _finetune_parser, _synth_parser, _explore_parser,
+                _demo_parser):
         add(sub)
     return p
 
@@ -315,6 +361,35 @@ def _folding_options(c) -> None:
                         "flip-flops (room for placement) and its block RAMs")
 
 
+def _explore_parser(sub) -> None:
+    e = sub.add_parser("explore", help="compile, measure and estimate every configuration of a sweep (on Dask)")
+    e.add_argument("model", help="the ONNX model file")
+    e.add_argument("--calibration", required=True, help="calibration data: a .npz file with 'x'")
+    e.add_argument("--validation", required=True, help="labelled data the accuracy is measured on: 'x' and 'y'")
+    e.add_argument("-o", "--output", required=True,
+                   help="the sweep's folder: new, empty or an earlier sweep's (its cache is reused)")
+    e.add_argument("--bits", help="widths of weights and activations together, e.g. 4,6,8 (default 8)")
+    e.add_argument("--weight-bits", help="weight widths, crossed with --act-bits (or --bits)")
+    e.add_argument("--act-bits", help="activation widths, crossed with --weight-bits (or --bits)")
+    e.add_argument("--per-channel", default="off", help="on, off or on,off (default off)")
+    e.add_argument("--calibration-method", default="minmax", metavar="METHODS",
+                   help="comma-separated: minmax, percentile:P, mse, kl (default minmax)")
+    fold = e.add_mutually_exclusive_group()
+    fold.add_argument("--parallelism", help=f"Verilog folding modes, from {','.join(PARALLELISM)} (default balanced)")
+    fold.add_argument("--fit", metavar="PART,PART", help="parts to fit (as compile --fit): the fastest design for each")
+    fold.add_argument("--target-fps", metavar="F,F", help="frame rates at --clock-mhz (as compile --target-fps)")
+    e.add_argument("--clock-mhz", type=float, default=100.0,
+                   help="the clock latencies are given at without --synth, and --target-fps assumes (default 100)")
+    e.add_argument("--synth", action="store_true",
+                   help="also synthesize, place and route each configuration for its --fit part (Fmax, resources "
+                        "used; latency at Fmax)")
+    e.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:port) whose workers run the "
+                                                          "configurations; default: a local cluster")
+    e.add_argument("--workers", type=int, help="the local cluster's worker processes (default: one per core)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    e.set_defaults(func=cmd_explore)
+
+
 def _verify_parser(sub) -> None:
     v = sub.add_parser("verify", help="run every backend on data and compare with the golden model")
     v.add_argument("outdir", help="a folder written by 'nnforge compile'")
@@ -322,9 +397,14 @@ def _verify_parser(sub) -> None:
     v.add_argument("--backends", help=f"comma-separated, from {','.join(BACKENDS)} "
                    "(default: golden and every target written to OUTDIR)")
     v.add_argument("--limit", type=int, help="use only the first N samples")
-    v.add_argument("--jobs", type=int, metavar="N",
-                   help="processes to spread each built backend's samples over (default: one per core); "
-                        "the program is built once")
+    spread = v.add_mutually_exclusive_group()
+    spread.add_argument("--jobs", type=int, metavar="N",
+                        help="processes to spread each built backend's samples over (default: one per core); "
+                             "the program is built once")
+    spread.add_argument("--scheduler", metavar="ADDRESS",
+                        help="a Dask scheduler (tcp://host:port): the slow backends' samples (the Verilog "
+                             "simulation) run in shards on its workers, each building the sources itself "
+                             "(needs nnforge[explore] and the backend's tools on the workers)")
     v.add_argument("--trace", action="store_true",
                    help="also compare every layer of every backend with golden, on the first sample that "
                         "differs (or the first sample), and name the first layer that differs")
@@ -366,9 +446,13 @@ def _finetune_parser(sub) -> None:
 def _report_parser(sub) -> None:
     r = sub.add_parser("report", help="per-layer formats and SQNR against the float model")
     r.add_argument("outdir", help="a folder written by 'nnforge compile'")
-    r.add_argument("--data", help="compute on this .npz instead of the calibration data's report")
+    r.add_argument("--data", help="compute on this .npz instead of the calibration data's report (and profile)")
     r.add_argument("--limit", type=int, help="use only the first N samples (default 256)")
-    r.add_argument("--json", action="store_true", help="print one JSON object")
+    how = r.add_mutually_exclusive_group()
+    how.add_argument("--json", action="store_true", help="print one JSON object")
+    how.add_argument("--html", action="store_true",
+                     help="write OUTDIR/report.html (charts of the precision, value ranges, Verilog engines and "
+                          "energy) and print its path")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=cmd_report)
 
@@ -507,12 +591,13 @@ def _error_line(e: Exception, command: str) -> str | None:
 
 def _is_user_error(e: Exception) -> bool:
     from .codegen.lower import BackendError
+    from .cluster import DaskUnavailable
     from .frontend import ModelImportError
     from .passes import QuantizeError
     from .train import ExactnessError, TrainUnavailable
 
     return isinstance(e, (BackendError, ModelImportError, QuantizeError, DataError, OSError, MemoryError,
-                          RecursionError, ValueError, TrainUnavailable, ExactnessError)) or _is_tool_error(e)
+                          RecursionError, ValueError, TrainUnavailable, ExactnessError, DaskUnavailable)) or _is_tool_error(e)
 
 
 def _is_tool_error(e: Exception) -> bool:

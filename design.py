@@ -27,7 +27,7 @@ from .passes import QuantConfig, run_float_pipeline
 from .persist import file_list, read_report_precision
 from .pipeline import Compiled, Options, compile_model, source_name
 from .report import LayerTrace, layer_rows, precision, precision_text, report_info, report_text, summary_text
-from .report import trace_text
+from .report import tensor_profile, trace_text
 from .ir.text import name as pname
 from .sim.files import check_replaceable, output_folder, replace_dir, temp_dir, write_manifest
 from .sim.progress import QUIET, Progress, warn
@@ -50,6 +50,7 @@ class Design:
         self.mixed = None  # the mixed-precision search that chose config, if one ran
         self.compression: list[dict] = []  # what each compression pass did (PruneReport.as_dict ...)
         self.calibration_precision = None  # precision() on the calibration data, from compile
+        self.calibration_profile = None  # profile() on the same samples (report.json's "profile")
         self._float_passes: Graph | None = None  # the float graph after the float passes (q's names)
         self.source = source
         self.training: list[dict] = []  # fine-tuning runs that made this design (train.loop records)
@@ -62,6 +63,7 @@ class Design:
         design.compression = c.compression
         design._float_passes = c.float_passes
         design.calibration_precision = c.calibration_precision
+        design.calibration_profile = c.calibration_profile
         return design
 
     # ---- shapes and types --------------------------------------------------------------
@@ -141,6 +143,14 @@ class Design:
         return precision(self._passes_graph(), self.qgraph, x, self.quantize_input(x))
 
     precision_text = staticmethod(precision_text)
+
+    def profile(self, x, limit: int = 256) -> dict:
+        """Histograms of the model input, every node's output and every layer's weights on
+        the samples ``x`` (the first ``limit``): the float model's values and the golden
+        model's, the interval each format represents and the float values it saturates
+        (:func:`nnforge.report.tensor_profile`; what ``nnforge report --html`` draws)."""
+        x = as_batch(x, self.input_shape)[:limit]
+        return tensor_profile(self._passes_graph(), self.qgraph, x, self.quantize_input(x))
 
     # ---- writing --------------------------------------------------------------------
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",
@@ -330,7 +340,7 @@ class Design:
     # ---- verification ---------------------------------------------------------------
     def verify(self, x, y=None, backends: Sequence[str] = BACKENDS, outdir=None,
                limit: int | None = None, parallelism: str = "balanced",
-               progress: Progress = QUIET, jobs: int | None = None) -> VerifyResult:
+               progress: Progress = QUIET, jobs: int | None = None, scheduler: str | None = None) -> VerifyResult:
         """Run each backend on ``x`` and compare every output integer with golden.
 
         ``outdir`` is a folder written by :meth:`write`; without it the sources are
@@ -343,9 +353,14 @@ class Design:
         samples: the program is built once (on sample 0), then the other samples run in
         contiguous shards at once and are put back in order; ``jobs=1`` runs them all in
         one process. A shard that fails raises its error naming its samples.
+
+        ``scheduler``: a Dask scheduler's address (``tcp://host:port``); the samples of the
+        slow backends (the Verilog simulation, a program of many MACs) are then split into
+        one shard per worker thread of that cluster instead (:mod:`nnforge.cluster`).
         """
         backends = check_names(backends, BACKENDS, "backend")
-        return verify_backends(self, x, y, backends, outdir, limit, parallelism, progress, jobs=jobs)
+        return verify_backends(self, x, y, backends, outdir, limit, parallelism, progress, jobs=jobs,
+                               scheduler=scheduler)
 
     def trace(self, x, backends: Sequence[str] = TRACEABLE, outdir=None, sample: int = 0,
               progress: Progress = QUIET) -> dict[str, list[LayerTrace]]:

@@ -24,7 +24,7 @@ from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.calibrate import CalibrationWarning, channel_means, check_input_spread, check_spread
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
 from .passes.rounding import layer_inputs
-from .report import precision
+from .report import precision, tensor_profile
 from .sim.progress import Progress, warn
 
 CAL_REFIT = 512  # calibration samples pruning refits the weights on
@@ -93,6 +93,7 @@ class State:
     q: Graph | None = None
     compression: list[dict] = field(default_factory=list)
     calibration_precision: dict | None = None
+    calibration_profile: dict | None = None
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Compiled:
     mixed: object
     compression: list[dict]
     calibration_precision: dict | None
+    calibration_profile: dict | None = None
 
 
 Step = Callable[[State], None]
@@ -220,12 +222,15 @@ def quantize(s: State) -> None:
 
 
 def calibration_report(s: State) -> None:
-    """The precision report on (the first samples of) the calibration data, when there is some."""
+    """The precision report and the value profile (histograms) on (the first samples of)
+    the calibration data, when there is some."""
     if s.options.calibration is None:
         return
     q = s.q
     x = as_batch(s.options.calibration, q.shape(q.inputs[0]))[:CAL_REPORT]
-    s.calibration_precision = precision(s.f, q, x, quantize_float(x, q.qtype(q.inputs[0])))
+    x_int = quantize_float(x, q.qtype(q.inputs[0]))
+    s.calibration_precision = precision(s.f, q, x, x_int)
+    s.calibration_profile = tensor_profile(s.f, q, x, x_int)
 
 
 FIXED_POINT: tuple[Step, ...] = (calibration_batch, prune_budget, compress, calibrate_ranges, layer_statistics,
@@ -332,4 +337,5 @@ def compile_model(model, options: Options, progress: Progress, instead: dict[Ste
     s = State(options, progress, g, run_float_pipeline(g), cfg)
     for step in route(s):
         (instead or {}).get(step, step)(s)
-    return Compiled(s.float_graph, s.f, s.q, s.cfg, s.mixed, s.compression, s.calibration_precision)
+    return Compiled(s.float_graph, s.f, s.q, s.cfg, s.mixed, s.compression, s.calibration_precision,
+                    s.calibration_profile)

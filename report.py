@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .energy import energy_estimate, energy_lines
 from .ir import Graph, dequantize, run_float, run_int
 from .ir.floats import is_float
 from .ir.ops import ops_with
@@ -124,6 +125,111 @@ def precision_text(p: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROFILE_BINS = 40  # equal bins of each tensor's histogram in a profile
+
+
+def tensor_profile(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray, bins: int = PROFILE_BINS) -> dict:
+    """The values of the model input, of every node's output and of every layer's weights
+    (the ``linear`` trait) as histograms, for the HTML report: the float model's values
+    (``float_passes`` on ``x``) and the golden model's scaled back (``q`` on ``x_int``),
+    counted in ``bins`` equal bins over the span of both, beside the interval the tensor's
+    format represents and how many float values fall beyond it (those it saturates)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        fenv = run_float(float_passes, x, keep=True)
+    qenv = run_int(q, x_int, keep=True)
+    refs = quant_references(float_passes)
+    linear = ops_with(linear=True)
+
+    def activation(layer: str, op: str, kind: str, t: str) -> dict:
+        t_q = q.qtype(t)
+        lo, hi, step = _format_interval(t_q)
+        ref = fenv.get(refs.get(t, t))
+        return _tensor_histogram(layer, op, kind, t, t_q, ref, dequantize(qenv[t], t_q), (lo, hi, step), bins)
+
+    tensors = [activation("", "input", "input", q.inputs[0])]
+    for n in q.topo():
+        if n.op in linear:
+            tensors.append(_weights_histogram(float_passes, q, n, bins))
+        tensors.append(activation(n.name, n.op, "activation", n.outputs[0]))
+    return {"samples": int(len(x)), "bins": int(bins), "tensors": tensors}
+
+
+def _format_interval(t) -> tuple[float, float, float]:
+    """The real values a tensor type represents, ``[lo, hi]``, and one step of it (0 for a
+    float format, whose interval is its largest finite value with either sign)."""
+    if t.is_float:
+        sat = float(t.format.sat_value)
+        return -sat, sat, 0.0
+    return t.lo * t.scale, t.hi * t.scale, t.scale
+
+
+def weight_steps(q: Graph, node) -> np.ndarray:
+    """The real value of one step of each output channel's weights of a ``linear``
+    fixed-point node: the weight type's scale, or with a per-channel requantization
+    (``y = acc * rq_mult[n] >> rq_shift`` at the output's scale, ``acc`` at
+    scale(x) * step[n]) ``step[n] = rq_mult[n] * 2**-rq_shift * scale(y) / scale(x)``."""
+    x_t, w_t, y_t = q.qtype(node.inputs[0]), q.qtype(node.inputs[1]), q.qtype(node.outputs[0])
+    mult = node.attr("rq_mult")
+    if mult is None:
+        return np.full(q.shape(node.inputs[1])[0], w_t.scale)
+    return np.ldexp(np.asarray(mult, np.float64), -int(node.attr("rq_shift"))) * y_t.scale / x_t.scale
+
+
+def _weights_histogram(float_passes: Graph, q: Graph, node, bins: int) -> dict:
+    """A layer's weights: the float model's (where it has them, in the same shape) against
+    the quantized ones scaled back. With a step per output channel, each channel saturates
+    at its own interval and the interval shown is the widest channel's."""
+    w = node.inputs[1]
+    w_t, w_q = q.qtype(w), q.consts[w]
+    ref = float_passes.consts.get(w)
+    ref = ref if ref is not None and np.shape(ref) == np.shape(w_q) else None
+    if w_t.is_float:
+        return _tensor_histogram(node.name, node.op, "weights", w, w_t, ref, dequantize(w_q, w_t),
+                                 _format_interval(w_t), bins)
+    steps = weight_steps(q, node)
+    rows = steps.reshape((-1,) + (1,) * (np.ndim(w_q) - 1))
+    entry = _tensor_histogram(node.name, node.op, "weights", w, w_t, ref, w_q * rows,
+                              (w_t.lo * rows, w_t.hi * rows, rows), bins)
+    entry["per_channel"] = bool(np.unique(steps).size > 1)
+    return entry
+
+
+def _tensor_histogram(layer: str, op: str, kind: str, tensor: str, t, ref, deq, interval, bins: int) -> dict:
+    """One tensor's profile entry. ``interval``: ``(lo, hi, step)``, numbers or arrays that
+    broadcast against ``ref`` (one per output channel); the entry states the widest. A float
+    value saturates when rounding it to the format (half up) leaves the interval: below
+    ``lo - step/2``, or from ``hi + step/2`` up (beyond ``hi`` for a float format)."""
+    lo, hi, step = (np.asarray(v, np.float64) for v in interval)
+    deq = np.asarray(deq, np.float64).ravel()
+    size = deq.size
+    vals = [_finite_values(deq)]
+    below = above = None
+    if ref is not None:
+        ref = np.asarray(ref, np.float64)
+        with np.errstate(invalid="ignore"):
+            below = int(np.count_nonzero(ref < lo - step / 2))
+            above = int(np.count_nonzero(ref >= hi + step / 2 if np.all(step > 0) else ref > hi))
+        vals.append(_finite_values(ref.ravel()))
+    ends = [(float(v.min()), float(v.max())) for v in vals if v.size]
+    a, b = (min(e[0] for e in ends), max(e[1] for e in ends)) if ends else (0.0, 0.0)
+    if a == b:
+        pad = abs(a) / 2 or 0.5
+        a, b = a - pad, b + pad
+
+    def counts(v) -> list[int]:  # equal bins over [a, b], the last one closed
+        idx = np.minimum(((v - a) * (bins / (b - a))).astype(np.int64), bins - 1)
+        return [int(c) for c in np.bincount(idx, minlength=bins)]
+
+    return {"layer": layer, "op": op, "kind": kind, "tensor": tensor, "format": str(t),
+            "interval": [float(lo.min()), float(hi.max())], "per_channel": False, "edges": [a, b],
+            "float": counts(vals[1]) if ref is not None else None, "int": counts(vals[0]),
+            "values": int(size), "below": below, "above": above}
+
+
+def _finite_values(v: np.ndarray) -> np.ndarray:
+    return v if np.isfinite(v).all() else v[np.isfinite(v)]
+
+
 def report_info(design, targets) -> dict:
     """``report.json`` of an output folder, before the targets add their sections."""
     q = design.qgraph
@@ -136,7 +242,9 @@ def report_info(design, targets) -> dict:
             "output": {"shape": list(design.output_shape), "type": str(design.output_type),
                        "softmax_on_host": softmax},
             "layers": layers, "macs": sum(r.get("macs", 0) for r in layers),
-            "precision": design.calibration_precision}
+            "energy": energy_estimate(q),
+            "precision": design.calibration_precision,
+            "profile": design.calibration_profile}
 
 
 def training_text(run: dict) -> str:
@@ -184,6 +292,7 @@ def training_text(run: dict) -> str:
 def report_text(design, info: dict) -> str:
     """``report.txt``: the summary, compression, precision and the Verilog figures."""
     lines = [summary_text(design.qgraph), "", f"MACs per inference: {info['macs']}"]
+    lines += energy_lines(info.get("energy"))
     if design.mixed:
         lines.append(design.mixed.text().rstrip())
     for c in design.compression:

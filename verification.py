@@ -130,7 +130,8 @@ def shard_bounds(n: int, jobs: int) -> list[tuple[int, int]]:
     return [(0, 1)] + list(zip(edges, edges[1:]))
 
 
-def run_sharded(b: str, model, staged: "Staged", x_int: np.ndarray, progress: Progress, jobs: int) -> SimRun:
+def run_sharded(b: str, model, staged: "Staged", x_int: np.ndarray, progress: Progress, jobs: int,
+                scheduler: str | None = None) -> SimRun:
     """Backend ``b`` on the samples ``x_int``, spread over ``jobs`` processes
     (:func:`shard_bounds`) when it is slow (:data:`SIMULATED`, or a program of more than
     :data:`PROGRAM_SHARD_MACS` over the samples): the first sample alone builds the program (the build cache
@@ -138,10 +139,15 @@ def run_sharded(b: str, model, staged: "Staged", x_int: np.ndarray, progress: Pr
     once, each in its own work folder, and the outputs are put back in sample order.
     ``latency_cycles`` is that of sample 0 alone, ``cycles_per_inference`` that of the
     largest shard. A shard that fails raises the error of the first failing shard,
-    naming the samples of every failing one."""
+    naming the samples of every failing one. With a Dask ``scheduler``, a slow backend's
+    samples go to its workers instead (:func:`nnforge.cluster.run_on_cluster`)."""
     macs = getattr(model, "macs", None)
     if b not in SIMULATED and (macs is None or macs * len(x_int) < PROGRAM_SHARD_MACS):
         jobs = 1
+    elif scheduler:
+        from .cluster import run_on_cluster
+
+        return run_on_cluster(b, model, staged.src[b], x_int, scheduler, progress)
     bounds = shard_bounds(len(x_int), jobs)
     target = TARGETS[b]
     if len(bounds) == 1:
@@ -222,9 +228,10 @@ class _ShardProgress(Progress):
 
 
 def verify(design, x, y, backends: Sequence[str], outdir, limit: int | None, parallelism,
-           progress: Progress, jobs: int | None = 1) -> VerifyResult:
+           progress: Progress, jobs: int | None = 1, scheduler: str | None = None) -> VerifyResult:
     """:meth:`nnforge.design.Design.verify` (``backends`` already checked); each built
-    backend's samples are spread over ``jobs`` processes (:func:`run_sharded`)."""
+    backend's samples are spread over ``jobs`` processes (:func:`run_sharded`), or the
+    slow ones over the workers of the Dask ``scheduler``."""
     jobs = check_jobs(jobs)
     x = design.check_input(x)
     labels = None if y is None else check_labels(y, len(x), design.output_shape)
@@ -243,7 +250,7 @@ def verify(design, x, y, backends: Sequence[str], outdir, limit: int | None, par
             if b == GOLDEN:
                 run_y = golden
             else:
-                run = run_sharded(b, models[b], staged, x_int, progress, jobs)
+                run = run_sharded(b, models[b], staged, x_int, progress, jobs, scheduler)
                 run_y = run.y.reshape(golden.shape)
             mismatches, first = _compare(len(x), run_y, golden)
             result.backends[b] = BackendResult(

@@ -267,12 +267,12 @@ def _write_marker(folder: Path, files: dict[str, str], pending: dict[str, str] |
     write_file_atomic(Path(folder) / MARKER, json.dumps(doc, indent=1) + "\n")
 
 
-def write_file_atomic(path: Path, text: str) -> None:
-    """Replace the file ``path`` with ``text`` in one step: the text goes to a new file
-    beside it (``.<name>.<pid>-<random>.tmp``, created exclusively and never through a
-    symbolic link, so nothing a folder holds can redirect the write), is synced, and is
-    renamed over ``path`` (which replaces a link or a hard link, never writes into it).
-    Its mode follows the umask."""
+def write_file_atomic(path: Path, text: str | bytes) -> None:
+    """Replace the file ``path`` with ``text`` in one step: the text (or bytes, written as
+    they are) goes to a new file beside it (``.<name>.<pid>-<random>.tmp``, created
+    exclusively and never through a symbolic link, so nothing a folder holds can redirect
+    the write), is synced, and is renamed over ``path`` (which replaces a link or a hard
+    link, never writes into it). Its mode follows the umask."""
     path = Path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):
@@ -285,7 +285,7 @@ def write_file_atomic(path: Path, text: str) -> None:
     else:
         raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -521,3 +521,38 @@ def _settled(root: Path, files: dict, pending: dict) -> tuple[dict, dict]:
             files[rel] = digest
     _write_marker(root, files)
     return files, {}
+
+
+def write_in_output(root: Path, rel: str, text: str) -> Path:
+    """Write ``text`` (UTF-8) to the file ``root/rel`` of the output folder ``root`` and list
+    it in root's manifest, so that a later compile still replaces the folder and verify
+    accepts it. Refused (:class:`OutputFolderError`, as :func:`check_replaceable` words it)
+    when ``root`` has no valid marker, when a part of ``rel``'s folder is a symbolic link
+    or not a folder, and when ``root/rel`` exists but is not a file nnforge wrote there
+    unchanged (a symbolic link, a special file, a user's own file, an edited one). The file
+    is written beside its place and renamed over it (:func:`write_file_atomic`: never
+    through a link), listed as pending first and settled after, as
+    :func:`publish_in_output` does. Returns the path written."""
+    root = Path(root)
+    if not _safe_relpath(rel) or rel == MARKER:
+        raise ValueError(f"{printable(rel)} is not a file name inside an output folder")
+    files, pending = _settled(root, *_read_marker(root))
+    folder, _, _ = rel.rpartition("/")
+    if folder:
+        subfolder(root, folder)
+    path = root / rel
+    shown = printable(root)
+    if os.path.lexists(path):
+        if path.is_symlink() or not path.is_file():
+            raise OutputFolderError(f"{shown} holds {printable(rel)}, which is not a file nnforge wrote: {_REFUSE}")
+        if rel not in files:
+            raise OutputFolderError(f"{shown} holds {printable(rel)}, which nnforge did not write: {_REFUSE}")
+        if file_sha256(path) != files[rel]:
+            raise OutputFolderError(f"{shown} holds {printable(rel)}, which was changed since nnforge wrote it: "
+                                    f"{_REFUSE}")
+    data = text.encode("utf-8")
+    digest = hashlib.sha256(data).hexdigest()
+    _write_marker(root, files, {rel: digest})
+    write_file_atomic(path, data)
+    _write_marker(root, {**files, rel: digest})
+    return path

@@ -65,4 +65,4 @@ def dynamic_ref(node, g, inputs, fracs):
 
 DEF = OpDef(name="Add", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="sum",
             float16_ref=float16_ref, dynamic_ref=dynamic_ref, attrs=ATTRS,
-            traits=Traits(elementwise=True, join=True), doc="elementwise sum")
+            traits=Traits(elementwise=True, join=True), arith="add", doc="elementwise sum")

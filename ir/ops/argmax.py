@@ -68,4 +68,4 @@ def quantize(q, node, ctx) -> None:
 
 
 DEF = OpDef(name="ArgMax", shape=shape, float_ref=float_ref, int_ref=int_ref, quantize=quantize, attrs=ATTRS,
-            doc="index of the maximum along an axis (the model's last op)")
+            arith="max", doc="index of the maximum along an axis (the model's last op)")

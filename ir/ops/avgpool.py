@@ -55,4 +55,4 @@ def int_ref(node, g, inputs):
 
 DEF = OpDef(name="AveragePool", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="mean",
             dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
-            traits=Traits(channelwise=True, keeps_type=True, window=True), doc="average over windows")
+            traits=Traits(channelwise=True, keeps_type=True, window=True), arith="mean", doc="average over windows")

@@ -29,7 +29,9 @@ Function signatures (all optional except ``shape`` and ``float_ref``)::
 How the quantizer derives an op's output type is the rule named by ``quant`` (one of
 :data:`QUANT_RULES`; a table op's default is ``"table"``); the rules are implemented once,
 by name, in ``nnforge.passes.quantize`` and ``nnforge.passes.prequant``. An op without a
-rule (``float_only``) is refused by the quantizer with its ``refusal``.
+rule (``float_only``) is refused by the quantizer with its ``refusal``. What one output
+value costs in arithmetic and memory is the rule named by ``arith`` (one of
+:data:`ARITH_RULES`), counted by the first-order energy estimate ``nnforge.energy``.
 """
 
 from __future__ import annotations
@@ -75,6 +77,32 @@ QUANT_RULES = {
              "when it is given, else the calibrated range",
 }
 
+# the arithmetic of one output value of an op (``OpDef.arith``), which the first-order
+# energy estimate (``nnforge.energy``) counts; ``n`` is the op's fan-in: the operands of an
+# elementwise op, the cells of a window, the values reduced into one output. Every rule but
+# "view" also reads the ``n`` input values (an elementwise op one value of each operand,
+# constants included) and writes the output value once.
+ARITH_RULES = {
+    "mac": "per multiply-accumulate one multiply (the wider of input and weight) and one add at the "
+           "accumulator width, reading the weight and the input; per output value its bias read and the "
+           "requantization (a multiply where the multiplier is not a power of two, a rounding add where "
+           "bits are dropped)",
+    "add": "the operands aligned (a multiply each where its multiplier is not a power of two), n - 1 adds, "
+           "a rounding add where bits are dropped",
+    "pick": "the operands aligned as for add, n - 1 compares, a rounding add where bits are dropped",
+    "max": "n - 1 compares",
+    "sum": "n - 1 adds",
+    "mean": "n - 1 adds and one multiply (the division by the count)",
+    "multiply": "one multiply and a rounding add",
+    "multiply_add": "one multiply, one add at the accumulator width and a rounding add",
+    "select_multiply": "one compare (the sign) and one multiply, counted for every value, and a rounding add",
+    "compare": "one compare",
+    "clamp": "two compares",
+    "lookup": "one table read",
+    "move": "no arithmetic: the value is copied",
+    "view": "nothing: the values stay where they are",
+}
+
 
 @dataclass(frozen=True)
 class OpDef:
@@ -94,6 +122,9 @@ class OpDef:
     refusal: str = ""  # float-only ops: why the quantizer cannot keep one (said to the user)
     onnx: str = ""  # the ONNX op that becomes this one node (one activation input, attributes
     #                 by name with this schema's defaults); "" when the frontend translates it itself
+    # the arithmetic of one output value (a key of ARITH_RULES); by default "lookup" for a table
+    # op, "move" for one that moves data, "mac" for a linear one, "" (not counted) otherwise
+    arith: str = ""
 
     def __post_init__(self):
         if self.attrs is None:
@@ -102,6 +133,13 @@ class OpDef:
             raise TypeError(f"op {self.name}: a table op needs its float function")
         if self.traits.table and not self.quant:
             object.__setattr__(self, "quant", "table")
+        if not self.arith:
+            t = self.traits
+            default = "lookup" if t.table else "move" if t.moves_data else "mac" if t.linear else ""
+            object.__setattr__(self, "arith", default)
+        if self.arith and self.arith not in ARITH_RULES:
+            raise TypeError(f"op {self.name}: unknown arithmetic rule {self.arith!r}; "
+                            f"rules are {sorted(ARITH_RULES)}")
         if self.quant and self.quant not in QUANT_RULES:
             raise TypeError(f"op {self.name}: unknown quantization rule {self.quant!r}; "
                             f"rules are {sorted(QUANT_RULES)}")

@@ -51,4 +51,4 @@ def int_ref(node, g, inputs):
 
 DEF = OpDef(name="BatchNormalization", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="scale_shift",
             attrs=ATTRS, traits=Traits(elementwise=True, channelwise=True, weights=True),
-            doc="per-channel scale and shift")
+            arith="multiply_add", doc="per-channel scale and shift")

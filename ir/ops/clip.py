@@ -39,4 +39,4 @@ def int_ref(node, g, inputs):
 
 
 DEF = OpDef(name="Clip", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="bounds", attrs=ATTRS,
-            traits=Traits(elementwise=True, channelwise=True), doc="clamp to constant bounds")
+            traits=Traits(elementwise=True, channelwise=True), arith="clamp", doc="clamp to constant bounds")

@@ -32,4 +32,4 @@ def int_ref(node, g, inputs):
 
 
 DEF = OpDef(name="Concat", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="calibrated", attrs=ATTRS,
-            traits=Traits(join=True), doc="concatenation along one axis")
+            traits=Traits(join=True), arith="move", doc="concatenation along one axis")

@@ -51,4 +51,4 @@ def float16_ref(node, g, inputs):
 
 DEF = OpDef(name="GlobalAveragePool", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="mean",
             float16_ref=float16_ref, dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
-            traits=Traits(channelwise=True, keeps_type=True), doc="mean over the spatial axes")
+            traits=Traits(channelwise=True, keeps_type=True), arith="mean", doc="mean over the spatial axes")

@@ -27,4 +27,4 @@ def int_ref(node, g, inputs):
 
 DEF = OpDef(name="GlobalMaxPool", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep",
             dynamic_ref=keeps_scale(int_ref), attrs=ATTRS, traits=Traits(channelwise=True, keeps_type=True),
-            doc="maximum over the spatial axes")
+            arith="max", doc="maximum over the spatial axes")

@@ -37,4 +37,5 @@ def int_ref(node, g, inputs):
 
 
 DEF = OpDef(name="LeakyRelu", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="multiplier",
-            attrs=ATTRS, traits=Traits(elementwise=True, channelwise=True), doc="x, or alpha * x below 0")
+            attrs=ATTRS, traits=Traits(elementwise=True, channelwise=True), arith="select_multiply",
+            doc="x, or alpha * x below 0")

@@ -45,4 +45,4 @@ def float16_ref(node, g, inputs):
 
 DEF = OpDef(name="MaxPool", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep",
             float16_ref=float16_ref, dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
-            traits=Traits(channelwise=True, keeps_type=True, window=True), doc="maximum over windows")
+            traits=Traits(channelwise=True, keeps_type=True, window=True), arith="max", doc="maximum over windows")

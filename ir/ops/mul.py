@@ -27,4 +27,4 @@ def int_ref(node, g, inputs):
 
 
 DEF = OpDef(name="Mul", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="product", attrs=ATTRS,
-            traits=Traits(elementwise=True, join=True, weights=True), doc="elementwise product")
+            traits=Traits(elementwise=True, join=True, weights=True), arith="multiply", doc="elementwise product")

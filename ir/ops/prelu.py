@@ -73,4 +73,4 @@ def int_ref(node, g, inputs):
 
 DEF = OpDef(name="PRelu", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="multiplier",
             traits=Traits(elementwise=True, channelwise=True, weights=True),
-            doc="x, or slope[c] * x below 0 (a slope per channel)")
+            arith="select_multiply", doc="x, or slope[c] * x below 0 (a slope per channel)")

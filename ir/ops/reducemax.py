@@ -5,4 +5,4 @@ from .base import OpDef, Traits
 from .reduce import ATTRS, extreme_ref, float_ref_of, shape
 
 DEF = OpDef(name="ReduceMax", shape=shape, float_ref=float_ref_of("ReduceMax"), int_ref=extreme_ref, quant="keep",
-            attrs=ATTRS, traits=Traits(keeps_type=True), doc="maximum over axes of a sample")
+            attrs=ATTRS, traits=Traits(keeps_type=True), arith="max", doc="maximum over axes of a sample")

@@ -5,4 +5,4 @@ from .base import OpDef, Traits
 from .reduce import ATTRS, extreme_ref, float_ref_of, shape
 
 DEF = OpDef(name="ReduceMin", shape=shape, float_ref=float_ref_of("ReduceMin"), int_ref=extreme_ref, quant="keep",
-            attrs=ATTRS, traits=Traits(keeps_type=True), doc="minimum over axes of a sample")
+            attrs=ATTRS, traits=Traits(keeps_type=True), arith="max", doc="minimum over axes of a sample")

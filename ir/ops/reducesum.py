@@ -5,4 +5,4 @@ from .base import OpDef
 from .reduce import ATTRS, float_ref_of, quantize_sum, shape, sum_ref
 
 DEF = OpDef(name="ReduceSum", shape=shape, float_ref=float_ref_of("ReduceSum"), int_ref=sum_ref, quant="calibrated",
-            quantize=quantize_sum, attrs=ATTRS, doc="sum over axes of a sample")
+            quantize=quantize_sum, attrs=ATTRS, arith="sum", doc="sum over axes of a sample")

@@ -34,4 +34,4 @@ def dynamic_ref(node, g, inputs, fracs):
 
 DEF = OpDef(name="Relu", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="unsigned",
             float16_ref=float16_ref, dynamic_ref=dynamic_ref, attrs=ATTRS,
-            traits=Traits(elementwise=True, channelwise=True), doc="max(x, 0)")
+            traits=Traits(elementwise=True, channelwise=True), arith="compare", doc="max(x, 0)")

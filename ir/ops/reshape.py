@@ -31,4 +31,4 @@ def int_ref(node, g, inputs):
 
 DEF = OpDef(name="Reshape", shape=shape, float_ref=float_ref, int_ref=int_ref, quant="keep",
             float16_ref=int_ref, dynamic_ref=keeps_scale(int_ref), attrs=ATTRS,
-            traits=Traits(keeps_type=True, moves_data=True), doc="reshape (and flatten)")
+            traits=Traits(keeps_type=True, moves_data=True), arith="view", doc="reshape (and flatten)")

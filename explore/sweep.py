@@ -1,0 +1,76 @@
+"""The sweep on Dask: each configuration one task (:func:`.evaluate.evaluate`), on a local
+cluster (one single-threaded worker process per core, by default) or on the scheduler at
+an address (``tcp://host:port``: workers on other machines).
+
+The model and the data are scattered to every worker once. A worker that dies loses only
+the task it was running: the scheduler runs it again on another worker (Dask's
+``distributed.scheduler.allowed-failures`` times, then the configuration is recorded as
+failed). Each record is cached as it arrives, so a sweep interrupted at any point resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Callable
+
+from ..cluster import require_dask
+from ..sim.progress import Progress
+from .evaluate import empty_record, evaluate
+
+
+def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings: dict,
+              on_record: Callable[[dict, bool], None], progress: Progress) -> None:
+    """Every configuration of ``todo`` (key, options, command) on ``client``'s workers;
+    ``on_record(record, cacheable)`` as each finishes, in the order they finish."""
+    distributed = require_dask()
+    model_f, cal_f, val_f = client.scatter([payload["model"], payload["calibration"], payload["validation"]],
+                                           broadcast=True, hash=False)
+    run = secrets.token_hex(4)  # task keys unique to this sweep on a shared scheduler
+    futures = {}
+    for key, options, command in todo:
+        f = client.submit(evaluate, key, options, command, model_f, cal_f, val_f, settings["clock_mhz"],
+                          settings["synth"], key=f"nnforge-explore-{key}-{run}", pure=False)
+        futures[f] = (key, options, command)
+    mine = {f.key for f in futures}
+    done = failed = 0
+    try:
+        for f in distributed.as_completed(list(futures)):
+            key, options, command = futures[f]
+            try:
+                rec, cacheable = f.result(), True
+            except Exception as e:  # noqa: BLE001 - a task's failure is the configuration's record
+                # evaluate returns the failures a configuration causes: this one (a tool, a
+                # worker, the machine) may not happen again, so it is not cached
+                rec, cacheable = empty_record(key, options, command), False
+                rec["error"] = _task_error(e)
+            done += 1
+            failed += rec["status"] != "ok"
+            # the scheduler assigns a worker a little more than its threads can run at once
+            assigned = sum(1 for keys in client.processing().values() for k in keys if k in mine)
+            running = min(assigned, sum(client.nthreads().values()))
+            on_record(rec, cacheable)
+            progress(f"explore: {done}/{len(futures)} done, {running} running, {failed} failed: "
+                     f"{_summary(rec, options)}")
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+
+
+def _task_error(e: BaseException) -> str:
+    from ..ir.text import printable
+
+    name = type(e).__name__
+    if name == "KilledWorker":
+        return "the workers running it died (Dask's allowed failures reached)"
+    return printable(f"{name}: {str(e).strip().partition(chr(10))[0]}", 400)
+
+
+def _summary(rec: dict, options: dict) -> str:
+    from .space import Config
+
+    label = Config(**options).label()
+    if rec["status"] != "ok":
+        return f"{label}: failed ({rec['error']})"
+    acc = "-" if rec["accuracy"] is None else f"{100 * rec['accuracy']:.1f}%"
+    return f"{label}: accuracy {acc}, {rec['cycles']} cycles, {rec['multipliers']} multipliers, {rec['luts']} LUTs"

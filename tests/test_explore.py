@@ -1,0 +1,248 @@
+"""nnforge explore: the sweep's configurations, cache, Pareto front and results files, and
+the sweep itself on Dask: a local cluster, and a scheduler with two workers started here
+(one of them killed mid-sweep)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnforge.explore import configurations
+from nnforge.explore.evaluate import RECORD_KEYS, empty_record
+from nnforge.explore.results import (CACHE, ExploreFolderError, csv_text, mark_pareto, prepare, read_cached,
+                                     write_cached)
+from nnforge.explore.space import Config, config_key, fingerprint
+
+from dask_cluster import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+CNN = ROOT / "examples" / "digits_cnn"
+SWEEP = ["--bits", "4,6,8", "--fit", "ecp5-25k,ecp5-85k"]
+
+
+def nnforge(*argv, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnforge", *map(str, argv)], capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+def explore_argv(out: Path, *extra) -> list[str]:
+    return ["explore", str(CNN / "model.onnx"), "--calibration", str(CNN / "calibration.npz"),
+            "--validation", str(CNN / "test.npz"), *SWEEP, "-o", str(out), *extra]
+
+
+def records(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())["configurations"]
+
+
+# ---- configurations and keys -------------------------------------------------------------
+
+def test_configurations_product():
+    cs = configurations(bits=[4, 6, 8], fit=["ecp5-25k", "ecp5-85k"])
+    assert [(c.weight_bits, c.act_bits, c.fit) for c in cs] == [
+        (b, b, p) for b in (4, 6, 8) for p in ("ecp5-25k", "ecp5-85k")]
+    crossed = configurations(weight_bits=[4, 8], act_bits=[8], per_channel=[True, False],
+                             calibration_methods=["minmax", "mse"], parallelism=["balanced", "parallel"])
+    assert len(crossed) == 2 * 1 * 2 * 2 * 2
+    assert {(c.weight_bits, c.act_bits) for c in crossed} == {(4, 8), (8, 8)}
+    assert configurations()[0] == Config(8, 8)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"bits": [4, 4]}, "twice"), ({"bits": [1]}, "outside"), ({"bits": ["x"]}, "whole number"),
+    ({"fit": ["ecp5-85k"], "target_fps": [100.0]}, "one of the three"), ({"fit": ["nope"]}, "unknown FPGA part"),
+    ({"parallelism": ["fast"]}, "unknown parallelism"), ({"target_fps": [0.0]}, "positive"),
+    ({"fit": ["ecp5-85k", "ECP5-85K"]}, "the same part"),
+])
+def test_configurations_refused(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        configurations(**kw)
+
+
+def test_keys_follow_model_data_and_options():
+    x = np.zeros((4, 3), np.float32)
+    base = fingerprint(b"model", {"calibration": x})
+    assert fingerprint(b"model", {"calibration": x}) == base
+    assert fingerprint(b"model2", {"calibration": x}) != base
+    assert fingerprint(b"model", {"calibration": x + 1}) != base
+    assert fingerprint(b"model", {"calibration": x.astype(np.float64)}) != base
+    c, s = Config(4, 4), {"clock_mhz": 100.0, "synth": False}
+    k = config_key(base, c, s)
+    assert k == config_key(base, Config(4, 4), dict(s))
+    assert len({k, config_key(base, Config(4, 8), s), config_key(base, c, {**s, "clock_mhz": 50.0}),
+                config_key(base, c, {**s, "synth": True})}) == 4
+
+
+# ---- the front, the folder, the cache ----------------------------------------------------
+
+def _rec(key, acc, lat, luts, dsp=0, bram=1, status="ok"):
+    r = empty_record(key, Config(8, 8).options(), "")
+    r.update(status=status, accuracy=acc, latency_us=lat, luts=luts, dsp=dsp, bram=bram)
+    return r
+
+
+def test_pareto_front():
+    recs = mark_pareto([
+        _rec("a", 0.9, 10, 100), _rec("b", 0.8, 10, 100),  # b: dominated by a
+        _rec("c", 0.8, 5, 100), _rec("d", 0.95, 20, 300), _rec("e", 0.9, 10, 100),  # e equals a: both kept
+        _rec("f", 0.99, 1, 1, status="failed"), _rec("g", 0.7, 5, 100, dsp=1),  # g: dominated by c
+    ])
+    assert {r["key"] for r in recs if r["pareto"]} == {"a", "c", "d", "e"}
+
+
+def test_folder_refused_and_reused(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(ExploreFolderError, match="not an nnforge explore folder"):
+        prepare(user)
+    assert (user / "notes.txt").read_text() == "mine" and len(list(user.iterdir())) == 1
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExploreFolderError, match="not a folder"):
+        prepare(tmp_path / "file")
+    out = prepare(tmp_path / "new" / "sweep")
+    assert prepare(out) == out  # an earlier sweep's folder
+    (out / CACHE).rmdir()
+    (out / CACHE).symlink_to(user)
+    with pytest.raises(ExploreFolderError, match="not a plain folder"):
+        prepare(out)
+
+
+def test_cache_entries_checked(tmp_path):
+    out = prepare(tmp_path / "s")
+    opts = Config(4, 4).options()
+    rec = _rec("k1", 0.5, 1.0, 10)
+    rec["options"] = opts
+    write_cached(out, rec)
+    assert read_cached(out, "k1", opts) == rec
+    assert read_cached(out, "k1", Config(8, 8).options()) is None  # not this configuration
+    bad = dict(rec, accuracy="high")
+    (out / CACHE / "k2.json").write_text(json.dumps(dict(bad, key="k2")))
+    assert read_cached(out, "k2", opts) is None
+    (out / CACHE / "k3.json").write_text("{not json")
+    assert read_cached(out, "k3", opts) is None
+    (out / CACHE / "k4.json").symlink_to(out / CACHE / "k1.json")
+    assert read_cached(out, "k4", opts) is None
+    assert set(rec) == set(RECORD_KEYS)
+
+
+def test_csv_cells_are_not_formulas():
+    r = _rec("k", 0.5, 1.0, 10, status="failed")
+    r["error"] = "=HYPERLINK(\"http://x\")"
+    r["options"]["calibration_method"] = "-5"
+    rows = list(csv.DictReader(csv_text([r]).splitlines()))
+    assert rows[0]["error"].startswith("'=") and rows[0]["calibration_method"] == "-5"
+
+
+def test_compile_does_not_import_dask(tmp_path):
+    code = ("import sys; from nnforge.cli import main; "
+            f"rc = main(['compile', {str(CNN / 'model.onnx')!r}, '--calibration', {str(CNN / 'calibration.npz')!r}, "
+            f"'--targets', 'c', '-o', {str(tmp_path / 'o')!r}, '-q']); "
+            "assert rc == 0; bad = [m for m in ('dask', 'distributed') if m in sys.modules]; "
+            "assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+# ---- the sweep on Dask --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_explore_local_scheduler_killed_worker_and_cache(tmp_path):
+    pytest.importorskip("distributed")
+    local = tmp_path / "local"
+    r = nnforge(*explore_argv(local, "--workers", "2"))
+    assert r.returncode == 0, r.stderr
+    assert "starting a local Dask cluster of 2 worker" in r.stderr
+    assert "6/6 done" in r.stderr
+    recs = records(local)
+    assert len(recs) == 6 and all(x["status"] == "ok" for x in recs)
+    assert {(x["options"]["weight_bits"], x["options"]["fit"]) for x in recs} == {
+        (b, p) for b in (4, 6, 8) for p in ("ecp5-25k", "ecp5-85k")}
+    for x in recs:  # measured, not defaulted
+        assert 0.5 < x["accuracy"] <= 1 and x["cycles"] > 0 and x["luts"] > 0 and x["part"] in ("ecp5-25k", "ecp5-85k")
+        assert x["latency_us"] == pytest.approx(x["cycles"] / 100.0)
+        assert x["energy_pj"] is not None and x["energy_pj"] > 0
+    assert any(x["pareto"] for x in recs)
+    small = {x["options"]["weight_bits"]: x for x in recs if x["options"]["fit"] == "ecp5-25k"}
+    assert small[8]["accuracy"] >= small[4]["accuracy"]
+    with open(local / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["key"] for row in rows] == [x["key"] for x in recs]
+    assert [row["pareto"] == "true" for row in rows] == [x["pareto"] for x in recs]
+    assert (local / "explore.html").stat().st_size > 0
+
+    cluster = Cluster(tmp_path)
+    try:
+        remote = tmp_path / "remote"
+        p = subprocess.Popen([sys.executable, "-m", "nnforge", *explore_argv(remote, "--scheduler", cluster.address)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(p.stderr), daemon=True)
+        reader.start()
+        # a worker dies while it runs a configuration (its first: importing nnforge and
+        # compiling take over a second, so the task is still running when it is killed)
+        lost = None
+        end = time.monotonic() + 120
+        while lost is None and time.monotonic() < end and p.poll() is None:
+            busy = cluster.tasks("nnforge-explore-")
+            if busy.get("w0"):
+                cluster.workers[0].send_signal(signal.SIGKILL)
+                cluster.workers[0].wait(timeout=30)
+                lost = (busy["w0"], sum("done" in ln for ln in lines))
+            time.sleep(0.05)
+        p.wait(timeout=600)
+        reader.join(timeout=30)
+        text = "".join(lines)
+        assert p.returncode == 0, text
+        assert lost is not None, text
+        assert lost[1] < 6, text  # the sweep was not over when the worker died
+        assert cluster.n_workers() == 1
+    finally:
+        cluster.close()
+    assert "6/6 done" in text and "0 failed" in text.splitlines()[-2] + text.splitlines()[-1]
+    assert records(remote) == recs  # the same results through the scheduler, a worker lost
+
+    cache = {f.name: f.stat().st_mtime_ns for f in (local / CACHE).iterdir()}
+    assert len(cache) == 6
+    again = nnforge(*explore_argv(local, "--workers", "2"))
+    assert again.returncode == 0, again.stderr
+    assert "6 cached, 0 to run" in again.stderr and "Dask" not in again.stderr
+    assert {f.name: f.stat().st_mtime_ns for f in (local / CACHE).iterdir()} == cache
+    assert records(local) == recs
+
+
+@pytest.mark.slow
+def test_explore_resumes_from_partial_cache(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "s"
+    first = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                    CNN / "test.npz", "--bits", "4,8", "--workers", "1", "-o", out)
+    assert first.returncode == 0, first.stderr
+    done = records(out)
+    r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                CNN / "test.npz", "--bits", "4,6,8", "--workers", "1", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""  # -q: no table either
+    recs = records(out)
+    assert [x["options"]["weight_bits"] for x in recs] == [4, 6, 8]
+    assert [recs[0], recs[2]] == [dict(d, pareto=x["pareto"]) for d, x in zip(done, [recs[0], recs[2]])]
+
+
+def test_explore_bad_input_is_one_line(tmp_path):
+    r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                CNN / "calibration.npz", "-o", tmp_path / "o")  # no labels
+    assert r.returncode == 2 and "needs labels" in r.stderr and "Traceback" not in r.stderr
+    r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                CNN / "test.npz", "--per-channel", "maybe", "-o", tmp_path / "o")
+    assert r.returncode == 2 and "--per-channel" in r.stderr and "Traceback" not in r.stderr
+    r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                CNN / "test.npz", "--synth", "-o", tmp_path / "o")
+    assert r.returncode == 2 and "synthesis needs parts" in r.stderr
