@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,6 +70,20 @@ def dask_client(scheduler: str | None, workers: int | None, progress: Progress):
             cluster.close()
 
 
+def _same(value):
+    return value
+
+
+def shared(client, *values) -> list:
+    """A future for each of ``values``, to pass to many tasks: made by a task (not
+    scattered), so that when the worker holding it dies the scheduler makes it again
+    elsewhere instead of failing every task that needs it. (Dask's advice to scatter a
+    large argument instead is silenced: scattered data cannot be made again.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ll]arge object", category=UserWarning)
+        return [client.submit(_same, v, pure=False) for v in values]
+
+
 def cluster_bounds(n: int, shards: int) -> list[tuple[int, int]]:
     """``n`` samples in at most ``shards`` contiguous shards of near-equal size, each of at
     least :data:`MIN_SHARD` samples (one shard when ``n`` is small)."""
@@ -118,7 +133,7 @@ def run_on_cluster(backend: str, model, src: Path, x_int: np.ndarray, scheduler:
             raise OSError(f"the Dask scheduler at {scheduler} has no workers")
         bounds = cluster_bounds(len(x_int), threads)
         progress(f"{backend}: {len(x_int)} samples in {len(bounds)} shard(s) on {threads} Dask worker thread(s)")
-        model_f, files_f = client.scatter([model, files], broadcast=True, hash=False)
+        model_f, files_f = shared(client, model, files)
         futures = [client.submit(run_shard, backend, model_f, files_f, x_int[lo:hi], pure=False)
                    for lo, hi in bounds]
         index = {f.key: i for i, f in enumerate(futures)}

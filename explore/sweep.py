@@ -2,8 +2,9 @@
 cluster (one single-threaded worker process per core, by default) or on the scheduler at
 an address (``tcp://host:port``: workers on other machines).
 
-The model and the data are scattered to every worker once. A worker that dies loses only
-the task it was running: the scheduler runs it again on another worker (Dask's
+The model and the data go to the cluster once (:func:`nnforge.cluster.shared`), and each
+worker fetches them once. A worker that dies loses only the task it was running (and the
+data it held, made again): the scheduler runs it again on another worker (Dask's
 ``distributed.scheduler.allowed-failures`` times, then the configuration is recorded as
 failed). Each record is cached as it arrives, so a sweep interrupted at any point resumes
 where it stopped.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import secrets
 from typing import Callable
 
-from ..cluster import require_dask
+from ..cluster import require_dask, shared
 from ..sim.progress import Progress
 from .evaluate import empty_record, evaluate
 
@@ -24,8 +25,7 @@ def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings
     """Every configuration of ``todo`` (key, options, command) on ``client``'s workers;
     ``on_record(record, cacheable)`` as each finishes, in the order they finish."""
     distributed = require_dask()
-    model_f, cal_f, val_f = client.scatter([payload["model"], payload["calibration"], payload["validation"]],
-                                           broadcast=True, hash=False)
+    model_f, cal_f, val_f = shared(client, payload["model"], payload["calibration"], payload["validation"])
     run = secrets.token_hex(4)  # task keys unique to this sweep on a shared scheduler
     futures = {}
     for key, options, command in todo:

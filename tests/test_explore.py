@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,9 @@ from nnforge.explore.results import (CACHE, ExploreFolderError, csv_text, mark_p
                                      write_cached)
 from nnforge.explore.space import Config, config_key, fingerprint
 
+import browser
 from dask_cluster import Cluster
+from test_html_report import assert_self_contained, points_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CNN = ROOT / "examples" / "digits_cnn"
@@ -177,7 +180,15 @@ def test_explore_local_scheduler_killed_worker_and_cache(tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["key"] for row in rows] == [x["key"] for x in recs]
     assert [row["pareto"] == "true" for row in rows] == [x["pareto"] for x in recs]
-    assert (local / "explore.html").stat().st_size > 0
+    page = (local / "explore.html").read_text()
+    assert_self_contained(page)
+    rows = set(re.findall(r'<tr id="cfg-([0-9a-f]+)"', page))
+    assert rows == {x["key"] for x in recs}
+    for chart in ("accuracy-latency", "accuracy-luts", "accuracy-dsp", "accuracy-energy"):
+        assert sorted(points_of(page, chart)) == sorted(f"cfg-{k}" for k in rows)  # each point links to its row
+    if browser.available():
+        data = browser.body_data(browser.dump_dom(local / "explore.html"))
+        assert data.get("errors") == "0" and data.get("charts") == "4", data
 
     cluster = Cluster(tmp_path)
     try:
