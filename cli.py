@@ -225,9 +225,12 @@ def cmd_explore(args, progress: Progress) -> int:
     validation = load_npz(args.validation)
     on_off = {"on": True, "off": False}
     per_channel = [on_off[v] if v in on_off else _bad("--per-channel", v, "on,off") for v in _list(args.per_channel)]
-    lists = {k: _list(v) if v is not None else None for k, v in
-             (("bits", args.bits), ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
-              ("parallelism", args.parallelism), ("fit", args.fit), ("target_fps", args.target_fps))}
+    lists = {}
+    for flag, v in (("bits", args.bits), ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
+                    ("parallelism", args.parallelism), ("fit", args.fit), ("target_fps", args.target_fps)):
+        lists[flag] = None if v is None else _list(v)
+        if v is not None and not lists[flag]:
+            raise ValueError(f"--{flag.replace('_', '-')}: no value given")
     doc = explore(args.model, x_cal, validation, args.output, bits=lists["bits"] or ["8"],
                   weight_bits=lists["weight_bits"], act_bits=lists["act_bits"], per_channel=per_channel,
                   calibration_methods=_list(args.calibration_method), parallelism=lists["parallelism"],
@@ -364,28 +367,34 @@ def _folding_options(c) -> None:
 def _explore_parser(sub) -> None:
     e = sub.add_parser("explore", help="compile, measure and estimate every configuration of a sweep (on Dask)")
     e.add_argument("model", help="the ONNX model file")
-    e.add_argument("--calibration", required=True, help="calibration data: a .npz file with 'x'")
-    e.add_argument("--validation", required=True, help="labelled data the accuracy is measured on: 'x' and 'y'")
-    e.add_argument("-o", "--output", required=True,
+    e.add_argument("--calibration", required=True, metavar="CAL.npz", help="calibration data: a .npz file with 'x'")
+    e.add_argument("--validation", required=True, metavar="VAL.npz",
+                   help="labelled data the accuracy is measured on: 'x' and 'y'")
+    e.add_argument("-o", "--output", required=True, metavar="DIR",
                    help="the sweep's folder: new, empty or an earlier sweep's (its cache is reused)")
-    e.add_argument("--bits", help="widths of weights and activations together, e.g. 4,6,8 (default 8)")
-    e.add_argument("--weight-bits", help="weight widths, crossed with --act-bits (or --bits)")
-    e.add_argument("--act-bits", help="activation widths, crossed with --weight-bits (or --bits)")
-    e.add_argument("--per-channel", default="off", help="on, off or on,off (default off)")
+    e.add_argument("--bits", metavar="N,N", help="widths of weights and activations together, e.g. 4,6,8 (default 8)")
+    e.add_argument("--weight-bits", metavar="N,N", help="weight widths, crossed with --act-bits (or --bits)")
+    e.add_argument("--act-bits", metavar="N,N", help="activation widths, crossed with --weight-bits (or --bits)")
+    e.add_argument("--per-channel", default="off", metavar="on,off", help="on, off or on,off (default off)")
     e.add_argument("--calibration-method", default="minmax", metavar="METHODS",
                    help="comma-separated: minmax, percentile:P, mse, kl (default minmax)")
     fold = e.add_mutually_exclusive_group()
-    fold.add_argument("--parallelism", help=f"Verilog folding modes, from {','.join(PARALLELISM)} (default balanced)")
+    fold.add_argument("--parallelism", metavar="MODES",
+                      help=f"Verilog folding modes, from {','.join(PARALLELISM)} (default balanced)")
     fold.add_argument("--fit", metavar="PART,PART", help="parts to fit (as compile --fit): the fastest design for each")
     fold.add_argument("--target-fps", metavar="F,F", help="frame rates at --clock-mhz (as compile --target-fps)")
-    e.add_argument("--clock-mhz", type=float, default=100.0,
-                   help="the clock latencies are given at without --synth, and --target-fps assumes (default 100)")
+    e.add_argument("--clock-mhz", type=float, default=100.0, metavar="MHZ",
+                   help="the clock the latencies are given at (without --synth) and --target-fps assumes "
+                        "(default 100)")
     e.add_argument("--synth", action="store_true",
-                   help="also synthesize, place and route each configuration for its --fit part (Fmax, resources "
-                        "used; latency at Fmax)")
-    e.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler (tcp://host:port) whose workers run the "
-                                                          "configurations; default: a local cluster")
-    e.add_argument("--workers", type=int, help="the local cluster's worker processes (default: one per core)")
+                   help="also synthesize each configuration for its --fit part (resources used; a Lattice part is "
+                        "placed and routed too: Fmax, and the latency at it)")
+    where = e.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a Dask scheduler (tcp://host:port) whose workers run the configurations; default: a "
+                            "local cluster")
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="the local cluster's worker processes (default: one per core)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     e.set_defaults(func=cmd_explore)
 
@@ -597,7 +606,8 @@ def _is_user_error(e: Exception) -> bool:
     from .train import ExactnessError, TrainUnavailable
 
     return isinstance(e, (BackendError, ModelImportError, QuantizeError, DataError, OSError, MemoryError,
-                          RecursionError, ValueError, TrainUnavailable, ExactnessError, DaskUnavailable)) or _is_tool_error(e)
+                          RecursionError, ValueError, TrainUnavailable, ExactnessError, DaskUnavailable)) \
+        or _is_tool_error(e)
 
 
 def _is_tool_error(e: Exception) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from .sim.progress import Progress
 from .sim.result import SimRun
 
 CONNECT_TIMEOUT_S = 30
+WORKER_WAIT_S = 60
 MIN_SHARD = 2  # samples per shard at least (one sample gives no steady-state cycle figure)
 
 
@@ -40,34 +42,81 @@ def require_dask():
 
 @contextmanager
 def dask_client(scheduler: str | None, workers: int | None, progress: Progress):
-    """A Dask client: connected to ``scheduler`` (``tcp://host:port``), or to a new local
-    cluster of ``workers`` single-threaded worker processes (default: one per core);
-    closed afterwards."""
+    """A Dask client: connected to ``scheduler`` (``tcp://host:port``; it must have a
+    worker within :data:`WORKER_WAIT_S`), or to a new local cluster of ``workers``
+    single-threaded worker processes (default: one per core) on localhost, with TLS and
+    credentials made for it alone (no other user of the machine can send it work), whose
+    processes leave Ctrl-C to this one; closed afterwards. Dask's log is cut to its errors
+    meanwhile."""
     distributed = require_dask()
     from .sim.seeds import cores
 
-    for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    cluster = None
-    if scheduler:
-        progress(f"connecting to the Dask scheduler at {scheduler}")
-        try:
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-        except OSError as e:
-            raise OSError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s ({e})") \
-                from None
-    else:
-        n = workers or cores()
-        progress(f"starting a local Dask cluster of {n} worker process(es)")
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
-        client = distributed.Client(cluster)
+    loggers = [logging.getLogger(n) for n in ("distributed", "distributed.nanny", "distributed.scheduler",
+                                               "distributed.worker")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    cluster = client = None
     try:
+        if scheduler:
+            client = _connect(distributed, scheduler, progress)
+        else:
+            n = workers or cores()
+            progress(f"starting a local Dask cluster of {n} worker process(es)")
+            with _sigint_ignored():  # the worker processes inherit it: a Ctrl-C is this process's to handle
+                cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                   host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                                   silence_logs=logging.ERROR, security=True)
+            client = distributed.Client(cluster)
         yield client
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _connect(distributed, scheduler: str, progress: Progress):
+    progress(f"connecting to the Dask scheduler at {scheduler}")
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except OSError as e:
+        raise OSError(f"cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT_S} s ({e})") from None
+    if not client.nthreads():
+        progress(f"waiting up to {WORKER_WAIT_S} s for a worker to join the scheduler")
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except (TimeoutError, OSError):
+            client.close()
+            raise OSError(f"the Dask scheduler at {scheduler} has no workers (none joined within "
+                          f"{WORKER_WAIT_S} s)") from None
+    return client
+
+
+@contextmanager
+def _sigint_ignored():
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals are left as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def worker_folder() -> str | None:
+    """The Dask worker's own folder when called in a task (Dask removes it with the worker,
+    and a later worker removes that of one that was killed), else None."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().local_directory
+    except (ImportError, ValueError, AttributeError):  # not in a Dask worker
+        return None
 
 
 def _same(value):
@@ -97,7 +146,7 @@ def run_shard(backend: str, model, files: dict[str, bytes], x_int: np.ndarray) -
     and run on ``x_int`` in a private temporary folder, removed afterwards."""
     from .targets import TARGETS
 
-    tmp = Path(tempfile.mkdtemp(prefix="nnforge-shard-"))
+    tmp = Path(tempfile.mkdtemp(prefix="nnforge-shard-", dir=worker_folder()))
     try:
         src = tmp / "src"
         for rel, data in files.items():
@@ -129,8 +178,6 @@ def run_on_cluster(backend: str, model, src: Path, x_int: np.ndarray, scheduler:
     files = source_files(src)
     with dask_client(scheduler, None, progress) as client:
         threads = sum(client.nthreads().values())
-        if threads < 1:
-            raise OSError(f"the Dask scheduler at {scheduler} has no workers")
         bounds = cluster_bounds(len(x_int), threads)
         progress(f"{backend}: {len(x_int)} samples in {len(bounds)} shard(s) on {threads} Dask worker thread(s)")
         model_f, files_f = shared(client, model, files)

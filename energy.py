@@ -33,7 +33,8 @@ from .ir.ops import op_def
 from .ir.ops.add import add_params
 from .ir.ops.dense import requant_params
 
-# Horowitz, ISSCC 2014, 45 nm, 0.9 V (pJ per operation; memory per 32-bit access)
+# Horowitz, ISSCC 2014, 45 nm, 0.9 V (pJ per operation); memory per 32-bit access as Han et
+# al. (NeurIPS 2015, Table 1) tabulate Horowitz's figures
 _INT_ADD = {8: 0.03, 32: 0.1}
 _INT_MUL = {8: 0.2, 32: 3.1}
 

@@ -8,12 +8,13 @@ and the Fmax place and route reached), the energy estimate, and ``pareto``. The 
 holds ``results.json``, ``results.csv``, ``explore.html`` and ``cache/`` (one record per
 configuration, reused by a rerun).
 
-Dask is an optional extra (``pip install "nnforge[explore]"``); nothing outside this
-package imports it, and this package imports it only when a sweep runs.
+Dask is an optional extra (``pip install "nnforge[explore]"``), imported (through
+:mod:`nnforge.cluster`) only when a sweep runs.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,12 @@ from ..data import DataError
 from ..sim.progress import QUIET, Progress
 from ..sim.files import write_file_atomic
 from .results import OBJECTIVES, mark_pareto, prepare, read_cached, write_cached, write_results
-from .space import Config, config_key, configurations, fingerprint
+from .space import Config, code_fingerprint, config_key, configurations, fingerprint
 
 __all__ = ["explore", "configurations", "Config", "OBJECTIVES"]
 
 RESULTS_FORMAT = "nnforge-explore-results"
+RESULTS_EVERY_S = 5.0  # results.json / results.csv rewritten during a sweep at most this often
 
 
 def explore(model, calibration, validation, outdir, *, bits=(8,), weight_bits=None, act_bits=None,
@@ -38,28 +40,24 @@ def explore(model, calibration, validation, outdir, *, bits=(8,), weight_bits=No
     ``validation`` (``(x, y)``, labels needed), into the folder ``outdir``; returns the
     ``results.json`` document. ``scheduler``: a Dask scheduler's address; otherwise a
     local cluster of ``workers`` processes (default: one per core). ``synth``: also
-    synthesize, place and route each configuration for its part (``fit``)."""
+    synthesize each configuration for its part (``fit``), placed and routed on Lattice
+    parts. The model and the data are checked here, before any configuration runs."""
     configs = configurations(bits, weight_bits, act_bits, per_channel, calibration_methods, parallelism, fit,
                              target_fps)
     if synth and fit is None:
         raise ValueError("synthesis needs parts: give fit (--fit PART,...)")
-    if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0):
+    if not (isinstance(clock_mhz, (int, float)) and clock_mhz > 0 and np.isfinite(clock_mhz)):
         raise ValueError(f"the clock must be a positive frequency in MHz, got {clock_mhz}")
     if workers is not None and workers < 1:
         raise ValueError("workers must be at least 1")
-    x_val, y_val = validation
-    if y_val is None:
-        raise DataError("the validation data needs labels 'y' (accuracy is what a sweep measures)")
-    x_cal = np.asarray(calibration)
-    y_val = np.asarray(y_val).reshape(-1)
-    if y_val.dtype.kind not in "iu" or len(y_val) != len(x_val):
-        raise DataError(f"the validation labels must be {len(x_val)} integers, one per sample")
-    model_bytes = Path(model).read_bytes()
+    if scheduler is not None and workers is not None:
+        raise ValueError("give a scheduler or a number of local workers, not both")
+    model_bytes, x_cal, (x_val, y_val) = _checked_inputs(model, calibration, validation)
     out = prepare(outdir)
     settings = {"clock_mhz": float(clock_mhz), "synth": bool(synth)}
-    inputs = fingerprint(model_bytes, {"calibration": x_cal, "validation_x": np.asarray(x_val),
-                                       "validation_y": y_val})
-    keys = [config_key(inputs, c, settings) for c in configs]
+    inputs = fingerprint(model_bytes, {"calibration": x_cal, "validation_x": x_val, "validation_y": y_val})
+    code = code_fingerprint(synth)
+    keys = [config_key(inputs, c, settings, code) for c in configs]
     records: dict[str, dict] = {}
     for c, k in zip(configs, keys):
         rec = read_cached(out, k, c.options())
@@ -68,31 +66,49 @@ def explore(model, calibration, validation, outdir, *, bits=(8,), weight_bits=No
     todo = [(k, c.options(), c.command(clock_mhz)) for c, k in zip(configs, keys) if k not in records]
     progress(f"explore: {len(configs)} configurations, {len(records)} cached, {len(todo)} to run")
     meta = {"model": Path(model).name, "validation_samples": int(len(x_val)), "settings": settings}
-
-    def finish() -> dict:
-        doc = _document(meta, configs, keys, records)
-        write_results(out, doc)
-        _write_page(out, doc)
-        return doc
+    written = [time.monotonic()]
 
     def on_record(rec: dict, cacheable: bool) -> None:
         records[rec["key"]] = rec
         if cacheable:
             write_cached(out, rec)
-        write_results(out, _document(meta, configs, keys, records))  # an interrupted sweep keeps what it has
+        if time.monotonic() - written[0] >= RESULTS_EVERY_S:  # an interrupted sweep keeps what it has
+            write_results(out, _document(meta, configs, keys, records))
+            written[0] = time.monotonic()
 
-    if todo:
-        from ..cluster import dask_client
-        from .sweep import run_tasks
+    try:
+        if todo:
+            from ..cluster import dask_client
+            from .sweep import run_tasks
 
-        payload = {"model": model_bytes, "calibration": x_cal, "validation": (np.asarray(x_val), y_val)}
-        with dask_client(scheduler, workers, progress) as client:
-            run_tasks(client, todo, payload, settings, on_record, progress)
-    doc = finish()
+            payload = {"model": model_bytes, "calibration": x_cal, "validation": (x_val, y_val)}
+            with dask_client(scheduler, workers, progress) as client:
+                run_tasks(client, todo, payload, settings, on_record, progress)
+    finally:  # interrupted too: the files show what was measured
+        doc = _document(meta, configs, keys, records)
+        write_results(out, doc)
+        _write_page(out, doc)
     failed = sum(1 for r in doc["configurations"] if r["status"] != "ok")
     progress(f"explore: {len(configs) - failed} measured, {failed} failed, "
              f"{sum(r['pareto'] for r in doc['configurations'])} on the Pareto front -> {out}")
     return doc
+
+
+def _checked_inputs(model, calibration, validation):
+    """The model as one self-contained file's bytes (its external data read in), and the
+    data checked against its input and output (one line for what does not fit)."""
+    from ..data import as_batch, check_labels
+    from ..frontend import import_onnx, self_contained_bytes
+
+    g = import_onnx(model)
+    shape_in, shape_out = g.shape(g.inputs[0]), g.shape(g.outputs[0])
+    x_val, y_val = validation
+    if y_val is None:
+        raise DataError("the validation data needs labels 'y' (accuracy is what a sweep measures)")
+    x_cal = as_batch(calibration, shape_in)
+    x_val = as_batch(x_val, shape_in)
+    y_val = check_labels(y_val, len(x_val), shape_out, "validation labels")
+    return self_contained_bytes(model), x_cal, (x_val, y_val)
 
 
 def _document(meta: dict, configs, keys, records: dict) -> dict:

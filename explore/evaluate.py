@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cluster import worker_folder
+
 RECORD_KEYS = ("key", "options", "status", "error", "accuracy", "cycles", "ii_cycles", "clock_mhz", "clock_from",
                "latency_us", "multipliers", "dsp", "luts", "ffs", "bram", "resources_from", "fmax_mhz",
                "energy_pj", "part", "arch", "command", "pareto")
@@ -48,10 +50,12 @@ def configuration_error(e: BaseException) -> bool:
 def evaluate(key: str, options: dict, command: str, model_bytes: bytes, x_cal: np.ndarray,
              validation: tuple[np.ndarray, np.ndarray], clock_mhz: float, synth: bool) -> dict:
     """The record of one configuration (``options``: :meth:`Config.options`). A failure
-    the configuration causes is a record with ``status`` ``failed``, its ``error`` and
-    ``cached``: true; any other failure raises (the sweep records it, uncached)."""
+    the configuration causes is a record with ``status`` ``failed`` and its ``error`` (the
+    sweep caches it); any other failure raises (the sweep records it, not cached). The
+    work folder is in the Dask worker's own folder when there is one (removed with the
+    worker, even one that is killed), else in the system's temporary folder."""
     rec = empty_record(key, options, command)
-    work = Path(tempfile.mkdtemp(prefix="nnforge-explore-"))
+    work = Path(tempfile.mkdtemp(prefix="nnforge-explore-", dir=worker_folder()))
     try:
         rec.update(_measure(work, options, model_bytes, x_cal, validation, clock_mhz, synth))
         rec["status"] = "ok"

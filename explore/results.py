@@ -26,6 +26,7 @@ FORMAT = "nnforge-explore"
 VERSION = 1
 CACHE = "cache"
 MAX_CACHE_BYTES = 1 << 20
+MAX_FIGURE = 2.0 ** 53  # a figure of a record read back is a number in [0, MAX_FIGURE]
 # the front: accuracy up, latency and every resource down
 OBJECTIVES = (("accuracy", "max"), ("latency_us", "min"), ("luts", "min"), ("dsp", "min"), ("bram", "min"))
 
@@ -76,9 +77,9 @@ def read_cached(out: Path, key: str, options: dict) -> dict | None:
         if p.is_symlink() or not p.is_file() or p.stat().st_size > MAX_CACHE_BYTES:
             return None
         rec = json.loads(p.read_text())
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return rec if valid_record(rec, key, options) else None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError, OverflowError):
         return None
-    return rec if valid_record(rec, key, options) else None
 
 
 def valid_record(rec, key: str, options: dict) -> bool:
@@ -88,8 +89,12 @@ def valid_record(rec, key: str, options: dict) -> bool:
         return False
     for k in FIGURES:
         v = rec[k]
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
-            return False
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_FIGURE:
+            return False  # NaN fails the comparison too
+    if rec["accuracy"] is not None and rec["accuracy"] > 1:
+        return False
     strings = ("error", "clock_from", "resources_from", "part", "arch", "command")
     return all(rec[k] is None or isinstance(rec[k], str) for k in strings)
 
@@ -99,24 +104,30 @@ def write_cached(out: Path, rec: dict) -> None:
 
 
 def mark_pareto(records: list[dict]) -> list[dict]:
-    """Set ``pareto`` on every record: true for a measured configuration no other one
-    dominates (as good in every objective of :data:`OBJECTIVES`, better in one). A
-    resource a record lacks counts as 0, an accuracy it lacks as the worst."""
+    """Set ``pareto`` on every record: true for a measured configuration that no other one
+    dominates (as good in every objective of :data:`OBJECTIVES`, better in one). Only
+    records whose resources are counted in the same units (the same estimate architecture,
+    ``arch``, and the same source, estimate or synthesis) are compared: with parts of two
+    families the front is the union of each family's. A figure a record lacks counts as
+    the worst."""
     def vec(r):
         out = []
         for k, sense in OBJECTIVES:
             v = r.get(k)
-            if v is None:
-                v = -math.inf if sense == "max" else 0.0
-            out.append(-float(v) if sense == "max" else float(v))
+            v = math.inf if v is None else (-float(v) if sense == "max" else float(v))
+            out.append(v)
         return out
 
-    ok = [r for r in records if r["status"] == "ok"]
-    vecs = [vec(r) for r in ok]
     for r in records:
         r["pareto"] = False
-    for r, v in zip(ok, vecs):
-        r["pareto"] = not any(all(a <= b for a, b in zip(w, v)) and w != v for w in vecs)
+    groups: dict = {}
+    for r in records:
+        if r["status"] == "ok":
+            groups.setdefault((r.get("arch"), r.get("resources_from")), []).append(r)
+    for group in groups.values():
+        vecs = [vec(r) for r in group]
+        for r, v in zip(group, vecs):
+            r["pareto"] = not any(all(a <= b for a, b in zip(w, v)) and w != v for w in vecs)
     return records
 
 
@@ -141,7 +152,7 @@ def csv_text(records: list[dict]) -> str:
 def _csv_cell(v) -> str:
     s = str(v).lower() if isinstance(v, bool) else str(v)
     # a cell a spreadsheet would run as a formula is quoted as text
-    return "'" + s if s[:1] in ("=", "+", "-", "@") and not _number(s) else s
+    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") and not _number(s) else s
 
 
 def _number(s: str) -> bool:

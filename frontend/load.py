@@ -11,7 +11,8 @@ from . import limits
 from .errors import ImportError_, UnsupportedOpError, node_label, one_line, q as qn
 from .exact import is_exact_input
 from .translate import DEFAULT_DOMAINS
-from .validate import check_model, check_tensor_sizes, check_value_shapes, check_versions, load_external_data
+from .validate import (check_model, check_tensor_sizes, check_value_shapes, check_versions, embed_external_data,
+                       load_external_data)
 
 MIN_OPSET = 11
 
@@ -50,6 +51,17 @@ def load_model_proto(path: str | os.PathLike, max_elements: int | None = None):
     check_tensor_sizes(model, max_elements)
     load_external_data(model, path)
     return model
+
+
+def self_contained_bytes(path: str | os.PathLike, max_elements: int | None = None) -> bytes:
+    """The ONNX file ``path`` as :func:`load_model_proto` reads it (checked, its external
+    tensor data read in), serialized as one file that holds all its data: what a process
+    elsewhere needs to import the same model."""
+    model = load_model_proto(path, max_elements)
+    embed_external_data(model)
+    if model.ByteSize() >= 2 ** 31:
+        raise ImportError_(f"{path}: the model and its data take 2 GiB or more, more than one ONNX file can hold")
+    return model.SerializeToString()
 
 
 def default_opset(model) -> int:

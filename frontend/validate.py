@@ -206,6 +206,17 @@ def load_external_data(model, path: Path) -> None:
             _load_one(tensor, path, base)
 
 
+def embed_external_data(model) -> None:
+    """Mark every tensor whose external data :func:`load_external_data` read in as holding
+    its data itself, so that the model serializes as one self-contained file."""
+    from onnx import TensorProto, external_data_helper
+
+    for _, tensor in _constant_tensors(model):
+        if hasattr(tensor, "data_location") and external_data_helper.uses_external_data(tensor):
+            tensor.data_location = TensorProto.DEFAULT
+            del tensor.external_data[:]
+
+
 def _load_one(tensor, path: Path, base: Path) -> None:
     info = {e.key: e.value for e in tensor.external_data}
     loc = info.get("location", "")

@@ -171,9 +171,12 @@ def num(v) -> float | None:
     return f if math.isfinite(f) and abs(f) <= LIMIT else None
 
 
+MAX_COUNT = 2 ** 53  # the largest count a page takes from a report (float holds every integer up to it)
+
+
 def count(v) -> int | None:
-    """A non-negative integer (not a boolean), else None."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+    """A non-negative integer (not a boolean) of at most :data:`MAX_COUNT`, else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT else None
 
 
 def name(v, limit: int = 200) -> str:

@@ -26,7 +26,12 @@ def esc(v) -> str:
 def fmt(v) -> str:
     """A number as a short label: integers as they are (thousands separated), else three
     significant digits; ``-`` for a missing or non-finite value."""
-    if v is None or not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+    if v is None or not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "-"
+    try:
+        if not math.isfinite(v):
+            return "-"
+    except OverflowError:  # an integer beyond float's range
         return "-"
     if float(v).is_integer() and abs(v) < 1e15:
         return f"{int(v):,}"
@@ -53,8 +58,8 @@ def extent(values, pad: float = 0.0) -> tuple[float, float]:
     if not vs:
         return 0.0, 1.0
     lo, hi = min(vs), max(vs)
-    if lo == hi:
-        d = abs(lo) * 0.1 or 1.0
+    if not hi - lo > 1e-300 * max(1.0, abs(lo), abs(hi)):  # one value, or two too close to tell apart
+        d = abs(lo) * 0.1 if abs(lo) > 1e-290 else 1.0
         return lo - d, hi + d
     d = (hi - lo) * pad
     return lo - d, hi + d
@@ -62,6 +67,8 @@ def extent(values, pad: float = 0.0) -> tuple[float, float]:
 
 def nice_step(span: float, n: int) -> float:
     raw = span / max(n, 1)
+    if not (math.isfinite(raw) and raw > 1e-300):  # no span to divide (a tiny or degenerate one)
+        return 1.0
     mag = 10.0 ** math.floor(math.log10(raw))
     return next(m * mag for m in (1, 2, 2.5, 5, 10) if raw <= m * mag * (1 + 1e-9))
 

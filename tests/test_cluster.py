@@ -73,6 +73,12 @@ def test_verify_verilog_on_a_dask_cluster(tmp_path):
     assert v["samples"] == 12 and v["mismatches"] == 0
     assert v["accuracy"] == doc["backends"]["golden"]["accuracy"]
     assert v["cycles_per_inference"] > 0 and v["latency_cycles"] > 0
+    r = nnforge("verify", out, "--data", CNN / "test.npz", "--backends", "golden,verilog", "--limit", "12",
+                "--jobs", "1", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    here = json.loads(r.stdout)["backends"]["verilog"]
+    for k in ("samples", "mismatches", "accuracy", "first_mismatch", "latency_cycles", "cycles_per_inference"):
+        assert v.get(k) == here.get(k), k  # the same figures as one process on this machine
 
 
 @pytest.mark.slow

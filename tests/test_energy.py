@@ -243,3 +243,11 @@ def test_report_lines_take_any_section():
     assert energy_lines(None) == [] and energy_lines(["x"]) == []
     lines = energy_lines({"total_pj": "many", "sparse_pj": float("nan")})
     assert lines[0].startswith("Energy per inference: 0 nJ")
+
+
+def test_table_is_the_published_one():
+    """The 45 nm figures as published (Horowitz, ISSCC 2014; memory per 32 bits as Han et
+    al. 2015 tabulate them), in pJ."""
+    published = {"int_add_8": 0.03, "int_add_32": 0.1, "int_mul_8": 0.2, "int_mul_32": 3.1, "fp_add_16": 0.4,
+                 "fp_add_32": 0.9, "fp_mul_16": 1.1, "fp_mul_32": 3.7, "sram_read_32": 5.0, "dram_read_32": 640.0}
+    assert {k: TABLE_PJ[k] for k in published} == published

