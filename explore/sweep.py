@@ -13,11 +13,15 @@ where it stopped.
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Callable
 
 from ..cluster import require_dask, shared
 from ..sim.progress import Progress
 from .evaluate import empty_record, evaluate
+
+HEARTBEAT_S = 60  # a progress line at least this often while configurations run
+POLL_S = 0.1
 
 
 def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings: dict,
@@ -34,24 +38,38 @@ def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings
         futures[f] = (key, options, command)
     mine = {f.key for f in futures}
     done = failed = 0
+    t0 = last = time.monotonic()
+
+    def running() -> int:  # the scheduler hands a worker a little more than its threads run at once
+        assigned = sum(1 for keys in client.processing().values() for k in keys if k in mine)
+        return min(assigned, sum(client.nthreads().values()))
+
+    queue = distributed.as_completed(list(futures))
     try:
-        for f in distributed.as_completed(list(futures)):
-            key, options, command = futures[f]
-            try:
-                rec, cacheable = f.result(), True
-            except Exception as e:  # noqa: BLE001 - a task's failure is the configuration's record
-                # evaluate returns the failures a configuration causes: this one (a tool, a
-                # worker, the machine) may not happen again, so it is not cached
-                rec, cacheable = empty_record(key, options, command), False
-                rec["error"] = _task_error(e)
-            done += 1
-            failed += rec["status"] != "ok"
-            # the scheduler assigns a worker a little more than its threads can run at once
-            assigned = sum(1 for keys in client.processing().values() for k in keys if k in mine)
-            running = min(assigned, sum(client.nthreads().values()))
-            on_record(rec, cacheable)
-            progress(f"explore: {done}/{len(futures)} done, {running} running, {failed} failed: "
-                     f"{_summary(rec, options)}")
+        while not queue.is_empty():
+            finished = queue.next_batch(block=False)
+            if not finished:
+                if time.monotonic() - last >= HEARTBEAT_S:  # a long configuration (synthesis): still alive
+                    progress(f"explore: {done}/{len(futures)} done, {running()} running, {failed} failed "
+                             f"({time.monotonic() - t0:.0f} s)")
+                    last = time.monotonic()
+                time.sleep(POLL_S)
+                continue
+            last = time.monotonic()
+            for f in finished:
+                key, options, command = futures[f]
+                try:
+                    rec, cacheable = f.result(), True
+                except Exception as e:  # noqa: BLE001 - a task's failure is the configuration's record
+                    # evaluate returns the failures a configuration causes: this one (a tool, a
+                    # worker, the machine) may not happen again, so it is not cached
+                    rec, cacheable = empty_record(key, options, command), False
+                    rec["error"] = _task_error(e)
+                done += 1
+                failed += rec["status"] != "ok"
+                on_record(rec, cacheable)
+                progress(f"explore: {done}/{len(futures)} done, {running()} running, {failed} failed: "
+                         f"{_summary(rec, options)}")
     except BaseException:
         client.cancel(list(futures))
         raise

@@ -5,6 +5,7 @@ the sweep itself on Dask: a local cluster, and a scheduler with two workers star
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import signal
@@ -19,10 +20,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nnforge.explore import configurations
+from nnforge.explore import configurations, explore, sweep
 from nnforge.explore.evaluate import RECORD_KEYS, empty_record
 from nnforge.explore.results import (CACHE, ExploreFolderError, csv_text, mark_pareto, prepare, read_cached,
                                      write_cached)
+from nnforge.sim.progress import Progress
 from nnforge.explore.space import Config, code_fingerprint, config_key, fingerprint
 
 import browser
@@ -276,7 +278,7 @@ def test_explore_page_renders_in_chromium(tmp_path):
 
 
 @pytest.mark.slow
-def test_explore_synth_places_and_routes(tmp_path):
+def test_explore_synth_places_and_routes(tmp_path, monkeypatch):
     """--synth: the resources synthesis used, the Fmax place and route reached and the
     latency at it."""
     pytest.importorskip("distributed")
@@ -291,13 +293,12 @@ def test_explore_synth_places_and_routes(tmp_path):
                               [numpy_helper.from_array(a.astype(np.float32), k) for k, a in arrays.items()])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "tiny.onnx")
     x = rng.normal(size=(64, 8)).astype(np.float32)
-    np.savez(tmp_path / "cal.npz", x=x)
-    np.savez(tmp_path / "val.npz", x=x[:32], y=rng.integers(0, 3, size=32))
     out = tmp_path / "s"
-    r = nnforge("explore", tmp_path / "tiny.onnx", "--calibration", tmp_path / "cal.npz", "--validation",
-                tmp_path / "val.npz", "--bits", "8", "--fit", "ice40-up5k", "--synth", "--clock-mhz", "12",
-                "--workers", "1", "-o", out, "-q")
-    assert r.returncode == 0, r.stderr
+    monkeypatch.setattr(sweep, "HEARTBEAT_S", 2)  # place and route takes longer: the sweep says it is alive
+    log = io.StringIO()
+    explore(tmp_path / "tiny.onnx", x, (x[:32], rng.integers(0, 3, size=32)), out, bits=[8], fit=["ice40-up5k"],
+            synth=True, clock_mhz=12, workers=1, progress=Progress(stream=log))
+    assert re.search(r"explore: 0/1 done, 1 running, 0 failed \(\d+ s\)", log.getvalue()), log.getvalue()
     (rec,) = records(out)
     assert rec["resources_from"] == "synth" and rec["clock_from"] == "fmax"
     assert rec["fmax_mhz"] > 12 and rec["luts"] > 0 and rec["dsp"] >= 1
