@@ -49,7 +49,9 @@ def explore_page(records: list[dict], meta: dict) -> str:
     rows = [_row(r) for r in recs]
     attrs = [(i, "failed" if r.get("status") != "ok" else "pareto" if r.get("pareto") is True else "")
              for r, i in zip(recs, ids)]
-    errors = [f"error: {name(r.get('error'), 2000)}" if r.get("error") is not None else "" for r in recs]
+    details = [f"error: {name(r.get('error'), 2000)}" if r.get("error") is not None
+               else f"built by: {name(r.get('command'), 600)}" if isinstance(r.get("command"), str) else ""
+               for r in recs]
     model = name(meta.get("model"))
     pairs = [("model", model), ("configurations", fmt(count(meta.get("configurations")))),
              ("failed", fmt(count(meta.get("failed")))),
@@ -61,8 +63,9 @@ def explore_page(records: list[dict], meta: dict) -> str:
     body = "".join([section("Sweep", "sweep", summary_list(pairs)),
                     section("Pareto fronts", "fronts", *parts),
                     section("Configurations", "configurations",
-                            "<p>Every configuration of the sweep, a failed one with its error under it.</p>",
-                            table(list(COLUMNS), rows, NUMERIC, attrs, errors))])
+                            "<p>Every configuration of the sweep, with the compile command that builds it under "
+                            "it (a failed one with its error instead).</p>",
+                            table(list(COLUMNS), rows, NUMERIC, attrs, details))])
     charts = re.findall(r'<svg class="chart" data-chart="([^"]*)"', body)
     data = {"model": model, "charts": charts,
             "configurations": [{"id": i, "key": name(r.get("key"), 64), "status": name(r.get("status"), 20),

@@ -5,6 +5,7 @@ the sweep itself on Dask: a local cluster, and a scheduler with two workers star
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
@@ -218,6 +219,9 @@ def test_explore_local_scheduler_killed_worker_and_cache(tmp_path):
     assert rows == {x["key"] for x in recs}
     for chart in ("accuracy-latency", "accuracy-luts", "accuracy-dsp", "accuracy-energy"):
         assert sorted(points_of(page, chart)) == sorted(f"cfg-{k}" for k in rows)  # each point links to its row
+    for x in recs:  # and its row says how to build it
+        assert x["command"].startswith("nnforge compile MODEL --calibration CAL.npz -o OUT --weight-bits")
+        assert f"built by: {html.escape(x['command'])}" in page
 
     cluster = Cluster(tmp_path)
     try:
