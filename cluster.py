@@ -10,13 +10,16 @@ backend's tools; it builds the sources in its own private cache (:mod:`nnforge.s
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import shutil
 import signal
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -24,6 +27,10 @@ from .sim.progress import Progress
 from .sim.result import SimRun
 
 CONNECT_TIMEOUT_S = 30
+HEARTBEAT_S = 60  # a progress line at least this often while tasks run (synthesis takes minutes)
+POLL_S = 0.1
+# the local cluster's scheduler and workers serve no HTTP route (status pages, metrics)
+NO_HTTP = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
 WORKER_WAIT_S = 60
 MIN_SHARD = 2  # samples per shard at least (one sample gives no steady-state cycle figure)
 
@@ -32,11 +39,15 @@ class DaskUnavailable(ImportError):
     """Dask (``pip install "nnforge[explore]"``) is not installed."""
 
 
-def require_dask():
+def require_dask(local: bool = False):
+    """The ``distributed`` module; ``local``: also what a local cluster needs
+    (``cryptography``, for its TLS credentials). A missing one is :class:`DaskUnavailable`."""
     try:
         import distributed
     except ImportError:
         raise DaskUnavailable('this needs Dask: pip install "nnforge[explore]" (dask[distributed])') from None
+    if local and importlib.util.find_spec("cryptography") is None:  # the local cluster's TLS credentials
+        raise DaskUnavailable('a local Dask cluster needs cryptography: pip install "nnforge[explore]"')
     return distributed
 
 
@@ -45,10 +56,11 @@ def dask_client(scheduler: str | None, workers: int | None, progress: Progress):
     """A Dask client: connected to ``scheduler`` (``tcp://host:port``; it must have a
     worker within :data:`WORKER_WAIT_S`), or to a new local cluster of ``workers``
     single-threaded worker processes (default: one per core) on localhost, with TLS and
-    credentials made for it alone (no other user of the machine can send it work), whose
-    processes leave Ctrl-C to this one; closed afterwards. Dask's log is cut to its errors
-    meanwhile."""
-    distributed = require_dask()
+    credentials made for it alone (no other user of the machine can send it work) and its
+    HTTP servers serving nothing, whose processes leave Ctrl-C to this one (a Ctrl-C while
+    they start is not seen); closed afterwards. Dask's log is cut to its errors meanwhile."""
+    distributed = require_dask(local=not scheduler)
+    import dask
     from .sim.seeds import cores
 
     loggers = [logging.getLogger(n) for n in ("distributed", "distributed.nanny", "distributed.scheduler",
@@ -63,11 +75,14 @@ def dask_client(scheduler: str | None, workers: int | None, progress: Progress):
         else:
             n = workers or cores()
             progress(f"starting a local Dask cluster of {n} worker process(es)")
-            with _sigint_ignored():  # the worker processes inherit it: a Ctrl-C is this process's to handle
+            # the worker processes started now inherit SIGINT ignored (a Ctrl-C is this process's
+            # to handle); a plugin ignores it in any started later (a worker restarted after a crash)
+            with _sigint_ignored(), dask.config.set(NO_HTTP):
                 cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                    host="127.0.0.1", dashboard_address="127.0.0.1:0",
                                                    silence_logs=logging.ERROR, security=True)
             client = distributed.Client(cluster)
+            client.register_plugin(_sigint_plugin(distributed), name="nnforge-sigint")
         yield client
     finally:
         if client is not None:
@@ -76,6 +91,18 @@ def dask_client(scheduler: str | None, workers: int | None, progress: Progress):
             cluster.close()
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _sigint_plugin(distributed):
+    """A worker plugin that makes the worker process ignore SIGINT."""
+    class IgnoreSigint(distributed.WorkerPlugin):
+        def setup(self, worker) -> None:
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+            except ValueError:  # not the process's main thread: left as it is
+                pass
+
+    return IgnoreSigint()
 
 
 def _connect(distributed, scheduler: str, progress: Progress):
@@ -129,8 +156,38 @@ def shared(client, *values) -> list:
     elsewhere instead of failing every task that needs it. (Dask's advice to scatter a
     large argument instead is silenced: scattered data cannot be made again.)"""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*[Ll]arge object", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*(Sending large graph|[Ll]arge object)", category=UserWarning)
         return [client.submit(_same, v, pure=False) for v in values]
+
+
+def finished_batches(client, futures: list, idle: Callable[[float], None]) -> Iterator[list]:
+    """The ``futures`` in batches as they finish. Every :data:`HEARTBEAT_S` without one,
+    ``idle(seconds since the start)``; when the cluster has had no worker for
+    :data:`WORKER_WAIT_S` (every one left), an OSError (what finished was yielded)."""
+    distributed = require_dask()
+    queue = distributed.as_completed(list(futures))
+    t0 = last = checked = time.monotonic()
+    alone = None
+    while not queue.is_empty():
+        batch = queue.next_batch(block=False)
+        if batch:
+            last = time.monotonic()
+            yield batch
+            continue
+        now = time.monotonic()
+        if now - last >= HEARTBEAT_S:
+            idle(now - t0)
+            last = now
+        if now - checked >= 1.0:
+            checked = now
+            if client.nthreads():
+                alone = None
+            elif alone is None:
+                alone = now
+            elif now - alone >= WORKER_WAIT_S:
+                raise OSError(f"every Dask worker has left (none for {WORKER_WAIT_S} s): "
+                              f"{queue.count()} task(s) could not run")
+        time.sleep(POLL_S)
 
 
 def cluster_bounds(n: int, shards: int) -> list[tuple[int, int]]:
@@ -174,7 +231,6 @@ def run_on_cluster(backend: str, model, src: Path, x_int: np.ndarray, scheduler:
     thread of the cluster at ``scheduler``; the outputs put back in sample order.
     ``latency_cycles`` is that of the first shard (sample 0 first), ``cycles_per_inference``
     that of the largest shard. A shard that fails raises its error, naming its samples."""
-    distributed = require_dask()
     files = source_files(src)
     with dask_client(scheduler, None, progress) as client:
         threads = sum(client.nthreads().values())
@@ -185,15 +241,25 @@ def run_on_cluster(backend: str, model, src: Path, x_int: np.ndarray, scheduler:
                    for lo, hi in bounds]
         index = {f.key: i for i, f in enumerate(futures)}
         runs: list[SimRun | None] = [None] * len(bounds)
-        for f in distributed.as_completed(futures):
-            i = index[f.key]
-            lo, hi = bounds[i]
-            try:
-                runs[i] = f.result()
-            except Exception as e:  # noqa: BLE001 - one error naming the shard's samples
-                client.cancel(futures)
-                raise _shard_error(e, f"{backend}: the shard of samples {lo}..{hi - 1} failed on the cluster") from e
-            progress(f"{backend}: samples {lo}..{hi - 1} done on the cluster")
+
+        def idle(seconds: float) -> None:
+            left = sum(r is None for r in runs)
+            progress(f"{backend}: {len(bounds) - left}/{len(bounds)} shard(s) done ({seconds:.0f} s)")
+
+        try:
+            for batch in finished_batches(client, futures, idle):
+                for f in batch:
+                    i = index[f.key]
+                    lo, hi = bounds[i]
+                    try:
+                        runs[i] = f.result()
+                    except Exception as e:  # noqa: BLE001 - one error naming the shard's samples
+                        raise _shard_error(e, f"{backend}: the shard of samples {lo}..{hi - 1} failed on the "
+                                              f"cluster") from e
+                    progress(f"{backend}: samples {lo}..{hi - 1} done on the cluster")
+        except BaseException:
+            client.cancel(futures)
+            raise
     y = np.concatenate([np.asarray(r.y).reshape(hi - lo, -1) for r, (lo, hi) in zip(runs, bounds)])
     largest = max(runs, key=lambda r: len(r.y))
     return SimRun(y=y, cycles_per_inference=largest.cycles_per_inference, latency_cycles=runs[0].latency_cycles,

@@ -53,6 +53,9 @@ def explore(model, calibration, validation, outdir, *, bits=(8,), weight_bits=No
     if scheduler is not None and workers is not None:
         raise ValueError("give a scheduler or a number of local workers, not both")
     model_bytes, x_cal, (x_val, y_val) = _checked_inputs(model, calibration, validation)
+    from ..cluster import require_dask
+
+    require_dask(local=not scheduler)  # before the folder is made
     out = prepare(outdir)
     settings = {"clock_mhz": float(clock_mhz), "synth": bool(synth)}
     inputs = fingerprint(model_bytes, {"calibration": x_cal, "validation_x": x_val, "validation_y": y_val})
@@ -66,15 +69,17 @@ def explore(model, calibration, validation, outdir, *, bits=(8,), weight_bits=No
     todo = [(k, c.options(), c.command(clock_mhz)) for c, k in zip(configs, keys) if k not in records]
     progress(f"explore: {len(configs)} configurations, {len(records)} cached, {len(todo)} to run")
     meta = {"model": Path(model).name, "validation_samples": int(len(x_val)), "settings": settings}
-    written = [time.monotonic()]
+    due = [time.monotonic() + RESULTS_EVERY_S]
 
     def on_record(rec: dict, cacheable: bool) -> None:
         records[rec["key"]] = rec
         if cacheable:
             write_cached(out, rec)
-        if time.monotonic() - written[0] >= RESULTS_EVERY_S:  # an interrupted sweep keeps what it has
+        if time.monotonic() >= due[0]:  # an interrupted sweep keeps what it has
+            t = time.monotonic()
             write_results(out, _document(meta, configs, keys, records))
-            written[0] = time.monotonic()
+            # a large sweep's rewrite takes time: never more than a tenth of the sweep's
+            due[0] = time.monotonic() + max(RESULTS_EVERY_S, 10 * (time.monotonic() - t))
 
     try:
         if todo:
@@ -83,7 +88,7 @@ def explore(model, calibration, validation, outdir, *, bits=(8,), weight_bits=No
 
             payload = {"model": model_bytes, "calibration": x_cal, "validation": (x_val, y_val)}
             with dask_client(scheduler, workers, progress) as client:
-                run_tasks(client, todo, payload, settings, on_record, progress)
+                run_tasks(client, todo, payload, settings, code, on_record, progress)
     finally:  # interrupted too: the files show what was measured
         doc = _document(meta, configs, keys, records)
         write_results(out, doc)

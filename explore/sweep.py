@@ -13,22 +13,19 @@ where it stopped.
 from __future__ import annotations
 
 import secrets
-import time
 from typing import Callable
 
-from ..cluster import require_dask, shared
-from ..sim.progress import Progress
+from ..cluster import finished_batches, shared
+from ..sim.progress import Progress, warn
 from .evaluate import empty_record, evaluate
 
-HEARTBEAT_S = 60  # a progress line at least this often while configurations run
-POLL_S = 0.1
 
-
-def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings: dict,
+def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings: dict, code: str,
               on_record: Callable[[dict, bool], None], progress: Progress) -> None:
     """Every configuration of ``todo`` (key, options, command) on ``client``'s workers;
-    ``on_record(record, cacheable)`` as each finishes, in the order they finish."""
-    distributed = require_dask()
+    ``on_record(record, cacheable)`` as each finishes, in the order they finish. A record
+    is cacheable when the worker's code fingerprint is ``code`` (the one in the keys)."""
+    warned: list[bool] = []
     model_f, cal_f, val_f = shared(client, payload["model"], payload["calibration"], payload["validation"])
     run = secrets.token_hex(4)  # task keys unique to this sweep on a shared scheduler
     futures = {}
@@ -38,33 +35,29 @@ def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings
         futures[f] = (key, options, command)
     mine = {f.key for f in futures}
     done = failed = 0
-    t0 = last = time.monotonic()
 
     def running() -> int:  # the scheduler hands a worker a little more than its threads run at once
         assigned = sum(1 for keys in client.processing().values() for k in keys if k in mine)
         return min(assigned, sum(client.nthreads().values()))
 
-    queue = distributed.as_completed(list(futures))
+    def idle(seconds: float) -> None:  # a long configuration (synthesis): the sweep is alive
+        progress(f"explore: {done}/{len(futures)} done, {running()} running, {failed} failed ({seconds:.0f} s)")
+
     try:
-        while not queue.is_empty():
-            finished = queue.next_batch(block=False)
-            if not finished:
-                if time.monotonic() - last >= HEARTBEAT_S:  # a long configuration (synthesis): still alive
-                    progress(f"explore: {done}/{len(futures)} done, {running()} running, {failed} failed "
-                             f"({time.monotonic() - t0:.0f} s)")
-                    last = time.monotonic()
-                time.sleep(POLL_S)
-                continue
-            last = time.monotonic()
-            for f in finished:
+        for batch in finished_batches(client, list(futures), idle):
+            for f in batch:
                 key, options, command = futures[f]
                 try:
-                    rec, cacheable = f.result(), True
+                    rec, cacheable = _unpack(f.result(), code)
                 except Exception as e:  # noqa: BLE001 - a task's failure is the configuration's record
                     # evaluate returns the failures a configuration causes: this one (a tool, a
                     # worker, the machine) may not happen again, so it is not cached
                     rec, cacheable = empty_record(key, options, command), False
                     rec["error"] = _task_error(e)
+                if not cacheable and rec["status"] == "ok" and not warned:
+                    warned.append(True)
+                    warn(progress, "a Dask worker runs other nnforge code (or other synthesis tools) than this "
+                                   "process: its records are kept but not cached")
                 done += 1
                 failed += rec["status"] != "ok"
                 on_record(rec, cacheable)
@@ -73,6 +66,12 @@ def run_tasks(client, todo: list[tuple[str, dict, str]], payload: dict, settings
     except BaseException:
         client.cancel(list(futures))
         raise
+
+
+def _unpack(result: dict, code: str) -> tuple[dict, bool]:
+    """A task's record, and whether it may be cached: the worker measured it with the code
+    (and tools) the cache key names."""
+    return result["record"], result["code"] == code
 
 
 def _task_error(e: BaseException) -> str:

@@ -59,9 +59,11 @@ def self_contained_bytes(path: str | os.PathLike, max_elements: int | None = Non
     elsewhere needs to import the same model."""
     model = load_model_proto(path, max_elements)
     embed_external_data(model)
-    if model.ByteSize() >= 2 ** 31:
-        raise ImportError_(f"{path}: the model and its data take 2 GiB or more, more than one ONNX file can hold")
-    return model.SerializeToString()
+    try:
+        return model.SerializeToString()
+    except Exception as e:  # protobuf refuses a message of 2 GiB or more (EncodeError and friends)
+        raise ImportError_(f"{path}: the model cannot be sent as one ONNX file, which holds at most 2 GiB with its "
+                           f"data ({one_line(e)})") from None
 
 
 def default_opset(model) -> int:

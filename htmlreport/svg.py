@@ -348,6 +348,7 @@ class Point:
     tip: str
     key: str  # what the page highlights together (the same configuration in every chart)
     marked: bool = False  # drawn larger, in the highlight colour
+    group: str = ""  # points compared with each other (one 2-D front per group)
 
 
 def front_2d(points: list[Point]) -> list[tuple[float, float]]:
@@ -362,9 +363,12 @@ def front_2d(points: list[Point]) -> list[tuple[float, float]]:
 def scatter(name: str, title: str, points: list[Point], xlabel: str, ylabel: str, log_x: bool = False,
             width: float = 560) -> str:
     """The points (each an ``<a>`` to its ``href`` with a tooltip), the marked ones
-    highlighted, and their 2-D front (:func:`front_2d`) as a step line."""
-    items = [("Pareto front (all objectives)", PALETTE[1], "dot"), ("other configurations", PALETTE[0], "box"),
-             ("best in this plane", PALETTE[3], "line")]
+    highlighted, and the 2-D front (:func:`front_2d`) of each group of points as a step
+    line of its own colour."""
+    groups = sorted({p.group for p in points})
+    colours = {g: PALETTE[3 + i % (len(PALETTE) - 3)] for i, g in enumerate(groups)}
+    items = [("Pareto front (all objectives)", PALETTE[1], "dot"), ("other configurations", PALETTE[0], "box")]
+    items += [(f"best in this plane ({g})" if g else "best in this plane", colours[g], "line") for g in groups]
     leg, leg_h = legend(items, 60, 16, width - 76)
     f = Frame(width, leg_h + 300, 60, leg_h + 20, right=24)
     xs, ys = [p.x for p in points], [p.y for p in points]
@@ -375,13 +379,14 @@ def scatter(name: str, title: str, points: list[Point], xlabel: str, ylabel: str
         x = Scale.nice(*extent(xs, pad=0.05), f.x0, f.x1)
     y = Scale.nice(*extent(ys, pad=0.05), f.y1, f.y0, 4)
     out = [leg, x_axis(x, f, xlabel), y_axis(y, f, ylabel)]
-    front = front_2d(points)
-    if front:
-        d = [f"M{x(front[0][0]):.1f},{y(front[0][1]):.1f}"]
-        for px, py in front[1:]:
-            d.append(f"H{x(px):.1f}V{y(py):.1f}")
-        d.append(f"H{f.x1:.1f}")
-        out.append(f'<path class="front" d="{"".join(d)}" stroke="{PALETTE[3]}"/>')
+    for g in groups:
+        front = front_2d([p for p in points if p.group == g])
+        if front:
+            d = [f"M{x(front[0][0]):.1f},{y(front[0][1]):.1f}"]
+            for px, py in front[1:]:
+                d.append(f"H{x(px):.1f}V{y(py):.1f}")
+            d.append(f"H{f.x1:.1f}")
+            out.append(f'<path class="front" d="{"".join(d)}" stroke="{colours[g]}"/>')
     for p in sorted(points, key=lambda p: p.marked):  # the marked ones on top
         r, colour = (6, PALETTE[1]) if p.marked else (4, PALETTE[0])
         out.append(f'<a href="{esc(p.href)}" class="pt" data-key="{esc(p.key)}"><circle cx="{x(p.x):.1f}" '

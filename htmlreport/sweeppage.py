@@ -37,11 +37,15 @@ def explore_page(records: list[dict], meta: dict) -> str:
     ok = [(r, i) for r, i in zip(recs, ids) if r.get("status") == "ok"]
     cards = [_plane(ok, field, label, what, chart_name) for field, label, what, chart_name in PLANES
              if field != "energy_pj" or any(num(r.get(field)) is not None for r, _ in ok)]
+    families = sorted({family(r) for r, _ in ok})
+    by_family = (f" Resources are compared only within a family (units differ): {len(families)} families here "
+                 f"({esc(', '.join(families))}), each with its own front and its own step line."
+                 if len(families) > 1 else "")
     parts = [f"<p>Each point is one configuration that compiled and was measured ({len(ok)} of {len(recs)}); the "
              "larger orange ones are on the Pareto front of all the sweep's objectives "
-             f"({esc(name(meta.get('objectives'), 300))}). The red step line joins the configurations that no "
-             "other beats on the two figures of its chart alone (a higher accuracy for less). Hover a point for "
-             "its options and figures, click it for its row in the table.</p>",
+             f"({esc(name(meta.get('objectives'), 300))}). The step line joins the configurations that no "
+             "other beats on the two figures of its chart alone (a higher accuracy for less)." + by_family +
+             " Hover a point for its options and figures, click it for its row in the table.</p>",
              f'<div class="cards">{"".join(cards)}</div>']
     if not ok:
         parts = [notice("No configuration was measured (none compiled): there is nothing to plot; the table "
@@ -114,7 +118,9 @@ def _plane(ok: list[tuple[dict, str]], field: str, label: str, what: str, chart_
             continue
         tip = (f"{name(r.get('key'), 64)}: {_options_label(obj(r.get('options')))}; accuracy {100 * acc:.2f}%, "
                f"{what} {fmt(x)}" + (" (on the Pareto front)" if r.get("pareto") is True else ""))
-        points.append(Point(x, 100 * acc, f"#{rid}", tip, rid, r.get("pareto") is True))
+        group = family(r)
+        points.append(Point(x, 100 * acc, f"#{rid}", tip + (f" [{group}]" if group else ""), rid,
+                            r.get("pareto") is True, group))
     title = f"Accuracy against {what}"
     if not points:
         return figure(title, "", f"No measured configuration has both an accuracy and {what}: nothing to plot.")
@@ -127,6 +133,14 @@ def _plane(ok: list[tuple[dict, str]], field: str, label: str, what: str, chart_
     if missing:
         cap += f" {missing} measured configuration(s) lack {what} and are not drawn."
     return figure(title, svg, cap)
+
+
+def family(r: dict) -> str:
+    """What a record's resources are counted in (its estimate's architecture, estimated or
+    synthesized): the Pareto front compares records of one family only."""
+    arch = name(r.get("arch"), 20) if isinstance(r.get("arch"), str) else ""
+    how = name(r.get("resources_from"), 20) if isinstance(r.get("resources_from"), str) else ""
+    return f"{arch}, {how}" if arch and how else arch or how
 
 
 def _row(r: dict) -> list[str]:

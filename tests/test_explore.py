@@ -21,7 +21,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from nnforge.explore import configurations, explore, sweep
+from nnforge import cluster
+from nnforge.explore import configurations, explore
 from nnforge.explore.evaluate import RECORD_KEYS, empty_record
 from nnforge.explore.results import (CACHE, ExploreFolderError, csv_text, mark_pareto, prepare, read_cached,
                                      write_cached)
@@ -101,15 +102,11 @@ def test_code_fingerprint_covers_the_compiler(tmp_path, monkeypatch):
         (pkg / rel).write_text("1")
     monkeypatch.setattr(space, "PACKAGE", pkg)
     assert [p.relative_to(pkg).as_posix() for p in space._code_files()] == ["a.py", "hls_templates/c/x.j2"]
-    space.code_fingerprint.cache_clear()
     first = space.code_fingerprint(False)
     (pkg / "tests" / "t.py").write_text("2")
-    space.code_fingerprint.cache_clear()
     assert space.code_fingerprint(False) == first
     (pkg / "hls_templates" / "c" / "x.j2").write_text("2")
-    space.code_fingerprint.cache_clear()
     assert space.code_fingerprint(False) != first
-    space.code_fingerprint.cache_clear()
 
 
 # ---- the front, the folder, the cache ----------------------------------------------------
@@ -132,6 +129,29 @@ def test_pareto_front():
     other["arch"] = "amd"  # counted in other units: on its own family's front
     recs = mark_pareto([_rec("a", 0.9, 10, 100), missing, other])
     assert [r["pareto"] for r in recs] == [True, False, True]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pareto_front_against_every_pair(seed):
+    """The front equals the definition checked on every pair (ties and missing figures
+    included)."""
+    rng = np.random.default_rng(seed)
+    recs = []
+    for i in range(int(rng.integers(1, 120))):
+        r = _rec(str(i), float(rng.integers(0, 5)) / 4, float(rng.integers(0, 4)), int(rng.integers(1, 5)),
+                 dsp=int(rng.integers(0, 3)), bram=None if rng.random() < 0.1 else float(rng.integers(0, 3)))
+        r["arch"] = ("ecp5", "amd")[int(rng.integers(0, 2))]
+        r["status"] = "failed" if rng.random() < 0.1 else "ok"
+        recs.append(r)
+    mark_pareto(recs)
+
+    def costs(r):
+        return [-r["accuracy"], r["latency_us"], r["luts"], r["dsp"], np.inf if r["bram"] is None else r["bram"]]
+
+    for r in recs:
+        rivals = [costs(o) for o in recs if o["status"] == "ok" and o["arch"] == r["arch"]]
+        beaten = any(all(a <= b for a, b in zip(w, costs(r))) and w != costs(r) for w in rivals)
+        assert r["pareto"] == (r["status"] == "ok" and not beaten)
 
 
 def test_folder_refused_and_reused(tmp_path):
@@ -173,9 +193,11 @@ def test_cache_entries_checked(tmp_path):
 def test_csv_cells_are_not_formulas():
     r = _rec("k", 0.5, 1.0, 10, status="failed")
     r["error"] = "=HYPERLINK(\"http://x\")"
+    r["part"] = "\t=1+1"
     r["options"]["calibration_method"] = "-5"
     rows = list(csv.DictReader(csv_text([r]).splitlines()))
     assert rows[0]["error"].startswith("'=") and rows[0]["calibration_method"] == "-5"
+    assert rows[0]["part"] == "'\t=1+1"
 
 
 def test_compile_does_not_import_dask(tmp_path):
@@ -298,7 +320,7 @@ def test_explore_synth_places_and_routes(tmp_path, monkeypatch):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "tiny.onnx")
     x = rng.normal(size=(64, 8)).astype(np.float32)
     out = tmp_path / "s"
-    monkeypatch.setattr(sweep, "HEARTBEAT_S", 2)  # place and route takes longer: the sweep says it is alive
+    monkeypatch.setattr(cluster, "HEARTBEAT_S", 2)  # place and route takes longer: the sweep says it is alive
     log = io.StringIO()
     explore(tmp_path / "tiny.onnx", x, (x[:32], rng.integers(0, 3, size=32)), out, bits=[8], fit=["ice40-up5k"],
             synth=True, clock_mhz=12, workers=1, progress=Progress(stream=log))
