@@ -121,7 +121,7 @@ def cmd_report(args, progress: Progress) -> int:
         prec = profile = None
         if args.data:  # the precision and the histograms on these samples instead of report.json's
             x, _ = load_npz(args.data)
-            prec, profile = design.precision(x, limit=args.limit or 256), design.profile(x, limit=args.limit or 256)
+            prec, profile = design.precision_and_profile(x, limit=args.limit or 256)
         print(write_in_output(out, "report.html", report_page(info, profile, prec, args.data)))
         return 0
     if args.data:

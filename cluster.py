@@ -269,12 +269,8 @@ def run_on_cluster(backend: str, model, src: Path, x_int: np.ndarray, scheduler:
 def _shard_error(e: Exception, what: str) -> Exception:
     """``e`` with ``what`` before its message: of its own type when nnforge raised it (a
     tool's failure, a bad input), else a :class:`ToolError` (a worker lost, the cluster)."""
-    from .sim.tools import ToolError
+    from .sim.tools import ToolError, restated
 
-    msg = f"{what}: {e}" if isinstance(e, (ToolError, ValueError)) else f"{what}: {type(e).__name__}: {e}"
     if isinstance(e, (ToolError, ValueError)):
-        try:
-            return type(e)(msg)
-        except Exception:  # noqa: BLE001 - an exception that takes other arguments
-            pass
-    return ToolError(msg)
+        return restated(e, f"{what}: {e}")
+    return ToolError(f"{what}: {type(e).__name__}: {e}")

@@ -27,7 +27,7 @@ from .passes import QuantConfig, run_float_pipeline
 from .persist import file_list, read_report_precision
 from .pipeline import Compiled, Options, compile_model, source_name
 from .report import LayerTrace, layer_rows, precision, precision_text, report_info, report_text, summary_text
-from .report import tensor_profile, trace_text
+from .report import tensor_profile, trace_text, value_envs
 from .ir.text import name as pname
 from .sim.files import check_replaceable, output_folder, replace_dir, temp_dir, write_manifest
 from .sim.progress import QUIET, Progress, warn
@@ -151,6 +151,14 @@ class Design:
         (:func:`nnforge.report.tensor_profile`; what ``nnforge report --html`` draws)."""
         x = as_batch(x, self.input_shape)[:limit]
         return tensor_profile(self._passes_graph(), self.qgraph, x, self.quantize_input(x))
+
+    def precision_and_profile(self, x, limit: int = 256) -> tuple[dict, dict]:
+        """:meth:`precision` and :meth:`profile` on the same samples, from one run of the
+        float and golden models."""
+        x = as_batch(x, self.input_shape)[:limit]
+        f, x_int = self._passes_graph(), self.quantize_input(x)
+        envs = value_envs(f, self.qgraph, x, x_int)
+        return precision(f, self.qgraph, x, x_int, envs), tensor_profile(f, self.qgraph, x, x_int, envs=envs)
 
     # ---- writing --------------------------------------------------------------------
     def write(self, outdir, targets: Iterable[str] = TARGETS, parallelism: str = "balanced",

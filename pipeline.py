@@ -24,7 +24,7 @@ from .passes import QuantConfig, calibrate, run_float_pipeline
 from .passes.calibrate import CalibrationWarning, channel_means, check_input_spread, check_spread
 from .passes.prequant import is_prequantized, quantize_graph, quantize_prequantized
 from .passes.rounding import layer_inputs
-from .report import precision, tensor_profile
+from .report import precision, tensor_profile, value_envs
 from .sim.progress import Progress, warn
 
 CAL_REFIT = 512  # calibration samples pruning refits the weights on
@@ -229,8 +229,9 @@ def calibration_report(s: State) -> None:
     q = s.q
     x = as_batch(s.options.calibration, q.shape(q.inputs[0]))[:CAL_REPORT]
     x_int = quantize_float(x, q.qtype(q.inputs[0]))
-    s.calibration_precision = precision(s.f, q, x, x_int)
-    s.calibration_profile = tensor_profile(s.f, q, x, x_int)
+    envs = value_envs(s.f, q, x, x_int)  # both reports read the same run
+    s.calibration_precision = precision(s.f, q, x, x_int, envs)
+    s.calibration_profile = tensor_profile(s.f, q, x, x_int, envs=envs)
 
 
 FIXED_POINT: tuple[Step, ...] = (calibration_batch, prune_budget, compress, calibrate_ranges, layer_statistics,

@@ -75,14 +75,23 @@ def quant_references(f: Graph) -> dict[str, str]:
     return refs
 
 
-def precision(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray) -> dict:
-    """Per layer of ``q``: formats, accumulator width and the SQNR of its output (golden
-    integers scaled back against ``float_passes``, the float graph after the float passes,
-    in dB) on the float samples ``x`` (``x_int`` quantized); ``worst_layer`` is the layer
-    whose output SQNR falls furthest below its input's."""
+def value_envs(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray) -> tuple[dict, dict]:
+    """Every tensor of the float graph ``float_passes`` on the float samples ``x`` and of
+    the golden model ``q`` on ``x_int`` (``x`` quantized): what :func:`precision` and
+    :func:`tensor_profile` read, computed once for both."""
     with np.errstate(over="ignore", invalid="ignore"):  # float32 overflow shows as an SQNR of nan
         fenv = run_float(float_passes, x, keep=True)
-    qenv = run_int(q, x_int, keep=True)
+    return fenv, run_int(q, x_int, keep=True)
+
+
+def precision(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray,
+              envs: tuple[dict, dict] | None = None) -> dict:
+    """Per layer of ``q``: formats, accumulator width and the SQNR of its output (golden
+    integers scaled back against ``float_passes``, the float graph after the float passes,
+    in dB) on the float samples ``x`` (``x_int`` quantized; ``envs``: their
+    :func:`value_envs`, when already computed); ``worst_layer`` is the layer whose output
+    SQNR falls furthest below its input's."""
+    fenv, qenv = envs or value_envs(float_passes, q, x, x_int)
     refs = quant_references(float_passes)
 
     def sqnr(t: str) -> float | None:
@@ -128,15 +137,15 @@ def precision_text(p: dict) -> str:
 PROFILE_BINS = 40  # equal bins of each tensor's histogram in a profile
 
 
-def tensor_profile(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray, bins: int = PROFILE_BINS) -> dict:
+def tensor_profile(float_passes: Graph, q: Graph, x: np.ndarray, x_int: np.ndarray, bins: int = PROFILE_BINS,
+                   envs: tuple[dict, dict] | None = None) -> dict:
     """The values of the model input, of every node's output and of every layer's weights
     (the ``linear`` trait) as histograms, for the HTML report: the float model's values
-    (``float_passes`` on ``x``) and the golden model's scaled back (``q`` on ``x_int``),
-    counted in ``bins`` equal bins over the span of both, beside the interval the tensor's
-    format represents and how many float values fall beyond it (those it saturates)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        fenv = run_float(float_passes, x, keep=True)
-    qenv = run_int(q, x_int, keep=True)
+    (``float_passes`` on ``x``) and the golden model's scaled back (``q`` on ``x_int``;
+    ``envs``: their :func:`value_envs`, when already computed), counted in ``bins`` equal
+    bins over the span of both, beside the interval the tensor's format represents and how
+    many float values fall beyond it (those it saturates)."""
+    fenv, qenv = envs or value_envs(float_passes, q, x, x_int)
     refs = quant_references(float_passes)
     linear = ops_with(linear=True)
 

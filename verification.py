@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .cluster import MIN_SHARD, cluster_bounds
 from .data import check_labels
 from .ir import dequantize, run_float, run_int
 from .ir.floats import is_float
@@ -28,11 +29,10 @@ from .report import LayerTrace
 from .sim.files import OutputFolderError, modified_files, read_manifest
 from .sim.progress import QUIET, Progress, warn
 from .sim.result import SimRun
-from .sim.tools import ToolError
+from .sim.tools import restated
 from .targets import TARGETS
 
 GOLDEN = "golden"
-MIN_SHARD = 2  # samples per parallel shard at least (one sample gives no steady-state cycle figure)
 # a simulation is slow for every sample (the RTL's registers are evaluated every cycle): it is
 # spread over processes whatever the design; a compiled program only when its samples add up
 # to more multiply-accumulates than a core runs in about a second
@@ -126,8 +126,7 @@ def shard_bounds(n: int, jobs: int) -> list[tuple[int, int]]:
     k = min(jobs, (n - 1) // MIN_SHARD)
     if jobs <= 1 or k < 2:
         return [(0, n)]
-    edges = [1 + (n - 1) * i // k for i in range(k + 1)]
-    return [(0, 1)] + list(zip(edges, edges[1:]))
+    return [(0, 1)] + [(1 + lo, 1 + hi) for lo, hi in cluster_bounds(n - 1, k)]
 
 
 def run_sharded(b: str, model, staged: "Staged", x_int: np.ndarray, progress: Progress, jobs: int,
@@ -171,13 +170,8 @@ def run_sharded(b: str, model, staged: "Staged", x_int: np.ndarray, progress: Pr
     if failed:
         (lo, hi), err = failed[0]
         which = ", ".join(f"{a}..{z - 1}" for (a, z), _ in failed)
-        msg = (f"{b}: the run of samples {which} failed ({len(failed)} of {len(rest)} shards); "
-               f"samples {lo}..{hi - 1}: {err}")
-        try:
-            new = type(err)(msg)
-        except Exception:  # an exception that takes other arguments
-            new = ToolError(msg)
-        raise new from err
+        raise restated(err, f"{b}: the run of samples {which} failed ({len(failed)} of {len(rest)} shards); "
+                            f"samples {lo}..{hi - 1}: {err}") from err
     runs = [first] + [f.result() for f in futures]
     y = np.concatenate([np.asarray(r.y).reshape(hi - lo, -1) for r, (lo, hi) in zip(runs, bounds)])
     largest = max(runs[1:], key=lambda r: len(r.y))

@@ -103,9 +103,9 @@ def _checked_inputs(model, calibration, validation):
     """The model as one self-contained file's bytes (its external data read in), and the
     data checked against its input and output (one line for what does not fit)."""
     from ..data import as_batch, check_labels
-    from ..frontend import import_onnx, self_contained_bytes
+    from ..frontend import import_self_contained
 
-    g = import_onnx(model)
+    g, model_bytes = import_self_contained(model)
     shape_in, shape_out = g.shape(g.inputs[0]), g.shape(g.outputs[0])
     x_val, y_val = validation
     if y_val is None:
@@ -113,7 +113,7 @@ def _checked_inputs(model, calibration, validation):
     x_cal = as_batch(calibration, shape_in)
     x_val = as_batch(x_val, shape_in)
     y_val = check_labels(y_val, len(x_val), shape_out, "validation labels")
-    return self_contained_bytes(model), x_cal, (x_val, y_val)
+    return model_bytes, x_cal, (x_val, y_val)
 
 
 def _document(meta: dict, configs, keys, records: dict) -> dict:

@@ -12,6 +12,7 @@ outlives it.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -52,10 +53,17 @@ def evaluate(key: str, options: dict, command: str, model_bytes: bytes, x_cal: n
     """``{"record": ..., "code": ...}``: the configuration's record (:func:`measure`) and
     the fingerprint of the code (and tools) that measured it, which the sweep compares
     with the one its cache keys name."""
+    return {"record": measure(key, options, command, model_bytes, x_cal, validation, clock_mhz, synth),
+            "code": _process_code(synth)}
+
+
+@functools.lru_cache(maxsize=2)
+def _process_code(synth: bool) -> str:
+    """The code fingerprint of this (worker) process, hashed once: the code a process runs
+    is what it imported, not what its files later become."""
     from .space import code_fingerprint
 
-    return {"record": measure(key, options, command, model_bytes, x_cal, validation, clock_mhz, synth),
-            "code": code_fingerprint(synth)}
+    return code_fingerprint(synth)
 
 
 def measure(key: str, options: dict, command: str, model_bytes: bytes, x_cal: np.ndarray,

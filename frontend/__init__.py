@@ -1,6 +1,6 @@
 """Frontends: model files in, :class:`nnforge.ir.Graph` out."""
 
-from .load import self_contained_bytes
-from .onnx_import import SUPPORTED_OPS, ImportError_ as ModelImportError, UnsupportedOpError, import_onnx
+from .onnx_import import (SUPPORTED_OPS, ImportError_ as ModelImportError, UnsupportedOpError, import_onnx,
+                          import_self_contained)
 
-__all__ = ["SUPPORTED_OPS", "ModelImportError", "UnsupportedOpError", "import_onnx", "self_contained_bytes"]
+__all__ = ["SUPPORTED_OPS", "ModelImportError", "UnsupportedOpError", "import_onnx", "import_self_contained"]

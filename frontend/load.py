@@ -53,11 +53,11 @@ def load_model_proto(path: str | os.PathLike, max_elements: int | None = None):
     return model
 
 
-def self_contained_bytes(path: str | os.PathLike, max_elements: int | None = None) -> bytes:
-    """The ONNX file ``path`` as :func:`load_model_proto` reads it (checked, its external
+def self_contained_bytes(model, path: str | os.PathLike) -> bytes:
+    """``model``, loaded from ``path`` by :func:`load_model_proto` (checked, its external
     tensor data read in), serialized as one file that holds all its data: what a process
-    elsewhere needs to import the same model."""
-    model = load_model_proto(path, max_elements)
+    elsewhere needs to import the same model. The tensors that had external data are
+    marked as holding it themselves."""
     embed_external_data(model)
     try:
         return model.SerializeToString()

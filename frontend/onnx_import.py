@@ -23,7 +23,7 @@ from . import exact, limits, ops_act, ops_arith, ops_math, ops_nn, ops_reduce, o
 from . import quant_dynamic, quant_qdq, quant_qonnx, quant_qoperator
 from .errors import ImportError_, ModelImportError, UnsupportedOpError, node_label, one_line, q as qn
 from .fold import FoldBudget, fold_node
-from .load import MIN_OPSET, default_opset, load_model_proto, onnx_module, prepare_model
+from .load import MIN_OPSET, default_opset, load_model_proto, onnx_module, prepare_model, self_contained_bytes
 from .translate import DEFAULT_DOMAINS, DOMAIN_TRANSLATORS, TRANSLATORS, translator_for
 
 __all__ = ["MIN_OPSET", "SUPPORTED_OPS", "ImportError_", "Importer", "ModelImportError", "UnsupportedOpError",
@@ -51,6 +51,14 @@ def import_onnx(model_or_path, max_elements: int | None = None, float_interprete
     else:
         model = load_model_proto(model_or_path, max_elements)
     return Importer(model, max_elements, float_interpreter).run()
+
+
+def import_self_contained(path, max_elements: int | None = None) -> tuple[Graph, bytes]:
+    """The ONNX file ``path`` imported (:func:`import_onnx`), and its bytes as one file that
+    holds all its data (:func:`.load.self_contained_bytes`), from one load of the file."""
+    model = load_model_proto(path, limits.check_max_elements(max_elements))
+    data = self_contained_bytes(model, path)
+    return import_onnx(model, max_elements), data
 
 
 class Importer:

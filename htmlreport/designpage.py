@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 import re
 
-from .page import count, figure, name, notice, num, obj, objs, page, section, summary_list, table
-from .svg import Hist, bar_chart, esc, fmt, histogram, stacked_bar_chart, timeline
+from .page import count, figure, name, notice, obj, objs, page, section, summary_list, table
+from .svg import Hist, bar_chart, esc, fmt, histogram, num, stacked_bar_chart, timeline
 
 MAX_BINS = 1000  # bins of a profile histogram drawn at most
 MAX_TENSORS = 400  # profile entries drawn at most

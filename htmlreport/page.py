@@ -15,7 +15,7 @@ import json
 import math
 
 from ..ir.text import printable
-from .svg import LIMIT, esc, fmt
+from .svg import esc, fmt, num
 
 ERRORS_SCRIPT = ("window.onerror=function(){var b=document.body;"
                  "b.dataset.errors=String((+b.dataset.errors||0)+1);};")
@@ -157,18 +157,6 @@ def obj(v) -> dict:
 def objs(v, limit: int = 10000) -> list[dict]:
     """The objects of the list ``v`` (at most ``limit``); anything else gives none."""
     return [x for x in v[:limit] if isinstance(x, dict)] if isinstance(v, list) else []
-
-
-def num(v) -> float | None:
-    """A number (not a boolean) of magnitude at most 1e300 (so that any span of two is
-    finite), else None."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    try:
-        f = float(v)
-    except OverflowError:  # an integer beyond float's range
-        return None
-    return f if math.isfinite(f) and abs(f) <= LIMIT else None
 
 
 MAX_COUNT = 2 ** 53  # the largest count a page takes from a report (float holds every integer up to it)

