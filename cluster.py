@@ -76,11 +76,13 @@ def dask_client(scheduler: str | None, workers: int | None, progress: Progress):
             n = workers or cores()
             progress(f"starting a local Dask cluster of {n} worker process(es)")
             # the worker processes started now inherit SIGINT ignored (a Ctrl-C is this process's
-            # to handle); a plugin ignores it in any started later (a worker restarted after a crash)
+            # to handle); a plugin ignores it in any started later (a worker restarted after a crash).
+            # Their log is silent: a task's failure comes back with its result, and what they log
+            # on the way down (a heartbeat to a scheduler already closed) means nothing to a user.
             with _sigint_ignored(), dask.config.set(NO_HTTP):
                 cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                    host="127.0.0.1", dashboard_address="127.0.0.1:0",
-                                                   silence_logs=logging.ERROR, security=True)
+                                                   silence_logs=logging.CRITICAL, security=True)
             client = distributed.Client(cluster)
             client.register_plugin(_sigint_plugin(distributed), name="nnforge-sigint")
         yield client
